@@ -1,0 +1,208 @@
+//! A Skat server node: WebSocket connections on one side, a [`Broker`] on the other.
+//!
+//! The binary (`src/main.rs`) only parses configuration and calls [`run`]; everything else lives
+//! here so tests can start a node on port 0 in-process.
+//!
+//! - [`app`] builds the axum router: `GET /ws` (WebSocket upgrade), `GET /healthz`, and the static
+//!   web app at `/` when a directory is configured.
+//! - `rooms` keeps this node's room registry: one broker subscription per room with local members,
+//!   and the fan-out of each room event (encoded once) to those members' bounded queues.
+//! - `conn` runs one connection: the protocol state machine, its outbound queue, slow-consumer
+//!   eviction and the close on shutdown.
+
+mod conn;
+mod rooms;
+
+use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::serve::ListenerExt as _;
+use skat_broker::Broker;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::rooms::Rooms;
+
+/// Settings of one node, independent of how they were obtained (CLI, env, tests).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// This node's id, reported to clients in `welcome`.
+    pub node_id: String,
+    /// Frames buffered per connection before it counts as a slow consumer and is disconnected.
+    pub outbound_queue: usize,
+    /// Largest WebSocket message a client may send, in bytes.
+    pub max_message_bytes: usize,
+    /// Most messages a `join` with `since` recovers; beyond it the client gets the latest page.
+    pub recovery_limit: usize,
+    /// How long shutdown waits for connections to close before giving up on them.
+    pub shutdown_timeout: Duration,
+    /// Directory served at `/` (the built web app), if any.
+    pub static_dir: Option<PathBuf>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            node_id: random_node_id(),
+            outbound_queue: 1024,
+            max_message_bytes: 64 * 1024,
+            recovery_limit: 1000,
+            shutdown_timeout: Duration::from_secs(10),
+            static_dir: None,
+        }
+    }
+}
+
+/// An 8-hex-digit id, different for every call and process.
+pub fn random_node_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = (
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now(),
+    );
+    format!("{:08x}", RandomState::new().hash_one(seed) as u32)
+}
+
+/// Shared state of a node, cheap to clone.
+pub struct AppState<B: Broker> {
+    inner: Arc<Shared<B>>,
+}
+
+impl<B: Broker> Clone for AppState<B> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+struct Shared<B: Broker> {
+    broker: Arc<B>,
+    config: ServerConfig,
+    rooms: Rooms<B>,
+    /// Cancelled when the node shuts down; every connection watches it.
+    shutdown: CancellationToken,
+    /// Tracks connection tasks so shutdown can wait for them.
+    connections: TaskTracker,
+    next_conn_id: AtomicU64,
+}
+
+impl<B: Broker> AppState<B> {
+    /// State for a node using `broker`.
+    pub fn new(broker: Arc<B>, config: ServerConfig) -> Self {
+        let rooms = Rooms::new(Arc::clone(&broker));
+        Self {
+            inner: Arc::new(Shared {
+                broker,
+                config,
+                rooms,
+                shutdown: CancellationToken::new(),
+                connections: TaskTracker::new(),
+                next_conn_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// Closes every connection with "going away" and waits (up to the configured timeout) for
+    /// them to finish. New upgrades are refused from now on.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.connections.close();
+        let open = self.inner.connections.len();
+        if open > 0 {
+            tracing::info!(open, "closing connections");
+        }
+        if tokio::time::timeout(
+            self.inner.config.shutdown_timeout,
+            self.inner.connections.wait(),
+        )
+        .await
+        .is_err()
+        {
+            tracing::warn!(
+                left = self.inner.connections.len(),
+                "shutdown deadline passed with connections still open"
+            );
+        }
+    }
+}
+
+/// The HTTP router of a node.
+pub fn app<B: Broker>(state: AppState<B>) -> Router {
+    let router = Router::new()
+        .route("/ws", get(ws_upgrade::<B>))
+        .route("/healthz", get(healthz));
+    let router = match &state.inner.config.static_dir {
+        Some(dir) => router.fallback_service(tower_http::services::ServeDir::new(dir)),
+        None => router,
+    };
+    router.with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn ws_upgrade<B: Broker>(
+    State(state): State<AppState<B>>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if state.inner.shutdown.is_cancelled() {
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    let max = state.inner.config.max_message_bytes;
+    upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| {
+            let tracker = state.inner.connections.clone();
+            tracker.track_future(conn::serve(socket, state))
+        })
+}
+
+/// Serves `listener` until `shutdown` resolves, then stops accepting, closes every WebSocket with
+/// "going away" and returns once they are closed or the shutdown timeout has passed.
+pub async fn run<B: Broker>(
+    listener: TcpListener,
+    broker: Arc<B>,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    let state = AppState::new(broker, config);
+    let token = state.inner.shutdown.clone();
+    let router = app(state.clone());
+    tracing::info!(%addr, node = %state.config().node_id, "listening");
+    // Chat frames are small and latency-bound: Nagle's algorithm would hold a frame back until
+    // the previous one is acknowledged, and delayed ACKs make that up to 40 ms.
+    let listener = listener.tap_io(|stream| {
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+        }
+    });
+    let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown.await;
+        // Upgraded WebSockets are no longer HTTP connections axum waits for: close them too.
+        token.cancel();
+    });
+    serve.await?;
+    state.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}

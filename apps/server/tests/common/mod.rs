@@ -1,0 +1,163 @@
+//! Helpers shared by the server's integration tests: in-process nodes on port 0 and clients that
+//! await frames with a deadline instead of sleeping.
+
+#![allow(dead_code, unreachable_pub, clippy::result_large_err, clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use skat_broker::{MemoryBroker, MemoryBrokerConfig};
+use skat_client::{Client, ClientError};
+use skat_protocol::{ErrorCode, Message, ServerFrame};
+use skat_server::ServerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long any single expected event may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A server node running in this process.
+pub struct Node {
+    pub addr: std::net::SocketAddr,
+    pub url: String,
+    pub node_id: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<std::io::Result<()>>,
+}
+
+impl Node {
+    /// Starts a node with its own embedded broker and default settings.
+    pub async fn start() -> Node {
+        Self::start_with(Arc::new(MemoryBroker::default()), ServerConfig::default()).await
+    }
+
+    /// Starts a node whose broker keeps `history_len` messages per room.
+    pub async fn with_history(history_len: usize) -> Node {
+        let broker = MemoryBroker::new(MemoryBrokerConfig {
+            history_len,
+            ..Default::default()
+        });
+        Self::start_with(Arc::new(broker), ServerConfig::default()).await
+    }
+
+    /// Starts a node on `broker` (which other nodes may share) with `config`.
+    pub async fn start_with(broker: Arc<MemoryBroker>, config: ServerConfig) -> Node {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let node_id = config.node_id.clone();
+        let handle = tokio::spawn(skat_server::run(listener, broker, config, async move {
+            let _ = rx.await;
+        }));
+        Node {
+            addr,
+            url: format!("ws://{addr}/ws"),
+            node_id,
+            shutdown: Some(tx),
+            handle,
+        }
+    }
+
+    /// A client connected and welcomed as `name`.
+    pub async fn client(&self, name: &str) -> Client {
+        tokio::time::timeout(DEADLINE, Client::connect(&self.url, name))
+            .await
+            .expect("connect timed out")
+            .unwrap()
+    }
+
+    /// A client connected without `hello`.
+    pub async fn raw_client(&self) -> Client {
+        Client::connect_raw(&self.url).await.unwrap()
+    }
+
+    /// Triggers shutdown and waits for `run` to return.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(DEADLINE * 2, &mut self.handle)
+            .await
+            .expect("shutdown timed out")
+            .unwrap()
+    }
+}
+
+/// The next frame, failing the test after [`DEADLINE`].
+pub async fn next(client: &mut Client) -> ServerFrame {
+    match tokio::time::timeout(DEADLINE, client.next_event()).await {
+        Ok(Ok(frame)) => frame,
+        Ok(Err(err)) => panic!("connection failed while waiting for a frame: {err}"),
+        Err(_) => panic!("no frame within {DEADLINE:?}"),
+    }
+}
+
+/// The next frame that `pick` accepts, skipping presence and typing frames only.
+pub async fn next_where<T>(
+    client: &mut Client,
+    what: &str,
+    pick: impl Fn(ServerFrame) -> Result<T, ServerFrame>,
+) -> T {
+    loop {
+        match pick(next(client).await) {
+            Ok(value) => return value,
+            Err(ServerFrame::Presence { .. } | ServerFrame::Typing { .. }) => continue,
+            Err(other) => panic!("expected {what}, got {other:?}"),
+        }
+    }
+}
+
+/// Waits for `joined`; returns (members, messages, recovered).
+pub async fn joined(client: &mut Client, room: &str) -> (Vec<String>, Vec<Message>, bool) {
+    let (r, members, messages, recovered) = next_where(client, "joined", |f| match f {
+        ServerFrame::Joined {
+            room,
+            members,
+            messages,
+            recovered,
+        } => Ok((room, members, messages, recovered)),
+        other => Err(other),
+    })
+    .await;
+    assert_eq!(r, room);
+    (members, messages, recovered)
+}
+
+/// Joins `room` and waits for `joined`.
+pub async fn join(client: &mut Client, room: &str) -> (Vec<String>, Vec<Message>, bool) {
+    client.join(room).await.unwrap();
+    joined(client, room).await
+}
+
+/// Waits for the next chat message, skipping presence and typing.
+pub async fn message(client: &mut Client) -> Message {
+    next_where(client, "message", |f| match f {
+        ServerFrame::Message(m) => Ok(m),
+        other => Err(other),
+    })
+    .await
+}
+
+/// Waits for an error frame; returns (code, nonce).
+pub async fn error(client: &mut Client) -> (ErrorCode, Option<String>) {
+    next_where(client, "error", |f| match f {
+        ServerFrame::Error { code, nonce, .. } => Ok((code, nonce)),
+        other => Err(other),
+    })
+    .await
+}
+
+/// Reads until the server closes the connection; returns the close code, if a close frame came.
+pub async fn closed(client: &mut Client) -> Option<u16> {
+    loop {
+        match tokio::time::timeout(DEADLINE, client.next_event())
+            .await
+            .expect("connection not closed in time")
+        {
+            Ok(_) => continue,
+            Err(ClientError::Closed { code, .. }) => return code,
+            Err(_) => return None,
+        }
+    }
+}

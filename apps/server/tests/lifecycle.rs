@@ -1,0 +1,193 @@
+//! Connection lifecycle: slow consumers, graceful shutdown, HTTP endpoints.
+
+#![allow(clippy::unwrap_used, clippy::result_large_err)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{DEADLINE, Node, closed, join, message};
+use futures_util::{SinkExt, StreamExt};
+use skat_broker::MemoryBroker;
+use skat_client::Client;
+use skat_protocol::{ClientFrame, encode_client};
+use skat_server::ServerConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+#[tokio::test]
+async fn slow_consumer_is_disconnected_without_affecting_others() {
+    let config = ServerConfig {
+        outbound_queue: 64,
+        ..Default::default()
+    };
+    let node = Node::start_with(Arc::new(MemoryBroker::default()), config).await;
+
+    // The slow client joins, then never reads again. A small receive buffer makes its side of
+    // the TCP connection fill up sooner.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(node.addr).await.unwrap();
+    let (mut slow, _) = tokio_tungstenite::client_async(node.url.as_str(), stream)
+        .await
+        .unwrap();
+    let hello = ClientFrame::Hello {
+        name: "slow".into(),
+        token: None,
+    };
+    let join_frame = ClientFrame::Join {
+        room: "flood".into(),
+        since: None,
+    };
+    slow.send(WsMessage::text(encode_client(&hello)))
+        .await
+        .unwrap();
+    slow.send(WsMessage::text(encode_client(&join_frame)))
+        .await
+        .unwrap();
+    let mut reader = node.client("reader").await;
+    join(&mut reader, "flood").await;
+    // The reader's join is answered after the slow client's, so the slow client is a member.
+
+    // The flooder sends ~12 MiB, more than the kernel buffers between the node and the slow
+    // client hold (the node's send buffer grows to 4 MiB), in windows of 16 so that clients that
+    // do read are never far behind.
+    const TOTAL: usize = 3000;
+    const WINDOW: usize = 16;
+    let body = "x".repeat(4000);
+    let mut flooder = node.client("flooder").await;
+    join(&mut flooder, "flood").await;
+    let reader_task = tokio::spawn(async move {
+        let mut ids = Vec::with_capacity(TOTAL);
+        while ids.len() < TOTAL {
+            ids.push(message(&mut reader).await.id);
+        }
+        ids
+    });
+    let mut echoed = Vec::with_capacity(TOTAL);
+    for start in (0..TOTAL).step_by(WINDOW) {
+        for i in start..start + WINDOW {
+            flooder
+                .send_message("flood", &body, Some(&i.to_string()))
+                .await
+                .unwrap();
+        }
+        for _ in 0..WINDOW {
+            echoed.push(message(&mut flooder).await.id);
+        }
+    }
+    let read = tokio::time::timeout(DEADLINE, reader_task)
+        .await
+        .unwrap()
+        .unwrap();
+    let first_diff = read.iter().zip(&echoed).position(|(r, e)| r != e);
+    assert_eq!(
+        (read.len(), first_diff),
+        (TOTAL, None),
+        "the reader got every message, in order, once"
+    );
+
+    // The slow client was cut off: it finds fewer messages than were sent, then the end.
+    let mut received = 0;
+    let ending = loop {
+        match tokio::time::timeout(DEADLINE, slow.next())
+            .await
+            .expect("slow client never cut off")
+        {
+            Some(Ok(WsMessage::Text(text))) if text.contains("\"type\":\"message\"") => {
+                received += 1;
+            }
+            Some(Ok(WsMessage::Close(frame))) => {
+                break frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break None,
+        }
+    };
+    eprintln!("slow client received {received} of {TOTAL} messages before being cut off");
+    assert!(
+        received < TOTAL,
+        "slow client received all {received} messages: it was never disconnected"
+    );
+    if let Some((code, reason)) = ending {
+        assert_eq!(
+            (code, reason.as_str()),
+            (1008, "slow consumer: outbound queue full")
+        );
+    }
+
+    // The node still serves everyone else.
+    flooder.send_message("flood", "after", None).await.unwrap();
+    assert_eq!(message(&mut flooder).await.body, "after");
+}
+
+#[tokio::test]
+async fn shutdown_closes_clients_with_going_away() {
+    let node = Node::start().await;
+    let url = node.url.clone();
+    let mut alice = node.client("alice").await;
+    let mut bob = node.client("bob").await;
+    join(&mut alice, "general").await;
+    join(&mut bob, "general").await;
+
+    let stopping = tokio::spawn(node.stop());
+    for client in [&mut alice, &mut bob] {
+        match tokio::time::timeout(DEADLINE, client.next_event())
+            .await
+            .unwrap()
+        {
+            Err(skat_client::ClientError::Closed { code, reason }) => {
+                assert_eq!((code, reason.as_str()), (Some(1001), "going away"));
+            }
+            // Presence events may precede the close.
+            Ok(_) => assert_eq!(closed(client).await, Some(1001)),
+            Err(other) => panic!("expected a close frame, got {other}"),
+        }
+    }
+    stopping.await.unwrap().unwrap();
+    assert!(
+        Client::connect(&url, "late").await.is_err(),
+        "no longer accepting"
+    );
+}
+
+/// A minimal HTTP/1.1 GET returning (status line, body).
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+#[tokio::test]
+async fn healthz_and_static_files() {
+    let dir = std::env::temp_dir().join(format!("skat-static-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "<h1>skat</h1>").unwrap();
+    let config = ServerConfig {
+        static_dir: Some(dir.clone()),
+        ..Default::default()
+    };
+    let node = Node::start_with(Arc::new(MemoryBroker::default()), config).await;
+
+    let (status, body) = http_get(node.addr, "/healthz").await;
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body, "ok");
+    let (status, body) = http_get(node.addr, "/").await;
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body, "<h1>skat</h1>");
+    let (status, _) = http_get(node.addr, "/missing.js").await;
+    assert!(status.contains("404"), "{status}");
+    let (status, _) = http_get(node.addr, "/ws").await;
+    assert!(
+        status.starts_with("HTTP/1.1 4"),
+        "a plain GET on /ws is refused: {status}"
+    );
+
+    node.stop().await.unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}

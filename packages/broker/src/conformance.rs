@@ -1,0 +1,207 @@
+//! The behavioural test suite every [`Broker`] backend must pass.
+//!
+//! Backends run [`run_all`] from their own tests (the memory backend in this crate, the Redis one
+//! against a real `redis-server`), so that they cannot drift apart. Enabled by the `conformance`
+//! feature; every check panics with a description on failure.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::{Broker, Message, MessageId, NewMessage, RoomEvent, Subscription};
+
+/// Runs every check; `make` builds a broker whose per-room history holds `history_len` messages.
+pub async fn run_all<B, F, Fut>(make: F, history_len: usize)
+where
+    B: Broker,
+    F: Fn() -> Fut,
+    Fut: Future<Output = B>,
+{
+    ids_increase_and_reach_every_subscriber(&make().await).await;
+    history_pages_backwards(&make().await).await;
+    history_is_bounded(&make().await, history_len).await;
+    recovery(&make().await, history_len).await;
+    presence_counts_nodes(&make().await).await;
+    typing_reaches_subscribers(&make().await).await;
+}
+
+/// Publishes `n` messages `m0..` to `room` and returns them as accepted.
+pub async fn publish_n<B: Broker>(broker: &B, room: &str, n: usize) -> Vec<Message> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let new = NewMessage {
+            room: room.into(),
+            from: "alice".into(),
+            body: format!("m{i}"),
+            nonce: Some(format!("n{i}")),
+        };
+        out.push(broker.publish(new).await.unwrap());
+    }
+    out
+}
+
+/// The next event, failing the test if none comes within 5 s.
+pub async fn next_event<S: Subscription>(sub: &mut S) -> RoomEvent {
+    tokio::time::timeout(Duration::from_secs(5), sub.recv())
+        .await
+        .expect("no room event within 5 s")
+        .expect("subscription ended")
+}
+
+fn id(message: &Message) -> MessageId {
+    message.id.parse().unwrap()
+}
+
+pub async fn ids_increase_and_reach_every_subscriber<B: Broker>(broker: &B) {
+    let mut a = broker.subscribe("c-order").await.unwrap();
+    let mut b = broker.subscribe("c-order").await.unwrap();
+    let sent = publish_n(broker, "c-order", 15).await;
+    assert!(
+        sent.windows(2).all(|w| id(&w[0]) < id(&w[1])),
+        "ids must strictly increase"
+    );
+    assert_eq!(sent[3].body, "m3");
+    assert_eq!(sent[3].nonce.as_deref(), Some("n3"));
+    assert_eq!(sent[3].room, "c-order");
+    for expected in &sent {
+        assert_eq!(
+            next_event(&mut a).await,
+            RoomEvent::Message(expected.clone())
+        );
+        assert_eq!(
+            next_event(&mut b).await,
+            RoomEvent::Message(expected.clone())
+        );
+    }
+}
+
+pub async fn history_pages_backwards<B: Broker>(broker: &B) {
+    let empty = broker.history("c-empty", None, 10).await.unwrap();
+    assert!(empty.messages.is_empty() && !empty.has_more);
+
+    let sent = publish_n(broker, "c-history", 12).await;
+    let latest = broker.history("c-history", None, 5).await.unwrap();
+    assert_eq!(latest.messages, sent[7..12]);
+    assert!(latest.has_more);
+    let older = broker
+        .history("c-history", Some(id(&latest.messages[0])), 5)
+        .await
+        .unwrap();
+    assert_eq!(older.messages, sent[2..7]);
+    assert!(older.has_more);
+    let oldest = broker
+        .history("c-history", Some(id(&older.messages[0])), 5)
+        .await
+        .unwrap();
+    assert_eq!(oldest.messages, sent[0..2]);
+    assert!(!oldest.has_more);
+}
+
+pub async fn history_is_bounded<B: Broker>(broker: &B, history_len: usize) {
+    let sent = publish_n(broker, "c-bounded", history_len + 5).await;
+    let page = broker
+        .history("c-bounded", None, history_len + 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.messages,
+        sent[5..],
+        "history keeps exactly the latest {history_len}"
+    );
+    assert!(!page.has_more);
+}
+
+pub async fn recovery<B: Broker>(broker: &B, history_len: usize) {
+    let sent = publish_n(broker, "c-recover", 10).await;
+    let missed = broker
+        .recover("c-recover", id(&sent[6]), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        missed.as_deref(),
+        Some(&sent[7..]),
+        "exactly the messages after since"
+    );
+    let none = broker
+        .recover("c-recover", id(&sent[9]), 100)
+        .await
+        .unwrap();
+    assert_eq!(none, Some(vec![]), "nothing missed");
+    let over = broker.recover("c-recover", id(&sent[0]), 3).await.unwrap();
+    assert_eq!(over, None, "more missed than the limit");
+
+    let sent = publish_n(broker, "c-trimmed", history_len + 3).await;
+    assert_eq!(
+        broker
+            .recover("c-trimmed", id(&sent[0]), 10_000)
+            .await
+            .unwrap(),
+        None,
+        "gap past retention"
+    );
+    let kept = broker
+        .recover("c-trimmed", id(&sent[2]), 10_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.as_deref(),
+        Some(&sent[3..]),
+        "oldest retained boundary"
+    );
+}
+
+pub async fn presence_counts_nodes<B: Broker>(broker: &B) {
+    let mut sub = broker.subscribe("c-presence").await.unwrap();
+    broker.presence_join("c-presence", "bob").await.unwrap();
+    assert_eq!(
+        next_event(&mut sub).await,
+        RoomEvent::Presence {
+            room: "c-presence".into(),
+            user: "bob".into(),
+            online: true
+        }
+    );
+    // A second node holding bob changes nothing visible.
+    broker.presence_join("c-presence", "bob").await.unwrap();
+    broker.presence_join("c-presence", "alice").await.unwrap();
+    assert_eq!(
+        next_event(&mut sub).await,
+        RoomEvent::Presence {
+            room: "c-presence".into(),
+            user: "alice".into(),
+            online: true
+        }
+    );
+    assert_eq!(
+        broker.members("c-presence").await.unwrap(),
+        ["alice", "bob"]
+    );
+    broker.presence_leave("c-presence", "bob").await.unwrap();
+    assert_eq!(
+        broker.members("c-presence").await.unwrap(),
+        ["alice", "bob"]
+    );
+    broker.presence_leave("c-presence", "bob").await.unwrap();
+    assert_eq!(
+        next_event(&mut sub).await,
+        RoomEvent::Presence {
+            room: "c-presence".into(),
+            user: "bob".into(),
+            online: false
+        }
+    );
+    assert_eq!(broker.members("c-presence").await.unwrap(), ["alice"]);
+}
+
+pub async fn typing_reaches_subscribers<B: Broker>(broker: &B) {
+    let mut sub = broker.subscribe("c-typing").await.unwrap();
+    broker.typing("c-typing", "carol").await.unwrap();
+    assert_eq!(
+        next_event(&mut sub).await,
+        RoomEvent::Typing {
+            room: "c-typing".into(),
+            user: "carol".into()
+        }
+    );
+}

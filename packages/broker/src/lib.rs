@@ -1,0 +1,161 @@
+//! The broker: everything Skat nodes share about rooms.
+//!
+//! A node keeps its users' WebSocket connections to itself; what must be the same on every node
+//! goes through a [`Broker`]: message ids and history, the live stream of room events, and who is
+//! online where. Two backends implement it:
+//!
+//! - [`MemoryBroker`], embedded in the process: the single-node default, a complete product mode;
+//! - a Redis backend (next), so any number of nodes act as one service.
+//!
+//! The server is generic over [`Broker`] and never knows which backend it runs on.
+//!
+//! # Shape
+//!
+//! - A node subscribes **once per room** ([`Broker::subscribe`]) however many of its users are in
+//!   it, and fans events out to them itself. Brokers never see individual connections.
+//! - Events carry final ids: a [`Message`] leaves [`Broker::publish`] with the id and timestamp the
+//!   broker assigned, and subscribers receive exactly that value.
+//! - Presence is counted per node: the server calls [`Broker::presence_join`] when the first of its
+//!   connections for a user enters a room and [`Broker::presence_leave`] when the last one goes.
+//!   The broker turns these into `online`/`offline` [`RoomEvent::Presence`] events when a user's
+//!   first node arrives or last node leaves.
+
+mod id;
+mod memory;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+use std::future::Future;
+
+pub use id::{InvalidMessageId, MessageId};
+pub use memory::{MemoryBroker, MemoryBrokerConfig, MemoryError, MemorySubscription};
+pub use skat_protocol::Message;
+
+/// A message to publish; the broker assigns its id and timestamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// Target room.
+    pub room: String,
+    /// Sender's name.
+    pub from: String,
+    /// Message text, already validated.
+    pub body: String,
+    /// The sender's nonce, delivered with the message.
+    pub nonce: Option<String>,
+}
+
+/// Something that happened in a room, as delivered to a node's room subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomEvent {
+    /// A published message, with its final id.
+    Message(Message),
+    /// A user came online in the room (its first node joined) or went offline (its last left).
+    Presence {
+        /// The room.
+        room: String,
+        /// The user.
+        user: String,
+        /// Online or offline.
+        online: bool,
+    },
+    /// A user is typing.
+    Typing {
+        /// The room.
+        room: String,
+        /// The user.
+        user: String,
+    },
+}
+
+/// A page of a room's history, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// The messages, oldest first.
+    pub messages: Vec<Message>,
+    /// Whether older messages remain before the first one of this page.
+    pub has_more: bool,
+}
+
+/// The shared state of rooms, as seen by one node.
+///
+/// Delivery guarantees are stated per method. "Accepted" means [`Broker::publish`] returned `Ok`.
+pub trait Broker: Send + Sync + 'static {
+    /// The backend's error type.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// A live stream of one room's events, see [`Subscription`].
+    type Subscription: Subscription;
+
+    /// Stores a message in its room's history and delivers it to every subscription of the room.
+    ///
+    /// On `Ok`, the message has its final id, strictly greater than every earlier id of the room,
+    /// is readable through [`Broker::history`], and will be delivered exactly once to every
+    /// subscription that existed when it was stored, in id order. On `Err`, nothing was stored
+    /// and nothing will be delivered: the caller must report the failure, never drop it silently.
+    fn publish(
+        &self,
+        message: NewMessage,
+    ) -> impl Future<Output = Result<Message, Self::Error>> + Send;
+
+    /// Subscribes this node to a room's events.
+    ///
+    /// Once the future resolves, every message accepted afterwards is delivered on the returned
+    /// subscription exactly once and in id order; a message accepted before may or may not be.
+    /// Presence and typing events are delivered at most once (they are transient). Callers hold
+    /// one subscription per room per node; dropping it unsubscribes.
+    fn subscribe(
+        &self,
+        room: &str,
+    ) -> impl Future<Output = Result<Self::Subscription, Self::Error>> + Send;
+
+    /// Returns up to `limit` of the room's messages with ids below `before` (or the latest ones),
+    /// oldest first. Only the broker's retained history is visible.
+    fn history(
+        &self,
+        room: &str,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<HistoryPage, Self::Error>> + Send;
+
+    /// Returns every message of the room after `since`, if the retained history still holds all
+    /// of them and there are at most `limit`; `None` otherwise (the caller falls back to the
+    /// latest page).
+    fn recover(
+        &self,
+        room: &str,
+        since: MessageId,
+        limit: usize,
+    ) -> impl Future<Output = Result<Option<Vec<Message>>, Self::Error>> + Send;
+
+    /// Records that this node holds `user` in `room`; emits `online` if no node held it before.
+    fn presence_join(
+        &self,
+        room: &str,
+        user: &str,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Records that this node no longer holds `user` in `room`; emits `offline` if no node holds
+    /// it any more.
+    fn presence_leave(
+        &self,
+        room: &str,
+        user: &str,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// The users online in the room on any node, sorted and without duplicates.
+    fn members(&self, room: &str) -> impl Future<Output = Result<Vec<String>, Self::Error>> + Send;
+
+    /// Broadcasts a typing notification to the room's subscriptions, at most once, never stored.
+    fn typing(
+        &self,
+        room: &str,
+        user: &str,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// A node's live subscription to one room.
+pub trait Subscription: Send + 'static {
+    /// The next event of the room; `None` once the subscription has ended for good (the broker
+    /// shut down), after which the node must resubscribe or drop the room's members.
+    fn recv(&mut self) -> impl Future<Output = Option<RoomEvent>> + Send;
+}

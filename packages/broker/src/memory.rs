@@ -1,0 +1,346 @@
+//! The embedded broker: rooms, history and presence in this process's memory.
+//!
+//! It is the single-node default, not a test double: it keeps the same guarantees as the Redis
+//! backend for the nodes that share it (several in-process servers may share one
+//! `Arc<MemoryBroker>`, which is how multi-node logic is tested without Redis).
+//!
+//! Each room has a bounded history (a ring of the latest messages) and a `broadcast` channel for
+//! live events. Publishing assigns the id, appends to the history and broadcasts under one lock, so
+//! channel order is id order. A subscriber that falls more than the channel's capacity behind gets
+//! `Lagged` from `broadcast`; it then re-reads what it missed from the history, so message delivery
+//! stays exactly-once and in order as long as the history still holds the missed messages.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::broadcast;
+
+use crate::{Broker, HistoryPage, Message, MessageId, NewMessage, RoomEvent, Subscription};
+
+/// Tuning of a [`MemoryBroker`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryBrokerConfig {
+    /// Messages retained per room (older ones are dropped from history and recovery).
+    pub history_len: usize,
+    /// Events buffered per room for a subscriber that is behind, before it must catch up from
+    /// the history.
+    pub channel_capacity: usize,
+}
+
+impl Default for MemoryBrokerConfig {
+    fn default() -> Self {
+        Self {
+            history_len: 1000,
+            channel_capacity: 4096,
+        }
+    }
+}
+
+/// The in-memory broker cannot fail; this type has no values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MemoryError {}
+
+/// The embedded, in-process [`Broker`].
+#[derive(Debug, Default)]
+pub struct MemoryBroker {
+    config: MemoryBrokerConfig,
+    rooms: Mutex<HashMap<String, Arc<RoomLog>>>,
+}
+
+#[derive(Debug)]
+struct RoomLog {
+    state: Mutex<RoomState>,
+    events: broadcast::Sender<RoomEvent>,
+}
+
+#[derive(Debug, Default)]
+struct RoomState {
+    /// Retained messages in id order, each with its parsed id.
+    history: VecDeque<(MessageId, Message)>,
+    /// Id of the latest message ever published.
+    last_id: Option<MessageId>,
+    /// Id of the newest message dropped from the history.
+    trimmed: Option<MessageId>,
+    /// Number of nodes holding each online user.
+    presence: HashMap<String, usize>,
+}
+
+impl RoomState {
+    /// Messages with ids above `after`, oldest first.
+    fn after(&self, after: Option<MessageId>) -> impl Iterator<Item = &(MessageId, Message)> {
+        let start = after.map_or(0, |a| self.history.partition_point(|(id, _)| *id <= a));
+        self.history.range(start..)
+    }
+}
+
+/// A poisoned lock means a panic while holding it; the state is still consistent because every
+/// critical section here finishes its writes before anything can panic.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl MemoryBroker {
+    /// A broker with the given tuning.
+    pub fn new(config: MemoryBrokerConfig) -> Self {
+        Self {
+            config: MemoryBrokerConfig {
+                history_len: config.history_len.max(1),
+                ..config
+            },
+            rooms: Mutex::default(),
+        }
+    }
+
+    fn room(&self, room: &str) -> Arc<RoomLog> {
+        let mut rooms = lock(&self.rooms);
+        if let Some(log) = rooms.get(room) {
+            return Arc::clone(log);
+        }
+        let (events, _) = broadcast::channel(self.config.channel_capacity.max(1));
+        let log = Arc::new(RoomLog {
+            state: Mutex::default(),
+            events,
+        });
+        rooms.insert(room.to_owned(), Arc::clone(&log));
+        log
+    }
+}
+
+impl Broker for MemoryBroker {
+    type Error = MemoryError;
+    type Subscription = MemorySubscription;
+
+    async fn publish(&self, new: NewMessage) -> Result<Message, MemoryError> {
+        let log = self.room(&new.room);
+        let mut state = lock(&log.state);
+        let id = MessageId::next_after(state.last_id, now_ms());
+        let message = Message {
+            room: new.room,
+            id: id.to_string(),
+            from: new.from,
+            body: new.body,
+            ts: id.ms,
+            nonce: new.nonce,
+        };
+        state.last_id = Some(id);
+        state.history.push_back((id, message.clone()));
+        while state.history.len() > self.config.history_len {
+            state.trimmed = state.history.pop_front().map(|(id, _)| id);
+        }
+        // No receivers is fine: nobody subscribed, the history has it.
+        let _ = log.events.send(RoomEvent::Message(message.clone()));
+        Ok(message)
+    }
+
+    async fn subscribe(&self, room: &str) -> Result<MemorySubscription, MemoryError> {
+        let log = self.room(room);
+        // Subscribe and read the last id under the state lock, so that no publish falls between.
+        let (events, last) = {
+            let state = lock(&log.state);
+            (log.events.subscribe(), state.last_id)
+        };
+        Ok(MemorySubscription {
+            room: room.to_owned(),
+            log,
+            events,
+            last,
+            backlog: VecDeque::new(),
+        })
+    }
+
+    async fn history(
+        &self,
+        room: &str,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<HistoryPage, MemoryError> {
+        let log = self.room(room);
+        let state = lock(&log.state);
+        let end = before.map_or(state.history.len(), |b| {
+            state.history.partition_point(|(id, _)| *id < b)
+        });
+        let start = end.saturating_sub(limit);
+        Ok(HistoryPage {
+            messages: state
+                .history
+                .range(start..end)
+                .map(|(_, m)| m.clone())
+                .collect(),
+            has_more: start > 0,
+        })
+    }
+
+    async fn recover(
+        &self,
+        room: &str,
+        since: MessageId,
+        limit: usize,
+    ) -> Result<Option<Vec<Message>>, MemoryError> {
+        let log = self.room(room);
+        let state = lock(&log.state);
+        if state.trimmed.is_some_and(|trimmed| trimmed > since) {
+            return Ok(None);
+        }
+        let missed: Vec<Message> = state
+            .after(Some(since))
+            .take(limit.saturating_add(1))
+            .map(|(_, m)| m.clone())
+            .collect();
+        Ok((missed.len() <= limit).then_some(missed))
+    }
+
+    async fn presence_join(&self, room: &str, user: &str) -> Result<(), MemoryError> {
+        let log = self.room(room);
+        let mut state = lock(&log.state);
+        let count = state.presence.entry(user.to_owned()).or_default();
+        *count += 1;
+        if *count == 1 {
+            let _ = log.events.send(RoomEvent::Presence {
+                room: room.to_owned(),
+                user: user.to_owned(),
+                online: true,
+            });
+        }
+        Ok(())
+    }
+
+    async fn presence_leave(&self, room: &str, user: &str) -> Result<(), MemoryError> {
+        let log = self.room(room);
+        let mut state = lock(&log.state);
+        let Some(count) = state.presence.get_mut(user) else {
+            return Ok(());
+        };
+        *count -= 1;
+        if *count == 0 {
+            state.presence.remove(user);
+            let _ = log.events.send(RoomEvent::Presence {
+                room: room.to_owned(),
+                user: user.to_owned(),
+                online: false,
+            });
+        }
+        Ok(())
+    }
+
+    async fn members(&self, room: &str) -> Result<Vec<String>, MemoryError> {
+        let log = self.room(room);
+        let state = lock(&log.state);
+        let mut members: Vec<String> = state.presence.keys().cloned().collect();
+        members.sort_unstable();
+        Ok(members)
+    }
+
+    async fn typing(&self, room: &str, user: &str) -> Result<(), MemoryError> {
+        let log = self.room(room);
+        let _ = log.events.send(RoomEvent::Typing {
+            room: room.to_owned(),
+            user: user.to_owned(),
+        });
+        Ok(())
+    }
+}
+
+/// A node's subscription to one room of a [`MemoryBroker`].
+#[derive(Debug)]
+pub struct MemorySubscription {
+    room: String,
+    log: Arc<RoomLog>,
+    events: broadcast::Receiver<RoomEvent>,
+    /// Id of the last message delivered (or already published when subscribing).
+    last: Option<MessageId>,
+    /// Messages re-read from the history after a lag, delivered before the channel resumes.
+    backlog: VecDeque<Message>,
+}
+
+impl MemorySubscription {
+    /// Whether `message` is new to this subscriber; advances the high-water mark if so.
+    fn advance(&mut self, message: &Message) -> bool {
+        match message.id.parse::<MessageId>() {
+            Ok(id) if self.last.is_none_or(|last| id > last) => {
+                self.last = Some(id);
+                true
+            }
+            Ok(_) => false,
+            // Ids come from `publish` above and always parse.
+            Err(_) => true,
+        }
+    }
+
+    /// Refills the backlog from the history after the channel dropped `skipped` events.
+    fn catch_up(&mut self, skipped: u64) {
+        let state = lock(&self.log.state);
+        if state
+            .trimmed
+            .is_some_and(|trimmed| self.last.is_none_or(|last| trimmed > last))
+        {
+            tracing::error!(room = %self.room, skipped, "subscriber fell behind the retained history; messages lost for it");
+        } else {
+            tracing::warn!(room = %self.room, skipped, "subscriber lagged; catching up from history");
+        }
+        self.backlog
+            .extend(state.after(self.last).map(|(_, m)| m.clone()));
+    }
+}
+
+impl Subscription for MemorySubscription {
+    async fn recv(&mut self) -> Option<RoomEvent> {
+        loop {
+            if let Some(message) = self.backlog.pop_front() {
+                if self.advance(&message) {
+                    return Some(RoomEvent::Message(message));
+                }
+                continue;
+            }
+            match self.events.recv().await {
+                Ok(RoomEvent::Message(message)) => {
+                    // After a catch-up the channel still holds messages already delivered.
+                    if self.advance(&message) {
+                        return Some(RoomEvent::Message(message));
+                    }
+                }
+                Ok(event) => return Some(event),
+                Err(broadcast::error::RecvError::Lagged(skipped)) => self.catch_up(skipped),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance;
+
+    fn broker() -> MemoryBroker {
+        MemoryBroker::new(MemoryBrokerConfig {
+            history_len: 20,
+            channel_capacity: 8,
+        })
+    }
+
+    #[tokio::test]
+    async fn conformance_suite() {
+        conformance::run_all(|| async { broker() }, 20).await;
+    }
+
+    #[tokio::test]
+    async fn lagging_subscriber_catches_up_from_history() {
+        let broker = broker();
+        let mut sub = broker.subscribe("r").await.unwrap();
+        // 15 messages overflow the 8-slot channel but fit the 20-message history.
+        let sent = conformance::publish_n(&broker, "r", 15).await;
+        for expected in &sent {
+            assert_eq!(sub.recv().await, Some(RoomEvent::Message(expected.clone())));
+        }
+        // And the channel resumes without duplicates.
+        let next = conformance::publish_n(&broker, "r", 1).await;
+        assert_eq!(sub.recv().await, Some(RoomEvent::Message(next[0].clone())));
+    }
+}

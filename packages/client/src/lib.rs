@@ -1,0 +1,226 @@
+//! A typed async client for Skat servers.
+//!
+//! It speaks the wire protocol through [`skat_protocol`] types over `tokio-tungstenite`, for
+//! integration tests, bots, load tools and terminal clients.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), skat_client::ClientError> {
+//! use skat_client::Client;
+//! use skat_protocol::ServerFrame;
+//!
+//! let mut client = Client::connect("ws://127.0.0.1:3000/ws", "alice").await?;
+//! client.join("general").await?;
+//! client.send_message("general", "hi", Some("c-1")).await?;
+//! while let Ok(frame) = client.next_event().await {
+//!     if let ServerFrame::Message(message) = frame {
+//!         println!("{}: {}", message.from, message.body);
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+use futures_util::{SinkExt, StreamExt};
+use skat_protocol::{
+    ClientFrame, DecodeError, ErrorCode, ServerFrame, decode_server, encode_client,
+};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Everything that can go wrong talking to a server.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The WebSocket could not be opened or failed.
+    #[error("websocket error: {0}")]
+    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    /// The server closed the connection.
+    #[error("connection closed by the server (code {code:?}): {reason}")]
+    Closed {
+        /// The close code, if the server sent a close frame.
+        code: Option<u16>,
+        /// The close reason, empty if none.
+        reason: String,
+    },
+    /// The server sent something that is not a protocol frame.
+    #[error("undecodable server frame: {0}")]
+    Decode(#[from] DecodeError),
+    /// The server refused `hello`.
+    #[error("hello refused ({code}): {message}")]
+    Refused {
+        /// The error code.
+        code: ErrorCode,
+        /// The server's explanation.
+        message: String,
+    },
+    /// The server answered `hello` with something else than `welcome` or an error.
+    #[error("expected welcome, got {0:?}")]
+    Unexpected(Box<ServerFrame>),
+}
+
+/// A connection to a Skat server.
+#[derive(Debug)]
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    user: Option<String>,
+    node: Option<String>,
+}
+
+impl Client {
+    /// Connects to `url` (e.g. `ws://host:3000/ws`) and identifies as `name`.
+    pub async fn connect(url: &str, name: &str) -> Result<Self, ClientError> {
+        let mut client = Self::connect_raw(url).await?;
+        client.hello(name).await?;
+        Ok(client)
+    }
+
+    /// Opens the WebSocket without sending `hello`.
+    pub async fn connect_raw(url: &str) -> Result<Self, ClientError> {
+        // Nagle's algorithm would delay small frames behind unacknowledged ones.
+        let (ws, _response) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
+        Ok(Self {
+            ws,
+            user: None,
+            node: None,
+        })
+    }
+
+    /// Sends `hello` and waits for `welcome`.
+    pub async fn hello(&mut self, name: &str) -> Result<(), ClientError> {
+        self.send_frame(&ClientFrame::Hello {
+            name: name.to_owned(),
+            token: None,
+        })
+        .await?;
+        match self.next_event().await? {
+            ServerFrame::Welcome { user, node, .. } => {
+                self.user = Some(user);
+                self.node = Some(node);
+                Ok(())
+            }
+            ServerFrame::Error { code, message, .. } => Err(ClientError::Refused { code, message }),
+            other => Err(ClientError::Unexpected(Box::new(other))),
+        }
+    }
+
+    /// The name the server welcomed us as.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// The id of the node serving this connection.
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
+    }
+
+    /// Asks to join `room`; the answer is a `joined` event.
+    pub async fn join(&mut self, room: &str) -> Result<(), ClientError> {
+        self.send_frame(&ClientFrame::Join {
+            room: room.to_owned(),
+            since: None,
+        })
+        .await
+    }
+
+    /// Asks to join `room` and recover the messages after `since`.
+    pub async fn join_since(&mut self, room: &str, since: &str) -> Result<(), ClientError> {
+        self.send_frame(&ClientFrame::Join {
+            room: room.to_owned(),
+            since: Some(since.to_owned()),
+        })
+        .await
+    }
+
+    /// Asks to leave `room`; the answer is a `left` event.
+    pub async fn leave(&mut self, room: &str) -> Result<(), ClientError> {
+        self.send_frame(&ClientFrame::Leave {
+            room: room.to_owned(),
+        })
+        .await
+    }
+
+    /// Sends a message; its confirmation is our own `message` event carrying `nonce`.
+    pub async fn send_message(
+        &mut self,
+        room: &str,
+        body: &str,
+        nonce: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let frame = ClientFrame::Send {
+            room: room.to_owned(),
+            body: body.to_owned(),
+            nonce: nonce.map(str::to_owned),
+        };
+        self.send_frame(&frame).await
+    }
+
+    /// Tells the room we are typing.
+    pub async fn typing(&mut self, room: &str) -> Result<(), ClientError> {
+        self.send_frame(&ClientFrame::Typing {
+            room: room.to_owned(),
+        })
+        .await
+    }
+
+    /// Asks for a page of history; the answer is a `history` event.
+    pub async fn history(
+        &mut self,
+        room: &str,
+        before: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<(), ClientError> {
+        let frame = ClientFrame::History {
+            room: room.to_owned(),
+            before: before.map(str::to_owned),
+            limit,
+        };
+        self.send_frame(&frame).await
+    }
+
+    /// Sends any client frame.
+    pub async fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
+        self.send_raw(encode_client(frame)).await
+    }
+
+    /// Sends arbitrary text as one frame (tools and tests use it to send invalid input).
+    pub async fn send_raw(&mut self, text: impl Into<String>) -> Result<(), ClientError> {
+        self.ws.send(WsMessage::text(text.into())).await?;
+        Ok(())
+    }
+
+    /// Sends a raw WebSocket message (e.g. a binary frame).
+    pub async fn send_ws(&mut self, message: WsMessage) -> Result<(), ClientError> {
+        self.ws.send(message).await?;
+        Ok(())
+    }
+
+    /// The next frame from the server; control frames are handled transparently.
+    ///
+    /// Cancel-safe: it can be raced against a timeout without losing a frame.
+    pub async fn next_event(&mut self) -> Result<ServerFrame, ClientError> {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(WsMessage::Text(text))) => return Ok(decode_server(text.as_str())?),
+                Some(Ok(WsMessage::Close(frame))) => {
+                    return Err(ClientError::Closed {
+                        code: frame.as_ref().map(|f| u16::from(f.code)),
+                        reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+                    });
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(err)) => return Err(err.into()),
+                None => {
+                    return Err(ClientError::Closed {
+                        code: None,
+                        reason: String::new(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(mut self) -> Result<(), ClientError> {
+        self.ws.close(None).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,242 @@
+//! The frame types of protocol v1.
+//!
+//! Optional fields are omitted from the JSON when absent (never `null`), and unknown fields are
+//! ignored when decoding, so that newer peers can add fields without breaking older ones.
+
+use serde::{Deserialize, Serialize};
+
+/// A frame sent by a client to the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Identifies the user. Must be the first frame of a connection.
+    Hello {
+        /// Display name: 1–32 letters, digits, `_`, `-` or `.`.
+        name: String,
+        /// Reserved for signed identities; ignored in anonymous mode.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+    },
+    /// Joins a room; the server answers with [`ServerFrame::Joined`].
+    Join {
+        /// Room name: 1–64 characters of `a-z`, `0-9`, `_` and `-`.
+        room: String,
+        /// Id of the last message the client saw, to recover what it missed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<String>,
+    },
+    /// Leaves a room; the server answers with [`ServerFrame::Left`].
+    Leave {
+        /// Room to leave.
+        room: String,
+    },
+    /// Sends a message to a joined room. The sender receives its own [`ServerFrame::Message`]
+    /// (carrying the same nonce) as confirmation.
+    Send {
+        /// Target room, which the connection must have joined.
+        room: String,
+        /// Message text: 1–4000 characters, not blank.
+        body: String,
+        /// Client-chosen correlation id (≤ 64 characters), echoed in the resulting message or error.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nonce: Option<String>,
+    },
+    /// Tells the room's other members that the user is typing.
+    Typing {
+        /// Room the user is typing in.
+        room: String,
+    },
+    /// Asks for a page of older messages.
+    History {
+        /// Room to page through, which the connection must have joined.
+        room: String,
+        /// Return messages strictly older than this id; the latest page when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<String>,
+        /// Page size, 1–100; 50 when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+}
+
+impl ClientFrame {
+    /// The frame's `type` tag, as it appears on the wire.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Hello { .. } => "hello",
+            Self::Join { .. } => "join",
+            Self::Leave { .. } => "leave",
+            Self::Send { .. } => "send",
+            Self::Typing { .. } => "typing",
+            Self::History { .. } => "history",
+        }
+    }
+}
+
+/// A chat message as stored in a room's history and delivered to its members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Room the message belongs to.
+    pub room: String,
+    /// Id assigned by the broker: strictly increasing within a room, opaque to clients.
+    pub id: String,
+    /// Name of the sender.
+    pub from: String,
+    /// Message text.
+    pub body: String,
+    /// Time the broker accepted the message, in Unix milliseconds.
+    pub ts: u64,
+    /// The sender's nonce, if its `send` carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+}
+
+/// A frame sent by the server to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// Answer to `hello`: the connection is identified.
+    Welcome {
+        /// The name the connection is known by.
+        user: String,
+        /// Id of the server node holding this connection.
+        node: String,
+        /// Protocol version the server speaks.
+        protocol: u32,
+    },
+    /// Answer to `join`: the connection now receives the room's events.
+    Joined {
+        /// The room joined.
+        room: String,
+        /// Users online in the room, on every node, sorted.
+        members: Vec<String>,
+        /// With `recovered`, exactly the messages after `since`; otherwise the latest page
+        /// (at most 50). Oldest first.
+        messages: Vec<Message>,
+        /// Whether `messages` is exactly what the client missed after its `since`.
+        recovered: bool,
+    },
+    /// Answer to `leave`: no more events from the room.
+    Left {
+        /// The room left.
+        room: String,
+    },
+    /// A new message in a joined room.
+    Message(Message),
+    /// A user came online in, or went offline from, a joined room.
+    Presence {
+        /// The room.
+        room: String,
+        /// The user whose presence changed.
+        user: String,
+        /// `true` when the user came online, `false` when it left.
+        online: bool,
+    },
+    /// A user is typing in a joined room.
+    Typing {
+        /// The room.
+        room: String,
+        /// The user typing.
+        user: String,
+    },
+    /// Answer to `history`: a page of older messages.
+    History {
+        /// The room.
+        room: String,
+        /// The page, oldest first.
+        messages: Vec<Message>,
+        /// Whether older messages remain before this page.
+        has_more: bool,
+    },
+    /// A request failed. Unless the server then closes the connection, it stays usable.
+    Error {
+        /// Stable machine-readable code.
+        code: ErrorCode,
+        /// Human-readable explanation.
+        message: String,
+        /// The nonce of the failed `send`, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nonce: Option<String>,
+    },
+}
+
+impl ServerFrame {
+    /// Builds an error frame.
+    pub fn error(code: ErrorCode, message: impl Into<String>, nonce: Option<String>) -> Self {
+        Self::Error {
+            code,
+            message: message.into(),
+            nonce,
+        }
+    }
+}
+
+/// Stable error codes carried by [`ServerFrame::Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The frame is not valid JSON, lacks a field, or has a field of the wrong type.
+    BadFrame,
+    /// The frame's `type` is not one this server knows.
+    UnknownType,
+    /// A frame other than `hello` arrived before `hello`.
+    HelloRequired,
+    /// A second `hello` arrived on an identified connection.
+    AlreadyHello,
+    /// The name in `hello` breaks the naming rules.
+    InvalidName,
+    /// The room name breaks the naming rules.
+    InvalidRoom,
+    /// The message body is empty or blank.
+    InvalidBody,
+    /// The message body is longer than 4000 characters.
+    BodyTooLong,
+    /// The nonce is longer than 64 characters.
+    InvalidNonce,
+    /// A message id (`since`, `before`) is malformed.
+    InvalidId,
+    /// The history `limit` is outside 1–100.
+    InvalidLimit,
+    /// The connection has not joined the room.
+    NotJoined,
+    /// The connection has already joined the room.
+    AlreadyJoined,
+    /// The broker is unreachable; the request was not carried out and may be retried.
+    Unavailable,
+    /// An unexpected server-side failure.
+    Internal,
+    /// A code this version of the protocol crate does not know (decoding only).
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadFrame => "bad_frame",
+            Self::UnknownType => "unknown_type",
+            Self::HelloRequired => "hello_required",
+            Self::AlreadyHello => "already_hello",
+            Self::InvalidName => "invalid_name",
+            Self::InvalidRoom => "invalid_room",
+            Self::InvalidBody => "invalid_body",
+            Self::BodyTooLong => "body_too_long",
+            Self::InvalidNonce => "invalid_nonce",
+            Self::InvalidId => "invalid_id",
+            Self::InvalidLimit => "invalid_limit",
+            Self::NotJoined => "not_joined",
+            Self::AlreadyJoined => "already_joined",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

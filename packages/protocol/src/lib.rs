@@ -1,0 +1,28 @@
+//! Skat wire protocol, version 1.
+//!
+//! Every WebSocket text frame carries exactly one JSON object, internally tagged by its `"type"`
+//! field in `snake_case`. [`ClientFrame`] is what clients send, [`ServerFrame`] what servers send.
+//! `PROTOCOL.md` at the repository root documents every frame with an example; the golden tests in
+//! `tests/golden.rs` pin the exact JSON.
+//!
+//! This is the only crate in the workspace that knows JSON: servers, brokers and clients exchange
+//! these typed values and call [`decode_client`], [`encode_server`] and friends at the edges. It
+//! depends on serde alone, so it compiles for native targets and for `wasm32-unknown-unknown`.
+//!
+//! Compatibility rule: field names and error codes are a contract other clients code against. We
+//! add optional fields and new frame types; we never rename or remove.
+
+mod codec;
+mod frames;
+mod validate;
+
+pub use codec::{DecodeError, decode_client, decode_server, encode_client, encode_server};
+pub use frames::{ClientFrame, ErrorCode, Message, ServerFrame};
+pub use validate::{
+    DEFAULT_HISTORY_LIMIT, Invalid, MAX_BODY_CHARS, MAX_HISTORY_LIMIT, MAX_NAME_CHARS,
+    MAX_NONCE_CHARS, MAX_ROOM_CHARS, validate_body, validate_history_limit, validate_name,
+    validate_nonce, validate_room,
+};
+
+/// The protocol version this crate speaks, sent in the `welcome` frame.
+pub const PROTOCOL_VERSION: u32 = 1;

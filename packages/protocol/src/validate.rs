@@ -1,0 +1,175 @@
+//! Validation rules for user-supplied values, shared by the server and by clients that want to
+//! check input before sending it.
+
+use crate::ErrorCode;
+
+/// Longest user name, in characters.
+pub const MAX_NAME_CHARS: usize = 32;
+/// Longest room name, in characters.
+pub const MAX_ROOM_CHARS: usize = 64;
+/// Longest message body, in characters (Unicode scalar values).
+pub const MAX_BODY_CHARS: usize = 4000;
+/// Longest client nonce, in characters.
+pub const MAX_NONCE_CHARS: usize = 64;
+/// Largest page a `history` request may ask for.
+pub const MAX_HISTORY_LIMIT: u32 = 100;
+/// Page size of `history` without a `limit`, and of the page in `joined`.
+pub const DEFAULT_HISTORY_LIMIT: u32 = 50;
+
+/// A value that breaks a protocol rule: the error code to answer with and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The error code a server answers with.
+    pub code: ErrorCode,
+    /// A human-readable explanation, without trailing period.
+    pub message: String,
+}
+
+impl Invalid {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// Checks a user name: 1–32 ASCII letters, digits, `_`, `-` or `.`.
+pub fn validate_name(name: &str) -> Result<(), Invalid> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_CHARS
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            ErrorCode::InvalidName,
+            "names are 1-32 characters of letters, digits, '_', '-' and '.'",
+        ))
+    }
+}
+
+/// Checks a room name: 1–64 characters of `a-z`, `0-9`, `_` and `-`.
+pub fn validate_room(room: &str) -> Result<(), Invalid> {
+    let ok = !room.is_empty()
+        && room.len() <= MAX_ROOM_CHARS
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            ErrorCode::InvalidRoom,
+            "room names are 1-64 characters of a-z, 0-9, '_' and '-'",
+        ))
+    }
+}
+
+/// Checks a message body: not blank and at most 4000 characters.
+pub fn validate_body(body: &str) -> Result<(), Invalid> {
+    // Counting chars is O(n); the byte length bounds it cheaply first.
+    if body.len() > MAX_BODY_CHARS && body.chars().count() > MAX_BODY_CHARS {
+        return Err(Invalid::new(
+            ErrorCode::BodyTooLong,
+            format!("message bodies are at most {MAX_BODY_CHARS} characters"),
+        ));
+    }
+    if body.trim().is_empty() {
+        return Err(Invalid::new(
+            ErrorCode::InvalidBody,
+            "message body is empty",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a client nonce: at most 64 characters.
+pub fn validate_nonce(nonce: &str) -> Result<(), Invalid> {
+    if nonce.len() > MAX_NONCE_CHARS && nonce.chars().count() > MAX_NONCE_CHARS {
+        return Err(Invalid::new(
+            ErrorCode::InvalidNonce,
+            format!("nonces are at most {MAX_NONCE_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a `history` limit and applies the default.
+pub fn validate_history_limit(limit: Option<u32>) -> Result<u32, Invalid> {
+    match limit {
+        None => Ok(DEFAULT_HISTORY_LIMIT),
+        Some(n) if (1..=MAX_HISTORY_LIMIT).contains(&n) => Ok(n),
+        Some(_) => Err(Invalid::new(
+            ErrorCode::InvalidLimit,
+            format!("history limit must be between 1 and {MAX_HISTORY_LIMIT}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["alice", "a", "Bob_2", "x.y-z", &"n".repeat(32)] {
+            assert_eq!(validate_name(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "with space", "émile", "a/b", &"n".repeat(33), "<b>"] {
+            assert_eq!(
+                validate_name(bad).map_err(|e| e.code),
+                Err(ErrorCode::InvalidName),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn rooms() {
+        for ok in ["general", "a", "room_1-b", &"r".repeat(64)] {
+            assert_eq!(validate_room(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "General", "a.b", "a b", &"r".repeat(65)] {
+            assert_eq!(
+                validate_room(bad).map_err(|e| e.code),
+                Err(ErrorCode::InvalidRoom),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn bodies() {
+        assert_eq!(validate_body("hi"), Ok(()));
+        // 4000 multi-byte characters are fine although they are more than 4000 bytes.
+        assert_eq!(validate_body(&"é".repeat(MAX_BODY_CHARS)), Ok(()));
+        let code = |b: &str| validate_body(b).map_err(|e| e.code);
+        assert_eq!(
+            code(&"é".repeat(MAX_BODY_CHARS + 1)),
+            Err(ErrorCode::BodyTooLong)
+        );
+        assert_eq!(code(""), Err(ErrorCode::InvalidBody));
+        assert_eq!(code(" \n\t "), Err(ErrorCode::InvalidBody));
+    }
+
+    #[test]
+    fn nonces_and_limits() {
+        assert_eq!(validate_nonce(&"n".repeat(64)), Ok(()));
+        assert!(validate_nonce(&"n".repeat(65)).is_err());
+        assert_eq!(validate_history_limit(None), Ok(50));
+        assert_eq!(validate_history_limit(Some(100)), Ok(100));
+        assert!(validate_history_limit(Some(0)).is_err());
+        assert!(validate_history_limit(Some(101)).is_err());
+    }
+}
