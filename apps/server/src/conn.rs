@@ -25,12 +25,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
-use crate::rooms::{ConnId, FrameKind, Member, RoomFrame};
+use crate::rooms::{ConnId, Eviction, Evictor, FrameKind, Member, RoomFrame};
 
 /// Close reason sent to a client evicted for not reading fast enough.
 pub(crate) const SLOW_CONSUMER_REASON: &str = "slow consumer: outbound queue full";
 /// Close reason sent to every client when the node shuts down.
 pub(crate) const GOING_AWAY_REASON: &str = "going away";
+/// Close reason when the broker ends a room subscription the connection depends on.
+pub(crate) const ROOM_LOST_REASON: &str = "room subscription lost, reconnect";
 /// Close reason for a WebSocket message above the configured size limit.
 pub(crate) const MESSAGE_TOO_BIG_REASON: &str = "message too big";
 /// How long a closing handshake may take before the socket is simply dropped.
@@ -42,8 +44,8 @@ enum Stop {
     Gone,
     /// The node is shutting down.
     Shutdown,
-    /// The client's queue overflowed.
-    SlowConsumer,
+    /// The room registry evicted the client.
+    Evicted(Eviction),
     /// The client broke the WebSocket protocol or its size limits.
     Violation(axum::Error),
 }
@@ -81,7 +83,7 @@ where
     let (queue, mut inbox) = mpsc::channel(state.inner.config.outbound_queue.max(1));
     let member = Member {
         queue,
-        kick: CancellationToken::new(),
+        evictor: Evictor::default(),
     };
     let shutdown = state.inner.shutdown.clone();
     let mut conn = Conn {
@@ -100,7 +102,8 @@ where
     let close = match stop {
         Stop::Gone => None,
         Stop::Shutdown => Some((close_code::AWAY, GOING_AWAY_REASON)),
-        Stop::SlowConsumer => Some((close_code::POLICY, SLOW_CONSUMER_REASON)),
+        Stop::Evicted(Eviction::SlowConsumer) => Some((close_code::POLICY, SLOW_CONSUMER_REASON)),
+        Stop::Evicted(Eviction::RoomLost) => Some((close_code::ERROR, ROOM_LOST_REASON)),
         Stop::Violation(err) => {
             tracing::debug!(conn = id, error = %err, "websocket error");
             // tungstenite reports size-limit breaches as "Space limit exceeded: Message too long".
@@ -137,7 +140,7 @@ where
             let result = tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => Err(Stop::Shutdown),
-                () = self.member.kick.cancelled() => Err(Stop::SlowConsumer),
+                eviction = self.member.evictor.evicted() => Err(Stop::Evicted(eviction)),
                 Some(frame) = inbox.recv() => self.forward(&frame).await,
                 incoming = self.socket.next() => match incoming {
                     Some(Ok(WsMessage::Text(text))) => self.handle_text(text.as_str()).await,
@@ -161,7 +164,7 @@ where
         tokio::select! {
             biased;
             () = self.shutdown.cancelled() => Err(Stop::Shutdown),
-            () = self.member.kick.cancelled() => Err(Stop::SlowConsumer),
+            eviction = self.member.evictor.evicted() => Err(Stop::Evicted(eviction)),
             result = self.socket.send(message) => result.map_err(|_| Stop::Gone),
         }
     }
@@ -213,6 +216,7 @@ where
             return match frame {
                 ClientFrame::Hello { name, token: _ } => self.hello(name).await,
                 ClientFrame::Send { nonce, .. } => {
+                    let nonce = nonce.filter(|n| validate_nonce(n).is_ok());
                     self.reply_error(ErrorCode::HelloRequired, "send hello first", nonce)
                         .await
                 }
@@ -360,13 +364,14 @@ where
         body: String,
         nonce: Option<String>,
     ) -> Result<(), Stop> {
+        // The nonce is checked first: an invalid one is never echoed, a valid one always is.
+        if let Some(Err(invalid)) = nonce.as_deref().map(validate_nonce) {
+            return self.reply_invalid(invalid, None).await;
+        }
         let checked = self
             .check_room(&room, true)
-            .and_then(|()| validate_body(&body))
-            .and_then(|()| nonce.as_deref().map_or(Ok(()), validate_nonce));
+            .and_then(|()| validate_body(&body));
         if let Err(invalid) = checked {
-            // An over-long nonce is not echoed back: the client could not have matched it anyway.
-            let nonce = nonce.filter(|_| invalid.code != ErrorCode::InvalidNonce);
             return self.reply_invalid(invalid, nonce).await;
         }
         let new = NewMessage {

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use axum::extract::ws::Utf8Bytes;
 use skat_broker::{Broker, MessageId, RoomEvent, Subscription};
@@ -45,8 +45,43 @@ pub(crate) enum FrameKind {
 #[derive(Debug, Clone)]
 pub(crate) struct Member {
     pub(crate) queue: mpsc::Sender<Arc<RoomFrame>>,
-    /// Cancelled when the member's queue overflows.
-    pub(crate) kick: CancellationToken,
+    /// Fired when the member must be disconnected.
+    pub(crate) evictor: Evictor,
+}
+
+/// Why a connection is evicted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Eviction {
+    /// Its outbound queue overflowed.
+    SlowConsumer,
+    /// The broker ended a room subscription it depends on.
+    RoomLost,
+}
+
+/// Evicts one connection, once, for the first reason given.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Evictor {
+    token: CancellationToken,
+    reason: Arc<OnceLock<Eviction>>,
+}
+
+impl Evictor {
+    pub(crate) fn evict(&self, reason: Eviction) {
+        let _ = self.reason.set(reason);
+        self.token.cancel();
+    }
+
+    /// Resolves once the connection is evicted, with the reason.
+    pub(crate) async fn evicted(&self) -> Eviction {
+        self.token.cancelled().await;
+        // `evict` sets the reason before cancelling.
+        self.reason.get().copied().unwrap_or(Eviction::SlowConsumer)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_evicted(&self) -> bool {
+        self.token.is_cancelled()
+    }
 }
 
 /// Why a room cannot be joined right now.
@@ -228,7 +263,7 @@ async fn fan_out<B: Broker>(broker: Arc<B>, room: Arc<Room>, ready: watch::Sende
             // The broker ended the subscription: members cannot be served, let them reconnect.
             tracing::error!(room = %room.name, "room subscription ended; disconnecting its members");
             for member in lock(&room.members).conns.values() {
-                member.kick.cancel();
+                member.evictor.evict(Eviction::RoomLost);
             }
             break;
         };
@@ -244,7 +279,9 @@ impl Room {
         for member in members.conns.values() {
             match member.queue.try_send(Arc::clone(frame)) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => member.kick.cancel(),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    member.evictor.evict(Eviction::SlowConsumer);
+                }
                 // The connection is closing and will unregister itself.
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
@@ -290,7 +327,7 @@ mod tests {
         (
             Member {
                 queue,
-                kick: CancellationToken::new(),
+                evictor: Evictor::default(),
             },
             rx,
         )
@@ -333,7 +370,7 @@ mod tests {
         let user: Arc<str> = Arc::from("u");
         let (slow, _slow_rx) = member(1);
         let (fast, mut fast_rx) = member(8);
-        let (slow_kick, fast_kick) = (slow.kick.clone(), fast.kick.clone());
+        let (slow_evictor, fast_evictor) = (slow.evictor.clone(), fast.evictor.clone());
         rooms.join("r", 1, &user, slow).await.unwrap();
         rooms.join("r", 2, &user, fast).await.unwrap();
         for i in 0..3 {
@@ -348,7 +385,7 @@ mod tests {
         for _ in 0..3 {
             fast_rx.recv().await.unwrap();
         }
-        slow_kick.cancelled().await;
-        assert!(!fast_kick.is_cancelled());
+        assert_eq!(slow_evictor.evicted().await, Eviction::SlowConsumer);
+        assert!(!fast_evictor.is_evicted());
     }
 }

@@ -193,13 +193,18 @@ impl Client {
         Ok(())
     }
 
-    /// The next frame from the server; control frames are handled transparently.
+    /// The next frame from the server; control frames, and frame types newer than this client,
+    /// are skipped.
     ///
     /// Cancel-safe: it can be raced against a timeout without losing a frame.
     pub async fn next_event(&mut self) -> Result<ServerFrame, ClientError> {
         loop {
             match self.ws.next().await {
-                Some(Ok(WsMessage::Text(text))) => return Ok(decode_server(text.as_str())?),
+                Some(Ok(WsMessage::Text(text))) => match decode_server(text.as_str()) {
+                    Ok(frame) => return Ok(frame),
+                    Err(err) if err.code == ErrorCode::UnknownType => continue,
+                    Err(err) => return Err(err.into()),
+                },
                 Some(Ok(WsMessage::Close(frame))) => {
                     return Err(ClientError::Closed {
                         code: frame.as_ref().map(|f| u16::from(f.code)),

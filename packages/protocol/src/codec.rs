@@ -1,8 +1,6 @@
 //! Encoding and decoding of frames to and from JSON text.
 
-use serde::Deserialize;
-
-use crate::{ClientFrame, ErrorCode, ServerFrame};
+use crate::{ClientFrame, ErrorCode, ServerFrame, validate_nonce};
 
 /// Frame types a client may send, to tell a bad frame from an unknown one.
 const CLIENT_TYPES: &[&str] = &["hello", "join", "leave", "send", "typing", "history"];
@@ -26,36 +24,38 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// Just enough of a frame to classify a decoding failure.
-#[derive(Deserialize)]
-struct Probe {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    nonce: Option<String>,
-}
-
 /// Decodes a client frame, classifying failures as `bad_frame` or `unknown_type`.
 pub fn decode_client(text: &str) -> Result<ClientFrame, DecodeError> {
-    let err = match serde_json::from_str::<ClientFrame>(text) {
-        Ok(frame) => return Ok(frame),
-        Err(err) => err,
+    // serde's derived deserializers would also accept a JSON array; frames are objects only.
+    let err = if text.trim_start().starts_with('{') {
+        match serde_json::from_str::<ClientFrame>(text) {
+            Ok(frame) => return Ok(frame),
+            Err(err) => Some(err),
+        }
+    } else {
+        None
     };
     // Slow path, only for bad input: find out whether the type or the fields are at fault.
-    let probe = serde_json::from_str::<Probe>(text).ok();
-    let nonce = probe.as_ref().and_then(|p| p.nonce.clone());
-    let (code, message) = match probe.and_then(|p| p.kind) {
-        Some(kind) if !CLIENT_TYPES.contains(&kind.as_str()) => (
+    let value = serde_json::from_str::<serde_json::Value>(text).ok();
+    let object = value.as_ref().and_then(serde_json::Value::as_object);
+    let field = |name: &str| object.and_then(|o| o.get(name)).and_then(|v| v.as_str());
+    // A nonce too long to be valid is not echoed: the client could not have matched it anyway.
+    let nonce = field("nonce")
+        .filter(|n| validate_nonce(n).is_ok())
+        .map(str::to_owned);
+    let (code, message) = match (object, field("type"), err) {
+        (None, _, Some(err)) if err.is_syntax() || err.is_eof() => {
+            (ErrorCode::BadFrame, format!("invalid JSON: {err}"))
+        }
+        (Some(_), Some(kind), _) if !CLIENT_TYPES.contains(&kind) => (
             ErrorCode::UnknownType,
             format!("unknown frame type {kind:?}"),
         ),
-        Some(kind) => (
+        (Some(_), Some(kind), Some(err)) => (
             ErrorCode::BadFrame,
             format!("invalid {kind:?} frame: {err}"),
         ),
-        None if err.is_syntax() || err.is_eof() => {
-            (ErrorCode::BadFrame, format!("invalid JSON: {err}"))
-        }
-        None => (
+        _ => (
             ErrorCode::BadFrame,
             "frames are JSON objects with a string \"type\" field".to_owned(),
         ),
@@ -78,12 +78,34 @@ pub fn encode_client(frame: &ClientFrame) -> String {
     serde_json::to_string(frame).unwrap_or_else(|_| unreachable!("client frames always serialize"))
 }
 
+/// Server frame types this version knows, to tell an unknown (newer) frame from a broken one.
+const SERVER_TYPES: &[&str] = &[
+    "welcome", "joined", "left", "message", "presence", "typing", "history", "error",
+];
+
 /// Decodes a server frame (for clients).
+///
+/// A frame of a type this version does not know fails with [`ErrorCode::UnknownType`]: clients
+/// should skip it, since newer servers may send frame types added after this version.
 pub fn decode_server(text: &str) -> Result<ServerFrame, DecodeError> {
-    serde_json::from_str(text).map_err(|err| DecodeError {
-        code: ErrorCode::BadFrame,
-        message: format!("invalid server frame: {err}"),
-        nonce: None,
+    serde_json::from_str(text).map_err(|err| {
+        let value = serde_json::from_str::<serde_json::Value>(text).ok();
+        let kind = value
+            .as_ref()
+            .and_then(|v| v.get("type"))
+            .and_then(|t| t.as_str());
+        match kind {
+            Some(kind) if !SERVER_TYPES.contains(&kind) => DecodeError {
+                code: ErrorCode::UnknownType,
+                message: format!("unknown server frame type {kind:?}"),
+                nonce: None,
+            },
+            _ => DecodeError {
+                code: ErrorCode::BadFrame,
+                message: format!("invalid server frame: {err}"),
+                nonce: None,
+            },
+        }
     })
 }
 
@@ -110,6 +132,31 @@ mod tests {
             code(r#"{"type":"history","room":"a","limit":-1}"#),
             ErrorCode::BadFrame
         );
+    }
+
+    #[test]
+    fn arrays_are_not_frames() {
+        assert_eq!(code(r#"["leave","general"]"#), ErrorCode::BadFrame);
+        assert_eq!(code(r#"["dance","n1"]"#), ErrorCode::BadFrame);
+    }
+
+    #[test]
+    fn unknown_server_frames_are_told_apart() {
+        let err = decode_server(r#"{"type":"reaction","emoji":"+1"}"#).unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnknownType);
+        let err = decode_server(r#"{"type":"left"}"#).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadFrame);
+    }
+
+    #[test]
+    fn nonce_survives_a_bad_type_field_but_not_its_own_invalidity() {
+        let err = decode_client(r#"{"type":"send","room":"a","body":5,"nonce":"n1"}"#).unwrap_err();
+        assert_eq!(err.nonce.as_deref(), Some("n1"));
+        let err = decode_client(r#"{"type":"send","room":"a","nonce":5}"#).unwrap_err();
+        assert_eq!((err.code, err.nonce), (ErrorCode::BadFrame, None));
+        let long = "n".repeat(65);
+        let err = decode_client(&format!(r#"{{"type":"send","nonce":"{long}"}}"#)).unwrap_err();
+        assert_eq!(err.nonce, None);
     }
 
     #[test]

@@ -1,7 +1,12 @@
 //! Helpers shared by the server's integration tests: in-process nodes on port 0 and clients that
 //! await frames with a deadline instead of sleeping.
 
-#![allow(dead_code, unreachable_pub, clippy::result_large_err, clippy::unwrap_used)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::result_large_err,
+    clippy::unwrap_used
+)]
 
 use std::sync::Arc;
 use std::time::Duration;
