@@ -3,8 +3,8 @@
 //! The binary (`src/main.rs`) only parses configuration and calls [`run`]; everything else lives
 //! here so tests can start a node on port 0 in-process.
 //!
-//! - [`app`] builds the axum router: `GET /ws` (WebSocket upgrade), `GET /healthz`, and the static
-//!   web app at `/` when a directory is configured.
+//! - [`app`] builds the axum router: `GET /ws` (WebSocket upgrade), `GET /healthz` (liveness),
+//!   `GET /readyz` (readiness: broker reachable), and the static web app at `/` when configured.
 //! - `rooms` keeps this node's room registry: one broker subscription per room with local members,
 //!   and the fan-out of each room event (encoded once) to those members' bounded queues.
 //! - `conn` runs one connection: the protocol state machine, its outbound queue, slow-consumer
@@ -147,7 +147,8 @@ impl<B: Broker> AppState<B> {
 pub fn app<B: Broker>(state: AppState<B>) -> Router {
     let router = Router::new()
         .route("/ws", get(ws_upgrade::<B>))
-        .route("/healthz", get(healthz));
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz::<B>));
     let router = match &state.inner.config.static_dir {
         Some(dir) => router.fallback_service(tower_http::services::ServeDir::new(dir)),
         None => router,
@@ -155,8 +156,25 @@ pub fn app<B: Broker>(state: AppState<B>) -> Router {
     router.with_state(state)
 }
 
+/// Liveness: the process serves HTTP.
 async fn healthz() -> &'static str {
     "ok"
+}
+
+/// Readiness: the broker is reachable and the node is not shutting down. Load balancers should
+/// route new connections only to ready nodes.
+async fn readyz<B: Broker>(State(state): State<AppState<B>>) -> Response {
+    if state.inner.shutdown.is_cancelled() {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+    } else if !state.inner.broker.is_ready() {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "broker unavailable",
+        )
+            .into_response()
+    } else {
+        "ready".into_response()
+    }
 }
 
 async fn ws_upgrade<B: Broker>(

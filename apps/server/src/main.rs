@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use skat_broker::{MemoryBroker, MemoryBrokerConfig};
+use skat_broker::{MemoryBroker, MemoryBrokerConfig, RedisBroker, RedisConfig};
 use skat_server::ServerConfig;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -27,6 +27,16 @@ struct Cli {
     /// Directory of the built web app, served at `/`.
     #[arg(long, env = "SKAT_STATIC_DIR")]
     static_dir: Option<PathBuf>,
+    /// Redis URL (e.g. redis://127.0.0.1:6379/): share rooms with every node using the same
+    /// Redis. Without it the node runs the embedded single-node broker.
+    #[arg(long, env = "SKAT_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Prefix of every Redis key and channel.
+    #[arg(long, env = "SKAT_REDIS_PREFIX", default_value = "skat:")]
+    redis_prefix: String,
+    /// Messages kept per room stream in Redis.
+    #[arg(long, env = "SKAT_STREAM_LEN", default_value_t = 10_000)]
+    stream_len: usize,
     /// Messages kept per room by the embedded broker.
     #[arg(long, env = "SKAT_HISTORY_LEN", default_value_t = 1000)]
     history_len: usize,
@@ -59,17 +69,33 @@ async fn main() -> anyhow::Result<()> {
         static_dir: cli.static_dir,
         ..defaults
     };
-    let broker = Arc::new(MemoryBroker::new(MemoryBrokerConfig {
-        history_len: cli.history_len,
-        ..Default::default()
-    }));
     let listener = TcpListener::bind(cli.bind)
         .await
         .with_context(|| format!("cannot listen on {}", cli.bind))?;
-    tracing::info!(broker = "memory", "starting");
-    skat_server::run(listener, broker, config, shutdown_signal())
-        .await
-        .context("server failed")
+    match cli.redis_url {
+        Some(url) => {
+            let redis = RedisConfig {
+                prefix: cli.redis_prefix,
+                stream_len: cli.stream_len,
+                ..RedisConfig::new(url, config.node_id.clone())
+            };
+            let broker = RedisBroker::connect(redis)
+                .await
+                .context("cannot use Redis at SKAT_REDIS_URL / --redis-url")?;
+            tracing::info!(broker = "redis", "starting");
+            skat_server::run(listener, Arc::new(broker), config, shutdown_signal()).await
+        }
+        None => {
+            let memory = MemoryBrokerConfig {
+                history_len: cli.history_len,
+                ..Default::default()
+            };
+            tracing::info!(broker = "memory", "starting");
+            let broker = Arc::new(MemoryBroker::new(memory));
+            skat_server::run(listener, broker, config, shutdown_signal()).await
+        }
+    }
+    .context("server failed")
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

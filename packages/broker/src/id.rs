@@ -36,6 +36,21 @@ impl fmt::Display for MessageId {
     }
 }
 
+/// Advances a subscriber's high-water mark: `true` if the message with `id` is new to it (and
+/// records it), `false` if it was already delivered. This is how every backend keeps delivery
+/// exactly-once when a catch-up read overlaps live events. Unparsable ids (never produced by a
+/// backend) are let through rather than dropped.
+pub(crate) fn advance(last: &mut Option<MessageId>, id: &str) -> bool {
+    match id.parse::<MessageId>() {
+        Ok(id) if last.is_none_or(|last| id > last) => {
+            *last = Some(id);
+            true
+        }
+        Ok(_) => false,
+        Err(_) => true,
+    }
+}
+
 /// A string that is not a message id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid message id {0:?}: expected <number>-<number>")]

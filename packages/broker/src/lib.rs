@@ -5,7 +5,8 @@
 //! online where. Two backends implement it:
 //!
 //! - [`MemoryBroker`], embedded in the process: the single-node default, a complete product mode;
-//! - a Redis backend (next), so any number of nodes act as one service.
+//! - [`RedisBroker`] (feature `redis`), so any number of nodes sharing one Redis act as one
+//!   service.
 //!
 //! The server is generic over [`Broker`] and never knows which backend it runs on.
 //!
@@ -22,6 +23,8 @@
 
 mod id;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis_backend;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -30,6 +33,8 @@ use std::future::Future;
 
 pub use id::{InvalidMessageId, MessageId};
 pub use memory::{MemoryBroker, MemoryBrokerConfig, MemoryError, MemorySubscription};
+#[cfg(feature = "redis")]
+pub use redis_backend::{RedisBroker, RedisBrokerError, RedisConfig, RedisSubscription};
 pub use skat_protocol::Message;
 
 /// A message to publish; the broker assigns its id and timestamp.
@@ -151,6 +156,13 @@ pub trait Broker: Send + Sync + 'static {
         room: &str,
         user: &str,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Whether the broker can currently serve every call (for readiness probes). A broker that
+    /// is not ready fails calls with its error instead of blocking; subscriptions survive and
+    /// catch up once it is ready again.
+    fn is_ready(&self) -> bool {
+        true
+    }
 }
 
 /// A node's live subscription to one room.

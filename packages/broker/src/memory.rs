@@ -262,15 +262,7 @@ pub struct MemorySubscription {
 impl MemorySubscription {
     /// Whether `message` is new to this subscriber; advances the high-water mark if so.
     fn advance(&mut self, message: &Message) -> bool {
-        match message.id.parse::<MessageId>() {
-            Ok(id) if self.last.is_none_or(|last| id > last) => {
-                self.last = Some(id);
-                true
-            }
-            Ok(_) => false,
-            // Ids come from `publish` above and always parse.
-            Err(_) => true,
-        }
+        crate::id::advance(&mut self.last, &message.id)
     }
 
     /// Refills the backlog from the history after the channel dropped `skipped` events.
@@ -328,6 +320,12 @@ mod tests {
     #[tokio::test]
     async fn conformance_suite() {
         conformance::run_all(|| async { broker() }, 20).await;
+    }
+
+    #[tokio::test]
+    async fn presence_spans_nodes_sharing_the_broker() {
+        let shared = broker();
+        conformance::presence_spans_nodes(&shared, &shared).await;
     }
 
     #[tokio::test]

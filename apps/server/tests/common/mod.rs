@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use skat_broker::{MemoryBroker, MemoryBrokerConfig};
+use skat_broker::{Broker, MemoryBroker, MemoryBrokerConfig, RedisBroker, RedisConfig};
 use skat_client::{Client, ClientError};
 use skat_protocol::{ErrorCode, Message, ServerFrame};
 use skat_server::ServerConfig;
@@ -47,7 +47,7 @@ impl Node {
     }
 
     /// Starts a node on `broker` (which other nodes may share) with `config`.
-    pub async fn start_with(broker: Arc<MemoryBroker>, config: ServerConfig) -> Node {
+    pub async fn start_with<B: Broker>(broker: Arc<B>, config: ServerConfig) -> Node {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -62,6 +62,37 @@ impl Node {
             shutdown: Some(tx),
             handle,
         }
+    }
+
+    /// Starts a node named `node_id` on the Redis at `url`, with fast presence heartbeats and
+    /// keys under `prefix` (so tests sharing a server stay apart).
+    pub async fn redis(url: &str, prefix: &str, node_id: &str, stream_len: usize) -> Node {
+        let broker = RedisBroker::connect(redis_config(url, prefix, node_id, stream_len))
+            .await
+            .unwrap();
+        let config = ServerConfig {
+            node_id: node_id.to_owned(),
+            ..Default::default()
+        };
+        Self::start_with(Arc::new(broker), config).await
+    }
+
+    /// `GET path` on this node; returns the status code.
+    pub async fn http_status(&self, path: &str) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap()
     }
 
     /// A client connected and welcomed as `name`.
@@ -86,6 +117,18 @@ impl Node {
             .await
             .expect("shutdown timed out")
             .unwrap()
+    }
+}
+
+/// Redis broker settings for tests: short presence TTL and heartbeat.
+pub fn redis_config(url: &str, prefix: &str, node_id: &str, stream_len: usize) -> RedisConfig {
+    RedisConfig {
+        prefix: prefix.to_owned(),
+        stream_len,
+        presence_ttl: Duration::from_millis(1500),
+        heartbeat: Duration::from_millis(200),
+        command_timeout: Duration::from_millis(500),
+        ..RedisConfig::new(url, node_id)
     }
 }
 

@@ -1,0 +1,347 @@
+//! Several nodes sharing one real `redis-server`: cross-node chat, ordering, history, recovery,
+//! presence, and surviving a Redis crash in the middle of a stream of sends.
+
+#![allow(clippy::unwrap_used, clippy::result_large_err)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{DEADLINE, Node, join, joined, message, next, next_where};
+use skat_broker::{Broker, MessageId, RedisBroker};
+use skat_protocol::{ErrorCode, Message, ServerFrame};
+use skat_testkit::RedisServer;
+
+#[tokio::test]
+async fn two_nodes_deliver_the_same_messages_in_the_same_order() {
+    let redis = RedisServer::start().await;
+    let a = Node::redis(&redis.url(), "order:", "node-a", 1000).await;
+    let b = Node::redis(&redis.url(), "order:", "node-b", 1000).await;
+    let mut alice = a.client("alice").await;
+    let mut bob = b.client("bob").await;
+    assert_eq!((alice.node(), bob.node()), (Some("node-a"), Some("node-b")));
+    join(&mut alice, "general").await;
+    let (members, _, _) = join(&mut bob, "general").await;
+    assert_eq!(members, ["alice", "bob"], "members span nodes");
+
+    // Both send at once, from different nodes.
+    const EACH: usize = 30;
+    let (mut alice_tx, mut bob_tx) = (a.client("alice").await, b.client("bob").await);
+    join(&mut alice_tx, "general").await;
+    join(&mut bob_tx, "general").await;
+    let send_a = tokio::spawn(async move {
+        for i in 0..EACH {
+            alice_tx
+                .send_message("general", &format!("a{i}"), None)
+                .await
+                .unwrap();
+        }
+        alice_tx
+    });
+    let send_b = tokio::spawn(async move {
+        for i in 0..EACH {
+            bob_tx
+                .send_message("general", &format!("b{i}"), None)
+                .await
+                .unwrap();
+        }
+        bob_tx
+    });
+    let mut on_a = Vec::new();
+    let mut on_b = Vec::new();
+    while on_a.len() < 2 * EACH {
+        on_a.push(message(&mut alice).await);
+    }
+    while on_b.len() < 2 * EACH {
+        on_b.push(message(&mut bob).await);
+    }
+    let _ = (send_a.await.unwrap(), send_b.await.unwrap());
+    assert_eq!(
+        on_a, on_b,
+        "same messages, same ids, same order on both nodes"
+    );
+    let ids: Vec<MessageId> = on_a.iter().map(|m| m.id.parse().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase");
+
+    // Stored once, whatever the number of nodes: history holds each message exactly once.
+    let mut carol = b.client("carol").await;
+    let (_, page, _) = join(&mut carol, "general").await;
+    assert_eq!(page, on_a[2 * EACH - 50..]);
+    carol
+        .history("general", Some(&page[0].id), Some(100))
+        .await
+        .unwrap();
+    let older = next_where(&mut carol, "history", |f| match f {
+        ServerFrame::History {
+            messages, has_more, ..
+        } => Ok((messages, has_more)),
+        other => Err(other),
+    })
+    .await;
+    assert_eq!(older, (on_a[..2 * EACH - 50].to_vec(), false));
+}
+
+#[tokio::test]
+async fn join_since_recovers_across_nodes_or_falls_back() {
+    let redis = RedisServer::start().await;
+    let a = Node::redis(&redis.url(), "rec:", "node-a", 30).await;
+    let b = Node::redis(&redis.url(), "rec:", "node-b", 30).await;
+    let mut alice = a.client("alice").await;
+    join(&mut alice, "general").await;
+    let mut sent = Vec::new();
+    for i in 0..10 {
+        alice
+            .send_message("general", &format!("m{i}"), None)
+            .await
+            .unwrap();
+        sent.push(message(&mut alice).await);
+    }
+    // Bob last saw m2 on node A; he comes back on node B.
+    let mut bob = b.client("bob").await;
+    bob.join_since("general", &sent[2].id).await.unwrap();
+    let (_, messages, recovered) = joined(&mut bob, "general").await;
+    assert!(recovered);
+    assert_eq!(messages, sent[3..]);
+    alice.send_message("general", "live", None).await.unwrap();
+    assert_eq!(
+        message(&mut bob).await.body,
+        "live",
+        "no gap, no duplicate after recovery"
+    );
+
+    // After the stream (30 entries) has moved past m2, the latest page comes instead.
+    for i in 0..40 {
+        alice
+            .send_message("general", &format!("n{i}"), None)
+            .await
+            .unwrap();
+        message(&mut alice).await;
+    }
+    let mut late = b.client("late").await;
+    late.join_since("general", &sent[2].id).await.unwrap();
+    let (_, messages, recovered) = joined(&mut late, "general").await;
+    assert!(!recovered);
+    assert_eq!(messages.len(), 30);
+    assert_eq!(messages.last().unwrap().body, "n39");
+}
+
+#[tokio::test]
+async fn presence_spans_nodes_and_a_dead_nodes_users_expire() {
+    let redis = RedisServer::start().await;
+    let a = Node::redis(&redis.url(), "pres:", "node-a", 1000).await;
+    let b = Node::redis(&redis.url(), "pres:", "node-b", 1000).await;
+    let mut alice = a.client("alice").await;
+    join(&mut alice, "general").await;
+    let mut bob = b.client("bob").await;
+    let (members, _, _) = join(&mut bob, "general").await;
+    assert_eq!(members, ["alice", "bob"]);
+    let online = |user: &str| ServerFrame::Presence {
+        room: "general".into(),
+        user: user.into(),
+        online: true,
+    };
+    let offline = |user: &str| ServerFrame::Presence {
+        room: "general".into(),
+        user: user.into(),
+        online: false,
+    };
+    assert_eq!(next(&mut alice).await, online("bob"));
+
+    bob.typing("general").await.unwrap();
+    assert_eq!(
+        next(&mut alice).await,
+        ServerFrame::Typing {
+            room: "general".into(),
+            user: "bob".into()
+        }
+    );
+    bob.leave("general").await.unwrap();
+    assert_eq!(next(&mut alice).await, offline("bob"));
+
+    // A node that dies without cleaning up: its broker registers a user, then vanishes.
+    let ghost = RedisBroker::connect(common::redis_config(
+        &redis.url(),
+        "pres:",
+        "node-ghost",
+        1000,
+    ))
+    .await
+    .unwrap();
+    ghost.presence_join("general", "casper").await.unwrap();
+    assert_eq!(next(&mut alice).await, online("casper"));
+    drop(ghost);
+    // Node A's heartbeat sweeps the expired entry (TTL 1.5 s in tests, 25 s by default).
+    assert_eq!(next(&mut alice).await, offline("casper"));
+    let mut dave = b.client("dave").await;
+    let (members, _, _) = join(&mut dave, "general").await;
+    assert_eq!(members, ["alice", "dave"]);
+}
+
+#[tokio::test]
+async fn a_dropped_pubsub_connection_is_repaired_without_clients_noticing() {
+    let redis = RedisServer::start().await;
+    let a = Node::redis(&redis.url(), "drop:", "node-a", 1000).await;
+    let b = Node::redis(&redis.url(), "drop:", "node-b", 1000).await;
+    let mut alice = a.client("alice").await;
+    let mut bob = b.client("bob").await;
+    join(&mut alice, "general").await;
+    join(&mut bob, "general").await;
+    let mut accepted = Vec::new();
+    for i in 0..40 {
+        if i == 10 {
+            // Both nodes lose their pub/sub connection; Redis itself stays up and keeps
+            // accepting messages, which the nodes must fetch from the stream.
+            let reply = redis
+                .command(&["CLIENT", "KILL", "TYPE", "pubsub"])
+                .await
+                .unwrap();
+            assert_eq!(reply, ":2\r\n", "both nodes' pub/sub connections killed");
+        }
+        alice
+            .send_message("general", &format!("m{i}"), None)
+            .await
+            .unwrap();
+        accepted.push(message(&mut alice).await);
+    }
+    let mut got = Vec::new();
+    while got.len() < accepted.len() {
+        got.push(message(&mut bob).await);
+    }
+    assert_eq!(
+        got, accepted,
+        "bob got every message once, in order, without reconnecting"
+    );
+}
+
+/// Outcome of one send during the crash test.
+enum Outcome {
+    Accepted(Message),
+    Unavailable,
+}
+
+#[tokio::test]
+async fn redis_crash_and_restart_loses_no_accepted_message() {
+    let mut redis = RedisServer::start().await;
+    let a = Node::redis(&redis.url(), "crash:", "node-a", 10_000).await;
+    let b = Node::redis(&redis.url(), "crash:", "node-b", 10_000).await;
+    let mut alice = a.client("alice").await;
+    let mut bob = b.client("bob").await;
+    join(&mut alice, "general").await;
+    join(&mut bob, "general").await;
+
+    // Bob only listens; his node must hand him every accepted message, exactly once, in order,
+    // without him reconnecting.
+    let listener = tokio::spawn(async move {
+        let mut got = Vec::new();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), bob.next_event()).await {
+                Ok(Ok(ServerFrame::Message(m))) => {
+                    let done = m.body == "done";
+                    got.push(m);
+                    if done {
+                        return got;
+                    }
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => panic!("bob's connection failed: {err}"),
+                Err(_) => panic!("bob stopped receiving; got {} messages", got.len()),
+            }
+        }
+    });
+
+    let mut outcomes = Vec::new();
+    let send = async |alice: &mut skat_client::Client, i: usize| {
+        let nonce = format!("n{i}");
+        alice
+            .send_message("general", &format!("m{i}"), Some(&nonce))
+            .await
+            .unwrap();
+        next_where(alice, "message or error", |f| match f {
+            ServerFrame::Message(m) if m.nonce.as_deref() == Some(nonce.as_str()) => {
+                Ok(Outcome::Accepted(m))
+            }
+            ServerFrame::Error {
+                code: ErrorCode::Unavailable,
+                nonce: Some(n),
+                ..
+            } if n == nonce => Ok(Outcome::Unavailable),
+            other => Err(other),
+        })
+        .await
+    };
+    for i in 0..50 {
+        outcomes.push(send(&mut alice, i).await);
+    }
+    redis.kill();
+    for i in 50..55 {
+        outcomes.push(send(&mut alice, i).await);
+    }
+    assert_eq!(
+        a.http_status("/readyz").await,
+        503,
+        "not ready while Redis is down"
+    );
+    redis.restart().await;
+    // Send at once: some of these are accepted before the nodes' pub/sub connections are back,
+    // and reach bob only through the node's gap repair from the stream.
+    for i in 55..105 {
+        outcomes.push(send(&mut alice, i).await);
+    }
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while a.http_status("/readyz").await != 200 || b.http_status("/readyz").await != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nodes never became ready again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    alice.send_message("general", "done", None).await.unwrap();
+    let got = tokio::time::timeout(DEADLINE * 3, listener)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let accepted: Vec<&Message> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Accepted(m) => Some(m),
+            Outcome::Unavailable => None,
+        })
+        .collect();
+    let refused = outcomes.len() - accepted.len();
+    assert!(
+        refused >= 5,
+        "sends during the outage were refused with unavailable ({refused})"
+    );
+    assert!(
+        accepted.len() >= 95,
+        "sends before and after the outage were accepted ({})",
+        accepted.len()
+    );
+
+    let got: Vec<&Message> = got.iter().filter(|m| m.body != "done").collect();
+    let ids: Vec<MessageId> = got.iter().map(|m| m.id.parse().unwrap()).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "bob got messages in order, without duplicates"
+    );
+    let got_ids: HashSet<&str> = got.iter().map(|m| m.id.as_str()).collect();
+    let lost: Vec<&str> = accepted
+        .iter()
+        .map(|m| m.id.as_str())
+        .filter(|id| !got_ids.contains(id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "accepted messages never delivered to bob: {lost:?}"
+    );
+    // Anything else bob got was a send whose reply was lost in the crash: Redis had taken it.
+    assert!(got.len() - accepted.len() <= refused);
+    eprintln!(
+        "sent {}, accepted {}, refused {refused}, delivered {}, lost 0",
+        outcomes.len(),
+        accepted.len(),
+        got.len()
+    );
+}

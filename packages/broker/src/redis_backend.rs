@@ -1,0 +1,993 @@
+//! The Redis backend: any number of nodes sharing one Redis act as one chat service.
+//!
+//! # Keys
+//!
+//! With the default prefix `skat:` and the room name hash-tagged, so that one room's keys and
+//! channel live on one Redis Cluster slot:
+//!
+//! - `skat:{general}:stream`: the room's messages, a Redis Stream trimmed to `stream_len` entries.
+//!   Stream ids are message ids. Each entry has one field, `d`, holding the encoded message.
+//! - `skat:{general}:events`: the pub/sub channel of the room's live events.
+//! - `skat:{general}:presence`: a sorted set of `<node>\n<user>` members scored by their expiry
+//!   (Unix ms). Nodes refresh their entries every heartbeat; a dead node's entries expire.
+//! - `skat:{general}:users`: a hash of user → number of live presence entries, for `members`.
+//! - `skat:{general}:trimmed`: the newest message id trimmed from the stream, so `recover` knows
+//!   exactly whether the messages after a client's `since` are all still there.
+//!
+//! # Guarantees, and how
+//!
+//! - **Order and storage.** `publish` runs one script doing `XADD` then `PUBLISH`, so ids come
+//!   from the stream and every node receives messages in stream order. Each message is stored
+//!   once, whatever the number of nodes.
+//! - **One subscription per room per node.** All rooms share one pub/sub connection per node,
+//!   owned by a background task that routes channel messages to the local subscriptions.
+//! - **Gap repair.** Every subscription remembers the last message id it delivered. When the
+//!   pub/sub connection drops, the task reconnects with backoff and resubscribes every room, and
+//!   each subscription re-reads the stream after its last id before taking live messages again.
+//!   The same catch-up runs when a subscription's queue overflows. Live messages at or below the
+//!   last id are skipped, so delivery stays exactly-once and in order.
+//! - **Presence.** Scripts keep the sorted set and the count hash consistent and publish
+//!   `online`/`offline` when a user's first entry appears or last one goes, including entries
+//!   swept after expiry. Script time comes from Redis (`TIME`), so node clocks do not matter.
+//!
+//! # Encoding
+//!
+//! Messages are stored and published in a compact text form private to this module (this crate
+//! does not speak JSON): `<from>\n<nonce byte length or ->\n<nonce><body>`. The published form
+//! prefixes `m<id>\n`; presence events are `p1<user>` / `p0<user>`, typing events `t<user>`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::AbortHandle;
+
+use crate::{Broker, HistoryPage, Message, MessageId, NewMessage, RoomEvent, Subscription};
+
+/// Settings of a [`RedisBroker`].
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// Redis URL, e.g. `redis://127.0.0.1:6379/`.
+    pub url: String,
+    /// Prefix of every key and channel.
+    pub prefix: String,
+    /// Messages kept per room stream.
+    pub stream_len: usize,
+    /// This node's id, which owns its presence entries.
+    pub node_id: String,
+    /// How long a presence entry lives without a heartbeat.
+    pub presence_ttl: Duration,
+    /// How often this node refreshes its presence entries.
+    pub heartbeat: Duration,
+    /// Events buffered per room subscription before it catches up from the stream instead.
+    pub channel_capacity: usize,
+    /// Timeout of each Redis command and connection attempt.
+    pub command_timeout: Duration,
+}
+
+impl RedisConfig {
+    /// Defaults for the given URL and node id.
+    pub fn new(url: impl Into<String>, node_id: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: "skat:".to_owned(),
+            stream_len: 10_000,
+            node_id: node_id.into(),
+            presence_ttl: Duration::from_secs(25),
+            heartbeat: Duration::from_secs(5),
+            channel_capacity: 4096,
+            command_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Errors of the Redis backend.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisBrokerError {
+    /// A Redis command failed or could not be sent.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// The node's pub/sub connection is down, so it cannot subscribe.
+    #[error("redis pub/sub connection is down")]
+    Unavailable,
+    /// Redis holds data this backend did not write.
+    #[error("malformed data in redis: {0}")]
+    Corrupt(String),
+}
+
+/// The Redis [`Broker`]: create it once per node with [`RedisBroker::connect`].
+///
+/// Dropping it stops its background tasks (pub/sub and heartbeats).
+#[derive(Debug)]
+pub struct RedisBroker {
+    shared: Arc<Shared>,
+    tasks: Vec<AbortHandle>,
+}
+
+impl Drop for RedisBroker {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+struct Shared {
+    config: RedisConfig,
+    conn: ConnectionManager,
+    scripts: Scripts,
+    /// Local subscriptions by channel name.
+    rooms: Mutex<HashMap<String, RoomSubs>>,
+    control: mpsc::UnboundedSender<Control>,
+    /// Whether the pub/sub connection is up and every room resubscribed.
+    ready: watch::Sender<bool>,
+    /// Presence entries this node holds, refreshed every heartbeat.
+    held: Mutex<HashSet<(String, String)>>,
+    next_sub: AtomicU64,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+struct RoomSubs {
+    room: String,
+    subs: Vec<LocalSub>,
+}
+
+struct LocalSub {
+    id: u64,
+    tx: mpsc::Sender<Incoming>,
+    /// Set when events were dropped (queue full) or the connection dropped: catch up first.
+    resync: Arc<AtomicBool>,
+}
+
+impl LocalSub {
+    fn mark_resync(&self) {
+        self.resync.store(true, Ordering::SeqCst);
+        // Wake the subscriber if it is waiting; if its queue is full it is not waiting.
+        let _ = self.tx.try_send(Incoming::Resync);
+    }
+}
+
+enum Incoming {
+    Event(RoomEvent),
+    Resync,
+}
+
+enum Control {
+    Subscribe {
+        channel: String,
+        ack: oneshot::Sender<Result<(), RedisBrokerError>>,
+    },
+    Unsubscribe {
+        channel: String,
+    },
+}
+
+struct Scripts {
+    publish: Script,
+    presence_join: Script,
+    presence_leave: Script,
+    members: Script,
+}
+
+/// Removes expired presence entries, publishing `offline` for users left without any.
+/// KEYS: presence zset, users hash, channel. Defines `now` (ms, from Redis).
+const SWEEP: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+for _, entry in ipairs(expired) do
+  redis.call('ZREM', KEYS[1], entry)
+  local user = string.sub(entry, string.find(entry, '\n', 1, true) + 1)
+  if redis.call('HINCRBY', KEYS[2], user, -1) <= 0 then
+    redis.call('HDEL', KEYS[2], user)
+    redis.call('PUBLISH', KEYS[3], 'p0' .. user)
+  end
+end
+";
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            // KEYS: stream, channel, trimmed marker. ARGV: maxlen, encoded message.
+            // Before trimming, remember the newest id about to go, so `recover` knows exactly
+            // which `since` values still have no gap.
+            publish: Script::new(
+                r"
+local maxlen = tonumber(ARGV[1])
+local len = redis.call('XLEN', KEYS[1])
+if len >= maxlen then
+  local going = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', len - maxlen + 1)
+  redis.call('SET', KEYS[3], going[#going][1])
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', maxlen, '*', 'd', ARGV[2])
+redis.call('PUBLISH', KEYS[2], 'm' .. id .. '\n' .. ARGV[2])
+return id
+",
+            ),
+            // KEYS: presence, users, channel. ARGV: entry, user, ttl ms.
+            presence_join: Script::new(&format!(
+                "{SWEEP}
+if redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1]) == 1 then
+  if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 then
+    redis.call('PUBLISH', KEYS[3], 'p1' .. ARGV[2])
+  end
+end
+return 1
+"
+            )),
+            // KEYS: presence, users, channel. ARGV: entry, user.
+            presence_leave: Script::new(&format!(
+                "{SWEEP}
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then
+    redis.call('HDEL', KEYS[2], ARGV[2])
+    redis.call('PUBLISH', KEYS[3], 'p0' .. ARGV[2])
+  end
+end
+return 1
+"
+            )),
+            // KEYS: presence, users, channel.
+            members: Script::new(&format!("{SWEEP}\nreturn redis.call('HKEYS', KEYS[2])")),
+        }
+    }
+}
+
+/// Key names of one room.
+struct Keys {
+    stream: String,
+    channel: String,
+    presence: String,
+    users: String,
+    trimmed: String,
+}
+
+impl Shared {
+    fn keys(&self, room: &str) -> Keys {
+        let base = format!("{}{{{room}}}", self.config.prefix);
+        Keys {
+            stream: format!("{base}:stream"),
+            channel: format!("{base}:events"),
+            presence: format!("{base}:presence"),
+            users: format!("{base}:users"),
+            trimmed: format!("{base}:trimmed"),
+        }
+    }
+
+    fn presence_entry(&self, user: &str) -> String {
+        format!("{}\n{user}", self.config.node_id)
+    }
+
+    async fn presence_join(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
+        let keys = self.keys(room);
+        let ttl = self.config.presence_ttl.as_millis() as u64;
+        let _: i64 = self
+            .scripts
+            .presence_join
+            .key(&keys.presence)
+            .key(&keys.users)
+            .key(&keys.channel)
+            .arg(self.presence_entry(user))
+            .arg(user)
+            .arg(ttl)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Messages with ids above `after` (all when `None`), oldest first, at most `count`.
+    async fn range_after(
+        &self,
+        room: &str,
+        after: Option<MessageId>,
+        count: usize,
+    ) -> Result<Vec<Message>, RedisBrokerError> {
+        let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
+        let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+            .arg(self.keys(room).stream)
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        entries
+            .into_iter()
+            .map(|(id, fields)| decode_entry(room, id, &fields))
+            .collect()
+    }
+
+    /// The newest id ever trimmed from the room's stream (`None` inside: never trimmed), or
+    /// `None` if the stream does not exist.
+    async fn trimmed_up_to(
+        &self,
+        room: &str,
+    ) -> Result<Option<Option<MessageId>>, RedisBrokerError> {
+        let keys = self.keys(room);
+        let (exists, trimmed): (bool, Option<String>) = redis::pipe()
+            .exists(&keys.stream)
+            .get(&keys.trimmed)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        if !exists {
+            return Ok(None);
+        }
+        let trimmed = trimmed
+            .map(|id| id.parse::<MessageId>())
+            .transpose()
+            .map_err(|e| RedisBrokerError::Corrupt(e.to_string()))?;
+        Ok(Some(trimmed))
+    }
+
+    /// Routes a pub/sub message to the local subscriptions of its room.
+    fn route(&self, channel: &str, payload: &[u8]) {
+        let rooms = lock(&self.rooms);
+        let Some(room) = rooms.get(channel) else {
+            return;
+        };
+        let event = match decode_event(&room.room, payload) {
+            Ok(event) => event,
+            Err(err) => {
+                tracing::warn!(%channel, error = %err, "dropping undecodable event");
+                return;
+            }
+        };
+        for sub in &room.subs {
+            match sub.tx.try_send(Incoming::Event(event.clone())) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                // The subscriber re-reads what it missed from the stream.
+                Err(mpsc::error::TrySendError::Full(_)) => sub.resync.store(true, Ordering::SeqCst),
+            }
+        }
+    }
+}
+
+impl RedisBroker {
+    /// Connects to Redis and starts this node's pub/sub and heartbeat tasks.
+    ///
+    /// Fails if Redis cannot be reached now; after that, outages are survived (see the module
+    /// docs) and reported through [`Broker::is_ready`] and failed calls.
+    pub async fn connect(config: RedisConfig) -> Result<Self, RedisBrokerError> {
+        let client = redis::Client::open(config.url.as_str())?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.command_timeout))
+            .set_response_timeout(Some(config.command_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_with_config(client.clone(), manager_config).await?;
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let (ready, mut ready_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            config,
+            conn,
+            scripts: Scripts::new(),
+            rooms: Mutex::default(),
+            control,
+            ready,
+            held: Mutex::default(),
+            next_sub: AtomicU64::new(0),
+        });
+        let pubsub =
+            tokio::spawn(pubsub_task(Arc::clone(&shared), client, control_rx)).abort_handle();
+        let heartbeat = tokio::spawn(heartbeat_task(Arc::clone(&shared))).abort_handle();
+        let broker = Self {
+            shared,
+            tasks: vec![pubsub, heartbeat],
+        };
+        let timeout = broker.shared.config.command_timeout * 2;
+        match tokio::time::timeout(timeout, ready_rx.wait_for(|ready| *ready)).await {
+            Ok(Ok(_)) => Ok(broker),
+            _ => Err(RedisBrokerError::Unavailable),
+        }
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &RedisConfig {
+        &self.shared.config
+    }
+}
+
+/// Owns the node's pub/sub connection: (re)connects, resubscribes, routes, handles control.
+async fn pubsub_task(
+    shared: Arc<Shared>,
+    client: redis::Client,
+    mut control: mpsc::UnboundedReceiver<Control>,
+) {
+    let mut backoff = Backoff::default();
+    loop {
+        let connected =
+            tokio::time::timeout(shared.config.command_timeout, client.get_async_pubsub()).await;
+        let (mut sink, mut stream) = match connected {
+            Ok(Ok(pubsub)) => pubsub.split(),
+            failed => {
+                let reason = match failed {
+                    Ok(Err(err)) => err.to_string(),
+                    _ => "timed out".to_owned(),
+                };
+                tracing::warn!(error = %reason, "redis pub/sub connection failed; retrying");
+                if !refuse_while_waiting(&mut control, backoff.next()).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let channels: Vec<String> = lock(&shared.rooms).keys().cloned().collect();
+        if !channels.is_empty() {
+            if let Err(err) = sink.subscribe(&channels).await {
+                tracing::warn!(error = %err, "resubscribing failed; retrying");
+                if !refuse_while_waiting(&mut control, backoff.next()).await {
+                    return;
+                }
+                continue;
+            }
+            // Whatever was published while we were away is in the streams: catch up from there.
+            for room in lock(&shared.rooms).values() {
+                room.subs.iter().for_each(LocalSub::mark_resync);
+            }
+            tracing::info!(
+                rooms = channels.len(),
+                "redis pub/sub reconnected; rooms resubscribed"
+            );
+        }
+        backoff = Backoff::default();
+        shared.ready.send_replace(true);
+        loop {
+            tokio::select! {
+                command = control.recv() => match command {
+                    None => return,
+                    Some(Control::Subscribe { channel, ack }) => {
+                        let _ = ack.send(sink.subscribe(&channel).await.map_err(Into::into));
+                    }
+                    Some(Control::Unsubscribe { channel }) => {
+                        // A new local subscription may have arrived since; then keep it.
+                        if !lock(&shared.rooms).contains_key(&channel) {
+                            let _ = sink.unsubscribe(&channel).await;
+                        }
+                    }
+                },
+                message = stream.next() => match message {
+                    Some(message) => shared.route(message.get_channel_name(), message.get_payload_bytes()),
+                    None => break,
+                },
+            }
+        }
+        shared.ready.send_replace(false);
+        tracing::warn!("redis pub/sub connection lost; reconnecting");
+    }
+}
+
+/// Waits `delay`, refusing subscriptions meanwhile; `false` if the broker is gone.
+async fn refuse_while_waiting(
+    control: &mut mpsc::UnboundedReceiver<Control>,
+    delay: Duration,
+) -> bool {
+    let sleep = tokio::time::sleep(delay);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            () = &mut sleep => return true,
+            command = control.recv() => match command {
+                None => return false,
+                Some(Control::Subscribe { ack, .. }) => {
+                    let _ = ack.send(Err(RedisBrokerError::Unavailable));
+                }
+                Some(Control::Unsubscribe { .. }) => {}
+            },
+        }
+    }
+}
+
+/// Exponential backoff from 50 ms to 2 s, with jitter.
+#[derive(Default)]
+struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let base = 50u64 << self.attempt.min(6);
+        self.attempt += 1;
+        let jitter = u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos()),
+        ) % (base / 2 + 1);
+        Duration::from_millis((base + jitter).min(2000))
+    }
+}
+
+/// Refreshes this node's presence entries so they outlive it only by the TTL.
+async fn heartbeat_task(shared: Arc<Shared>) {
+    let mut interval = tokio::time::interval(shared.config.heartbeat);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let held: Vec<(String, String)> = lock(&shared.held).iter().cloned().collect();
+        for chunk in held.chunks(64) {
+            let refreshes = chunk
+                .iter()
+                .map(|(room, user)| shared.presence_join(room, user));
+            for result in futures_util::future::join_all(refreshes).await {
+                if let Err(err) = result {
+                    tracing::warn!(error = %err, "presence heartbeat failed");
+                }
+            }
+        }
+    }
+}
+
+impl Broker for RedisBroker {
+    type Error = RedisBrokerError;
+    type Subscription = RedisSubscription;
+
+    async fn publish(&self, new: NewMessage) -> Result<Message, RedisBrokerError> {
+        let keys = self.shared.keys(&new.room);
+        let encoded = encode_message(&new.from, new.nonce.as_deref(), &new.body);
+        let id: String = self
+            .shared
+            .scripts
+            .publish
+            .key(&keys.stream)
+            .key(&keys.channel)
+            .key(&keys.trimmed)
+            .arg(self.shared.config.stream_len.max(1))
+            .arg(&encoded)
+            .invoke_async(&mut self.shared.conn.clone())
+            .await?;
+        let parsed: MessageId = id
+            .parse()
+            .map_err(|e| RedisBrokerError::Corrupt(format!("{e}")))?;
+        Ok(Message {
+            room: new.room,
+            id,
+            from: new.from,
+            body: new.body,
+            ts: parsed.ms,
+            nonce: new.nonce,
+        })
+    }
+
+    async fn subscribe(&self, room: &str) -> Result<RedisSubscription, RedisBrokerError> {
+        let shared = &self.shared;
+        let channel = shared.keys(room).channel;
+        let capacity = shared.config.channel_capacity.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        let id = shared.next_sub.fetch_add(1, Ordering::Relaxed);
+        let resync = Arc::new(AtomicBool::new(false));
+        lock(&shared.rooms)
+            .entry(channel.clone())
+            .or_insert_with(|| RoomSubs {
+                room: room.to_owned(),
+                subs: Vec::new(),
+            })
+            .subs
+            .push(LocalSub {
+                id,
+                tx,
+                resync: Arc::clone(&resync),
+            });
+        let subscription = RedisSubscription {
+            room: room.to_owned(),
+            channel: channel.clone(),
+            id,
+            shared: Arc::clone(shared),
+            rx,
+            resync,
+            last: None,
+            backlog: VecDeque::new(),
+        };
+        // From here on, dropping `subscription` unregisters it.
+        let (ack, acked) = oneshot::channel();
+        shared
+            .control
+            .send(Control::Subscribe { channel, ack })
+            .map_err(|_| RedisBrokerError::Unavailable)?;
+        match tokio::time::timeout(shared.config.command_timeout * 2, acked).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(err))) => return Err(err),
+            _ => return Err(RedisBrokerError::Unavailable),
+        }
+        // Catch-up after an outage starts from the stream's end as of now.
+        let mut subscription = subscription;
+        let latest: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
+            .arg(shared.keys(room).stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut shared.conn.clone())
+            .await?;
+        subscription.last = match latest.first() {
+            Some((id, _)) => Some(
+                id.parse()
+                    .map_err(|e| RedisBrokerError::Corrupt(format!("{e}")))?,
+            ),
+            None => None,
+        };
+        Ok(subscription)
+    }
+
+    async fn history(
+        &self,
+        room: &str,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<HistoryPage, RedisBrokerError> {
+        let end = before.map_or_else(|| "+".to_owned(), |id| format!("({id}"));
+        let entries: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
+            .arg(self.shared.keys(room).stream)
+            .arg(end)
+            .arg("-")
+            .arg("COUNT")
+            .arg(limit + 1)
+            .query_async(&mut self.shared.conn.clone())
+            .await?;
+        let has_more = entries.len() > limit;
+        let mut messages = entries
+            .into_iter()
+            .take(limit)
+            .map(|(id, fields)| decode_entry(room, id, &fields))
+            .collect::<Result<Vec<_>, _>>()?;
+        messages.reverse();
+        Ok(HistoryPage { messages, has_more })
+    }
+
+    async fn recover(
+        &self,
+        room: &str,
+        since: MessageId,
+        limit: usize,
+    ) -> Result<Option<Vec<Message>>, RedisBrokerError> {
+        match self.shared.trimmed_up_to(room).await? {
+            // No stream: nothing to recover from (never written, or lost).
+            None => return Ok(None),
+            Some(Some(trimmed)) if trimmed > since => return Ok(None),
+            Some(_) => {}
+        }
+        let missed = self
+            .shared
+            .range_after(room, Some(since), limit.saturating_add(1))
+            .await?;
+        Ok((missed.len() <= limit).then_some(missed))
+    }
+
+    async fn presence_join(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
+        self.shared.presence_join(room, user).await?;
+        lock(&self.shared.held).insert((room.to_owned(), user.to_owned()));
+        Ok(())
+    }
+
+    async fn presence_leave(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
+        // Forget it first: if Redis is unreachable the entry still expires after the TTL.
+        lock(&self.shared.held).remove(&(room.to_owned(), user.to_owned()));
+        let keys = self.shared.keys(room);
+        let _: i64 = self
+            .shared
+            .scripts
+            .presence_leave
+            .key(&keys.presence)
+            .key(&keys.users)
+            .key(&keys.channel)
+            .arg(self.shared.presence_entry(user))
+            .arg(user)
+            .invoke_async(&mut self.shared.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn members(&self, room: &str) -> Result<Vec<String>, RedisBrokerError> {
+        let keys = self.shared.keys(room);
+        let mut members: Vec<String> = self
+            .shared
+            .scripts
+            .members
+            .key(&keys.presence)
+            .key(&keys.users)
+            .key(&keys.channel)
+            .invoke_async(&mut self.shared.conn.clone())
+            .await?;
+        members.sort_unstable();
+        Ok(members)
+    }
+
+    async fn typing(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
+        let channel = self.shared.keys(room).channel;
+        let _: i64 = self
+            .shared
+            .conn
+            .clone()
+            .publish(channel, format!("t{user}"))
+            .await?;
+        Ok(())
+    }
+
+    fn is_ready(&self) -> bool {
+        *self.shared.ready.borrow()
+    }
+}
+
+/// A node's subscription to one room of a [`RedisBroker`].
+#[derive(Debug)]
+pub struct RedisSubscription {
+    room: String,
+    channel: String,
+    id: u64,
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<Incoming>,
+    resync: Arc<AtomicBool>,
+    /// Id of the last message delivered (or the stream's end when subscribing).
+    last: Option<MessageId>,
+    backlog: VecDeque<Message>,
+}
+
+impl std::fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Event(event) => f.debug_tuple("Event").field(event).finish(),
+            Self::Resync => f.write_str("Resync"),
+        }
+    }
+}
+
+impl Drop for RedisSubscription {
+    fn drop(&mut self) {
+        let mut rooms = lock(&self.shared.rooms);
+        let Some(room) = rooms.get_mut(&self.channel) else {
+            return;
+        };
+        room.subs.retain(|sub| sub.id != self.id);
+        if room.subs.is_empty() {
+            rooms.remove(&self.channel);
+            let _ = self.shared.control.send(Control::Unsubscribe {
+                channel: self.channel.clone(),
+            });
+        }
+    }
+}
+
+impl RedisSubscription {
+    /// Whether `message` is new to this subscriber; advances the high-water mark if so.
+    fn advance(&mut self, message: &Message) -> bool {
+        crate::id::advance(&mut self.last, &message.id)
+    }
+
+    /// Re-reads the stream after the last delivered id into the backlog, retrying until Redis
+    /// answers (nothing live can arrive while it does not).
+    async fn catch_up(&mut self) {
+        const PAGE: usize = 1000;
+        let mut backoff = Backoff::default();
+        let mut cursor = self.last;
+        loop {
+            match self.shared.range_after(&self.room, cursor, PAGE).await {
+                Ok(page) => {
+                    backoff = Backoff::default();
+                    let full = page.len() == PAGE;
+                    cursor = page.last().and_then(|m| m.id.parse().ok()).or(cursor);
+                    if !page.is_empty() {
+                        tracing::debug!(room = %self.room, missed = page.len(), "caught up from stream");
+                    }
+                    self.backlog.extend(page);
+                    if !full {
+                        break;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(room = %self.room, error = %err, "catch-up failed; retrying");
+                    tokio::time::sleep(backoff.next()).await;
+                }
+            }
+        }
+        if let (Some(last), Ok(Some(Some(trimmed)))) =
+            (self.last, self.shared.trimmed_up_to(&self.room).await)
+            && trimmed > last
+        {
+            tracing::error!(room = %self.room, "stream trimmed past this node's position; messages lost for it");
+        }
+    }
+}
+
+impl Subscription for RedisSubscription {
+    async fn recv(&mut self) -> Option<RoomEvent> {
+        loop {
+            if let Some(message) = self.backlog.pop_front() {
+                if self.advance(&message) {
+                    return Some(RoomEvent::Message(message));
+                }
+                continue;
+            }
+            if self.resync.swap(false, Ordering::SeqCst) {
+                self.catch_up().await;
+                continue;
+            }
+            match self.rx.recv().await? {
+                Incoming::Event(RoomEvent::Message(message)) => {
+                    // A message after a gap waits until the gap is filled from the stream.
+                    if self.resync.load(Ordering::SeqCst) {
+                        self.catch_up_then(message).await;
+                        continue;
+                    }
+                    if self.advance(&message) {
+                        return Some(RoomEvent::Message(message));
+                    }
+                }
+                Incoming::Event(event) => return Some(event),
+                Incoming::Resync => {}
+            }
+        }
+    }
+}
+
+impl RedisSubscription {
+    async fn catch_up_then(&mut self, message: Message) {
+        self.resync.store(false, Ordering::SeqCst);
+        self.catch_up().await;
+        self.backlog.push_back(message);
+    }
+}
+
+/// Encodes a message for the stream: `<from>\n<nonce byte length or ->\n<nonce><body>`.
+fn encode_message(from: &str, nonce: Option<&str>, body: &str) -> String {
+    match nonce {
+        Some(nonce) => format!("{from}\n{}\n{nonce}{body}", nonce.len()),
+        None => format!("{from}\n-\n{body}"),
+    }
+}
+
+fn corrupt(what: &str) -> RedisBrokerError {
+    RedisBrokerError::Corrupt(what.to_owned())
+}
+
+/// Decodes [`encode_message`]'s output.
+fn decode_message(room: &str, id: String, encoded: &str) -> Result<Message, RedisBrokerError> {
+    let parsed: MessageId = id
+        .parse()
+        .map_err(|e| RedisBrokerError::Corrupt(format!("{e}")))?;
+    let (from, rest) = encoded
+        .split_once('\n')
+        .ok_or_else(|| corrupt("message without sender"))?;
+    let (len, rest) = rest
+        .split_once('\n')
+        .ok_or_else(|| corrupt("message without nonce length"))?;
+    let (nonce, body) = match len {
+        "-" => (None, rest),
+        len => {
+            let len: usize = len.parse().map_err(|_| corrupt("bad nonce length"))?;
+            if !rest.is_char_boundary(len) {
+                return Err(corrupt("nonce length past the data"));
+            }
+            let (nonce, body) = rest.split_at(len);
+            (Some(nonce.to_owned()), body)
+        }
+    };
+    Ok(Message {
+        room: room.to_owned(),
+        id,
+        from: from.to_owned(),
+        body: body.to_owned(),
+        ts: parsed.ms,
+        nonce,
+    })
+}
+
+/// Decodes a stream entry `[id, ["d", encoded]]`.
+fn decode_entry(room: &str, id: String, fields: &[String]) -> Result<Message, RedisBrokerError> {
+    match fields {
+        [name, encoded] if name == "d" => decode_message(room, id, encoded),
+        _ => Err(corrupt("stream entry without a d field")),
+    }
+}
+
+/// Decodes a pub/sub payload.
+fn decode_event(room: &str, payload: &[u8]) -> Result<RoomEvent, RedisBrokerError> {
+    let text = std::str::from_utf8(payload).map_err(|_| corrupt("event is not UTF-8"))?;
+    let mut chars = text.chars();
+    match chars.next() {
+        Some('m') => {
+            let (id, encoded) = chars
+                .as_str()
+                .split_once('\n')
+                .ok_or_else(|| corrupt("message event without id"))?;
+            Ok(RoomEvent::Message(decode_message(
+                room,
+                id.to_owned(),
+                encoded,
+            )?))
+        }
+        Some('p') => {
+            let rest = chars.as_str();
+            let online = match rest.as_bytes().first() {
+                Some(b'1') => true,
+                Some(b'0') => false,
+                _ => return Err(corrupt("presence event without state")),
+            };
+            Ok(RoomEvent::Presence {
+                room: room.to_owned(),
+                user: rest[1..].to_owned(),
+                online,
+            })
+        }
+        Some('t') => Ok(RoomEvent::Typing {
+            room: room.to_owned(),
+            user: chars.as_str().to_owned(),
+        }),
+        _ => Err(corrupt("unknown event kind")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_encoding_round_trips() {
+        for (nonce, body) in [
+            (None, "hi"),
+            (Some("c-1"), "multi\nline\n"),
+            (Some(""), "-\n5\n"),
+            (Some("é\n"), "ü"),
+        ] {
+            let encoded = encode_message("alice", nonce, body);
+            let message = decode_message("r", "5-1".into(), &encoded).unwrap();
+            assert_eq!(message.from, "alice");
+            assert_eq!(message.nonce.as_deref(), nonce);
+            assert_eq!(message.body, body);
+            assert_eq!(message.ts, 5);
+            let event = decode_event("r", format!("m5-1\n{encoded}").as_bytes()).unwrap();
+            assert_eq!(event, RoomEvent::Message(message));
+        }
+    }
+
+    #[test]
+    fn events_decode() {
+        assert_eq!(
+            decode_event("r", b"p1bob").unwrap(),
+            RoomEvent::Presence {
+                room: "r".into(),
+                user: "bob".into(),
+                online: true
+            }
+        );
+        assert_eq!(
+            decode_event("r", b"p0bob").unwrap(),
+            RoomEvent::Presence {
+                room: "r".into(),
+                user: "bob".into(),
+                online: false
+            }
+        );
+        assert_eq!(
+            decode_event("r", b"tbob").unwrap(),
+            RoomEvent::Typing {
+                room: "r".into(),
+                user: "bob".into()
+            }
+        );
+        for bad in [
+            &b""[..],
+            b"x",
+            b"m5-1",
+            b"m5-1\nalice",
+            b"m5-1\nalice\n9\nab",
+            b"p",
+            b"\xff",
+        ] {
+            assert!(decode_event("r", bad).is_err(), "{bad:?}");
+        }
+    }
+}

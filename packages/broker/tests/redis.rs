@@ -1,0 +1,171 @@
+//! The Redis backend against a real `redis-server`: the shared conformance suite, plus what only
+//! a remote broker can get wrong (catching up after its pub/sub connection drops, presence of a
+//! node that died without cleaning up).
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use skat_broker::conformance::{self, next_event};
+use skat_broker::{Broker, RedisBroker, RedisConfig, RoomEvent};
+use skat_testkit::RedisServer;
+
+fn config(redis: &RedisServer, prefix: &str, node: &str, stream_len: usize) -> RedisConfig {
+    RedisConfig {
+        prefix: prefix.to_owned(),
+        stream_len,
+        presence_ttl: Duration::from_millis(1000),
+        heartbeat: Duration::from_millis(200),
+        command_timeout: Duration::from_millis(500),
+        ..RedisConfig::new(redis.url(), node)
+    }
+}
+
+#[tokio::test]
+async fn conformance_suite() {
+    let redis = RedisServer::start().await;
+    let run = AtomicUsize::new(0);
+    conformance::run_all(
+        || {
+            // A fresh key prefix per check, so checks never see each other's rooms.
+            let cfg = config(
+                &redis,
+                &format!("c{}:", run.fetch_add(1, Ordering::Relaxed)),
+                "node-a",
+                20,
+            );
+            async move { RedisBroker::connect(cfg).await.unwrap() }
+        },
+        20,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn presence_spans_nodes() {
+    let redis = RedisServer::start().await;
+    let a = RedisBroker::connect(config(&redis, "two:", "node-a", 100))
+        .await
+        .unwrap();
+    let b = RedisBroker::connect(config(&redis, "two:", "node-b", 100))
+        .await
+        .unwrap();
+    conformance::presence_spans_nodes(&a, &b).await;
+}
+
+#[tokio::test]
+async fn subscription_catches_up_after_pubsub_connection_drops() {
+    let redis = RedisServer::start().await;
+    let a = RedisBroker::connect(config(&redis, "gap:", "node-a", 1000))
+        .await
+        .unwrap();
+    let b = RedisBroker::connect(config(&redis, "gap:", "node-b", 1000))
+        .await
+        .unwrap();
+    let mut sub = a.subscribe("general").await.unwrap();
+    let first = conformance::publish_n(&b, "general", 1).await;
+    assert_eq!(
+        next_event(&mut sub).await,
+        RoomEvent::Message(first[0].clone())
+    );
+
+    // Drop every pub/sub connection (A's); B publishes while A is reconnecting.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(killed >= 1);
+    let missed = conformance::publish_n(&b, "general", 20).await;
+    for expected in &missed {
+        assert_eq!(
+            next_event(&mut sub).await,
+            RoomEvent::Message(expected.clone())
+        );
+    }
+    // Live delivery resumes, without duplicates.
+    let live = conformance::publish_n(&b, "general", 1).await;
+    assert_eq!(
+        next_event(&mut sub).await,
+        RoomEvent::Message(live[0].clone())
+    );
+    assert!(a.is_ready());
+}
+
+#[tokio::test]
+async fn a_dead_nodes_presence_expires() {
+    let redis = RedisServer::start().await;
+    let alive = RedisBroker::connect(config(&redis, "dead:", "alive", 1000))
+        .await
+        .unwrap();
+    let mut sub = alive.subscribe("general").await.unwrap();
+    let ghost = RedisBroker::connect(config(&redis, "dead:", "ghost", 1000))
+        .await
+        .unwrap();
+    ghost.presence_join("general", "casper").await.unwrap();
+    alive.presence_join("general", "alice").await.unwrap();
+    let online = |user: &str| RoomEvent::Presence {
+        room: "general".into(),
+        user: user.into(),
+        online: true,
+    };
+    assert_eq!(next_event(&mut sub).await, online("casper"));
+    assert_eq!(next_event(&mut sub).await, online("alice"));
+    assert_eq!(alive.members("general").await.unwrap(), ["alice", "casper"]);
+
+    // The ghost node dies without leaving: no more heartbeats. The alive node's heartbeat sweeps
+    // its entry once the TTL passes, and announces the user offline.
+    drop(ghost);
+    assert_eq!(
+        next_event(&mut sub).await,
+        RoomEvent::Presence {
+            room: "general".into(),
+            user: "casper".into(),
+            online: false
+        }
+    );
+    assert_eq!(alive.members("general").await.unwrap(), ["alice"]);
+}
+
+#[tokio::test]
+async fn calls_fail_fast_while_redis_is_down_and_recover() {
+    let mut redis = RedisServer::start().await;
+    let broker = RedisBroker::connect(config(&redis, "down:", "node-a", 1000))
+        .await
+        .unwrap();
+    let mut sub = broker.subscribe("general").await.unwrap();
+    redis.kill();
+    let new = || skat_broker::NewMessage {
+        room: "general".into(),
+        from: "a".into(),
+        body: "x".into(),
+        nonce: None,
+    };
+    assert!(
+        broker.publish(new()).await.is_err(),
+        "publish reports the outage"
+    );
+    redis.restart().await;
+    // The broker becomes ready again by itself, and the old subscription keeps working.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !broker.is_ready() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "broker never became ready again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sent = loop {
+        // The command connection may need one failed call to notice the restart.
+        match broker.publish(new()).await {
+            Ok(message) => break message,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    assert_eq!(next_event(&mut sub).await, RoomEvent::Message(sent));
+}

@@ -1,0 +1,203 @@
+//! Test harness: real `redis-server` processes for Skat's tests.
+//!
+//! Tests never touch a shared Redis (such as one on 6379): each [`RedisServer`] is a child
+//! process on a free loopback port with its own temporary directory, killed and cleaned up on
+//! drop. It persists with an fsync'ed append-only file, so a [`RedisServer::kill`] followed by
+//! [`RedisServer::restart`] simulates a crash that loses nothing Redis acknowledged.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long a start or restart may take before the test fails.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A `redis-server` child process on a free loopback port, in its own temporary directory.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a fresh server and waits until it answers `PING`.
+    ///
+    /// # Panics
+    ///
+    /// If `redis-server` is missing or does not come up within 10 s.
+    pub async fn start() -> RedisServer {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = std::env::temp_dir().join(format!(
+            "skat-redis-{}-{}-{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("cannot create a temp dir for redis-server");
+        let port = free_port();
+        let mut server = RedisServer {
+            port,
+            dir,
+            child: None,
+        };
+        server.spawn_and_wait().await;
+        server
+    }
+
+    /// The server's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL clients connect to.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kills the server with SIGKILL, as a crash would, and waits for it to exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and directory (its data survives a
+    /// [`kill`](Self::kill)) and waits until it answers `PING`.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn_and_wait().await;
+    }
+
+    /// Runs one command over a raw connection and returns the start of the RESP reply (e.g.
+    /// `:2\r\n`), or `None` if the server did not answer.
+    pub async fn command(&self, args: &[&str]) -> Option<String> {
+        let mut resp = format!("*{}\r\n", args.len());
+        for arg in args {
+            resp.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        raw(self.port, resp.as_bytes()).await
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    async fn spawn_and_wait(&mut self) {
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        loop {
+            let child = Command::new("redis-server")
+                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+                .arg("--dir")
+                .arg(&self.dir)
+                .args([
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "always",
+                ])
+                .args([
+                    "--daemonize",
+                    "no",
+                    "--protected-mode",
+                    "no",
+                    "--loglevel",
+                    "warning",
+                ])
+                .args(["--logfile", "redis.log"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("cannot run redis-server: is it installed? run `just setup`");
+            self.child = Some(child);
+            while tokio::time::Instant::now() < deadline {
+                if ping(self.port).await {
+                    return;
+                }
+                if !self.is_running() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // Exited early (e.g. the port was briefly unavailable after a kill): try again.
+            self.kill();
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server did not start on port {}; see {}",
+                self.port,
+                self.dir.join("redis.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("cannot bind a loopback port");
+    listener
+        .local_addr()
+        .expect("bound socket has an address")
+        .port()
+}
+
+/// Sends one raw RESP command and returns the start of the reply.
+async fn raw(port: u16, command: &[u8]) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    stream.write_all(command).await.ok()?;
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+async fn ping(port: u16) -> bool {
+    raw(port, b"PING\r\n")
+        .await
+        .is_some_and(|reply| reply.starts_with("+PONG"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn starts_crashes_and_restarts_with_its_data() {
+        let mut redis = RedisServer::start().await;
+        assert!(ping(redis.port()).await);
+        assert!(redis.url().contains(&redis.port().to_string()));
+        let set = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n";
+        assert_eq!(raw(redis.port(), set).await.as_deref(), Some("+OK\r\n"));
+        redis.kill();
+        assert!(!redis.is_running());
+        assert!(!ping(redis.port()).await);
+        redis.restart().await;
+        assert!(redis.is_running());
+        assert_eq!(
+            redis.command(&["GET", "k"]).await.as_deref(),
+            Some("$1\r\nv\r\n")
+        );
+    }
+}
