@@ -82,6 +82,56 @@ async fn two_nodes_deliver_the_same_messages_in_the_same_order() {
     assert_eq!(older, (on_a[..2 * EACH - 50].to_vec(), false));
 }
 
+/// Number of Redis pub/sub subscribers of a room's channel (one per subscribed node).
+async fn subscribers(redis: &RedisServer, prefix: &str, room: &str) -> u32 {
+    let channel = format!("{prefix}{{{room}}}:events");
+    let reply = redis
+        .command(&["PUBSUB", "NUMSUB", &channel])
+        .await
+        .unwrap();
+    // *2\r\n$<len>\r\n<channel>\r\n:<count>\r\n
+    reply.rsplit(':').next().unwrap().trim().parse().unwrap()
+}
+
+/// Waits until the room's channel has `expected` subscribers.
+async fn await_subscribers(redis: &RedisServer, prefix: &str, room: &str, expected: u32) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while subscribers(redis, prefix, room).await != expected {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never reached {expected} subscribers"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn one_redis_subscription_per_room_per_node() {
+    let redis = RedisServer::start().await;
+    let a = Node::redis(&redis.url(), "subs:", "node-a", 100).await;
+    let b = Node::redis(&redis.url(), "subs:", "node-b", 100).await;
+    let mut users = Vec::new();
+    for (node, name) in [(&a, "a1"), (&a, "a2"), (&a, "a3"), (&b, "b1"), (&b, "b2")] {
+        let mut client = node.client(name).await;
+        join(&mut client, "general").await;
+        users.push(client);
+    }
+    // Five users on two nodes: two subscriptions, not five.
+    assert_eq!(subscribers(&redis, "subs:", "general").await, 2);
+    // Node B's last member leaves: B unsubscribes, A stays.
+    for mut client in users.drain(3..) {
+        client.leave("general").await.unwrap();
+        next_where(&mut client, "left", |f| match f {
+            ServerFrame::Left { .. } => Ok(()),
+            other => Err(other),
+        })
+        .await;
+    }
+    await_subscribers(&redis, "subs:", "general", 1).await;
+    drop(users);
+    await_subscribers(&redis, "subs:", "general", 0).await;
+}
+
 #[tokio::test]
 async fn join_since_recovers_across_nodes_or_falls_back() {
     let redis = RedisServer::start().await;
