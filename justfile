@@ -6,29 +6,59 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 default:
     @just --list
 
+# The wasm-bindgen version the web app is locked to; the CLI must match it exactly.
+wasm_bindgen_version := `sed -n '/^name = "wasm-bindgen"$/{n;s/version = "\(.*\)"/\1/p;}' Cargo.lock`
+
 # Install what the other recipes need (idempotent): the pinned Rust toolchain with rustfmt and
-# clippy, the wasm32 target the protocol crate (and later the web app) builds for, and
-# redis-server (tests start their own instances; `just cluster` uses it too).
+# clippy, the wasm32 target, wasm-bindgen-cli at the locked version, redis-server (tests start
+# their own instances) and Chromium with ChromeDriver (browser tests).
 setup:
     # RUSTUP_AUTO_INSTALL=0 machines do not fetch the toolchain pinned in rust-toolchain.toml by
     # themselves; with no argument rustup installs exactly that toolchain and its components.
     rustup toolchain install
     rustup target add wasm32-unknown-unknown
-    if ! command -v redis-server >/dev/null; then \
-        sudo=$([ "$(id -u)" -eq 0 ] || echo sudo); \
-        $sudo apt-get update -qq && $sudo apt-get install -y -qq redis-server; \
+    if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen {{wasm_bindgen_version}}" ]; then \
+        cargo install wasm-bindgen-cli --version {{wasm_bindgen_version}}; \
     fi
-    @echo "setup: $(rustc --version), $(redis-server --version | cut -d' ' -f1-3)"
+    if ! command -v redis-server >/dev/null || ! command -v chromedriver >/dev/null; then \
+        sudo=$([ "$(id -u)" -eq 0 ] || echo sudo); \
+        $sudo apt-get update -qq && $sudo apt-get install -y -qq redis-server chromium chromium-driver; \
+    fi
+    @echo "setup: $(rustc --version), $(wasm-bindgen --version), $(redis-server --version | cut -d' ' -f1-3), $(chromedriver --version | cut -d' ' -f1-2)"
 
-# Run a node on http://127.0.0.1:3000 with the embedded broker; extra flags go to skat-server (see --help).
-dev *ARGS: setup
-    cargo run -p skat-server -- {{ARGS}}
+# Build the web app's release bundle into target/web and print its gzipped size.
+web:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+        echo "error: the wasm32-unknown-unknown target is missing: run 'just setup'" >&2; exit 1
+    fi
+    if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen {{wasm_bindgen_version}}" ]; then
+        echo "error: wasm-bindgen-cli {{wasm_bindgen_version}} is missing: run 'just setup'" >&2; exit 1
+    fi
+    cargo build -p web --profile wasm-release --target wasm32-unknown-unknown
+    rm -rf target/web && mkdir -p target/web
+    wasm-bindgen --target web --no-typescript --remove-name-section --out-dir target/web \
+        target/wasm32-unknown-unknown/wasm-release/web.wasm
+    cp apps/web/static/* target/web/
+    total=0
+    for f in target/web/web_bg.wasm target/web/web.js target/web/style.css target/web/index.html; do
+        size=$(gzip -9 -c "$f" | wc -c); total=$((total + size))
+        printf '  %-14s %7d bytes gzipped\n' "$(basename "$f")" "$size"
+    done
+    echo "web: bundle in target/web, $((total / 1024)) KiB gzipped in total (budget 300 KiB)"
+
+# Run a node on http://127.0.0.1:3000 with the embedded broker, serving the web app; extra flags
+# go to skat-server (see --help).
+dev *ARGS: setup web
+    cargo run -p skat-server -- --static-dir target/web {{ARGS}}
 
 # Three nodes on http://127.0.0.1:3001-3003 sharing a local Redis (port 6390, data in
 # target/cluster) for trying multi-node chat by hand. Ctrl-C stops everything.
 cluster redis_port="6390": setup
     #!/usr/bin/env bash
     set -euo pipefail
+    just web
     cargo build -p skat-server
     dir=target/cluster
     mkdir -p "$dir"
@@ -39,22 +69,23 @@ cluster redis_port="6390": setup
     trap 'exit 0' INT TERM
     until redis-cli -p {{redis_port}} ping >/dev/null 2>&1; do sleep 0.1; done
     for i in 1 2 3; do
-        SKAT_BIND=127.0.0.1:300$i SKAT_NODE_ID=node-$i \
+        SKAT_BIND=127.0.0.1:300$i SKAT_NODE_ID=node-$i SKAT_STATIC_DIR=target/web \
             SKAT_REDIS_URL=redis://127.0.0.1:{{redis_port}}/ ./target/debug/skat-server &
         pids+=($!)
     done
-    echo "cluster: nodes on ws://127.0.0.1:3001/ws, :3002, :3003 sharing redis on port {{redis_port}}"
+    echo "cluster: nodes on http://127.0.0.1:3001, :3002, :3003 sharing redis on port {{redis_port}}"
     wait
 
-# Everything CI checks: formatting, lints, docs and all tests. Extra args go to `cargo test`.
-test *ARGS: setup fmt-check lint
-    cargo check -p skat-protocol --target wasm32-unknown-unknown
+# Everything CI checks: formatting, lints, docs, the web bundle and all tests, browser tests
+# included. Extra args go to `cargo test`.
+test *ARGS: setup fmt-check lint web
     cargo test --workspace --all-targets {{ARGS}}
     cargo test --workspace --doc
 
 # Clippy with warnings as errors, and the docs with warnings as errors.
 lint:
     cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy -p web --target wasm32-unknown-unknown -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 # Format all code.

@@ -17,6 +17,8 @@ use tokio::net::TcpStream;
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A `redis-server` child process on a free loopback port, in its own temporary directory.
+///
+/// Dropping it kills the process (SIGKILL), waits for it and removes the directory.
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
@@ -29,7 +31,7 @@ impl RedisServer {
     ///
     /// # Panics
     ///
-    /// If `redis-server` is missing or does not come up within 10 s.
+    /// If `redis-server` is missing from `PATH` or does not answer `PING` within 10 s.
     pub async fn start() -> RedisServer {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
@@ -71,6 +73,10 @@ impl RedisServer {
 
     /// Starts the server again on the same port and directory (its data survives a
     /// [`kill`](Self::kill)) and waits until it answers `PING`.
+    ///
+    /// # Panics
+    ///
+    /// If the server does not answer `PING` within 10 s.
     pub async fn restart(&mut self) {
         self.kill();
         self.spawn_and_wait().await;
@@ -121,7 +127,7 @@ impl RedisServer {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .expect("cannot run redis-server: is it installed? run `just setup`");
+                .expect("cannot run redis-server: is redis-server installed? run `just setup`");
             self.child = Some(child);
             while tokio::time::Instant::now() < deadline {
                 if ping(self.port).await {
@@ -134,12 +140,15 @@ impl RedisServer {
             }
             // Exited early (e.g. the port was briefly unavailable after a kill): try again.
             self.kill();
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "redis-server did not start on port {}; see {}",
-                self.port,
-                self.dir.join("redis.log").display()
-            );
+            if tokio::time::Instant::now() >= deadline {
+                // The directory goes away when `self` drops during the panic: show the log now.
+                let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
+                panic!(
+                    "redis-server did not answer PING on port {} within {START_TIMEOUT:?} \
+                     (is redis-server installed? run `just setup`); its log:\n{log}",
+                    self.port
+                );
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -173,6 +182,7 @@ async fn raw(port: u16, command: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
+/// Whether a server on `port` answers `PING` with `+PONG`.
 async fn ping(port: u16) -> bool {
     raw(port, b"PING\r\n")
         .await

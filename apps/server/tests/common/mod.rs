@@ -48,7 +48,16 @@ impl Node {
 
     /// Starts a node on `broker` (which other nodes may share) with `config`.
     pub async fn start_with<B: Broker>(broker: Arc<B>, config: ServerConfig) -> Node {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on("127.0.0.1:0".parse().unwrap(), broker, config).await
+    }
+
+    /// Starts a node listening on `addr` (to restart one on the port it had).
+    pub async fn start_on<B: Broker>(
+        addr: std::net::SocketAddr,
+        broker: Arc<B>,
+        config: ServerConfig,
+    ) -> Node {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let node_id = config.node_id.clone();
@@ -67,13 +76,23 @@ impl Node {
     /// Starts a node named `node_id` on the Redis at `url`, with fast presence heartbeats and
     /// keys under `prefix` (so tests sharing a server stay apart).
     pub async fn redis(url: &str, prefix: &str, node_id: &str, stream_len: usize) -> Node {
-        let broker = RedisBroker::connect(redis_config(url, prefix, node_id, stream_len))
-            .await
-            .unwrap();
         let config = ServerConfig {
             node_id: node_id.to_owned(),
             ..Default::default()
         };
+        Self::redis_with(url, prefix, config, stream_len).await
+    }
+
+    /// Like [`Node::redis`], with a full server config (its node id names the node).
+    pub async fn redis_with(
+        url: &str,
+        prefix: &str,
+        config: ServerConfig,
+        stream_len: usize,
+    ) -> Node {
+        let broker = RedisBroker::connect(redis_config(url, prefix, &config.node_id, stream_len))
+            .await
+            .unwrap();
         Self::start_with(Arc::new(broker), config).await
     }
 

@@ -1,0 +1,404 @@
+//! The web app end to end: two headless Chromium sessions, driven over WebDriver, on two server
+//! nodes sharing one test Redis.
+//!
+//! Needs the bundle built by `just web` (in `target/web`), `chromedriver` and `chromium` (both
+//! installed by `just setup`); `just test` runs it. Screenshots land in `target/e2e/`.
+
+#![allow(clippy::unwrap_used, clippy::result_large_err)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::Node;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use skat_server::ServerConfig;
+use skat_testkit::RedisServer;
+
+/// How long the page may take to show an expected state.
+const UI_DEADLINE: Duration = Duration::from_secs(20);
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The web bundle built by `just web`.
+fn bundle() -> PathBuf {
+    let dir = workspace_root().join("target/web");
+    assert!(
+        dir.join("index.html").exists() && dir.join("web_bg.wasm").exists(),
+        "no web bundle in {}: run `just web` (or `just test`) first",
+        dir.display()
+    );
+    dir
+}
+
+/// A chromedriver process on a free port, killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot run chromedriver: run `just setup`");
+        let deadline = tokio::time::Instant::now() + UI_DEADLINE;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chromedriver did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// A new headless browser session.
+    async fn browser(&self) -> Client {
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1100,700",
+        ];
+        let caps = json!({ "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args } });
+        let serde_json::Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `probe` until it returns `Ok`, failing with its last `Err` (what the page showed)
+/// after [`UI_DEADLINE`].
+async fn eventually<T, Fut>(what: &str, mut probe: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + UI_DEADLINE;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "expected {what}; saw {seen}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the text of the first element matching `css` satisfies `check`.
+async fn wait_text(page: &Client, css: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
+    eventually(&format!("{what} in {css}"), || async {
+        let text = match page.find(Locator::Css(css)).await {
+            Ok(element) => element.text().await.unwrap_or_default(),
+            Err(_) => return Err("no such element".to_owned()),
+        };
+        if check(&text) {
+            Ok(text)
+        } else {
+            Err(format!("{text:?}"))
+        }
+    })
+    .await
+}
+
+/// The bodies of the messages shown, in order.
+async fn bodies(page: &Client) -> Vec<String> {
+    let mut out = Vec::new();
+    for element in page
+        .find_all(Locator::Css(".message:not(.pending) .body"))
+        .await
+        .unwrap()
+    {
+        out.push(element.text().await.unwrap());
+    }
+    out
+}
+
+/// Waits until the message list satisfies `check`.
+async fn wait_messages(
+    page: &Client,
+    what: &str,
+    check: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    eventually(what, || async {
+        let shown = bodies(page).await;
+        if check(&shown) {
+            Ok(shown)
+        } else {
+            Err(format!("{shown:?}"))
+        }
+    })
+    .await
+}
+
+/// Opens the app on `node`, picks `name`, and waits until connected.
+async fn open_as(page: &Client, node: &Node, name: &str) {
+    page.goto(&format!("http://{}/", node.addr)).await.unwrap();
+    let input = page
+        .wait()
+        .at_most(UI_DEADLINE)
+        .for_element(Locator::Id("name-input"))
+        .await
+        .unwrap();
+    input.send_keys(name).await.unwrap();
+    page.find(Locator::Id("name-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(page, "#status", "Connected", |t| t == "Connected").await;
+}
+
+/// Types `text` into the composer and presses Enter.
+async fn say(page: &Client, text: &str) {
+    let composer = page.find(Locator::Id("composer")).await.unwrap();
+    composer
+        .send_keys(&format!("{text}\u{E007}"))
+        .await
+        .unwrap();
+}
+
+async fn screenshot(page: &Client, name: &str) {
+    let dir = workspace_root().join("target/e2e");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.png")),
+        page.screenshot().await.unwrap(),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn two_browsers_on_two_nodes_chat_and_survive_a_node_restart() {
+    let static_dir = bundle();
+    let redis = RedisServer::start().await;
+    let config = |id: &str| ServerConfig {
+        node_id: id.into(),
+        static_dir: Some(static_dir.clone()),
+        ..Default::default()
+    };
+    let node_a = Node::redis_with(&redis.url(), "e2e:", config("node-a"), 1000).await;
+    let node_b = Node::redis_with(&redis.url(), "e2e:", config("node-b"), 1000).await;
+    let driver = Driver::start().await;
+    let alice = driver.browser().await;
+    let bob = driver.browser().await;
+
+    open_as(&alice, &node_a, "alice").await;
+    open_as(&bob, &node_b, "bob").await;
+    wait_text(&alice, "#node", "node-a", |t| t.contains("node-a")).await;
+    wait_text(&bob, "#node", "node-b", |t| t.contains("node-b")).await;
+    // Both see each other online, across nodes.
+    wait_text(&alice, "#members", "alice and bob", |t| {
+        t.contains("alice") && t.contains("bob")
+    })
+    .await;
+    wait_text(&bob, "#members", "alice and bob", |t| {
+        t.contains("alice") && t.contains("bob")
+    })
+    .await;
+
+    // Typing shows up on the other side, then the message does, both ways.
+    let composer = alice.find(Locator::Id("composer")).await.unwrap();
+    composer.send_keys("hello bob").await.unwrap();
+    wait_text(&bob, "#typing", "alice typing", |t| {
+        t.contains("alice is typing")
+    })
+    .await;
+    composer.send_keys("\u{E007}").await.unwrap();
+    wait_messages(&bob, "alice's message", |m| {
+        m.iter().any(|b| b == "hello bob")
+    })
+    .await;
+    say(&bob, "<b>hi</b> alice").await;
+    wait_messages(&alice, "bob's reply", |m| {
+        m.iter().any(|b| b == "<b>hi</b> alice")
+    })
+    .await;
+    // User text is text: the markup is shown, not rendered.
+    assert!(
+        alice.find(Locator::Css(".message .body b")).await.is_err(),
+        "no HTML injection"
+    );
+    // Alice's own message is marked as hers, and nothing stays pending.
+    let own = alice
+        .find(Locator::Css(".message.own:not(.pending) .body"))
+        .await
+        .unwrap();
+    assert_eq!(own.text().await.unwrap(), "hello bob");
+    wait_text(&alice, "#typing", "typing notice to expire", str::is_empty).await;
+
+    // Bob reloads: his name is remembered and the history is there.
+    bob.refresh().await.unwrap();
+    wait_text(&bob, "#status", "Connected", |t| t == "Connected").await;
+    wait_messages(&bob, "history after reload", |m| {
+        m == ["hello bob", "<b>hi</b> alice"]
+    })
+    .await;
+
+    // Shift+Enter makes a new line; Enter sends.
+    say(&alice, "line one\u{E008}\u{E007}\u{E000}line two").await;
+    wait_messages(&bob, "a two-line message", |m| {
+        m.iter().any(|b| b == "line one\nline two")
+    })
+    .await;
+
+    // A second room: unread count on the inactive tab, cleared by switching to it.
+    for page in [&alice, &bob] {
+        page.find(Locator::Id("join-input"))
+            .await
+            .unwrap()
+            .send_keys("random\u{E007}")
+            .await
+            .unwrap();
+        wait_text(page, "h1", "#random", |t| t == "#random").await;
+    }
+    alice
+        .find(Locator::Css(".room-tab[data-room=general]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&alice, "h1", "#general", |t| t == "#general").await;
+    say(&bob, "over here").await;
+    wait_text(
+        &alice,
+        ".room-tab[data-room=random] .unread",
+        "one unread",
+        |t| t == "1",
+    )
+    .await;
+    alice
+        .find(Locator::Css(".room-tab[data-room=random]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_messages(&alice, "the random room", |m| m == ["over here"]).await;
+    assert!(
+        alice.find(Locator::Css(".unread")).await.is_err(),
+        "unread cleared"
+    );
+    // Leaving: the tab goes away and bob sees alice leave.
+    alice
+        .find(Locator::Css(".leave[aria-label='Leave random']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&alice, "h1", "#general", |t| t == "#general").await;
+    wait_text(&bob, "#members", "alice gone from random", |t| {
+        !t.contains("alice")
+    })
+    .await;
+    bob.find(Locator::Css(".room-tab[data-room=general]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // Alice's node restarts; her page reconnects by itself and gets what was said meanwhile.
+    let addr: SocketAddr = node_a.addr;
+    node_a.stop().await.unwrap();
+    wait_text(&alice, "#status", "reconnecting", |t| {
+        t.starts_with("Reconnecting")
+    })
+    .await;
+    say(&bob, "while you were away").await;
+    wait_messages(&bob, "bob's own message", |m| {
+        m.iter().any(|b| b == "while you were away")
+    })
+    .await;
+    let broker = skat_broker::RedisBroker::connect(common::redis_config(
+        &redis.url(),
+        "e2e:",
+        "node-a",
+        1000,
+    ))
+    .await
+    .unwrap();
+    let node_a = Node::start_on(addr, std::sync::Arc::new(broker), config("node-a")).await;
+    wait_text(&alice, "#status", "Connected again", |t| t == "Connected").await;
+    let shown = wait_messages(&alice, "the missed message", |m| {
+        m.iter().any(|b| b == "while you were away")
+    })
+    .await;
+    assert_eq!(
+        shown,
+        [
+            "hello bob",
+            "<b>hi</b> alice",
+            "line one\nline two",
+            "while you were away"
+        ],
+        "nothing lost or duplicated"
+    );
+    say(&alice, "back").await;
+    wait_messages(&bob, "alice is back", |m| {
+        m.last().is_some_and(|b| b == "back")
+    })
+    .await;
+
+    screenshot(&alice, "alice").await;
+    screenshot(&bob, "bob").await;
+    // Phone width: one column, still usable.
+    bob.set_window_size(390, 760).await.unwrap();
+    wait_text(&bob, "#status", "Connected", |t| t == "Connected").await;
+    assert!(
+        bob.find(Locator::Id("composer"))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap()
+    );
+    screenshot(&bob, "bob-phone").await;
+    alice.close().await.unwrap();
+    bob.close().await.unwrap();
+    drop((node_a, node_b));
+}

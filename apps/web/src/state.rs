@@ -1,0 +1,754 @@
+//! The chat client's state machine: server frames in, view state out.
+//!
+//! Pure Rust, no browser APIs, so it is unit-tested natively. The UI (`ui.rs`, wasm only) keeps a
+//! [`Chat`] in a signal, feeds it every frame from the socket, and sends the frames it returns.
+//! Everything a user would notice going wrong lives here: deduplication by message id, unread
+//! counts, pending sends and their failures, typing expiry, and the bookkeeping that lets a
+//! reconnect rejoin every room with `since` so nothing is lost or shown twice.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use skat_protocol::{ClientFrame, Message, ServerFrame};
+
+/// How long a "typing" notice stays visible without a new typing frame, in ms.
+pub(crate) const TYPING_VISIBLE_MS: f64 = 4000.0;
+/// Minimum interval between two typing frames we send for one room, in ms.
+pub(crate) const TYPING_THROTTLE_MS: f64 = 2000.0;
+
+/// The state of the WebSocket connection, always shown to the user.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Connection {
+    /// Opening the socket or waiting for `welcome`.
+    Connecting,
+    /// Identified and live.
+    Online,
+    /// Lost; the next attempt starts after `retry_in_ms`.
+    Reconnecting {
+        /// Failed attempts so far.
+        attempt: u32,
+        /// Delay before the next attempt.
+        retry_in_ms: u32,
+    },
+}
+
+/// A message we sent and have not seen confirmed yet (or that failed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pending {
+    /// Our nonce, echoed by the server in the confirmation or the error.
+    pub(crate) nonce: String,
+    /// The text, kept so it is never lost.
+    pub(crate) body: String,
+    /// Why it failed, once it has.
+    pub(crate) error: Option<String>,
+}
+
+/// Everything the UI shows about one joined room.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Room {
+    /// Messages in server order, oldest first, each id once.
+    pub(crate) messages: Vec<Message>,
+    ids: HashSet<String>,
+    /// Users online in the room.
+    pub(crate) members: BTreeSet<String>,
+    /// Messages received while the room was not the active one.
+    pub(crate) unread: u32,
+    /// Our sends awaiting confirmation, or failed.
+    pub(crate) pending: Vec<Pending>,
+    /// Users typing, with the time (ms) their notice expires.
+    pub(crate) typing: BTreeMap<String, f64>,
+    /// Whether older history exists before the first message.
+    pub(crate) has_more: bool,
+    /// Whether a `history` request is in flight.
+    pub(crate) loading_older: bool,
+    /// Whether the server confirmed the join on the current connection.
+    pub(crate) joined: bool,
+    /// When we last sent a typing frame, in ms.
+    last_typing_sent: Option<f64>,
+}
+
+impl Room {
+    /// Adds a message unless its id is known; returns whether it was new.
+    fn push(&mut self, message: Message) -> bool {
+        if !self.ids.insert(message.id.clone()) {
+            return false;
+        }
+        self.messages.push(message);
+        true
+    }
+
+    /// The id of the newest message, the `since` of a rejoin.
+    pub(crate) fn last_id(&self) -> Option<&str> {
+        self.messages.last().map(|m| m.id.as_str())
+    }
+
+    /// Names of users currently typing (not expired at `now`).
+    pub(crate) fn typing_users(&self, now: f64) -> Vec<&str> {
+        self.typing
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(u, _)| u.as_str())
+            .collect()
+    }
+}
+
+/// The whole client state.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Chat {
+    /// The name we asked for.
+    pub(crate) name: String,
+    /// The node serving this connection (from `welcome`).
+    pub(crate) node: Option<String>,
+    /// The connection state.
+    pub(crate) connection: Connection,
+    /// Joined rooms by name.
+    pub(crate) rooms: BTreeMap<String, Room>,
+    /// The room on screen.
+    pub(crate) active: Option<String>,
+    /// The latest error not tied to a message, shown in a banner.
+    pub(crate) notice: Option<String>,
+    next_nonce: u64,
+    /// Random per page load, so nonces of two tabs never collide.
+    nonce_prefix: String,
+}
+
+impl Chat {
+    /// A fresh state for user `name`; `nonce_prefix` should be random per page load.
+    pub(crate) fn new(name: impl Into<String>, nonce_prefix: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            node: None,
+            connection: Connection::Connecting,
+            rooms: BTreeMap::new(),
+            active: None,
+            notice: None,
+            next_nonce: 0,
+            nonce_prefix: nonce_prefix.into(),
+        }
+    }
+
+    /// The active room, if any.
+    pub(crate) fn active_room(&self) -> Option<&Room> {
+        self.active.as_ref().and_then(|r| self.rooms.get(r))
+    }
+
+    /// The frames to send once the socket opens: `hello`, then a `join` per known room, with
+    /// `since` = the last message seen so the server sends exactly what we missed.
+    pub(crate) fn on_open(&mut self) -> Vec<ClientFrame> {
+        self.connection = Connection::Connecting;
+        let mut frames = vec![ClientFrame::Hello {
+            name: self.name.clone(),
+            token: None,
+        }];
+        for (name, room) in &mut self.rooms {
+            room.joined = false;
+            room.typing.clear();
+            frames.push(ClientFrame::Join {
+                room: name.clone(),
+                since: room.last_id().map(str::to_owned),
+            });
+        }
+        frames
+    }
+
+    /// The socket closed; `attempt` failures so far, next try in `retry_in_ms`.
+    pub(crate) fn on_close(&mut self, attempt: u32, retry_in_ms: u32) {
+        self.connection = Connection::Reconnecting {
+            attempt,
+            retry_in_ms,
+        };
+        for room in self.rooms.values_mut() {
+            room.joined = false;
+            room.loading_older = false;
+            room.typing.clear();
+        }
+    }
+
+    /// Starts joining `room` (or just switches to it if already joined); returns the frame to send.
+    pub(crate) fn join(&mut self, room: &str) -> Option<ClientFrame> {
+        self.active = Some(room.to_owned());
+        if let Some(existing) = self.rooms.get_mut(room) {
+            existing.unread = 0;
+            return None;
+        }
+        self.rooms.insert(room.to_owned(), Room::default());
+        Some(ClientFrame::Join {
+            room: room.to_owned(),
+            since: None,
+        })
+    }
+
+    /// Shows `room`, clearing its unread count.
+    pub(crate) fn switch_to(&mut self, room: &str) {
+        if let Some(r) = self.rooms.get_mut(room) {
+            r.unread = 0;
+            self.active = Some(room.to_owned());
+        }
+    }
+
+    /// Leaves `room`; returns the frame to send.
+    pub(crate) fn leave(&mut self, room: &str) -> Option<ClientFrame> {
+        self.rooms.remove(room)?;
+        if self.active.as_deref() == Some(room) {
+            self.active = self.rooms.keys().next().cloned();
+        }
+        Some(ClientFrame::Leave {
+            room: room.to_owned(),
+        })
+    }
+
+    /// Queues a message; returns the `send` frame, or `None` if the text is blank or the room is
+    /// not joined on the current connection (the UI then keeps the text in the composer). The
+    /// message shows as pending until its echo arrives.
+    pub(crate) fn send(&mut self, room: &str, body: &str) -> Option<ClientFrame> {
+        let r = self.rooms.get_mut(room).filter(|r| r.joined)?;
+        if body.trim().is_empty() {
+            return None;
+        }
+        let nonce = format!("{}-{}", self.nonce_prefix, self.next_nonce);
+        self.next_nonce += 1;
+        r.pending.push(Pending {
+            nonce: nonce.clone(),
+            body: body.to_owned(),
+            error: None,
+        });
+        r.last_typing_sent = None;
+        Some(ClientFrame::Send {
+            room: room.to_owned(),
+            body: body.to_owned(),
+            nonce: Some(nonce),
+        })
+    }
+
+    /// Re-sends a failed message; returns the frame.
+    pub(crate) fn retry(&mut self, room: &str, nonce: &str) -> Option<ClientFrame> {
+        let r = self.rooms.get_mut(room)?;
+        let index = r.pending.iter().position(|p| p.nonce == nonce)?;
+        let failed = r.pending.remove(index);
+        self.send(room, &failed.body)
+    }
+
+    /// Drops a failed message, returning its text (e.g. back to the composer).
+    pub(crate) fn discard(&mut self, room: &str, nonce: &str) -> Option<String> {
+        let r = self.rooms.get_mut(room)?;
+        let index = r.pending.iter().position(|p| p.nonce == nonce)?;
+        Some(r.pending.remove(index).body)
+    }
+
+    /// A `typing` frame for `room` unless one was sent less than the throttle interval ago.
+    pub(crate) fn typing(&mut self, room: &str, now: f64) -> Option<ClientFrame> {
+        let r = self.rooms.get_mut(room)?;
+        if !r.joined
+            || r.last_typing_sent
+                .is_some_and(|t| now - t < TYPING_THROTTLE_MS)
+        {
+            return None;
+        }
+        r.last_typing_sent = Some(now);
+        Some(ClientFrame::Typing {
+            room: room.to_owned(),
+        })
+    }
+
+    /// A `history` frame for the page before the oldest message of `room`, unless one is in
+    /// flight or there is nothing older.
+    pub(crate) fn load_older(&mut self, room: &str) -> Option<ClientFrame> {
+        let r = self.rooms.get_mut(room)?;
+        if r.loading_older || !r.has_more || !r.joined {
+            return None;
+        }
+        r.loading_older = true;
+        let before = r.messages.first().map(|m| m.id.clone());
+        Some(ClientFrame::History {
+            room: room.to_owned(),
+            before,
+            limit: None,
+        })
+    }
+
+    /// Drops typing notices that expired by `now`; returns whether anything changed.
+    pub(crate) fn expire_typing(&mut self, now: f64) -> bool {
+        let mut changed = false;
+        for room in self.rooms.values_mut() {
+            let before = room.typing.len();
+            room.typing.retain(|_, until| *until > now);
+            changed |= room.typing.len() != before;
+        }
+        changed
+    }
+
+    /// Applies a frame from the server at time `now` (ms).
+    pub(crate) fn apply(&mut self, frame: ServerFrame, now: f64) {
+        match frame {
+            ServerFrame::Welcome { user, node, .. } => {
+                self.name = user;
+                self.node = Some(node);
+                self.connection = Connection::Online;
+                self.notice = None;
+            }
+            ServerFrame::Joined {
+                room,
+                members,
+                messages,
+                recovered,
+            } => {
+                let Some(r) = self.rooms.get_mut(&room) else {
+                    return;
+                };
+                r.joined = true;
+                r.members = members.into_iter().collect();
+                if !recovered && !r.messages.is_empty() {
+                    // A gap we cannot fill: start over from the latest page.
+                    let pending = std::mem::take(&mut r.pending);
+                    *r = Room {
+                        joined: true,
+                        members: std::mem::take(&mut r.members),
+                        pending,
+                        ..Room::default()
+                    };
+                }
+                if !recovered {
+                    r.has_more = messages.len()
+                        >= usize::try_from(skat_protocol::DEFAULT_HISTORY_LIMIT).unwrap_or(50);
+                }
+                for message in messages {
+                    self.on_message(message, !recovered);
+                }
+                // Sends from the previous connection that neither the recovery nor the latest page
+                // confirmed were lost with it: keep their text, let the user retry.
+                if let Some(r) = self.rooms.get_mut(&room) {
+                    for p in &mut r.pending {
+                        p.error
+                            .get_or_insert_with(|| "not sent: connection lost".to_owned());
+                    }
+                }
+            }
+            ServerFrame::Left { .. } => {}
+            ServerFrame::Message(message) => self.on_message(message, false),
+            ServerFrame::Presence { room, user, online } => {
+                if let Some(r) = self.rooms.get_mut(&room) {
+                    if online {
+                        r.members.insert(user);
+                    } else {
+                        r.typing.remove(&user);
+                        r.members.remove(&user);
+                    }
+                }
+            }
+            ServerFrame::Typing { room, user } => {
+                if let Some(r) = self.rooms.get_mut(&room) {
+                    r.typing.insert(user, now + TYPING_VISIBLE_MS);
+                }
+            }
+            ServerFrame::History {
+                room,
+                messages,
+                has_more,
+            } => {
+                let Some(r) = self.rooms.get_mut(&room) else {
+                    return;
+                };
+                r.loading_older = false;
+                r.has_more = has_more;
+                let older: Vec<Message> = messages
+                    .into_iter()
+                    .filter(|m| r.ids.insert(m.id.clone()))
+                    .collect();
+                r.messages.splice(0..0, older);
+            }
+            ServerFrame::Error {
+                code,
+                message,
+                nonce,
+            } => {
+                let failed = nonce.and_then(|nonce| {
+                    self.rooms
+                        .values_mut()
+                        .find_map(|r| r.pending.iter_mut().find(|p| p.nonce == nonce))
+                });
+                match failed {
+                    Some(p) => p.error = Some(message),
+                    None => self.notice = Some(format!("{message} ({code})")),
+                }
+            }
+        }
+    }
+
+    /// Records a message: dedup by id, confirm our pending send, count unread.
+    fn on_message(&mut self, message: Message, from_page: bool) {
+        let active = self.active.as_deref() == Some(message.room.as_str());
+        let mine = message.from == self.name;
+        let Some(r) = self.rooms.get_mut(&message.room) else {
+            return;
+        };
+        if let Some(nonce) = message.nonce.as_deref().filter(|_| mine) {
+            r.pending.retain(|p| p.nonce != nonce);
+        }
+        r.typing.remove(&message.from);
+        if r.push(message) && !active && !mine && !from_page {
+            r.unread += 1;
+        }
+    }
+}
+
+/// Reconnect delay: exponential from 500 ms, capped at 30 s, with "equal jitter" (half fixed,
+/// half random) so a node restart does not bring every client back at the same instant.
+/// `random` is in `[0, 1)`.
+pub(crate) fn backoff_ms(attempt: u32, random: f64) -> u32 {
+    let ceiling = (500.0 * 2f64.powi(attempt.min(16) as i32)).min(30_000.0);
+    (ceiling / 2.0 + ceiling / 2.0 * random.clamp(0.0, 1.0)) as u32
+}
+
+/// Whether `name` is acceptable to the server, with the reason if not.
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    skat_protocol::validate_name(name).map_err(|e| e.message)
+}
+
+/// Whether `room` is acceptable to the server, with the reason if not.
+pub(crate) fn check_room(room: &str) -> Result<(), String> {
+    skat_protocol::validate_room(room).map_err(|e| e.message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skat_protocol::ErrorCode;
+
+    fn msg(room: &str, id: &str, from: &str, body: &str, nonce: Option<&str>) -> Message {
+        Message {
+            room: room.into(),
+            id: id.into(),
+            from: from.into(),
+            body: body.into(),
+            ts: 1,
+            nonce: nonce.map(Into::into),
+        }
+    }
+
+    fn joined(room: &str, messages: Vec<Message>, recovered: bool) -> ServerFrame {
+        ServerFrame::Joined {
+            room: room.into(),
+            members: vec!["me".into()],
+            messages,
+            recovered,
+        }
+    }
+
+    fn online(chat: &mut Chat) {
+        chat.on_open();
+        chat.apply(
+            ServerFrame::Welcome {
+                user: "me".into(),
+                node: "n1".into(),
+                protocol: 1,
+            },
+            0.0,
+        );
+    }
+
+    #[test]
+    fn welcome_and_join() {
+        let mut chat = Chat::new("me", "t");
+        assert_eq!(
+            chat.on_open(),
+            [ClientFrame::Hello {
+                name: "me".into(),
+                token: None
+            }]
+        );
+        chat.apply(
+            ServerFrame::Welcome {
+                user: "me".into(),
+                node: "n1".into(),
+                protocol: 1,
+            },
+            0.0,
+        );
+        assert_eq!(chat.connection, Connection::Online);
+        assert_eq!(chat.node.as_deref(), Some("n1"));
+        assert_eq!(
+            chat.join("general"),
+            Some(ClientFrame::Join {
+                room: "general".into(),
+                since: None
+            })
+        );
+        assert_eq!(chat.join("general"), None, "already joined: just switches");
+        chat.apply(
+            joined(
+                "general",
+                vec![msg("general", "1-0", "bob", "hi", None)],
+                false,
+            ),
+            0.0,
+        );
+        let room = chat.active_room().unwrap();
+        assert!(room.joined);
+        assert_eq!(room.messages.len(), 1);
+        assert_eq!(room.unread, 0, "the latest page is not unread");
+    }
+
+    #[test]
+    fn dedups_by_id_and_counts_unread_only_elsewhere() {
+        let mut chat = Chat::new("me", "t");
+        online(&mut chat);
+        chat.join("a");
+        chat.join("b");
+        chat.apply(joined("a", vec![], false), 0.0);
+        chat.apply(joined("b", vec![], false), 0.0);
+        assert_eq!(chat.active.as_deref(), Some("b"));
+        chat.apply(ServerFrame::Message(msg("a", "1-0", "bob", "x", None)), 0.0);
+        chat.apply(ServerFrame::Message(msg("a", "1-0", "bob", "x", None)), 0.0);
+        chat.apply(ServerFrame::Message(msg("b", "1-1", "bob", "y", None)), 0.0);
+        assert_eq!(chat.rooms["a"].messages.len(), 1, "duplicate id ignored");
+        assert_eq!(chat.rooms["a"].unread, 1);
+        assert_eq!(chat.rooms["b"].unread, 0, "active room is read");
+        chat.apply(
+            ServerFrame::Message(msg("a", "1-2", "me", "mine", None)),
+            0.0,
+        );
+        assert_eq!(chat.rooms["a"].unread, 1, "own messages are not unread");
+        chat.switch_to("a");
+        assert_eq!(chat.rooms["a"].unread, 0);
+    }
+
+    #[test]
+    fn pending_sends_confirm_by_nonce_or_fail_keeping_the_text() {
+        let mut chat = Chat::new("me", "t");
+        online(&mut chat);
+        chat.join("a");
+        chat.apply(joined("a", vec![], false), 0.0);
+        assert_eq!(chat.send("a", "   "), None, "blank text is not sent");
+        let Some(ClientFrame::Send {
+            nonce: Some(n1), ..
+        }) = chat.send("a", "hello")
+        else {
+            panic!()
+        };
+        let Some(ClientFrame::Send {
+            nonce: Some(n2), ..
+        }) = chat.send("a", "x".repeat(5000).as_str())
+        else {
+            panic!()
+        };
+        assert_ne!(n1, n2);
+        assert_eq!(chat.rooms["a"].pending.len(), 2);
+        chat.apply(
+            ServerFrame::Message(msg("a", "1-0", "me", "hello", Some(&n1))),
+            0.0,
+        );
+        chat.apply(
+            ServerFrame::error(ErrorCode::BodyTooLong, "too long", Some(n2.clone())),
+            0.0,
+        );
+        let pending = &chat.rooms["a"].pending;
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].error.as_deref(), Some("too long"));
+        assert_eq!(
+            chat.discard("a", &n2).map(|b| b.len()),
+            Some(5000),
+            "the text is given back"
+        );
+        // An error without a nonce goes to the banner.
+        chat.apply(
+            ServerFrame::error(ErrorCode::InvalidRoom, "bad room", None),
+            0.0,
+        );
+        assert_eq!(chat.notice.as_deref(), Some("bad room (invalid_room)"));
+    }
+
+    #[test]
+    fn reconnect_rejoins_with_since_and_recovers_without_duplicates() {
+        let mut chat = Chat::new("me", "t");
+        online(&mut chat);
+        chat.join("a");
+        chat.apply(
+            joined("a", vec![msg("a", "1-0", "bob", "one", None)], false),
+            0.0,
+        );
+        chat.apply(
+            ServerFrame::Message(msg("a", "1-1", "bob", "two", None)),
+            0.0,
+        );
+        let Some(ClientFrame::Send {
+            nonce: Some(lost), ..
+        }) = chat.send("a", "did it go?")
+        else {
+            panic!()
+        };
+
+        chat.on_close(1, 700);
+        assert_eq!(
+            chat.connection,
+            Connection::Reconnecting {
+                attempt: 1,
+                retry_in_ms: 700
+            }
+        );
+        assert!(!chat.rooms["a"].joined);
+        let frames = chat.on_open();
+        assert_eq!(
+            frames[1],
+            ClientFrame::Join {
+                room: "a".into(),
+                since: Some("1-1".into())
+            }
+        );
+
+        chat.apply(
+            ServerFrame::Welcome {
+                user: "me".into(),
+                node: "n2".into(),
+                protocol: 1,
+            },
+            0.0,
+        );
+        // The recovery overlaps what we had (1-1) and brings what we missed (1-2).
+        chat.apply(
+            joined(
+                "a",
+                vec![
+                    msg("a", "1-1", "bob", "two", None),
+                    msg("a", "1-2", "carol", "three", None),
+                ],
+                true,
+            ),
+            0.0,
+        );
+        let room = &chat.rooms["a"];
+        let bodies: Vec<&str> = room.messages.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(bodies, ["one", "two", "three"]);
+        assert_eq!(chat.node.as_deref(), Some("n2"));
+        // Our unconfirmed send was not in the recovery: it failed, text kept, retry possible.
+        assert_eq!(
+            room.pending[0].error.as_deref(),
+            Some("not sent: connection lost")
+        );
+        let retry = chat.retry("a", &lost).unwrap();
+        assert!(matches!(retry, ClientFrame::Send { body, .. } if body == "did it go?"));
+    }
+
+    #[test]
+    fn a_gap_that_cannot_be_recovered_resets_the_room() {
+        let mut chat = Chat::new("me", "t");
+        online(&mut chat);
+        chat.join("a");
+        chat.apply(
+            joined("a", vec![msg("a", "1-0", "bob", "old", None)], false),
+            0.0,
+        );
+        chat.on_close(1, 500);
+        chat.on_open();
+        chat.apply(
+            joined("a", vec![msg("a", "9-0", "bob", "new", None)], false),
+            0.0,
+        );
+        let bodies: Vec<&str> = chat.rooms["a"]
+            .messages
+            .iter()
+            .map(|m| m.body.as_str())
+            .collect();
+        assert_eq!(bodies, ["new"]);
+    }
+
+    #[test]
+    fn history_pages_prepend_and_presence_and_typing_update() {
+        let mut chat = Chat::new("me", "t");
+        online(&mut chat);
+        chat.join("a");
+        let page: Vec<Message> = (10..60)
+            .map(|i| msg("a", &format!("{i}-0"), "bob", "m", None))
+            .collect();
+        chat.apply(joined("a", page, false), 0.0);
+        assert!(chat.rooms["a"].has_more);
+        let Some(ClientFrame::History { before, .. }) = chat.load_older("a") else {
+            panic!()
+        };
+        assert_eq!(before.as_deref(), Some("10-0"));
+        assert_eq!(chat.load_older("a"), None, "one request at a time");
+        let older = vec![
+            msg("a", "8-0", "bob", "m", None),
+            msg("a", "9-0", "bob", "m", None),
+        ];
+        chat.apply(
+            ServerFrame::History {
+                room: "a".into(),
+                messages: older,
+                has_more: false,
+            },
+            0.0,
+        );
+        assert_eq!(chat.rooms["a"].messages[0].id, "8-0");
+        assert_eq!(chat.rooms["a"].messages.len(), 52);
+        assert_eq!(chat.load_older("a"), None, "nothing older");
+
+        chat.apply(
+            ServerFrame::Presence {
+                room: "a".into(),
+                user: "bob".into(),
+                online: true,
+            },
+            0.0,
+        );
+        assert!(chat.rooms["a"].members.contains("bob"));
+        chat.apply(
+            ServerFrame::Typing {
+                room: "a".into(),
+                user: "bob".into(),
+            },
+            1000.0,
+        );
+        assert_eq!(chat.rooms["a"].typing_users(1000.0), ["bob"]);
+        assert_eq!(
+            chat.rooms["a"].typing_users(1000.0 + TYPING_VISIBLE_MS),
+            Vec::<&str>::new()
+        );
+        assert!(chat.expire_typing(1000.0 + TYPING_VISIBLE_MS));
+        chat.apply(
+            ServerFrame::Presence {
+                room: "a".into(),
+                user: "bob".into(),
+                online: false,
+            },
+            0.0,
+        );
+        assert!(!chat.rooms["a"].members.contains("bob"));
+    }
+
+    #[test]
+    fn typing_frames_are_throttled() {
+        let mut chat = Chat::new("me", "t");
+        online(&mut chat);
+        chat.join("a");
+        assert_eq!(
+            chat.typing("a", 0.0),
+            None,
+            "not before the join is confirmed"
+        );
+        chat.apply(joined("a", vec![], false), 0.0);
+        assert!(chat.typing("a", 0.0).is_some());
+        assert_eq!(chat.typing("a", 1000.0), None);
+        assert!(chat.typing("a", 2500.0).is_some());
+    }
+
+    #[test]
+    fn leave_moves_to_another_room() {
+        let mut chat = Chat::new("me", "t");
+        chat.join("a");
+        chat.join("b");
+        assert_eq!(
+            chat.leave("b"),
+            Some(ClientFrame::Leave { room: "b".into() })
+        );
+        assert_eq!(chat.active.as_deref(), Some("a"));
+        assert_eq!(chat.leave("b"), None);
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        assert_eq!(backoff_ms(0, 0.0), 250);
+        assert_eq!(backoff_ms(0, 0.999_999), 499);
+        assert_eq!(backoff_ms(3, 0.0), 2000);
+        assert!(backoff_ms(30, 0.5) <= 30_000);
+        assert!(backoff_ms(30, 0.0) >= 15_000);
+    }
+}
