@@ -285,7 +285,7 @@ async fn two_browsers_on_two_nodes_chat_and_survive_a_node_restart() {
     .await;
 
     // A second room: unread count on the inactive tab, cleared by switching to it.
-    for page in [&alice, &bob] {
+    for (page, me) in [(&alice, "alice"), (&bob, "bob")] {
         page.find(Locator::Id("join-input"))
             .await
             .unwrap()
@@ -293,6 +293,8 @@ async fn two_browsers_on_two_nodes_chat_and_survive_a_node_restart() {
             .await
             .unwrap();
         wait_text(page, "h1", "#random", |t| t == "#random").await;
+        // The member list fills in once the server has confirmed the join.
+        wait_text(page, "#members", "own name", |t| t.contains(me)).await;
     }
     alice
         .find(Locator::Css(".room-tab[data-room=general]"))
@@ -383,6 +385,47 @@ async fn two_browsers_on_two_nodes_chat_and_survive_a_node_restart() {
         m.last().is_some_and(|b| b == "back")
     })
     .await;
+
+    // A long room: the latest 50 messages first, then "Load older" pages back.
+    let mut bot = skat_client::Client::connect(&node_b.url, "bot")
+        .await
+        .unwrap();
+    common::join(&mut bot, "archive").await;
+    for i in 0..60 {
+        bot.send_message("archive", &format!("archived {i}"), None)
+            .await
+            .unwrap();
+        common::message(&mut bot).await;
+    }
+    alice
+        .find(Locator::Id("join-input"))
+        .await
+        .unwrap()
+        .send_keys("archive\u{E007}")
+        .await
+        .unwrap();
+    let page = wait_messages(&alice, "the latest page", |m| m.len() == 50).await;
+    assert_eq!(page.first().map(String::as_str), Some("archived 10"));
+    alice
+        .find(Locator::Id("load-older"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let all = wait_messages(&alice, "all 60 messages", |m| m.len() == 60).await;
+    assert_eq!(all.first().map(String::as_str), Some("archived 0"));
+    assert!(
+        alice.find(Locator::Id("load-older")).await.is_err(),
+        "nothing older left"
+    );
+    alice
+        .find(Locator::Css(".room-tab[data-room=general]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 
     screenshot(&alice, "alice").await;
     screenshot(&bob, "bob").await;

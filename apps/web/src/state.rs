@@ -40,6 +40,8 @@ pub(crate) struct Pending {
     pub(crate) body: String,
     /// Why it failed, once it has.
     pub(crate) error: Option<String>,
+    /// The connection it was sent on (see [`Chat::on_open`]).
+    epoch: u64,
 }
 
 /// Everything the UI shows about one joined room.
@@ -109,6 +111,8 @@ pub(crate) struct Chat {
     next_nonce: u64,
     /// Random per page load, so nonces of two tabs never collide.
     nonce_prefix: String,
+    /// Counts connections, to tell sends of an earlier connection from current ones.
+    epoch: u64,
 }
 
 impl Chat {
@@ -123,6 +127,7 @@ impl Chat {
             notice: None,
             next_nonce: 0,
             nonce_prefix: nonce_prefix.into(),
+            epoch: 0,
         }
     }
 
@@ -135,6 +140,7 @@ impl Chat {
     /// `since` = the last message seen so the server sends exactly what we missed.
     pub(crate) fn on_open(&mut self) -> Vec<ClientFrame> {
         self.connection = Connection::Connecting;
+        self.epoch += 1;
         let mut frames = vec![ClientFrame::Hello {
             name: self.name.clone(),
             token: None,
@@ -196,11 +202,16 @@ impl Chat {
         })
     }
 
-    /// Queues a message; returns the `send` frame, or `None` if the text is blank or the room is
-    /// not joined on the current connection (the UI then keeps the text in the composer). The
-    /// message shows as pending until its echo arrives.
+    /// Queues a message; returns the `send` frame, or `None` if the text is blank, the room
+    /// unknown or the connection not live (the UI then keeps the text in the composer). The
+    /// message shows as pending until its echo arrives. The server handles a connection's frames
+    /// in order, so a send right after a join needs no wait for `joined`.
     pub(crate) fn send(&mut self, room: &str, body: &str) -> Option<ClientFrame> {
-        let r = self.rooms.get_mut(room).filter(|r| r.joined)?;
+        if self.connection != Connection::Online {
+            return None;
+        }
+        let epoch = self.epoch;
+        let r = self.rooms.get_mut(room)?;
         if body.trim().is_empty() {
             return None;
         }
@@ -210,6 +221,7 @@ impl Chat {
             nonce: nonce.clone(),
             body: body.to_owned(),
             error: None,
+            epoch,
         });
         r.last_typing_sent = None;
         Some(ClientFrame::Send {
@@ -717,6 +729,8 @@ mod tests {
     #[test]
     fn typing_frames_are_throttled() {
         let mut chat = Chat::new("me", "t");
+        chat.join("a");
+        assert_eq!(chat.typing("a", 0.0), None, "not while disconnected");
         online(&mut chat);
         chat.join("a");
         assert_eq!(

@@ -579,7 +579,7 @@ fn Composer(
                 client.send(&frame);
                 el.set_value("");
             }
-            // Not joined on this connection (reconnecting): keep the text.
+            // Not connected (reconnecting): keep the text.
             None if !text.trim().is_empty() => {
                 chat.update(|c| {
                     c.notice = Some(
