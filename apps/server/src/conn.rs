@@ -11,11 +11,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, close_code};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use skat_broker::{Broker, MessageId, NewMessage};
+use skat_broker::{Broker, MessageId, NewMessage, Published};
 use skat_protocol::{
     ClientFrame, DEFAULT_HISTORY_LIMIT, ErrorCode, Invalid, PROTOCOL_VERSION, ServerFrame,
     decode_client, encode_server, validate_body, validate_history_limit, validate_name,
@@ -25,12 +25,16 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
+use crate::limits::TokenBucket;
 use crate::rooms::{ConnId, Eviction, Evictor, FrameKind, Member, RoomFrame};
 
 /// Close reason sent to a client evicted for not reading fast enough.
 pub(crate) const SLOW_CONSUMER_REASON: &str = "slow consumer: outbound queue full";
-/// Close reason sent to every client when the node shuts down.
-pub(crate) const GOING_AWAY_REASON: &str = "going away";
+/// Close reason sent to every client when the node shuts down (code 1012): reconnect, possibly
+/// to another node.
+pub(crate) const SERVICE_RESTART_REASON: &str = "service restart";
+/// WebSocket close code 1012, "service restart".
+const SERVICE_RESTART: u16 = 1012;
 /// Close reason when the broker ends a room subscription the connection depends on.
 pub(crate) const ROOM_LOST_REASON: &str = "room subscription lost, reconnect";
 /// Close reason for a WebSocket message above the configured size limit.
@@ -48,6 +52,12 @@ enum Stop {
     Evicted(Eviction),
     /// The client broke the WebSocket protocol or its size limits.
     Violation(axum::Error),
+    /// No `hello` within the hello timeout.
+    HelloTimeout,
+    /// No frame (not even a pong) within the idle timeout.
+    Idle,
+    /// Signed mode: `hello` without a valid token.
+    Unauthorized,
 }
 
 /// A connection's view of one joined room.
@@ -65,6 +75,12 @@ struct Conn<B: Broker, S> {
     rooms: HashMap<Arc<str>, JoinedRoom>,
     member: Member,
     shutdown: CancellationToken,
+    /// Rate limit of `send`.
+    messages: TokenBucket,
+    /// Rate limit of `typing`.
+    typing: TokenBucket,
+    /// When the client last sent anything, pongs included.
+    last_seen: Instant,
 }
 
 /// Serves one upgraded WebSocket until it closes, the client is evicted or the node shuts down.
@@ -86,6 +102,14 @@ where
         evictor: Evictor::default(),
     };
     let shutdown = state.inner.shutdown.clone();
+    let limits = &state.inner.config.limits;
+    let now = Instant::now();
+    let messages = TokenBucket::new(limits.messages_per_sec, limits.messages_burst, now);
+    let typing = TokenBucket::new(
+        limits.typing_per_sec,
+        limits.typing_per_sec.saturating_mul(2),
+        now,
+    );
     let mut conn = Conn {
         id,
         state,
@@ -94,6 +118,9 @@ where
         rooms: HashMap::new(),
         member,
         shutdown,
+        messages,
+        typing,
+        last_seen: now,
     };
     tracing::debug!(conn = id, "connected");
 
@@ -101,7 +128,10 @@ where
     conn.leave_all().await;
     let close = match stop {
         Stop::Gone => None,
-        Stop::Shutdown => Some((close_code::AWAY, GOING_AWAY_REASON)),
+        Stop::Shutdown => Some((SERVICE_RESTART, SERVICE_RESTART_REASON)),
+        Stop::HelloTimeout => Some((close_code::POLICY, "hello timeout")),
+        Stop::Idle => Some((close_code::AWAY, "idle timeout")),
+        Stop::Unauthorized => Some((close_code::POLICY, "unauthorized")),
         Stop::Evicted(Eviction::SlowConsumer) => Some((close_code::POLICY, SLOW_CONSUMER_REASON)),
         Stop::Evicted(Eviction::RoomLost) => Some((close_code::ERROR, ROOM_LOST_REASON)),
         Stop::Violation(err) => {
@@ -136,22 +166,41 @@ where
         + Send,
 {
     async fn run(&mut self, inbox: &mut mpsc::Receiver<Arc<RoomFrame>>) -> Stop {
+        let limits = self.state.inner.config.limits.clone();
+        let hello_deadline = tokio::time::Instant::now() + limits.hello_timeout;
+        // Pings keep live clients (and proxies) from looking idle; a client that answers
+        // nothing for the whole idle timeout is gone.
+        let mut heartbeat =
+            tokio::time::interval((limits.idle_timeout / 3).max(Duration::from_millis(10)));
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.reset();
         loop {
             let result = tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => Err(Stop::Shutdown),
                 eviction = self.member.evictor.evicted() => Err(Stop::Evicted(eviction)),
-                Some(frame) = inbox.recv() => self.forward(&frame).await,
-                incoming = self.socket.next() => match incoming {
-                    Some(Ok(WsMessage::Text(text))) => self.handle_text(text.as_str()).await,
-                    Some(Ok(WsMessage::Binary(_))) => {
-                        self.reply_error(ErrorCode::BadFrame, "binary frames are not supported; send JSON text", None).await
+                () = tokio::time::sleep_until(hello_deadline), if self.user.is_none() => Err(Stop::HelloTimeout),
+                _ = heartbeat.tick() => {
+                    if self.last_seen.elapsed() >= limits.idle_timeout {
+                        Err(Stop::Idle)
+                    } else {
+                        self.write(WsMessage::Ping(Default::default())).await
                     }
-                    // axum answers pings itself.
-                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Ok(()),
-                    Some(Ok(WsMessage::Close(_))) | None => Err(Stop::Gone),
-                    Some(Err(err)) => Err(Stop::Violation(err)),
-                },
+                }
+                Some(frame) = inbox.recv() => self.forward(&frame).await,
+                incoming = self.socket.next() => {
+                    self.last_seen = Instant::now();
+                    match incoming {
+                        Some(Ok(WsMessage::Text(text))) => self.handle_text(text.as_str()).await,
+                        Some(Ok(WsMessage::Binary(_))) => {
+                            self.reply_error(ErrorCode::BadFrame, "binary frames are not supported; send JSON text", None).await
+                        }
+                        // axum answers pings itself.
+                        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Ok(()),
+                        Some(Ok(WsMessage::Close(_))) | None => Err(Stop::Gone),
+                        Some(Err(err)) => Err(Stop::Violation(err)),
+                    }
+                }
             };
             if let Err(stop) = result {
                 return stop;
@@ -214,7 +263,7 @@ where
         };
         let Some(user) = self.user.clone() else {
             return match frame {
-                ClientFrame::Hello { name, token: _ } => self.hello(name).await,
+                ClientFrame::Hello { name, token } => self.hello(name, token).await,
                 ClientFrame::Send { nonce, .. } => {
                     let nonce = nonce.filter(|n| validate_nonce(n).is_ok());
                     self.reply_error(ErrorCode::HelloRequired, "send hello first", nonce)
@@ -247,9 +296,18 @@ where
         }
     }
 
-    async fn hello(&mut self, name: String) -> Result<(), Stop> {
+    async fn hello(&mut self, name: String, token: Option<String>) -> Result<(), Stop> {
         if let Err(invalid) = validate_name(&name) {
             return self.reply_invalid(invalid, None).await;
+        }
+        // Signed mode: the name must be vouched for; anonymous mode ignores any token.
+        if let Some(secret) = &self.state.inner.config.jwt_secret
+            && let Err(err) = crate::auth::verify_token(secret, &name, token.as_deref())
+        {
+            tracing::info!(conn = self.id, user = %name, error = %err, "hello refused");
+            self.reply_error(ErrorCode::Unauthorized, &err.to_string(), None)
+                .await?;
+            return Err(Stop::Unauthorized);
         }
         let node = self.state.config().node_id.clone();
         tracing::debug!(conn = self.id, user = %name, "hello");
@@ -286,6 +344,14 @@ where
     ) -> Result<(), Stop> {
         if let Err(invalid) = self.check_room(&room, false) {
             return self.reply_invalid(invalid, None).await;
+        }
+        let max_rooms = self.state.inner.config.limits.max_rooms_per_conn;
+        if self.rooms.len() >= max_rooms {
+            let message =
+                format!("a connection may be in at most {max_rooms} rooms; leave one first");
+            return self
+                .reply_error(ErrorCode::TooManyRooms, &message, None)
+                .await;
         }
         let since = match since.as_deref().map(str::parse::<MessageId>).transpose() {
             Ok(since) => since,
@@ -374,6 +440,16 @@ where
         if let Err(invalid) = checked {
             return self.reply_invalid(invalid, nonce).await;
         }
+        if !self.messages.try_take(Instant::now()) {
+            let limits = &self.state.inner.config.limits;
+            let message = format!(
+                "too many messages: at most {} per second (bursts of {}); retry shortly",
+                limits.messages_per_sec, limits.messages_burst
+            );
+            return self
+                .reply_error(ErrorCode::RateLimited, &message, nonce)
+                .await;
+        }
         let new = NewMessage {
             room,
             from: user.to_string(),
@@ -382,7 +458,10 @@ where
         };
         // On success the confirmation is our own copy of the message, arriving through the room.
         match self.state.inner.broker.publish(new).await {
-            Ok(_) => Ok(()),
+            Ok(Published::New(_)) => Ok(()),
+            // A retry of a send already accepted (e.g. before a reconnect): only the sender
+            // gets the original again, as its confirmation.
+            Ok(Published::Duplicate(original)) => self.reply(&ServerFrame::Message(original)).await,
             Err(err) => {
                 tracing::warn!(conn = self.id, error = %err, "publish failed");
                 self.reply_error(
@@ -398,6 +477,15 @@ where
     async fn typing(&mut self, user: &Arc<str>, room: String) -> Result<(), Stop> {
         if let Err(invalid) = self.check_room(&room, true) {
             return self.reply_invalid(invalid, None).await;
+        }
+        if !self.typing.try_take(Instant::now()) {
+            return self
+                .reply_error(
+                    ErrorCode::RateLimited,
+                    "too many typing notifications",
+                    None,
+                )
+                .await;
         }
         if let Err(err) = self.state.inner.broker.typing(&room, user).await {
             // Typing notifications are transient; losing one is harmless.

@@ -10,19 +10,25 @@
 //! - `conn` runs one connection: the protocol state machine, its outbound queue, slow-consumer
 //!   eviction and the close on shutdown.
 
+pub mod auth;
 mod conn;
+mod limits;
 mod rooms;
+
+pub use limits::Limits;
 
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt as _;
@@ -48,6 +54,13 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Directory served at `/` (the built web app), if any.
     pub static_dir: Option<PathBuf>,
+    /// What one client may cost the node.
+    pub limits: Limits,
+    /// Signed mode: `hello` must carry an HS256 token made with this secret (see [`auth`]).
+    pub jwt_secret: Option<String>,
+    /// Origins allowed to open WebSockets (`*` for any). `None`: only pages served from the
+    /// same host as the request, against cross-site WebSocket hijacking.
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +72,9 @@ impl Default for ServerConfig {
             recovery_limit: 1000,
             shutdown_timeout: Duration::from_secs(10),
             static_dir: None,
+            limits: Limits::default(),
+            jwt_secret: None,
+            allowed_origins: None,
         }
     }
 }
@@ -96,6 +112,7 @@ struct Shared<B: Broker> {
     /// Tracks connection tasks so shutdown can wait for them.
     connections: TaskTracker,
     next_conn_id: AtomicU64,
+    per_ip: Arc<limits::PerIp>,
 }
 
 impl<B: Broker> AppState<B> {
@@ -110,6 +127,7 @@ impl<B: Broker> AppState<B> {
                 shutdown: CancellationToken::new(),
                 connections: TaskTracker::new(),
                 next_conn_id: AtomicU64::new(1),
+                per_ip: Arc::default(),
             }),
         }
     }
@@ -179,19 +197,59 @@ async fn readyz<B: Broker>(State(state): State<AppState<B>>) -> Response {
 
 async fn ws_upgrade<B: Broker>(
     State(state): State<AppState<B>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if state.inner.shutdown.is_cancelled() {
-        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
+    if !origin_allowed(&headers, state.inner.config.allowed_origins.as_deref()) {
+        tracing::info!(%peer, origin = ?headers.get(header::ORIGIN), "cross-origin upgrade refused");
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
+    let max_per_ip = state.inner.config.limits.max_conns_per_ip;
+    let Some(slot) = limits::PerIp::acquire(&state.inner.per_ip, peer.ip(), max_per_ip) else {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connections from this address",
+        )
+            .into_response();
+    };
     let max = state.inner.config.max_message_bytes;
     upgrade
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {
             let tracker = state.inner.connections.clone();
-            tracker.track_future(conn::serve(socket, state))
+            tracker.track_future(async move {
+                conn::serve(socket, state).await;
+                drop(slot);
+            })
         })
+}
+
+/// Whether a WebSocket upgrade may proceed given its `Origin` header. Requests without one come
+/// from non-browser clients, which cross-site hijacking does not concern.
+fn origin_allowed(headers: &HeaderMap, allowed: Option<&[String]>) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    match allowed {
+        Some(list) => list
+            .iter()
+            .any(|a| a == "*" || a.eq_ignore_ascii_case(origin)),
+        None => {
+            let authority = origin.split_once("://").map_or("", |(_, rest)| rest);
+            headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .is_some_and(|host| !host.is_empty() && host.eq_ignore_ascii_case(authority))
+        }
+    }
 }
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting, closes every WebSocket with
@@ -214,7 +272,8 @@ pub async fn run<B: Broker>(
             tracing::debug!(error = %err, "cannot set TCP_NODELAY");
         }
     });
-    let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
         shutdown.await;
         // Upgraded WebSockets are no longer HTTP connections axum waits for: close them too.
         token.cancel();
@@ -223,4 +282,35 @@ pub async fn run<B: Broker>(
     state.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, host.parse().unwrap());
+        if let Some(origin) = origin {
+            h.insert(header::ORIGIN, origin.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn origins() {
+        let same = headers(Some("http://chat.example:3000"), "chat.example:3000");
+        let cross = headers(Some("https://evil.example"), "chat.example:3000");
+        let none = headers(None, "chat.example:3000");
+        assert!(origin_allowed(&same, None));
+        assert!(!origin_allowed(&cross, None));
+        assert!(
+            origin_allowed(&none, None),
+            "non-browser clients send no Origin"
+        );
+        let list = ["https://evil.example".to_owned()];
+        assert!(origin_allowed(&cross, Some(&list)));
+        assert!(!origin_allowed(&same, Some(&list)));
+        assert!(origin_allowed(&cross, Some(&["*".to_owned()])));
+    }
 }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use skat_broker::{MemoryBroker, MemoryBrokerConfig, RedisBroker, RedisConfig};
-use skat_server::ServerConfig;
+use skat_server::{Limits, ServerConfig};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -18,6 +18,28 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: Serve,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a signed token for NAME (HS256, made with SKAT_JWT_SECRET), for local use; in
+    /// production the application backend mints them.
+    Token {
+        /// The user name the token vouches for.
+        name: String,
+        /// Validity in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        ttl: u64,
+    },
+}
+
+/// Options of the server itself.
+#[derive(Debug, Args)]
+struct Serve {
     /// Address to listen on.
     #[arg(long, env = "SKAT_BIND", default_value = "127.0.0.1:3000")]
     bind: SocketAddr,
@@ -49,11 +71,56 @@ struct Cli {
     /// Seconds shutdown waits for connections to close.
     #[arg(long, env = "SKAT_SHUTDOWN_TIMEOUT", default_value_t = 10)]
     shutdown_timeout: u64,
+    /// Signed mode: `hello` must carry an HS256 JWT made with this secret (`sub` = the name).
+    #[arg(long, env = "SKAT_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// Origins allowed to open WebSockets, comma-separated (`*` for any). Default: only pages
+    /// from the same host as the request.
+    #[arg(long, env = "SKAT_ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Option<Vec<String>>,
+    /// Rooms one connection may be in at once.
+    #[arg(long, env = "SKAT_MAX_ROOMS_PER_CONN", default_value_t = 100)]
+    max_rooms_per_conn: usize,
+    /// Open WebSockets per client IP address (0: no limit).
+    #[arg(long, env = "SKAT_MAX_CONNS_PER_IP", default_value_t = 100)]
+    max_conns_per_ip: usize,
+    /// Sustained messages per second per connection (0: no limit).
+    #[arg(long, env = "SKAT_MESSAGES_PER_SEC", default_value_t = 10)]
+    messages_per_sec: u32,
+    /// Burst of messages above the sustained rate.
+    #[arg(long, env = "SKAT_MESSAGES_BURST", default_value_t = 20)]
+    messages_burst: u32,
+    /// Typing notifications per second per connection (0: no limit).
+    #[arg(long, env = "SKAT_TYPING_PER_SEC", default_value_t = 2)]
+    typing_per_sec: u32,
+    /// Seconds a new connection has to send `hello`.
+    #[arg(long, env = "SKAT_HELLO_TIMEOUT", default_value_t = 10)]
+    hello_timeout: u64,
+    /// Seconds without any frame (pongs included) before a connection is closed; the server
+    /// pings every third of it.
+    #[arg(long, env = "SKAT_IDLE_TIMEOUT", default_value_t = 60)]
+    idle_timeout: u64,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let Cli {
+        command,
+        serve: cli,
+    } = Cli::parse();
+    if let Some(Command::Token { name, ttl }) = command {
+        let secret = cli
+            .jwt_secret
+            .context("set SKAT_JWT_SECRET (or --jwt-secret) to mint tokens")?;
+        skat_protocol::validate_name(&name).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        let token = skat_server::auth::mint_token(&secret, &name, Duration::from_secs(ttl))
+            .context("cannot mint the token")?;
+        #[allow(clippy::print_stdout)] // The token is the command's output.
+        {
+            println!("{token}");
+        }
+        return Ok(());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -67,8 +134,22 @@ async fn main() -> anyhow::Result<()> {
         max_message_bytes: cli.max_message_bytes,
         shutdown_timeout: Duration::from_secs(cli.shutdown_timeout),
         static_dir: cli.static_dir,
+        limits: Limits {
+            max_rooms_per_conn: cli.max_rooms_per_conn,
+            max_conns_per_ip: cli.max_conns_per_ip,
+            messages_per_sec: cli.messages_per_sec,
+            messages_burst: cli.messages_burst,
+            typing_per_sec: cli.typing_per_sec,
+            hello_timeout: Duration::from_secs(cli.hello_timeout),
+            idle_timeout: Duration::from_secs(cli.idle_timeout.max(1)),
+        },
+        jwt_secret: cli.jwt_secret,
+        allowed_origins: cli.allowed_origins,
         ..defaults
     };
+    if config.jwt_secret.is_some() {
+        tracing::info!("signed mode: hello requires a token");
+    }
     let listener = TcpListener::bind(cli.bind)
         .await
         .with_context(|| format!("cannot listen on {}", cli.bind))?;

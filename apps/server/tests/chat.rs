@@ -309,7 +309,7 @@ async fn two_nodes_sharing_a_broker_act_as_one() {
         Arc::clone(&broker),
         ServerConfig {
             node_id: "node-a".into(),
-            ..Default::default()
+            ..common::test_config()
         },
     )
     .await;
@@ -317,7 +317,7 @@ async fn two_nodes_sharing_a_broker_act_as_one() {
         broker,
         ServerConfig {
             node_id: "node-b".into(),
-            ..Default::default()
+            ..common::test_config()
         },
     )
     .await;

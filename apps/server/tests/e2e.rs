@@ -217,7 +217,7 @@ async fn two_browsers_on_two_nodes_chat_and_survive_a_node_restart() {
     let config = |id: &str| ServerConfig {
         node_id: id.into(),
         static_dir: Some(static_dir.clone()),
-        ..Default::default()
+        ..common::test_config()
     };
     let node_a = Node::redis_with(&redis.url(), "e2e:", config("node-a"), 1000).await;
     let node_b = Node::redis_with(&redis.url(), "e2e:", config("node-b"), 1000).await;

@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 async fn slow_consumer_is_disconnected_without_affecting_others() {
     let config = ServerConfig {
         outbound_queue: 64,
-        ..Default::default()
+        ..common::test_config()
     };
     let node = Node::start_with(Arc::new(MemoryBroker::default()), config).await;
 
@@ -123,7 +123,7 @@ async fn slow_consumer_is_disconnected_without_affecting_others() {
 }
 
 #[tokio::test]
-async fn shutdown_closes_clients_with_going_away() {
+async fn shutdown_closes_clients_with_service_restart() {
     let node = Node::start().await;
     let url = node.url.clone();
     let mut alice = node.client("alice").await;
@@ -138,10 +138,10 @@ async fn shutdown_closes_clients_with_going_away() {
             .unwrap()
         {
             Err(skat_client::ClientError::Closed { code, reason }) => {
-                assert_eq!((code, reason.as_str()), (Some(1001), "going away"));
+                assert_eq!((code, reason.as_str()), (Some(1012), "service restart"));
             }
             // Presence events may precede the close.
-            Ok(_) => assert_eq!(closed(client).await, Some(1001)),
+            Ok(_) => assert_eq!(closed(client).await, Some(1012)),
             Err(other) => panic!("expected a close frame, got {other}"),
         }
     }
@@ -170,7 +170,7 @@ async fn healthz_and_static_files() {
     std::fs::write(dir.join("index.html"), "<h1>skat</h1>").unwrap();
     let config = ServerConfig {
         static_dir: Some(dir.clone()),
-        ..Default::default()
+        ..common::test_config()
     };
     let node = Node::start_with(Arc::new(MemoryBroker::default()), config).await;
 

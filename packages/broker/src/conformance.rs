@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::{Broker, Message, MessageId, NewMessage, RoomEvent, Subscription};
+use crate::{Broker, Message, MessageId, NewMessage, Published, RoomEvent, Subscription};
 
 /// Runs every check; `make` builds a broker whose per-room history holds `history_len` messages.
 pub async fn run_all<B, F, Fut>(make: F, history_len: usize)
@@ -23,20 +23,27 @@ where
     history_is_bounded(&make().await, history_len).await;
     recovery(&make().await, history_len).await;
     presence_counts_nodes(&make().await).await;
+    retries_with_the_same_nonce_are_not_stored_twice(&make().await).await;
     typing_reaches_subscribers(&make().await).await;
 }
 
 /// Publishes `n` messages `m0..` to `room` and returns them as accepted.
 pub async fn publish_n<B: Broker>(broker: &B, room: &str, n: usize) -> Vec<Message> {
+    // Nonces unique per call, so repeated calls are never taken for retries.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let new = NewMessage {
             room: room.into(),
             from: "alice".into(),
             body: format!("m{i}"),
-            nonce: Some(format!("n{i}")),
+            nonce: Some(format!("n{call}-{i}")),
         };
-        out.push(broker.publish(new).await.unwrap());
+        match broker.publish(new).await.unwrap() {
+            Published::New(message) => out.push(message),
+            Published::Duplicate(message) => panic!("fresh nonce taken for a retry: {message:?}"),
+        }
     }
     out
 }
@@ -62,7 +69,7 @@ pub async fn ids_increase_and_reach_every_subscriber<B: Broker>(broker: &B) {
         "ids must strictly increase"
     );
     assert_eq!(sent[3].body, "m3");
-    assert_eq!(sent[3].nonce.as_deref(), Some("n3"));
+    assert!(sent[3].nonce.as_deref().is_some_and(|n| n.ends_with("-3")));
     assert_eq!(sent[3].room, "c-order");
     for expected in &sent {
         assert_eq!(
@@ -198,6 +205,46 @@ pub async fn presence_spans_nodes<B: Broker>(a: &B, b: &B) {
     );
     b.presence_leave(room, "dana").await.unwrap();
     assert_eq!(next_event(&mut sub).await, event(false));
+}
+
+pub async fn retries_with_the_same_nonce_are_not_stored_twice<B: Broker>(broker: &B) {
+    let room = "c-dedup";
+    let mut sub = broker.subscribe(room).await.unwrap();
+    let new = |from: &str, body: &str, nonce: Option<&str>| NewMessage {
+        room: room.into(),
+        from: from.into(),
+        body: body.into(),
+        nonce: nonce.map(Into::into),
+    };
+    let Published::New(first) = broker
+        .publish(new("alice", "hi", Some("n1")))
+        .await
+        .unwrap()
+    else {
+        panic!("first send is new")
+    };
+    // The retry (even with a different body) returns the original and stores nothing.
+    let retry = broker
+        .publish(new("alice", "hi again", Some("n1")))
+        .await
+        .unwrap();
+    assert_eq!(retry, Published::Duplicate(first.clone()));
+    // Same nonce from someone else, or no nonce at all, are different messages.
+    let other = broker.publish(new("bob", "hi", Some("n1"))).await.unwrap();
+    let plain = broker.publish(new("alice", "hi", None)).await.unwrap();
+    let plain2 = broker.publish(new("alice", "hi", None)).await.unwrap();
+    assert!(matches!(
+        (&other, &plain, &plain2),
+        (Published::New(_), Published::New(_), Published::New(_))
+    ));
+    for expected in [&first, other.message(), plain.message(), plain2.message()] {
+        assert_eq!(
+            next_event(&mut sub).await,
+            RoomEvent::Message(expected.clone())
+        );
+    }
+    let page = broker.history(room, None, 10).await.unwrap();
+    assert_eq!(page.messages.len(), 4, "the retry was not stored");
 }
 
 pub async fn typing_reaches_subscribers<B: Broker>(broker: &B) {

@@ -73,6 +73,35 @@ pub enum RoomEvent {
     },
 }
 
+/// Outcome of [`Broker::publish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Published {
+    /// Stored and delivered to the room's subscriptions.
+    New(Message),
+    /// A retry of a message already accepted (same room, sender and nonce within the dedup
+    /// window): nothing was stored or delivered; this is the original.
+    Duplicate(Message),
+}
+
+impl Published {
+    /// The message, new or original.
+    pub fn message(&self) -> &Message {
+        match self {
+            Self::New(m) | Self::Duplicate(m) => m,
+        }
+    }
+
+    /// The message, new or original.
+    pub fn into_message(self) -> Message {
+        match self {
+            Self::New(m) | Self::Duplicate(m) => m,
+        }
+    }
+}
+
+/// How long a nonce is remembered for idempotent sends, by default.
+pub const DEFAULT_DEDUP_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// A page of a room's history, oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HistoryPage {
@@ -97,10 +126,15 @@ pub trait Broker: Send + Sync + 'static {
     /// is readable through [`Broker::history`], and will be delivered exactly once to every
     /// subscription that existed when it was stored, in id order. On `Err`, nothing was stored
     /// and nothing will be delivered: the caller must report the failure, never drop it silently.
+    ///
+    /// Idempotence: a message with a nonce that repeats the `(room, from, nonce)` of a message
+    /// accepted within the broker's dedup window (2 minutes by default, on every node) is not
+    /// stored again; the result is [`Published::Duplicate`] with the original message, which is
+    /// not delivered again either.
     fn publish(
         &self,
         message: NewMessage,
-    ) -> impl Future<Output = Result<Message, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<Published, Self::Error>> + Send;
 
     /// Subscribes this node to a room's events.
     ///

@@ -12,11 +12,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::broadcast;
 
-use crate::{Broker, HistoryPage, Message, MessageId, NewMessage, RoomEvent, Subscription};
+use crate::{
+    Broker, HistoryPage, Message, MessageId, NewMessage, Published, RoomEvent, Subscription,
+};
 
 /// Tuning of a [`MemoryBroker`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +28,8 @@ pub struct MemoryBrokerConfig {
     /// Events buffered per room for a subscriber that is behind, before it must catch up from
     /// the history.
     pub channel_capacity: usize,
+    /// How long a sender's nonce is remembered for idempotent sends.
+    pub dedup_window: Duration,
 }
 
 impl Default for MemoryBrokerConfig {
@@ -33,6 +37,7 @@ impl Default for MemoryBrokerConfig {
         Self {
             history_len: 1000,
             channel_capacity: 4096,
+            dedup_window: crate::DEFAULT_DEDUP_WINDOW,
         }
     }
 }
@@ -64,6 +69,10 @@ struct RoomState {
     trimmed: Option<MessageId>,
     /// Number of nodes holding each online user.
     presence: HashMap<String, usize>,
+    /// Ids of recently accepted messages by (sender, nonce), for idempotent sends.
+    dedup: HashMap<(String, String), MessageId>,
+    /// When each dedup entry expires, oldest first.
+    dedup_order: VecDeque<(Instant, (String, String))>,
 }
 
 impl RoomState {
@@ -117,9 +126,41 @@ impl Broker for MemoryBroker {
     type Error = MemoryError;
     type Subscription = MemorySubscription;
 
-    async fn publish(&self, new: NewMessage) -> Result<Message, MemoryError> {
+    async fn publish(&self, new: NewMessage) -> Result<Published, MemoryError> {
         let log = self.room(&new.room);
         let mut state = lock(&log.state);
+        let now = Instant::now();
+        // Forget nonces older than the window (they expire in insertion order).
+        while state
+            .dedup_order
+            .front()
+            .is_some_and(|(until, _)| *until <= now)
+        {
+            if let Some((_, key)) = state.dedup_order.pop_front() {
+                state.dedup.remove(&key);
+            }
+        }
+        let key = new
+            .nonce
+            .as_ref()
+            .map(|nonce| (new.from.clone(), nonce.clone()));
+        if let Some(&original) = key.as_ref().and_then(|k| state.dedup.get(k)) {
+            // The original as stored, or (if trimmed away since) as sent now with its id.
+            let stored = state
+                .history
+                .binary_search_by_key(&original, |(id, _)| *id)
+                .ok()
+                .map(|i| state.history[i].1.clone());
+            let message = stored.unwrap_or_else(|| Message {
+                room: new.room,
+                id: original.to_string(),
+                from: new.from,
+                body: new.body,
+                ts: original.ms,
+                nonce: new.nonce,
+            });
+            return Ok(Published::Duplicate(message));
+        }
         let id = MessageId::next_after(state.last_id, now_ms());
         let message = Message {
             room: new.room,
@@ -134,9 +175,15 @@ impl Broker for MemoryBroker {
         while state.history.len() > self.config.history_len {
             state.trimmed = state.history.pop_front().map(|(id, _)| id);
         }
+        if let Some(key) = key {
+            state.dedup.insert(key.clone(), id);
+            state
+                .dedup_order
+                .push_back((now + self.config.dedup_window, key));
+        }
         // No receivers is fine: nobody subscribed, the history has it.
         let _ = log.events.send(RoomEvent::Message(message.clone()));
-        Ok(message)
+        Ok(Published::New(message))
     }
 
     async fn subscribe(&self, room: &str) -> Result<MemorySubscription, MemoryError> {
@@ -314,6 +361,7 @@ mod tests {
         MemoryBroker::new(MemoryBrokerConfig {
             history_len: 20,
             channel_capacity: 8,
+            ..Default::default()
         })
     }
 

@@ -47,7 +47,9 @@ use redis::{AsyncCommands, Script};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
-use crate::{Broker, HistoryPage, Message, MessageId, NewMessage, RoomEvent, Subscription};
+use crate::{
+    Broker, HistoryPage, Message, MessageId, NewMessage, Published, RoomEvent, Subscription,
+};
 
 /// Settings of a [`RedisBroker`].
 #[derive(Debug, Clone)]
@@ -68,6 +70,8 @@ pub struct RedisConfig {
     pub channel_capacity: usize,
     /// Timeout of each Redis command and connection attempt.
     pub command_timeout: Duration,
+    /// How long a sender's nonce is remembered for idempotent sends.
+    pub dedup_window: Duration,
 }
 
 impl RedisConfig {
@@ -82,6 +86,7 @@ impl RedisConfig {
             heartbeat: Duration::from_secs(5),
             channel_capacity: 4096,
             command_timeout: Duration::from_secs(2),
+            dedup_window: crate::DEFAULT_DEDUP_WINDOW,
         }
     }
 }
@@ -204,11 +209,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Scripts {
     fn new() -> Self {
         Self {
-            // KEYS: stream, channel, trimmed marker. ARGV: maxlen, encoded message.
+            // KEYS: stream, channel, trimmed marker, dedup key (or ""). ARGV: maxlen, encoded
+            // message, dedup window ms. Returns {id, 1} when stored, {original id, 0} for a
+            // retry of a message accepted within the window.
             // Before trimming, remember the newest id about to go, so `recover` knows exactly
             // which `since` values still have no gap.
             publish: Script::new(
                 r"
+if KEYS[4] ~= '' then
+  local original = redis.call('GET', KEYS[4])
+  if original then return {original, 0} end
+end
 local maxlen = tonumber(ARGV[1])
 local len = redis.call('XLEN', KEYS[1])
 if len >= maxlen then
@@ -217,7 +228,8 @@ if len >= maxlen then
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', maxlen, '*', 'd', ARGV[2])
 redis.call('PUBLISH', KEYS[2], 'm' .. id .. '\n' .. ARGV[2])
-return id
+if KEYS[4] ~= '' then redis.call('SET', KEYS[4], id, 'PX', ARGV[3]) end
+return {id, 1}
 ",
             ),
             // KEYS: presence, users, channel. ARGV: entry, user, ttl ms.
@@ -536,31 +548,62 @@ impl Broker for RedisBroker {
     type Error = RedisBrokerError;
     type Subscription = RedisSubscription;
 
-    async fn publish(&self, new: NewMessage) -> Result<Message, RedisBrokerError> {
+    async fn publish(&self, new: NewMessage) -> Result<Published, RedisBrokerError> {
         let keys = self.shared.keys(&new.room);
         let encoded = encode_message(&new.from, new.nonce.as_deref(), &new.body);
-        let id: String = self
+        // Hash-tagged like the room's other keys; the sender's name cannot contain a newline.
+        let dedup = new.nonce.as_deref().map_or_else(String::new, |nonce| {
+            format!(
+                "{}{{{}}}:dedup:{}\n{nonce}",
+                self.shared.config.prefix, new.room, new.from
+            )
+        });
+        let (id, stored): (String, i64) = self
             .shared
             .scripts
             .publish
             .key(&keys.stream)
             .key(&keys.channel)
             .key(&keys.trimmed)
+            .key(&dedup)
             .arg(self.shared.config.stream_len.max(1))
             .arg(&encoded)
+            .arg(self.shared.config.dedup_window.as_millis().max(1) as u64)
             .invoke_async(&mut self.shared.conn.clone())
             .await?;
         let parsed: MessageId = id
             .parse()
             .map_err(|e| RedisBrokerError::Corrupt(format!("{e}")))?;
-        Ok(Message {
+        if stored == 0 {
+            // The original, as stored (it may have been trimmed away since: then as sent now).
+            let start = format!("{parsed}");
+            let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+                .arg(&keys.stream)
+                .arg(&start)
+                .arg(&start)
+                .query_async(&mut self.shared.conn.clone())
+                .await?;
+            let original = match entries.into_iter().next() {
+                Some((id, fields)) => decode_entry(&new.room, id, &fields)?,
+                None => Message {
+                    room: new.room,
+                    id,
+                    from: new.from,
+                    body: new.body,
+                    ts: parsed.ms,
+                    nonce: new.nonce,
+                },
+            };
+            return Ok(Published::Duplicate(original));
+        }
+        Ok(Published::New(Message {
             room: new.room,
             id,
             from: new.from,
             body: new.body,
             ts: parsed.ms,
             nonce: new.nonce,
-        })
+        }))
     }
 
     async fn subscribe(&self, room: &str) -> Result<RedisSubscription, RedisBrokerError> {

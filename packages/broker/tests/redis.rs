@@ -163,7 +163,7 @@ async fn calls_fail_fast_while_redis_is_down_and_recover() {
     let sent = loop {
         // The command connection may need one failed call to notice the restart.
         match broker.publish(new()).await {
-            Ok(message) => break message,
+            Ok(published) => break published.into_message(),
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };

@@ -202,6 +202,12 @@ pub enum ErrorCode {
     NotJoined,
     /// The connection has already joined the room.
     AlreadyJoined,
+    /// The connection is in as many rooms as the server allows.
+    TooManyRooms,
+    /// Too many messages (or typing frames) per second; slow down and retry.
+    RateLimited,
+    /// Signed mode: `hello` lacks a valid token for the name. The server closes the connection.
+    Unauthorized,
     /// The broker is unreachable; the request was not carried out and may be retried.
     Unavailable,
     /// An unexpected server-side failure.
@@ -228,6 +234,9 @@ impl ErrorCode {
             Self::InvalidLimit => "invalid_limit",
             Self::NotJoined => "not_joined",
             Self::AlreadyJoined => "already_joined",
+            Self::TooManyRooms => "too_many_rooms",
+            Self::RateLimited => "rate_limited",
+            Self::Unauthorized => "unauthorized",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
             Self::Unknown => "unknown",

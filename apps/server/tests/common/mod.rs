@@ -34,7 +34,7 @@ pub struct Node {
 impl Node {
     /// Starts a node with its own embedded broker and default settings.
     pub async fn start() -> Node {
-        Self::start_with(Arc::new(MemoryBroker::default()), ServerConfig::default()).await
+        Self::start_with(Arc::new(MemoryBroker::default()), test_config()).await
     }
 
     /// Starts a node whose broker keeps `history_len` messages per room.
@@ -43,7 +43,7 @@ impl Node {
             history_len,
             ..Default::default()
         });
-        Self::start_with(Arc::new(broker), ServerConfig::default()).await
+        Self::start_with(Arc::new(broker), test_config()).await
     }
 
     /// Starts a node on `broker` (which other nodes may share) with `config`.
@@ -78,7 +78,7 @@ impl Node {
     pub async fn redis(url: &str, prefix: &str, node_id: &str, stream_len: usize) -> Node {
         let config = ServerConfig {
             node_id: node_id.to_owned(),
-            ..Default::default()
+            ..test_config()
         };
         Self::redis_with(url, prefix, config, stream_len).await
     }
@@ -136,6 +136,18 @@ impl Node {
             .await
             .expect("shutdown timed out")
             .unwrap()
+    }
+}
+
+/// Server settings for tests: default limits, except that sending is not rate-limited (tests
+/// send bursts; the rate limit has its own test).
+pub fn test_config() -> ServerConfig {
+    ServerConfig {
+        limits: skat_server::Limits {
+            messages_per_sec: 0,
+            ..Default::default()
+        },
+        ..Default::default()
     }
 }
 

@@ -1,0 +1,163 @@
+//! Per-connection and per-address limits: what one client may cost the node.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Limits enforced by a node. Every one has a safe default and a clear error code or close
+/// reason when hit (see PROTOCOL.md).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Rooms one connection may be in at once (`too_many_rooms`).
+    pub max_rooms_per_conn: usize,
+    /// Open WebSockets per client IP address, 0 for no limit (HTTP 429 on upgrade).
+    pub max_conns_per_ip: usize,
+    /// Sustained `send`s per second per connection, 0 for no limit (`rate_limited`).
+    pub messages_per_sec: u32,
+    /// Burst of `send`s above the sustained rate.
+    pub messages_burst: u32,
+    /// `typing` frames per second per connection, 0 for no limit (`rate_limited`).
+    pub typing_per_sec: u32,
+    /// Time a new connection has to send `hello` (close 1008 "hello timeout").
+    pub hello_timeout: Duration,
+    /// Time without any frame from the client, pongs included, before it is closed (1001 "idle
+    /// timeout"). The server pings every third of it, so live clients never hit it.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_rooms_per_conn: 100,
+            max_conns_per_ip: 100,
+            messages_per_sec: 10,
+            messages_burst: 20,
+            typing_per_sec: 2,
+            hello_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A token bucket: `rate` tokens per second, holding at most `burst`. A rate of 0 never limits.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub(crate) fn new(rate: u32, burst: u32, now: Instant) -> Self {
+        let burst = f64::from(burst.max(rate).max(1));
+        Self {
+            rate: f64::from(rate),
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub(crate) fn try_take(&mut self, now: Instant) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Open connections per client address.
+#[derive(Debug, Default)]
+pub(crate) struct PerIp {
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Holds one of an address's connection slots until dropped.
+#[derive(Debug)]
+pub(crate) struct IpSlot {
+    table: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    /// A slot for `ip`, unless it already has `max` (0: unlimited) connections open.
+    pub(crate) fn acquire(table: &Arc<PerIp>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut open = table.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(ip).or_default();
+        if max != 0 && *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot {
+            table: Arc::clone(table),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .table
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_burst_then_rate() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(10, 20, start);
+        assert_eq!(
+            (0..25).filter(|_| bucket.try_take(start)).count(),
+            20,
+            "the burst"
+        );
+        assert!(!bucket.try_take(start));
+        assert!(
+            bucket.try_take(start + Duration::from_millis(100)),
+            "one more after 100 ms at 10/s"
+        );
+        assert!(!bucket.try_take(start + Duration::from_millis(100)));
+        let mut unlimited = TokenBucket::new(0, 0, start);
+        assert!((0..1000).all(|_| unlimited.try_take(start)));
+    }
+
+    #[test]
+    fn per_ip_slots_are_released() {
+        let table = Arc::new(PerIp::default());
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let a = PerIp::acquire(&table, ip, 2).unwrap();
+        let _b = PerIp::acquire(&table, ip, 2).unwrap();
+        assert!(PerIp::acquire(&table, ip, 2).is_none());
+        assert!(
+            PerIp::acquire(&table, "10.0.0.2".parse().unwrap(), 2).is_some(),
+            "other addresses unaffected"
+        );
+        drop(a);
+        assert!(PerIp::acquire(&table, ip, 2).is_some());
+        assert!(PerIp::acquire(&table, ip, 0).is_some(), "0 means unlimited");
+    }
+}
