@@ -252,6 +252,20 @@ fn origin_allowed(headers: &HeaderMap, allowed: Option<&[String]>) -> bool {
     }
 }
 
+/// Runs the protocol over any WebSocket-like `socket` (a `Stream` of incoming and a `Sink` of
+/// outgoing axum messages) until it closes: what `/ws` does after the upgrade. Tests and fuzzers
+/// drive it over in-memory channels.
+pub async fn serve_socket<B, S>(socket: S, state: AppState<B>)
+where
+    B: Broker,
+    S: futures_util::Stream<Item = Result<axum::extract::ws::Message, axum::Error>>
+        + futures_util::Sink<axum::extract::ws::Message, Error = axum::Error>
+        + Unpin
+        + Send,
+{
+    conn::serve(socket, state).await;
+}
+
 /// Serves `listener` until `shutdown` resolves, then stops accepting, closes every WebSocket with
 /// "going away" and returns once they are closed or the shutdown timeout has passed.
 pub async fn run<B: Broker>(

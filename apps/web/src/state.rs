@@ -113,6 +113,8 @@ pub(crate) struct Chat {
     nonce_prefix: String,
     /// Counts connections, to tell sends of an earlier connection from current ones.
     epoch: u64,
+    /// Frames the state wants sent (re-sends after a reconnect); the UI drains it.
+    pub(crate) outbox: Vec<ClientFrame>,
 }
 
 impl Chat {
@@ -128,6 +130,7 @@ impl Chat {
             next_nonce: 0,
             nonce_prefix: nonce_prefix.into(),
             epoch: 0,
+            outbox: Vec::new(),
         }
     }
 
@@ -231,12 +234,22 @@ impl Chat {
         })
     }
 
-    /// Re-sends a failed message; returns the frame.
+    /// Re-sends a failed message with its nonce (a repeat of an accepted send is answered with
+    /// the original, never stored twice); returns the frame.
     pub(crate) fn retry(&mut self, room: &str, nonce: &str) -> Option<ClientFrame> {
+        if self.connection != Connection::Online {
+            return None;
+        }
+        let epoch = self.epoch;
         let r = self.rooms.get_mut(room)?;
-        let index = r.pending.iter().position(|p| p.nonce == nonce)?;
-        let failed = r.pending.remove(index);
-        self.send(room, &failed.body)
+        let p = r.pending.iter_mut().find(|p| p.nonce == nonce)?;
+        p.error = None;
+        p.epoch = epoch;
+        Some(ClientFrame::Send {
+            room: room.to_owned(),
+            body: p.body.clone(),
+            nonce: Some(p.nonce.clone()),
+        })
     }
 
     /// Drops a failed message, returning its text (e.g. back to the composer).

@@ -160,7 +160,13 @@ impl Client {
             if matches!(frame, skat_protocol::ServerFrame::Welcome { .. }) {
                 self.failures.set_value(0);
             }
-            self.chat.update(|chat| chat.apply(frame, now()));
+            let outbox = self.chat.try_update(|chat| {
+                chat.apply(frame, now());
+                std::mem::take(&mut chat.outbox)
+            });
+            for frame in outbox.unwrap_or_default() {
+                self.send(&frame);
+            }
         });
         let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |_: CloseEvent| {
             self.socket.set_value(None);

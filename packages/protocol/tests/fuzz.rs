@@ -1,0 +1,87 @@
+//! Property tests: decoding never panics on any input, and every frame survives a round trip.
+
+#![allow(clippy::unwrap_used)]
+
+use proptest::prelude::*;
+use skat_protocol::{ClientFrame, decode_client, decode_server, encode_client};
+
+/// Text that looks like frames: JSON punctuation, keys, type names and junk.
+fn framey() -> impl Strategy<Value = String> {
+    let atoms = prop::sample::select(vec![
+        "{",
+        "}",
+        "[",
+        "]",
+        ":",
+        ",",
+        "\"",
+        "\"type\"",
+        "\"hello\"",
+        "\"join\"",
+        "\"send\"",
+        "\"room\"",
+        "\"body\"",
+        "\"nonce\"",
+        "\"limit\"",
+        "\"since\"",
+        "\"before\"",
+        "null",
+        "true",
+        "-1",
+        "1e999",
+        "18446744073709551616",
+        "\"\\u0000\"",
+        "\"\\ud800\"",
+        "é",
+        "💬",
+        " ",
+        "\\",
+    ]);
+    prop::collection::vec(atoms, 0..40).prop_map(|parts| parts.concat())
+}
+
+fn client_frame() -> impl Strategy<Value = ClientFrame> {
+    let s = ".{0,80}";
+    let opt = prop::option::of(s);
+    prop_oneof![
+        (s, opt.clone()).prop_map(|(name, token)| ClientFrame::Hello { name, token }),
+        (s, opt.clone()).prop_map(|(room, since)| ClientFrame::Join { room, since }),
+        s.prop_map(|room| ClientFrame::Leave { room }),
+        (s, ".{0,300}", opt.clone()).prop_map(|(room, body, nonce)| ClientFrame::Send {
+            room,
+            body,
+            nonce
+        }),
+        s.prop_map(|room| ClientFrame::Typing { room }),
+        (s, opt, prop::option::of(any::<u32>())).prop_map(|(room, before, limit)| {
+            ClientFrame::History {
+                room,
+                before,
+                limit,
+            }
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn decoding_arbitrary_text_never_panics(text in any::<String>()) {
+        let _ = decode_client(&text);
+        let _ = decode_server(&text);
+    }
+
+    #[test]
+    fn decoding_frame_like_text_never_panics(text in framey()) {
+        if let Err(err) = decode_client(&text) {
+            prop_assert!(!err.message.is_empty());
+        }
+        let _ = decode_server(&text);
+    }
+
+    #[test]
+    fn client_frames_round_trip(frame in client_frame()) {
+        prop_assert_eq!(decode_client(&encode_client(&frame)).unwrap(), frame);
+    }
+}
