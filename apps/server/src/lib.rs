@@ -137,7 +137,7 @@ impl<B: Broker> AppState<B> {
         &self.inner.config
     }
 
-    /// Closes every connection with "going away" and waits (up to the configured timeout) for
+    /// Closes every connection with 1012 "service restart" and waits (up to the configured timeout) for
     /// them to finish. New upgrades are refused from now on.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
@@ -267,7 +267,7 @@ where
 }
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting, closes every WebSocket with
-/// "going away" and returns once they are closed or the shutdown timeout has passed.
+/// 1012 "service restart" and returns once they are closed or the shutdown timeout has passed.
 pub async fn run<B: Broker>(
     listener: TcpListener,
     broker: Arc<B>,

@@ -124,8 +124,10 @@ pub trait Broker: Send + Sync + 'static {
     ///
     /// On `Ok`, the message has its final id, strictly greater than every earlier id of the room,
     /// is readable through [`Broker::history`], and will be delivered exactly once to every
-    /// subscription that existed when it was stored, in id order. On `Err`, nothing was stored
-    /// and nothing will be delivered: the caller must report the failure, never drop it silently.
+    /// subscription that existed when it was stored, in id order. On `Err` the outcome is
+    /// unknown: a remote broker may have stored the message before the connection failed. The
+    /// caller must report the failure (never drop it silently), and a retry with the same nonce
+    /// is safe: it returns the original if the first attempt was stored.
     ///
     /// Idempotence: a message with a nonce that repeats the `(room, from, nonce)` of a message
     /// accepted within the broker's dedup window (2 minutes by default, on every node) is not
