@@ -79,6 +79,8 @@ struct Conn<B: Broker, S> {
     messages: TokenBucket,
     /// Rate limit of `typing`.
     typing: TokenBucket,
+    /// Rate limit of `join` and `history`.
+    requests: TokenBucket,
     /// When the client last sent anything, pongs included.
     last_seen: Instant,
 }
@@ -110,6 +112,8 @@ where
         limits.typing_per_sec.saturating_mul(2),
         now,
     );
+    let rooms_burst = u32::try_from(limits.max_rooms_per_conn).unwrap_or(u32::MAX);
+    let requests = TokenBucket::new(limits.joins_per_sec, rooms_burst.max(10), now);
     let mut conn = Conn {
         id,
         state,
@@ -120,6 +124,7 @@ where
         shutdown,
         messages,
         typing,
+        requests,
         last_seen: now,
     };
     tracing::debug!(conn = id, "connected");
@@ -208,14 +213,31 @@ where
         }
     }
 
-    /// Writes a frame, giving up if the node shuts down or the client is evicted meanwhile.
+    /// Writes a frame, giving up if the node shuts down or the client is evicted meanwhile, or
+    /// if the client takes nothing for a whole idle timeout (it stopped reading).
     async fn write(&mut self, message: WsMessage) -> Result<(), Stop> {
+        let idle = self.state.inner.config.limits.idle_timeout;
         tokio::select! {
             biased;
             () = self.shutdown.cancelled() => Err(Stop::Shutdown),
             eviction = self.member.evictor.evicted() => Err(Stop::Evicted(eviction)),
+            () = tokio::time::sleep(idle) => Err(Stop::Idle),
             result = self.socket.send(message) => result.map_err(|_| Stop::Gone),
         }
+    }
+
+    /// Takes a `join`/`history` token, answering `rate_limited` if there is none.
+    async fn request_allowed(&mut self) -> Result<bool, Stop> {
+        if self.requests.try_take(Instant::now()) {
+            return Ok(true);
+        }
+        self.reply_error(
+            ErrorCode::RateLimited,
+            "too many join or history requests; retry shortly",
+            None,
+        )
+        .await?;
+        Ok(false)
     }
 
     async fn reply(&mut self, frame: &ServerFrame) -> Result<(), Stop> {
@@ -344,6 +366,9 @@ where
     ) -> Result<(), Stop> {
         if let Err(invalid) = self.check_room(&room, false) {
             return self.reply_invalid(invalid, None).await;
+        }
+        if !self.request_allowed().await? {
+            return Ok(());
         }
         let max_rooms = self.state.inner.config.limits.max_rooms_per_conn;
         if self.rooms.len() >= max_rooms {
@@ -502,6 +527,9 @@ where
     ) -> Result<(), Stop> {
         if let Err(invalid) = self.check_room(&room, true) {
             return self.reply_invalid(invalid, None).await;
+        }
+        if !self.request_allowed().await? {
+            return Ok(());
         }
         let limit = match validate_history_limit(limit) {
             Ok(limit) => limit,

@@ -19,6 +19,9 @@ pub struct Limits {
     pub messages_burst: u32,
     /// `typing` frames per second per connection, 0 for no limit (`rate_limited`).
     pub typing_per_sec: u32,
+    /// `join` and `history` requests per second per connection, 0 for no limit
+    /// (`rate_limited`); bursts up to `max_rooms_per_conn`, so a reconnect can rejoin every room.
+    pub joins_per_sec: u32,
     /// Time a new connection has to send `hello` (close 1008 "hello timeout").
     pub hello_timeout: Duration,
     /// Time without any frame from the client, pongs included, before it is closed (1001 "idle
@@ -34,6 +37,7 @@ impl Default for Limits {
             messages_per_sec: 10,
             messages_burst: 20,
             typing_per_sec: 2,
+            joins_per_sec: 10,
             hello_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
         }

@@ -51,7 +51,7 @@ struct Serve {
     static_dir: Option<PathBuf>,
     /// Redis URL (e.g. redis://127.0.0.1:6379/): share rooms with every node using the same
     /// Redis. Without it the node runs the embedded single-node broker.
-    #[arg(long, env = "SKAT_REDIS_URL")]
+    #[arg(long, env = "SKAT_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
     /// Prefix of every Redis key and channel.
     #[arg(long, env = "SKAT_REDIS_PREFIX", default_value = "skat:")]
@@ -93,6 +93,10 @@ struct Serve {
     /// Typing notifications per second per connection (0: no limit).
     #[arg(long, env = "SKAT_TYPING_PER_SEC", default_value_t = 2)]
     typing_per_sec: u32,
+    /// Joins and history requests per second per connection (0: no limit); bursts up to the
+    /// rooms-per-connection limit.
+    #[arg(long, env = "SKAT_JOINS_PER_SEC", default_value_t = 10)]
+    joins_per_sec: u32,
     /// Seconds a new connection has to send `hello`.
     #[arg(long, env = "SKAT_HELLO_TIMEOUT", default_value_t = 10)]
     hello_timeout: u64,
@@ -140,7 +144,8 @@ async fn main() -> anyhow::Result<()> {
             messages_per_sec: cli.messages_per_sec,
             messages_burst: cli.messages_burst,
             typing_per_sec: cli.typing_per_sec,
-            hello_timeout: Duration::from_secs(cli.hello_timeout),
+            joins_per_sec: cli.joins_per_sec,
+            hello_timeout: Duration::from_secs(cli.hello_timeout.max(1)),
             idle_timeout: Duration::from_secs(cli.idle_timeout.max(1)),
         },
         jwt_secret: cli.jwt_secret,

@@ -53,10 +53,9 @@ pub struct MemoryBroker {
     rooms: Mutex<HashMap<String, Arc<RoomLog>>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct RoomLog {
     state: Mutex<RoomState>,
-    events: broadcast::Sender<RoomEvent>,
 }
 
 #[derive(Debug, Default)]
@@ -69,6 +68,8 @@ struct RoomState {
     trimmed: Option<MessageId>,
     /// Number of nodes holding each online user.
     presence: HashMap<String, usize>,
+    /// The live channel, only while someone subscribes: an idle room costs no buffer.
+    events: Option<broadcast::Sender<RoomEvent>>,
     /// Ids of recently accepted messages by (sender, nonce), for idempotent sends.
     dedup: HashMap<(String, String), MessageId>,
     /// When each dedup entry expires, oldest first.
@@ -76,6 +77,25 @@ struct RoomState {
 }
 
 impl RoomState {
+    /// Sends a live event to the subscribers, if any (dropping the channel once they are gone).
+    fn emit(&mut self, event: RoomEvent) {
+        if let Some(events) = &self.events {
+            if events.receiver_count() == 0 {
+                self.events = None;
+            } else {
+                let _ = events.send(event);
+            }
+        }
+    }
+
+    /// Whether the room holds nothing worth keeping.
+    fn is_idle(&self) -> bool {
+        self.history.is_empty()
+            && self.presence.is_empty()
+            && self.dedup.is_empty()
+            && self.events.as_ref().is_none_or(|e| e.receiver_count() == 0)
+    }
+
     /// Messages with ids above `after`, oldest first.
     fn after(&self, after: Option<MessageId>) -> impl Iterator<Item = &(MessageId, Message)> {
         let start = after.map_or(0, |a| self.history.partition_point(|(id, _)| *id <= a));
@@ -112,11 +132,12 @@ impl MemoryBroker {
         if let Some(log) = rooms.get(room) {
             return Arc::clone(log);
         }
-        let (events, _) = broadcast::channel(self.config.channel_capacity.max(1));
-        let log = Arc::new(RoomLog {
-            state: Mutex::default(),
-            events,
-        });
+        // Rooms that hold nothing (joined and left without a message) would otherwise pile up:
+        // sweep them now and then, at an amortized constant cost per new room.
+        if rooms.len() >= 1024 && rooms.len().is_power_of_two() {
+            rooms.retain(|_, log| Arc::strong_count(log) > 1 || !lock(&log.state).is_idle());
+        }
+        let log = Arc::new(RoomLog::default());
         rooms.insert(room.to_owned(), Arc::clone(&log));
         log
     }
@@ -182,7 +203,7 @@ impl Broker for MemoryBroker {
                 .push_back((now + self.config.dedup_window, key));
         }
         // No receivers is fine: nobody subscribed, the history has it.
-        let _ = log.events.send(RoomEvent::Message(message.clone()));
+        state.emit(RoomEvent::Message(message.clone()));
         Ok(Published::New(message))
     }
 
@@ -190,8 +211,12 @@ impl Broker for MemoryBroker {
         let log = self.room(room);
         // Subscribe and read the last id under the state lock, so that no publish falls between.
         let (events, last) = {
-            let state = lock(&log.state);
-            (log.events.subscribe(), state.last_id)
+            let mut state = lock(&log.state);
+            let capacity = self.config.channel_capacity.max(1);
+            let sender = state
+                .events
+                .get_or_insert_with(|| broadcast::channel(capacity).0);
+            (sender.subscribe(), state.last_id)
         };
         Ok(MemorySubscription {
             room: room.to_owned(),
@@ -249,7 +274,7 @@ impl Broker for MemoryBroker {
         let count = state.presence.entry(user.to_owned()).or_default();
         *count += 1;
         if *count == 1 {
-            let _ = log.events.send(RoomEvent::Presence {
+            state.emit(RoomEvent::Presence {
                 room: room.to_owned(),
                 user: user.to_owned(),
                 online: true,
@@ -267,7 +292,7 @@ impl Broker for MemoryBroker {
         *count -= 1;
         if *count == 0 {
             state.presence.remove(user);
-            let _ = log.events.send(RoomEvent::Presence {
+            state.emit(RoomEvent::Presence {
                 room: room.to_owned(),
                 user: user.to_owned(),
                 online: false,
@@ -286,7 +311,7 @@ impl Broker for MemoryBroker {
 
     async fn typing(&self, room: &str, user: &str) -> Result<(), MemoryError> {
         let log = self.room(room);
-        let _ = log.events.send(RoomEvent::Typing {
+        lock(&log.state).emit(RoomEvent::Typing {
             room: room.to_owned(),
             user: user.to_owned(),
         });
@@ -368,6 +393,31 @@ mod tests {
     #[tokio::test]
     async fn conformance_suite() {
         conformance::run_all(|| async { broker() }, 20).await;
+    }
+
+    #[tokio::test]
+    async fn rooms_joined_and_left_without_messages_do_not_pile_up() {
+        let broker = broker();
+        for i in 0..5000 {
+            let room = format!("r{i}");
+            let sub = broker.subscribe(&room).await.unwrap();
+            broker.presence_join(&room, "u").await.unwrap();
+            broker.presence_leave(&room, "u").await.unwrap();
+            drop(sub);
+        }
+        // A room with history is kept.
+        conformance::publish_n(&broker, "kept", 1).await;
+        let rooms = lock(&broker.rooms).len();
+        assert!(rooms < 2048, "{rooms} rooms still held");
+        assert_eq!(
+            broker
+                .history("kept", None, 10)
+                .await
+                .unwrap()
+                .messages
+                .len(),
+            1
+        );
     }
 
     #[tokio::test]

@@ -26,13 +26,18 @@ async fn main() -> Result<(), ClientError> {
     client.join(&room).await?;
 
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    // Nonces must not repeat for this user within the server's 2-minute dedup window, even
+    // across restarts of this program: prefix them with the start time.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
     let mut sent = 0u64;
     loop {
         tokio::select! {
             line = lines.next_line() => match line {
                 Ok(Some(line)) if !line.trim().is_empty() => {
                     sent += 1;
-                    client.send_message(&room, &line, Some(&format!("cli-{sent}"))).await?;
+                    client.send_message(&room, &line, Some(&format!("cli-{run}-{sent}"))).await?;
                 }
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => return client.close().await,

@@ -223,6 +223,23 @@ impl Client {
         }
     }
 
+    /// The next text frame, undecoded (for tools that only need part of it, like load probes).
+    pub async fn next_text(&mut self) -> Result<String, ClientError> {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(WsMessage::Text(text))) => return Ok(text.as_str().to_owned()),
+                Some(Ok(WsMessage::Close(_))) | None => {
+                    return Err(ClientError::Closed {
+                        code: None,
+                        reason: String::new(),
+                    });
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(err)) => return Err(err.into()),
+            }
+        }
+    }
+
     /// Closes the connection politely.
     pub async fn close(mut self) -> Result<(), ClientError> {
         self.ws.close(None).await?;
