@@ -18,7 +18,7 @@ setup:
     rustup toolchain install
     rustup target add wasm32-unknown-unknown
     if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen {{wasm_bindgen_version}}" ]; then \
-        cargo install wasm-bindgen-cli --version {{wasm_bindgen_version}}; \
+        cargo install --force wasm-bindgen-cli --version {{wasm_bindgen_version}}; \
     fi
     if ! command -v redis-server >/dev/null || ! command -v chromedriver >/dev/null; then \
         sudo=$([ "$(id -u)" -eq 0 ] || echo sudo); \
