@@ -196,7 +196,9 @@ where
                 incoming = self.socket.next() => {
                     self.last_seen = Instant::now();
                     match incoming {
-                        Some(Ok(WsMessage::Text(text))) => self.handle_text(text.as_str()).await,
+                        // Boxed: requests (and their broker calls) are rare next to idle time;
+                        // inline, their state would enlarge every idle connection's task.
+                        Some(Ok(WsMessage::Text(text))) => Box::pin(self.handle_text(text.as_str())).await,
                         Some(Ok(WsMessage::Binary(_))) => {
                             self.reply_error(ErrorCode::BadFrame, "binary frames are not supported; send JSON text", None).await
                         }

@@ -217,7 +217,12 @@ async fn ws_upgrade<B: Broker>(
             .into_response();
     };
     let max = state.inner.config.max_message_bytes;
+    // tungstenite's default 128 KiB read and write buffers would cost ~150 KiB per idle
+    // connection; chat frames are small, so start small (the read buffer grows for big frames,
+    // and every frame is flushed as it is written anyway).
     upgrade
+        .read_buffer_size(2 * 1024)
+        .write_buffer_size(0)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {

@@ -24,6 +24,9 @@ fn now_us() -> u64 {
 
 /// The send time in a `message` frame's body (`"body":"<micros> payload"`).
 fn sent_at(text: &str) -> Option<u64> {
+    if !text.starts_with(r#"{"type":"message""#) {
+        return None;
+    }
     let start = text.find(r#""body":""#)? + 8;
     text[start..].split(' ').next()?.parse().ok()
 }
@@ -86,6 +89,10 @@ async fn main() {
                     _ = client.next_event() => {}
                 }
             }
+            // Close politely and read until the server closes too: dropping a socket with
+            // unread echoes resets it, and the kernel would discard our last frames unread.
+            let _ = client.send_ws(tokio_tungstenite::tungstenite::Message::Close(None)).await;
+            while client.next_event().await.is_ok() {}
         }));
     }
     for task in sending {
