@@ -29,6 +29,8 @@ pub(crate) enum Connection {
         /// Delay before the next attempt.
         retry_in_ms: u32,
     },
+    /// The server refused our identity (signed mode); reconnecting would not help.
+    Refused(String),
 }
 
 /// A message we sent and have not seen confirmed yet (or that failed).
@@ -115,6 +117,8 @@ pub(crate) struct Chat {
     epoch: u64,
     /// Frames the state wants sent (re-sends after a reconnect); the UI drains it.
     pub(crate) outbox: Vec<ClientFrame>,
+    /// Signed mode: the token the application gave us for `name`.
+    pub(crate) token: Option<String>,
 }
 
 impl Chat {
@@ -131,6 +135,7 @@ impl Chat {
             nonce_prefix: nonce_prefix.into(),
             epoch: 0,
             outbox: Vec::new(),
+            token: None,
         }
     }
 
@@ -146,7 +151,7 @@ impl Chat {
         self.epoch += 1;
         let mut frames = vec![ClientFrame::Hello {
             name: self.name.clone(),
-            token: None,
+            token: self.token.clone(),
         }];
         for (name, room) in &mut self.rooms {
             room.joined = false;
@@ -160,6 +165,11 @@ impl Chat {
     }
 
     /// The socket closed; `attempt` failures so far, next try in `retry_in_ms`.
+    /// Whether the connection should be retried after it closes (not after a refusal).
+    pub(crate) fn should_reconnect(&self) -> bool {
+        !matches!(self.connection, Connection::Refused(_))
+    }
+
     pub(crate) fn on_close(&mut self, attempt: u32, retry_in_ms: u32) {
         self.connection = Connection::Reconnecting {
             attempt,
@@ -392,6 +402,9 @@ impl Chat {
                 });
                 match failed {
                     Some(p) => p.error = Some(message),
+                    None if code == skat_protocol::ErrorCode::Unauthorized => {
+                        self.connection = Connection::Refused(message);
+                    }
                     None => self.notice = Some(format!("{message} ({code})")),
                 }
             }
@@ -737,6 +750,36 @@ mod tests {
             0.0,
         );
         assert!(!chat.rooms["a"].members.contains("bob"));
+    }
+
+    #[test]
+    fn signed_mode_sends_the_token_and_stops_on_refusal() {
+        let mut chat = Chat::new("alice", "t");
+        chat.token = Some("jwt".into());
+        assert_eq!(
+            chat.on_open()[0],
+            ClientFrame::Hello {
+                name: "alice".into(),
+                token: Some("jwt".into())
+            }
+        );
+        assert!(chat.should_reconnect());
+        chat.apply(
+            ServerFrame::error(
+                ErrorCode::Unauthorized,
+                "invalid token: ExpiredSignature",
+                None,
+            ),
+            0.0,
+        );
+        assert_eq!(
+            chat.connection,
+            Connection::Refused("invalid token: ExpiredSignature".into())
+        );
+        assert!(
+            !chat.should_reconnect(),
+            "a refused identity is not retried"
+        );
     }
 
     #[test]

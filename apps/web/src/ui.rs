@@ -56,14 +56,36 @@ fn local_time(ts: u64) -> String {
     format!("{:02}:{:02}", date.get_hours(), date.get_minutes())
 }
 
+/// `name` and `token` from the page's fragment (`#name=alice&token=...`), which is how an
+/// application hands a signed identity to the app without it reaching server logs.
+fn fragment_identity() -> (Option<String>, Option<String>) {
+    let hash = window().location().hash().unwrap_or_default();
+    let mut name = None;
+    let mut token = None;
+    for pair in hash.trim_start_matches('#').split('&') {
+        match pair.split_once('=') {
+            Some(("name", v)) => name = Some(v.to_owned()),
+            Some(("token", v)) => token = Some(v.to_owned()),
+            _ => {}
+        }
+    }
+    (name, token)
+}
+
 /// The app: asks for a name once (remembered), then shows the chat.
 #[allow(unreachable_pub)] // `#[component]` generates a `pub` props type.
 #[component]
 pub(crate) fn App() -> impl IntoView {
-    let name = RwSignal::new(load(NAME_KEY).filter(|n| state::check_name(n).is_ok()));
+    let (given, token) = fragment_identity();
+    let name = RwSignal::new(
+        given
+            .or_else(|| load(NAME_KEY))
+            .filter(|n| state::check_name(n).is_ok()),
+    );
+    let token = StoredValue::new(token);
     view! {
         {move || match name.get() {
-            Some(n) => view! { <ChatView name=n /> }.into_any(),
+            Some(n) => view! { <ChatView name=n token=token.get_value() /> }.into_any(),
             None => view! {
                 <NameForm on_name=move |n: String| {
                     save(NAME_KEY, &n);
@@ -170,7 +192,9 @@ impl Client {
         });
         let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |_: CloseEvent| {
             self.socket.set_value(None);
-            self.retry_later();
+            if self.chat.with_untracked(Chat::should_reconnect) {
+                self.retry_later();
+            }
         });
         ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -200,12 +224,16 @@ impl Client {
 fn ChatView(
     /// The user's display name.
     name: String,
+    /// Signed mode: the token vouching for `name`.
+    token: Option<String>,
 ) -> impl IntoView {
     let nonce_prefix = format!(
         "w{:08x}",
         (js_sys::Math::random() * f64::from(u32::MAX)) as u32
     );
-    let chat = RwSignal::new(Chat::new(name, nonce_prefix));
+    let mut initial = Chat::new(name, nonce_prefix);
+    initial.token = token;
+    let chat = RwSignal::new(initial);
     let client = Client::new(chat);
     let rooms = load(ROOMS_KEY).unwrap_or_else(|| DEFAULT_ROOM.to_owned());
     chat.update(|c| {
@@ -360,6 +388,7 @@ fn Header(
     let status = move || {
         chat.with(|c| match &c.connection {
             Connection::Online => ("online", "Connected".to_owned()),
+            Connection::Refused(reason) => ("refused", format!("Not authorized: {reason}")),
             Connection::Connecting => ("connecting", "Connecting…".to_owned()),
             Connection::Reconnecting {
                 attempt,
