@@ -303,6 +303,28 @@ impl Shared {
         Ok(())
     }
 
+    /// Reads and decodes stream entries: `XRANGE` (or `XREVRANGE` when `newest_first`) from
+    /// `start` to `end` (Redis range syntax, `(` for exclusive), at most `count` if given.
+    async fn read_stream(
+        &self,
+        room: &str,
+        newest_first: bool,
+        start: &str,
+        end: &str,
+        count: Option<usize>,
+    ) -> Result<Vec<Message>, RedisBrokerError> {
+        let mut cmd = redis::cmd(if newest_first { "XREVRANGE" } else { "XRANGE" });
+        cmd.arg(self.keys(room).stream).arg(start).arg(end);
+        if let Some(count) = count {
+            cmd.arg("COUNT").arg(count);
+        }
+        let entries: Vec<(String, Vec<String>)> = cmd.query_async(&mut self.conn.clone()).await?;
+        entries
+            .into_iter()
+            .map(|(id, fields)| decode_entry(room, id, &fields))
+            .collect()
+    }
+
     /// Messages with ids above `after` (all when `None`), oldest first, at most `count`.
     async fn range_after(
         &self,
@@ -311,18 +333,8 @@ impl Shared {
         count: usize,
     ) -> Result<Vec<Message>, RedisBrokerError> {
         let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
-        let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-            .arg(self.keys(room).stream)
-            .arg(start)
-            .arg("+")
-            .arg("COUNT")
-            .arg(count)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        entries
-            .into_iter()
-            .map(|(id, fields)| decode_entry(room, id, &fields))
-            .collect()
+        self.read_stream(room, false, &start, "+", Some(count))
+            .await
     }
 
     /// The newest id ever trimmed from the room's stream (`None` inside: never trimmed), or
@@ -571,39 +583,27 @@ impl Broker for RedisBroker {
             .arg(self.shared.config.dedup_window.as_millis().max(1) as u64)
             .invoke_async(&mut self.shared.conn.clone())
             .await?;
-        let parsed: MessageId = id
-            .parse()
-            .map_err(|e| RedisBrokerError::Corrupt(format!("{e}")))?;
-        if stored == 0 {
-            // The original, as stored (it may have been trimmed away since: then as sent now).
-            let start = format!("{parsed}");
-            let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-                .arg(&keys.stream)
-                .arg(&start)
-                .arg(&start)
-                .query_async(&mut self.shared.conn.clone())
-                .await?;
-            let original = match entries.into_iter().next() {
-                Some((id, fields)) => decode_entry(&new.room, id, &fields)?,
-                None => Message {
-                    room: new.room,
-                    id,
-                    from: new.from,
-                    body: new.body,
-                    ts: parsed.ms,
-                    nonce: new.nonce,
-                },
-            };
-            return Ok(Published::Duplicate(original));
-        }
-        Ok(Published::New(Message {
+        let parsed = parse_id(&id)?;
+        let as_sent = Message {
             room: new.room,
             id,
             from: new.from,
             body: new.body,
             ts: parsed.ms,
             nonce: new.nonce,
-        }))
+        };
+        if stored == 0 {
+            // The original, as stored (it may have been trimmed away since: then as sent now).
+            let start = parsed.to_string();
+            let stored = self
+                .shared
+                .read_stream(&as_sent.room, false, &start, &start, None)
+                .await?;
+            return Ok(Published::Duplicate(
+                stored.into_iter().next().unwrap_or(as_sent),
+            ));
+        }
+        Ok(Published::New(as_sent))
     }
 
     async fn subscribe(&self, room: &str) -> Result<RedisSubscription, RedisBrokerError> {
@@ -648,21 +648,8 @@ impl Broker for RedisBroker {
         }
         // Catch-up after an outage starts from the stream's end as of now.
         let mut subscription = subscription;
-        let latest: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
-            .arg(shared.keys(room).stream)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut shared.conn.clone())
-            .await?;
-        subscription.last = match latest.first() {
-            Some((id, _)) => Some(
-                id.parse()
-                    .map_err(|e| RedisBrokerError::Corrupt(format!("{e}")))?,
-            ),
-            None => None,
-        };
+        let latest = shared.read_stream(room, true, "+", "-", Some(1)).await?;
+        subscription.last = latest.first().map(|m| parse_id(&m.id)).transpose()?;
         Ok(subscription)
     }
 
@@ -673,20 +660,12 @@ impl Broker for RedisBroker {
         limit: usize,
     ) -> Result<HistoryPage, RedisBrokerError> {
         let end = before.map_or_else(|| "+".to_owned(), |id| format!("({id}"));
-        let entries: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
-            .arg(self.shared.keys(room).stream)
-            .arg(end)
-            .arg("-")
-            .arg("COUNT")
-            .arg(limit + 1)
-            .query_async(&mut self.shared.conn.clone())
+        let mut messages = self
+            .shared
+            .read_stream(room, true, &end, "-", Some(limit + 1))
             .await?;
-        let has_more = entries.len() > limit;
-        let mut messages = entries
-            .into_iter()
-            .take(limit)
-            .map(|(id, fields)| decode_entry(room, id, &fields))
-            .collect::<Result<Vec<_>, _>>()?;
+        let has_more = messages.len() > limit;
+        messages.truncate(limit);
         messages.reverse();
         Ok(HistoryPage { messages, has_more })
     }
@@ -896,11 +875,15 @@ fn corrupt(what: &str) -> RedisBrokerError {
     RedisBrokerError::Corrupt(what.to_owned())
 }
 
+/// Parses a stream id Redis gave us.
+fn parse_id(id: &str) -> Result<MessageId, RedisBrokerError> {
+    id.parse()
+        .map_err(|e| RedisBrokerError::Corrupt(format!("{e}")))
+}
+
 /// Decodes [`encode_message`]'s output.
 fn decode_message(room: &str, id: String, encoded: &str) -> Result<Message, RedisBrokerError> {
-    let parsed: MessageId = id
-        .parse()
-        .map_err(|e| RedisBrokerError::Corrupt(format!("{e}")))?;
+    let parsed = parse_id(&id)?;
     let (from, rest) = encoded
         .split_once('\n')
         .ok_or_else(|| corrupt("message without sender"))?;
