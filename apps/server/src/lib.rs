@@ -7,15 +7,22 @@
 //!   `GET /readyz` (readiness: broker reachable), and the static web app at `/` when configured.
 //! - `rooms` keeps this node's room registry: one broker subscription per room with local members,
 //!   and the fan-out of each room event (encoded once) to those members' bounded queues.
-//! - `conn` runs one connection: the protocol state machine, its outbound queue, slow-consumer
-//!   eviction and the close on shutdown.
+//! - `conn` runs one connection: the protocol state machine, its batched output, slow-consumer
+//!   eviction and the close on shutdown; `outbox` is the queue room frames reach it through.
+//! - `ws` is the server side of the WebSocket protocol, built for many cheap connections.
+//! - `listen` binds the listening socket (explicit backlog) and runs the accept loop and the
+//!   HTTP/1 connections in front of the router.
 
 pub mod auth;
 mod conn;
 mod limits;
+mod listen;
+mod outbox;
 mod rooms;
+mod ws;
 
 pub use limits::Limits;
+pub use listen::{DEFAULT_BACKLOG, bind};
 
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
@@ -26,13 +33,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt as _;
 use skat_broker::Broker;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -46,6 +52,10 @@ pub struct ServerConfig {
     pub node_id: String,
     /// Frames buffered per connection before it counts as a slow consumer and is disconnected.
     pub outbound_queue: usize,
+    /// Flush window for room frames: a connection writes the frames queued within this long of
+    /// the first one with one system call. Zero (the default) writes at once: lowest latency.
+    /// A few milliseconds cut the CPU per delivery of busy rooms severalfold.
+    pub write_delay: Duration,
     /// Largest WebSocket message a client may send, in bytes.
     pub max_message_bytes: usize,
     /// Most messages a `join` with `since` recovers; beyond it the client gets the latest page.
@@ -68,6 +78,7 @@ impl Default for ServerConfig {
         Self {
             node_id: random_node_id(),
             outbound_queue: 1024,
+            write_delay: Duration::ZERO,
             max_message_bytes: 64 * 1024,
             recovery_limit: 1000,
             shutdown_timeout: Duration::from_secs(10),
@@ -137,6 +148,22 @@ impl<B: Broker> AppState<B> {
         &self.inner.config
     }
 
+    pub(crate) fn broker(&self) -> &B {
+        &self.inner.broker
+    }
+
+    pub(crate) fn rooms(&self) -> &Rooms<B> {
+        &self.inner.rooms
+    }
+
+    pub(crate) fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
+    pub(crate) fn next_conn_id(&self) -> rooms::ConnId {
+        self.inner.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Closes every connection with 1012 "service restart" and waits (up to the configured timeout) for
     /// them to finish. New upgrades are refused from now on.
     pub async fn shutdown(&self) {
@@ -198,16 +225,20 @@ async fn readyz<B: Broker>(State(state): State<AppState<B>>) -> Response {
 async fn ws_upgrade<B: Broker>(
     State(state): State<AppState<B>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    mut request: Request,
 ) -> Response {
     if state.inner.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
-    if !origin_allowed(&headers, state.inner.config.allowed_origins.as_deref()) {
+    let headers = request.headers();
+    if !origin_allowed(headers, state.inner.config.allowed_origins.as_deref()) {
         tracing::info!(%peer, origin = ?headers.get(header::ORIGIN), "cross-origin upgrade refused");
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
+    let response = match ws::accept(request.method(), headers) {
+        Ok(response) => response,
+        Err(rejection) => return rejection.response(),
+    };
     let max_per_ip = state.inner.config.limits.max_conns_per_ip;
     let Some(slot) = limits::PerIp::acquire(&state.inner.per_ip, peer.ip(), max_per_ip) else {
         return (
@@ -216,22 +247,22 @@ async fn ws_upgrade<B: Broker>(
         )
             .into_response();
     };
-    let max = state.inner.config.max_message_bytes;
-    // tungstenite's default 128 KiB read and write buffers would cost ~150 KiB per idle
-    // connection; chat frames are small, so start small (the read buffer grows for big frames,
-    // and every frame is flushed as it is written anyway).
-    upgrade
-        .read_buffer_size(2 * 1024)
-        .write_buffer_size(0)
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| {
-            let tracker = state.inner.connections.clone();
-            tracker.track_future(async move {
-                conn::serve(socket, state).await;
-                drop(slot);
-            })
-        })
+    let upgrade = hyper::upgrade::on(&mut request);
+    let tracker = state.inner.connections.clone();
+    tracker.spawn(async move {
+        let max = state.inner.config.max_message_bytes;
+        match upgrade.await.map(ws::Upgraded::from_hyper) {
+            Ok(ws::Upgraded::Tcp(tcp, read)) => {
+                conn::serve(ws::WsStream::new(tcp, &read, max), state).await;
+            }
+            Ok(ws::Upgraded::Other(io)) => {
+                conn::serve(ws::WsStream::new(io, &[], max), state).await;
+            }
+            Err(err) => tracing::debug!(%peer, error = %err, "upgrade failed"),
+        }
+        drop(slot);
+    });
+    response
 }
 
 /// Whether a WebSocket upgrade may proceed given its `Origin` header. Requests without one come
@@ -257,18 +288,15 @@ fn origin_allowed(headers: &HeaderMap, allowed: Option<&[String]>) -> bool {
     }
 }
 
-/// Runs the protocol over any WebSocket-like `socket` (a `Stream` of incoming and a `Sink` of
-/// outgoing axum messages) until it closes: what `/ws` does after the upgrade. Tests and fuzzers
-/// drive it over in-memory channels.
-pub async fn serve_socket<B, S>(socket: S, state: AppState<B>)
+/// Runs the protocol over `io`, a byte stream right after the WebSocket handshake, until it
+/// closes: what `/ws` does after the upgrade. Tests and fuzzers drive it over in-memory pipes.
+pub async fn serve_socket<B, IO>(io: IO, state: AppState<B>)
 where
     B: Broker,
-    S: futures_util::Stream<Item = Result<axum::extract::ws::Message, axum::Error>>
-        + futures_util::Sink<axum::extract::ws::Message, Error = axum::Error>
-        + Unpin
-        + Send,
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    conn::serve(socket, state).await;
+    let max = state.inner.config.max_message_bytes;
+    conn::serve(ws::WsStream::new(io, &[], max), state).await;
 }
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting, closes every WebSocket with
@@ -281,23 +309,15 @@ pub async fn run<B: Broker>(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let state = AppState::new(broker, config);
-    let token = state.inner.shutdown.clone();
     let router = app(state.clone());
     tracing::info!(%addr, node = %state.config().node_id, "listening");
-    // Chat frames are small and latency-bound: Nagle's algorithm would hold a frame back until
-    // the previous one is acknowledged, and delayed ACKs make that up to 40 ms.
-    let listener = listener.tap_io(|stream| {
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-        }
-    });
-    let service = router.into_make_service_with_connect_info::<SocketAddr>();
-    let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
+    let token = state.inner.shutdown.clone();
+    let stop = async move {
         shutdown.await;
-        // Upgraded WebSockets are no longer HTTP connections axum waits for: close them too.
+        // Upgraded WebSockets are no longer HTTP connections: close them too.
         token.cancel();
-    });
-    serve.await?;
+    };
+    listen::serve(listener, router, stop, state.config().shutdown_timeout).await;
     state.shutdown().await;
     tracing::info!("stopped");
     Ok(())

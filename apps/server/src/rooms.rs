@@ -2,29 +2,34 @@
 //!
 //! A room is in the registry while at least one local connection has joined it. Each registered
 //! room owns one task holding the node's only broker subscription for it; the task encodes every
-//! event once and hands the same bytes to each local member's bounded queue with `try_send`. A
-//! member whose queue is full is a slow consumer: it is kicked (its connection closes itself), so a
-//! slow client never delays the others and never makes the node buffer without bound.
+//! event once, as a complete WebSocket frame, and hands the same bytes to each local member's
+//! bounded [`Outbox`]. A member whose queue is full is a slow consumer: it is kicked (its
+//! connection closes itself), so a slow client never delays the others and never makes the node
+//! buffer without bound.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use axum::extract::ws::Utf8Bytes;
+use indexmap::IndexMap;
 use skat_broker::{Broker, MessageId, RoomEvent, Subscription};
 use skat_protocol::{ServerFrame, encode_server};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+use crate::outbox::{Eviction, Outbox};
 
 /// Identifies a connection within this node.
 pub(crate) type ConnId = u64;
 
-/// One room event, encoded once, shared by every local member's queue.
+/// One room event, encoded and framed once, shared by every local member's queue.
 #[derive(Debug)]
 pub(crate) struct RoomFrame {
+    /// The room's name, the same `Arc` as [`Joined::name`]: connections match it by pointer.
     pub(crate) room: Arc<str>,
     pub(crate) kind: FrameKind,
-    pub(crate) text: Utf8Bytes,
+    /// The whole WebSocket text frame, header included.
+    pub(crate) wire: Box<[u8]>,
 }
 
 /// What a connection needs to know about a [`RoomFrame`] without decoding it.
@@ -41,49 +46,6 @@ pub(crate) enum FrameKind {
     Other,
 }
 
-/// A local member's delivery handle.
-#[derive(Debug, Clone)]
-pub(crate) struct Member {
-    pub(crate) queue: mpsc::Sender<Arc<RoomFrame>>,
-    /// Fired when the member must be disconnected.
-    pub(crate) evictor: Evictor,
-}
-
-/// Why a connection is evicted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Eviction {
-    /// Its outbound queue overflowed.
-    SlowConsumer,
-    /// The broker ended a room subscription it depends on.
-    RoomLost,
-}
-
-/// Evicts one connection, once, for the first reason given.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Evictor {
-    token: CancellationToken,
-    reason: Arc<OnceLock<Eviction>>,
-}
-
-impl Evictor {
-    pub(crate) fn evict(&self, reason: Eviction) {
-        let _ = self.reason.set(reason);
-        self.token.cancel();
-    }
-
-    /// Resolves once the connection is evicted, with the reason.
-    pub(crate) async fn evicted(&self) -> Eviction {
-        self.token.cancelled().await;
-        // `evict` sets the reason before cancelling.
-        self.reason.get().copied().unwrap_or(Eviction::SlowConsumer)
-    }
-
-    #[cfg(test)]
-    pub(crate) fn is_evicted(&self) -> bool {
-        self.token.is_cancelled()
-    }
-}
-
 /// Why a room cannot be joined right now.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum JoinError {
@@ -95,6 +57,8 @@ pub(crate) enum JoinError {
 pub(crate) struct Joined {
     /// Whether this is the node's first connection of this user in the room.
     pub(crate) first_of_user: bool,
+    /// The room's name as the registry holds it; its frames carry the same `Arc`.
+    pub(crate) name: Arc<str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,7 +78,8 @@ struct Room {
 
 #[derive(Default)]
 struct Members {
-    conns: HashMap<ConnId, Member>,
+    /// Dense, so the fan-out walks a slice; `swap_remove` keeps leaving O(1).
+    conns: IndexMap<ConnId, Arc<Outbox>>,
     /// Local connections per user name, for node-level presence.
     users: HashMap<Arc<str>, usize>,
 }
@@ -147,7 +112,7 @@ impl<B: Broker> Rooms<B> {
         room: &str,
         conn: ConnId,
         user: &Arc<str>,
-        member: Member,
+        member: &Arc<Outbox>,
     ) -> Result<Joined, JoinError> {
         let (entry, first_of_user) = {
             let mut map = lock(&self.map);
@@ -160,7 +125,7 @@ impl<B: Broker> Rooms<B> {
                 }
             };
             let mut members = lock(&entry.members);
-            members.conns.insert(conn, member);
+            members.conns.insert(conn, Arc::clone(member));
             let count = members.users.entry(Arc::clone(user)).or_default();
             *count += 1;
             let first = *count == 1;
@@ -173,7 +138,10 @@ impl<B: Broker> Rooms<B> {
             .await
             .map(|r| r.clone());
         match outcome {
-            Ok(Readiness::Ready) => Ok(Joined { first_of_user }),
+            Ok(Readiness::Ready) => Ok(Joined {
+                first_of_user,
+                name: Arc::clone(&entry.name),
+            }),
             Ok(Readiness::Failed(reason)) => {
                 self.leave(room, conn, user);
                 Err(JoinError::Subscribe(reason))
@@ -193,7 +161,7 @@ impl<B: Broker> Rooms<B> {
             return false;
         };
         let mut members = lock(&entry.members);
-        if members.conns.remove(&conn).is_none() {
+        if members.conns.swap_remove(&conn).is_none() {
             return false;
         }
         let last_of_user = match members.users.get_mut(user) {
@@ -263,7 +231,7 @@ async fn fan_out<B: Broker>(broker: Arc<B>, room: Arc<Room>, ready: watch::Sende
             // The broker ended the subscription: members cannot be served, let them reconnect.
             tracing::error!(room = %room.name, "room subscription ended; disconnecting its members");
             for member in lock(&room.members).conns.values() {
-                member.evictor.evict(Eviction::RoomLost);
+                member.evict(Eviction::RoomLost);
             }
             break;
         };
@@ -277,14 +245,7 @@ impl Room {
     fn deliver(&self, frame: &Arc<RoomFrame>) {
         let members = lock(&self.members);
         for member in members.conns.values() {
-            match member.queue.try_send(Arc::clone(frame)) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    member.evictor.evict(Eviction::SlowConsumer);
-                }
-                // The connection is closing and will unregister itself.
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
+            member.push(frame);
         }
     }
 }
@@ -313,7 +274,7 @@ fn encode(room: &Arc<str>, event: RoomEvent) -> RoomFrame {
     RoomFrame {
         room: Arc::clone(room),
         kind,
-        text: Utf8Bytes::from(encode_server(&frame)),
+        wire: crate::ws::text_frame(&encode_server(&frame)).into_boxed_slice(),
     }
 }
 
@@ -321,16 +282,22 @@ fn encode(room: &Arc<str>, event: RoomEvent) -> RoomFrame {
 mod tests {
     use super::*;
     use skat_broker::{MemoryBroker, NewMessage};
+    use std::collections::VecDeque;
+    use std::future::poll_fn;
 
-    fn member(capacity: usize) -> (Member, mpsc::Receiver<Arc<RoomFrame>>) {
-        let (queue, rx) = mpsc::channel(capacity);
-        (
-            Member {
-                queue,
-                evictor: Evictor::default(),
-            },
-            rx,
-        )
+    async fn next_batch(outbox: &Outbox) -> Result<VecDeque<Arc<RoomFrame>>, Eviction> {
+        let mut batch = VecDeque::new();
+        poll_fn(|cx| outbox.poll_take(cx, &mut batch, true)).await?;
+        Ok(batch)
+    }
+
+    fn publish(room: &str, body: &str) -> NewMessage {
+        NewMessage {
+            room: room.into(),
+            from: "alice".into(),
+            body: body.into(),
+            nonce: None,
+        }
     }
 
     #[tokio::test]
@@ -338,24 +305,24 @@ mod tests {
         let broker = Arc::new(MemoryBroker::default());
         let rooms = Rooms::new(Arc::clone(&broker));
         let alice: Arc<str> = Arc::from("alice");
-        let (a, mut rx_a) = member(8);
-        let (b, mut rx_b) = member(8);
-        assert!(rooms.join("r", 1, &alice, a).await.unwrap().first_of_user);
-        assert!(!rooms.join("r", 2, &alice, b).await.unwrap().first_of_user);
+        let (a, b) = (Arc::new(Outbox::new(8)), Arc::new(Outbox::new(8)));
+        let joined = rooms.join("r", 1, &alice, &a).await.unwrap();
+        assert!(joined.first_of_user);
+        assert!(!rooms.join("r", 2, &alice, &b).await.unwrap().first_of_user);
         assert_eq!(rooms.len(), 1);
 
-        let new = NewMessage {
-            room: "r".into(),
-            from: "alice".into(),
-            body: "hi".into(),
-            nonce: None,
-        };
-        broker.publish(new).await.unwrap();
-        let fa = rx_a.recv().await.unwrap();
-        let fb = rx_b.recv().await.unwrap();
+        broker.publish(publish("r", "hi")).await.unwrap();
+        let fa = next_batch(&a).await.unwrap();
+        let fb = next_batch(&b).await.unwrap();
         assert!(
-            Arc::ptr_eq(&fa, &fb),
+            Arc::ptr_eq(&fa[0], &fb[0]),
             "encoded once, shared by both members"
+        );
+        assert!(Arc::ptr_eq(&fa[0].room, &joined.name));
+        let text = std::str::from_utf8(&fa[0].wire[2..]).unwrap();
+        assert!(
+            text.starts_with(r#"{"type":"message","room":"r""#),
+            "{text}"
         );
 
         assert!(!rooms.leave("r", 1, &alice));
@@ -368,24 +335,17 @@ mod tests {
         let broker = Arc::new(MemoryBroker::default());
         let rooms = Rooms::new(Arc::clone(&broker));
         let user: Arc<str> = Arc::from("u");
-        let (slow, _slow_rx) = member(1);
-        let (fast, mut fast_rx) = member(8);
-        let (slow_evictor, fast_evictor) = (slow.evictor.clone(), fast.evictor.clone());
-        rooms.join("r", 1, &user, slow).await.unwrap();
-        rooms.join("r", 2, &user, fast).await.unwrap();
+        let (slow, fast) = (Arc::new(Outbox::new(1)), Arc::new(Outbox::new(8)));
+        rooms.join("r", 1, &user, &slow).await.unwrap();
+        rooms.join("r", 2, &user, &fast).await.unwrap();
         for i in 0..3 {
-            let new = NewMessage {
-                room: "r".into(),
-                from: "u".into(),
-                body: format!("{i}"),
-                nonce: None,
-            };
-            broker.publish(new).await.unwrap();
+            broker.publish(publish("r", &i.to_string())).await.unwrap();
         }
-        for _ in 0..3 {
-            fast_rx.recv().await.unwrap();
+        let mut got = 0;
+        while got < 3 {
+            got += next_batch(&fast).await.unwrap().len();
         }
-        assert_eq!(slow_evictor.evicted().await, Eviction::SlowConsumer);
-        assert!(!fast_evictor.is_evicted());
+        assert_eq!(next_batch(&slow).await.unwrap_err(), Eviction::SlowConsumer);
+        assert_eq!(fast.evicted(), None);
     }
 }

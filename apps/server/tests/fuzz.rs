@@ -6,53 +6,18 @@
 
 mod common;
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::ws::Message as WsMessage;
 use common::{DEADLINE, Node, join, message, test_config};
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use proptest::prelude::*;
 use skat_broker::MemoryBroker;
 use skat_protocol::{ClientFrame, ServerFrame, decode_server, encode_client};
 use skat_server::AppState;
-use tokio::sync::mpsc;
-
-/// A WebSocket stand-in: frames in from a channel, frames out into another.
-struct MemorySocket {
-    incoming: mpsc::UnboundedReceiver<WsMessage>,
-    outgoing: mpsc::UnboundedSender<WsMessage>,
-}
-
-impl Stream for MemorySocket {
-    type Item = Result<WsMessage, axum::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.incoming.poll_recv(cx).map(|m| m.map(Ok))
-    }
-}
-
-impl Sink<WsMessage> for MemorySocket {
-    type Error = axum::Error;
-
-    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn start_send(self: Pin<&mut Self>, item: WsMessage) -> Result<(), Self::Error> {
-        self.outgoing.send(item).map_err(axum::Error::new)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-}
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::Role;
 
 /// One input of the state machine: valid-looking frames over a small vocabulary (so joins,
 /// sends and leaves meet), garbage text, binary and control frames.
@@ -126,19 +91,28 @@ proptest! {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let outputs = runtime.block_on(async move {
             let state = AppState::new(Arc::new(MemoryBroker::default()), test_config());
-            let (to_server, incoming) = mpsc::unbounded_channel();
-            let (outgoing, mut from_server) = mpsc::unbounded_channel();
+            // The server speaks WebSocket over an in-memory pipe to a tungstenite client.
+            let (client, server) = tokio::io::duplex(4096);
+            let server = tokio::spawn(skat_server::serve_socket(server, state));
+            let ws = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+            let (mut sink, mut stream) = ws.split();
+            let reader = tokio::spawn(async move {
+                let mut outputs = Vec::new();
+                while let Some(Ok(frame)) = stream.next().await {
+                    outputs.push(frame);
+                }
+                outputs
+            });
             for frame in inputs {
-                to_server.send(frame).unwrap();
+                if sink.send(frame).await.is_err() {
+                    break;
+                }
             }
-            drop(to_server);
-            let socket = MemorySocket { incoming, outgoing };
-            tokio::time::timeout(DEADLINE, skat_server::serve_socket(socket, state)).await.expect("connection hung");
-            let mut outputs = Vec::new();
-            while let Ok(frame) = from_server.try_recv() {
-                outputs.push(frame);
-            }
-            outputs
+            // The closing handshake ends the connection.
+            let _ = sink.close().await;
+            drop(sink);
+            tokio::time::timeout(DEADLINE, server).await.expect("connection hung").unwrap();
+            tokio::time::timeout(DEADLINE, reader).await.expect("reader hung").unwrap()
         });
         for output in outputs {
             if let WsMessage::Text(text) = output {
@@ -236,13 +210,13 @@ async fn a_hundred_thousand_bad_frames_do_not_disturb_a_normal_client() {
                 name: format!("fuzz{seed}"),
                 token: None,
             };
-            sink.send(tungstenite(WsMessage::Text(encode_client(&hello).into())))
+            sink.send(WsMessage::Text(encode_client(&hello).into()))
                 .await
                 .unwrap();
             let mut junk = Junk(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let mut sent = 0;
             for _ in 0..FRAMES / 4 {
-                if sink.send(tungstenite(junk.frame())).await.is_err() {
+                if sink.send(junk.frame()).await.is_err() {
                     break;
                 }
                 sent += 1;
@@ -290,17 +264,5 @@ async fn a_hundred_thousand_bad_frames_do_not_disturb_a_normal_client() {
         {
             break;
         }
-    }
-}
-
-/// The same message as tungstenite's type (axum's wraps it).
-fn tungstenite(message: WsMessage) -> tokio_tungstenite::tungstenite::Message {
-    use tokio_tungstenite::tungstenite::Message as T;
-    match message {
-        WsMessage::Text(t) => T::text(t.as_str()),
-        WsMessage::Binary(b) => T::binary(b),
-        WsMessage::Ping(p) => T::Ping(p),
-        WsMessage::Pong(p) => T::Pong(p),
-        WsMessage::Close(_) => T::Close(None),
     }
 }

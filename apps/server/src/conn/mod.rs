@@ -1,0 +1,403 @@
+//! One client connection: its event loop, its output, and how it ends.
+//!
+//! A single task per connection waits, in one `poll`, for whichever comes first: node shutdown,
+//! eviction, room frames in its [`Outbox`], the socket becoming writable, a message from the
+//! client, or its one timer. The timer serves the hello deadline, the heartbeat (ping, idle and
+//! stalled-reader checks) and the flush window; there is no timer per write.
+//!
+//! Output is batched: replies to the client's requests and room frames are appended to the
+//! socket's output buffer, and everything appended is written with one flush per wakeup — at
+//! once for replies, or after the operator's flush window (`write_delay`) for room frames, so a
+//! busy room's frames share system calls. While the output is backed up (the client is not
+//! reading) the connection neither takes more room frames, so its outbox fills and evicts it as
+//! a slow consumer, nor reads more requests; output that makes no progress for a whole idle
+//! timeout closes it.
+//!
+//! The requests themselves (`hello`, `join`, …) are in `requests`.
+
+mod requests;
+
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use skat_broker::{Broker, MessageId};
+use skat_protocol::{ErrorCode, ServerFrame, encode_server};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Sleep;
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use crate::AppState;
+use crate::limits::TokenBucket;
+use crate::outbox::{Eviction, Outbox};
+use crate::rooms::{ConnId, FrameKind, RoomFrame};
+use crate::ws::{self, FrameError, Incoming, ReadError, WsStream};
+
+/// Close reason sent to a client evicted for not reading fast enough.
+pub(crate) const SLOW_CONSUMER_REASON: &str = "slow consumer: outbound queue full";
+/// Close reason sent to every client when the node shuts down (code 1012): reconnect, possibly
+/// to another node.
+pub(crate) const SERVICE_RESTART_REASON: &str = "service restart";
+/// Close reason when the broker ends a room subscription the connection depends on.
+pub(crate) const ROOM_LOST_REASON: &str = "room subscription lost, reconnect";
+/// Close reason for a WebSocket message above the configured size limit.
+pub(crate) const MESSAGE_TOO_BIG_REASON: &str = "message too big";
+/// How long a closing handshake may take before the socket is simply dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Unwritten output above which the connection stops taking room frames and requests.
+const HIGH_WATER: usize = 64 * 1024;
+
+/// WebSocket close codes (RFC 6455 §7.4.1).
+mod code {
+    pub(super) const NORMAL: u16 = 1000;
+    pub(super) const AWAY: u16 = 1001;
+    pub(super) const PROTOCOL: u16 = 1002;
+    pub(super) const INVALID_PAYLOAD: u16 = 1007;
+    pub(super) const POLICY: u16 = 1008;
+    pub(super) const SIZE: u16 = 1009;
+    pub(super) const ERROR: u16 = 1011;
+    pub(super) const SERVICE_RESTART: u16 = 1012;
+}
+
+/// Why the connection loop stopped.
+#[derive(Debug)]
+enum Stop {
+    /// The socket closed or failed: nothing more to send.
+    Gone,
+    /// The client started the closing handshake.
+    ClientClosed,
+    /// The node is shutting down.
+    Shutdown,
+    /// The room registry evicted the client.
+    Evicted(Eviction),
+    /// The client broke the WebSocket protocol or its size limits.
+    Violation(FrameError),
+    /// No `hello` within the hello timeout.
+    HelloTimeout,
+    /// No frame (not even a pong) within the idle timeout, or output not read for as long.
+    Idle,
+    /// Signed mode: `hello` without a valid token.
+    Unauthorized,
+}
+
+impl Stop {
+    /// The close frame this ending sends, if the socket can still take one.
+    fn close_frame(&self) -> Option<(u16, &'static str)> {
+        Some(match self {
+            Self::Gone => return None,
+            Self::ClientClosed => (code::NORMAL, ""),
+            Self::Shutdown => (code::SERVICE_RESTART, SERVICE_RESTART_REASON),
+            Self::HelloTimeout => (code::POLICY, "hello timeout"),
+            Self::Idle => (code::AWAY, "idle timeout"),
+            Self::Unauthorized => (code::POLICY, "unauthorized"),
+            Self::Evicted(Eviction::SlowConsumer) => (code::POLICY, SLOW_CONSUMER_REASON),
+            Self::Evicted(Eviction::RoomLost) => (code::ERROR, ROOM_LOST_REASON),
+            Self::Violation(FrameError::TooBig) => (code::SIZE, MESSAGE_TOO_BIG_REASON),
+            Self::Violation(FrameError::InvalidUtf8) => (code::INVALID_PAYLOAD, "invalid UTF-8"),
+            Self::Violation(FrameError::Protocol(_)) => (code::PROTOCOL, "protocol error"),
+        })
+    }
+}
+
+/// A connection's view of one joined room.
+struct JoinedRoom {
+    /// The registry's name for the room: room frames carry the same `Arc`.
+    name: Arc<str>,
+    /// Highest message id already delivered (in `joined`); queued messages up to it are skipped.
+    watermark: Option<MessageId>,
+}
+
+/// When the queued output must be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    /// Nothing queued.
+    Idle,
+    /// Now.
+    Due,
+    /// At the end of the flush window.
+    At(tokio::time::Instant),
+}
+
+/// What woke the connection.
+enum Event {
+    Stop(Stop),
+    Message(Incoming),
+    Timer,
+}
+
+struct Conn<B: Broker, IO> {
+    id: ConnId,
+    state: AppState<B>,
+    ws: WsStream<IO>,
+    /// Set by `hello`.
+    user: Option<Arc<str>>,
+    /// Joined rooms; a handful, so a scan beats a map.
+    rooms: Vec<JoinedRoom>,
+    outbox: Arc<Outbox>,
+    /// Rate limit of `send`.
+    messages: TokenBucket,
+    /// Rate limit of `typing`.
+    typing: TokenBucket,
+    /// Rate limit of `join` and `history`.
+    requests: TokenBucket,
+    /// When the client last sent anything, pongs included.
+    last_seen: Instant,
+    flush: Flush,
+    /// Since when queued output has waited on a client that does not read, if it does.
+    stalled_since: Option<Instant>,
+    /// Room frames taken from the outbox, being copied into the output.
+    batch: VecDeque<Arc<RoomFrame>>,
+}
+
+/// Serves one WebSocket until it closes, the client is evicted or the node shuts down.
+pub(crate) async fn serve<B, IO>(ws: WsStream<IO>, state: AppState<B>)
+where
+    B: Broker,
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let id = state.next_conn_id();
+    let config = state.config();
+    let limits = &config.limits;
+    let now = Instant::now();
+    let rooms_burst = u32::try_from(limits.max_rooms_per_conn).unwrap_or(u32::MAX);
+    let mut conn = Conn {
+        id,
+        outbox: Arc::new(Outbox::new(config.outbound_queue)),
+        messages: TokenBucket::new(limits.messages_per_sec, limits.messages_burst, now),
+        typing: TokenBucket::new(
+            limits.typing_per_sec,
+            limits.typing_per_sec.saturating_mul(2),
+            now,
+        ),
+        requests: TokenBucket::new(limits.joins_per_sec, rooms_burst.max(10), now),
+        state,
+        ws,
+        user: None,
+        rooms: Vec::new(),
+        last_seen: now,
+        flush: Flush::Idle,
+        stalled_since: None,
+        batch: VecDeque::new(),
+    };
+    tracing::debug!(conn = id, "connected");
+
+    let stop = conn.run().await;
+    conn.leave_all().await;
+    if let Some((code, reason)) = stop.close_frame() {
+        tracing::debug!(conn = id, ?stop, reason, "closing");
+        ws::encode_close(conn.ws.out(), code, reason);
+        // A client that stopped reading may never take the close frame; do not wait for it.
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.ws.close()).await;
+    }
+    tracing::debug!(conn = id, "disconnected");
+}
+
+impl<B, IO> Conn<B, IO>
+where
+    B: Broker,
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    async fn run(&mut self) -> Stop {
+        let limits = &self.state.config().limits;
+        let (hello_timeout, idle_timeout) = (limits.hello_timeout, limits.idle_timeout);
+        // Pings keep live clients (and proxies) from looking idle; a client that answers
+        // nothing for the whole idle timeout is gone.
+        let tick = (idle_timeout / 3).max(Duration::from_millis(10));
+        let start = tokio::time::Instant::now();
+        let hello_deadline = start + hello_timeout;
+        let mut next_tick = start + tick;
+        let mut shutdown = pin!(self.state.shutdown_token().cancelled_owned());
+        let mut armed = next_tick.min(hello_deadline);
+        let mut timer = pin!(tokio::time::sleep_until(armed));
+        loop {
+            let mut deadline = next_tick;
+            if self.user.is_none() {
+                deadline = deadline.min(hello_deadline);
+            }
+            if let Flush::At(at) = self.flush {
+                deadline = deadline.min(at);
+            }
+            if deadline != armed {
+                timer.as_mut().reset(deadline);
+                armed = deadline;
+            }
+            let event = poll_fn(|cx| self.poll_event(cx, shutdown.as_mut(), timer.as_mut())).await;
+            let result = match event {
+                Event::Stop(stop) => Err(stop),
+                Event::Message(message) => {
+                    self.last_seen = Instant::now();
+                    self.on_message(message).await
+                }
+                Event::Timer => {
+                    let now = tokio::time::Instant::now();
+                    if self.user.is_none() && now >= hello_deadline {
+                        return Stop::HelloTimeout;
+                    }
+                    if matches!(self.flush, Flush::At(at) if now >= at) {
+                        self.flush = Flush::Due;
+                    }
+                    if now >= next_tick {
+                        next_tick = now + tick;
+                        self.heartbeat(idle_timeout)
+                    } else {
+                        Ok(())
+                    }
+                }
+            };
+            if let Err(stop) = result {
+                return stop;
+            }
+        }
+    }
+
+    /// Waits for the next thing to do, meanwhile moving room frames to the socket.
+    fn poll_event(
+        &mut self,
+        cx: &mut Context<'_>,
+        shutdown: Pin<&mut WaitForCancellationFutureOwned>,
+        timer: Pin<&mut Sleep>,
+    ) -> Poll<Event> {
+        if shutdown.poll(cx).is_ready() {
+            return Poll::Ready(Event::Stop(Stop::Shutdown));
+        }
+        loop {
+            // Room frames while the output has room for them; eviction in any case.
+            let take = self.ws.pending() < HIGH_WATER;
+            let took = match self.outbox.poll_take(cx, &mut self.batch, take) {
+                Poll::Ready(Err(reason)) => return Poll::Ready(Event::Stop(Stop::Evicted(reason))),
+                Poll::Ready(Ok(())) => {
+                    self.frame_batch();
+                    true
+                }
+                Poll::Pending => false,
+            };
+            if self.flush == Flush::Due {
+                let before = self.ws.pending();
+                match self.ws.poll_flush(cx) {
+                    Poll::Ready(Ok(())) => {
+                        self.flush = Flush::Idle;
+                        self.stalled_since = None;
+                    }
+                    Poll::Ready(Err(_)) => return Poll::Ready(Event::Stop(Stop::Gone)),
+                    Poll::Pending => {
+                        if self.stalled_since.is_none() || self.ws.pending() < before {
+                            self.stalled_since = Some(Instant::now());
+                        }
+                    }
+                }
+            }
+            // Until the outbox is registered for a wakeup (Pending), there may be more.
+            if !took {
+                break;
+            }
+        }
+        // Requests only while the output is not backed up: a client that sends but does not
+        // read is held back here, then closed as stalled.
+        if self.ws.pending() < HIGH_WATER {
+            match self.ws.poll_next(cx) {
+                Poll::Ready(Some(Ok(message))) => return Poll::Ready(Event::Message(message)),
+                Poll::Ready(Some(Err(ReadError::Frame(err)))) => {
+                    return Poll::Ready(Event::Stop(Stop::Violation(err)));
+                }
+                Poll::Ready(Some(Err(ReadError::Io(err)))) => {
+                    tracing::debug!(conn = self.id, error = %err, "socket error");
+                    return Poll::Ready(Event::Stop(Stop::Gone));
+                }
+                Poll::Ready(None) => return Poll::Ready(Event::Stop(Stop::Gone)),
+                Poll::Pending => {}
+            }
+        }
+        if timer.poll(cx).is_ready() {
+            return Poll::Ready(Event::Timer);
+        }
+        Poll::Pending
+    }
+
+    /// Copies the frames just taken from the outbox into the output, skipping those this
+    /// connection must not get, and schedules the flush.
+    fn frame_batch(&mut self) {
+        let mut appended = false;
+        for frame in std::mem::take(&mut self.batch) {
+            if self.wants(&frame) {
+                self.ws.out().extend_from_slice(&frame.wire);
+                appended = true;
+            }
+        }
+        if appended && self.flush == Flush::Idle {
+            let delay = self.state.config().write_delay;
+            self.flush = if delay.is_zero() {
+                Flush::Due
+            } else {
+                Flush::At(tokio::time::Instant::now() + delay)
+            };
+        }
+    }
+
+    /// Whether a room frame is for this connection: not if it has left the room, already has
+    /// the message, or is the user the typing or presence event is about.
+    fn wants(&self, frame: &RoomFrame) -> bool {
+        let Some(joined) = self
+            .rooms
+            .iter()
+            .find(|r| Arc::ptr_eq(&r.name, &frame.room))
+        else {
+            return false;
+        };
+        match &frame.kind {
+            FrameKind::Message(id) => joined.watermark.is_none_or(|w| *id > w),
+            FrameKind::Typing(user) | FrameKind::Presence(user) => self.user.as_ref() != Some(user),
+            FrameKind::Other => true,
+        }
+    }
+
+    /// Every third of the idle timeout: close an idle or stalled connection, or ping it.
+    fn heartbeat(&mut self, idle_timeout: Duration) -> Result<(), Stop> {
+        if self.last_seen.elapsed() >= idle_timeout
+            || self
+                .stalled_since
+                .is_some_and(|since| since.elapsed() >= idle_timeout)
+        {
+            return Err(Stop::Idle);
+        }
+        ws::encode(self.ws.out(), ws::OP_PING, b"");
+        self.flush = Flush::Due;
+        Ok(())
+    }
+
+    async fn on_message(&mut self, message: Incoming) -> Result<(), Stop> {
+        match message {
+            // Boxed: requests (and their broker calls) are rare next to idle time; inline,
+            // their state would enlarge every idle connection's task.
+            Incoming::Text(text) => Box::pin(self.handle_text(&text)).await,
+            Incoming::Binary => {
+                self.reply_error(
+                    ErrorCode::BadFrame,
+                    "binary frames are not supported; send JSON text",
+                    None,
+                );
+                Ok(())
+            }
+            Incoming::Ping(payload) => {
+                ws::encode(self.ws.out(), ws::OP_PONG, &payload);
+                self.flush = Flush::Due;
+                Ok(())
+            }
+            Incoming::Pong => Ok(()),
+            Incoming::Close => Err(Stop::ClientClosed),
+        }
+    }
+
+    /// Queues a reply to the client's own request; it is written on the next wakeup.
+    fn reply(&mut self, frame: &ServerFrame) {
+        ws::encode(self.ws.out(), ws::OP_TEXT, encode_server(frame).as_bytes());
+        self.flush = Flush::Due;
+    }
+
+    fn reply_error(&mut self, code: ErrorCode, message: &str, nonce: Option<String>) {
+        tracing::debug!(conn = self.id, %code, message, "request refused");
+        self.reply(&ServerFrame::error(code, message, nonce));
+    }
+}

@@ -1,0 +1,335 @@
+//! The client's requests, one method each: validation, rate limits, the broker call, the reply.
+//!
+//! Replies are queued on the connection's output (see the parent module), so a request never
+//! waits on a slow socket; only broker calls are awaited.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use skat_broker::{Broker, MessageId, NewMessage, Published};
+use skat_protocol::{
+    ClientFrame, DEFAULT_HISTORY_LIMIT, ErrorCode, Invalid, PROTOCOL_VERSION, ServerFrame,
+    decode_client, validate_body, validate_history_limit, validate_name, validate_nonce,
+    validate_room,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Conn, JoinedRoom, Stop};
+use crate::AppState;
+use crate::rooms::ConnId;
+
+impl<B, IO> Conn<B, IO>
+where
+    B: Broker,
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    pub(super) async fn handle_text(&mut self, text: &str) -> Result<(), Stop> {
+        let frame = match decode_client(text) {
+            Ok(frame) => frame,
+            Err(err) => {
+                self.reply_error(err.code, &err.message, err.nonce);
+                return Ok(());
+            }
+        };
+        let Some(user) = self.user.clone() else {
+            match frame {
+                ClientFrame::Hello { name, token } => return self.hello(name, token.as_deref()),
+                ClientFrame::Send { nonce, .. } => {
+                    let nonce = nonce.filter(|n| validate_nonce(n).is_ok());
+                    self.reply_error(ErrorCode::HelloRequired, "send hello first", nonce);
+                }
+                _ => self.reply_error(ErrorCode::HelloRequired, "send hello first", None),
+            }
+            return Ok(());
+        };
+        match frame {
+            ClientFrame::Hello { .. } => self.reply_error(
+                ErrorCode::AlreadyHello,
+                "this connection is already identified",
+                None,
+            ),
+            ClientFrame::Join { room, since } => self.join(&user, room, since).await,
+            ClientFrame::Leave { room } => self.leave(&user, room).await,
+            ClientFrame::Send { room, body, nonce } => self.send(&user, room, body, nonce).await,
+            ClientFrame::Typing { room } => self.typing(&user, room).await,
+            ClientFrame::History {
+                room,
+                before,
+                limit,
+            } => self.history(room, before, limit).await,
+        }
+        Ok(())
+    }
+
+    fn reply_invalid(&mut self, invalid: Invalid, nonce: Option<String>) {
+        let Invalid { code, message } = invalid;
+        self.reply_error(code, &message, nonce);
+    }
+
+    /// Takes a `join`/`history` token, answering `rate_limited` if there is none.
+    fn request_allowed(&mut self) -> bool {
+        if self.requests.try_take(Instant::now()) {
+            return true;
+        }
+        self.reply_error(
+            ErrorCode::RateLimited,
+            "too many join or history requests; retry shortly",
+            None,
+        );
+        false
+    }
+
+    fn hello(&mut self, name: String, token: Option<&str>) -> Result<(), Stop> {
+        if let Err(invalid) = validate_name(&name) {
+            self.reply_invalid(invalid, None);
+            return Ok(());
+        }
+        // Signed mode: the name must be vouched for; anonymous mode ignores any token.
+        if let Some(secret) = &self.state.config().jwt_secret
+            && let Err(err) = crate::auth::verify_token(secret, &name, token)
+        {
+            tracing::info!(conn = self.id, user = %name, error = %err, "hello refused");
+            self.reply_error(ErrorCode::Unauthorized, &err.to_string(), None);
+            return Err(Stop::Unauthorized);
+        }
+        let node = self.state.config().node_id.clone();
+        tracing::debug!(conn = self.id, user = %name, "hello");
+        self.user = Some(Arc::from(name.as_str()));
+        self.reply(&ServerFrame::Welcome {
+            user: name,
+            node,
+            protocol: PROTOCOL_VERSION,
+        });
+        Ok(())
+    }
+
+    /// Checks a room name and that this connection has (or has not) joined it.
+    fn check_room(&self, room: &str, must_be_joined: bool) -> Result<(), Invalid> {
+        validate_room(room)?;
+        match (self.joined(room).is_some(), must_be_joined) {
+            (false, true) => Err(Invalid {
+                code: ErrorCode::NotJoined,
+                message: "join the room first".into(),
+            }),
+            (true, false) => Err(Invalid {
+                code: ErrorCode::AlreadyJoined,
+                message: "this connection already joined the room".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Index of a joined room in `self.rooms`.
+    fn joined(&self, room: &str) -> Option<usize> {
+        self.rooms.iter().position(|r| &*r.name == room)
+    }
+
+    async fn join(&mut self, user: &Arc<str>, room: String, since: Option<String>) {
+        if let Err(invalid) = self.check_room(&room, false) {
+            return self.reply_invalid(invalid, None);
+        }
+        if !self.request_allowed() {
+            return;
+        }
+        let max_rooms = self.state.config().limits.max_rooms_per_conn;
+        if self.rooms.len() >= max_rooms {
+            let message =
+                format!("a connection may be in at most {max_rooms} rooms; leave one first");
+            return self.reply_error(ErrorCode::TooManyRooms, &message, None);
+        }
+        let since = match since.as_deref().map(str::parse::<MessageId>).transpose() {
+            Ok(since) => since,
+            Err(err) => return self.reply_error(ErrorCode::InvalidId, &err.to_string(), None),
+        };
+        let rooms = self.state.rooms();
+        // From here on the room's events queue up in our outbox; they are filtered against the
+        // page below once it is known, so nothing falls between history and live delivery.
+        let joined = match rooms.join(&room, self.id, user, &self.outbox).await {
+            Ok(joined) => joined,
+            Err(err) => return self.reply_error(ErrorCode::Unavailable, &err.to_string(), None),
+        };
+        match room_snapshot(&self.state, &room, user, joined.first_of_user, since).await {
+            Ok((members, messages, recovered)) => {
+                let watermark = messages
+                    .last()
+                    .and_then(|m| m.id.parse().ok())
+                    .or(if recovered { since } else { None });
+                self.rooms.push(JoinedRoom {
+                    name: joined.name,
+                    watermark,
+                });
+                tracing::debug!(conn = self.id, %room, recovered, "joined");
+                self.reply(&ServerFrame::Joined {
+                    room,
+                    members,
+                    messages,
+                    recovered,
+                });
+            }
+            Err(err) => {
+                tracing::warn!(conn = self.id, %room, error = %err, "join failed");
+                if rooms.leave(&room, self.id, user) && joined.first_of_user {
+                    // Best effort: the presence entry may or may not have been recorded.
+                    let _ = self.state.broker().presence_leave(&room, user).await;
+                }
+                self.reply_error(
+                    ErrorCode::Unavailable,
+                    "the room is unavailable, retry later",
+                    None,
+                );
+            }
+        }
+    }
+
+    async fn leave(&mut self, user: &Arc<str>, room: String) {
+        if let Err(invalid) = self.check_room(&room, true) {
+            return self.reply_invalid(invalid, None);
+        }
+        if let Some(index) = self.joined(&room) {
+            self.rooms.swap_remove(index);
+        }
+        leave_room(&self.state, self.id, user, &room).await;
+        self.reply(&ServerFrame::Left { room });
+    }
+
+    /// Leaves every room (when the connection ends).
+    pub(super) async fn leave_all(&mut self) {
+        let Some(user) = self.user.clone() else {
+            return;
+        };
+        for room in std::mem::take(&mut self.rooms) {
+            leave_room(&self.state, self.id, &user, &room.name).await;
+        }
+    }
+
+    async fn send(&mut self, user: &Arc<str>, room: String, body: String, nonce: Option<String>) {
+        // The nonce is checked first: an invalid one is never echoed, a valid one always is.
+        if let Some(Err(invalid)) = nonce.as_deref().map(validate_nonce) {
+            return self.reply_invalid(invalid, None);
+        }
+        let checked = self
+            .check_room(&room, true)
+            .and_then(|()| validate_body(&body));
+        if let Err(invalid) = checked {
+            return self.reply_invalid(invalid, nonce);
+        }
+        if !self.messages.try_take(Instant::now()) {
+            let limits = &self.state.config().limits;
+            let message = format!(
+                "too many messages: at most {} per second (bursts of {}); retry shortly",
+                limits.messages_per_sec, limits.messages_burst
+            );
+            return self.reply_error(ErrorCode::RateLimited, &message, nonce);
+        }
+        let new = NewMessage {
+            room,
+            from: user.to_string(),
+            body,
+            nonce: nonce.clone(),
+        };
+        // On success the confirmation is our own copy of the message, arriving through the room.
+        match self.state.broker().publish(new).await {
+            Ok(Published::New(_)) => {}
+            // A retry of a send already accepted (e.g. before a reconnect): only the sender
+            // gets the original again, as its confirmation.
+            Ok(Published::Duplicate(original)) => self.reply(&ServerFrame::Message(original)),
+            Err(err) => {
+                tracing::warn!(conn = self.id, error = %err, "publish failed");
+                self.reply_error(
+                    ErrorCode::Unavailable,
+                    "message not sent: the broker is unavailable, retry",
+                    nonce,
+                );
+            }
+        }
+    }
+
+    async fn typing(&mut self, user: &Arc<str>, room: String) {
+        if let Err(invalid) = self.check_room(&room, true) {
+            return self.reply_invalid(invalid, None);
+        }
+        if !self.typing.try_take(Instant::now()) {
+            return self.reply_error(
+                ErrorCode::RateLimited,
+                "too many typing notifications",
+                None,
+            );
+        }
+        if let Err(err) = self.state.broker().typing(&room, user).await {
+            // Typing notifications are transient; losing one is harmless.
+            tracing::debug!(conn = self.id, error = %err, "typing not relayed");
+        }
+    }
+
+    async fn history(&mut self, room: String, before: Option<String>, limit: Option<u32>) {
+        if let Err(invalid) = self.check_room(&room, true) {
+            return self.reply_invalid(invalid, None);
+        }
+        if !self.request_allowed() {
+            return;
+        }
+        let limit = match validate_history_limit(limit) {
+            Ok(limit) => limit,
+            Err(invalid) => return self.reply_invalid(invalid, None),
+        };
+        let before = match before.as_deref().map(str::parse::<MessageId>).transpose() {
+            Ok(before) => before,
+            Err(err) => return self.reply_error(ErrorCode::InvalidId, &err.to_string(), None),
+        };
+        match self
+            .state
+            .broker()
+            .history(&room, before, limit as usize)
+            .await
+        {
+            Ok(page) => self.reply(&ServerFrame::History {
+                room,
+                messages: page.messages,
+                has_more: page.has_more,
+            }),
+            Err(err) => {
+                tracing::warn!(conn = self.id, error = %err, "history failed");
+                self.reply_error(
+                    ErrorCode::Unavailable,
+                    "history is unavailable, retry later",
+                    None,
+                );
+            }
+        }
+    }
+}
+
+/// Records presence and reads the members and the page a `joined` frame carries.
+async fn room_snapshot<B: Broker>(
+    state: &AppState<B>,
+    room: &str,
+    user: &str,
+    first_of_user: bool,
+    since: Option<MessageId>,
+) -> Result<(Vec<String>, Vec<skat_protocol::Message>, bool), B::Error> {
+    let broker = state.broker();
+    if first_of_user {
+        broker.presence_join(room, user).await?;
+    }
+    let members = broker.members(room).await?;
+    if let Some(since) = since
+        && let Some(missed) = broker
+            .recover(room, since, state.config().recovery_limit)
+            .await?
+    {
+        return Ok((members, missed, true));
+    }
+    let page = broker
+        .history(room, None, DEFAULT_HISTORY_LIMIT as usize)
+        .await?;
+    Ok((members, page.messages, false))
+}
+
+/// Unregisters from a room and withdraws presence if this was the user's last connection.
+async fn leave_room<B: Broker>(state: &AppState<B>, conn: ConnId, user: &Arc<str>, room: &str) {
+    if state.rooms().leave(room, conn, user)
+        && let Err(err) = state.broker().presence_leave(room, user).await
+    {
+        tracing::warn!(%room, %user, error = %err, "presence_leave failed");
+    }
+}

@@ -1,0 +1,174 @@
+//! A connection's outbound queue of room frames, and the way it is evicted.
+//!
+//! Room fan-out pushes shared, already-framed events into each member's [`Outbox`]; the
+//! connection task takes everything queued at once on its next wakeup and writes it with one
+//! flush. It is a mutex around a `VecDeque` rather than a channel because:
+//!
+//! - it costs nothing while idle: no pre-allocated block of slots, and the queue's buffer leaves
+//!   with each batch the connection takes, so memory grown by a burst is returned once it drains;
+//! - the whole backlog moves to the connection in one lock, however many frames queued up;
+//! - a full queue *is* the slow-consumer signal: the push that finds it full evicts the member
+//!   (and drops what it held) instead of blocking the room, and eviction wakes the connection
+//!   through the same waker.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use crate::rooms::RoomFrame;
+use std::sync::Arc;
+
+/// Why a connection is evicted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Eviction {
+    /// Its outbound queue overflowed.
+    SlowConsumer,
+    /// The broker ended a room subscription it depends on.
+    RoomLost,
+}
+
+/// The outbound queue of one connection (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    capacity: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    frames: VecDeque<Arc<RoomFrame>>,
+    waker: Option<Waker>,
+    evicted: Option<Eviction>,
+}
+
+/// Poisoning only follows a panic inside a short critical section that leaves the state valid.
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Outbox {
+    /// An empty queue that evicts its connection when a push finds `capacity` frames waiting.
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            state: Mutex::default(),
+        }
+    }
+
+    /// Queues `frame`; a full queue evicts the connection as a slow consumer instead.
+    pub(crate) fn push(&self, frame: &Arc<RoomFrame>) {
+        let mut state = lock(&self.state);
+        if state.evicted.is_some() {
+            return;
+        }
+        if state.frames.len() >= self.capacity {
+            state.evicted = Some(Eviction::SlowConsumer);
+            // Nobody will write these any more.
+            state.frames = VecDeque::new();
+        } else {
+            state.frames.push_back(Arc::clone(frame));
+        }
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Evicts the connection for `reason` (the first reason given wins).
+    pub(crate) fn evict(&self, reason: Eviction) {
+        let mut state = lock(&self.state);
+        state.evicted.get_or_insert(reason);
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Moves everything queued into `batch` (which must be empty) when `take` is set; otherwise
+    /// only watches for eviction. Pending (with the waker stored) while there is nothing to do.
+    pub(crate) fn poll_take(
+        &self,
+        cx: &mut Context<'_>,
+        batch: &mut VecDeque<Arc<RoomFrame>>,
+        take: bool,
+    ) -> Poll<Result<(), Eviction>> {
+        let mut state = lock(&self.state);
+        if let Some(reason) = state.evicted {
+            return Poll::Ready(Err(reason));
+        }
+        if take && !state.frames.is_empty() {
+            std::mem::swap(&mut state.frames, batch);
+            return Poll::Ready(Ok(()));
+        }
+        match &mut state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    #[cfg(test)]
+    pub(crate) fn evicted(&self) -> Option<Eviction> {
+        lock(&self.state).evicted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rooms::FrameKind;
+    use std::future::poll_fn;
+
+    fn frame(text: &str) -> Arc<RoomFrame> {
+        Arc::new(RoomFrame {
+            room: Arc::from("r"),
+            kind: FrameKind::Other,
+            wire: crate::ws::text_frame(text).into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn takes_everything_queued_at_once_and_frees_it() {
+        let outbox = Outbox::new(8);
+        for i in 0..3 {
+            outbox.push(&frame(&i.to_string()));
+        }
+        let mut batch = VecDeque::new();
+        poll_fn(|cx| outbox.poll_take(cx, &mut batch, true))
+            .await
+            .unwrap();
+        assert_eq!(batch.len(), 3);
+        assert_eq!(
+            lock(&outbox.state).frames.capacity(),
+            0,
+            "the queue's buffer left with the batch"
+        );
+    }
+
+    #[tokio::test]
+    async fn overflow_evicts_and_wakes() {
+        let outbox = Arc::new(Outbox::new(2));
+        let waiter = {
+            let outbox = Arc::clone(&outbox);
+            tokio::spawn(async move {
+                let mut batch = VecDeque::new();
+                // Only watching for eviction, as a connection with a full socket buffer does.
+                poll_fn(|cx| outbox.poll_take(cx, &mut batch, false)).await
+            })
+        };
+        tokio::task::yield_now().await;
+        for i in 0..3 {
+            outbox.push(&frame(&i.to_string()));
+        }
+        assert_eq!(waiter.await.unwrap(), Err(Eviction::SlowConsumer));
+        outbox.evict(Eviction::RoomLost);
+        assert_eq!(
+            outbox.evicted(),
+            Some(Eviction::SlowConsumer),
+            "first reason wins"
+        );
+        assert_eq!(lock(&outbox.state).frames.capacity(), 0);
+    }
+}
