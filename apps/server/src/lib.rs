@@ -253,7 +253,10 @@ async fn ws_upgrade<B: Broker>(
         let max = state.inner.config.max_message_bytes;
         match upgrade.await.map(ws::Upgraded::from_hyper) {
             Ok(ws::Upgraded::Tcp(tcp, read)) => {
-                conn::serve(ws::WsStream::new(tcp, &read, max), state).await;
+                let stream = ws::WsStream::new(tcp, &read, max);
+                // `read` is a view of hyper's whole 8 KiB request buffer: let it go now.
+                drop(read);
+                conn::serve(stream, state).await;
             }
             Ok(ws::Upgraded::Other(io)) => {
                 conn::serve(ws::WsStream::new(io, &[], max), state).await;

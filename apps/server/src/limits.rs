@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Limits enforced by a node. Every one has a safe default and a clear error code or close
@@ -45,22 +45,33 @@ impl Default for Limits {
 }
 
 /// A token bucket: `rate` tokens per second, holding at most `burst`. A rate of 0 never limits.
+///
+/// Every connection has three, so it is kept to 16 bytes: `f32` counts and the last refill as
+/// milliseconds since a process-wide epoch (wrapping after 49 days, which at worst refills one
+/// bucket less than it could once).
 #[derive(Debug, Clone)]
 pub(crate) struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
+    rate: f32,
+    burst: f32,
+    tokens: f32,
+    last_ms: u32,
+}
+
+/// Milliseconds since the first call, wrapping.
+fn millis(now: Instant) -> u32 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(|| now);
+    now.saturating_duration_since(epoch).as_millis() as u32
 }
 
 impl TokenBucket {
     pub(crate) fn new(rate: u32, burst: u32, now: Instant) -> Self {
-        let burst = f64::from(burst.max(rate).max(1));
+        let burst = burst.max(rate).max(1) as f32;
         Self {
-            rate: f64::from(rate),
+            rate: rate as f32,
             burst,
             tokens: burst,
-            last: now,
+            last_ms: millis(now),
         }
     }
 
@@ -69,8 +80,9 @@ impl TokenBucket {
         if self.rate == 0.0 {
             return true;
         }
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
+        let now = millis(now);
+        let elapsed = now.wrapping_sub(self.last_ms) as f32 / 1000.0;
+        self.last_ms = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;

@@ -15,8 +15,9 @@ use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use crate::rooms::RoomFrame;
 use std::sync::Arc;
+
+use crate::rooms::RoomFrame;
 
 /// Why a connection is evicted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,21 +87,19 @@ impl Outbox {
         }
     }
 
-    /// Moves everything queued into `batch` (which must be empty) when `take` is set; otherwise
-    /// only watches for eviction. Pending (with the waker stored) while there is nothing to do.
+    /// Takes everything queued when `take` is set; otherwise only watches for eviction.
+    /// Pending (with the waker stored) while there is nothing to do.
     pub(crate) fn poll_take(
         &self,
         cx: &mut Context<'_>,
-        batch: &mut VecDeque<Arc<RoomFrame>>,
         take: bool,
-    ) -> Poll<Result<(), Eviction>> {
+    ) -> Poll<Result<VecDeque<Arc<RoomFrame>>, Eviction>> {
         let mut state = lock(&self.state);
         if let Some(reason) = state.evicted {
             return Poll::Ready(Err(reason));
         }
         if take && !state.frames.is_empty() {
-            std::mem::swap(&mut state.frames, batch);
-            return Poll::Ready(Ok(()));
+            return Poll::Ready(Ok(std::mem::take(&mut state.frames)));
         }
         match &mut state.waker {
             Some(waker) if waker.will_wake(cx.waker()) => {}
@@ -135,10 +134,7 @@ mod tests {
         for i in 0..3 {
             outbox.push(&frame(&i.to_string()));
         }
-        let mut batch = VecDeque::new();
-        poll_fn(|cx| outbox.poll_take(cx, &mut batch, true))
-            .await
-            .unwrap();
+        let batch = poll_fn(|cx| outbox.poll_take(cx, true)).await.unwrap();
         assert_eq!(batch.len(), 3);
         assert_eq!(
             lock(&outbox.state).frames.capacity(),
@@ -153,9 +149,8 @@ mod tests {
         let waiter = {
             let outbox = Arc::clone(&outbox);
             tokio::spawn(async move {
-                let mut batch = VecDeque::new();
                 // Only watching for eviction, as a connection with a full socket buffer does.
-                poll_fn(|cx| outbox.poll_take(cx, &mut batch, false)).await
+                poll_fn(|cx| outbox.poll_take(cx, false)).await.map(|_| ())
             })
         };
         tokio::task::yield_now().await;

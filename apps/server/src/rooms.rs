@@ -286,9 +286,7 @@ mod tests {
     use std::future::poll_fn;
 
     async fn next_batch(outbox: &Outbox) -> Result<VecDeque<Arc<RoomFrame>>, Eviction> {
-        let mut batch = VecDeque::new();
-        poll_fn(|cx| outbox.poll_take(cx, &mut batch, true)).await?;
-        Ok(batch)
+        poll_fn(|cx| outbox.poll_take(cx, true)).await
     }
 
     fn publish(room: &str, body: &str) -> NewMessage {

@@ -148,23 +148,23 @@ struct Conn<B: Broker, IO> {
     flush: Flush,
     /// Since when queued output has waited on a client that does not read, if it does.
     stalled_since: Option<Instant>,
-    /// Room frames taken from the outbox, being copied into the output.
-    batch: VecDeque<Arc<RoomFrame>>,
 }
 
 /// Serves one WebSocket until it closes, the client is evicted or the node shuts down.
-pub(crate) async fn serve<B, IO>(ws: WsStream<IO>, state: AppState<B>)
+///
+/// Not an `async fn`: the connection is built first, so the task holds it once rather than
+/// also keeping the arguments it was built from.
+pub(crate) fn serve<B, IO>(ws: WsStream<IO>, state: AppState<B>) -> impl Future<Output = ()> + Send
 where
     B: Broker,
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let id = state.next_conn_id();
     let config = state.config();
     let limits = &config.limits;
     let now = Instant::now();
     let rooms_burst = u32::try_from(limits.max_rooms_per_conn).unwrap_or(u32::MAX);
-    let mut conn = Conn {
-        id,
+    let conn = Conn {
+        id: state.next_conn_id(),
         outbox: Arc::new(Outbox::new(config.outbound_queue)),
         messages: TokenBucket::new(limits.messages_per_sec, limits.messages_burst, now),
         typing: TokenBucket::new(
@@ -180,19 +180,8 @@ where
         last_seen: now,
         flush: Flush::Idle,
         stalled_since: None,
-        batch: VecDeque::new(),
     };
-    tracing::debug!(conn = id, "connected");
-
-    let stop = conn.run().await;
-    conn.leave_all().await;
-    if let Some((code, reason)) = stop.close_frame() {
-        tracing::debug!(conn = id, ?stop, reason, "closing");
-        ws::encode_close(conn.ws.out(), code, reason);
-        // A client that stopped reading may never take the close frame; do not wait for it.
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.ws.close()).await;
-    }
-    tracing::debug!(conn = id, "disconnected");
+    conn.serve()
 }
 
 impl<B, IO> Conn<B, IO>
@@ -229,7 +218,12 @@ where
                 Event::Stop(stop) => Err(stop),
                 Event::Message(message) => {
                     self.last_seen = Instant::now();
-                    self.on_message(message).await
+                    match self.on_message(message) {
+                        // Boxed: requests (and their broker calls) are rare next to idle time;
+                        // inline, their state would enlarge every idle connection's task.
+                        Ok(Some(text)) => Box::pin(self.handle_text(&text)).await,
+                        other => other.map(drop),
+                    }
                 }
                 Event::Timer => {
                     let now = tokio::time::Instant::now();
@@ -253,6 +247,32 @@ where
         }
     }
 
+    /// The connection's whole life. An `async` block rather than an `async fn`, which would
+    /// keep `self` twice (as argument and as local).
+    #[allow(clippy::manual_async_fn)] // See above.
+    fn serve(mut self) -> impl Future<Output = ()> + Send {
+        async move {
+            tracing::debug!(conn = self.id, "connected");
+            let stop = self.run().await;
+            let id = self.id;
+            // Boxed, like requests: the ending's state would otherwise enlarge every live
+            // connection.
+            Box::pin(self.finish(stop)).await;
+            tracing::debug!(conn = id, "disconnected");
+        }
+    }
+
+    /// Leaves every room, then sends the close frame the ending calls for.
+    async fn finish(mut self, stop: Stop) {
+        self.leave_all().await;
+        if let Some((code, reason)) = stop.close_frame() {
+            tracing::debug!(conn = self.id, ?stop, reason, "closing");
+            ws::encode_close(self.ws.out(), code, reason);
+            // A client that stopped reading may never take the close frame; do not wait for it.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.close()).await;
+        }
+    }
+
     /// Waits for the next thing to do, meanwhile moving room frames to the socket.
     fn poll_event(
         &mut self,
@@ -266,10 +286,10 @@ where
         loop {
             // Room frames while the output has room for them; eviction in any case.
             let take = self.ws.pending() < HIGH_WATER;
-            let took = match self.outbox.poll_take(cx, &mut self.batch, take) {
+            let took = match self.outbox.poll_take(cx, take) {
                 Poll::Ready(Err(reason)) => return Poll::Ready(Event::Stop(Stop::Evicted(reason))),
-                Poll::Ready(Ok(())) => {
-                    self.frame_batch();
+                Poll::Ready(Ok(batch)) => {
+                    self.frame_batch(batch);
                     true
                 }
                 Poll::Pending => false,
@@ -318,9 +338,9 @@ where
 
     /// Copies the frames just taken from the outbox into the output, skipping those this
     /// connection must not get, and schedules the flush.
-    fn frame_batch(&mut self) {
+    fn frame_batch(&mut self, batch: VecDeque<Arc<RoomFrame>>) {
         let mut appended = false;
-        for frame in std::mem::take(&mut self.batch) {
+        for frame in batch {
             if self.wants(&frame) {
                 self.ws.out().extend_from_slice(&frame.wire);
                 appended = true;
@@ -367,27 +387,24 @@ where
         Ok(())
     }
 
-    async fn on_message(&mut self, message: Incoming) -> Result<(), Stop> {
+    /// Handles a control frame or a binary message at once; hands back a text message, the
+    /// only kind that needs awaiting (see [`Self::run`]).
+    fn on_message(&mut self, message: Incoming) -> Result<Option<String>, Stop> {
         match message {
-            // Boxed: requests (and their broker calls) are rare next to idle time; inline,
-            // their state would enlarge every idle connection's task.
-            Incoming::Text(text) => Box::pin(self.handle_text(&text)).await,
-            Incoming::Binary => {
-                self.reply_error(
-                    ErrorCode::BadFrame,
-                    "binary frames are not supported; send JSON text",
-                    None,
-                );
-                Ok(())
-            }
+            Incoming::Text(text) => return Ok(Some(text)),
+            Incoming::Binary => self.reply_error(
+                ErrorCode::BadFrame,
+                "binary frames are not supported; send JSON text",
+                None,
+            ),
             Incoming::Ping(payload) => {
                 ws::encode(self.ws.out(), ws::OP_PONG, &payload);
                 self.flush = Flush::Due;
-                Ok(())
             }
-            Incoming::Pong => Ok(()),
-            Incoming::Close => Err(Stop::ClientClosed),
+            Incoming::Pong => {}
+            Incoming::Close => return Err(Stop::ClientClosed),
         }
+        Ok(None)
     }
 
     /// Queues a reply to the client's own request; it is written on the next wakeup.
@@ -399,5 +416,26 @@ where
     fn reply_error(&mut self, code: ErrorCode, message: &str, nonce: Option<String>) {
         tracing::debug!(conn = self.id, %code, message, "request refused");
         self.reply(&ServerFrame::error(code, message, nonce));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use skat_broker::MemoryBroker;
+
+    use crate::{AppState, ServerConfig};
+
+    /// Every idle connection is one task holding this future: what it costs is most of a
+    /// connection's memory. Growing it by accident (an inline request future, a second timer)
+    /// should be a conscious choice.
+    #[test]
+    fn an_idle_connection_task_stays_small() {
+        let state = AppState::new(Arc::new(MemoryBroker::default()), ServerConfig::default());
+        let (socket, _peer) = tokio::io::duplex(16);
+        let connection = super::serve(crate::ws::WsStream::new(socket, &[], 1024), state);
+        let size = std::mem::size_of_val(&connection);
+        assert!(size <= 768, "a connection's task state is {size} bytes");
     }
 }

@@ -154,6 +154,8 @@ where
                     .last()
                     .and_then(|m| m.id.parse().ok())
                     .or(if recovered { since } else { None });
+                // Most connections are in one or two rooms: grow one slot at a time.
+                self.rooms.reserve_exact(1);
                 self.rooms.push(JoinedRoom {
                     name: joined.name,
                     watermark,

@@ -57,6 +57,13 @@ pub(crate) struct Reassembly {
     payload: Vec<u8>,
 }
 
+impl Reassembly {
+    /// Whether fragments of a message have arrived and its last one has not.
+    pub(crate) fn in_progress(&self) -> bool {
+        self.opcode.is_some()
+    }
+}
+
 /// Parses the next frame out of `buf`, consuming it; `Ok(None)` when `buf` holds no complete
 /// frame yet (nothing is consumed then). Control frames may arrive between the fragments of a
 /// message; data fragments are joined in `partial`. `max` bounds every message's payload.

@@ -36,7 +36,8 @@ pub(crate) struct WsStream<IO> {
     io: IO,
     /// Received bytes not yet parsed: an incomplete frame, or nothing (and no allocation).
     inbuf: BytesMut,
-    partial: Reassembly,
+    /// A fragmented message being joined; boxed, as fragments are rare.
+    partial: Option<Box<Reassembly>>,
     max_message: usize,
     /// Framed output not yet written, from `written` on.
     out: Vec<u8>,
@@ -50,7 +51,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsStream<IO> {
         Self {
             io,
             inbuf: BytesMut::from(leftover),
-            partial: Reassembly::default(),
+            partial: None,
             max_message,
             out: Vec::new(),
             written: 0,
@@ -63,7 +64,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsStream<IO> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Incoming, ReadError>>> {
         loop {
-            match frame::parse(&mut self.inbuf, &mut self.partial, self.max_message) {
+            let mut fresh = Reassembly::default();
+            let partial = self.partial.as_deref_mut().unwrap_or(&mut fresh);
+            let parsed = frame::parse(&mut self.inbuf, partial, self.max_message);
+            if fresh.in_progress() {
+                self.partial = Some(Box::new(fresh));
+            } else if self.partial.as_ref().is_some_and(|p| !p.in_progress()) {
+                self.partial = None;
+            }
+            match parsed {
                 Ok(Some(message)) => {
                     if self.inbuf.is_empty() {
                         self.inbuf = BytesMut::new();
