@@ -22,6 +22,7 @@
 //!   first node arrives or last node leaves.
 
 mod id;
+mod inbox;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis_backend;

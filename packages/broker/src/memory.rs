@@ -4,18 +4,22 @@
 //! backend for the nodes that share it (several in-process servers may share one
 //! `Arc<MemoryBroker>`, which is how multi-node logic is tested without Redis).
 //!
-//! Each room has a bounded history (a ring of the latest messages) and a `broadcast` channel for
-//! live events. Publishing assigns the id, appends to the history and broadcasts under one lock, so
-//! channel order is id order. A subscriber that falls more than the channel's capacity behind gets
-//! `Lagged` from `broadcast`; it then re-reads what it missed from the history, so message delivery
-//! stays exactly-once and in order as long as the history still holds the missed messages.
+//! Each room has a bounded history (a ring of the latest messages) and the [`Inbox`] of each of its
+//! subscriptions. Publishing assigns the id, appends to the history and pushes to every inbox under
+//! one lock, so inbox order is id order. A subscriber that falls more than the inbox's capacity
+//! behind finds a gap in its inbox where events were dropped; there it re-reads what it missed
+//! from the history, so message delivery stays exactly-once and in order as long as the history
+//! still holds the missed messages.
+//!
+//! Rooms are cheap: nothing is allocated for a room beyond its state, its members and one small
+//! inbox per subscription, and buffers a burst grew (inbox, catch-up backlog, dedup table) are
+//! given back once drained or expired.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::broadcast;
-
+use crate::inbox::{Inbox, Received};
 use crate::{
     Broker, HistoryPage, Message, MessageId, NewMessage, Published, RoomEvent, Subscription,
 };
@@ -25,8 +29,8 @@ use crate::{
 pub struct MemoryBrokerConfig {
     /// Messages retained per room (older ones are dropped from history and recovery).
     pub history_len: usize,
-    /// Events buffered per room for a subscriber that is behind, before it must catch up from
-    /// the history.
+    /// Events queued per subscription for a subscriber that is behind, before it must catch up
+    /// from the history instead. A bound, not an allocation: an idle subscription queues nothing.
     pub channel_capacity: usize,
     /// How long a sender's nonce is remembered for idempotent sends.
     pub dedup_window: Duration,
@@ -68,8 +72,8 @@ struct RoomState {
     trimmed: Option<MessageId>,
     /// Number of nodes holding each online user.
     presence: HashMap<String, usize>,
-    /// The live channel, only while someone subscribes: an idle room costs no buffer.
-    events: Option<broadcast::Sender<RoomEvent>>,
+    /// The inbox of each live subscription (each removes its own when dropped).
+    subscribers: Vec<Arc<Inbox<RoomEvent>>>,
     /// Ids of recently accepted messages by (sender, nonce), for idempotent sends.
     dedup: HashMap<(String, String), MessageId>,
     /// When each dedup entry expires, oldest first.
@@ -77,13 +81,34 @@ struct RoomState {
 }
 
 impl RoomState {
-    /// Sends a live event to the subscribers, if any (dropping the channel once they are gone).
-    fn emit(&mut self, event: RoomEvent) {
-        if let Some(events) = &self.events {
-            if events.receiver_count() == 0 {
-                self.events = None;
-            } else {
-                let _ = events.send(event);
+    /// Queues a live event for every subscriber, if any. A full inbox drops it, leaving a gap
+    /// where its subscriber catches up from the history.
+    fn emit(&self, event: RoomEvent) {
+        if let Some((last, others)) = self.subscribers.split_last() {
+            for inbox in others {
+                inbox.push(event.clone());
+            }
+            last.push(event);
+        }
+    }
+
+    /// Forgets nonces whose window has passed (they expire in insertion order), giving back the
+    /// space a burst of sends grew.
+    fn expire_dedup(&mut self, now: Instant) {
+        let before = self.dedup_order.len();
+        while self
+            .dedup_order
+            .front()
+            .is_some_and(|(until, _)| *until <= now)
+        {
+            if let Some((_, key)) = self.dedup_order.pop_front() {
+                self.dedup.remove(&key);
+            }
+        }
+        if self.dedup_order.len() < before {
+            shrink_if_sparse(&mut self.dedup_order);
+            if self.dedup.len() * 4 < self.dedup.capacity() {
+                self.dedup.shrink_to_fit();
             }
         }
     }
@@ -93,7 +118,7 @@ impl RoomState {
         self.history.is_empty()
             && self.presence.is_empty()
             && self.dedup.is_empty()
-            && self.events.as_ref().is_none_or(|e| e.receiver_count() == 0)
+            && self.subscribers.is_empty()
     }
 
     /// Messages with ids above `after`, oldest first.
@@ -107,6 +132,13 @@ impl RoomState {
 /// critical section here finishes its writes before anything can panic.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Gives back most of a queue's buffer once it is mostly empty (all of it once empty).
+fn shrink_if_sparse<T>(queue: &mut VecDeque<T>) {
+    if queue.len() * 4 < queue.capacity() {
+        queue.shrink_to_fit();
+    }
 }
 
 fn now_ms() -> u64 {
@@ -151,16 +183,7 @@ impl Broker for MemoryBroker {
         let log = self.room(&new.room);
         let mut state = lock(&log.state);
         let now = Instant::now();
-        // Forget nonces older than the window (they expire in insertion order).
-        while state
-            .dedup_order
-            .front()
-            .is_some_and(|(until, _)| *until <= now)
-        {
-            if let Some((_, key)) = state.dedup_order.pop_front() {
-                state.dedup.remove(&key);
-            }
-        }
+        state.expire_dedup(now);
         let key = new
             .nonce
             .as_ref()
@@ -209,19 +232,17 @@ impl Broker for MemoryBroker {
 
     async fn subscribe(&self, room: &str) -> Result<MemorySubscription, MemoryError> {
         let log = self.room(room);
-        // Subscribe and read the last id under the state lock, so that no publish falls between.
-        let (events, last) = {
+        let inbox = Arc::new(Inbox::new(self.config.channel_capacity));
+        // Register and read the last id under the state lock, so that no publish falls between.
+        let last = {
             let mut state = lock(&log.state);
-            let capacity = self.config.channel_capacity.max(1);
-            let sender = state
-                .events
-                .get_or_insert_with(|| broadcast::channel(capacity).0);
-            (sender.subscribe(), state.last_id)
+            state.subscribers.push(Arc::clone(&inbox));
+            state.last_id
         };
         Ok(MemorySubscription {
             room: room.to_owned(),
             log,
-            events,
+            inbox,
             last,
             backlog: VecDeque::new(),
         })
@@ -292,6 +313,9 @@ impl Broker for MemoryBroker {
         *count -= 1;
         if *count == 0 {
             state.presence.remove(user);
+            if state.presence.len() * 4 < state.presence.capacity() {
+                state.presence.shrink_to_fit();
+            }
             state.emit(RoomEvent::Presence {
                 room: room.to_owned(),
                 user: user.to_owned(),
@@ -319,16 +343,40 @@ impl Broker for MemoryBroker {
     }
 }
 
+impl Drop for MemoryBroker {
+    /// Ends every live subscription: their `recv` returns `None` once drained.
+    fn drop(&mut self) {
+        for log in lock(&self.rooms).values() {
+            for inbox in &lock(&log.state).subscribers {
+                inbox.close();
+            }
+        }
+    }
+}
+
 /// A node's subscription to one room of a [`MemoryBroker`].
 #[derive(Debug)]
 pub struct MemorySubscription {
     room: String,
     log: Arc<RoomLog>,
-    events: broadcast::Receiver<RoomEvent>,
+    /// Live events, pushed by the room in id order.
+    inbox: Arc<Inbox<RoomEvent>>,
     /// Id of the last message delivered (or already published when subscribing).
     last: Option<MessageId>,
-    /// Messages re-read from the history after a lag, delivered before the channel resumes.
+    /// Messages re-read from the history after a lag, delivered before the inbox resumes.
     backlog: VecDeque<Message>,
+}
+
+impl Drop for MemorySubscription {
+    fn drop(&mut self) {
+        let mut state = lock(&self.log.state);
+        state
+            .subscribers
+            .retain(|inbox| !Arc::ptr_eq(inbox, &self.inbox));
+        if state.subscribers.is_empty() {
+            state.subscribers = Vec::new();
+        }
+    }
 }
 
 impl MemorySubscription {
@@ -337,7 +385,7 @@ impl MemorySubscription {
         crate::id::advance(&mut self.last, &message.id)
     }
 
-    /// Refills the backlog from the history after the channel dropped `skipped` events.
+    /// Refills the backlog from the history after the inbox dropped `skipped` events.
     fn catch_up(&mut self, skipped: u64) {
         let state = lock(&self.log.state);
         if state
@@ -350,6 +398,11 @@ impl MemorySubscription {
         }
         self.backlog
             .extend(state.after(self.last).map(|(_, m)| m.clone()));
+        // Under the room's lock nothing is being published: every message still queued is in the
+        // backlog now (or older than all of it, trimmed away: skipped as a duplicate anyway).
+        // Drop them now rather than one by one later; presence and typing events stay.
+        self.inbox
+            .retain(|event| !matches!(event, RoomEvent::Message(_)));
     }
 }
 
@@ -357,21 +410,25 @@ impl Subscription for MemorySubscription {
     async fn recv(&mut self) -> Option<RoomEvent> {
         loop {
             if let Some(message) = self.backlog.pop_front() {
+                if self.backlog.is_empty() {
+                    // A catch-up can fill it with a whole history: give that back.
+                    self.backlog = VecDeque::new();
+                }
                 if self.advance(&message) {
                     return Some(RoomEvent::Message(message));
                 }
                 continue;
             }
-            match self.events.recv().await {
-                Ok(RoomEvent::Message(message)) => {
-                    // After a catch-up the channel still holds messages already delivered.
+            match self.inbox.recv().await {
+                Received::Item(RoomEvent::Message(message)) => {
+                    // After a catch-up the inbox still holds messages already delivered.
                     if self.advance(&message) {
                         return Some(RoomEvent::Message(message));
                     }
                 }
-                Ok(event) => return Some(event),
-                Err(broadcast::error::RecvError::Lagged(skipped)) => self.catch_up(skipped),
-                Err(broadcast::error::RecvError::Closed) => return None,
+                Received::Item(event) => return Some(event),
+                Received::Lagged(skipped) => self.catch_up(skipped),
+                Received::Closed => return None,
             }
         }
     }
@@ -420,6 +477,78 @@ mod tests {
         );
     }
 
+    /// Allocated capacity of the subscription's inbox queue, which must be empty.
+    fn queue_capacity(sub: &MemorySubscription) -> usize {
+        let (queued, capacity) = sub.inbox.sizes();
+        assert_eq!(queued, 0);
+        capacity
+    }
+
+    #[tokio::test]
+    async fn idle_rooms_hold_no_buffers() {
+        let broker = broker();
+        let mut sub = broker.subscribe("r").await.unwrap();
+        assert_eq!(queue_capacity(&sub), 0, "a new subscription queues nothing");
+        // A burst (past the inbox's bound, so with a catch-up), drained: every buffer given back.
+        let sent = conformance::publish_n(&broker, "r", 15).await;
+        for expected in &sent {
+            assert_eq!(sub.recv().await, Some(RoomEvent::Message(expected.clone())));
+        }
+        assert_eq!(queue_capacity(&sub), 0);
+        assert_eq!(sub.backlog.capacity(), 0);
+        broker.typing("r", "bob").await.unwrap();
+        assert!(matches!(sub.recv().await, Some(RoomEvent::Typing { .. })));
+        assert_eq!(queue_capacity(&sub), 0);
+    }
+
+    #[tokio::test]
+    async fn dropped_subscriptions_leave_the_room() {
+        let broker = broker();
+        let a = broker.subscribe("r").await.unwrap();
+        let mut b = broker.subscribe("r").await.unwrap();
+        let log = broker.room("r");
+        assert_eq!(lock(&log.state).subscribers.len(), 2);
+        drop(a);
+        assert_eq!(lock(&log.state).subscribers.len(), 1);
+        let sent = conformance::publish_n(&broker, "r", 1).await;
+        assert_eq!(b.recv().await, Some(RoomEvent::Message(sent[0].clone())));
+        drop(b);
+        let state = lock(&log.state);
+        assert!(state.subscribers.is_empty() && state.subscribers.capacity() == 0);
+    }
+
+    #[tokio::test]
+    async fn subscriptions_end_when_the_broker_is_dropped() {
+        let broker = broker();
+        let mut sub = broker.subscribe("r").await.unwrap();
+        let sent = conformance::publish_n(&broker, "r", 1).await;
+        drop(broker);
+        // What was queued is still delivered, then the end.
+        assert_eq!(sub.recv().await, Some(RoomEvent::Message(sent[0].clone())));
+        assert_eq!(sub.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn dedup_and_presence_tables_shrink_back() {
+        let broker = MemoryBroker::new(MemoryBrokerConfig {
+            dedup_window: Duration::ZERO,
+            ..MemoryBrokerConfig::default()
+        });
+        conformance::publish_n(&broker, "r", 500).await;
+        for i in 0..500 {
+            broker.presence_join("r", &format!("u{i}")).await.unwrap();
+        }
+        for i in 0..500 {
+            broker.presence_leave("r", &format!("u{i}")).await.unwrap();
+        }
+        let log = broker.room("r");
+        let state = lock(&log.state);
+        // Each publish expired the previous nonce: at most one is remembered.
+        assert!(state.dedup.capacity() < 8, "{}", state.dedup.capacity());
+        assert!(state.dedup_order.capacity() < 8);
+        assert_eq!(state.presence.capacity(), 0);
+    }
+
     #[tokio::test]
     async fn presence_spans_nodes_sharing_the_broker() {
         let shared = broker();
@@ -430,12 +559,12 @@ mod tests {
     async fn lagging_subscriber_catches_up_from_history() {
         let broker = broker();
         let mut sub = broker.subscribe("r").await.unwrap();
-        // 15 messages overflow the 8-slot channel but fit the 20-message history.
+        // 15 messages overflow the 8-event inbox but fit the 20-message history.
         let sent = conformance::publish_n(&broker, "r", 15).await;
         for expected in &sent {
             assert_eq!(sub.recv().await, Some(RoomEvent::Message(expected.clone())));
         }
-        // And the channel resumes without duplicates.
+        // And the inbox resumes without duplicates.
         let next = conformance::publish_n(&broker, "r", 1).await;
         assert_eq!(sub.recv().await, Some(RoomEvent::Message(next[0].clone())));
     }

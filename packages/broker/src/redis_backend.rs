@@ -24,8 +24,9 @@
 //! - **Gap repair.** Every subscription remembers the last message id it delivered. When the
 //!   pub/sub connection drops, the task reconnects with backoff and resubscribes every room, and
 //!   each subscription re-reads the stream after its last id before taking live messages again.
-//!   The same catch-up runs when a subscription's queue overflows. Live messages at or below the
-//!   last id are skipped, so delivery stays exactly-once and in order.
+//!   The same catch-up runs when a subscription's queue (its [`Inbox`], which holds no buffer while
+//!   idle) overflows. Live messages at or below the last id are skipped, so delivery stays
+//!   exactly-once and in order.
 //! - **Presence.** Scripts keep the sorted set and the count hash consistent and publish
 //!   `online`/`offline` when a user's first entry appears or last one goes, including entries
 //!   swept after expiry. Script time comes from Redis (`TIME`), so node clocks do not matter.
@@ -37,7 +38,6 @@
 //! prefixes `m<id>\n`; presence events are `p1<user>` / `p0<user>`, typing events `t<user>`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -47,6 +47,7 @@ use redis::{AsyncCommands, Script};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
+use crate::inbox::{Inbox, Received};
 use crate::{
     Broker, HistoryPage, Message, MessageId, NewMessage, Published, RoomEvent, Subscription,
 };
@@ -66,7 +67,8 @@ pub struct RedisConfig {
     pub presence_ttl: Duration,
     /// How often this node refreshes its presence entries.
     pub heartbeat: Duration,
-    /// Events buffered per room subscription before it catches up from the stream instead.
+    /// Events queued per room subscription before it catches up from the stream instead. A bound,
+    /// not an allocation: an idle subscription queues nothing.
     pub channel_capacity: usize,
     /// Timeout of each Redis command and connection attempt.
     pub command_timeout: Duration,
@@ -115,9 +117,16 @@ pub struct RedisBroker {
 }
 
 impl Drop for RedisBroker {
+    /// Stops the background tasks and ends every live subscription: their `recv` returns `None`
+    /// once drained (nothing would reach them any more).
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
+        }
+        for room in lock(&self.shared.rooms).values() {
+            for inbox in &room.subs {
+                inbox.close();
+            }
         }
     }
 }
@@ -133,7 +142,6 @@ struct Shared {
     ready: watch::Sender<bool>,
     /// Presence entries this node holds, refreshed every heartbeat.
     held: Mutex<HashSet<(String, String)>>,
-    next_sub: AtomicU64,
 }
 
 impl std::fmt::Debug for Shared {
@@ -146,27 +154,10 @@ impl std::fmt::Debug for Shared {
 
 struct RoomSubs {
     room: String,
-    subs: Vec<LocalSub>,
-}
-
-struct LocalSub {
-    id: u64,
-    tx: mpsc::Sender<Incoming>,
-    /// Set when events were dropped (queue full) or the connection dropped: catch up first.
-    resync: Arc<AtomicBool>,
-}
-
-impl LocalSub {
-    fn mark_resync(&self) {
-        self.resync.store(true, Ordering::SeqCst);
-        // Wake the subscriber if it is waiting; if its queue is full it is not waiting.
-        let _ = self.tx.try_send(Incoming::Resync);
-    }
-}
-
-enum Incoming {
-    Event(RoomEvent),
-    Resync,
+    /// The inbox of each local subscription of the room. An inbox gets a gap where events were
+    /// dropped (queue full) or the pub/sub connection dropped: there its subscriber catches up
+    /// from the stream.
+    subs: Vec<Arc<Inbox<RoomEvent>>>,
 }
 
 enum Control {
@@ -372,12 +363,13 @@ impl Shared {
                 return;
             }
         };
-        for sub in &room.subs {
-            match sub.tx.try_send(Incoming::Event(event.clone())) {
-                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-                // The subscriber re-reads what it missed from the stream.
-                Err(mpsc::error::TrySendError::Full(_)) => sub.resync.store(true, Ordering::SeqCst),
+        // A full inbox drops the event, leaving a gap where its subscriber re-reads what it missed
+        // from the stream.
+        if let Some((last, others)) = room.subs.split_last() {
+            for inbox in others {
+                inbox.push(event.clone());
             }
+            last.push(event);
         }
     }
 }
@@ -405,7 +397,6 @@ impl RedisBroker {
             control,
             ready,
             held: Mutex::default(),
-            next_sub: AtomicU64::new(0),
         });
         let pubsub =
             tokio::spawn(pubsub_task(Arc::clone(&shared), client, control_rx)).abort_handle();
@@ -462,7 +453,7 @@ async fn pubsub_task(
             }
             // Whatever was published while we were away is in the streams: catch up from there.
             for room in lock(&shared.rooms).values() {
-                room.subs.iter().for_each(LocalSub::mark_resync);
+                room.subs.iter().for_each(|inbox| inbox.mark_lagged());
             }
             tracing::info!(
                 rooms = channels.len(),
@@ -609,10 +600,7 @@ impl Broker for RedisBroker {
     async fn subscribe(&self, room: &str) -> Result<RedisSubscription, RedisBrokerError> {
         let shared = &self.shared;
         let channel = shared.keys(room).channel;
-        let capacity = shared.config.channel_capacity.max(1);
-        let (tx, rx) = mpsc::channel(capacity);
-        let id = shared.next_sub.fetch_add(1, Ordering::Relaxed);
-        let resync = Arc::new(AtomicBool::new(false));
+        let inbox = Arc::new(Inbox::new(shared.config.channel_capacity));
         lock(&shared.rooms)
             .entry(channel.clone())
             .or_insert_with(|| RoomSubs {
@@ -620,18 +608,12 @@ impl Broker for RedisBroker {
                 subs: Vec::new(),
             })
             .subs
-            .push(LocalSub {
-                id,
-                tx,
-                resync: Arc::clone(&resync),
-            });
+            .push(Arc::clone(&inbox));
         let subscription = RedisSubscription {
             room: room.to_owned(),
             channel: channel.clone(),
-            id,
             shared: Arc::clone(shared),
-            rx,
-            resync,
+            inbox,
             last: None,
             backlog: VecDeque::new(),
         };
@@ -749,22 +731,12 @@ impl Broker for RedisBroker {
 pub struct RedisSubscription {
     room: String,
     channel: String,
-    id: u64,
     shared: Arc<Shared>,
-    rx: mpsc::Receiver<Incoming>,
-    resync: Arc<AtomicBool>,
+    /// Live events, routed by the pub/sub task in the order Redis published them.
+    inbox: Arc<Inbox<RoomEvent>>,
     /// Id of the last message delivered (or the stream's end when subscribing).
     last: Option<MessageId>,
     backlog: VecDeque<Message>,
-}
-
-impl std::fmt::Debug for Incoming {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Event(event) => f.debug_tuple("Event").field(event).finish(),
-            Self::Resync => f.write_str("Resync"),
-        }
-    }
 }
 
 impl Drop for RedisSubscription {
@@ -773,7 +745,7 @@ impl Drop for RedisSubscription {
         let Some(room) = rooms.get_mut(&self.channel) else {
             return;
         };
-        room.subs.retain(|sub| sub.id != self.id);
+        room.subs.retain(|inbox| !Arc::ptr_eq(inbox, &self.inbox));
         if room.subs.is_empty() {
             rooms.remove(&self.channel);
             let _ = self.shared.control.send(Control::Unsubscribe {
@@ -828,38 +800,28 @@ impl Subscription for RedisSubscription {
     async fn recv(&mut self) -> Option<RoomEvent> {
         loop {
             if let Some(message) = self.backlog.pop_front() {
+                if self.backlog.is_empty() {
+                    // A catch-up can fill it with pages of the stream: give that back.
+                    self.backlog = VecDeque::new();
+                }
                 if self.advance(&message) {
                     return Some(RoomEvent::Message(message));
                 }
                 continue;
             }
-            if self.resync.swap(false, Ordering::SeqCst) {
-                self.catch_up().await;
-                continue;
-            }
-            match self.rx.recv().await? {
-                Incoming::Event(RoomEvent::Message(message)) => {
-                    // A message after a gap waits until the gap is filled from the stream.
-                    if self.resync.load(Ordering::SeqCst) {
-                        self.catch_up_then(message).await;
-                        continue;
-                    }
+            // The inbox reports a gap (overflow, reconnection) before any event queued after it,
+            // so nothing newer is delivered until the gap is filled from the stream.
+            match self.inbox.recv().await {
+                Received::Item(RoomEvent::Message(message)) => {
                     if self.advance(&message) {
                         return Some(RoomEvent::Message(message));
                     }
                 }
-                Incoming::Event(event) => return Some(event),
-                Incoming::Resync => {}
+                Received::Item(event) => return Some(event),
+                Received::Lagged(_) => self.catch_up().await,
+                Received::Closed => return None,
             }
         }
-    }
-}
-
-impl RedisSubscription {
-    async fn catch_up_then(&mut self, message: Message) {
-        self.resync.store(false, Ordering::SeqCst);
-        self.catch_up().await;
-        self.backlog.push_back(message);
     }
 }
 

@@ -1,5 +1,7 @@
 //! Encoding and decoding of frames to and from JSON text.
 
+use serde::Deserialize;
+
 use crate::{ClientFrame, ErrorCode, ServerFrame, validate_nonce};
 
 /// Frame types a client may send, to tell a bad frame from an unknown one.
@@ -24,10 +26,71 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+/// Every field of every client frame, for [`decode_fast`]: one pass over the JSON, where serde's
+/// internally tagged enums first buffer the whole object (each key and value) and then walk it
+/// again.
+#[derive(Deserialize)]
+struct AnyClientFrame {
+    #[serde(rename = "type")]
+    kind: Option<ClientKind>,
+    name: Option<String>,
+    token: Option<String>,
+    room: Option<String>,
+    since: Option<String>,
+    body: Option<String>,
+    nonce: Option<String>,
+    before: Option<String>,
+    limit: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ClientKind {
+    Hello,
+    Join,
+    Leave,
+    Send,
+    Typing,
+    History,
+}
+
+/// The fast path of [`decode_client`], for JSON objects: `Some` only with exactly the frame serde's
+/// derived [`ClientFrame`] deserializer gives; `None` for anything else (a missing or mistyped
+/// field, an unknown type, a well-typed field of another frame type given a value of the wrong
+/// type, a duplicate key...), which then takes that deserializer's path, errors included.
+fn decode_fast(text: &str) -> Option<ClientFrame> {
+    let f: AnyClientFrame = serde_json::from_str(text).ok()?;
+    Some(match f.kind? {
+        ClientKind::Hello => ClientFrame::Hello {
+            name: f.name?,
+            token: f.token,
+        },
+        ClientKind::Join => ClientFrame::Join {
+            room: f.room?,
+            since: f.since,
+        },
+        ClientKind::Leave => ClientFrame::Leave { room: f.room? },
+        ClientKind::Send => ClientFrame::Send {
+            room: f.room?,
+            body: f.body?,
+            nonce: f.nonce,
+        },
+        ClientKind::Typing => ClientFrame::Typing { room: f.room? },
+        ClientKind::History => ClientFrame::History {
+            room: f.room?,
+            before: f.before,
+            limit: f.limit,
+        },
+    })
+}
+
 /// Decodes a client frame, classifying failures as `bad_frame` or `unknown_type`.
 pub fn decode_client(text: &str) -> Result<ClientFrame, DecodeError> {
     // serde's derived deserializers would also accept a JSON array; frames are objects only.
     let err = if text.trim_start().starts_with('{') {
+        if let Some(frame) = decode_fast(text) {
+            return Ok(frame);
+        }
         match serde_json::from_str::<ClientFrame>(text) {
             Ok(frame) => return Ok(frame),
             Err(err) => Some(err),
@@ -163,6 +226,110 @@ mod tests {
     fn keeps_nonce_of_bad_frames() {
         let err = decode_client(r#"{"type":"send","room":"a","nonce":"n1"}"#).unwrap_err();
         assert_eq!(err.nonce.as_deref(), Some("n1"));
+    }
+
+    #[test]
+    fn frames_take_the_fast_path() {
+        for text in [
+            r#"{"type":"send","room":"general","body":"hi \"there\"\n","nonce":"c-1"}"#,
+            r#"{"type":"hello","name":"alice"}"#,
+            r#"{"type":"history","room":"a","before":"5-1","limit":20,"future":[1,{"x":null}]}"#,
+        ] {
+            let fast = decode_fast(text);
+            assert!(fast.is_some(), "{text}");
+            assert_eq!(
+                fast.unwrap(),
+                serde_json::from_str::<ClientFrame>(text).unwrap()
+            );
+        }
+        // Not for the fast path: a field of another frame type with the wrong type (serde's
+        // deserializer ignores it), and a missing field.
+        let leave = r#"{"type":"leave","room":"a","body":5}"#;
+        assert!(decode_fast(leave).is_none());
+        assert_eq!(
+            decode_client(leave).unwrap(),
+            ClientFrame::Leave { room: "a".into() }
+        );
+        assert!(decode_fast(r#"{"type":"send","room":"a"}"#).is_none());
+    }
+
+    /// JSON objects made of frame keys and values of every JSON kind, with duplicates, escapes
+    /// and out-of-range numbers.
+    fn objects() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let key = prop::sample::select(vec![
+            "type",
+            "name",
+            "token",
+            "room",
+            "since",
+            "body",
+            "nonce",
+            "before",
+            "limit",
+            "extra",
+            r"ro\u006fm",
+            r"ty\u0070e",
+        ]);
+        let value = prop::sample::select(vec![
+            r#""hello""#,
+            r#""join""#,
+            r#""leave""#,
+            r#""send""#,
+            r#""typing""#,
+            r#""history""#,
+            r#""dance""#,
+            r#""s\u0065nd""#,
+            r#""Send""#,
+            r#""a""#,
+            r#""multi\nline \"q\" é 💬""#,
+            r#""""#,
+            "null",
+            "0",
+            "-0",
+            "5",
+            "-1",
+            "4294967295",
+            "4294967296",
+            "1.5",
+            "1e2",
+            "true",
+            "[1,2]",
+            r#"{"x":1}"#,
+        ]);
+        let pair = (key, value).prop_map(|(k, v)| format!(r#""{k}":{v}"#));
+        let kind = prop::sample::select(vec![
+            "hello", "join", "leave", "send", "typing", "history", "dance",
+        ]);
+        (
+            prop::option::weighted(0.9, kind),
+            prop::collection::vec(pair, 0..7),
+        )
+            .prop_map(|(kind, pairs)| {
+                let mut parts: Vec<String> = kind
+                    .map(|k| format!(r#""type":"{k}""#))
+                    .into_iter()
+                    .collect();
+                parts.extend(pairs);
+                format!("{{{}}}", parts.join(","))
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(5_000))]
+
+        /// The fast path never decodes anything differently from serde's derived deserializer.
+        #[test]
+        fn fast_path_agrees_with_the_derived_deserializer(text in objects()) {
+            if let Some(fast) = decode_fast(&text) {
+                proptest::prop_assert_eq!(
+                    Ok(fast),
+                    serde_json::from_str::<ClientFrame>(&text).map_err(|e| e.to_string())
+                );
+            }
+            let derived = serde_json::from_str::<ClientFrame>(&text).ok();
+            proptest::prop_assert_eq!(decode_client(&text).ok(), derived);
+        }
     }
 
     #[test]
