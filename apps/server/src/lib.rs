@@ -14,6 +14,8 @@
 //!   HTTP/1 connections in front of the router.
 
 pub mod auth;
+#[doc(hidden)]
+pub mod bench;
 mod conn;
 mod limits;
 mod listen;

@@ -251,7 +251,7 @@ impl Room {
 }
 
 /// Encodes an event once for all local members.
-fn encode(room: &Arc<str>, event: RoomEvent) -> RoomFrame {
+pub(crate) fn encode(room: &Arc<str>, event: RoomEvent) -> RoomFrame {
     let (kind, frame) = match event {
         RoomEvent::Message(message) => {
             // Ids come from the broker and always parse; one that did not would be a broker bug,
@@ -282,11 +282,12 @@ fn encode(room: &Arc<str>, event: RoomEvent) -> RoomFrame {
 mod tests {
     use super::*;
     use skat_broker::{MemoryBroker, NewMessage};
-    use std::collections::VecDeque;
     use std::future::poll_fn;
 
-    async fn next_batch(outbox: &Outbox) -> Result<VecDeque<Arc<RoomFrame>>, Eviction> {
-        poll_fn(|cx| outbox.poll_take(cx, true)).await
+    async fn next_batch(outbox: &Outbox) -> Result<Vec<Arc<RoomFrame>>, Eviction> {
+        poll_fn(|cx| outbox.poll_take(cx, true))
+            .await
+            .map(|batch| batch.into_iter().collect())
     }
 
     fn publish(room: &str, body: &str) -> NewMessage {

@@ -17,7 +17,6 @@
 
 mod requests;
 
-use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -32,7 +31,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::AppState;
 use crate::limits::TokenBucket;
-use crate::outbox::{Eviction, Outbox};
+use crate::outbox::{Batch, Eviction, Outbox};
 use crate::rooms::{ConnId, FrameKind, RoomFrame};
 use crate::ws::{self, FrameError, Incoming, ReadError, WsStream};
 
@@ -338,7 +337,7 @@ where
 
     /// Copies the frames just taken from the outbox into the output, skipping those this
     /// connection must not get, and schedules the flush.
-    fn frame_batch(&mut self, batch: VecDeque<Arc<RoomFrame>>) {
+    fn frame_batch(&mut self, batch: Batch) {
         let mut appended = false;
         for frame in batch {
             if self.wants(&frame) {
