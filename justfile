@@ -88,6 +88,25 @@ lint:
     cargo clippy -p web --target wasm32-unknown-unknown -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
+# The benchmark suite (apps/bench), about 6-10 minutes: floor, one embedded node and 2 nodes on
+# Redis; chat shape at 80k and 160k deliveries/s, busy room at write delays 0/5/20 ms, a
+# 15,000-client storm, idle memory. floor (the reference fan-out) is built from $FLOOR_DIR
+# (default ../shared/floor). Extra args go to `skat-bench suite`, e.g. `just bench --quick`,
+# `just bench --only chat,busy --targets floor,embedded`, or
+# `just bench --skat-bin /tmp/skat-baseline/skat-server --out target/bench/baseline.json`.
+# Build release binaries and run the benchmark suite: a table, and target/bench/results.json.
+bench *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build --release -p skat-server -p skat-bench
+    floor_dir="${FLOOR_DIR:-../shared/floor}"
+    if [ -f "$floor_dir/Cargo.toml" ]; then
+        cargo build --release --manifest-path "$floor_dir/Cargo.toml" --target-dir target/floor
+    else
+        echo "bench: no floor sources in $floor_dir (set FLOOR_DIR); the floor target will fail" >&2
+    fi
+    ./target/release/skat-bench suite {{ARGS}}
+
 # Format all code.
 fmt:
     cargo fmt --all

@@ -1,0 +1,652 @@
+//! The processes the bench measures: starting floor, Skat nodes and redis-server (optionally
+//! pinned with `taskset`), waiting until they serve, killing them afterwards; and what `/proc`
+//! says about them: CPU time (`/proc/<pid>/stat`), RSS (`/proc/<pid>/status`) and the kernel's
+//! TCP counters (`/proc/net/netstat`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::ValueEnum;
+use serde::Serialize;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+/// What the bench measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum TargetKind {
+    /// The reference fan-out (`floor`).
+    Floor,
+    /// One Skat node with the embedded broker.
+    Embedded,
+    /// Several Skat nodes sharing the bench's own redis-server.
+    Redis,
+}
+
+impl TargetKind {
+    /// The name used in tables and JSON.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Floor => "floor",
+            Self::Embedded => "embedded",
+            Self::Redis => "redis",
+        }
+    }
+}
+
+/// How to start a target.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerSpec {
+    /// What to start.
+    pub(crate) kind: TargetKind,
+    /// Skat nodes for `redis`.
+    pub(crate) nodes: usize,
+    /// The skat-server binary.
+    pub(crate) skat_bin: PathBuf,
+    /// The floor binary.
+    pub(crate) floor_bin: PathBuf,
+    /// The redis-server binary.
+    pub(crate) redis_bin: PathBuf,
+    /// CPUs for the servers and Redis (`taskset -c`), if pinned.
+    pub(crate) cpus: Option<String>,
+    /// The flush window (floor `WRITE_DELAY_MS`, Skat `SKAT_WRITE_DELAY_MS`).
+    pub(crate) write_delay_ms: u64,
+    /// The listen backlog (`SKAT_LISTEN_BACKLOG`; floor's is fixed at 4096).
+    pub(crate) backlog: u32,
+}
+
+/// A child process killed (SIGKILL) when dropped.
+#[derive(Debug)]
+pub(crate) struct Proc {
+    /// Its role: `floor`, `node1`, `redis`, ...
+    pub(crate) role: String,
+    /// Its pid (`taskset` execs the program, so the pid is the program's).
+    pub(crate) pid: u32,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    /// Starts `bin` with `envs`, output to `<dir>/<role>.log`, pinned to `cpus` if given.
+    pub(crate) fn spawn(
+        role: &str,
+        bin: &Path,
+        args: &[&str],
+        envs: &[(&str, String)],
+        cpus: Option<&str>,
+        dir: &Path,
+    ) -> anyhow::Result<Self> {
+        if !bin.exists() && bin.components().count() > 1 {
+            bail!(
+                "{} not found: build it first (see `just bench`)",
+                bin.display()
+            );
+        }
+        let log = dir.join(format!("{role}.log"));
+        let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        let err = out.try_clone().context("log file")?;
+        let mut command = match cpus {
+            Some(cpus) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpus).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        // Whatever SKAT_* the caller's shell has must not leak into the measured nodes.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("SKAT_") {
+                command.env_remove(key);
+            }
+        }
+        command
+            .args(args)
+            .envs(envs.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        Ok(Self {
+            role: role.to_owned(),
+            pid: child.id(),
+            child,
+            log,
+        })
+    }
+
+    /// Fails with the end of its log if the process has exited.
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait().context("wait")? {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: String = log.lines().rev().take(15).collect::<Vec<_>>().join("\n");
+            bail!(
+                "{} exited ({status}); log tail (reversed):\n{tail}",
+                self.role
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A directory removed when dropped.
+#[derive(Debug)]
+pub(crate) struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates a fresh directory under the system's temp dir.
+    pub(crate) fn new(tag: &str) -> anyhow::Result<Self> {
+        let path = std::env::temp_dir().join(format!(
+            "skat-bench-{}-{tag}-{}",
+            std::process::id(),
+            crate::worker::now_us()
+        ));
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(Self(path))
+    }
+
+    /// Its path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A port nothing listens on right now.
+pub(crate) fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+    Ok(listener.local_addr().context("local addr")?.port())
+}
+
+/// The servers of one measurement: started by the bench, or given by URL.
+#[derive(Debug)]
+pub(crate) struct Deployment {
+    /// One WebSocket URL per node.
+    pub(crate) urls: Vec<String>,
+    /// The WebSocket servers the bench started, in URL order.
+    pub(crate) nodes: Vec<Proc>,
+    /// The bench's Redis, if any.
+    pub(crate) redis: Option<Proc>,
+    /// Processes to account for that the bench did not start (`--pid`).
+    pub(crate) extra_pids: Vec<u32>,
+    /// The CPUs the servers are pinned to, if they are.
+    pub(crate) cpus: Option<Vec<usize>>,
+    _dir: Option<TempDir>,
+}
+
+impl Deployment {
+    /// Servers the bench does not own.
+    pub(crate) fn external(urls: Vec<String>, pids: Vec<u32>) -> Self {
+        Self {
+            urls,
+            nodes: Vec::new(),
+            redis: None,
+            extra_pids: pids,
+            cpus: None,
+            _dir: None,
+        }
+    }
+
+    /// Starts a target and waits until every process serves.
+    pub(crate) async fn start(spec: &ServerSpec) -> anyhow::Result<Self> {
+        let pinned = spec.cpus.as_deref().map(parse_cpu_list).transpose()?;
+        let dir = TempDir::new(spec.kind.name())?;
+        let cpus = spec.cpus.as_deref();
+        let mut nodes = Vec::new();
+        let mut urls = Vec::new();
+        let mut ports = Vec::new();
+        let mut redis = None;
+        let delay = spec.write_delay_ms.to_string();
+        match spec.kind {
+            TargetKind::Floor => {
+                let port = free_port()?;
+                let envs = [
+                    ("BIND", format!("127.0.0.1:{port}")),
+                    ("WRITE_DELAY_MS", delay),
+                ];
+                nodes.push(Proc::spawn(
+                    "floor",
+                    &spec.floor_bin,
+                    &[],
+                    &envs,
+                    cpus,
+                    dir.path(),
+                )?);
+                urls.push(format!("ws://127.0.0.1:{port}/ws"));
+                ports.push(port);
+            }
+            TargetKind::Embedded | TargetKind::Redis => {
+                let redis_url = if spec.kind == TargetKind::Redis {
+                    let port = free_port()?;
+                    let dir_arg = dir.path().to_string_lossy().into_owned();
+                    let port_arg = port.to_string();
+                    let args = [
+                        "--port",
+                        &port_arg,
+                        "--bind",
+                        "127.0.0.1",
+                        "--dir",
+                        &dir_arg,
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--daemonize",
+                        "no",
+                    ];
+                    let mut proc =
+                        Proc::spawn("redis", &spec.redis_bin, &args, &[], cpus, dir.path())?;
+                    wait_ready(&mut proc, port, Probe::RedisPing).await?;
+                    redis = Some(proc);
+                    Some(format!("redis://127.0.0.1:{port}/"))
+                } else {
+                    None
+                };
+                let count = if spec.kind == TargetKind::Redis {
+                    spec.nodes.max(1)
+                } else {
+                    1
+                };
+                for n in 1..=count {
+                    let port = free_port()?;
+                    let mut envs = vec![
+                        ("SKAT_BIND", format!("127.0.0.1:{port}")),
+                        ("SKAT_NODE_ID", format!("bench-{n}")),
+                        ("SKAT_MESSAGES_PER_SEC", "0".to_owned()),
+                        ("SKAT_MAX_CONNS_PER_IP", "0".to_owned()),
+                        ("SKAT_JOINS_PER_SEC", "0".to_owned()),
+                        ("SKAT_TYPING_PER_SEC", "0".to_owned()),
+                        ("SKAT_IDLE_TIMEOUT", "600".to_owned()),
+                        ("SKAT_HELLO_TIMEOUT", "60".to_owned()),
+                        ("SKAT_WRITE_DELAY_MS", delay.clone()),
+                        ("SKAT_LISTEN_BACKLOG", spec.backlog.to_string()),
+                        ("RUST_LOG", "warn".to_owned()),
+                    ];
+                    if let Some(url) = &redis_url {
+                        envs.push(("SKAT_REDIS_URL", url.clone()));
+                    }
+                    let role = format!("node{n}");
+                    nodes.push(Proc::spawn(
+                        &role,
+                        &spec.skat_bin,
+                        &[],
+                        &envs,
+                        cpus,
+                        dir.path(),
+                    )?);
+                    urls.push(format!("ws://127.0.0.1:{port}/ws"));
+                    ports.push(port);
+                }
+            }
+        }
+        for (proc, &port) in nodes.iter_mut().zip(&ports) {
+            let probe = if spec.kind == TargetKind::Floor {
+                Probe::Connect
+            } else {
+                Probe::Readyz
+            };
+            wait_ready(proc, port, probe).await?;
+        }
+        Ok(Self {
+            urls,
+            nodes,
+            redis,
+            extra_pids: Vec::new(),
+            cpus: pinned,
+            _dir: Some(dir),
+        })
+    }
+
+    /// Every process whose CPU counts as the server's: nodes, Redis, `--pid`s.
+    pub(crate) fn server_pids(&self) -> Vec<(String, u32)> {
+        let mut pids: Vec<(String, u32)> =
+            self.nodes.iter().map(|p| (p.role.clone(), p.pid)).collect();
+        if let Some(redis) = &self.redis {
+            pids.push((redis.role.clone(), redis.pid));
+        }
+        pids.extend(
+            self.extra_pids
+                .iter()
+                .map(|&pid| (format!("pid{pid}"), pid)),
+        );
+        pids
+    }
+
+    /// The WebSocket server processes (for memory), in URL order when the bench started them.
+    pub(crate) fn node_pids(&self) -> Vec<u32> {
+        if self.nodes.is_empty() {
+            self.extra_pids.clone()
+        } else {
+            self.nodes.iter().map(|p| p.pid).collect()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Probe {
+    Connect,
+    Readyz,
+    RedisPing,
+}
+
+/// Waits until the process on `port` answers `probe` (20 s at most).
+async fn wait_ready(proc: &mut Proc, port: u16, probe: Probe) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        proc.check_alive()?;
+        if probe_once(port, probe).await {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{} did not become ready on port {port}", proc.role);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn probe_once(port: u16, probe: Probe) -> bool {
+    let attempt = async {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        let (request, expect): (&[u8], &[u8]) = match probe {
+            Probe::Connect => return Ok::<bool, std::io::Error>(true),
+            Probe::Readyz => (
+                b"GET /readyz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n",
+                b"HTTP/1.1 200",
+            ),
+            Probe::RedisPing => (b"PING\r\n", b"+PONG"),
+        };
+        stream.write_all(request).await?;
+        let mut buf = [0; 64];
+        let mut got = 0;
+        while got < expect.len() {
+            let n = stream.read(&mut buf[got..]).await?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        Ok(buf[..got].starts_with(expect))
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), attempt).await,
+        Ok(Ok(true))
+    )
+}
+
+/// CPU time of a process, in clock ticks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct CpuTicks {
+    /// User mode (`utime`, field 14).
+    pub(crate) user: u64,
+    /// Kernel mode (`stime`, field 15).
+    pub(crate) system: u64,
+}
+
+/// Parses `/proc/<pid>/stat`. The command name (field 2) may hold spaces and parentheses, so
+/// fields are counted from the last `)`.
+pub(crate) fn parse_stat(stat: &str) -> anyhow::Result<CpuTicks> {
+    let after = stat
+        .rfind(')')
+        .map(|i| &stat[i + 1..])
+        .context("no ')' in stat")?;
+    // After the name come field 3 (state) onwards: utime is field 14, stime field 15.
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |n: usize| -> anyhow::Result<u64> {
+        fields
+            .get(n - 3)
+            .context("stat has too few fields")?
+            .parse()
+            .with_context(|| format!("stat field {n}"))
+    };
+    Ok(CpuTicks {
+        user: field(14)?,
+        system: field(15)?,
+    })
+}
+
+/// CPU time of `pid`.
+pub(crate) fn read_cpu(pid: u32) -> anyhow::Result<CpuTicks> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    parse_stat(&stat)
+}
+
+/// Parses `VmRSS` (KiB) out of `/proc/<pid>/status`.
+pub(crate) fn parse_vmrss_kib(status: &str) -> anyhow::Result<u64> {
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS line")?;
+    line.split_whitespace()
+        .nth(1)
+        .context("empty VmRSS line")?
+        .parse()
+        .context("VmRSS value")
+}
+
+/// Resident memory of `pid`, in KiB.
+pub(crate) fn read_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    parse_vmrss_kib(&status)
+}
+
+/// The kernel's TCP counters the storm reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct TcpCounters {
+    /// `TcpExt: TCPSynRetrans`: SYNs sent again (a SYN or its answer was dropped).
+    pub(crate) syn_retrans: u64,
+    /// `TcpExt: ListenOverflows`: connections dropped because an accept queue was full.
+    pub(crate) listen_overflows: u64,
+    /// `TcpExt: ListenDrops`: every SYN a listener dropped.
+    pub(crate) listen_drops: u64,
+}
+
+impl TcpCounters {
+    /// Counts from `before` to `self`.
+    pub(crate) fn since(self, before: Self) -> Self {
+        Self {
+            syn_retrans: self.syn_retrans.saturating_sub(before.syn_retrans),
+            listen_overflows: self
+                .listen_overflows
+                .saturating_sub(before.listen_overflows),
+            listen_drops: self.listen_drops.saturating_sub(before.listen_drops),
+        }
+    }
+}
+
+/// Parses `/proc/net/netstat`: lines come in pairs, names then values, per prefix.
+pub(crate) fn parse_netstat(text: &str) -> anyhow::Result<TcpCounters> {
+    let mut values: HashMap<&str, u64> = HashMap::new();
+    let lines: Vec<&str> = text.lines().collect();
+    for pair in lines.chunks(2) {
+        let [names, nums] = pair else { continue };
+        let (Some(names), Some(nums)) =
+            (names.strip_prefix("TcpExt:"), nums.strip_prefix("TcpExt:"))
+        else {
+            continue;
+        };
+        for (name, num) in names.split_whitespace().zip(nums.split_whitespace()) {
+            values.insert(name, num.parse().with_context(|| format!("TcpExt {name}"))?);
+        }
+    }
+    let get = |name: &str| {
+        values
+            .get(name)
+            .copied()
+            .with_context(|| format!("no TcpExt {name}"))
+    };
+    Ok(TcpCounters {
+        syn_retrans: get("TCPSynRetrans")?,
+        listen_overflows: get("ListenOverflows")?,
+        listen_drops: get("ListenDrops").unwrap_or(0),
+    })
+}
+
+/// The kernel's TCP counters now.
+pub(crate) fn read_tcp_counters() -> anyhow::Result<TcpCounters> {
+    let text =
+        std::fs::read_to_string("/proc/net/netstat").context("cannot read /proc/net/netstat")?;
+    parse_netstat(&text)
+}
+
+/// Busy time of one CPU from `/proc/stat`, in clock ticks: everything but idle and iowait
+/// (user, nice, system, irq, softirq and steal: time the measured processes could not have).
+pub(crate) fn parse_cpu_busy(stat: &str) -> anyhow::Result<BTreeMap<usize, u64>> {
+    let mut busy = BTreeMap::new();
+    for line in stat.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(cpu) = fields.next().and_then(|f| f.strip_prefix("cpu")) else {
+            continue;
+        };
+        let Ok(index) = cpu.parse::<usize>() else {
+            continue; // the "cpu" total line
+        };
+        let values: Vec<u64> = fields
+            .take(8)
+            .map(|v| v.parse().with_context(|| format!("/proc/stat cpu{index}")))
+            .collect::<anyhow::Result<_>>()?;
+        let [user, nice, system, _idle, _iowait, irq, softirq, steal] = values[..] else {
+            bail!("/proc/stat cpu{index} has too few fields");
+        };
+        busy.insert(index, user + nice + system + irq + softirq + steal);
+    }
+    if busy.is_empty() {
+        bail!("no cpuN lines in /proc/stat");
+    }
+    Ok(busy)
+}
+
+/// Busy ticks of every CPU now.
+pub(crate) fn read_cpu_busy() -> anyhow::Result<BTreeMap<usize, u64>> {
+    let stat = std::fs::read_to_string("/proc/stat").context("cannot read /proc/stat")?;
+    parse_cpu_busy(&stat)
+}
+
+/// Parses a `taskset -c` CPU list such as `0`, `0-1` or `0,2-3`.
+pub(crate) fn parse_cpu_list(list: &str) -> anyhow::Result<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let parse = |s: &str| -> anyhow::Result<usize> {
+            s.trim()
+                .parse()
+                .with_context(|| format!("bad CPU list {list:?}"))
+        };
+        match part.split_once('-') {
+            Some((lo, hi)) => cpus.extend(parse(lo)?..=parse(hi)?),
+            None => cpus.push(parse(part)?),
+        }
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    Ok(cpus)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`, 100 on Linux if that fails).
+pub(crate) fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(100)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn stat_fields_count_from_the_last_parenthesis() {
+        let stat = "4242 (tokio (rt) x) S 1 4242 4242 0 -1 4194560 1200 0 0 0 731 264 0 0 20 0 3 0 \
+                    100 200000 500 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 0 0 0 0 0 0";
+        assert_eq!(
+            parse_stat(stat).unwrap(),
+            CpuTicks {
+                user: 731,
+                system: 264
+            }
+        );
+        assert!(parse_stat("12 (x) S 1").is_err());
+        let own = read_cpu(std::process::id()).unwrap();
+        assert!(own.user + own.system < u64::MAX);
+    }
+
+    #[test]
+    fn vmrss() {
+        let status = "Name:\tskat-server\nVmPeak:\t  100 kB\nVmRSS:\t   23456 kB\nThreads: 3\n";
+        assert_eq!(parse_vmrss_kib(status).unwrap(), 23456);
+        assert!(parse_vmrss_kib("Name: x\n").is_err());
+        assert!(read_rss_kib(std::process::id()).unwrap() > 0);
+    }
+
+    #[test]
+    fn netstat_pairs() {
+        let text = "TcpExt: SyncookiesSent ListenOverflows ListenDrops TCPSynRetrans\n\
+                    TcpExt: 0 12 15 7\n\
+                    IpExt: InNoRoutes TCPSynRetrans\n\
+                    IpExt: 0 999\n";
+        let c = parse_netstat(text).unwrap();
+        assert_eq!(
+            c,
+            TcpCounters {
+                syn_retrans: 7,
+                listen_overflows: 12,
+                listen_drops: 15
+            }
+        );
+        let later = TcpCounters {
+            syn_retrans: 10,
+            listen_overflows: 12,
+            listen_drops: 20,
+        };
+        assert_eq!(later.since(c).syn_retrans, 3);
+        assert!(parse_netstat("IpExt: a\nIpExt: 1\n").is_err());
+        read_tcp_counters().unwrap();
+    }
+
+    #[test]
+    fn cpu_busy_per_cpu() {
+        let stat = "cpu  270 0 59 34188 820 0 167 5 0 0\n\
+                    cpu0 100 1 20 17004 268 2 10 3 0 0\n\
+                    cpu1 136 0 33 17184 552 0 3 0 0 0\n\
+                    intr 6435195 0 0\n";
+        let busy = parse_cpu_busy(stat).unwrap();
+        assert_eq!(busy.len(), 2);
+        assert_eq!(busy[&0], 100 + 1 + 20 + 2 + 10 + 3);
+        assert_eq!(busy[&1], 136 + 33 + 3);
+        assert!(parse_cpu_busy("intr 1 2\n").is_err());
+        assert!(!read_cpu_busy().unwrap().is_empty());
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0").unwrap(), [0]);
+        assert_eq!(parse_cpu_list("0-1").unwrap(), [0, 1]);
+        assert_eq!(parse_cpu_list("3,0-1, 1").unwrap(), [0, 1, 3]);
+        assert!(parse_cpu_list("a").is_err());
+    }
+}
