@@ -198,8 +198,7 @@ where
         let hello_deadline = start + hello_timeout;
         let mut next_tick = start + tick;
         let mut shutdown = pin!(self.state.shutdown_token().cancelled_owned());
-        let mut armed = next_tick.min(hello_deadline);
-        let mut timer = pin!(tokio::time::sleep_until(armed));
+        let mut timer = pin!(tokio::time::sleep_until(next_tick.min(hello_deadline)));
         loop {
             let mut deadline = next_tick;
             if self.user.is_none() {
@@ -208,9 +207,8 @@ where
             if let Flush::At(at) = self.flush {
                 deadline = deadline.min(at);
             }
-            if deadline != armed {
+            if deadline != timer.deadline() {
                 timer.as_mut().reset(deadline);
-                armed = deadline;
             }
             let event = poll_fn(|cx| self.poll_event(cx, shutdown.as_mut(), timer.as_mut())).await;
             let result = match event {
@@ -277,7 +275,7 @@ where
         &mut self,
         cx: &mut Context<'_>,
         shutdown: Pin<&mut WaitForCancellationFutureOwned>,
-        timer: Pin<&mut Sleep>,
+        mut timer: Pin<&mut Sleep>,
     ) -> Poll<Event> {
         if shutdown.poll(cx).is_ready() {
             return Poll::Ready(Event::Stop(Stop::Shutdown));
@@ -328,6 +326,12 @@ where
                 Poll::Ready(None) => return Poll::Ready(Event::Stop(Stop::Gone)),
                 Poll::Pending => {}
             }
+        }
+        // Room frames taken above may have opened a flush window that ends before the timer.
+        if let Flush::At(at) = self.flush
+            && at < timer.deadline()
+        {
+            timer.as_mut().reset(at);
         }
         if timer.poll(cx).is_ready() {
             return Poll::Ready(Event::Timer);
