@@ -44,7 +44,7 @@ impl Harness {
             clients_per_worker: clients_per_worker.clamp(1, MAX_CLIENTS_PER_WORKER),
             min_workers: min_workers.max(1),
             cpus,
-            ticks_per_sec: crate::procs::clock_ticks(),
+            ticks_per_sec: crate::procfs::clock_ticks(),
             run_id,
             tests: Cell::new(0),
             // Spread consecutive invocations over different addresses as well.

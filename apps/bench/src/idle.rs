@@ -8,7 +8,8 @@ use anyhow::{Context as _, bail};
 use serde::Serialize;
 
 use crate::fleet::{Connected, Fleet, Harness, sum_connects};
-use crate::procs::{Deployment, read_rss_kib};
+use crate::procfs::read_rss_kib;
+use crate::procs::Deployment;
 use crate::proto::ConnectPlan;
 
 /// One node's memory.

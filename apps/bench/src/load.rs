@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use crate::fleet::{Connected, Fleet, Harness, sum_connects};
 use crate::hist::Histogram;
-use crate::procs::{CpuTicks, Deployment, parse_cpu_list, read_cpu, read_cpu_busy};
+use crate::procfs::{CpuTicks, read_cpu, read_cpu_busy};
+use crate::procs::{Deployment, parse_cpu_list};
 use crate::proto::{Command, ConnectPlan, Layout, RunPlan};
 use crate::report::Percentiles;
 use crate::worker::{now_us, sleep_until_us};

@@ -13,6 +13,7 @@ mod fleet;
 mod hist;
 mod idle;
 mod load;
+mod procfs;
 mod procs;
 mod proto;
 mod report;

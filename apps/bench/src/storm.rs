@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::fleet::{Connected, Fleet, Harness, sum_connects};
-use crate::procs::{Deployment, TcpCounters, read_tcp_counters};
+use crate::procfs::{TcpCounters, read_tcp_counters};
+use crate::procs::Deployment;
 use crate::proto::ConnectPlan;
 use crate::worker::now_us;
 
