@@ -141,7 +141,7 @@ struct Shared {
     /// Whether the pub/sub connection is up and every room resubscribed.
     ready: watch::Sender<bool>,
     /// Presence entries this node holds, refreshed every heartbeat.
-    held: Mutex<HashSet<(String, String)>>,
+    held: Mutex<Held>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -527,13 +527,54 @@ impl Backoff {
     }
 }
 
+/// The presence entries this node holds, by room: each room's name is kept once, not once per
+/// user in it (a node may hold one entry per connection).
+#[derive(Debug, Default)]
+struct Held(HashMap<Box<str>, HashSet<Box<str>>>);
+
+impl Held {
+    fn insert(&mut self, room: &str, user: &str) {
+        match self.0.get_mut(room) {
+            Some(users) => {
+                users.insert(user.into());
+            }
+            None => {
+                self.0.insert(room.into(), HashSet::from([user.into()]));
+            }
+        }
+    }
+
+    fn remove(&mut self, room: &str, user: &str) {
+        if let Some(users) = self.0.get_mut(room) {
+            users.remove(user);
+            if users.is_empty() {
+                self.0.remove(room);
+            } else if users.capacity() > 4 * users.len() {
+                users.shrink_to_fit();
+            }
+        }
+    }
+
+    /// Every (room, user) held, for a heartbeat round.
+    fn pairs(&self) -> Vec<(String, String)> {
+        self.0
+            .iter()
+            .flat_map(|(room, users)| {
+                users
+                    .iter()
+                    .map(|user| (room.to_string(), user.to_string()))
+            })
+            .collect()
+    }
+}
+
 /// Refreshes this node's presence entries so they outlive it only by the TTL.
 async fn heartbeat_task(shared: Arc<Shared>) {
     let mut interval = tokio::time::interval(shared.config.heartbeat);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let held: Vec<(String, String)> = lock(&shared.held).iter().cloned().collect();
+        let held = lock(&shared.held).pairs();
         for chunk in held.chunks(64) {
             let refreshes = chunk
                 .iter()
@@ -673,13 +714,13 @@ impl Broker for RedisBroker {
 
     async fn presence_join(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
         self.shared.presence_join(room, user).await?;
-        lock(&self.shared.held).insert((room.to_owned(), user.to_owned()));
+        lock(&self.shared.held).insert(room, user);
         Ok(())
     }
 
     async fn presence_leave(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
         // Forget it first: if Redis is unreachable the entry still expires after the TTL.
-        lock(&self.shared.held).remove(&(room.to_owned(), user.to_owned()));
+        lock(&self.shared.held).remove(room, user);
         let keys = self.shared.keys(room);
         let _: i64 = self
             .shared
