@@ -39,6 +39,8 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures_util::FutureExt as _;
+use futures_util::future::Either;
 use skat_broker::Broker;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -250,24 +252,49 @@ async fn ws_upgrade<B: Broker>(
             .into_response();
     };
     let upgrade = hyper::upgrade::on(&mut request);
-    let tracker = state.inner.connections.clone();
-    tracker.spawn(async move {
-        let max = state.inner.config.max_message_bytes;
-        match upgrade.await.map(ws::Upgraded::from_hyper) {
-            Ok(ws::Upgraded::Tcp(tcp, read)) => {
-                let stream = ws::WsStream::new(tcp, &read, max);
-                // `read` is a view of hyper's whole 8 KiB request buffer: let it go now.
-                drop(read);
-                conn::serve(stream, state).await;
-            }
-            Ok(ws::Upgraded::Other(io)) => {
-                conn::serve(ws::WsStream::new(io, &[], max), state).await;
-            }
-            Err(err) => tracing::debug!(%peer, error = %err, "upgrade failed"),
-        }
-        drop(slot);
-    });
+    state
+        .inner
+        .connections
+        .spawn(connection_task(upgrade, state.clone(), slot, peer));
     response
+}
+
+/// The task of one WebSocket: waits for hyper to finish the upgrade, then serves it.
+///
+/// `then`, not an `async` block: the block would keep what it captured (state, slot, peer) for
+/// the connection's whole life, next to the connection that owns them by then.
+fn connection_task<B: Broker>(
+    upgrade: hyper::upgrade::OnUpgrade,
+    state: AppState<B>,
+    slot: limits::IpSlot,
+    peer: SocketAddr,
+) -> impl Future<Output = ()> + Send {
+    upgrade.then(move |upgraded| match upgraded {
+        Ok(upgraded) => Either::Left(serve_upgraded(upgraded, state, slot)),
+        Err(err) => {
+            tracing::debug!(%peer, error = %err, "upgrade failed");
+            Either::Right(std::future::ready(()))
+        }
+    })
+}
+
+/// The connection on the stream an upgrade produced. Not an `async fn`, for the same reason.
+fn serve_upgraded<B: Broker>(
+    upgraded: hyper::upgrade::Upgraded,
+    state: AppState<B>,
+    slot: limits::IpSlot,
+) -> impl Future<Output = ()> + Send {
+    let max = state.inner.config.max_message_bytes;
+    match ws::Upgraded::from_hyper(upgraded) {
+        ws::Upgraded::Tcp(tcp, read) => {
+            // `read` is a view of hyper's whole 8 KiB request buffer: copied out, it goes.
+            let stream = ws::WsStream::new(tcp, &read, max);
+            Either::Left(conn::serve(stream, state, Some(slot)))
+        }
+        ws::Upgraded::Other(io) => {
+            Either::Right(conn::serve(ws::WsStream::new(io, &[], max), state, Some(slot)))
+        }
+    }
 }
 
 /// Whether a WebSocket upgrade may proceed given its `Origin` header. Requests without one come
@@ -301,7 +328,7 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let max = state.inner.config.max_message_bytes;
-    conn::serve(ws::WsStream::new(io, &[], max), state).await;
+    conn::serve(ws::WsStream::new(io, &[], max), state, None).await;
 }
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting, closes every WebSocket with
@@ -339,6 +366,22 @@ mod tests {
             h.insert(header::ORIGIN, origin.parse().unwrap());
         }
         h
+    }
+
+    /// Every connection is one task holding this future: its size is most of what an idle
+    /// connection costs (see `conn`'s test of the part it owns).
+    #[test]
+    fn a_connection_task_stays_small() {
+        let state = AppState::new(
+            Arc::new(skat_broker::MemoryBroker::default()),
+            ServerConfig::default(),
+        );
+        let ip = std::net::Ipv4Addr::LOCALHOST.into();
+        let slot = limits::PerIp::acquire(&Arc::default(), ip, 0).unwrap();
+        let upgrade = hyper::upgrade::on(&mut axum::http::Request::new(()));
+        let task = connection_task(upgrade, state, slot, SocketAddr::new(ip, 1));
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 768, "a connection's task is {size} bytes");
     }
 
     #[test]

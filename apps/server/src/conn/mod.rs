@@ -30,7 +30,7 @@ use tokio::time::Sleep;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::AppState;
-use crate::limits::TokenBucket;
+use crate::limits::{IpSlot, TokenBucket};
 use crate::outbox::{Batch, Eviction, Outbox};
 use crate::rooms::{ConnId, FrameKind, RoomFrame};
 use crate::ws::{self, FrameError, Incoming, ReadError, WsStream};
@@ -147,13 +147,19 @@ struct Conn<B: Broker, IO> {
     flush: Flush,
     /// Since when queued output has waited on a client that does not read, if it does.
     stalled_since: Option<Instant>,
+    /// The client address's connection slot, released when the connection ends.
+    _slot: Option<IpSlot>,
 }
 
 /// Serves one WebSocket until it closes, the client is evicted or the node shuts down.
 ///
 /// Not an `async fn`: the connection is built first, so the task holds it once rather than
 /// also keeping the arguments it was built from.
-pub(crate) fn serve<B, IO>(ws: WsStream<IO>, state: AppState<B>) -> impl Future<Output = ()> + Send
+pub(crate) fn serve<B, IO>(
+    ws: WsStream<IO>,
+    state: AppState<B>,
+    slot: Option<IpSlot>,
+) -> impl Future<Output = ()> + Send
 where
     B: Broker,
     IO: AsyncRead + AsyncWrite + Unpin + Send,
@@ -179,6 +185,7 @@ where
         last_seen: now,
         flush: Flush::Idle,
         stalled_since: None,
+        _slot: slot,
     };
     conn.serve()
 }
@@ -437,7 +444,7 @@ mod tests {
     fn an_idle_connection_task_stays_small() {
         let state = AppState::new(Arc::new(MemoryBroker::default()), ServerConfig::default());
         let (socket, _peer) = tokio::io::duplex(16);
-        let connection = super::serve(crate::ws::WsStream::new(socket, &[], 1024), state);
+        let connection = super::serve(crate::ws::WsStream::new(socket, &[], 1024), state, None);
         let size = std::mem::size_of_val(&connection);
         assert!(size <= 768, "a connection's task state is {size} bytes");
     }
