@@ -54,7 +54,7 @@ impl FanOut {
         let mut cx = Context::from_waker(Waker::noop());
         for (outbox, output) in self.outboxes.iter().zip(&mut self.outputs) {
             output.clear();
-            if let Poll::Ready(Ok(batch)) = outbox.poll_take(&mut cx, true) {
+            if let Poll::Ready(Ok(batch)) = outbox.poll_take(&mut cx, usize::MAX) {
                 for frame in batch {
                     output.extend_from_slice(&frame.wire);
                 }

@@ -291,9 +291,11 @@ fn serve_upgraded<B: Broker>(
             let stream = ws::WsStream::new(tcp, &read, max);
             Either::Left(conn::serve(stream, state, Some(slot)))
         }
-        ws::Upgraded::Other(io) => {
-            Either::Right(conn::serve(ws::WsStream::new(io, &[], max), state, Some(slot)))
-        }
+        ws::Upgraded::Other(io) => Either::Right(conn::serve(
+            ws::WsStream::new(io, &[], max),
+            state,
+            Some(slot),
+        )),
     }
 }
 
@@ -378,7 +380,7 @@ mod tests {
         );
         let ip = std::net::Ipv4Addr::LOCALHOST.into();
         let slot = limits::PerIp::acquire(&Arc::default(), ip, 0).unwrap();
-        let upgrade = hyper::upgrade::on(&mut axum::http::Request::new(()));
+        let upgrade = hyper::upgrade::on(axum::http::Request::new(()));
         let task = connection_task(upgrade, state, slot, SocketAddr::new(ip, 1));
         let size = std::mem::size_of_val(&task);
         assert!(size <= 768, "a connection's task is {size} bytes");

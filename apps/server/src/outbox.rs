@@ -38,7 +38,12 @@ pub(crate) struct Outbox {
 #[derive(Debug, Default)]
 struct State {
     frames: Batch,
+    /// Bytes of the queued frames.
+    bytes: usize,
     waker: Option<Waker>,
+    /// Whether a push should wake the connection: not while its socket is backed up (it only
+    /// waits for eviction then).
+    wake_on_push: bool,
     evicted: Option<Eviction>,
 }
 
@@ -65,6 +70,12 @@ impl Batch {
         } else {
             self.rest.push_back(frame);
         }
+    }
+
+    fn pop(&mut self) -> Option<Arc<RoomFrame>> {
+        let first = self.first.take();
+        self.first = self.rest.pop_front();
+        first
     }
 }
 
@@ -104,8 +115,13 @@ impl Outbox {
             state.evicted = Some(Eviction::SlowConsumer);
             // Nobody will write these any more.
             state.frames = Batch::default();
+            state.bytes = 0;
         } else {
             state.frames.push(Arc::clone(frame));
+            state.bytes += frame.wire.len();
+            if !state.wake_on_push {
+                return;
+            }
         }
         let waker = state.waker.take();
         drop(state);
@@ -125,20 +141,35 @@ impl Outbox {
         }
     }
 
-    /// Takes everything queued when `take` is set; otherwise only watches for eviction.
-    /// Pending (with the waker stored) while there is nothing to do.
+    /// Takes queued frames, oldest first, up to `budget` bytes (at least one frame); what is
+    /// left keeps counting towards eviction. A budget of 0 only watches for eviction. Pending
+    /// (with the waker stored) while there is nothing to do.
     pub(crate) fn poll_take(
         &self,
         cx: &mut Context<'_>,
-        take: bool,
+        budget: usize,
     ) -> Poll<Result<Batch, Eviction>> {
         let mut state = lock(&self.state);
         if let Some(reason) = state.evicted {
             return Poll::Ready(Err(reason));
         }
-        if take && !state.frames.is_empty() {
-            return Poll::Ready(Ok(std::mem::take(&mut state.frames)));
+        if budget > 0 && !state.frames.is_empty() {
+            if state.bytes <= budget {
+                state.bytes = 0;
+                return Poll::Ready(Ok(std::mem::take(&mut state.frames)));
+            }
+            let mut batch = Batch::default();
+            let mut taken = 0;
+            while taken < budget
+                && let Some(frame) = state.frames.pop()
+            {
+                taken += frame.wire.len();
+                batch.push(frame);
+            }
+            state.bytes -= taken;
+            return Poll::Ready(Ok(batch));
         }
+        state.wake_on_push = budget > 0;
         match &mut state.waker {
             Some(waker) if waker.will_wake(cx.waker()) => {}
             slot => *slot = Some(cx.waker().clone()),
@@ -172,7 +203,9 @@ mod tests {
         for i in 0..3 {
             outbox.push(&frame(&i.to_string()));
         }
-        let batch = poll_fn(|cx| outbox.poll_take(cx, true)).await.unwrap();
+        let batch = poll_fn(|cx| outbox.poll_take(cx, usize::MAX))
+            .await
+            .unwrap();
         assert_eq!(batch.len(), 3);
         let texts: Vec<_> = batch.into_iter().map(|f| f.wire[2..].to_vec()).collect();
         assert_eq!(texts, [b"0", b"1", b"2"], "in queue order");
@@ -184,13 +217,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn takes_at_most_its_budget_and_the_rest_still_counts() {
+        let outbox = Outbox::new(4);
+        for i in 0..4 {
+            outbox.push(&frame(&"x".repeat(98 + i)));
+        }
+        let batch = poll_fn(|cx| outbox.poll_take(cx, 250)).await.unwrap();
+        let sizes: Vec<_> = batch.into_iter().map(|f| f.wire.len()).collect();
+        assert_eq!(
+            sizes,
+            [100, 101, 102],
+            "oldest first, until the budget is spent"
+        );
+        let batch = poll_fn(|cx| outbox.poll_take(cx, 1)).await.unwrap();
+        assert_eq!(batch.len(), 1, "at least one frame");
+        for i in 0..5 {
+            outbox.push(&frame(&i.to_string()));
+        }
+        assert_eq!(outbox.evicted(), Some(Eviction::SlowConsumer));
+    }
+
+    #[tokio::test]
     async fn overflow_evicts_and_wakes() {
         let outbox = Arc::new(Outbox::new(2));
         let waiter = {
             let outbox = Arc::clone(&outbox);
             tokio::spawn(async move {
                 // Only watching for eviction, as a connection with a full socket buffer does.
-                poll_fn(|cx| outbox.poll_take(cx, false)).await.map(|_| ())
+                poll_fn(|cx| outbox.poll_take(cx, 0)).await.map(|_| ())
             })
         };
         tokio::task::yield_now().await;

@@ -230,6 +230,8 @@ async fn fan_out<B: Broker>(broker: Arc<B>, room: Arc<Room>, ready: watch::Sende
         let Some(event) = event else {
             // The broker ended the subscription: members cannot be served, let them reconnect.
             tracing::error!(room = %room.name, "room subscription ended; disconnecting its members");
+            // Joins until the last member is gone (and the room with it) are refused.
+            ready.send_replace(Readiness::Failed("room subscription ended".to_owned()));
             for member in lock(&room.members).conns.values() {
                 member.evict(Eviction::RoomLost);
             }
@@ -285,7 +287,7 @@ mod tests {
     use std::future::poll_fn;
 
     async fn next_batch(outbox: &Outbox) -> Result<Vec<Arc<RoomFrame>>, Eviction> {
-        poll_fn(|cx| outbox.poll_take(cx, true))
+        poll_fn(|cx| outbox.poll_take(cx, usize::MAX))
             .await
             .map(|batch| batch.into_iter().collect())
     }

@@ -266,15 +266,16 @@ where
         }
     }
 
-    /// Leaves every room, then sends the close frame the ending calls for.
+    /// Sends the close frame the ending calls for (first: a client's closing handshake must
+    /// not wait on the broker), then leaves every room.
     async fn finish(mut self, stop: Stop) {
-        self.leave_all().await;
         if let Some((code, reason)) = stop.close_frame() {
             tracing::debug!(conn = self.id, ?stop, reason, "closing");
             ws::encode_close(self.ws.out(), code, reason);
             // A client that stopped reading may never take the close frame; do not wait for it.
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.close()).await;
         }
+        self.leave_all().await;
     }
 
     /// Waits for the next thing to do, meanwhile moving room frames to the socket.
@@ -289,8 +290,8 @@ where
         }
         loop {
             // Room frames while the output has room for them; eviction in any case.
-            let take = self.ws.pending() < HIGH_WATER;
-            let took = match self.outbox.poll_take(cx, take) {
+            let budget = HIGH_WATER.saturating_sub(self.ws.pending());
+            let took = match self.outbox.poll_take(cx, budget) {
                 Poll::Ready(Err(reason)) => return Poll::Ready(Event::Stop(Stop::Evicted(reason))),
                 Poll::Ready(Ok(batch)) => {
                     self.frame_batch(batch);

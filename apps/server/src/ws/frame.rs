@@ -76,10 +76,13 @@ pub(crate) fn parse(
         let Some(header) = parse_header(buf, max)? else {
             return Ok(None);
         };
-        let total = header.header_len + header.len;
-        if buf.len() < total {
-            // Reserve once for the whole frame instead of growing read by read.
-            buf.reserve(total - buf.len());
+        let is_data = header.opcode & 0x08 == 0;
+        if is_data && partial.payload.len() + header.len > max {
+            // Refused from the header, before the fragment is buffered.
+            return Err(FrameError::TooBig);
+        }
+        // Nothing is reserved for the announced length: memory follows the bytes that arrive.
+        if buf.len() < header.header_len + header.len {
             return Ok(None);
         }
         buf.advance(header.header_len);
@@ -88,7 +91,7 @@ pub(crate) fn parse(
         match header.opcode {
             OP_PING => return Ok(Some(Incoming::Ping(payload.to_vec()))),
             OP_PONG => return Ok(Some(Incoming::Pong)),
-            OP_CLOSE => return Ok(Some(Incoming::Close)),
+            OP_CLOSE => return check_close(&payload).map(|()| Some(Incoming::Close)),
             OP_TEXT | OP_BINARY if partial.opcode.is_some() => {
                 return Err(FrameError::Protocol("new message inside a fragmented one"));
             }
@@ -97,9 +100,6 @@ pub(crate) fn parse(
             }
             OP_TEXT | OP_BINARY if header.fin => return finish(header.opcode, payload.to_vec()),
             opcode => {
-                if partial.payload.len() + payload.len() > max {
-                    return Err(FrameError::TooBig);
-                }
                 partial.opcode.get_or_insert(opcode);
                 partial.payload.extend_from_slice(&payload);
                 if header.fin {
@@ -109,6 +109,25 @@ pub(crate) fn parse(
             }
         }
     }
+}
+
+/// A close frame's payload is empty, or a status code a peer may send plus a UTF-8 reason.
+fn check_close(payload: &[u8]) -> Result<(), FrameError> {
+    let Some((code, reason)) = payload.split_first_chunk::<2>() else {
+        return if payload.is_empty() {
+            Ok(())
+        } else {
+            Err(FrameError::Protocol("close frame with a 1-byte payload"))
+        };
+    };
+    // RFC 6455 §7.4 and the IANA registry; 1004-1006 and 1015 must never be sent.
+    match u16::from_be_bytes(*code) {
+        1000..=1003 | 1007..=1014 | 3000..=4999 => {}
+        _ => return Err(FrameError::Protocol("invalid close code")),
+    }
+    std::str::from_utf8(reason)
+        .map(drop)
+        .map_err(|_| FrameError::InvalidUtf8)
 }
 
 fn finish(opcode: u8, payload: Vec<u8>) -> Result<Option<Incoming>, FrameError> {
@@ -165,6 +184,9 @@ fn parse_header(buf: &[u8], max: usize) -> Result<Option<Header>, FrameError> {
     };
     if control && (len > 125 || !fin) {
         return Err(FrameError::Protocol("bad control frame"));
+    }
+    if len >> 63 != 0 {
+        return Err(FrameError::Protocol("64-bit length with the top bit set"));
     }
     let len = usize::try_from(len).map_err(|_| FrameError::TooBig)?;
     if len > max {
@@ -355,6 +377,50 @@ mod tests {
             parse_all(&client_frame(true, OP_BINARY, &[0xff]), 100).unwrap(),
             vec![Incoming::Binary]
         );
+        let mut huge = vec![0x81, 0x80 | 127];
+        huge.extend_from_slice(&u64::MAX.to_be_bytes());
+        assert!(matches!(
+            parse_all(&huge, 100),
+            Err(FrameError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn a_fragment_past_the_limit_is_refused_from_its_header() {
+        let mut bytes = client_frame(false, OP_TEXT, &[b'a'; 60]);
+        bytes.extend(&client_frame(true, OP_CONTINUATION, &[b'a'; 60])[..8]);
+        assert_eq!(parse_all(&bytes, 100), Err(FrameError::TooBig));
+    }
+
+    #[test]
+    fn nothing_is_reserved_for_an_announced_length() {
+        let frame = client_frame(true, OP_TEXT, &[b'a'; 60_000]);
+        let mut buf = BytesMut::from(&frame[..8]);
+        let before = buf.capacity();
+        assert_eq!(
+            parse(&mut buf, &mut Reassembly::default(), 65_536),
+            Ok(None)
+        );
+        assert_eq!(buf.capacity(), before);
+    }
+
+    #[test]
+    fn close_frames_are_checked() {
+        let close = |payload: &[u8]| parse_all(&client_frame(true, OP_CLOSE, payload), 200);
+        assert_eq!(close(b"").unwrap(), vec![Incoming::Close]);
+        for ok in [1000u16, 1001, 1003, 1007, 1011, 1012, 3000, 4999] {
+            let mut payload = ok.to_be_bytes().to_vec();
+            payload.extend_from_slice("bye é".as_bytes());
+            assert_eq!(close(&payload).unwrap(), vec![Incoming::Close], "{ok}");
+        }
+        for bad in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
+            assert!(
+                matches!(close(&bad.to_be_bytes()), Err(FrameError::Protocol(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(close(&[3]), Err(FrameError::Protocol(_))));
+        assert_eq!(close(&[0x03, 0xe8, 0xff]), Err(FrameError::InvalidUtf8));
     }
 
     #[test]

@@ -52,7 +52,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsStream<IO> {
             io,
             inbuf: BytesMut::from(leftover),
             partial: None,
-            max_message,
+            // Frame arithmetic stays far from overflow whatever the operator configured.
+            max_message: max_message.min(usize::MAX / 4),
             out: Vec::new(),
             written: 0,
         }
@@ -106,18 +107,35 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsStream<IO> {
     }
 
     /// Writes queued output until all of it is written (then frees the buffer) or the socket
-    /// would block.
+    /// would block (then drops what was written from the buffer, so that a client that reads
+    /// slowly but steadily never makes it grow beyond what is unwritten).
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.written < self.out.len() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.out[self.written..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            match Pin::new(&mut self.io).poll_write(cx, &self.out[self.written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => self.written += n,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => {
+                    self.compact();
+                    return Poll::Pending;
+                }
             }
-            self.written += n;
         }
         self.out = Vec::new();
         self.written = 0;
         Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    /// Moves the unwritten output to the front of the buffer, and gives back capacity that a
+    /// burst left far above what is still unwritten.
+    fn compact(&mut self) {
+        if self.written > 0 {
+            self.out.drain(..self.written);
+            self.written = 0;
+        }
+        if self.out.capacity() > 4 * self.out.len().max(READ_CHUNK) {
+            self.out.shrink_to(2 * self.out.len().max(READ_CHUNK));
+        }
     }
 
     /// Flushes, then shuts the write side down.
@@ -166,5 +184,31 @@ mod tests {
             "the output buffer is freed once written"
         );
         drop(client);
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_never_makes_the_output_grow_past_what_is_unwritten() {
+        let (server, mut client) = tokio::io::duplex(1024);
+        let mut ws = WsStream::new(server, &[], 1024);
+        let mut read = vec![0; 1000];
+        for round in 0..200 {
+            // The client reads a little, the server appends as much again: steady progress,
+            // never fully caught up.
+            frame::encode(ws.out(), frame::OP_TEXT, &[b'x'; 996]);
+            let _ = poll_fn(|cx| Poll::Ready(ws.poll_flush(cx))).await;
+            if round > 2 {
+                client.read_exact(&mut read).await.unwrap();
+            }
+            assert!(
+                ws.out.len() <= 4 * 1000,
+                "round {round}: {} bytes held",
+                ws.out.len()
+            );
+        }
+        assert!(
+            ws.out.capacity() <= 4 * READ_CHUNK,
+            "capacity {}",
+            ws.out.capacity()
+        );
     }
 }
