@@ -16,7 +16,7 @@ fn fan_out(c: &mut Criterion) {
     group.throughput(Throughput::Elements(members as u64));
     let mut room = FanOut::new(members);
     group.bench_function("one_event_to_1000_members", |b| {
-        b.iter(|| room.deliver_one())
+        b.iter(|| room.deliver_one());
     });
     group.finish();
 }

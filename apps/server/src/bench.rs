@@ -2,7 +2,7 @@
 //!
 //! Criterion benchmarks only see a crate's public items, and the fan-out they measure is
 //! internal. This module drives the real pieces — a room's encode-once, each member's
-//! [`Outbox`], and the copy of the framed bytes into each connection's output — without
+//! outbox, and the copy of the framed bytes into each connection's output — without
 //! sockets, so the benchmark measures the user-space cost of one delivery and nothing else.
 
 use std::sync::Arc;
