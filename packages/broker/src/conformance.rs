@@ -22,6 +22,7 @@ where
     history_pages_backwards(&make().await).await;
     history_is_bounded(&make().await, history_len).await;
     recovery(&make().await, history_len).await;
+    join_snapshot(&make().await, history_len).await;
     presence_counts_nodes(&make().await).await;
     retries_with_the_same_nonce_are_not_stored_twice(&make().await).await;
     typing_reaches_subscribers(&make().await).await;
@@ -156,6 +157,89 @@ pub async fn recovery<B: Broker>(broker: &B, history_len: usize) {
         Some(&sent[3..]),
         "oldest retained boundary"
     );
+}
+
+/// `join_snapshot` answers what the calls it stands for would.
+pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
+    let room = "c-snapshot";
+    let first = broker
+        .join_snapshot(room, "carol", true, None, 100, 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        first.members,
+        ["carol"],
+        "presence recorded before members are read"
+    );
+    assert!(first.messages.is_empty() && !first.recovered);
+
+    let sent = publish_n(broker, room, 10).await;
+    let latest = broker
+        .join_snapshot(room, "dave", false, None, 100, 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        latest.members,
+        ["carol"],
+        "no presence without join_presence"
+    );
+    assert_eq!(latest.messages, &sent[5..], "the latest page, oldest first");
+    assert!(!latest.recovered);
+
+    let since = broker
+        .join_snapshot(room, "dave", true, Some(id(&sent[6])), 100, 5)
+        .await
+        .unwrap();
+    assert_eq!(since.members, ["carol", "dave"]);
+    assert_eq!(
+        since.messages,
+        &sent[7..],
+        "exactly the messages after since"
+    );
+    assert!(since.recovered);
+
+    let over = broker
+        .join_snapshot(room, "dave", false, Some(id(&sent[0])), 3, 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        over.messages,
+        &sent[5..],
+        "too many missed: the latest page instead"
+    );
+    assert!(!over.recovered);
+
+    let trimmed = publish_n(broker, "c-snapshot-trimmed", history_len + 3).await;
+    let gone = broker
+        .join_snapshot(
+            "c-snapshot-trimmed",
+            "dave",
+            false,
+            Some(id(&trimmed[0])),
+            10_000,
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        gone.messages,
+        &trimmed[trimmed.len() - 2..],
+        "gap past retention"
+    );
+    assert!(!gone.recovered);
+    let kept = broker
+        .join_snapshot(
+            "c-snapshot-trimmed",
+            "dave",
+            false,
+            Some(id(&trimmed[2])),
+            10_000,
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept.messages, &trimmed[3..], "oldest retained boundary");
+    assert!(kept.recovered);
 }
 
 pub async fn presence_counts_nodes<B: Broker>(broker: &B) {

@@ -112,6 +112,18 @@ pub struct HistoryPage {
     pub has_more: bool,
 }
 
+/// What a connection joining a room is told: see [`Broker::join_snapshot`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The users online in the room, as [`Broker::members`] returns them.
+    pub members: Vec<String>,
+    /// The messages missed since the client's `since` if `recovered`, else the latest page;
+    /// oldest first.
+    pub messages: Vec<Message>,
+    /// Whether `messages` are exactly those after `since`.
+    pub recovered: bool,
+}
+
 /// The shared state of rooms, as seen by one node.
 ///
 /// Delivery guarantees are stated per method. "Accepted" means [`Broker::publish`] returned `Ok`.
@@ -193,6 +205,44 @@ pub trait Broker: Send + Sync + 'static {
         room: &str,
         user: &str,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Everything a `joined` frame needs, in as few round trips as the backend can: first
+    /// [`Broker::presence_join`] if `join_presence` (this node's first connection of `user`
+    /// in the room), then the members, then [`Broker::recover`]'s messages after `since` if it
+    /// has them (at most `recovery_limit`), else the latest `page` messages. The default
+    /// composes those calls; a remote backend should do it in one round trip, as a connection
+    /// storm is made of joins.
+    fn join_snapshot(
+        &self,
+        room: &str,
+        user: &str,
+        join_presence: bool,
+        since: Option<MessageId>,
+        recovery_limit: usize,
+        page: usize,
+    ) -> impl Future<Output = Result<Snapshot, Self::Error>> + Send {
+        async move {
+            if join_presence {
+                self.presence_join(room, user).await?;
+            }
+            let members = self.members(room).await?;
+            if let Some(since) = since
+                && let Some(missed) = self.recover(room, since, recovery_limit).await?
+            {
+                return Ok(Snapshot {
+                    members,
+                    messages: missed,
+                    recovered: true,
+                });
+            }
+            let latest = self.history(room, None, page).await?;
+            Ok(Snapshot {
+                members,
+                messages: latest.messages,
+                recovered: false,
+            })
+        }
+    }
 
     /// Whether the broker can currently serve every call (for readiness probes). A broker that
     /// is not ready fails calls with its error instead of blocking; subscriptions survive and

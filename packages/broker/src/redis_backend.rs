@@ -49,7 +49,8 @@ use tokio::task::AbortHandle;
 
 use crate::inbox::{Inbox, Received};
 use crate::{
-    Broker, HistoryPage, Message, MessageId, NewMessage, Published, RoomEvent, Subscription,
+    Broker, HistoryPage, Message, MessageId, NewMessage, Published, RoomEvent, Snapshot,
+    Subscription,
 };
 
 /// Settings of a [`RedisBroker`].
@@ -175,6 +176,7 @@ struct Scripts {
     presence_join: Script,
     presence_leave: Script,
     members: Script,
+    join: Script,
 }
 
 /// Removes expired presence entries, publishing `offline` for users left without any.
@@ -248,6 +250,38 @@ return 1
             )),
             // KEYS: presence, users, channel.
             members: Script::new(&format!("{SWEEP}\nreturn redis.call('HKEYS', KEYS[2])")),
+            // `join_snapshot` in one round trip. KEYS: presence, users, channel, stream,
+            // trimmed. ARGV: entry, user, ttl ms, join presence (1/0), since ('' for none),
+            // recovery limit, page. Returns {members, entries, recovered (1/0)}.
+            join: Script::new(&format!(
+                "{SWEEP}
+if ARGV[4] == '1' and redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1]) == 1 then
+  if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 then
+    redis.call('PUBLISH', KEYS[3], 'p1' .. ARGV[2])
+  end
+end
+local members = redis.call('HKEYS', KEYS[2])
+if ARGV[5] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
+  local trimmed = redis.call('GET', KEYS[5])
+  local function parts(id)
+    local dash = string.find(id, '-', 1, true)
+    return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
+  end
+  local recoverable = true
+  if trimmed then
+    local tm, ts = parts(trimmed)
+    local sm, ss = parts(ARGV[5])
+    recoverable = tm < sm or (tm == sm and ts <= ss)
+  end
+  if recoverable then
+    local limit = tonumber(ARGV[6])
+    local missed = redis.call('XRANGE', KEYS[4], '(' .. ARGV[5], '+', 'COUNT', limit + 1)
+    if #missed <= limit then return {{members, missed, 1}} end
+  end
+end
+return {{members, redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', tonumber(ARGV[7])), 0}}
+"
+            )),
         }
     }
 }
@@ -734,6 +768,56 @@ impl Broker for RedisBroker {
             .invoke_async(&mut self.shared.conn.clone())
             .await?;
         Ok(())
+    }
+
+    async fn join_snapshot(
+        &self,
+        room: &str,
+        user: &str,
+        join_presence: bool,
+        since: Option<MessageId>,
+        recovery_limit: usize,
+        page: usize,
+    ) -> Result<Snapshot, RedisBrokerError> {
+        let keys = self.shared.keys(room);
+        let ttl = self.shared.config.presence_ttl.as_millis() as u64;
+        type Entries = Vec<(String, Vec<String>)>;
+        let (mut members, entries, recovered): (Vec<String>, Entries, i64) = self
+            .shared
+            .scripts
+            .join
+            .key(&keys.presence)
+            .key(&keys.users)
+            .key(&keys.channel)
+            .key(&keys.stream)
+            .key(&keys.trimmed)
+            .arg(self.shared.presence_entry(user))
+            .arg(user)
+            .arg(ttl)
+            .arg(if join_presence { "1" } else { "0" })
+            .arg(since.map_or_else(String::new, |id| id.to_string()))
+            .arg(recovery_limit)
+            .arg(page)
+            .invoke_async(&mut self.shared.conn.clone())
+            .await?;
+        if join_presence {
+            lock(&self.shared.held).insert(room, user);
+        }
+        members.sort_unstable();
+        let mut messages = entries
+            .into_iter()
+            .map(|(id, fields)| decode_entry(room, id, &fields))
+            .collect::<Result<Vec<_>, _>>()?;
+        let recovered = recovered == 1;
+        if !recovered {
+            // The latest page comes newest first.
+            messages.reverse();
+        }
+        Ok(Snapshot {
+            members,
+            messages,
+            recovered,
+        })
     }
 
     async fn members(&self, room: &str) -> Result<Vec<String>, RedisBrokerError> {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use skat_broker::{Broker, MessageId, NewMessage, Published};
+use skat_broker::{Broker, MessageId, NewMessage, Published, Snapshot};
 use skat_protocol::{
     ClientFrame, DEFAULT_HISTORY_LIMIT, ErrorCode, Invalid, PROTOCOL_VERSION, ServerFrame,
     decode_client, validate_body, validate_history_limit, validate_name, validate_nonce,
@@ -148,8 +148,20 @@ where
             Ok(joined) => joined,
             Err(err) => return self.reply_error(ErrorCode::Unavailable, &err.to_string(), None),
         };
-        match room_snapshot(&self.state, &room, user, joined.first_of_user, since).await {
-            Ok((members, messages, recovered)) => {
+        let snapshot = self.state.broker().join_snapshot(
+            &room,
+            user,
+            joined.first_of_user,
+            since,
+            self.state.config().recovery_limit,
+            DEFAULT_HISTORY_LIMIT as usize,
+        );
+        match snapshot.await {
+            Ok(Snapshot {
+                members,
+                messages,
+                recovered,
+            }) => {
                 let watermark = messages
                     .last()
                     .and_then(|m| m.id.parse().ok())
@@ -299,32 +311,6 @@ where
             }
         }
     }
-}
-
-/// Records presence and reads the members and the page a `joined` frame carries.
-async fn room_snapshot<B: Broker>(
-    state: &AppState<B>,
-    room: &str,
-    user: &str,
-    first_of_user: bool,
-    since: Option<MessageId>,
-) -> Result<(Vec<String>, Vec<skat_protocol::Message>, bool), B::Error> {
-    let broker = state.broker();
-    if first_of_user {
-        broker.presence_join(room, user).await?;
-    }
-    let members = broker.members(room).await?;
-    if let Some(since) = since
-        && let Some(missed) = broker
-            .recover(room, since, state.config().recovery_limit)
-            .await?
-    {
-        return Ok((members, missed, true));
-    }
-    let page = broker
-        .history(room, None, DEFAULT_HISTORY_LIMIT as usize)
-        .await?;
-    Ok((members, page.messages, false))
 }
 
 /// Unregisters from a room and withdraws presence if this was the user's last connection.
