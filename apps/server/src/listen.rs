@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use futures_util::FutureExt as _;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -30,6 +31,9 @@ use tower_service::Service as _;
 
 /// Default `listen(2)` backlog: enough for thousands of simultaneous connects.
 pub const DEFAULT_BACKLOG: u32 = 4096;
+
+/// Connections accepted in one go, when more are waiting, before other tasks get to run.
+const ACCEPT_BATCH: usize = 256;
 
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -68,6 +72,14 @@ pub(crate) async fn serve(
         match accepted {
             Ok((tcp, peer)) => {
                 connections.spawn(serve_connection(tcp, peer, router.clone(), closing.clone()));
+                // In a storm, empty the kernel's queue before the new connections' tasks run:
+                // a full queue drops SYNs, and each drop costs a client a one-second retry.
+                for _ in 0..ACCEPT_BATCH {
+                    let Some(Ok((tcp, peer))) = listener.accept().now_or_never() else {
+                        break;
+                    };
+                    connections.spawn(serve_connection(tcp, peer, router.clone(), closing.clone()));
+                }
             }
             // The peer gave up before we accepted: nothing to do.
             Err(err) if is_per_connection(&err) => {}
