@@ -27,7 +27,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 /// A bounded single-receiver queue of live events; see the module docs.
@@ -71,6 +71,17 @@ pub(crate) enum Pushed {
     Lagged,
     /// The inbox is closed: the item was dropped.
     Closed,
+}
+
+/// Queues `item` in every inbox of a room, cloning it for all but the last. A full inbox drops it,
+/// leaving a gap where its subscriber re-reads what it missed from the backend's history.
+pub(crate) fn push_all<T: Clone>(inboxes: &[Arc<Inbox<T>>], item: T) {
+    if let Some((last, others)) = inboxes.split_last() {
+        for inbox in others {
+            inbox.push(item.clone());
+        }
+        last.push(item);
+    }
 }
 
 impl<T> Inbox<T> {

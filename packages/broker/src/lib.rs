@@ -26,6 +26,7 @@ mod inbox;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis_backend;
+mod sparse;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

@@ -19,7 +19,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::inbox::{Inbox, Received};
+use crate::inbox::{Inbox, Received, push_all};
+use crate::sparse::ShrinkWhenSparse as _;
 use crate::{
     Broker, HistoryPage, Message, MessageId, NewMessage, Published, RoomEvent, Subscription,
 };
@@ -84,12 +85,7 @@ impl RoomState {
     /// Queues a live event for every subscriber, if any. A full inbox drops it, leaving a gap
     /// where its subscriber catches up from the history.
     fn emit(&self, event: RoomEvent) {
-        if let Some((last, others)) = self.subscribers.split_last() {
-            for inbox in others {
-                inbox.push(event.clone());
-            }
-            last.push(event);
-        }
+        push_all(&self.subscribers, event);
     }
 
     /// Forgets nonces whose window has passed (they expire in insertion order), giving back the
@@ -106,10 +102,8 @@ impl RoomState {
             }
         }
         if self.dedup_order.len() < before {
-            shrink_if_sparse(&mut self.dedup_order);
-            if self.dedup.len() * 4 < self.dedup.capacity() {
-                self.dedup.shrink_to_fit();
-            }
+            self.dedup_order.shrink_when_sparse();
+            self.dedup.shrink_when_sparse();
         }
     }
 
@@ -132,13 +126,6 @@ impl RoomState {
 /// critical section here finishes its writes before anything can panic.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Gives back most of a queue's buffer once it is mostly empty (all of it once empty).
-fn shrink_if_sparse<T>(queue: &mut VecDeque<T>) {
-    if queue.len() * 4 < queue.capacity() {
-        queue.shrink_to_fit();
-    }
 }
 
 fn now_ms() -> u64 {
@@ -313,9 +300,7 @@ impl Broker for MemoryBroker {
         *count -= 1;
         if *count == 0 {
             state.presence.remove(user);
-            if state.presence.len() * 4 < state.presence.capacity() {
-                state.presence.shrink_to_fit();
-            }
+            state.presence.shrink_when_sparse();
             state.emit(RoomEvent::Presence {
                 room: room.to_owned(),
                 user: user.to_owned(),

@@ -47,7 +47,8 @@ use redis::{AsyncCommands, Script};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
-use crate::inbox::{Inbox, Received};
+use crate::inbox::{Inbox, Received, push_all};
+use crate::sparse::ShrinkWhenSparse as _;
 use crate::{
     Broker, HistoryPage, Message, MessageId, NewMessage, Published, RoomEvent, Snapshot,
     Subscription,
@@ -195,6 +196,16 @@ for _, entry in ipairs(expired) do
 end
 ";
 
+/// Records this node's presence entry, publishing `online` if it is the user's first.
+/// KEYS: presence zset, users hash, channel. ARGV: entry, user, ttl ms. Needs `now` (SWEEP).
+const JOIN_PRESENCE: &str = r"
+if redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1]) == 1 then
+  if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 then
+    redis.call('PUBLISH', KEYS[3], 'p1' .. ARGV[2])
+  end
+end
+";
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -226,16 +237,7 @@ return {id, 1}
 ",
             ),
             // KEYS: presence, users, channel. ARGV: entry, user, ttl ms.
-            presence_join: Script::new(&format!(
-                "{SWEEP}
-if redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1]) == 1 then
-  if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 then
-    redis.call('PUBLISH', KEYS[3], 'p1' .. ARGV[2])
-  end
-end
-return 1
-"
-            )),
+            presence_join: Script::new(&format!("{SWEEP}{JOIN_PRESENCE}\nreturn 1")),
             // KEYS: presence, users, channel. ARGV: entry, user.
             presence_leave: Script::new(&format!(
                 "{SWEEP}
@@ -255,11 +257,7 @@ return 1
             // recovery limit, page. Returns {members, entries, recovered (1/0)}.
             join: Script::new(&format!(
                 "{SWEEP}
-if ARGV[4] == '1' and redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1]) == 1 then
-  if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 then
-    redis.call('PUBLISH', KEYS[3], 'p1' .. ARGV[2])
-  end
-end
+if ARGV[4] == '1' then {JOIN_PRESENCE} end
 local members = redis.call('HKEYS', KEYS[2])
 if ARGV[5] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
   local trimmed = redis.call('GET', KEYS[5])
@@ -343,11 +341,8 @@ impl Shared {
         if let Some(count) = count {
             cmd.arg("COUNT").arg(count);
         }
-        let entries: Vec<(String, Vec<String>)> = cmd.query_async(&mut self.conn.clone()).await?;
-        entries
-            .into_iter()
-            .map(|(id, fields)| decode_entry(room, id, &fields))
-            .collect()
+        let entries: Entries = cmd.query_async(&mut self.conn.clone()).await?;
+        decode_entries(room, entries)
     }
 
     /// Messages with ids above `after` (all when `None`), oldest first, at most `count`.
@@ -397,14 +392,7 @@ impl Shared {
                 return;
             }
         };
-        // A full inbox drops the event, leaving a gap where its subscriber re-reads what it missed
-        // from the stream.
-        if let Some((last, others)) = room.subs.split_last() {
-            for inbox in others {
-                inbox.push(event.clone());
-            }
-            last.push(event);
-        }
+        push_all(&room.subs, event);
     }
 }
 
@@ -583,8 +571,8 @@ impl Held {
             users.remove(user);
             if users.is_empty() {
                 self.0.remove(room);
-            } else if users.capacity() > 4 * users.len() {
-                users.shrink_to_fit();
+            } else {
+                users.shrink_when_sparse();
             }
         }
     }
@@ -781,7 +769,6 @@ impl Broker for RedisBroker {
     ) -> Result<Snapshot, RedisBrokerError> {
         let keys = self.shared.keys(room);
         let ttl = self.shared.config.presence_ttl.as_millis() as u64;
-        type Entries = Vec<(String, Vec<String>)>;
         let (mut members, entries, recovered): (Vec<String>, Entries, i64) = self
             .shared
             .scripts
@@ -804,10 +791,7 @@ impl Broker for RedisBroker {
             lock(&self.shared.held).insert(room, user);
         }
         members.sort_unstable();
-        let mut messages = entries
-            .into_iter()
-            .map(|(id, fields)| decode_entry(room, id, &fields))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut messages = decode_entries(room, entries)?;
         let recovered = recovered == 1;
         if !recovered {
             // The latest page comes newest first.
@@ -996,6 +980,17 @@ fn decode_message(room: &str, id: String, encoded: &str) -> Result<Message, Redi
         ts: parsed.ms,
         nonce,
     })
+}
+
+/// Stream entries as Redis returns them (`XRANGE` and friends): `[id, [field, value, ...]]`.
+type Entries = Vec<(String, Vec<String>)>;
+
+/// Decodes stream entries, in the order given.
+fn decode_entries(room: &str, entries: Entries) -> Result<Vec<Message>, RedisBrokerError> {
+    entries
+        .into_iter()
+        .map(|(id, fields)| decode_entry(room, id, &fields))
+        .collect()
 }
 
 /// Decodes a stream entry `[id, ["d", encoded]]`.
