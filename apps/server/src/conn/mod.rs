@@ -393,8 +393,7 @@ where
         {
             return Err(Stop::Idle);
         }
-        ws::encode(self.ws.out(), ws::OP_PING, b"");
-        self.flush = Flush::Due;
+        self.send_now(ws::OP_PING, b"");
         Ok(())
     }
 
@@ -408,10 +407,7 @@ where
                 "binary frames are not supported; send JSON text",
                 None,
             ),
-            Incoming::Ping(payload) => {
-                ws::encode(self.ws.out(), ws::OP_PONG, &payload);
-                self.flush = Flush::Due;
-            }
+            Incoming::Ping(payload) => self.send_now(ws::OP_PONG, &payload),
             Incoming::Pong => {}
             Incoming::Close => return Err(Stop::ClientClosed),
         }
@@ -420,7 +416,13 @@ where
 
     /// Queues a reply to the client's own request; it is written on the next wakeup.
     fn reply(&mut self, frame: &ServerFrame) {
-        ws::encode(self.ws.out(), ws::OP_TEXT, encode_server(frame).as_bytes());
+        self.send_now(ws::OP_TEXT, encode_server(frame).as_bytes());
+    }
+
+    /// Queues a frame of the connection's own (a reply, a ping, a pong) to be written on this
+    /// wakeup, with anything already queued: it never waits for the flush window.
+    fn send_now(&mut self, opcode: u8, payload: &[u8]) {
+        ws::encode(self.ws.out(), opcode, payload);
         self.flush = Flush::Due;
     }
 

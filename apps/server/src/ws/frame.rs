@@ -18,7 +18,7 @@ pub(crate) const OP_PING: u8 = 0x9;
 pub(crate) const OP_PONG: u8 = 0xA;
 
 /// Largest header a server frame can have: 2 bytes plus an 8-byte length.
-pub(crate) const MAX_HEADER: usize = 10;
+const MAX_HEADER: usize = 10;
 
 /// A complete message from the client (fragments already joined, payload unmasked).
 #[derive(Debug, PartialEq, Eq)]
@@ -237,7 +237,7 @@ pub(crate) fn encode(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
 
 /// A whole text frame, ready to be copied to any number of sockets.
 pub(crate) fn text_frame(text: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(MAX_HEADER + text.len());
+    let mut out = Vec::new();
     encode(&mut out, OP_TEXT, text.as_bytes());
     out
 }
