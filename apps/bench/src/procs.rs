@@ -213,6 +213,14 @@ impl Deployment {
         let mut nodes = Vec::new();
         let mut urls = Vec::new();
         let mut ports = Vec::new();
+        // A server process listening on `port`, serving WebSockets at /ws.
+        let mut add_node =
+            |role: &str, bin: &std::path::Path, envs: &[(&str, String)], port: u16| {
+                nodes.push(Proc::spawn(role, bin, &[], envs, cpus, dir.path())?);
+                urls.push(format!("ws://127.0.0.1:{port}/ws"));
+                ports.push(port);
+                anyhow::Ok(())
+            };
         let mut redis = None;
         let delay = spec.write_delay_ms.to_string();
         match spec.kind {
@@ -222,16 +230,7 @@ impl Deployment {
                     ("BIND", format!("127.0.0.1:{port}")),
                     ("WRITE_DELAY_MS", delay),
                 ];
-                nodes.push(Proc::spawn(
-                    "floor",
-                    &spec.floor_bin,
-                    &[],
-                    &envs,
-                    cpus,
-                    dir.path(),
-                )?);
-                urls.push(format!("ws://127.0.0.1:{port}/ws"));
-                ports.push(port);
+                add_node("floor", &spec.floor_bin, &envs, port)?;
             }
             TargetKind::Embedded | TargetKind::Redis => {
                 let redis_url = if spec.kind == TargetKind::Redis {
@@ -283,17 +282,7 @@ impl Deployment {
                     if let Some(url) = &redis_url {
                         envs.push(("SKAT_REDIS_URL", url.clone()));
                     }
-                    let role = format!("node{n}");
-                    nodes.push(Proc::spawn(
-                        &role,
-                        &spec.skat_bin,
-                        &[],
-                        &envs,
-                        cpus,
-                        dir.path(),
-                    )?);
-                    urls.push(format!("ws://127.0.0.1:{port}/ws"));
-                    ports.push(port);
+                    add_node(&format!("node{n}"), &spec.skat_bin, &envs, port)?;
                 }
             }
         }
