@@ -8,7 +8,7 @@ use super::{RoomLog, lock};
 use crate::inbox::{Inbox, Received};
 use crate::{Message, MessageId, RoomEvent, Subscription};
 
-/// A node's subscription to one room of a [`MemoryBroker`].
+/// A node's subscription to one room of a [`MemoryBroker`](super::MemoryBroker).
 #[derive(Debug)]
 pub struct MemorySubscription {
     pub(super) room: String,
