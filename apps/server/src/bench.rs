@@ -1,4 +1,5 @@
-//! Entry points for `cargo bench` (`benches/fanout.rs`); not part of the supported API.
+//! Entry points for `cargo bench` (`benches/fanout.rs`) and `examples/room_cost.rs`; not part of
+//! the supported API.
 //!
 //! Criterion benchmarks only see a crate's public items, and the fan-out they measure is
 //! internal. This module drives the real pieces — a room's encode-once, each member's
@@ -8,11 +9,11 @@
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use skat_broker::RoomEvent;
+use skat_broker::{Broker, MemoryBroker, RoomEvent};
 use skat_protocol::Message;
 
 use crate::outbox::Outbox;
-use crate::rooms;
+use crate::rooms::{self, Rooms};
 
 /// One room with `members` local connections, each with an outbox and an output buffer.
 #[derive(Debug)]
@@ -61,5 +62,71 @@ impl FanOut {
             }
         }
         frame.wire.len()
+    }
+}
+
+/// A node's room registry on the embedded broker, joined without sockets: what rooms and their
+/// members cost in memory (`examples/room_cost.rs`).
+pub struct Registry {
+    broker: Arc<MemoryBroker>,
+    rooms: Rooms<MemoryBroker>,
+    members: Vec<(String, u64, Arc<str>, Arc<Outbox>)>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("members", &self.members.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        let broker = Arc::new(MemoryBroker::default());
+        Self {
+            rooms: Rooms::new(Arc::clone(&broker)),
+            broker,
+            members: Vec::new(),
+        }
+    }
+}
+
+impl Registry {
+    /// Joins a new connection of `user` to `room` as a connection's `join` does: the room's
+    /// registry entry and subscription, then the user's presence.
+    pub async fn join(&mut self, room: &str, user: &str) -> Result<(), Box<dyn std::error::Error>> {
+        let conn = self.members.len() as u64;
+        let user: Arc<str> = Arc::from(user);
+        let outbox = Arc::new(Outbox::new(64));
+        let joined = self.rooms.join(room, conn, &user, &outbox).await?;
+        if joined.first_of_user {
+            self.broker.presence_join(room, &user).await?;
+        }
+        self.members.push((room.to_owned(), conn, user, outbox));
+        Ok(())
+    }
+
+    /// Takes every frame queued for the members (the `online` events of their joins), as their
+    /// connections would write them out.
+    pub fn drain(&self) {
+        let mut cx = Context::from_waker(Waker::noop());
+        for (_, _, _, outbox) in &self.members {
+            let _ = outbox.poll_take(&mut cx, usize::MAX);
+        }
+    }
+
+    /// Makes every member leave, as their connections would when closing.
+    pub async fn leave_all(&mut self) {
+        for (room, conn, user, _) in std::mem::take(&mut self.members) {
+            if self.rooms.leave(&room, conn, &user) {
+                let Ok(()) = self.broker.presence_leave(&room, &user).await;
+            }
+        }
+    }
+
+    /// Rooms in the registry.
+    pub fn rooms(&self) -> usize {
+        self.rooms.len()
     }
 }

@@ -1,21 +1,19 @@
 //! This node's room registry and fan-out.
 //!
 //! A room is in the registry while at least one local connection has joined it. Each registered
-//! room owns one task holding the node's only broker subscription for it; the task encodes every
-//! event once, as a complete WebSocket frame, and hands the same bytes to each local member's
-//! bounded [`Outbox`]. A member whose queue is full is a slow consumer: it is kicked (its
+//! room holds the node's only broker subscription for it, and is that subscription's sink: the
+//! broker hands it each event, which it encodes once, as a complete WebSocket frame, and
+//! queues as the same bytes in each local member's bounded [`Outbox`]. A room has no task and
+//! no queue of its own. A member whose queue is full is a slow consumer: it is kicked (its
 //! connection closes itself), so a slow client never delays the others and never makes the node
 //! buffer without bound.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use indexmap::IndexMap;
-use skat_broker::{Broker, MessageId, RoomEvent, Subscription};
+use skat_broker::{Broker, MessageId, RoomEvent, RoomSink, Tally};
 use skat_protocol::{ServerFrame, encode_server};
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::OnceCell;
 
 use crate::outbox::{Eviction, Outbox};
 
@@ -61,33 +59,73 @@ pub(crate) struct Joined {
     pub(crate) name: Arc<str>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Readiness {
-    Subscribing,
-    Ready,
-    Failed(String),
-}
-
-struct Room {
+/// One room with local members, and the [`RoomSink`] the broker hands the room's events to.
+struct Room<S> {
     name: Arc<str>,
-    members: Mutex<Members>,
-    ready: watch::Receiver<Readiness>,
-    /// Stops the fan-out task (and so drops the broker subscription).
-    stop: CancellationToken,
+    members: Mutex<Members<S>>,
+    /// Set once the room's subscription is made, by its first joiner; the others wait for it
+    /// (and one of them retries if it failed).
+    subscribed: OnceCell<()>,
 }
 
-#[derive(Default)]
-struct Members {
-    /// Dense, so the fan-out walks a slice; `swap_remove` keeps leaving O(1).
-    conns: IndexMap<ConnId, Arc<Outbox>>,
+/// Sorted vectors rather than hash maps: most rooms have a few members, and a map's table costs
+/// several times what they do (see [`Tally`]); a big room's join is O(members) anyway, as its
+/// `joined` frame lists them all.
+struct Members<S> {
+    /// Sorted by connection id, so the fan-out walks a slice and leaving is a binary search.
+    conns: Vec<(ConnId, Arc<Outbox>)>,
     /// Local connections per user name, for node-level presence.
-    users: HashMap<Arc<str>, usize>,
+    users: Tally<Arc<str>>,
+    /// The node's broker subscription for the room. The broker holds the room as its sink, so
+    /// the last leave takes this out (and drops it) to let the room go.
+    subscription: Option<S>,
+    /// The broker ended the room's subscription: its members were evicted, joins are refused
+    /// until the last of them is gone (and the room with it).
+    lost: bool,
 }
+
+impl<S> Members<S> {
+    fn insert(&mut self, conn: ConnId, outbox: &Arc<Outbox>) {
+        // A connection joins a room once (the caller checks), so `conn` is not here yet.
+        let at = self.conns.partition_point(|(c, _)| *c < conn);
+        // Small rooms grow one slot at a time; big ones by doubling.
+        if self.conns.len() == self.conns.capacity() && self.conns.len() < 8 {
+            self.conns.reserve_exact(1);
+        }
+        self.conns.insert(at, (conn, Arc::clone(outbox)));
+    }
+
+    /// Removes `conn`; returns whether it was a member.
+    fn remove(&mut self, conn: ConnId) -> bool {
+        let Ok(at) = self.conns.binary_search_by_key(&conn, |(c, _)| *c) else {
+            return false;
+        };
+        self.conns.remove(at);
+        if self.conns.len() * 4 < self.conns.capacity() {
+            self.conns.shrink_to_fit();
+        }
+        true
+    }
+}
+
+impl<S> Default for Members<S> {
+    fn default() -> Self {
+        Self {
+            conns: Vec::new(),
+            users: Tally::default(),
+            subscription: None,
+            lost: false,
+        }
+    }
+}
+
+/// A shared handle to a room of a node on broker `B`.
+type RoomRef<B> = Arc<Room<<B as Broker>::Subscription>>;
 
 /// The rooms with local members, keyed by name.
 pub(crate) struct Rooms<B: Broker> {
     broker: Arc<B>,
-    map: Mutex<HashMap<Arc<str>, Arc<Room>>>,
+    map: Mutex<HashMap<Arc<str>, RoomRef<B>>>,
 }
 
 /// Poisoning only follows a panic inside a short critical section that leaves maps consistent.
@@ -116,39 +154,56 @@ impl<B: Broker> Rooms<B> {
     ) -> Result<Joined, JoinError> {
         let (entry, first_of_user) = {
             let mut map = lock(&self.map);
-            let entry = match map.entry(Arc::from(room)) {
-                Entry::Occupied(e) => Arc::clone(e.get()),
-                Entry::Vacant(e) => {
-                    let entry = self.spawn_room(Arc::clone(e.key()));
-                    e.insert(Arc::clone(&entry));
+            let entry = match map.get(room) {
+                Some(entry) => Arc::clone(entry),
+                None => {
+                    let name: Arc<str> = Arc::from(room);
+                    let entry = Arc::new(Room {
+                        name: Arc::clone(&name),
+                        members: Mutex::default(),
+                        subscribed: OnceCell::new(),
+                    });
+                    map.insert(name, Arc::clone(&entry));
                     entry
                 }
             };
             let mut members = lock(&entry.members);
-            members.conns.insert(conn, Arc::clone(member));
-            let count = members.users.entry(Arc::clone(user)).or_default();
-            *count += 1;
-            let first = *count == 1;
+            if members.lost {
+                return Err(JoinError::Subscribe("room subscription ended".to_owned()));
+            }
+            members.insert(conn, member);
+            let first = members.users.add(Arc::clone(user));
             drop(members);
             (entry, first)
         };
-        let mut ready = entry.ready.clone();
-        let outcome = ready
-            .wait_for(|r| *r != Readiness::Subscribing)
-            .await
-            .map(|r| r.clone());
-        match outcome {
-            Ok(Readiness::Ready) => Ok(Joined {
+        let subscribed = entry
+            .subscribed
+            .get_or_try_init(|| async {
+                let sink: Arc<dyn RoomSink> = Arc::clone(&entry) as _;
+                match self.broker.subscribe(&entry.name, sink).await {
+                    Ok(subscription) => {
+                        tracing::debug!(room = %entry.name, "subscribed");
+                        // This joiner is a member until it returns, so the room is still live.
+                        lock(&entry.members).subscription = Some(subscription);
+                        Ok(())
+                    }
+                    Err(err) => {
+                        tracing::warn!(room = %entry.name, error = %err, "subscribe failed");
+                        Err(err)
+                    }
+                }
+            })
+            .await;
+        match subscribed {
+            Ok(()) => Ok(Joined {
                 first_of_user,
                 name: Arc::clone(&entry.name),
             }),
-            Ok(Readiness::Failed(reason)) => {
+            Err(err) => {
+                let reason = err.to_string();
+                drop(entry);
                 self.leave(room, conn, user);
                 Err(JoinError::Subscribe(reason))
-            }
-            Ok(Readiness::Subscribing) | Err(_) => {
-                self.leave(room, conn, user);
-                Err(JoinError::Subscribe("room task ended".to_owned()))
             }
         }
     }
@@ -156,98 +211,54 @@ impl<B: Broker> Rooms<B> {
     /// Removes a connection from a room; returns whether it was the node's last connection of
     /// `user` there. The room's subscription ends with its last local member.
     pub(crate) fn leave(&self, room: &str, conn: ConnId, user: &Arc<str>) -> bool {
-        let mut map = lock(&self.map);
-        let Some(entry) = map.get(room) else {
-            return false;
-        };
-        let mut members = lock(&entry.members);
-        if members.conns.swap_remove(&conn).is_none() {
-            return false;
-        }
-        let last_of_user = match members.users.get_mut(user) {
-            Some(count) if *count > 1 => {
-                *count -= 1;
-                false
+        let (last_of_user, subscription) = {
+            let mut map = lock(&self.map);
+            let Some(entry) = map.get(room) else {
+                return false;
+            };
+            let mut members = lock(&entry.members);
+            if !members.remove(conn) {
+                return false;
             }
-            Some(_) => {
-                members.users.remove(user);
-                true
+            let last_of_user = members.users.remove(&**user);
+            if !members.conns.is_empty() {
+                return last_of_user;
             }
-            None => false,
-        };
-        if members.conns.is_empty() {
+            let subscription = members.subscription.take();
             drop(members);
-            if let Some(entry) = map.remove(room) {
-                entry.stop.cancel();
-            }
-        }
+            map.remove(room);
+            (last_of_user, subscription)
+        };
+        // Dropped outside the registry's locks: unsubscribing takes the broker's, and the
+        // broker may be delivering to this room under them right now.
+        drop(subscription);
         last_of_user
     }
 
     /// Number of rooms this node is subscribed to.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         lock(&self.map).len()
     }
-
-    fn spawn_room(&self, name: Arc<str>) -> Arc<Room> {
-        let (ready_tx, ready) = watch::channel(Readiness::Subscribing);
-        let room = Arc::new(Room {
-            name,
-            members: Mutex::default(),
-            ready,
-            stop: CancellationToken::new(),
-        });
-        tokio::spawn(fan_out(
-            Arc::clone(&self.broker),
-            Arc::clone(&room),
-            ready_tx,
-        ));
-        room
-    }
 }
 
-/// The task behind one room: holds the node's subscription and fans events out until stopped.
-async fn fan_out<B: Broker>(broker: Arc<B>, room: Arc<Room>, ready: watch::Sender<Readiness>) {
-    let mut subscription = tokio::select! {
-        () = room.stop.cancelled() => return,
-        result = broker.subscribe(&room.name) => match result {
-            Ok(subscription) => subscription,
-            Err(err) => {
-                tracing::warn!(room = %room.name, error = %err, "subscribe failed");
-                ready.send_replace(Readiness::Failed(err.to_string()));
-                return;
-            }
-        },
-    };
-    ready.send_replace(Readiness::Ready);
-    tracing::debug!(room = %room.name, "subscribed");
-    loop {
-        let event = tokio::select! {
-            () = room.stop.cancelled() => break,
-            event = subscription.recv() => event,
-        };
-        let Some(event) = event else {
-            // The broker ended the subscription: members cannot be served, let them reconnect.
-            tracing::error!(room = %room.name, "room subscription ended; disconnecting its members");
-            // Joins until the last member is gone (and the room with it) are refused.
-            ready.send_replace(Readiness::Failed("room subscription ended".to_owned()));
-            for member in lock(&room.members).conns.values() {
-                member.evict(Eviction::RoomLost);
-            }
-            break;
-        };
-        room.deliver(&Arc::new(encode(&room.name, event)));
-    }
-    tracing::debug!(room = %room.name, "unsubscribed");
-}
-
-impl Room {
-    /// Queues `frame` for every local member, kicking those whose queue is full.
-    fn deliver(&self, frame: &Arc<RoomFrame>) {
+impl<S: Send + Sync + 'static> RoomSink for Room<S> {
+    /// Encodes the event once and queues it for every local member, kicking those whose queue
+    /// is full.
+    fn deliver(&self, event: RoomEvent) {
+        let frame = Arc::new(encode(&self.name, event));
         let members = lock(&self.members);
-        for member in members.conns.values() {
-            member.push(frame);
+        for (_, member) in &members.conns {
+            member.push(&frame);
+        }
+    }
+
+    /// The broker ended the subscription: members cannot be served, let them reconnect.
+    fn closed(&self) {
+        tracing::error!(room = %self.name, "room subscription ended; disconnecting its members");
+        let mut members = lock(&self.members);
+        members.lost = true;
+        for (_, member) in &members.conns {
+            member.evict(Eviction::RoomLost);
         }
     }
 }
@@ -348,5 +359,36 @@ mod tests {
         }
         assert_eq!(next_batch(&slow).await.unwrap_err(), Eviction::SlowConsumer);
         assert_eq!(fast.evicted(), None);
+    }
+
+    #[tokio::test]
+    async fn a_room_the_broker_ends_evicts_its_members_and_refuses_joins() {
+        let broker = Arc::new(MemoryBroker::default());
+        let rooms = Rooms::new(Arc::clone(&broker));
+        let user: Arc<str> = Arc::from("u");
+        let member = Arc::new(Outbox::new(8));
+        rooms.join("r", 1, &user, &member).await.unwrap();
+        let room = Arc::clone(&lock(&rooms.map)["r"]);
+        room.closed();
+        assert_eq!(next_batch(&member).await.unwrap_err(), Eviction::RoomLost);
+        let late = Arc::new(Outbox::new(8));
+        assert!(rooms.join("r", 2, &user, &late).await.is_err());
+        // Once its last member has gone, the room can be joined afresh.
+        assert!(rooms.leave("r", 1, &user));
+        rooms.join("r", 2, &user, &late).await.unwrap();
+        broker.publish(publish("r", "hi")).await.unwrap();
+        assert_eq!(next_batch(&late).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_last_leave_unsubscribes() {
+        let broker = Arc::new(MemoryBroker::default());
+        let rooms = Rooms::new(Arc::clone(&broker));
+        let user: Arc<str> = Arc::from("u");
+        let member = Arc::new(Outbox::new(8));
+        rooms.join("r", 1, &user, &member).await.unwrap();
+        let room = Arc::downgrade(&lock(&rooms.map)["r"]);
+        rooms.leave("r", 1, &user);
+        assert_eq!(room.strong_count(), 0, "the broker let go of the room");
     }
 }

@@ -9,7 +9,11 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::{Broker, Message, MessageId, NewMessage, Published, RoomEvent, Subscription};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::{Broker, Message, MessageId, NewMessage, Published, RoomEvent, RoomSink};
 
 /// Runs every check; `make` builds a broker whose per-room history holds `history_len` messages.
 pub async fn run_all<B, F, Fut>(make: F, history_len: usize)
@@ -49,8 +53,53 @@ pub async fn publish_n<B: Broker>(broker: &B, room: &str, n: usize) -> Vec<Messa
     out
 }
 
+/// A subscription whose events a test reads back one at a time.
+pub struct Listener<S> {
+    /// Dropping it unsubscribes.
+    pub subscription: S,
+    events: mpsc::UnboundedReceiver<Option<RoomEvent>>,
+}
+
+impl<S> Listener<S> {
+    /// The next event, or `None` once the broker ended the subscription.
+    pub async fn recv(&mut self) -> Option<RoomEvent> {
+        self.events.recv().await.flatten()
+    }
+
+    /// The next event if one was delivered already.
+    pub fn try_recv(&mut self) -> Option<RoomEvent> {
+        self.events.try_recv().ok().flatten()
+    }
+}
+
+/// Queues what the broker delivers for a [`Listener`]; `None` marks the end.
+struct Forward(mpsc::UnboundedSender<Option<RoomEvent>>);
+
+impl RoomSink for Forward {
+    fn deliver(&self, event: RoomEvent) {
+        let _ = self.0.send(Some(event));
+    }
+
+    fn closed(&self) {
+        let _ = self.0.send(None);
+    }
+}
+
+/// Subscribes to `room` with a sink a test can read back.
+pub async fn listen<B: Broker>(
+    broker: &B,
+    room: &str,
+) -> Result<Listener<B::Subscription>, B::Error> {
+    let (tx, events) = mpsc::unbounded_channel();
+    let subscription = broker.subscribe(room, Arc::new(Forward(tx))).await?;
+    Ok(Listener {
+        subscription,
+        events,
+    })
+}
+
 /// The next event, failing the test if none comes within 5 s.
-pub async fn next_event<S: Subscription>(sub: &mut S) -> RoomEvent {
+pub async fn next_event<S>(sub: &mut Listener<S>) -> RoomEvent {
     tokio::time::timeout(Duration::from_secs(5), sub.recv())
         .await
         .expect("no room event within 5 s")
@@ -62,8 +111,8 @@ fn id(message: &Message) -> MessageId {
 }
 
 pub async fn ids_increase_and_reach_every_subscriber<B: Broker>(broker: &B) {
-    let mut a = broker.subscribe("c-order").await.unwrap();
-    let mut b = broker.subscribe("c-order").await.unwrap();
+    let mut a = listen(broker, "c-order").await.unwrap();
+    let mut b = listen(broker, "c-order").await.unwrap();
     let sent = publish_n(broker, "c-order", 15).await;
     assert!(
         sent.windows(2).all(|w| id(&w[0]) < id(&w[1])),
@@ -138,6 +187,11 @@ pub async fn recovery<B: Broker>(broker: &B, history_len: usize) {
     assert_eq!(none, Some(vec![]), "nothing missed");
     let over = broker.recover("c-recover", id(&sent[0]), 3).await.unwrap();
     assert_eq!(over, None, "more missed than the limit");
+    let unknown = broker
+        .recover("c-never-used", id(&sent[0]), 100)
+        .await
+        .unwrap();
+    assert_eq!(unknown, None, "a room without messages knows no id");
 
     let sent = publish_n(broker, "c-trimmed", history_len + 3).await;
     assert_eq!(
@@ -249,7 +303,7 @@ pub async fn presence_counts_nodes<B: Broker>(broker: &B) {
         user: user.into(),
         online,
     };
-    let mut sub = broker.subscribe(room).await.unwrap();
+    let mut sub = listen(broker, room).await.unwrap();
     broker.presence_join(room, "bob").await.unwrap();
     assert_eq!(next_event(&mut sub).await, event("bob", true));
     broker.presence_join(room, "alice").await.unwrap();
@@ -272,7 +326,7 @@ pub async fn presence_spans_nodes<B: Broker>(a: &B, b: &B) {
         user: "dana".into(),
         online,
     };
-    let mut sub = a.subscribe(room).await.unwrap();
+    let mut sub = listen(a, room).await.unwrap();
     a.presence_join(room, "dana").await.unwrap();
     assert_eq!(next_event(&mut sub).await, event(true));
     b.presence_join(room, "dana").await.unwrap();
@@ -293,7 +347,7 @@ pub async fn presence_spans_nodes<B: Broker>(a: &B, b: &B) {
 
 pub async fn retries_with_the_same_nonce_are_not_stored_twice<B: Broker>(broker: &B) {
     let room = "c-dedup";
-    let mut sub = broker.subscribe(room).await.unwrap();
+    let mut sub = listen(broker, room).await.unwrap();
     let new = |from: &str, body: &str, nonce: Option<&str>| NewMessage {
         room: room.into(),
         from: from.into(),
@@ -332,7 +386,7 @@ pub async fn retries_with_the_same_nonce_are_not_stored_twice<B: Broker>(broker:
 }
 
 pub async fn typing_reaches_subscribers<B: Broker>(broker: &B) {
-    let mut sub = broker.subscribe("c-typing").await.unwrap();
+    let mut sub = listen(broker, "c-typing").await.unwrap();
     broker.typing("c-typing", "carol").await.unwrap();
     assert_eq!(
         next_event(&mut sub).await,

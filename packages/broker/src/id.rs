@@ -40,6 +40,7 @@ impl fmt::Display for MessageId {
 /// records it), `false` if it was already delivered. This is how every backend keeps delivery
 /// exactly-once when a catch-up read overlaps live events. Unparsable ids (never produced by a
 /// backend) are let through rather than dropped.
+#[cfg(feature = "redis")]
 pub(crate) fn advance(last: &mut Option<MessageId>, id: &str) -> bool {
     match id.parse::<MessageId>() {
         Ok(id) if last.is_none_or(|last| id > last) => {

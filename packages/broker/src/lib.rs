@@ -14,6 +14,10 @@
 //!
 //! - A node subscribes **once per room** ([`Broker::subscribe`]) however many of its users are in
 //!   it, and fans events out to them itself. Brokers never see individual connections.
+//! - Delivery is a call, not a queue: the broker hands each event to the subscription's
+//!   [`RoomSink`] as it happens (the embedded broker from `publish` itself, the Redis broker from
+//!   its pub/sub reader). A room costs a node no task and no buffer; a sink that cannot keep up
+//!   (a slow connection) is the node's business, not the broker's.
 //! - Events carry final ids: a [`Message`] leaves [`Broker::publish`] with the id and timestamp the
 //!   broker assigned, and subscribers receive exactly that value.
 //! - Presence is counted per node: the server calls [`Broker::presence_join`] when the first of its
@@ -22,22 +26,25 @@
 //!   first node arrives or last node leaves.
 
 mod id;
-mod inbox;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis_backend;
+mod sinks;
 mod sparse;
+mod tally;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
 use std::future::Future;
+use std::sync::Arc;
 
 pub use id::{InvalidMessageId, MessageId};
 pub use memory::{MemoryBroker, MemoryBrokerConfig, MemoryError, MemorySubscription};
 #[cfg(feature = "redis")]
 pub use redis_backend::{RedisBroker, RedisBrokerError, RedisConfig, RedisSubscription};
 pub use skat_protocol::Message;
+pub use tally::Tally;
 
 /// A message to publish; the broker assigns its id and timestamp.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,8 +138,9 @@ pub struct Snapshot {
 pub trait Broker: Send + Sync + 'static {
     /// The backend's error type.
     type Error: std::error::Error + Send + Sync + 'static;
-    /// A live stream of one room's events, see [`Subscription`].
-    type Subscription: Subscription;
+    /// A node's subscription to one room: while it lives, the room's events reach the
+    /// [`RoomSink`] it was made with; dropping it unsubscribes.
+    type Subscription: Send + Sync + 'static;
 
     /// Stores a message in its room's history and delivers it to every subscription of the room.
     ///
@@ -152,15 +160,17 @@ pub trait Broker: Send + Sync + 'static {
         message: NewMessage,
     ) -> impl Future<Output = Result<Published, Self::Error>> + Send;
 
-    /// Subscribes this node to a room's events.
+    /// Subscribes this node to a room's events, delivered to `sink`.
     ///
-    /// Once the future resolves, every message accepted afterwards is delivered on the returned
-    /// subscription exactly once and in id order; a message accepted before may or may not be.
-    /// Presence and typing events are delivered at most once (they are transient). Callers hold
-    /// one subscription per room per node; dropping it unsubscribes.
+    /// Once the future resolves, every message accepted afterwards is delivered to `sink` exactly
+    /// once and in id order; a message accepted before may or may not be. Presence and typing
+    /// events are delivered at most once (they are transient). Callers hold one subscription per
+    /// room per node; dropping it unsubscribes. If the broker ends the subscription for good
+    /// (it shut down), the sink hears [`RoomSink::closed`] and nothing after.
     fn subscribe(
         &self,
         room: &str,
+        sink: Arc<dyn RoomSink>,
     ) -> impl Future<Output = Result<Self::Subscription, Self::Error>> + Send;
 
     /// Returns up to `limit` of the room's messages with ids below `before` (or the latest ones),
@@ -253,9 +263,16 @@ pub trait Broker: Send + Sync + 'static {
     }
 }
 
-/// A node's live subscription to one room.
-pub trait Subscription: Send + 'static {
-    /// The next event of the room; `None` once the subscription has ended for good (the broker
-    /// shut down), after which the node must resubscribe or drop the room's members.
-    fn recv(&mut self) -> impl Future<Output = Option<RoomEvent>> + Send;
+/// Where a room subscription's events go: on a node, the room's fan-out to its local members.
+///
+/// The broker calls it from inside its own delivery path, possibly holding its locks, so an
+/// implementation must be quick, must not block or wait, and must neither call the broker nor
+/// drop a subscription. Calls for one subscription never overlap and come in the room's order.
+pub trait RoomSink: Send + Sync + 'static {
+    /// One event of the room.
+    fn deliver(&self, event: RoomEvent);
+
+    /// The subscription has ended for good (the broker shut down): no event follows. The node
+    /// must drop the room's members or subscribe again.
+    fn closed(&self);
 }

@@ -40,3 +40,11 @@ impl<T: Eq + Hash> ShrinkWhenSparse for HashSet<T> {
         }
     }
 }
+
+impl<T> ShrinkWhenSparse for Vec<T> {
+    fn shrink_when_sparse(&mut self) {
+        if sparse(self.len(), self.capacity()) {
+            self.shrink_to_fit();
+        }
+    }
+}

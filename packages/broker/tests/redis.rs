@@ -7,8 +7,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use skat_broker::conformance::{self, next_event};
-use skat_broker::{Broker, RedisBroker, RedisConfig, RoomEvent, Subscription};
+use skat_broker::conformance::{self, listen, next_event};
+use skat_broker::{Broker, RedisBroker, RedisConfig, RoomEvent};
 use skat_testkit::RedisServer;
 
 fn config(redis: &RedisServer, prefix: &str, node: &str, stream_len: usize) -> RedisConfig {
@@ -63,7 +63,7 @@ async fn subscription_catches_up_after_pubsub_connection_drops() {
     let b = RedisBroker::connect(config(&redis, "gap:", "node-b", 1000))
         .await
         .unwrap();
-    let mut sub = a.subscribe("general").await.unwrap();
+    let mut sub = listen(&a, "general").await.unwrap();
     let first = conformance::publish_n(&b, "general", 1).await;
     assert_eq!(
         next_event(&mut sub).await,
@@ -98,40 +98,12 @@ async fn subscription_catches_up_after_pubsub_connection_drops() {
 }
 
 #[tokio::test]
-async fn overflowing_subscription_catches_up_from_the_stream() {
-    let redis = RedisServer::start().await;
-    let broker = RedisBroker::connect(RedisConfig {
-        channel_capacity: 4,
-        ..config(&redis, "overflow:", "node-a", 1000)
-    })
-    .await
-    .unwrap();
-    let mut sub = broker.subscribe("general").await.unwrap();
-    // Nobody reads while 30 messages arrive: 4 are queued, the rest dropped and re-read.
-    let sent = conformance::publish_n(&broker, "general", 30).await;
-    broker.typing("general", "bob").await.unwrap();
-    for expected in &sent {
-        assert_eq!(
-            next_event(&mut sub).await,
-            RoomEvent::Message(expected.clone())
-        );
-    }
-    let live = conformance::publish_n(&broker, "general", 1).await;
-    // The typing event may have been dropped (at most once), never a message.
-    let mut next = next_event(&mut sub).await;
-    if matches!(next, RoomEvent::Typing { .. }) {
-        next = next_event(&mut sub).await;
-    }
-    assert_eq!(next, RoomEvent::Message(live[0].clone()));
-}
-
-#[tokio::test]
 async fn subscriptions_end_when_the_broker_is_dropped() {
     let redis = RedisServer::start().await;
     let broker = RedisBroker::connect(config(&redis, "drop:", "node-a", 100))
         .await
         .unwrap();
-    let mut sub = broker.subscribe("general").await.unwrap();
+    let mut sub = listen(&broker, "general").await.unwrap();
     drop(broker);
     let end = tokio::time::timeout(Duration::from_secs(5), sub.recv()).await;
     assert_eq!(end, Ok(None));
@@ -143,7 +115,7 @@ async fn a_dead_nodes_presence_expires() {
     let alive = RedisBroker::connect(config(&redis, "dead:", "alive", 1000))
         .await
         .unwrap();
-    let mut sub = alive.subscribe("general").await.unwrap();
+    let mut sub = listen(&alive, "general").await.unwrap();
     let ghost = RedisBroker::connect(config(&redis, "dead:", "ghost", 1000))
         .await
         .unwrap();
@@ -178,7 +150,7 @@ async fn calls_fail_fast_while_redis_is_down_and_recover() {
     let broker = RedisBroker::connect(config(&redis, "down:", "node-a", 1000))
         .await
         .unwrap();
-    let mut sub = broker.subscribe("general").await.unwrap();
+    let mut sub = listen(&broker, "general").await.unwrap();
     redis.kill();
     let new = || skat_broker::NewMessage {
         room: "general".into(),

@@ -4,16 +4,13 @@
 //! backend for the nodes that share it (several in-process servers may share one
 //! `Arc<MemoryBroker>`, which is how multi-node logic is tested without Redis).
 //!
-//! Each room has a bounded history (a ring of the latest messages) and the [`Inbox`] of each of its
-//! subscriptions. Publishing assigns the id, appends to the history and pushes to every inbox under
-//! one lock, so inbox order is id order. A subscriber that falls more than the inbox's capacity
-//! behind finds a gap in its inbox where events were dropped; there it re-reads what it missed
-//! from the history, so message delivery stays exactly-once and in order as long as the history
-//! still holds the missed messages.
+//! Each room has a bounded history (a ring of the latest messages) and the [`RoomSink`] of each of
+//! its subscriptions. Publishing assigns the id, appends to the history and hands the message to
+//! every sink under one lock, so sinks see messages in id order, each exactly once, and nothing
+//! can fall behind: there is no queue between a publish and its subscribers.
 //!
-//! Rooms are cheap: nothing is allocated for a room beyond its state, its members and one small
-//! inbox per subscription, and buffers a burst grew (inbox, catch-up backlog, dedup table) are
-//! given back once drained or expired.
+//! Rooms are cheap: nothing is allocated for a room beyond its state and its members, and the
+//! tables a burst grew (dedup, presence) are given back once expired.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -23,18 +20,17 @@ mod subscription;
 
 pub use subscription::MemorySubscription;
 
-use crate::inbox::{Inbox, push_all};
+use crate::sinks::Sinks;
 use crate::sparse::ShrinkWhenSparse as _;
-use crate::{Broker, HistoryPage, Message, MessageId, NewMessage, Published, RoomEvent};
+use crate::{
+    Broker, HistoryPage, Message, MessageId, NewMessage, Published, RoomEvent, RoomSink, Tally,
+};
 
 /// Tuning of a [`MemoryBroker`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryBrokerConfig {
     /// Messages retained per room (older ones are dropped from history and recovery).
     pub history_len: usize,
-    /// Events queued per subscription for a subscriber that is behind, before it must catch up
-    /// from the history instead. A bound, not an allocation: an idle subscription queues nothing.
-    pub channel_capacity: usize,
     /// How long a sender's nonce is remembered for idempotent sends.
     pub dedup_window: Duration,
 }
@@ -43,7 +39,6 @@ impl Default for MemoryBrokerConfig {
     fn default() -> Self {
         Self {
             history_len: 1000,
-            channel_capacity: 4096,
             dedup_window: crate::DEFAULT_DEDUP_WINDOW,
         }
     }
@@ -74,46 +69,59 @@ struct RoomState {
     /// Id of the newest message dropped from the history.
     trimmed: Option<MessageId>,
     /// Number of nodes holding each online user.
-    presence: HashMap<String, usize>,
-    /// The inbox of each live subscription (each removes its own when dropped).
-    subscribers: Vec<Arc<Inbox<RoomEvent>>>,
-    /// Ids of recently accepted messages by (sender, nonce), for idempotent sends.
-    dedup: HashMap<(String, String), MessageId>,
-    /// When each dedup entry expires, oldest first.
-    dedup_order: VecDeque<(Instant, (String, String))>,
+    presence: Tally<String>,
+    /// The sink of each live subscription (each removes its own when dropped).
+    subscribers: Sinks,
+    /// Recently accepted nonces, while there are any: most rooms are idle, and an idle room
+    /// should not carry two empty tables.
+    dedup: Option<Box<Dedup>>,
+}
+
+/// The nonces a room remembers for idempotent sends.
+#[derive(Debug, Default)]
+struct Dedup {
+    /// Ids of recently accepted messages by (sender, nonce).
+    ids: HashMap<(String, String), MessageId>,
+    /// When each entry expires, oldest first.
+    order: VecDeque<(Instant, (String, String))>,
 }
 
 impl RoomState {
-    /// Queues a live event for every subscriber, if any. A full inbox drops it, leaving a gap
-    /// where its subscriber catches up from the history.
+    /// Hands a live event to every subscriber, if any.
     fn emit(&self, event: RoomEvent) {
-        push_all(&self.subscribers, event);
+        self.subscribers.deliver(event);
     }
 
     /// Forgets nonces whose window has passed (they expire in insertion order), giving back the
     /// space a burst of sends grew.
     fn expire_dedup(&mut self, now: Instant) {
-        let before = self.dedup_order.len();
-        while self
-            .dedup_order
-            .front()
-            .is_some_and(|(until, _)| *until <= now)
-        {
-            if let Some((_, key)) = self.dedup_order.pop_front() {
-                self.dedup.remove(&key);
+        let Some(dedup) = &mut self.dedup else {
+            return;
+        };
+        let before = dedup.order.len();
+        while dedup.order.front().is_some_and(|(until, _)| *until <= now) {
+            if let Some((_, key)) = dedup.order.pop_front() {
+                dedup.ids.remove(&key);
             }
         }
-        if self.dedup_order.len() < before {
-            self.dedup_order.shrink_when_sparse();
-            self.dedup.shrink_when_sparse();
+        if dedup.order.is_empty() {
+            self.dedup = None;
+        } else if dedup.order.len() < before {
+            dedup.order.shrink_when_sparse();
+            dedup.ids.shrink_when_sparse();
         }
+    }
+
+    /// The id of the message accepted under `key`, if it is remembered.
+    fn deduplicated(&self, key: &(String, String)) -> Option<MessageId> {
+        self.dedup.as_ref()?.ids.get(key).copied()
     }
 
     /// Whether the room holds nothing worth keeping.
     fn is_idle(&self) -> bool {
         self.history.is_empty()
             && self.presence.is_empty()
-            && self.dedup.is_empty()
+            && self.dedup.is_none()
             && self.subscribers.is_empty()
     }
 
@@ -162,6 +170,21 @@ impl MemoryBroker {
         rooms.insert(room.to_owned(), Arc::clone(&log));
         log
     }
+
+    /// The room's state if it exists; reads never create a room.
+    fn existing(&self, room: &str) -> Option<Arc<RoomLog>> {
+        lock(&self.rooms).get(room).cloned()
+    }
+
+    /// Frees `room` if it holds nothing any more and nobody else is using it (`log` is ours).
+    fn forget_if_idle(&self, room: &str, log: &Arc<RoomLog>) {
+        let mut rooms = lock(&self.rooms);
+        // The map's reference and ours: no subscription, no call in flight.
+        if Arc::strong_count(log) == 2 && lock(&log.state).is_idle() {
+            rooms.remove(room);
+            rooms.shrink_when_sparse();
+        }
+    }
 }
 
 impl Broker for MemoryBroker {
@@ -177,7 +200,7 @@ impl Broker for MemoryBroker {
             .nonce
             .as_ref()
             .map(|nonce| (new.from.clone(), nonce.clone()));
-        if let Some(&original) = key.as_ref().and_then(|k| state.dedup.get(k)) {
+        if let Some(original) = key.as_ref().and_then(|k| state.deduplicated(k)) {
             // The original as stored, or (if trimmed away since) as sent now with its id.
             let stored = state
                 .history
@@ -209,32 +232,23 @@ impl Broker for MemoryBroker {
             state.trimmed = state.history.pop_front().map(|(id, _)| id);
         }
         if let Some(key) = key {
-            state.dedup.insert(key.clone(), id);
-            state
-                .dedup_order
-                .push_back((now + self.config.dedup_window, key));
+            let dedup = state.dedup.get_or_insert_default();
+            dedup.ids.insert(key.clone(), id);
+            dedup.order.push_back((now + self.config.dedup_window, key));
         }
         // No receivers is fine: nobody subscribed, the history has it.
         state.emit(RoomEvent::Message(message.clone()));
         Ok(Published::New(message))
     }
 
-    async fn subscribe(&self, room: &str) -> Result<MemorySubscription, MemoryError> {
+    async fn subscribe(
+        &self,
+        room: &str,
+        sink: Arc<dyn RoomSink>,
+    ) -> Result<MemorySubscription, MemoryError> {
         let log = self.room(room);
-        let inbox = Arc::new(Inbox::new(self.config.channel_capacity));
-        // Register and read the last id under the state lock, so that no publish falls between.
-        let last = {
-            let mut state = lock(&log.state);
-            state.subscribers.push(Arc::clone(&inbox));
-            state.last_id
-        };
-        Ok(MemorySubscription {
-            room: room.to_owned(),
-            log,
-            inbox,
-            last,
-            backlog: VecDeque::new(),
-        })
+        let id = lock(&log.state).subscribers.add(sink);
+        Ok(MemorySubscription { log, id })
     }
 
     async fn history(
@@ -243,7 +257,9 @@ impl Broker for MemoryBroker {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<HistoryPage, MemoryError> {
-        let log = self.room(room);
+        let Some(log) = self.existing(room) else {
+            return Ok(HistoryPage::default());
+        };
         let state = lock(&log.state);
         let end = before.map_or(state.history.len(), |b| {
             state.history.partition_point(|(id, _)| *id < b)
@@ -265,9 +281,13 @@ impl Broker for MemoryBroker {
         since: MessageId,
         limit: usize,
     ) -> Result<Option<Vec<Message>>, MemoryError> {
-        let log = self.room(room);
+        let Some(log) = self.existing(room) else {
+            // No message was ever published here (as with Redis, whose stream does not exist):
+            // `since` cannot be one of this room's ids.
+            return Ok(None);
+        };
         let state = lock(&log.state);
-        if state.trimmed.is_some_and(|trimmed| trimmed > since) {
+        if state.last_id.is_none() || state.trimmed.is_some_and(|trimmed| trimmed > since) {
             return Ok(None);
         }
         let missed: Vec<Message> = state
@@ -281,9 +301,7 @@ impl Broker for MemoryBroker {
     async fn presence_join(&self, room: &str, user: &str) -> Result<(), MemoryError> {
         let log = self.room(room);
         let mut state = lock(&log.state);
-        let count = state.presence.entry(user.to_owned()).or_default();
-        *count += 1;
-        if *count == 1 {
+        if state.presence.add(user.to_owned()) {
             state.emit(RoomEvent::Presence {
                 room: room.to_owned(),
                 user: user.to_owned(),
@@ -294,34 +312,35 @@ impl Broker for MemoryBroker {
     }
 
     async fn presence_leave(&self, room: &str, user: &str) -> Result<(), MemoryError> {
-        let log = self.room(room);
-        let mut state = lock(&log.state);
-        let Some(count) = state.presence.get_mut(user) else {
+        let Some(log) = self.existing(room) else {
             return Ok(());
         };
-        *count -= 1;
-        if *count == 0 {
-            state.presence.remove(user);
-            state.presence.shrink_when_sparse();
+        let mut state = lock(&log.state);
+        if state.presence.remove(user) {
             state.emit(RoomEvent::Presence {
                 room: room.to_owned(),
                 user: user.to_owned(),
                 online: false,
             });
         }
+        drop(state);
+        // A node leaves a room's presence after dropping its subscription: often the last trace.
+        self.forget_if_idle(room, &log);
         Ok(())
     }
 
     async fn members(&self, room: &str) -> Result<Vec<String>, MemoryError> {
-        let log = self.room(room);
-        let state = lock(&log.state);
-        let mut members: Vec<String> = state.presence.keys().cloned().collect();
-        members.sort_unstable();
+        let Some(log) = self.existing(room) else {
+            return Ok(Vec::new());
+        };
+        let members = lock(&log.state).presence.keys().cloned().collect();
         Ok(members)
     }
 
     async fn typing(&self, room: &str, user: &str) -> Result<(), MemoryError> {
-        let log = self.room(room);
+        let Some(log) = self.existing(room) else {
+            return Ok(());
+        };
         lock(&log.state).emit(RoomEvent::Typing {
             room: room.to_owned(),
             user: user.to_owned(),
@@ -334,9 +353,7 @@ impl Drop for MemoryBroker {
     /// Ends every live subscription: their `recv` returns `None` once drained.
     fn drop(&mut self) {
         for log in lock(&self.rooms).values() {
-            for inbox in &lock(&log.state).subscribers {
-                inbox.close();
-            }
+            lock(&log.state).subscribers.close();
         }
     }
 }
@@ -344,12 +361,11 @@ impl Drop for MemoryBroker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Subscription, conformance};
+    use crate::conformance::{self, listen};
 
     fn broker() -> MemoryBroker {
         MemoryBroker::new(MemoryBrokerConfig {
             history_len: 20,
-            channel_capacity: 8,
             ..Default::default()
         })
     }
@@ -364,7 +380,7 @@ mod tests {
         let broker = broker();
         for i in 0..5000 {
             let room = format!("r{i}");
-            let sub = broker.subscribe(&room).await.unwrap();
+            let sub = listen(&broker, &room).await.unwrap();
             broker.presence_join(&room, "u").await.unwrap();
             broker.presence_leave(&room, "u").await.unwrap();
             drop(sub);
@@ -384,53 +400,42 @@ mod tests {
         );
     }
 
-    /// Allocated capacity of the subscription's inbox queue, which must be empty.
-    fn queue_capacity(sub: &MemorySubscription) -> usize {
-        let (queued, capacity) = sub.inbox.sizes();
-        assert_eq!(queued, 0);
-        capacity
-    }
-
     #[tokio::test]
-    async fn idle_rooms_hold_no_buffers() {
+    async fn publish_hands_the_message_to_sinks_before_returning() {
         let broker = broker();
-        let mut sub = broker.subscribe("r").await.unwrap();
-        assert_eq!(queue_capacity(&sub), 0, "a new subscription queues nothing");
-        // A burst (past the inbox's bound, so with a catch-up), drained: every buffer given back.
-        let sent = conformance::publish_n(&broker, "r", 15).await;
+        let mut sub = listen(&broker, "r").await.unwrap();
+        // Far more than any queue would hold: nothing is queued, so nothing can be dropped.
+        let sent = conformance::publish_n(&broker, "r", 500).await;
         for expected in &sent {
-            assert_eq!(sub.recv().await, Some(RoomEvent::Message(expected.clone())));
+            assert_eq!(sub.try_recv(), Some(RoomEvent::Message(expected.clone())));
         }
-        assert_eq!(queue_capacity(&sub), 0);
-        assert_eq!(sub.backlog.capacity(), 0);
         broker.typing("r", "bob").await.unwrap();
-        assert!(matches!(sub.recv().await, Some(RoomEvent::Typing { .. })));
-        assert_eq!(queue_capacity(&sub), 0);
+        assert!(matches!(sub.try_recv(), Some(RoomEvent::Typing { .. })));
+        assert_eq!(sub.try_recv(), None);
     }
 
     #[tokio::test]
     async fn dropped_subscriptions_leave_the_room() {
         let broker = broker();
-        let a = broker.subscribe("r").await.unwrap();
-        let mut b = broker.subscribe("r").await.unwrap();
+        let a = listen(&broker, "r").await.unwrap();
+        let mut b = listen(&broker, "r").await.unwrap();
         let log = broker.room("r");
         assert_eq!(lock(&log.state).subscribers.len(), 2);
         drop(a);
         assert_eq!(lock(&log.state).subscribers.len(), 1);
         let sent = conformance::publish_n(&broker, "r", 1).await;
-        assert_eq!(b.recv().await, Some(RoomEvent::Message(sent[0].clone())));
+        assert_eq!(b.try_recv(), Some(RoomEvent::Message(sent[0].clone())));
         drop(b);
-        let state = lock(&log.state);
-        assert!(state.subscribers.is_empty() && state.subscribers.capacity() == 0);
+        assert!(lock(&log.state).subscribers.is_empty());
     }
 
     #[tokio::test]
     async fn subscriptions_end_when_the_broker_is_dropped() {
         let broker = broker();
-        let mut sub = broker.subscribe("r").await.unwrap();
+        let mut sub = listen(&broker, "r").await.unwrap();
         let sent = conformance::publish_n(&broker, "r", 1).await;
         drop(broker);
-        // What was queued is still delivered, then the end.
+        // What was delivered is there, then the end.
         assert_eq!(sub.recv().await, Some(RoomEvent::Message(sent[0].clone())));
         assert_eq!(sub.recv().await, None);
     }
@@ -451,8 +456,9 @@ mod tests {
         let log = broker.room("r");
         let state = lock(&log.state);
         // Each publish expired the previous nonce: at most one is remembered.
-        assert!(state.dedup.capacity() < 8, "{}", state.dedup.capacity());
-        assert!(state.dedup_order.capacity() < 8);
+        let dedup = state.dedup.as_ref().unwrap();
+        assert!(dedup.ids.capacity() < 8, "{}", dedup.ids.capacity());
+        assert!(dedup.order.capacity() < 8);
         assert_eq!(state.presence.capacity(), 0);
     }
 
@@ -460,19 +466,5 @@ mod tests {
     async fn presence_spans_nodes_sharing_the_broker() {
         let shared = broker();
         conformance::presence_spans_nodes(&shared, &shared).await;
-    }
-
-    #[tokio::test]
-    async fn lagging_subscriber_catches_up_from_history() {
-        let broker = broker();
-        let mut sub = broker.subscribe("r").await.unwrap();
-        // 15 messages overflow the 8-event inbox but fit the 20-message history.
-        let sent = conformance::publish_n(&broker, "r", 15).await;
-        for expected in &sent {
-            assert_eq!(sub.recv().await, Some(RoomEvent::Message(expected.clone())));
-        }
-        // And the inbox resumes without duplicates.
-        let next = conformance::publish_n(&broker, "r", 1).await;
-        assert_eq!(sub.recv().await, Some(RoomEvent::Message(next[0].clone())));
     }
 }

@@ -20,13 +20,13 @@
 //!   from the stream and every node receives messages in stream order. Each message is stored
 //!   once, whatever the number of nodes.
 //! - **One subscription per room per node.** All rooms share one pub/sub connection per node,
-//!   owned by a background task that routes channel messages to the local subscriptions.
-//! - **Gap repair.** Every subscription remembers the last message id it delivered. When the
-//!   pub/sub connection drops, the task reconnects with backoff and resubscribes every room, and
-//!   each subscription re-reads the stream after its last id before taking live messages again.
-//!   The same catch-up runs when a subscription's queue (its [`Inbox`], which holds no buffer while
-//!   idle) overflows. Live messages at or below the last id are skipped, so delivery stays
-//!   exactly-once and in order.
+//!   owned by a background task that hands each channel message to its room's sinks directly
+//!   ([`router`]): no task and no queue per room.
+//! - **Gap repair.** Every room remembers the last message id its sinks got. When the pub/sub
+//!   connection drops, the task reconnects with backoff and resubscribes every room, and each room
+//!   re-reads its stream after that id before live messages (held back meanwhile) flow again.
+//!   Live messages at or below the last id are skipped, so delivery stays exactly-once and in
+//!   order.
 //! - **Presence.** Scripts keep the sorted set and the count hash consistent and publish
 //!   `online`/`offline` when a user's first entry appears or last one goes, including entries
 //!   swept after expiry. Script time comes from Redis (`TIME`), so node clocks do not matter.
@@ -37,21 +37,23 @@
 //! does not speak JSON): `<from>\n<nonce byte length or ->\n<nonce><body>`. The published form
 //! prefixes `m<id>\n`; presence events are `p1<user>` / `p0<user>`, typing events `t<user>`.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
-use crate::inbox::{Inbox, Received, push_all};
+mod router;
+
+pub use router::RedisSubscription;
+use router::{Control, Route, pubsub_task};
+
 use crate::sparse::ShrinkWhenSparse as _;
 use crate::{
-    Broker, HistoryPage, Message, MessageId, NewMessage, Published, RoomEvent, Snapshot,
-    Subscription,
+    Broker, HistoryPage, Message, MessageId, NewMessage, Published, RoomEvent, RoomSink, Snapshot,
 };
 
 /// Settings of a [`RedisBroker`].
@@ -69,8 +71,9 @@ pub struct RedisConfig {
     pub presence_ttl: Duration,
     /// How often this node refreshes its presence entries.
     pub heartbeat: Duration,
-    /// Events queued per room subscription before it catches up from the stream instead. A bound,
-    /// not an allocation: an idle subscription queues nothing.
+    /// Live events a room holds back while it catches up from its stream after the pub/sub
+    /// connection came back; past it, held messages are dropped and read from the stream again.
+    /// A bound, not an allocation.
     pub channel_capacity: usize,
     /// Timeout of each Redis command and connection attempt.
     pub command_timeout: Duration,
@@ -119,16 +122,14 @@ pub struct RedisBroker {
 }
 
 impl Drop for RedisBroker {
-    /// Stops the background tasks and ends every live subscription: their `recv` returns `None`
-    /// once drained (nothing would reach them any more).
+    /// Stops the background tasks and ends every live subscription: their sinks hear
+    /// [`RoomSink::closed`] (nothing would reach them any more).
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
         }
-        for room in lock(&self.shared.rooms).values() {
-            for inbox in &room.subs {
-                inbox.close();
-            }
+        for route in lock(&self.shared.rooms).values() {
+            route.sinks.close();
         }
     }
 }
@@ -137,8 +138,8 @@ struct Shared {
     config: RedisConfig,
     conn: ConnectionManager,
     scripts: Scripts,
-    /// Local subscriptions by channel name.
-    rooms: Mutex<HashMap<String, RoomSubs>>,
+    /// Each room with local subscriptions, by channel name.
+    rooms: Mutex<HashMap<String, Route>>,
     control: mpsc::UnboundedSender<Control>,
     /// Whether the pub/sub connection is up and every room resubscribed.
     ready: watch::Sender<bool>,
@@ -152,24 +153,6 @@ impl std::fmt::Debug for Shared {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
-}
-
-struct RoomSubs {
-    room: String,
-    /// The inbox of each local subscription of the room. An inbox gets a gap where events were
-    /// dropped (queue full) or the pub/sub connection dropped: there its subscriber catches up
-    /// from the stream.
-    subs: Vec<Arc<Inbox<RoomEvent>>>,
-}
-
-enum Control {
-    Subscribe {
-        channel: String,
-        ack: oneshot::Sender<Result<(), RedisBrokerError>>,
-    },
-    Unsubscribe {
-        channel: String,
-    },
 }
 
 struct Scripts {
@@ -381,18 +364,7 @@ impl Shared {
 
     /// Routes a pub/sub message to the local subscriptions of its room.
     fn route(&self, channel: &str, payload: &[u8]) {
-        let rooms = lock(&self.rooms);
-        let Some(room) = rooms.get(channel) else {
-            return;
-        };
-        let event = match decode_event(&room.room, payload) {
-            Ok(event) => event,
-            Err(err) => {
-                tracing::warn!(%channel, error = %err, "dropping undecodable event");
-                return;
-            }
-        };
-        push_all(&room.subs, event);
+        router::route(self, channel, payload);
     }
 }
 
@@ -440,140 +412,34 @@ impl RedisBroker {
     }
 }
 
-/// Owns the node's pub/sub connection: (re)connects, resubscribes, routes, handles control.
-async fn pubsub_task(
-    shared: Arc<Shared>,
-    client: redis::Client,
-    mut control: mpsc::UnboundedReceiver<Control>,
-) {
-    let mut backoff = Backoff::default();
-    loop {
-        let connected =
-            tokio::time::timeout(shared.config.command_timeout, client.get_async_pubsub()).await;
-        let (mut sink, mut stream) = match connected {
-            Ok(Ok(pubsub)) => pubsub.split(),
-            failed => {
-                let reason = match failed {
-                    Ok(Err(err)) => err.to_string(),
-                    _ => "timed out".to_owned(),
-                };
-                tracing::warn!(error = %reason, "redis pub/sub connection failed; retrying");
-                if !refuse_while_waiting(&mut control, backoff.next()).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        let channels: Vec<String> = lock(&shared.rooms).keys().cloned().collect();
-        if !channels.is_empty() {
-            if let Err(err) = sink.subscribe(&channels).await {
-                tracing::warn!(error = %err, "resubscribing failed; retrying");
-                if !refuse_while_waiting(&mut control, backoff.next()).await {
-                    return;
-                }
-                continue;
-            }
-            // Whatever was published while we were away is in the streams: catch up from there.
-            for room in lock(&shared.rooms).values() {
-                room.subs.iter().for_each(|inbox| inbox.mark_lagged());
-            }
-            tracing::info!(
-                rooms = channels.len(),
-                "redis pub/sub reconnected; rooms resubscribed"
-            );
-        }
-        backoff = Backoff::default();
-        shared.ready.send_replace(true);
-        loop {
-            tokio::select! {
-                command = control.recv() => match command {
-                    None => return,
-                    Some(Control::Subscribe { channel, ack }) => {
-                        let _ = ack.send(sink.subscribe(&channel).await.map_err(Into::into));
-                    }
-                    Some(Control::Unsubscribe { channel }) => {
-                        // A new local subscription may have arrived since; then keep it.
-                        if !lock(&shared.rooms).contains_key(&channel) {
-                            let _ = sink.unsubscribe(&channel).await;
-                        }
-                    }
-                },
-                message = stream.next() => match message {
-                    Some(message) => shared.route(message.get_channel_name(), message.get_payload_bytes()),
-                    None => break,
-                },
-            }
-        }
-        shared.ready.send_replace(false);
-        tracing::warn!("redis pub/sub connection lost; reconnecting");
-    }
-}
-
-/// Waits `delay`, refusing subscriptions meanwhile; `false` if the broker is gone.
-async fn refuse_while_waiting(
-    control: &mut mpsc::UnboundedReceiver<Control>,
-    delay: Duration,
-) -> bool {
-    let sleep = tokio::time::sleep(delay);
-    tokio::pin!(sleep);
-    loop {
-        tokio::select! {
-            () = &mut sleep => return true,
-            command = control.recv() => match command {
-                None => return false,
-                Some(Control::Subscribe { ack, .. }) => {
-                    let _ = ack.send(Err(RedisBrokerError::Unavailable));
-                }
-                Some(Control::Unsubscribe { .. }) => {}
-            },
-        }
-    }
-}
-
-/// Exponential backoff from 50 ms to 2 s, with jitter.
-#[derive(Default)]
-struct Backoff {
-    attempt: u32,
-}
-
-impl Backoff {
-    fn next(&mut self) -> Duration {
-        let base = 50u64 << self.attempt.min(6);
-        self.attempt += 1;
-        let jitter = u64::from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos()),
-        ) % (base / 2 + 1);
-        Duration::from_millis((base + jitter).min(2000))
-    }
-}
-
 /// The presence entries this node holds, by room: each room's name is kept once, not once per
-/// user in it (a node may hold one entry per connection).
+/// user in it (a node may hold one entry per connection). A set, as Redis holds one entry per
+/// node and user; sorted vectors, as most rooms have a few users (see [`crate::Tally`]).
 #[derive(Debug, Default)]
-struct Held(HashMap<Box<str>, HashSet<Box<str>>>);
+struct Held(HashMap<Box<str>, Vec<Box<str>>>);
 
 impl Held {
     fn insert(&mut self, room: &str, user: &str) {
-        match self.0.get_mut(room) {
-            Some(users) => {
-                users.insert(user.into());
-            }
-            None => {
-                self.0.insert(room.into(), HashSet::from([user.into()]));
-            }
+        let users = match self.0.get_mut(room) {
+            Some(users) => users,
+            None => self.0.entry(room.into()).or_default(),
+        };
+        if let Err(at) = users.binary_search_by(|held| (**held).cmp(user)) {
+            users.insert(at, user.into());
         }
     }
 
     fn remove(&mut self, room: &str, user: &str) {
-        if let Some(users) = self.0.get_mut(room) {
-            users.remove(user);
-            if users.is_empty() {
-                self.0.remove(room);
-            } else {
-                users.shrink_when_sparse();
-            }
+        let Some(users) = self.0.get_mut(room) else {
+            return;
+        };
+        if let Ok(at) = users.binary_search_by(|held| (**held).cmp(user)) {
+            users.remove(at);
+            users.shrink_when_sparse();
+        }
+        if users.is_empty() {
+            self.0.remove(room);
+            self.0.shrink_when_sparse();
         }
     }
 
@@ -660,27 +526,24 @@ impl Broker for RedisBroker {
         Ok(Published::New(as_sent))
     }
 
-    async fn subscribe(&self, room: &str) -> Result<RedisSubscription, RedisBrokerError> {
+    async fn subscribe(
+        &self,
+        room: &str,
+        sink: Arc<dyn RoomSink>,
+    ) -> Result<RedisSubscription, RedisBrokerError> {
         let shared = &self.shared;
         let channel = shared.keys(room).channel;
-        let inbox = Arc::new(Inbox::new(shared.config.channel_capacity));
-        lock(&shared.rooms)
+        let id = lock(&shared.rooms)
             .entry(channel.clone())
-            .or_insert_with(|| RoomSubs {
-                room: room.to_owned(),
-                subs: Vec::new(),
-            })
-            .subs
-            .push(Arc::clone(&inbox));
+            .or_insert_with(|| Route::new(room))
+            .sinks
+            .add(sink);
+        // From here on, dropping `subscription` unregisters the sink.
         let subscription = RedisSubscription {
-            room: room.to_owned(),
-            channel: channel.clone(),
             shared: Arc::clone(shared),
-            inbox,
-            last: None,
-            backlog: VecDeque::new(),
+            channel: channel.clone(),
+            id,
         };
-        // From here on, dropping `subscription` unregisters it.
         let (ack, acked) = oneshot::channel();
         shared
             .control
@@ -692,9 +555,13 @@ impl Broker for RedisBroker {
             _ => return Err(RedisBrokerError::Unavailable),
         }
         // Catch-up after an outage starts from the stream's end as of now.
-        let mut subscription = subscription;
         let latest = shared.read_stream(room, true, "+", "-", Some(1)).await?;
-        subscription.last = latest.first().map(|m| parse_id(&m.id)).transpose()?;
+        if let Some(latest) = latest.first() {
+            let latest = parse_id(&latest.id)?;
+            if let Some(route) = lock(&shared.rooms).get_mut(&subscription.channel) {
+                route.start_after(latest);
+            }
+        }
         Ok(subscription)
     }
 
@@ -832,105 +699,6 @@ impl Broker for RedisBroker {
 
     fn is_ready(&self) -> bool {
         *self.shared.ready.borrow()
-    }
-}
-
-/// A node's subscription to one room of a [`RedisBroker`].
-#[derive(Debug)]
-pub struct RedisSubscription {
-    room: String,
-    channel: String,
-    shared: Arc<Shared>,
-    /// Live events, routed by the pub/sub task in the order Redis published them.
-    inbox: Arc<Inbox<RoomEvent>>,
-    /// Id of the last message delivered (or the stream's end when subscribing).
-    last: Option<MessageId>,
-    backlog: VecDeque<Message>,
-}
-
-impl Drop for RedisSubscription {
-    fn drop(&mut self) {
-        let mut rooms = lock(&self.shared.rooms);
-        let Some(room) = rooms.get_mut(&self.channel) else {
-            return;
-        };
-        room.subs.retain(|inbox| !Arc::ptr_eq(inbox, &self.inbox));
-        if room.subs.is_empty() {
-            rooms.remove(&self.channel);
-            let _ = self.shared.control.send(Control::Unsubscribe {
-                channel: self.channel.clone(),
-            });
-        }
-    }
-}
-
-impl RedisSubscription {
-    /// Whether `message` is new to this subscriber; advances the high-water mark if so.
-    fn advance(&mut self, message: &Message) -> bool {
-        crate::id::advance(&mut self.last, &message.id)
-    }
-
-    /// Re-reads the stream after the last delivered id into the backlog, retrying until Redis
-    /// answers (nothing live can arrive while it does not).
-    async fn catch_up(&mut self) {
-        const PAGE: usize = 1000;
-        let mut backoff = Backoff::default();
-        let mut cursor = self.last;
-        loop {
-            match self.shared.range_after(&self.room, cursor, PAGE).await {
-                Ok(page) => {
-                    backoff = Backoff::default();
-                    let full = page.len() == PAGE;
-                    cursor = page.last().and_then(|m| m.id.parse().ok()).or(cursor);
-                    if !page.is_empty() {
-                        tracing::debug!(room = %self.room, missed = page.len(), "caught up from stream");
-                    }
-                    self.backlog.extend(page);
-                    if !full {
-                        break;
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(room = %self.room, error = %err, "catch-up failed; retrying");
-                    tokio::time::sleep(backoff.next()).await;
-                }
-            }
-        }
-        if let (Some(last), Ok(Some(Some(trimmed)))) =
-            (self.last, self.shared.trimmed_up_to(&self.room).await)
-            && trimmed > last
-        {
-            tracing::error!(room = %self.room, "stream trimmed past this node's position; messages lost for it");
-        }
-    }
-}
-
-impl Subscription for RedisSubscription {
-    async fn recv(&mut self) -> Option<RoomEvent> {
-        loop {
-            if let Some(message) = self.backlog.pop_front() {
-                if self.backlog.is_empty() {
-                    // A catch-up can fill it with pages of the stream: give that back.
-                    self.backlog = VecDeque::new();
-                }
-                if self.advance(&message) {
-                    return Some(RoomEvent::Message(message));
-                }
-                continue;
-            }
-            // The inbox reports a gap (overflow, reconnection) before any event queued after it,
-            // so nothing newer is delivered until the gap is filled from the stream.
-            match self.inbox.recv().await {
-                Received::Item(RoomEvent::Message(message)) => {
-                    if self.advance(&message) {
-                        return Some(RoomEvent::Message(message));
-                    }
-                }
-                Received::Item(event) => return Some(event),
-                Received::Lagged(_) => self.catch_up().await,
-                Received::Closed => return None,
-            }
-        }
     }
 }
 

@@ -1,0 +1,419 @@
+//! The node's pub/sub side: one connection for every room, routing each event to its room's
+//! sinks, and the catch-up from the streams after that connection drops.
+//!
+//! Every room with a local subscription has a [`Route`]: its sinks and the id of the last message
+//! they got. The pub/sub task hands each event straight to the route's sinks, skipping messages
+//! at or below that id, so a message reaches a node's sinks at most once whichever way it came.
+//!
+//! When the connection comes back after a drop, whatever was published meanwhile is only in the
+//! streams. Every route then holds live events back ([`Pending`]) while the task re-reads its
+//! stream after the last id, delivers that, and then releases what it held back. If more was held
+//! back than the bound allows, the held messages are dropped and the stream read again: they are
+//! in it. Presence and typing events, which are at most once, may be dropped there.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{RedisBrokerError, Shared, decode_event, lock};
+use crate::sinks::Sinks;
+use crate::{MessageId, RoomEvent};
+
+/// Requests from subscriptions to the pub/sub task.
+pub(super) enum Control {
+    Subscribe {
+        channel: String,
+        ack: oneshot::Sender<Result<(), RedisBrokerError>>,
+    },
+    Unsubscribe {
+        channel: String,
+    },
+}
+
+/// One room's local subscriptions, and where its delivery stands.
+#[derive(Debug)]
+pub(super) struct Route {
+    pub(super) room: Box<str>,
+    pub(super) sinks: Sinks,
+    /// Id of the last message handed to the sinks (or the stream's end when subscribing).
+    pub(super) last: Option<MessageId>,
+    /// Live events held back while the room catches up from its stream.
+    pending: Option<Box<Pending>>,
+}
+
+/// What arrived live while a room was catching up.
+#[derive(Debug, Default)]
+struct Pending {
+    events: VecDeque<RoomEvent>,
+    /// Whether events were dropped for want of room (the stream has the messages among them).
+    overflowed: bool,
+}
+
+impl Route {
+    pub(super) fn new(room: &str) -> Self {
+        Self {
+            room: room.into(),
+            sinks: Sinks::default(),
+            last: None,
+            pending: None,
+        }
+    }
+
+    /// A live event: delivered now, or held back (at most `bound`) while catching up.
+    pub(super) fn offer(&mut self, event: RoomEvent, bound: usize) {
+        match &mut self.pending {
+            Some(pending) if pending.events.len() < bound => pending.events.push_back(event),
+            Some(pending) => pending.overflowed = true,
+            None => self.accept(event),
+        }
+    }
+
+    /// Hands `event` to the sinks, unless it is a message they already got.
+    fn accept(&mut self, event: RoomEvent) {
+        if let RoomEvent::Message(message) = &event
+            && !crate::id::advance(&mut self.last, &message.id)
+        {
+            return;
+        }
+        self.sinks.deliver(event);
+    }
+
+    /// Raises the last id to `id` if it is below (a subscription learning the stream's end).
+    pub(super) fn start_after(&mut self, id: MessageId) {
+        if self.last < Some(id) {
+            self.last = Some(id);
+        }
+    }
+
+    /// Starts holding live events back until [`Route::caught_up`].
+    fn hold(&mut self) {
+        self.pending = Some(Box::default());
+    }
+
+    /// Delivers a page read from the stream after the last id.
+    fn replay(&mut self, page: Vec<crate::Message>) {
+        for message in page {
+            self.accept(RoomEvent::Message(message));
+        }
+    }
+
+    /// The stream has been read to its end: releases what was held back, and returns `true`; or
+    /// returns `false` if some of it was dropped and the stream must be read again.
+    fn caught_up(&mut self) -> bool {
+        let Some(pending) = self.pending.take() else {
+            return true;
+        };
+        if pending.overflowed {
+            self.hold();
+            return false;
+        }
+        for event in pending.events {
+            self.accept(event);
+        }
+        true
+    }
+}
+
+/// Owns the node's pub/sub connection: (re)connects, resubscribes, routes, handles control,
+/// and catches rooms up after a reconnection.
+pub(super) async fn pubsub_task(
+    shared: Arc<Shared>,
+    client: redis::Client,
+    mut control: mpsc::UnboundedReceiver<Control>,
+) {
+    let mut backoff = Backoff::default();
+    loop {
+        let connected =
+            tokio::time::timeout(shared.config.command_timeout, client.get_async_pubsub()).await;
+        let (mut sink, mut stream) = match connected {
+            Ok(Ok(pubsub)) => pubsub.split(),
+            failed => {
+                let reason = match failed {
+                    Ok(Err(err)) => err.to_string(),
+                    _ => "timed out".to_owned(),
+                };
+                tracing::warn!(error = %reason, "redis pub/sub connection failed; retrying");
+                if !refuse_while_waiting(&mut control, backoff.next()).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let channels: Vec<String> = lock(&shared.rooms).keys().cloned().collect();
+        if !channels.is_empty() {
+            if let Err(err) = sink.subscribe(&channels).await {
+                tracing::warn!(error = %err, "resubscribing failed; retrying");
+                if !refuse_while_waiting(&mut control, backoff.next()).await {
+                    return;
+                }
+                continue;
+            }
+            // Whatever was published while we were away is in the streams: catch up from there.
+            lock(&shared.rooms).values_mut().for_each(Route::hold);
+            tracing::info!(
+                rooms = channels.len(),
+                "redis pub/sub reconnected; rooms resubscribed"
+            );
+        }
+        backoff = Backoff::default();
+        shared.ready.send_replace(true);
+        let catch_up = catch_up(&shared, channels);
+        tokio::pin!(catch_up);
+        let mut caught_up = false;
+        loop {
+            tokio::select! {
+                command = control.recv() => match command {
+                    None => return,
+                    Some(Control::Subscribe { channel, ack }) => {
+                        let _ = ack.send(sink.subscribe(&channel).await.map_err(Into::into));
+                    }
+                    Some(Control::Unsubscribe { channel }) => {
+                        // A new local subscription may have arrived since; then keep it.
+                        if !lock(&shared.rooms).contains_key(&channel) {
+                            let _ = sink.unsubscribe(&channel).await;
+                        }
+                    }
+                },
+                message = stream.next() => match message {
+                    Some(message) => shared.route(message.get_channel_name(), message.get_payload_bytes()),
+                    None => break,
+                },
+                () = &mut catch_up, if !caught_up => caught_up = true,
+            }
+        }
+        shared.ready.send_replace(false);
+        tracing::warn!("redis pub/sub connection lost; reconnecting");
+    }
+}
+
+/// Catches every room in `channels` up from its stream, one after the other.
+async fn catch_up(shared: &Shared, channels: Vec<String>) {
+    for channel in channels {
+        catch_up_room(shared, &channel).await;
+    }
+}
+
+/// Reads the room's stream after its last id into its sinks, then releases the events held back
+/// meanwhile; retries until Redis answers. Ends early if the room is unsubscribed meanwhile.
+async fn catch_up_room(shared: &Shared, channel: &str) {
+    const PAGE: usize = 1000;
+    let mut backoff = Backoff::default();
+    let Some((room, from)) = lock(&shared.rooms)
+        .get(channel)
+        .map(|route| (route.room.clone(), route.last))
+    else {
+        return;
+    };
+    let mut missed = 0;
+    loop {
+        let Some(after) = lock(&shared.rooms).get(channel).map(|route| route.last) else {
+            return;
+        };
+        let page = match shared.range_after(&room, after, PAGE).await {
+            Ok(page) => page,
+            Err(err) => {
+                tracing::warn!(%room, error = %err, "catch-up failed; retrying");
+                tokio::time::sleep(backoff.next()).await;
+                continue;
+            }
+        };
+        backoff = Backoff::default();
+        let full = page.len() == PAGE;
+        missed += page.len();
+        let mut rooms = lock(&shared.rooms);
+        let Some(route) = rooms.get_mut(channel) else {
+            return;
+        };
+        route.replay(page);
+        if !full && route.caught_up() {
+            break;
+        }
+    }
+    if missed > 0 {
+        tracing::debug!(%room, missed, "caught up from stream");
+    }
+    if let (Some(from), Ok(Some(Some(trimmed)))) = (from, shared.trimmed_up_to(&room).await)
+        && trimmed > from
+    {
+        tracing::error!(%room, "stream trimmed past this node's position; messages lost for it");
+    }
+}
+
+/// Waits `delay`, refusing subscriptions meanwhile; `false` if the broker is gone.
+async fn refuse_while_waiting(
+    control: &mut mpsc::UnboundedReceiver<Control>,
+    delay: Duration,
+) -> bool {
+    let sleep = tokio::time::sleep(delay);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            () = &mut sleep => return true,
+            command = control.recv() => match command {
+                None => return false,
+                Some(Control::Subscribe { ack, .. }) => {
+                    let _ = ack.send(Err(RedisBrokerError::Unavailable));
+                }
+                Some(Control::Unsubscribe { .. }) => {}
+            },
+        }
+    }
+}
+
+/// Exponential backoff from 50 ms to 2 s, with jitter.
+#[derive(Default)]
+struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let base = 50u64 << self.attempt.min(6);
+        self.attempt += 1;
+        let jitter = u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos()),
+        ) % (base / 2 + 1);
+        Duration::from_millis((base + jitter).min(2000))
+    }
+}
+
+/// A node's subscription to one room of a [`RedisBroker`](super::RedisBroker); dropping it
+/// unsubscribes (the node's pub/sub connection leaves the room's channel with its last one).
+#[derive(Debug)]
+pub struct RedisSubscription {
+    pub(super) shared: Arc<Shared>,
+    pub(super) channel: String,
+    /// The id its sink is registered under.
+    pub(super) id: u64,
+}
+
+impl Drop for RedisSubscription {
+    fn drop(&mut self) {
+        let mut rooms = lock(&self.shared.rooms);
+        let Some(route) = rooms.get_mut(&self.channel) else {
+            return;
+        };
+        if route.sinks.remove(self.id) {
+            rooms.remove(&self.channel);
+            let _ = self.shared.control.send(Control::Unsubscribe {
+                channel: std::mem::take(&mut self.channel),
+            });
+        }
+    }
+}
+
+/// Decodes a pub/sub payload for the route of `channel`, if this node still has one.
+pub(super) fn route(shared: &Shared, channel: &str, payload: &[u8]) {
+    let mut rooms = lock(&shared.rooms);
+    let Some(route) = rooms.get_mut(channel) else {
+        return;
+    };
+    match decode_event(&route.room, payload) {
+        Ok(event) => route.offer(event, shared.config.channel_capacity),
+        Err(err) => tracing::warn!(%channel, error = %err, "dropping undecodable event"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::{Message, RoomSink};
+
+    /// Records what a route delivers.
+    #[derive(Default)]
+    struct Record(Mutex<Vec<RoomEvent>>);
+
+    impl RoomSink for Record {
+        fn deliver(&self, event: RoomEvent) {
+            self.0.lock().unwrap().push(event);
+        }
+        fn closed(&self) {}
+    }
+
+    fn message(seq: u64) -> Message {
+        Message {
+            room: "r".into(),
+            id: format!("5-{seq}"),
+            from: "a".into(),
+            body: seq.to_string(),
+            ts: 5,
+            nonce: None,
+        }
+    }
+
+    fn route() -> (Route, Arc<Record>) {
+        let record = Arc::new(Record::default());
+        let mut route = Route::new("r");
+        route.sinks.add(Arc::clone(&record) as Arc<dyn RoomSink>);
+        (route, record)
+    }
+
+    fn seqs(record: &Record) -> Vec<String> {
+        record
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|event| match event {
+                RoomEvent::Message(m) => m.body.clone(),
+                RoomEvent::Typing { .. } => "typing".into(),
+                RoomEvent::Presence { .. } => "presence".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn live_messages_are_delivered_once_in_order() {
+        let (mut route, record) = route();
+        route.start_after("5-1".parse().unwrap());
+        for seq in [1, 2, 3, 3, 2, 4] {
+            route.offer(RoomEvent::Message(message(seq)), 8);
+        }
+        assert_eq!(seqs(&record), ["2", "3", "4"]);
+    }
+
+    #[test]
+    fn a_catch_up_replays_the_stream_before_what_was_held_back() {
+        let (mut route, record) = route();
+        route.offer(RoomEvent::Message(message(1)), 8);
+        route.hold();
+        // Live while catching up: 4 and 5 (4 is also in the stream page), and a typing event.
+        route.offer(RoomEvent::Message(message(4)), 8);
+        route.offer(
+            RoomEvent::Typing {
+                room: "r".into(),
+                user: "b".into(),
+            },
+            8,
+        );
+        route.offer(RoomEvent::Message(message(5)), 8);
+        assert_eq!(seqs(&record), ["1"], "held back");
+        route.replay((2..=4).map(message).collect());
+        assert!(route.caught_up());
+        assert_eq!(seqs(&record), ["1", "2", "3", "4", "typing", "5"]);
+        route.offer(RoomEvent::Message(message(6)), 8);
+        assert_eq!(seqs(&record).last().map(String::as_str), Some("6"));
+    }
+
+    #[test]
+    fn an_overflowing_catch_up_reads_the_stream_again() {
+        let (mut route, record) = route();
+        route.hold();
+        for seq in 1..=5 {
+            route.offer(RoomEvent::Message(message(seq)), 2);
+        }
+        route.replay(vec![message(1)]);
+        assert!(!route.caught_up(), "3 to 5 were dropped: read again");
+        route.offer(RoomEvent::Message(message(6)), 2);
+        route.replay((2..=5).map(message).collect());
+        assert!(route.caught_up());
+        assert_eq!(seqs(&record), ["1", "2", "3", "4", "5", "6"]);
+    }
+}
