@@ -11,6 +11,14 @@ use skat_broker::{MemoryBroker, MemoryBrokerConfig, RedisBroker, RedisConfig};
 use skat_server::{Limits, ServerConfig};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc rather than the system allocator. A connection storm allocates and frees many small
+/// replies in between long-lived connection state; glibc's malloc keeps the holes they leave
+/// (measured: ~0.5 KiB per idle connection after a storm, with Redis), while jemalloc keeps size
+/// classes apart and, with background purging (`.cargo/config.toml`), returns the freed pages.
+#[cfg(all(unix, not(target_env = "musl")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// A Skat chat server node.
 ///
 /// Every option can also be set through the environment variable shown.

@@ -50,3 +50,30 @@ async fn a_flush_window_delivers_every_frame_in_order() {
         .unwrap();
     assert_eq!(message(&mut bob).await.body, "last");
 }
+
+#[tokio::test]
+async fn an_outbox_that_overflows_inside_a_window_evicts_at_once() {
+    let window = Duration::from_secs(30);
+    let config = ServerConfig {
+        // Frames wait in the outbox while the window is open; pushes do not wake the
+        // connection then, but the push that overflows it must.
+        write_delay: window,
+        outbound_queue: 4,
+        ..test_config()
+    };
+    let node = Node::start_with(Arc::new(MemoryBroker::default()), config).await;
+    let mut alice = node.client("alice").await;
+    let mut bob = node.client("bob").await;
+    join(&mut alice, "busy").await;
+    join(&mut bob, "busy").await;
+    for i in 0..10 {
+        alice
+            .send_message("busy", "hi", Some(&i.to_string()))
+            .await
+            .unwrap();
+    }
+    let code = tokio::time::timeout(window / 3, common::closed(&mut bob))
+        .await
+        .expect("evicted only when the window closed");
+    assert_eq!(code, Some(1008));
+}

@@ -289,8 +289,14 @@ where
             return Poll::Ready(Event::Stop(Stop::Shutdown));
         }
         loop {
-            // Room frames while the output has room for them; eviction in any case.
-            let budget = HIGH_WATER.saturating_sub(self.ws.pending());
+            // Room frames while the output has room for them; eviction in any case. While a
+            // flush window is open they wait in the outbox, whose pushes then do not wake us:
+            // one wakeup takes them all when it closes (eviction still wakes us at once).
+            let budget = if matches!(self.flush, Flush::At(_)) {
+                0
+            } else {
+                HIGH_WATER.saturating_sub(self.ws.pending())
+            };
             let took = match self.outbox.poll_take(cx, budget) {
                 Poll::Ready(Err(reason)) => return Poll::Ready(Event::Stop(Stop::Evicted(reason))),
                 Poll::Ready(Ok(batch)) => {
