@@ -10,7 +10,18 @@ use std::time::Duration;
 
 use common::{Node, join, message, test_config};
 use skat_broker::MemoryBroker;
+use skat_client::Client;
 use skat_server::ServerConfig;
+
+/// A node with `config`, and alice and bob in room "busy".
+async fn two_in_a_room(config: ServerConfig) -> (Node, Client, Client) {
+    let node = Node::start_with(Arc::new(MemoryBroker::default()), config).await;
+    let mut alice = node.client("alice").await;
+    let mut bob = node.client("bob").await;
+    join(&mut alice, "busy").await;
+    join(&mut bob, "busy").await;
+    (node, alice, bob)
+}
 
 #[tokio::test]
 async fn a_flush_window_delivers_every_frame_in_order() {
@@ -20,11 +31,7 @@ async fn a_flush_window_delivers_every_frame_in_order() {
         outbound_queue: 32,
         ..test_config()
     };
-    let node = Node::start_with(Arc::new(MemoryBroker::default()), config).await;
-    let mut alice = node.client("alice").await;
-    let mut bob = node.client("bob").await;
-    join(&mut alice, "busy").await;
-    join(&mut bob, "busy").await;
+    let (_node, mut alice, mut bob) = two_in_a_room(config).await;
     // 300 KB: more than a connection holds back before it stops taking frames.
     let body = "x".repeat(1000);
     for round in 0..10 {
@@ -61,11 +68,7 @@ async fn an_outbox_that_overflows_inside_a_window_evicts_at_once() {
         outbound_queue: 4,
         ..test_config()
     };
-    let node = Node::start_with(Arc::new(MemoryBroker::default()), config).await;
-    let mut alice = node.client("alice").await;
-    let mut bob = node.client("bob").await;
-    join(&mut alice, "busy").await;
-    join(&mut bob, "busy").await;
+    let (_node, mut alice, mut bob) = two_in_a_room(config).await;
     for i in 0..10 {
         alice
             .send_message("busy", "hi", Some(&i.to_string()))
