@@ -71,7 +71,7 @@ pub struct ServerConfig {
     /// What one client may cost the node.
     pub limits: Limits,
     /// Signed mode: `hello` must carry an HS256 token made with this secret (see [`auth`]).
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<auth::JwtSecret>,
     /// Origins allowed to open WebSockets (`*` for any). `None`: only pages served from the
     /// same host as the request, against cross-site WebSocket hijacking.
     pub allowed_origins: Option<Vec<String>>,

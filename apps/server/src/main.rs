@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use skat_broker::{MemoryBroker, MemoryBrokerConfig, RedisBroker, RedisConfig};
+use skat_server::auth::JwtSecret;
 use skat_server::{Limits, ServerConfig};
 use tracing_subscriber::EnvFilter;
 
@@ -133,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
         let secret = cli
             .jwt_secret
             .context("set SKAT_JWT_SECRET (or --jwt-secret) to mint tokens")?;
+        let secret = JwtSecret::new(secret).context("SKAT_JWT_SECRET cannot sign tokens")?;
         skat_protocol::validate_name(&name).map_err(|e| anyhow::anyhow!("{}", e.message))?;
         let token = skat_server::auth::mint_token(&secret, &name, Duration::from_secs(ttl))
             .context("cannot mint the token")?;
@@ -166,7 +168,11 @@ async fn main() -> anyhow::Result<()> {
             hello_timeout: Duration::from_secs(cli.hello_timeout.max(1)),
             idle_timeout: Duration::from_secs(cli.idle_timeout.max(1)),
         },
-        jwt_secret: cli.jwt_secret,
+        jwt_secret: cli
+            .jwt_secret
+            .map(JwtSecret::new)
+            .transpose()
+            .context("SKAT_JWT_SECRET cannot be used for signed mode")?,
         allowed_origins: cli.allowed_origins,
         ..defaults
     };

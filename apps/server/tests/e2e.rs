@@ -445,3 +445,31 @@ async fn two_browsers_on_two_nodes_chat_and_survive_a_node_restart() {
     bob.close().await.unwrap();
     drop((node_a, node_b));
 }
+
+#[tokio::test]
+async fn a_signed_identity_from_the_fragment_connects_and_leaves_the_address_bar() {
+    let secret = skat_server::auth::JwtSecret::new("an-e2e-secret-of-enough-bytes").unwrap();
+    let config = ServerConfig {
+        node_id: "signed".into(),
+        static_dir: Some(bundle()),
+        jwt_secret: Some(secret.clone()),
+        ..common::test_config()
+    };
+    let node = Node::start_with(
+        std::sync::Arc::new(skat_broker::MemoryBroker::default()),
+        config,
+    )
+    .await;
+    let token = skat_server::auth::mint_token(&secret, "carol", Duration::from_secs(600)).unwrap();
+    let driver = Driver::start().await;
+    let page = driver.browser().await;
+    page.goto(&format!("http://{}/#name=carol&token={token}", node.addr))
+        .await
+        .unwrap();
+    // Signed mode refuses a hello without a valid token: connecting proves it was sent.
+    wait_text(&page, "#status", "Connected", |t| t == "Connected").await;
+    let url = page.current_url().await.unwrap();
+    assert!(!url.as_str().contains("token"), "token left in {url}");
+    assert!(url.as_str().ends_with("#name=carol"), "{url}");
+    page.close().await.unwrap();
+}

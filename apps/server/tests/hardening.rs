@@ -13,6 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use skat_broker::MemoryBroker;
 use skat_client::{Client, ClientError};
 use skat_protocol::{ClientFrame, ErrorCode, ServerFrame, encode_client};
+use skat_server::auth::JwtSecret;
 use skat_server::{Limits, ServerConfig};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -30,9 +31,9 @@ fn limits(limits: Limits) -> ServerConfig {
 
 #[tokio::test]
 async fn signed_mode_requires_a_valid_token_for_the_name() {
-    let secret = "test-secret";
+    let secret = &JwtSecret::new("a-test-secret-of-32-bytes-length").unwrap();
     let node = node_with(ServerConfig {
-        jwt_secret: Some(secret.into()),
+        jwt_secret: Some(secret.clone()),
         ..test_config()
     })
     .await;
@@ -63,8 +64,12 @@ async fn signed_mode_requires_a_valid_token_for_the_name() {
         "a token is for one name"
     );
 
-    let forged =
-        skat_server::auth::mint_token("wrong-secret", "alice", Duration::from_secs(60)).unwrap();
+    let forged = skat_server::auth::mint_token(
+        &JwtSecret::new("another-secret-of-enough-bytes").unwrap(),
+        "alice",
+        Duration::from_secs(60),
+    )
+    .unwrap();
     let mut forger = node.raw_client().await;
     forger
         .send_frame(&ClientFrame::Hello {

@@ -57,19 +57,20 @@ fn local_time(ts: u64) -> String {
 }
 
 /// `name` and `token` from the page's fragment (`#name=alice&token=...`), which is how an
-/// application hands a signed identity to the app without it reaching server logs.
+/// application hands a signed identity to the app without it reaching server logs. The token is
+/// then removed from the address bar (and this history entry), so a copied link does not leak it.
 fn fragment_identity() -> (Option<String>, Option<String>) {
-    let hash = window().location().hash().unwrap_or_default();
-    let mut name = None;
-    let mut token = None;
-    for pair in hash.trim_start_matches('#').split('&') {
-        match pair.split_once('=') {
-            Some(("name", v)) => name = Some(v.to_owned()),
-            Some(("token", v)) => token = Some(v.to_owned()),
-            _ => {}
+    let location = window().location();
+    let fragment = state::parse_fragment(&location.hash().unwrap_or_default());
+    if fragment.token.is_some() {
+        let path = location.pathname().unwrap_or_default();
+        let search = location.search().unwrap_or_default();
+        let url = format!("{path}{search}{}", fragment.scrubbed);
+        if let Ok(history) = window().history() {
+            let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
         }
     }
-    (name, token)
+    (fragment.name, fragment.token)
 }
 
 /// The app: asks for a name once (remembered), then shows the chat.

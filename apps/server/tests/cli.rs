@@ -1,0 +1,43 @@
+//! The `skat-server` binary's own checks, run as a process: configuration it must refuse.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Output, Stdio};
+
+fn skat_server(args: &[&str], secret: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_skat-server"))
+        .args(args)
+        .env("SKAT_JWT_SECRET", secret)
+        .env("SKAT_BIND", "127.0.0.1:0")
+        .env_remove("SKAT_REDIS_URL")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn empty_or_short_jwt_secrets_are_refused() {
+    for secret in ["", "abc", "fifteen-bytes!!"] {
+        for args in [&[][..], &["token", "admin"][..]] {
+            let out = skat_server(args, secret);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success(),
+                "{args:?} with a {}-byte secret: {stderr}",
+                secret.len()
+            );
+            assert!(
+                stderr.contains("at least 16"),
+                "{args:?} with {secret:?}: {stderr}"
+            );
+            assert!(out.stdout.is_empty(), "no token printed");
+        }
+    }
+}
+
+#[test]
+fn a_long_enough_secret_mints_a_token() {
+    let out = skat_server(&["token", "admin"], "sixteen-bytes!!!");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).split('.').count(), 3);
+}
