@@ -323,6 +323,8 @@ impl Broker for MemoryBroker {
                 online: false,
             });
         }
+        // Nonces otherwise expire only on the next send, which an emptied room may never see.
+        state.expire_dedup(Instant::now());
         drop(state);
         // A node leaves a room's presence after dropping its subscription: often the last trace.
         self.forget_if_idle(room, &log);
@@ -447,6 +449,14 @@ mod tests {
             ..MemoryBrokerConfig::default()
         });
         conformance::publish_n(&broker, "r", 500).await;
+        {
+            let log = broker.room("r");
+            let state = lock(&log.state);
+            // Each publish expired the previous nonce: at most one is remembered.
+            let dedup = state.dedup.as_ref().unwrap();
+            assert!(dedup.ids.capacity() < 8, "{}", dedup.ids.capacity());
+            assert!(dedup.order.capacity() < 8);
+        }
         for i in 0..500 {
             broker.presence_join("r", &format!("u{i}")).await.unwrap();
         }
@@ -455,10 +465,8 @@ mod tests {
         }
         let log = broker.room("r");
         let state = lock(&log.state);
-        // Each publish expired the previous nonce: at most one is remembered.
-        let dedup = state.dedup.as_ref().unwrap();
-        assert!(dedup.ids.capacity() < 8, "{}", dedup.ids.capacity());
-        assert!(dedup.order.capacity() < 8);
+        // The leaves expired the last nonce.
+        assert!(state.dedup.is_none());
         assert_eq!(state.presence.capacity(), 0);
     }
 
@@ -466,5 +474,26 @@ mod tests {
     async fn presence_spans_nodes_sharing_the_broker() {
         let shared = broker();
         conformance::presence_spans_nodes(&shared, &shared).await;
+    }
+
+    #[tokio::test]
+    async fn a_room_nobody_is_in_is_freed_but_its_history_stays() {
+        let broker = MemoryBroker::new(MemoryBrokerConfig {
+            dedup_window: Duration::ZERO,
+            ..MemoryBrokerConfig::default()
+        });
+        for (room, messages) in [("quiet", 0), ("talked", 3)] {
+            let sub = listen(&broker, room).await.unwrap();
+            broker.presence_join(room, "u").await.unwrap();
+            conformance::publish_n(&broker, room, messages).await;
+            drop(sub);
+            broker.presence_leave(room, "u").await.unwrap();
+        }
+        assert!(broker.existing("quiet").is_none(), "an empty room is freed");
+        let talked = broker.existing("talked").unwrap();
+        let state = lock(&talked.state);
+        assert_eq!(state.history.len(), 3);
+        assert!(state.presence.is_empty() && state.subscribers.is_empty());
+        assert!(state.dedup.is_none(), "expired nonces are not kept");
     }
 }
