@@ -395,3 +395,52 @@ async fn redis_crash_and_restart_loses_no_accepted_message() {
         got.len()
     );
 }
+
+#[tokio::test]
+async fn joins_after_a_redis_restart_succeed_and_errors_carry_no_internals() {
+    let mut redis = RedisServer::start().await;
+    let node = Node::redis(&redis.url(), "restart:", "node-a", 1000).await;
+    let mut alice = node.client("alice").await;
+    join(&mut alice, "first").await;
+
+    redis.kill();
+    alice.join("down").await.unwrap();
+    let refusal = next_where(&mut alice, "an error", |f| match f {
+        ServerFrame::Error { code, message, .. } => Ok((code, message)),
+        other => Err(other),
+    })
+    .await;
+    assert_eq!(refusal.0, ErrorCode::Unavailable);
+    assert!(
+        !refusal.1.to_lowercase().contains("redis") && !refusal.1.contains("pipe"),
+        "backend error text reached the client: {}",
+        refusal.1
+    );
+
+    redis.restart().await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while node.http_status("/readyz").await != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The command connection died with Redis; the first command on it is retried, not failed.
+    let (_, _, _) = join(&mut alice, "after").await;
+
+    // The same when Redis drops the node's connections while staying up: the next commands
+    // find them dead.
+    for round in 0..5 {
+        let killed = std::process::Command::new("redis-cli")
+            .args([
+                "-p",
+                &redis.port().to_string(),
+                "CLIENT",
+                "KILL",
+                "TYPE",
+                "normal",
+            ])
+            .output()
+            .unwrap();
+        assert!(killed.status.success());
+        join(&mut alice, &format!("killed-{round}")).await;
+    }
+}

@@ -18,6 +18,9 @@ use super::{Conn, JoinedRoom, Stop};
 use crate::AppState;
 use crate::rooms::ConnId;
 
+/// What a client is told when the broker cannot serve a join (the reason is logged, not sent).
+const ROOM_UNAVAILABLE: &str = "the room is unavailable, retry later";
+
 impl<B, IO> Conn<B, IO>
 where
     B: Broker,
@@ -146,7 +149,11 @@ where
         // page below once it is known, so nothing falls between history and live delivery.
         let joined = match rooms.join(&room, self.id, user, &self.outbox).await {
             Ok(joined) => joined,
-            Err(err) => return self.reply_error(ErrorCode::Unavailable, &err.to_string(), None),
+            Err(err) => {
+                // The broker's own words stay in the log: clients get no internals.
+                tracing::warn!(conn = self.id, %room, error = %err, "join failed");
+                return self.reply_error(ErrorCode::Unavailable, ROOM_UNAVAILABLE, None);
+            }
         };
         let snapshot = self.state.broker().join_snapshot(
             &room,
@@ -186,11 +193,7 @@ where
                     // Best effort: the presence entry may or may not have been recorded.
                     let _ = self.state.broker().presence_leave(&room, user).await;
                 }
-                self.reply_error(
-                    ErrorCode::Unavailable,
-                    "the room is unavailable, retry later",
-                    None,
-                );
+                self.reply_error(ErrorCode::Unavailable, ROOM_UNAVAILABLE, None);
             }
         }
     }

@@ -46,8 +46,10 @@ use redis::{AsyncCommands, Script};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
+mod retry;
 mod router;
 
+use retry::Retrying;
 pub use router::RedisSubscription;
 use router::{Control, Route, pubsub_task};
 
@@ -136,7 +138,8 @@ impl Drop for RedisBroker {
 
 struct Shared {
     config: RedisConfig,
-    conn: ConnectionManager,
+    /// Commands; a command that finds the connection dropped is sent again once.
+    conn: Retrying,
     scripts: Scripts,
     /// Each room with local subscriptions, by channel name.
     rooms: Mutex<HashMap<String, Route>>,
@@ -380,7 +383,9 @@ impl RedisBroker {
             .set_response_timeout(Some(config.command_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client.clone(), manager_config).await?;
+        let conn = Retrying::new(
+            ConnectionManager::new_with_config(client.clone(), manager_config).await?,
+        );
         let (control, control_rx) = mpsc::unbounded_channel();
         let (ready, mut ready_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -490,19 +495,24 @@ impl Broker for RedisBroker {
                 self.shared.config.prefix, new.room, new.from
             )
         });
-        let (id, stored): (String, i64) = self
-            .shared
-            .scripts
-            .publish
-            .key(&keys.stream)
+        let mut invocation = self.shared.scripts.publish.key(&keys.stream);
+        invocation
             .key(&keys.channel)
             .key(&keys.trimmed)
             .key(&dedup)
             .arg(self.shared.config.stream_len.max(1))
             .arg(&encoded)
-            .arg(self.shared.config.dedup_window.as_millis().max(1) as u64)
-            .invoke_async(&mut self.shared.conn.clone())
-            .await?;
+            .arg(self.shared.config.dedup_window.as_millis().max(1) as u64);
+        // Sent twice, a message without a nonce would be stored twice.
+        let (id, stored): (String, i64) = if new.nonce.is_some() {
+            invocation
+                .invoke_async(&mut self.shared.conn.clone())
+                .await?
+        } else {
+            invocation
+                .invoke_async(&mut self.shared.conn.once())
+                .await?
+        };
         let parsed = parse_id(&id)?;
         let as_sent = Message {
             room: new.room,

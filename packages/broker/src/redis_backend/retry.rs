@@ -1,0 +1,66 @@
+//! The command connection, retrying a command once when it finds the connection dropped.
+//!
+//! After Redis restarts, the node's command connection is dead until a command fails on it; the
+//! `ConnectionManager` then reconnects, but that first command has failed ("broken pipe"), and a
+//! user's join or send with it. Every command here is safe to send twice (reads, presence
+//! updates, nonce-deduplicated publishes), except a publish without a nonce, which goes through
+//! [`Retrying::once`] instead.
+
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+
+/// A [`ConnectionManager`] whose commands are retried once on a dropped connection.
+#[derive(Clone)]
+pub(super) struct Retrying(ConnectionManager);
+
+impl Retrying {
+    pub(super) fn new(manager: ConnectionManager) -> Self {
+        Self(manager)
+    }
+
+    /// The connection without the retry, for a command that must not run twice.
+    pub(super) fn once(&self) -> ConnectionManager {
+        self.0.clone()
+    }
+}
+
+/// Whether a failed command may be sent again: its connection broke, so it most likely never
+/// ran (and when it did, sending it again is harmless for the commands sent here).
+fn dropped(err: &redis::RedisError) -> bool {
+    err.is_connection_dropped()
+}
+
+impl ConnectionLike for Retrying {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            match self.0.req_packed_command(cmd).await {
+                Err(err) if dropped(&err) => {
+                    tracing::debug!(error = %err, "redis connection dropped; retrying once");
+                    self.0.req_packed_command(cmd).await
+                }
+                other => other,
+            }
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            match self.0.req_packed_commands(pipeline, offset, count).await {
+                Err(err) if dropped(&err) => {
+                    tracing::debug!(error = %err, "redis connection dropped; retrying once");
+                    self.0.req_packed_commands(pipeline, offset, count).await
+                }
+                other => other,
+            }
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
+    }
+}
