@@ -20,6 +20,7 @@ mod conn;
 mod limits;
 mod listen;
 mod outbox;
+mod refusals;
 mod rooms;
 mod ws;
 
@@ -47,6 +48,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::refusals::{Refusal, Refusals};
 use crate::rooms::Rooms;
 
 /// Settings of one node, independent of how they were obtained (CLI, env, tests).
@@ -127,6 +129,8 @@ struct Shared<B: Broker> {
     /// Tracks connection tasks so shutdown can wait for them.
     connections: TaskTracker,
     next_conn_id: AtomicU64,
+    /// Clients refused, counted and logged at a bounded rate.
+    refusals: Refusals,
     per_ip: Arc<limits::PerIp>,
 }
 
@@ -142,6 +146,7 @@ impl<B: Broker> AppState<B> {
                 shutdown: CancellationToken::new(),
                 connections: TaskTracker::new(),
                 next_conn_id: AtomicU64::new(1),
+                refusals: Refusals::default(),
                 per_ip: Arc::default(),
             }),
         }
@@ -154,6 +159,10 @@ impl<B: Broker> AppState<B> {
 
     pub(crate) fn broker(&self) -> &B {
         &self.inner.broker
+    }
+
+    pub(crate) fn refusals(&self) -> &Refusals {
+        &self.inner.refusals
     }
 
     pub(crate) fn rooms(&self) -> &Rooms<B> {
@@ -236,7 +245,8 @@ async fn ws_upgrade<B: Broker>(
     }
     let headers = request.headers();
     if !origin_allowed(headers, state.inner.config.allowed_origins.as_deref()) {
-        tracing::info!(%peer, origin = ?headers.get(header::ORIGIN), "cross-origin upgrade refused");
+        let origin = format!("{peer} from origin {:?}", headers.get(header::ORIGIN));
+        state.refusals().record(Refusal::Origin, &origin);
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     let response = match ws::accept(request.method(), headers) {
@@ -245,6 +255,7 @@ async fn ws_upgrade<B: Broker>(
     };
     let max_per_ip = state.inner.config.limits.max_conns_per_ip;
     let Some(slot) = limits::PerIp::acquire(&state.inner.per_ip, peer.ip(), max_per_ip) else {
+        state.refusals().record(Refusal::PerIp, &peer.ip());
         return (
             StatusCode::TOO_MANY_REQUESTS,
             "too many connections from this address",

@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Conn, JoinedRoom, Stop};
 use crate::AppState;
+use crate::refusals::Refusal;
 use crate::rooms::ConnId;
 
 /// What a client is told when the broker cannot serve a join (the reason is logged, not sent).
@@ -91,7 +92,8 @@ where
         if let Some(secret) = &self.state.config().jwt_secret
             && let Err(err) = crate::auth::verify_token(secret, &name, token)
         {
-            tracing::info!(conn = self.id, user = %name, error = %err, "hello refused");
+            let detail = format!("conn {} as {name}: {err}", self.id);
+            self.state.refusals().record(Refusal::Hello, &detail);
             self.reply_error(ErrorCode::Unauthorized, &err.to_string(), None);
             return Err(Stop::Unauthorized);
         }

@@ -1,0 +1,107 @@
+//! Refused clients: counted, and logged without letting a flood of refusals flood the log.
+//!
+//! Every refusal (an upgrade from a foreign origin, one address over its connection limit, a
+//! `hello` with a bad token) is logged at debug and counted. At most one line per
+//! [`SUMMARY_EVERY`] says at info how many were refused since the last one: an attacker who is
+//! refused a million times costs the log a line every ten seconds.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How often refusals are summed up in the log, at most.
+pub(crate) const SUMMARY_EVERY: Duration = Duration::from_secs(10);
+
+/// Why a client was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// A WebSocket upgrade from an origin not allowed (`--allowed-origins`).
+    Origin,
+    /// An upgrade from an address holding its maximum of connections.
+    PerIp,
+    /// A `hello` without a valid token in signed mode.
+    Hello,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 3] = [Refusal::Origin, Refusal::PerIp, Refusal::Hello];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Origin => "origin",
+            Self::PerIp => "per_ip",
+            Self::Hello => "hello",
+        }
+    }
+}
+
+/// The node's refusal counters (see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct Refusals {
+    counts: [AtomicU64; 3],
+    /// When the last summary was logged, and the totals it reported.
+    summary: Mutex<Option<(Instant, [u64; 3])>>,
+}
+
+impl Refusals {
+    /// Counts a refusal and logs it (see the module docs).
+    pub(crate) fn record(&self, kind: Refusal, detail: &dyn std::fmt::Display) {
+        self.counts[kind as usize].fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(refusal = kind.as_str(), %detail, "refused");
+        if let Some(new) = self.summary_due(Instant::now()) {
+            let [origin, per_ip, hello] = new;
+            tracing::info!(
+                origin,
+                per_ip,
+                hello,
+                "clients refused since the last report"
+            );
+        }
+    }
+
+    /// Refusals of `kind` since the node started.
+    pub(crate) fn count(&self, kind: Refusal) -> u64 {
+        self.counts[kind as usize].load(Ordering::Relaxed)
+    }
+
+    /// The refusals since the last summary, if one is due at `now`.
+    fn summary_due(&self, now: Instant) -> Option<[u64; 3]> {
+        let mut summary = self.summary.lock().unwrap_or_else(PoisonError::into_inner);
+        if summary.is_some_and(|(at, _)| now.duration_since(at) < SUMMARY_EVERY) {
+            return None;
+        }
+        let totals = Refusal::ALL.map(|kind| self.count(kind));
+        let reported = summary.map_or([0; 3], |(_, reported)| reported);
+        *summary = Some((now, totals));
+        Some(std::array::from_fn(|i| totals[i] - reported[i]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_refusals_is_counted_and_summed_up_rarely() {
+        let refusals = Refusals::default();
+        let mut summaries = 0;
+        for i in 0..10_000 {
+            refusals.record(
+                if i % 2 == 0 {
+                    Refusal::Origin
+                } else {
+                    Refusal::Hello
+                },
+                &"x",
+            );
+            summaries += usize::from(refusals.summary_due(Instant::now()).is_some());
+        }
+        assert_eq!(refusals.count(Refusal::Origin), 5000);
+        assert_eq!(refusals.count(Refusal::Hello), 5000);
+        assert_eq!(refusals.count(Refusal::PerIp), 0);
+        assert_eq!(summaries, 0, "the first record logged the only summary");
+        let later = Instant::now() + SUMMARY_EVERY;
+        assert_eq!(refusals.summary_due(later), Some([4999, 0, 5000]));
+        assert_eq!(refusals.summary_due(later), None);
+    }
+}
