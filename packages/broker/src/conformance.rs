@@ -30,6 +30,7 @@ where
     presence_counts_nodes(&make().await).await;
     retries_with_the_same_nonce_are_not_stored_twice(&make().await).await;
     typing_reaches_subscribers(&make().await).await;
+    boundary_ids(&make().await).await;
 }
 
 /// Publishes `n` messages `m0..` to `room` and returns them as accepted.
@@ -395,4 +396,51 @@ pub async fn typing_reaches_subscribers<B: Broker>(broker: &B) {
             user: "carol".into()
         }
     );
+}
+
+/// The edges of the id space get answers, the same from every backend, never errors.
+pub async fn boundary_ids<B: Broker>(broker: &B) {
+    let sent = publish_n(broker, "c-edges", 3).await;
+    let page = broker
+        .history("c-edges", Some(MessageId::MIN), 10)
+        .await
+        .unwrap();
+    assert_eq!(page, crate::HistoryPage::default(), "nothing is before 0-0");
+    let page = broker
+        .history("c-edges", Some(MessageId::MAX), 10)
+        .await
+        .unwrap();
+    assert_eq!((page.messages, page.has_more), (sent.clone(), false));
+    let all = broker
+        .recover("c-edges", MessageId::MIN, 100)
+        .await
+        .unwrap();
+    assert_eq!(all, Some(sent.clone()), "everything is after 0-0");
+    let none = broker
+        .recover("c-edges", MessageId::MAX, 100)
+        .await
+        .unwrap();
+    assert_eq!(none, Some(vec![]), "nothing is after the largest id");
+    let future = MessageId {
+        ms: id(&sent[2]).ms + 1_000_000,
+        seq: 0,
+    };
+    let none = broker.recover("c-edges", future, 100).await.unwrap();
+    assert_eq!(none, Some(vec![]), "nothing is after an id past the newest");
+    for since in [MessageId::MIN, MessageId::MAX] {
+        let snapshot = broker
+            .join_snapshot("c-edges", "alice", false, Some(since), 100, 50)
+            .await
+            .unwrap();
+        let expected = if since == MessageId::MIN {
+            sent.clone()
+        } else {
+            vec![]
+        };
+        assert_eq!(
+            (snapshot.messages, snapshot.recovered),
+            (expected, true),
+            "since {since}"
+        );
+    }
 }

@@ -16,6 +16,14 @@ pub struct MessageId {
 }
 
 impl MessageId {
+    /// The smallest id (`0-0`): no message has it, none is below it.
+    pub const MIN: MessageId = MessageId { ms: 0, seq: 0 };
+    /// The largest id: none is above it.
+    pub const MAX: MessageId = MessageId {
+        ms: u64::MAX,
+        seq: u64::MAX,
+    };
+
     /// The smallest id strictly greater than `prev` at time `now_ms`.
     ///
     /// The clock may go backwards; ids never do.

@@ -243,6 +243,7 @@ return 1
             // recovery limit, page. Returns {members, entries, recovered (1/0)}.
             join: Script::new(&format!(
                 "{SWEEP}
+local MAX_ID = '{max}'
 if ARGV[4] == '1' then {JOIN_PRESENCE} end
 local members = redis.call('HKEYS', KEYS[2])
 if ARGV[5] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
@@ -257,6 +258,7 @@ if ARGV[5] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
     local sm, ss = parts(ARGV[5])
     recoverable = tm < sm or (tm == sm and ts <= ss)
   end
+  if recoverable and ARGV[5] == MAX_ID then return {{members, {{}}, 1}} end
   if recoverable then
     local limit = tonumber(ARGV[6])
     local missed = redis.call('XRANGE', KEYS[4], '(' .. ARGV[5], '+', 'COUNT', limit + 1)
@@ -264,7 +266,8 @@ if ARGV[5] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
   end
 end
 return {{members, redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', tonumber(ARGV[7])), 0}}
-"
+",
+                max = MessageId::MAX,
             )),
         }
     }
@@ -338,6 +341,10 @@ impl Shared {
         after: Option<MessageId>,
         count: usize,
     ) -> Result<Vec<Message>, RedisBrokerError> {
+        if after == Some(MessageId::MAX) {
+            // Nothing is above it; Redis refuses the exclusive range past the largest id.
+            return Ok(Vec::new());
+        }
         let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
         self.read_stream(room, false, &start, "+", Some(count))
             .await
@@ -581,6 +588,10 @@ impl Broker for RedisBroker {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<HistoryPage, RedisBrokerError> {
+        if before == Some(MessageId::MIN) {
+            // Nothing is below it; Redis refuses the exclusive range `(0-0`.
+            return Ok(HistoryPage::default());
+        }
         let end = before.map_or_else(|| "+".to_owned(), |id| format!("({id}"));
         let mut messages = self
             .shared
