@@ -188,11 +188,19 @@ async fn main() -> anyhow::Result<()> {
                 stream_len: cli.stream_len,
                 ..RedisConfig::new(url, config.node_id.clone())
             };
-            let broker = RedisBroker::connect(redis)
-                .await
-                .context("cannot use Redis at SKAT_REDIS_URL / --redis-url")?;
+            let broker = Arc::new(
+                RedisBroker::connect(redis)
+                    .await
+                    .context("cannot use Redis at SKAT_REDIS_URL / --redis-url")?,
+            );
             tracing::info!(broker = "redis", "starting");
-            skat_server::run(listener, Arc::new(broker), config, shutdown_signal()).await
+            let served =
+                skat_server::run(listener, Arc::clone(&broker), config, shutdown_signal()).await;
+            // So that a node restarted with this id need not wait for the claim to expire.
+            if let Err(err) = broker.release_node_id().await {
+                tracing::warn!(error = %err, "node id not released; it expires by itself");
+            }
+            served
         }
         None => {
             let memory = MemoryBrokerConfig {

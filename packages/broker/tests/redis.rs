@@ -181,3 +181,46 @@ async fn calls_fail_fast_while_redis_is_down_and_recover() {
     };
     assert_eq!(next_event(&mut sub).await, RoomEvent::Message(sent));
 }
+
+#[tokio::test]
+async fn a_node_id_is_held_by_one_live_node_at_a_time() {
+    let redis = RedisServer::start().await;
+    let first = RedisBroker::connect(config(&redis, "ids:", "node-a", 100))
+        .await
+        .unwrap();
+    // A second node with the same id waits one TTL (1 s here) for the claim, then refuses.
+    let started = std::time::Instant::now();
+    let second = RedisBroker::connect(config(&redis, "ids:", "node-a", 100)).await;
+    assert!(
+        matches!(second, Err(skat_broker::RedisBrokerError::NodeIdTaken(ref id)) if id == "node-a"),
+        "{second:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "it waited for the claim"
+    );
+    // Another id is fine meanwhile.
+    RedisBroker::connect(config(&redis, "ids:", "node-b", 100))
+        .await
+        .unwrap();
+    // Released on an orderly stop: the id is free at once.
+    first.release_node_id().await.unwrap();
+    drop(first);
+    RedisBroker::connect(config(&redis, "ids:", "node-a", 100))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_dead_nodes_id_is_free_after_its_claim_expires() {
+    let redis = RedisServer::start().await;
+    // Dropped without releasing: as if killed. Its claim lapses after the TTL.
+    drop(
+        RedisBroker::connect(config(&redis, "dead:", "node-a", 100))
+            .await
+            .unwrap(),
+    );
+    RedisBroker::connect(config(&redis, "dead:", "node-a", 100))
+        .await
+        .unwrap();
+}

@@ -13,6 +13,8 @@
 //! - `skat:{general}:users`: a hash of user → number of live presence entries, for `members`.
 //! - `skat:{general}:trimmed`: the newest message id trimmed from the stream, so `recover` knows
 //!   exactly whether the messages after a client's `since` are all still there.
+//! - `skat:node:<node id>`: the claim of the live node running with that id ([`claim`]): one
+//!   node per id, as presence entries are keyed by it.
 //!
 //! # Guarantees, and how
 //!
@@ -46,9 +48,11 @@ use redis::{AsyncCommands, Script};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
+mod claim;
 mod retry;
 mod router;
 
+use claim::Claim;
 use retry::Retrying;
 pub use router::RedisSubscription;
 use router::{Control, Route, pubsub_task};
@@ -112,6 +116,11 @@ pub enum RedisBrokerError {
     /// Redis holds data this backend did not write.
     #[error("malformed data in redis: {0}")]
     Corrupt(String),
+    /// Another live node runs with this node's id.
+    #[error(
+        "node id {0:?} is held by another live node: every node needs its own SKAT_NODE_ID (a node that died holds it one presence TTL more)"
+    )]
+    NodeIdTaken(String),
 }
 
 /// The Redis [`Broker`]: create it once per node with [`RedisBroker::connect`].
@@ -148,6 +157,8 @@ struct Shared {
     ready: watch::Sender<bool>,
     /// Presence entries this node holds, refreshed every heartbeat.
     held: Mutex<Held>,
+    /// This node's claim on its id.
+    claim: Claim,
 }
 
 impl std::fmt::Debug for Shared {
@@ -395,6 +406,7 @@ impl RedisBroker {
         );
         let (control, control_rx) = mpsc::unbounded_channel();
         let (ready, mut ready_rx) = watch::channel(false);
+        let (config_prefix, config_node_id) = (config.prefix.clone(), config.node_id.clone());
         let shared = Arc::new(Shared {
             config,
             conn,
@@ -403,7 +415,9 @@ impl RedisBroker {
             control,
             ready,
             held: Mutex::default(),
+            claim: Claim::new(&config_prefix, &config_node_id),
         });
+        shared.claim.acquire(&shared).await?;
         let pubsub =
             tokio::spawn(pubsub_task(Arc::clone(&shared), client, control_rx)).abort_handle();
         let heartbeat = tokio::spawn(heartbeat_task(Arc::clone(&shared))).abort_handle();
@@ -421,6 +435,12 @@ impl RedisBroker {
     /// The settings in use.
     pub fn config(&self) -> &RedisConfig {
         &self.shared.config
+    }
+
+    /// Gives this node's id back, so that a node started with it next need not wait for the
+    /// claim to expire. Call it on an orderly stop, after the last connection is closed.
+    pub async fn release_node_id(&self) -> Result<(), RedisBrokerError> {
+        self.shared.claim.release(&self.shared).await
     }
 }
 
@@ -474,6 +494,14 @@ async fn heartbeat_task(shared: Arc<Shared>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
+        match shared.claim.refresh(&shared).await {
+            Ok(true) => {}
+            Ok(false) => tracing::error!(
+                node = %shared.config.node_id,
+                "another node took this node's id (its claim expired while Redis was unreachable): presence is shared with it until one of them stops"
+            ),
+            Err(err) => tracing::warn!(error = %err, "node id claim not refreshed"),
+        }
         let held = lock(&shared.held).pairs();
         for chunk in held.chunks(64) {
             let refreshes = chunk
