@@ -66,6 +66,11 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// Most messages a `join` with `since` recovers; beyond it the client gets the latest page.
     pub recovery_limit: usize,
+    /// Most bytes of messages in one reply (`joined`, `history`), as
+    /// [`skat_broker::message_size`] counts them: a recovery over it gets the latest page
+    /// instead, and a page over it is cut (with `has_more`), so no reply grows with a room's
+    /// history or what a client missed.
+    pub max_reply_bytes: usize,
     /// How long shutdown waits for connections to close before giving up on them.
     pub shutdown_timeout: Duration,
     /// Directory served at `/` (the built web app), if any.
@@ -87,6 +92,7 @@ impl Default for ServerConfig {
             write_delay: Duration::ZERO,
             max_message_bytes: 64 * 1024,
             recovery_limit: 1000,
+            max_reply_bytes: 1024 * 1024,
             shutdown_timeout: Duration::from_secs(10),
             static_dir: None,
             limits: Limits::default(),

@@ -86,6 +86,14 @@ struct Serve {
     /// Largest WebSocket message accepted from a client, in bytes.
     #[arg(long, env = "SKAT_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     max_message_bytes: usize,
+    /// Most messages a join with `since` recovers; a client that missed more gets the latest
+    /// page and pages back with `history`.
+    #[arg(long, env = "SKAT_RECOVERY_LIMIT", default_value_t = 1000)]
+    recovery_limit: usize,
+    /// Most bytes of messages in one `joined` or `history` reply: a recovery over it gets the
+    /// latest page instead, a page over it is cut short (with `has_more`).
+    #[arg(long, env = "SKAT_MAX_REPLY_BYTES", default_value_t = 1024 * 1024)]
+    max_reply_bytes: usize,
     /// Seconds shutdown waits for connections to close.
     #[arg(long, env = "SKAT_SHUTDOWN_TIMEOUT", default_value_t = 10)]
     shutdown_timeout: u64,
@@ -156,6 +164,8 @@ async fn main() -> anyhow::Result<()> {
         outbound_queue: cli.outbound_queue,
         write_delay: Duration::from_millis(cli.write_delay_ms),
         max_message_bytes: cli.max_message_bytes,
+        recovery_limit: cli.recovery_limit,
+        max_reply_bytes: cli.max_reply_bytes.max(1),
         shutdown_timeout: Duration::from_secs(cli.shutdown_timeout),
         static_dir: cli.static_dir,
         limits: Limits {
@@ -174,7 +184,6 @@ async fn main() -> anyhow::Result<()> {
             .transpose()
             .context("SKAT_JWT_SECRET cannot be used for signed mode")?,
         allowed_origins: cli.allowed_origins,
-        ..defaults
     };
     if config.jwt_secret.is_some() {
         tracing::info!("signed mode: hello requires a token");

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{DEADLINE, Node, closed, error, join, message, next, test_config};
+use common::{DEADLINE, Node, closed, error, join, message, next, next_where, test_config};
 use futures_util::{SinkExt, StreamExt};
 use skat_broker::MemoryBroker;
 use skat_client::{Client, ClientError};
@@ -337,4 +337,54 @@ async fn a_retried_send_returns_the_original_instead_of_a_duplicate() {
         "twice",
         "bob never saw a duplicate"
     );
+}
+
+#[tokio::test]
+async fn replies_are_bounded_in_bytes_and_page_the_rest() {
+    // Room for about two and a half 1000-byte messages per reply.
+    let node = node_with(ServerConfig {
+        max_reply_bytes: 2800,
+        ..test_config()
+    })
+    .await;
+    let mut alice = node.client("alice").await;
+    join(&mut alice, "big").await;
+    let mut sent = Vec::new();
+    for i in 0..6 {
+        let body = format!("{i}").repeat(1000);
+        alice
+            .send_message("big", &body, Some(&i.to_string()))
+            .await
+            .unwrap();
+        sent.push(message(&mut alice).await);
+    }
+
+    // Five missed messages are more than a reply holds: the latest page instead, cut to fit.
+    let mut bob = node.client("bob").await;
+    bob.join_since("big", &sent[0].id).await.unwrap();
+    let (messages, recovered) = next_where(&mut bob, "joined", |f| match f {
+        ServerFrame::Joined {
+            messages,
+            recovered,
+            ..
+        } => Ok((messages, recovered)),
+        other => Err(other),
+    })
+    .await;
+    assert!(!recovered);
+    assert_eq!(messages, sent[4..], "the newest that fit");
+
+    // Paging back from there: cut as well, with has_more.
+    bob.history("big", Some(&sent[4].id), Some(10))
+        .await
+        .unwrap();
+    let (page, has_more) = next_where(&mut bob, "history", |f| match f {
+        ServerFrame::History {
+            messages, has_more, ..
+        } => Ok((messages, has_more)),
+        other => Err(other),
+    })
+    .await;
+    assert_eq!(page, sent[2..4]);
+    assert!(has_more);
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::{Broker, Message, MessageId, NewMessage, Published, RoomEvent, RoomSink};
+use crate::{Broker, Message, MessageId, NewMessage, Published, Recovery, RoomEvent, RoomSink};
 
 /// Runs every check; `make` builds a broker whose per-room history holds `history_len` messages.
 pub async fn run_all<B, F, Fut>(make: F, history_len: usize)
@@ -173,7 +173,7 @@ pub async fn history_is_bounded<B: Broker>(broker: &B, history_len: usize) {
 pub async fn recovery<B: Broker>(broker: &B, history_len: usize) {
     let sent = publish_n(broker, "c-recover", 10).await;
     let missed = broker
-        .recover("c-recover", id(&sent[6]), 100)
+        .recover("c-recover", id(&sent[6]), Recovery::count(100))
         .await
         .unwrap();
     assert_eq!(
@@ -182,14 +182,63 @@ pub async fn recovery<B: Broker>(broker: &B, history_len: usize) {
         "exactly the messages after since"
     );
     let none = broker
-        .recover("c-recover", id(&sent[9]), 100)
+        .recover("c-recover", id(&sent[9]), Recovery::count(100))
         .await
         .unwrap();
     assert_eq!(none, Some(vec![]), "nothing missed");
-    let over = broker.recover("c-recover", id(&sent[0]), 3).await.unwrap();
+    let over = broker
+        .recover("c-recover", id(&sent[0]), Recovery::count(3))
+        .await
+        .unwrap();
     assert_eq!(over, None, "more missed than the limit");
+
+    // Bounded in bytes too: four 1000-byte messages missed do not fit in 3500 bytes.
+    let mut big = Vec::new();
+    for i in 0..5 {
+        let new = NewMessage {
+            room: "c-recover-bytes".into(),
+            from: "alice".into(),
+            body: format!("{i}").repeat(1000),
+            nonce: None,
+        };
+        big.push(broker.publish(new).await.unwrap().into_message());
+    }
+    let size = crate::message_size(&big[1]);
+    assert!(size > 1000 && size < 1200, "{size}");
+    let tight = Recovery {
+        limit: 100,
+        max_bytes: 3 * size + size / 2,
+    };
+    let roomy = Recovery {
+        limit: 100,
+        max_bytes: 4 * size + size / 2,
+    };
+    let since = id(&big[0]);
+    assert_eq!(
+        broker
+            .recover("c-recover-bytes", since, tight)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        broker
+            .recover("c-recover-bytes", since, roomy)
+            .await
+            .unwrap(),
+        Some(big[1..].to_vec())
+    );
+    let snapshot = broker
+        .join_snapshot("c-recover-bytes", "bob", false, Some(since), tight, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        (snapshot.messages, snapshot.recovered),
+        (big[3..].to_vec(), false),
+        "over the byte bound: the latest page instead"
+    );
     let unknown = broker
-        .recover("c-never-used", id(&sent[0]), 100)
+        .recover("c-never-used", id(&sent[0]), Recovery::count(100))
         .await
         .unwrap();
     assert_eq!(unknown, None, "a room without messages knows no id");
@@ -197,14 +246,14 @@ pub async fn recovery<B: Broker>(broker: &B, history_len: usize) {
     let sent = publish_n(broker, "c-trimmed", history_len + 3).await;
     assert_eq!(
         broker
-            .recover("c-trimmed", id(&sent[0]), 10_000)
+            .recover("c-trimmed", id(&sent[0]), Recovery::count(10_000))
             .await
             .unwrap(),
         None,
         "gap past retention"
     );
     let kept = broker
-        .recover("c-trimmed", id(&sent[2]), 10_000)
+        .recover("c-trimmed", id(&sent[2]), Recovery::count(10_000))
         .await
         .unwrap();
     assert_eq!(
@@ -218,7 +267,7 @@ pub async fn recovery<B: Broker>(broker: &B, history_len: usize) {
 pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
     let room = "c-snapshot";
     let first = broker
-        .join_snapshot(room, "carol", true, None, 100, 5)
+        .join_snapshot(room, "carol", true, None, Recovery::count(100), 5)
         .await
         .unwrap();
     assert_eq!(
@@ -230,7 +279,7 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
 
     let sent = publish_n(broker, room, 10).await;
     let latest = broker
-        .join_snapshot(room, "dave", false, None, 100, 5)
+        .join_snapshot(room, "dave", false, None, Recovery::count(100), 5)
         .await
         .unwrap();
     assert_eq!(
@@ -242,7 +291,14 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
     assert!(!latest.recovered);
 
     let since = broker
-        .join_snapshot(room, "dave", true, Some(id(&sent[6])), 100, 5)
+        .join_snapshot(
+            room,
+            "dave",
+            true,
+            Some(id(&sent[6])),
+            Recovery::count(100),
+            5,
+        )
         .await
         .unwrap();
     assert_eq!(since.members, ["carol", "dave"]);
@@ -254,7 +310,14 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
     assert!(since.recovered);
 
     let over = broker
-        .join_snapshot(room, "dave", false, Some(id(&sent[0])), 3, 5)
+        .join_snapshot(
+            room,
+            "dave",
+            false,
+            Some(id(&sent[0])),
+            Recovery::count(3),
+            5,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -271,7 +334,7 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
             "dave",
             false,
             Some(id(&trimmed[0])),
-            10_000,
+            Recovery::count(10_000),
             2,
         )
         .await
@@ -288,7 +351,7 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
             "dave",
             false,
             Some(id(&trimmed[2])),
-            10_000,
+            Recovery::count(10_000),
             2,
         )
         .await
@@ -412,12 +475,12 @@ pub async fn boundary_ids<B: Broker>(broker: &B) {
         .unwrap();
     assert_eq!((page.messages, page.has_more), (sent.clone(), false));
     let all = broker
-        .recover("c-edges", MessageId::MIN, 100)
+        .recover("c-edges", MessageId::MIN, Recovery::count(100))
         .await
         .unwrap();
     assert_eq!(all, Some(sent.clone()), "everything is after 0-0");
     let none = broker
-        .recover("c-edges", MessageId::MAX, 100)
+        .recover("c-edges", MessageId::MAX, Recovery::count(100))
         .await
         .unwrap();
     assert_eq!(none, Some(vec![]), "nothing is after the largest id");
@@ -425,11 +488,21 @@ pub async fn boundary_ids<B: Broker>(broker: &B) {
         ms: id(&sent[2]).ms + 1_000_000,
         seq: 0,
     };
-    let none = broker.recover("c-edges", future, 100).await.unwrap();
+    let none = broker
+        .recover("c-edges", future, Recovery::count(100))
+        .await
+        .unwrap();
     assert_eq!(none, Some(vec![]), "nothing is after an id past the newest");
     for since in [MessageId::MIN, MessageId::MAX] {
         let snapshot = broker
-            .join_snapshot("c-edges", "alice", false, Some(since), 100, 50)
+            .join_snapshot(
+                "c-edges",
+                "alice",
+                false,
+                Some(since),
+                Recovery::count(100),
+                50,
+            )
             .await
             .unwrap();
         let expected = if since == MessageId::MIN {

@@ -120,6 +120,41 @@ pub struct HistoryPage {
     pub has_more: bool,
 }
 
+/// How much a recovery may return: at most `limit` messages and `max_bytes` of them (as
+/// [`message_size`] counts). Past either, the client gets the latest page instead and pages
+/// back with `history`, so no reply grows with what a client missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovery {
+    /// Messages.
+    pub limit: usize,
+    /// Bytes, as [`message_size`] counts them.
+    pub max_bytes: usize,
+}
+
+impl Recovery {
+    /// At most `limit` messages, whatever their size.
+    pub const fn count(limit: usize) -> Self {
+        Self {
+            limit,
+            max_bytes: usize::MAX,
+        }
+    }
+}
+
+/// About how many bytes `message` takes in a frame: its text fields plus a fixed allowance for
+/// the JSON around them. Replies are bounded with it, the same way by every backend.
+pub fn message_size(message: &Message) -> usize {
+    MESSAGE_OVERHEAD
+        + message.room.len()
+        + message.id.len()
+        + message.from.len()
+        + message.body.len()
+        + message.nonce.as_ref().map_or(0, String::len)
+}
+
+/// The JSON of a `message` besides its text fields: keys, quotes, the timestamp.
+pub const MESSAGE_OVERHEAD: usize = 80;
+
 /// What a connection joining a room is told: see [`Broker::join_snapshot`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -183,13 +218,13 @@ pub trait Broker: Send + Sync + 'static {
     ) -> impl Future<Output = Result<HistoryPage, Self::Error>> + Send;
 
     /// Returns every message of the room after `since`, if the retained history still holds all
-    /// of them and there are at most `limit`; `None` otherwise (the caller falls back to the
-    /// latest page).
+    /// of them and they fit in `bounds`; `None` otherwise (the caller falls back to the latest
+    /// page). A backend reads no more than the bounds allow (plus one message) to find out.
     fn recover(
         &self,
         room: &str,
         since: MessageId,
-        limit: usize,
+        bounds: Recovery,
     ) -> impl Future<Output = Result<Option<Vec<Message>>, Self::Error>> + Send;
 
     /// Records that this node holds `user` in `room`; emits `online` if no node held it before.
@@ -220,7 +255,7 @@ pub trait Broker: Send + Sync + 'static {
     /// Everything a `joined` frame needs, in as few round trips as the backend can: first
     /// [`Broker::presence_join`] if `join_presence` (this node's first connection of `user`
     /// in the room), then the members, then [`Broker::recover`]'s messages after `since` if it
-    /// has them (at most `recovery_limit`), else the latest `page` messages. The default
+    /// has them within `recovery`, else the latest `page` messages. The default
     /// composes those calls; a remote backend should do it in one round trip, as a connection
     /// storm is made of joins.
     fn join_snapshot(
@@ -229,7 +264,7 @@ pub trait Broker: Send + Sync + 'static {
         user: &str,
         join_presence: bool,
         since: Option<MessageId>,
-        recovery_limit: usize,
+        recovery: Recovery,
         page: usize,
     ) -> impl Future<Output = Result<Snapshot, Self::Error>> + Send {
         async move {
@@ -238,7 +273,7 @@ pub trait Broker: Send + Sync + 'static {
             }
             let members = self.members(room).await?;
             if let Some(since) = since
-                && let Some(missed) = self.recover(room, since, recovery_limit).await?
+                && let Some(missed) = self.recover(room, since, recovery).await?
             {
                 return Ok(Snapshot {
                     members,

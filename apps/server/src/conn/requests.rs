@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use skat_broker::{Broker, MessageId, NewMessage, Published, Snapshot};
+use skat_broker::{
+    Broker, Message, MessageId, NewMessage, Published, Recovery, Snapshot, message_size,
+};
 use skat_protocol::{
     ClientFrame, DEFAULT_HISTORY_LIMIT, ErrorCode, Invalid, PROTOCOL_VERSION, ServerFrame,
     decode_client, validate_body, validate_history_limit, validate_name, validate_nonce,
@@ -162,15 +164,22 @@ where
             user,
             joined.first_of_user,
             since,
-            self.state.config().recovery_limit,
+            Recovery {
+                limit: self.state.config().recovery_limit,
+                max_bytes: self.state.config().max_reply_bytes,
+            },
             DEFAULT_HISTORY_LIMIT as usize,
         );
         match snapshot.await {
             Ok(Snapshot {
                 members,
-                messages,
+                mut messages,
                 recovered,
             }) => {
+                if !recovered {
+                    // The latest page, like any page, within the reply bound.
+                    keep_newest_within(&mut messages, self.state.config().max_reply_bytes);
+                }
                 let watermark = messages
                     .last()
                     .and_then(|m| m.id.parse().ok())
@@ -301,11 +310,15 @@ where
             .history(&room, before, limit as usize)
             .await
         {
-            Ok(page) => self.reply(&ServerFrame::History {
-                room,
-                messages: page.messages,
-                has_more: page.has_more,
-            }),
+            Ok(mut page) => {
+                let cut =
+                    keep_newest_within(&mut page.messages, self.state.config().max_reply_bytes);
+                self.reply(&ServerFrame::History {
+                    room,
+                    messages: page.messages,
+                    has_more: page.has_more || cut,
+                });
+            }
             Err(err) => {
                 tracing::warn!(conn = self.id, error = %err, "history failed");
                 self.reply_error(
@@ -318,11 +331,66 @@ where
     }
 }
 
+/// Drops the oldest of `messages` (oldest first) until the rest fits in `max_bytes` (at least
+/// one is kept, which its size limit bounds anyway); returns whether any was dropped. The client
+/// pages back from the oldest one kept.
+fn keep_newest_within(messages: &mut Vec<Message>, max_bytes: usize) -> bool {
+    let mut bytes = 0usize;
+    let keep = messages
+        .iter()
+        .rev()
+        .take_while(|m| {
+            bytes = bytes.saturating_add(message_size(m));
+            bytes <= max_bytes
+        })
+        .count()
+        .max(1)
+        .min(messages.len());
+    let cut = messages.len() - keep;
+    messages.drain(..cut);
+    cut > 0
+}
+
 /// Unregisters from a room and withdraws presence if this was the user's last connection.
 async fn leave_room<B: Broker>(state: &AppState<B>, conn: ConnId, user: &Arc<str>, room: &str) {
     if state.rooms().leave(room, conn, user)
         && let Err(err) = state.broker().presence_leave(room, user).await
     {
         tracing::warn!(%room, %user, error = %err, "presence_leave failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(body: &str) -> Message {
+        Message {
+            room: "r".into(),
+            id: "1-0".into(),
+            from: "a".into(),
+            body: body.into(),
+            ts: 1,
+            nonce: None,
+        }
+    }
+
+    #[test]
+    fn pages_keep_their_newest_messages_within_the_bound() {
+        let page: Vec<Message> = ["old", "mid", "new"].map(message).into();
+        let size = message_size(&page[0]);
+        let mut all = page.clone();
+        assert!(!keep_newest_within(&mut all, 3 * size));
+        assert_eq!(all, page);
+        let mut two = page.clone();
+        assert!(keep_newest_within(&mut two, 2 * size + 1));
+        assert_eq!(two, page[1..]);
+        let mut one = page.clone();
+        assert!(
+            keep_newest_within(&mut one, 1),
+            "the newest is kept whatever its size"
+        );
+        assert_eq!(one, page[2..]);
+        assert!(!keep_newest_within(&mut Vec::new(), 1));
     }
 }

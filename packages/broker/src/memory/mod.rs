@@ -23,7 +23,8 @@ pub use subscription::MemorySubscription;
 use crate::sinks::Sinks;
 use crate::sparse::ShrinkWhenSparse as _;
 use crate::{
-    Broker, HistoryPage, Message, MessageId, NewMessage, Published, RoomEvent, RoomSink, Tally,
+    Broker, HistoryPage, Message, MessageId, NewMessage, Published, Recovery, RoomEvent, RoomSink,
+    Tally,
 };
 
 /// Tuning of a [`MemoryBroker`].
@@ -279,7 +280,7 @@ impl Broker for MemoryBroker {
         &self,
         room: &str,
         since: MessageId,
-        limit: usize,
+        bounds: Recovery,
     ) -> Result<Option<Vec<Message>>, MemoryError> {
         let Some(log) = self.existing(room) else {
             // No message was ever published here (as with Redis, whose stream does not exist):
@@ -290,12 +291,16 @@ impl Broker for MemoryBroker {
         if state.last_id.is_none() || state.trimmed.is_some_and(|trimmed| trimmed > since) {
             return Ok(None);
         }
-        let missed: Vec<Message> = state
-            .after(Some(since))
-            .take(limit.saturating_add(1))
-            .map(|(_, m)| m.clone())
-            .collect();
-        Ok((missed.len() <= limit).then_some(missed))
+        let mut missed = Vec::new();
+        let mut bytes = 0usize;
+        for (_, message) in state.after(Some(since)) {
+            bytes = bytes.saturating_add(crate::message_size(message));
+            if missed.len() == bounds.limit || bytes > bounds.max_bytes {
+                return Ok(None);
+            }
+            missed.push(message.clone());
+        }
+        Ok(Some(missed))
     }
 
     async fn presence_join(&self, room: &str, user: &str) -> Result<(), MemoryError> {

@@ -59,7 +59,8 @@ use router::{Control, Route, pubsub_task};
 
 use crate::sparse::ShrinkWhenSparse as _;
 use crate::{
-    Broker, HistoryPage, Message, MessageId, NewMessage, Published, RoomEvent, RoomSink, Snapshot,
+    Broker, HistoryPage, Message, MessageId, NewMessage, Published, Recovery, RoomEvent, RoomSink,
+    Snapshot,
 };
 
 /// Settings of a [`RedisBroker`].
@@ -177,6 +178,10 @@ struct Scripts {
     join: Script,
 }
 
+/// Stream entries read per command when a read may be long (recovery): Redis is never asked for
+/// more than this at once, and a reply over the bounds stops the reading.
+const READ_CHUNK: usize = 100;
+
 /// Removes expired presence entries, publishing `offline` for users left without any.
 /// KEYS: presence zset, users hash, channel. Defines `now` (ms, from Redis).
 const SWEEP: &str = r"
@@ -251,7 +256,8 @@ return 1
             members: Script::new(&format!("{SWEEP}\nreturn redis.call('HKEYS', KEYS[2])")),
             // `join_snapshot` in one round trip. KEYS: presence, users, channel, stream,
             // trimmed. ARGV: entry, user, ttl ms, join presence (1/0), since ('' for none),
-            // recovery limit, page. Returns {members, entries, recovered (1/0)}.
+            // recovery limit, page, recovery byte bound, bytes a message counts beyond its id
+            // and stored text (see `message_size`). Returns {members, entries, recovered}.
             join: Script::new(&format!(
                 "{SWEEP}
 local MAX_ID = '{max}'
@@ -271,14 +277,30 @@ if ARGV[5] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
   end
   if recoverable and ARGV[5] == MAX_ID then return {{members, {{}}, 1}} end
   if recoverable then
-    local limit = tonumber(ARGV[6])
-    local missed = redis.call('XRANGE', KEYS[4], '(' .. ARGV[5], '+', 'COUNT', limit + 1)
-    if #missed <= limit then return {{members, missed, 1}} end
+    -- Read in chunks, and stop as soon as the missed messages are over either bound.
+    local limit, max_bytes, fixed = tonumber(ARGV[6]), tonumber(ARGV[8]), tonumber(ARGV[9])
+    local missed, bytes, fits = {{}}, 0, true
+    local start = '(' .. ARGV[5]
+    while fits do
+      local chunk = redis.call('XRANGE', KEYS[4], start, '+', 'COUNT', {chunk})
+      for _, entry in ipairs(chunk) do
+        bytes = bytes + fixed + #entry[1] + #entry[2][2]
+        if #missed == limit or bytes > max_bytes then
+          fits = false
+          break
+        end
+        missed[#missed + 1] = entry
+      end
+      if #chunk < {chunk} then break end
+      start = '(' .. chunk[#chunk][1]
+    end
+    if fits then return {{members, missed, 1}} end
   end
 end
 return {{members, redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', tonumber(ARGV[7])), 0}}
 ",
                 max = MessageId::MAX,
+                chunk = READ_CHUNK,
             )),
         }
     }
@@ -635,7 +657,7 @@ impl Broker for RedisBroker {
         &self,
         room: &str,
         since: MessageId,
-        limit: usize,
+        bounds: Recovery,
     ) -> Result<Option<Vec<Message>>, RedisBrokerError> {
         match self.shared.trimmed_up_to(room).await? {
             // No stream: nothing to recover from (never written, or lost).
@@ -643,11 +665,26 @@ impl Broker for RedisBroker {
             Some(Some(trimmed)) if trimmed > since => return Ok(None),
             Some(_) => {}
         }
-        let missed = self
-            .shared
-            .range_after(room, Some(since), limit.saturating_add(1))
-            .await?;
-        Ok((missed.len() <= limit).then_some(missed))
+        // In chunks, stopping as soon as the missed messages are over either bound.
+        let (mut missed, mut bytes, mut cursor) = (Vec::new(), 0usize, since);
+        loop {
+            let chunk = self
+                .shared
+                .range_after(room, Some(cursor), READ_CHUNK)
+                .await?;
+            let full = chunk.len() == READ_CHUNK;
+            for message in chunk {
+                bytes = bytes.saturating_add(crate::message_size(&message));
+                if missed.len() == bounds.limit || bytes > bounds.max_bytes {
+                    return Ok(None);
+                }
+                cursor = parse_id(&message.id)?;
+                missed.push(message);
+            }
+            if !full {
+                return Ok(Some(missed));
+            }
+        }
     }
 
     async fn presence_join(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
@@ -680,7 +717,7 @@ impl Broker for RedisBroker {
         user: &str,
         join_presence: bool,
         since: Option<MessageId>,
-        recovery_limit: usize,
+        recovery: Recovery,
         page: usize,
     ) -> Result<Snapshot, RedisBrokerError> {
         let keys = self.shared.keys(room);
@@ -699,8 +736,10 @@ impl Broker for RedisBroker {
             .arg(ttl)
             .arg(if join_presence { "1" } else { "0" })
             .arg(since.map_or_else(String::new, |id| id.to_string()))
-            .arg(recovery_limit)
+            .arg(recovery.limit)
             .arg(page)
+            .arg(recovery.max_bytes)
+            .arg(crate::MESSAGE_OVERHEAD + room.len())
             .invoke_async(&mut self.shared.conn.clone())
             .await?;
         if join_presence {
