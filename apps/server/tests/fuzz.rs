@@ -52,10 +52,13 @@ fn input() -> impl Strategy<Value = WsMessage> {
                 token,
             }
         }),
-        (room.clone(), id.clone()).prop_map(|(r, since)| ClientFrame::Join {
-            room: r.to_owned(),
-            since: since.map(str::to_owned)
-        }),
+        (room.clone(), id.clone(), prop::option::of("[0-9.]{0,20}")).prop_map(
+            |(r, since, epoch)| ClientFrame::Join {
+                room: r.to_owned(),
+                since: since.map(str::to_owned),
+                epoch,
+            }
+        ),
         room.clone()
             .prop_map(|r| ClientFrame::Leave { room: r.to_owned() }),
         (room.clone(), body, nonce).prop_map(|(r, b, n)| ClientFrame::Send {

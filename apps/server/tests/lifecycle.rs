@@ -39,6 +39,7 @@ async fn slow_consumer_is_disconnected_without_affecting_others() {
     let join_frame = ClientFrame::Join {
         room: "flood".into(),
         since: None,
+        epoch: None,
     };
     slow.send(WsMessage::text(encode_client(&hello)))
         .await

@@ -37,6 +37,7 @@ async fn memory_stays_bounded_when_a_reader_never_reads() {
         ClientFrame::Join {
             room: "flood".into(),
             since: None,
+            epoch: None,
         },
     ] {
         stuck

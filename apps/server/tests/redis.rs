@@ -444,3 +444,73 @@ async fn joins_after_a_redis_restart_succeed_and_errors_carry_no_internals() {
         join(&mut alice, &format!("killed-{round}")).await;
     }
 }
+
+#[tokio::test]
+async fn a_history_redis_lost_is_not_passed_off_as_recovered() {
+    let redis = RedisServer::start().await;
+    let node = Node::redis(&redis.url(), "epoch:", "node-a", 1000).await;
+    let mut alice = node.client("alice").await;
+    join(&mut alice, "general").await;
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        alice
+            .send_message("general", &format!("m{i}"), Some(&format!("n{i}")))
+            .await
+            .unwrap();
+        sent.push(message(&mut alice).await);
+    }
+    let mut bob = node.client("bob").await;
+    bob.join("general").await.unwrap();
+    let first_epoch = next_where(&mut bob, "joined", |f| match f {
+        ServerFrame::Joined { epoch, .. } => Ok(epoch),
+        other => Err(other),
+    })
+    .await
+    .expect("joined carries the room's epoch");
+
+    // Redis loses everything (as a restart without persistence would), and the room goes on.
+    let flushed = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port().to_string(), "FLUSHALL"])
+        .output()
+        .unwrap();
+    assert!(flushed.status.success());
+    let mut carol = node.client("carol").await;
+    join(&mut carol, "general").await;
+    for i in 5..7 {
+        carol
+            .send_message("general", &format!("m{i}"), Some(&format!("c{i}")))
+            .await
+            .unwrap();
+        message(&mut carol).await;
+    }
+
+    // Dave last saw m1, in the first history: m2..m4 are gone, and he must be told.
+    let mut dave = node.client("dave").await;
+    dave.join_resume("general", &sent[1].id, Some(&first_epoch))
+        .await
+        .unwrap();
+    let (recovered, epoch, bodies) = next_where(&mut dave, "joined", |f| match f {
+        ServerFrame::Joined {
+            recovered,
+            epoch,
+            messages,
+            ..
+        } => Ok((
+            recovered,
+            epoch,
+            messages.into_iter().map(|m| m.body).collect::<Vec<_>>(),
+        )),
+        other => Err(other),
+    })
+    .await;
+    assert!(
+        !recovered,
+        "a since from a lost history recovered: {bodies:?}"
+    );
+    assert_ne!(
+        epoch.as_deref(),
+        Some(first_epoch.as_str()),
+        "a new history, a new epoch"
+    );
+    assert_eq!(bodies, ["m5", "m6"], "the latest page of the new history");
+}

@@ -66,6 +66,9 @@ pub(crate) struct Room {
     pub(crate) loading_older: bool,
     /// Whether the server confirmed the join on the current connection.
     pub(crate) joined: bool,
+    /// The room's history epoch from the last `joined`, sent back with `since` on a rejoin so a
+    /// history the server lost is not mistaken for what we missed.
+    history_epoch: Option<String>,
     /// When we last sent a typing frame, in ms.
     last_typing_sent: Option<f64>,
 }
@@ -156,9 +159,11 @@ impl Chat {
         for (name, room) in &mut self.rooms {
             room.joined = false;
             room.typing.clear();
+            let since = room.last_id().map(str::to_owned);
             frames.push(ClientFrame::Join {
                 room: name.clone(),
-                since: room.last_id().map(str::to_owned),
+                epoch: since.as_ref().and(room.history_epoch.clone()),
+                since,
             });
         }
         frames
@@ -193,6 +198,7 @@ impl Chat {
         Some(ClientFrame::Join {
             room: room.to_owned(),
             since: None,
+            epoch: None,
         })
     }
 
@@ -325,6 +331,7 @@ impl Chat {
                 members,
                 messages,
                 recovered,
+                epoch,
             } => {
                 let Some(r) = self.rooms.get_mut(&room) else {
                     return;
@@ -341,6 +348,7 @@ impl Chat {
                         ..Room::default()
                     };
                 }
+                r.history_epoch = epoch;
                 if !recovered {
                     r.has_more = messages.len()
                         >= usize::try_from(skat_protocol::DEFAULT_HISTORY_LIMIT).unwrap_or(50);
@@ -503,6 +511,7 @@ mod tests {
             members: vec!["me".into()],
             messages,
             recovered,
+            epoch: Some("e1".into()),
         }
     }
 
@@ -542,7 +551,8 @@ mod tests {
             chat.join("general"),
             Some(ClientFrame::Join {
                 room: "general".into(),
-                since: None
+                since: None,
+                epoch: None,
             })
         );
         assert_eq!(chat.join("general"), None, "already joined: just switches");
@@ -663,8 +673,10 @@ mod tests {
             frames[1],
             ClientFrame::Join {
                 room: "a".into(),
-                since: Some("1-1".into())
-            }
+                since: Some("1-1".into()),
+                epoch: Some("e1".into()),
+            },
+            "rejoins with the history epoch the messages came from"
         );
 
         chat.apply(

@@ -229,7 +229,7 @@ pub async fn recovery<B: Broker>(broker: &B, history_len: usize) {
         Some(big[1..].to_vec())
     );
     let snapshot = broker
-        .join_snapshot("c-recover-bytes", "bob", false, Some(since), tight, 2)
+        .join_snapshot("c-recover-bytes", "bob", false, Some(since), None, tight, 2)
         .await
         .unwrap();
     assert_eq!(
@@ -267,7 +267,7 @@ pub async fn recovery<B: Broker>(broker: &B, history_len: usize) {
 pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
     let room = "c-snapshot";
     let first = broker
-        .join_snapshot(room, "carol", true, None, Recovery::count(100), 5)
+        .join_snapshot(room, "carol", true, None, None, Recovery::count(100), 5)
         .await
         .unwrap();
     assert_eq!(
@@ -279,7 +279,7 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
 
     let sent = publish_n(broker, room, 10).await;
     let latest = broker
-        .join_snapshot(room, "dave", false, None, Recovery::count(100), 5)
+        .join_snapshot(room, "dave", false, None, None, Recovery::count(100), 5)
         .await
         .unwrap();
     assert_eq!(
@@ -296,6 +296,7 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
             "dave",
             true,
             Some(id(&sent[6])),
+            None,
             Recovery::count(100),
             5,
         )
@@ -315,6 +316,7 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
             "dave",
             false,
             Some(id(&sent[0])),
+            None,
             Recovery::count(3),
             5,
         )
@@ -334,6 +336,7 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
             "dave",
             false,
             Some(id(&trimmed[0])),
+            None,
             Recovery::count(10_000),
             2,
         )
@@ -351,6 +354,7 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
             "dave",
             false,
             Some(id(&trimmed[2])),
+            None,
             Recovery::count(10_000),
             2,
         )
@@ -358,6 +362,42 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
         .unwrap();
     assert_eq!(kept.messages, &trimmed[3..], "oldest retained boundary");
     assert!(kept.recovered);
+
+    // The epoch names the room's history: the same for every join, and a `since` given with
+    // another epoch (from a history since lost) recovers nothing.
+    assert!(!first.epoch.is_empty());
+    assert_eq!(latest.epoch, first.epoch);
+    assert_eq!(broker.epoch(room).await.unwrap(), first.epoch);
+    let same = broker
+        .join_snapshot(
+            room,
+            "dave",
+            false,
+            Some(id(&sent[6])),
+            Some(&first.epoch),
+            Recovery::count(100),
+            5,
+        )
+        .await
+        .unwrap();
+    assert_eq!((same.messages, same.recovered), (sent[7..].to_vec(), true));
+    let other = broker
+        .join_snapshot(
+            room,
+            "dave",
+            false,
+            Some(id(&sent[6])),
+            Some("another-history"),
+            Recovery::count(100),
+            5,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (other.messages, other.recovered),
+        (sent[5..].to_vec(), false),
+        "since from another epoch: the latest page"
+    );
 }
 
 pub async fn presence_counts_nodes<B: Broker>(broker: &B) {
@@ -500,6 +540,7 @@ pub async fn boundary_ids<B: Broker>(broker: &B) {
                 "alice",
                 false,
                 Some(since),
+                None,
                 Recovery::count(100),
                 50,
             )

@@ -165,6 +165,8 @@ pub struct Snapshot {
     pub messages: Vec<Message>,
     /// Whether `messages` are exactly those after `since`.
     pub recovered: bool,
+    /// The room's epoch (see [`Broker::epoch`]).
+    pub epoch: String,
 }
 
 /// The shared state of rooms, as seen by one node.
@@ -252,18 +254,27 @@ pub trait Broker: Send + Sync + 'static {
         user: &str,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
+    /// The room's epoch: an opaque string that names its history, made when the room is first
+    /// used and changed only if that history is lost and starts over (Redis restarted without
+    /// persistence, an embedded node restarted). Ids are only comparable within one epoch: a
+    /// client's `since` from another epoch recovers nothing.
+    fn epoch(&self, room: &str) -> impl Future<Output = Result<String, Self::Error>> + Send;
+
     /// Everything a `joined` frame needs, in as few round trips as the backend can: first
     /// [`Broker::presence_join`] if `join_presence` (this node's first connection of `user`
-    /// in the room), then the members, then [`Broker::recover`]'s messages after `since` if it
-    /// has them within `recovery`, else the latest `page` messages. The default
-    /// composes those calls; a remote backend should do it in one round trip, as a connection
-    /// storm is made of joins.
+    /// in the room), then the members and the room's [epoch](Broker::epoch), then
+    /// [`Broker::recover`]'s messages after `since` if it has them within `recovery` (and
+    /// `epoch`, if the client gave one, is the room's), else the latest `page` messages. The
+    /// default composes those calls; a remote backend should do it in one round trip, as a
+    /// connection storm is made of joins.
+    #[allow(clippy::too_many_arguments)] // Each is one part of a `join` request.
     fn join_snapshot(
         &self,
         room: &str,
         user: &str,
         join_presence: bool,
         since: Option<MessageId>,
+        epoch: Option<&str>,
         recovery: Recovery,
         page: usize,
     ) -> impl Future<Output = Result<Snapshot, Self::Error>> + Send {
@@ -272,13 +283,16 @@ pub trait Broker: Send + Sync + 'static {
                 self.presence_join(room, user).await?;
             }
             let members = self.members(room).await?;
+            let current = self.epoch(room).await?;
             if let Some(since) = since
+                && epoch.is_none_or(|epoch| epoch == current)
                 && let Some(missed) = self.recover(room, since, recovery).await?
             {
                 return Ok(Snapshot {
                     members,
                     messages: missed,
                     recovered: true,
+                    epoch: current,
                 });
             }
             let latest = self.history(room, None, page).await?;
@@ -286,6 +300,7 @@ pub trait Broker: Send + Sync + 'static {
                 members,
                 messages: latest.messages,
                 recovered: false,
+                epoch: current,
             })
         }
     }

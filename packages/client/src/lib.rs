@@ -117,15 +117,30 @@ impl Client {
         self.send_frame(&ClientFrame::Join {
             room: room.to_owned(),
             since: None,
+            epoch: None,
         })
         .await
     }
 
     /// Asks to join `room` and recover the messages after `since`.
     pub async fn join_since(&mut self, room: &str, since: &str) -> Result<(), ClientError> {
+        self.join_resume(room, since, None).await
+    }
+
+    /// Asks to join `room` again and recover the messages after `since`, the last id it got in
+    /// the room, from the history named by `epoch` (the `epoch` of the `joined` that `since`
+    /// followed): if the room's history was lost since, `joined` says `recovered: false`
+    /// instead of passing off a new history's messages as what was missed.
+    pub async fn join_resume(
+        &mut self,
+        room: &str,
+        since: &str,
+        epoch: Option<&str>,
+    ) -> Result<(), ClientError> {
         self.send_frame(&ClientFrame::Join {
             room: room.to_owned(),
             since: Some(since.to_owned()),
+            epoch: epoch.map(str::to_owned),
         })
         .await
     }

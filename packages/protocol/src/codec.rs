@@ -37,6 +37,7 @@ struct AnyClientFrame {
     token: Option<String>,
     room: Option<String>,
     since: Option<String>,
+    epoch: Option<String>,
     body: Option<String>,
     nonce: Option<String>,
     before: Option<String>,
@@ -68,6 +69,7 @@ fn decode_fast(text: &str) -> Option<ClientFrame> {
         ClientKind::Join => ClientFrame::Join {
             room: f.room?,
             since: f.since,
+            epoch: f.epoch,
         },
         ClientKind::Leave => ClientFrame::Leave { room: f.room? },
         ClientKind::Send => ClientFrame::Send {

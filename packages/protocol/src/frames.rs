@@ -24,6 +24,10 @@ pub enum ClientFrame {
         /// Id of the last message the client saw, to recover what it missed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<String>,
+        /// The room's `epoch` from the `joined` that `since` belongs to: if the room's history
+        /// was lost and restarted since, the server then knows `since` is from another history.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
     },
     /// Leaves a room; the server answers with [`ServerFrame::Left`].
     Leave {
@@ -115,6 +119,11 @@ pub enum ServerFrame {
         messages: Vec<Message>,
         /// Whether `messages` is exactly what the client missed after its `since`.
         recovered: bool,
+        /// Identifies the room's history: it changes only if that history is lost and starts
+        /// over (a Redis without persistence restarted, an embedded node restarted). Send it
+        /// back with `since`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
     },
     /// Answer to `leave`: no more events from the room.
     Left {

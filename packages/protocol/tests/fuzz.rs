@@ -45,7 +45,11 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
     let opt = prop::option::of(s);
     prop_oneof![
         (s, opt.clone()).prop_map(|(name, token)| ClientFrame::Hello { name, token }),
-        (s, opt.clone()).prop_map(|(room, since)| ClientFrame::Join { room, since }),
+        (s, opt.clone(), opt.clone()).prop_map(|(room, since, epoch)| ClientFrame::Join {
+            room,
+            since,
+            epoch
+        }),
         s.prop_map(|room| ClientFrame::Leave { room }),
         (s, ".{0,300}", opt.clone()).prop_map(|(room, body, nonce)| ClientFrame::Send {
             room,

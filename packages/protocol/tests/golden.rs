@@ -73,6 +73,7 @@ fn client_join() {
         &ClientFrame::Join {
             room: s("general"),
             since: None,
+            epoch: None,
         },
     );
 }
@@ -84,6 +85,19 @@ fn client_join_with_since() {
         &ClientFrame::Join {
             room: s("general"),
             since: Some(s("1764290000000-0")),
+            epoch: None,
+        },
+    );
+}
+
+#[test]
+fn client_join_with_since_and_epoch() {
+    client_golden(
+        r#"{"type":"join","room":"general","since":"1764290000000-0","epoch":"1764280000.118200"}"#,
+        &ClientFrame::Join {
+            room: s("general"),
+            since: Some(s("1764290000000-0")),
+            epoch: Some(s("1764280000.118200")),
         },
     );
 }
@@ -186,6 +200,7 @@ fn client_kinds_match_type_tags() {
         ClientFrame::Join {
             room: s("r"),
             since: None,
+            epoch: None,
         },
         ClientFrame::Leave { room: s("r") },
         ClientFrame::Send {
@@ -231,6 +246,7 @@ fn server_joined_empty_room() {
             members: vec![s("alice")],
             messages: vec![],
             recovered: false,
+            epoch: None,
         },
     );
 }
@@ -258,6 +274,7 @@ fn server_joined_with_latest_page() {
                 ),
             ],
             recovered: false,
+            epoch: None,
         },
     );
 }
@@ -268,7 +285,7 @@ fn server_joined_recovered() {
         concat!(
             r#"{"type":"joined","room":"general","members":["alice","bob"],"messages":["#,
             r#"{"room":"general","id":"1764290004211-0","from":"bob","body":"you there?","ts":1764290004211}"#,
-            r#"],"recovered":true}"#,
+            r#"],"recovered":true,"epoch":"1764280000.118200"}"#,
         ),
         &ServerFrame::Joined {
             room: s("general"),
@@ -281,6 +298,7 @@ fn server_joined_recovered() {
                 None,
             )],
             recovered: true,
+            epoch: Some(s("1764280000.118200")),
         },
     );
 }
@@ -503,6 +521,7 @@ fn unknown_fields_are_ignored() {
         ClientFrame::Join {
             room: s("general"),
             since: None,
+            epoch: None,
         }
     );
     assert_eq!(
@@ -528,6 +547,7 @@ fn absent_optional_fields_are_omitted_not_null() {
         encode_client(&ClientFrame::Join {
             room: s("general"),
             since: None,
+            epoch: None,
         }),
         encode_client(&ClientFrame::Send {
             room: s("general"),

@@ -21,6 +21,9 @@ use crate::AppState;
 use crate::refusals::Refusal;
 use crate::rooms::ConnId;
 
+/// The longest epoch a `join` may carry (the brokers' are about 17 bytes).
+const MAX_EPOCH_BYTES: usize = 64;
+
 /// What a client is told when the broker cannot serve a join (the reason is logged, not sent).
 const ROOM_UNAVAILABLE: &str = "the room is unavailable, retry later";
 
@@ -54,7 +57,7 @@ where
                 "this connection is already identified",
                 None,
             ),
-            ClientFrame::Join { room, since } => self.join(&user, room, since).await,
+            ClientFrame::Join { room, since, epoch } => self.join(&user, room, since, epoch).await,
             ClientFrame::Leave { room } => self.leave(&user, room).await,
             ClientFrame::Send { room, body, nonce } => self.send(&user, room, body, nonce).await,
             ClientFrame::Typing { room } => self.typing(&user, room).await,
@@ -131,7 +134,13 @@ where
         self.rooms.iter().position(|r| &*r.name == room)
     }
 
-    async fn join(&mut self, user: &Arc<str>, room: String, since: Option<String>) {
+    async fn join(
+        &mut self,
+        user: &Arc<str>,
+        room: String,
+        since: Option<String>,
+        epoch: Option<String>,
+    ) {
         if let Err(invalid) = self.check_room(&room, false) {
             return self.reply_invalid(invalid, None);
         }
@@ -148,6 +157,10 @@ where
             Ok(since) => since,
             Err(err) => return self.reply_error(ErrorCode::InvalidId, &err.to_string(), None),
         };
+        if epoch.as_ref().is_some_and(|e| e.len() > MAX_EPOCH_BYTES) {
+            let message = format!("an epoch is at most {MAX_EPOCH_BYTES} bytes");
+            return self.reply_error(ErrorCode::InvalidId, &message, None);
+        }
         let rooms = self.state.rooms();
         // From here on the room's events queue up in our outbox; they are filtered against the
         // page below once it is known, so nothing falls between history and live delivery.
@@ -164,6 +177,7 @@ where
             user,
             joined.first_of_user,
             since,
+            epoch.as_deref(),
             Recovery {
                 limit: self.state.config().recovery_limit,
                 max_bytes: self.state.config().max_reply_bytes,
@@ -175,6 +189,7 @@ where
                 members,
                 mut messages,
                 recovered,
+                epoch,
             }) => {
                 if !recovered {
                     // The latest page, like any page, within the reply bound.
@@ -196,6 +211,7 @@ where
                     members,
                     messages,
                     recovered,
+                    epoch: Some(epoch),
                 });
             }
             Err(err) => {

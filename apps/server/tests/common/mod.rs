@@ -195,6 +195,7 @@ pub async fn joined(client: &mut Client, room: &str) -> (Vec<String>, Vec<Messag
             members,
             messages,
             recovered,
+            ..
         } => Ok((room, members, messages, recovered)),
         other => Err(other),
     })

@@ -50,9 +50,12 @@ impl Default for MemoryBrokerConfig {
 pub enum MemoryError {}
 
 /// The embedded, in-process [`Broker`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryBroker {
     config: MemoryBrokerConfig,
+    /// The epoch of every room: rooms live as long as the broker, so one per broker (per
+    /// process start, for a node).
+    epoch: String,
     rooms: Mutex<HashMap<String, Arc<RoomLog>>>,
 }
 
@@ -139,10 +142,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// `<unix seconds>.<microseconds>`, like the Redis backend's: a new one each time a broker starts.
+fn new_epoch() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:06}", now.as_secs(), now.subsec_micros())
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Default for MemoryBroker {
+    fn default() -> Self {
+        Self::new(MemoryBrokerConfig::default())
+    }
 }
 
 impl MemoryBroker {
@@ -154,6 +171,7 @@ impl MemoryBroker {
                 ..config
             },
             rooms: Mutex::default(),
+            epoch: new_epoch(),
         }
     }
 
@@ -342,6 +360,10 @@ impl Broker for MemoryBroker {
         };
         let members = lock(&log.state).presence.keys().cloned().collect();
         Ok(members)
+    }
+
+    async fn epoch(&self, _room: &str) -> Result<String, MemoryError> {
+        Ok(self.epoch.clone())
     }
 
     async fn typing(&self, room: &str, user: &str) -> Result<(), MemoryError> {

@@ -13,6 +13,9 @@
 //! - `skat:{general}:users`: a hash of user → number of live presence entries, for `members`.
 //! - `skat:{general}:trimmed`: the newest message id trimmed from the stream, so `recover` knows
 //!   exactly whether the messages after a client's `since` are all still there.
+//! - `skat:{general}:epoch`: the room's history epoch ([`Broker::epoch`]), Redis's clock when
+//!   the room was first joined. If Redis loses the room's data, it loses this key too, and the
+//!   next join makes another: clients resuming from the old history then get `recovered: false`.
 //! - `skat:node:<node id>`: the claim of the live node running with that id ([`claim`]): one
 //!   node per id, as presence entries are keyed by it.
 //!
@@ -176,7 +179,17 @@ struct Scripts {
     presence_leave: Script,
     members: Script,
     join: Script,
+    epoch: Script,
 }
+
+/// Makes the room's epoch if it has none (a new room, or one whose history Redis lost) and
+/// reads it into `epoch`; needs `epoch_key`. The epoch is Redis's clock at creation,
+/// `<seconds>.<microseconds>`, so a history that starts over gets another one.
+const ENSURE_EPOCH: &str = r"
+local clock = redis.call('TIME')
+redis.call('SET', epoch_key, string.format('%s.%06d', clock[1], tonumber(clock[2])), 'NX')
+local epoch = redis.call('GET', epoch_key)
+";
 
 /// Stream entries read per command when a read may be long (recovery): Redis is never asked for
 /// more than this at once, and a reply over the bounds stops the reading.
@@ -254,16 +267,24 @@ return 1
             )),
             // KEYS: presence, users, channel.
             members: Script::new(&format!("{SWEEP}\nreturn redis.call('HKEYS', KEYS[2])")),
+            // KEYS: the epoch key.
+            epoch: Script::new(&format!(
+                "local epoch_key = KEYS[1]\n{ENSURE_EPOCH}\nreturn epoch"
+            )),
             // `join_snapshot` in one round trip. KEYS: presence, users, channel, stream,
-            // trimmed. ARGV: entry, user, ttl ms, join presence (1/0), since ('' for none),
-            // recovery limit, page, recovery byte bound, bytes a message counts beyond its id
-            // and stored text (see `message_size`). Returns {members, entries, recovered}.
+            // trimmed, epoch. ARGV: entry, user, ttl ms, join presence (1/0), since ('' for
+            // none), recovery limit, page, recovery byte bound, bytes a message counts beyond
+            // its id and stored text (see `message_size`), the client's epoch ('' for none).
+            // Returns {members, entries, recovered (1/0), epoch}.
             join: Script::new(&format!(
                 "{SWEEP}
+local epoch_key = KEYS[6]
+{ENSURE_EPOCH}
 local MAX_ID = '{max}'
 if ARGV[4] == '1' then {JOIN_PRESENCE} end
 local members = redis.call('HKEYS', KEYS[2])
-if ARGV[5] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
+local same_history = ARGV[10] == '' or ARGV[10] == epoch
+if ARGV[5] ~= '' and same_history and redis.call('EXISTS', KEYS[4]) == 1 then
   local trimmed = redis.call('GET', KEYS[5])
   local function parts(id)
     local dash = string.find(id, '-', 1, true)
@@ -275,7 +296,7 @@ if ARGV[5] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
     local sm, ss = parts(ARGV[5])
     recoverable = tm < sm or (tm == sm and ts <= ss)
   end
-  if recoverable and ARGV[5] == MAX_ID then return {{members, {{}}, 1}} end
+  if recoverable and ARGV[5] == MAX_ID then return {{members, {{}}, 1, epoch}} end
   if recoverable then
     -- Read in chunks, and stop as soon as the missed messages are over either bound.
     local limit, max_bytes, fixed = tonumber(ARGV[6]), tonumber(ARGV[8]), tonumber(ARGV[9])
@@ -294,10 +315,10 @@ if ARGV[5] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
       if #chunk < {chunk} then break end
       start = '(' .. chunk[#chunk][1]
     end
-    if fits then return {{members, missed, 1}} end
+    if fits then return {{members, missed, 1, epoch}} end
   end
 end
-return {{members, redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', tonumber(ARGV[7])), 0}}
+return {{members, redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', tonumber(ARGV[7])), 0, epoch}}
 ",
                 max = MessageId::MAX,
                 chunk = READ_CHUNK,
@@ -325,6 +346,11 @@ impl Shared {
             users: format!("{base}:users"),
             trimmed: format!("{base}:trimmed"),
         }
+    }
+
+    /// The key of the room's epoch (see [`Broker::epoch`]).
+    fn epoch_key(&self, room: &str) -> String {
+        format!("{}{{{room}}}:epoch", self.config.prefix)
     }
 
     fn presence_entry(&self, user: &str) -> String {
@@ -659,32 +685,12 @@ impl Broker for RedisBroker {
         since: MessageId,
         bounds: Recovery,
     ) -> Result<Option<Vec<Message>>, RedisBrokerError> {
-        match self.shared.trimmed_up_to(room).await? {
-            // No stream: nothing to recover from (never written, or lost).
-            None => return Ok(None),
-            Some(Some(trimmed)) if trimmed > since => return Ok(None),
-            Some(_) => {}
-        }
-        // In chunks, stopping as soon as the missed messages are over either bound.
-        let (mut missed, mut bytes, mut cursor) = (Vec::new(), 0usize, since);
-        loop {
-            let chunk = self
-                .shared
-                .range_after(room, Some(cursor), READ_CHUNK)
-                .await?;
-            let full = chunk.len() == READ_CHUNK;
-            for message in chunk {
-                bytes = bytes.saturating_add(crate::message_size(&message));
-                if missed.len() == bounds.limit || bytes > bounds.max_bytes {
-                    return Ok(None);
-                }
-                cursor = parse_id(&message.id)?;
-                missed.push(message);
-            }
-            if !full {
-                return Ok(Some(missed));
-            }
-        }
+        // The join script without presence: the trimmed check and the chunked reads are one
+        // atomic script there, so nothing is trimmed between the check and the read.
+        let snapshot = self
+            .join_snapshot(room, "", false, Some(since), None, bounds, 1)
+            .await?;
+        Ok(snapshot.recovered.then_some(snapshot.messages))
     }
 
     async fn presence_join(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
@@ -717,12 +723,13 @@ impl Broker for RedisBroker {
         user: &str,
         join_presence: bool,
         since: Option<MessageId>,
+        epoch: Option<&str>,
         recovery: Recovery,
         page: usize,
     ) -> Result<Snapshot, RedisBrokerError> {
         let keys = self.shared.keys(room);
         let ttl = self.shared.config.presence_ttl.as_millis() as u64;
-        let (mut members, entries, recovered): (Vec<String>, Entries, i64) = self
+        let (mut members, entries, recovered, epoch): (Vec<String>, Entries, i64, String) = self
             .shared
             .scripts
             .join
@@ -731,6 +738,7 @@ impl Broker for RedisBroker {
             .key(&keys.channel)
             .key(&keys.stream)
             .key(&keys.trimmed)
+            .key(self.shared.epoch_key(room))
             .arg(self.shared.presence_entry(user))
             .arg(user)
             .arg(ttl)
@@ -740,6 +748,7 @@ impl Broker for RedisBroker {
             .arg(page)
             .arg(recovery.max_bytes)
             .arg(crate::MESSAGE_OVERHEAD + room.len())
+            .arg(epoch.unwrap_or(""))
             .invoke_async(&mut self.shared.conn.clone())
             .await?;
         if join_presence {
@@ -756,7 +765,19 @@ impl Broker for RedisBroker {
             members,
             messages,
             recovered,
+            epoch,
         })
+    }
+
+    async fn epoch(&self, room: &str) -> Result<String, RedisBrokerError> {
+        let epoch: String = self
+            .shared
+            .scripts
+            .epoch
+            .key(self.shared.epoch_key(room))
+            .invoke_async(&mut self.shared.conn.clone())
+            .await?;
+        Ok(epoch)
     }
 
     async fn members(&self, room: &str) -> Result<Vec<String>, RedisBrokerError> {
