@@ -224,3 +224,48 @@ async fn a_dead_nodes_id_is_free_after_its_claim_expires() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_pubsub_connection_that_stops_answering_is_replaced() {
+    let redis = RedisServer::start().await;
+    let broker = RedisBroker::connect(RedisConfig {
+        pubsub_ping: Duration::from_millis(200),
+        ..config(&redis, "alive:", "node-a", 100)
+    })
+    .await
+    .unwrap();
+    let mut sub = listen(&broker, "general").await.unwrap();
+    // Redis answers nothing for 2 s, as a connection cut on the way would look: no error, no
+    // close, only silence. The PING goes unanswered and the node says it is not ready.
+    let paused = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port().to_string(),
+            "CLIENT",
+            "PAUSE",
+            "2000",
+            "ALL",
+        ])
+        .output()
+        .unwrap();
+    assert!(paused.status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while broker.is_ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "silence went unnoticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Once Redis answers again, the node reconnects by itself and delivery resumes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !broker.is_ready() {
+        assert!(std::time::Instant::now() < deadline, "never reconnected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sent = conformance::publish_n(&broker, "general", 1).await;
+    assert_eq!(
+        next_event(&mut sub).await,
+        RoomEvent::Message(sent[0].clone())
+    );
+}

@@ -47,8 +47,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Script};
-use tokio::sync::{mpsc, oneshot, watch};
+use redis::{AsyncCommands, IntoConnectionInfo, Script};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
 mod claim;
@@ -87,6 +87,9 @@ pub struct RedisConfig {
     pub channel_capacity: usize,
     /// Timeout of each Redis command and connection attempt.
     pub command_timeout: Duration,
+    /// How often the pub/sub connection is checked with a PING (answered within
+    /// `command_timeout`, or the connection is made again and every room caught up).
+    pub pubsub_ping: Duration,
     /// How long a sender's nonce is remembered for idempotent sends.
     pub dedup_window: Duration,
 }
@@ -103,6 +106,7 @@ impl RedisConfig {
             heartbeat: Duration::from_secs(5),
             channel_capacity: 4096,
             command_timeout: Duration::from_secs(2),
+            pubsub_ping: Duration::from_secs(5),
             dedup_window: crate::DEFAULT_DEDUP_WINDOW,
         }
     }
@@ -156,7 +160,10 @@ struct Shared {
     scripts: Scripts,
     /// Each room with local subscriptions, by channel name.
     rooms: Mutex<HashMap<String, Route>>,
-    control: mpsc::UnboundedSender<Control>,
+    /// Subscribe requests to the pub/sub task, bounded.
+    control: mpsc::Sender<Control>,
+    /// Wakes the pub/sub task when a room lost its last local subscription.
+    unsubscribed: Notify,
     /// Whether the pub/sub connection is up and every room resubscribed.
     ready: watch::Sender<bool>,
     /// Presence entries this node holds, refreshed every heartbeat.
@@ -190,6 +197,10 @@ local clock = redis.call('TIME')
 redis.call('SET', epoch_key, string.format('%s.%06d', clock[1], tonumber(clock[2])), 'NX')
 local epoch = redis.call('GET', epoch_key)
 ";
+
+/// Subscribe requests that may wait for the pub/sub task; a subscriber finding it full waits
+/// (within its timeout) like one waiting for the answer.
+const CONTROL_QUEUE: usize = 256;
 
 /// Stream entries read per command when a read may be long (recovery): Redis is never asked for
 /// more than this at once, and a reply over the bounds stops the reading.
@@ -443,7 +454,20 @@ impl RedisBroker {
     /// Fails if Redis cannot be reached now; after that, outages are survived (see the module
     /// docs) and reported through [`Broker::is_ready`] and failed calls.
     pub async fn connect(config: RedisConfig) -> Result<Self, RedisBrokerError> {
-        let client = redis::Client::open(config.url.as_str())?;
+        // Keepalive probes, so the kernel notices a peer that vanished (the pub/sub connection
+        // is also PINGed), and no Nagle delay on small commands.
+        let keepalive = redis::io::tcp::socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(10))
+            .with_interval(Duration::from_secs(5));
+        let tcp = redis::io::tcp::TcpSettings::default()
+            .set_nodelay(true)
+            .set_keepalive(keepalive);
+        let info = config
+            .url
+            .as_str()
+            .into_connection_info()?
+            .set_tcp_settings(tcp);
+        let client = redis::Client::open(info)?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.command_timeout))
             .set_response_timeout(Some(config.command_timeout))
@@ -452,7 +476,7 @@ impl RedisBroker {
         let conn = Retrying::new(
             ConnectionManager::new_with_config(client.clone(), manager_config).await?,
         );
-        let (control, control_rx) = mpsc::unbounded_channel();
+        let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let (ready, mut ready_rx) = watch::channel(false);
         let (config_prefix, config_node_id) = (config.prefix.clone(), config.node_id.clone());
         let shared = Arc::new(Shared {
@@ -461,6 +485,7 @@ impl RedisBroker {
             scripts: Scripts::new(),
             rooms: Mutex::default(),
             control,
+            unsubscribed: Notify::new(),
             ready,
             held: Mutex::default(),
             claim: Claim::new(&config_prefix, &config_node_id),
@@ -638,14 +663,18 @@ impl Broker for RedisBroker {
             id,
         };
         let (ack, acked) = oneshot::channel();
-        shared
-            .control
-            .send(Control::Subscribe { channel, ack })
-            .map_err(|_| RedisBrokerError::Unavailable)?;
-        match tokio::time::timeout(shared.config.command_timeout * 2, acked).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(err))) => return Err(err),
-            _ => return Err(RedisBrokerError::Unavailable),
+        let answered = tokio::time::timeout(shared.config.command_timeout * 2, async {
+            shared
+                .control
+                .send(Control::Subscribe { channel, ack })
+                .await
+                .map_err(|_| RedisBrokerError::Unavailable)?;
+            acked.await.map_err(|_| RedisBrokerError::Unavailable)?
+        });
+        match answered.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => return Err(err),
+            Err(_) => return Err(RedisBrokerError::Unavailable),
         }
         // Catch-up after an outage starts from the stream's end as of now.
         let latest = shared.read_stream(room, true, "+", "-", Some(1)).await?;

@@ -11,7 +11,7 @@
 //! back than the bound allows, the held messages are dropped and the stream read again: they are
 //! in it. Presence and typing events, which are at most once, may be dropped there.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,16 +20,16 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{RedisBrokerError, Shared, decode_event, lock};
 use crate::sinks::Sinks;
+use crate::sparse::ShrinkWhenSparse as _;
 use crate::{MessageId, RoomEvent};
 
-/// Requests from subscriptions to the pub/sub task.
+/// A subscription's request to the pub/sub task (unsubscribing goes through
+/// [`Shared::unsubscribed`](super::Shared) instead, as a `Drop` cannot wait for room in a
+/// bounded channel).
 pub(super) enum Control {
     Subscribe {
         channel: String,
         ack: oneshot::Sender<Result<(), RedisBrokerError>>,
-    },
-    Unsubscribe {
-        channel: String,
     },
 }
 
@@ -119,15 +119,20 @@ impl Route {
 
 /// Owns the node's pub/sub connection: (re)connects, resubscribes, routes, handles control,
 /// and catches rooms up after a reconnection.
+///
+/// The connection is watched, not trusted: a PING every `pubsub_ping` must be answered within the
+/// command timeout, and so must every SUBSCRIBE and UNSUBSCRIBE, or the connection is dropped and
+/// made again (with the catch-up). A connection silently cut on the way (a NAT or firewall
+/// forgetting it) would otherwise stop live delivery while the node still reported ready.
 pub(super) async fn pubsub_task(
     shared: Arc<Shared>,
     client: redis::Client,
-    mut control: mpsc::UnboundedReceiver<Control>,
+    mut control: mpsc::Receiver<Control>,
 ) {
+    let timeout = shared.config.command_timeout;
     let mut backoff = Backoff::default();
     loop {
-        let connected =
-            tokio::time::timeout(shared.config.command_timeout, client.get_async_pubsub()).await;
+        let connected = tokio::time::timeout(timeout, client.get_async_pubsub()).await;
         let (mut sink, mut stream) = match connected {
             Ok(Ok(pubsub)) => pubsub.split(),
             failed => {
@@ -144,8 +149,9 @@ pub(super) async fn pubsub_task(
         };
         let channels: Vec<String> = lock(&shared.rooms).keys().cloned().collect();
         if !channels.is_empty() {
-            if let Err(err) = sink.subscribe(&channels).await {
-                tracing::warn!(error = %err, "resubscribing failed; retrying");
+            let resubscribed = tokio::time::timeout(timeout, sink.subscribe(&channels)).await;
+            if !matches!(resubscribed, Ok(Ok(()))) {
+                tracing::warn!("resubscribing failed or timed out; retrying");
                 if !refuse_while_waiting(&mut control, backoff.next()).await {
                     return;
                 }
@@ -158,34 +164,65 @@ pub(super) async fn pubsub_task(
                 "redis pub/sub reconnected; rooms resubscribed"
             );
         }
+        let mut subscribed: HashSet<String> = channels.iter().cloned().collect();
         backoff = Backoff::default();
         shared.ready.send_replace(true);
         let catch_up = catch_up(&shared, channels);
         tokio::pin!(catch_up);
         let mut caught_up = false;
-        loop {
+        let period = shared.config.pubsub_ping;
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let lost = loop {
             tokio::select! {
                 command = control.recv() => match command {
                     None => return,
                     Some(Control::Subscribe { channel, ack }) => {
-                        let _ = ack.send(sink.subscribe(&channel).await.map_err(Into::into));
-                    }
-                    Some(Control::Unsubscribe { channel }) => {
-                        // A new local subscription may have arrived since; then keep it.
-                        if !lock(&shared.rooms).contains_key(&channel) {
-                            let _ = sink.unsubscribe(&channel).await;
+                        match tokio::time::timeout(timeout, sink.subscribe(&channel)).await {
+                            Ok(Ok(())) => {
+                                subscribed.insert(channel);
+                                let _ = ack.send(Ok(()));
+                            }
+                            Ok(Err(err)) => {
+                                let _ = ack.send(Err(err.into()));
+                                break "SUBSCRIBE failed";
+                            }
+                            Err(_) => {
+                                let _ = ack.send(Err(RedisBrokerError::Unavailable));
+                                break "SUBSCRIBE timed out";
+                            }
                         }
+                    }
+                },
+                () = shared.unsubscribed.notified() => {
+                    // Channels no local subscription needs any more (a new one may have
+                    // arrived for some since: those stay).
+                    let stale: Vec<String> = {
+                        let rooms = lock(&shared.rooms);
+                        subscribed.iter().filter(|c| !rooms.contains_key(*c)).cloned().collect()
+                    };
+                    if !stale.is_empty() {
+                        if !matches!(tokio::time::timeout(timeout, sink.unsubscribe(&stale)).await, Ok(Ok(()))) {
+                            break "UNSUBSCRIBE failed or timed out";
+                        }
+                        stale.iter().for_each(|c| { subscribed.remove(c); });
+                        subscribed.shrink_when_sparse();
+                    }
+                },
+                _ = ping.tick() => {
+                    if !matches!(tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await, Ok(Ok(_))) {
+                        break "PING unanswered";
                     }
                 },
                 message = stream.next() => match message {
                     Some(message) => shared.route(message.get_channel_name(), message.get_payload_bytes()),
-                    None => break,
+                    None => break "connection closed",
                 },
                 () = &mut catch_up, if !caught_up => caught_up = true,
             }
-        }
+        };
         shared.ready.send_replace(false);
-        tracing::warn!("redis pub/sub connection lost; reconnecting");
+        tracing::warn!(reason = lost, "redis pub/sub connection lost; reconnecting");
     }
 }
 
@@ -243,10 +280,7 @@ async fn catch_up_room(shared: &Shared, channel: &str) {
 }
 
 /// Waits `delay`, refusing subscriptions meanwhile; `false` if the broker is gone.
-async fn refuse_while_waiting(
-    control: &mut mpsc::UnboundedReceiver<Control>,
-    delay: Duration,
-) -> bool {
+async fn refuse_while_waiting(control: &mut mpsc::Receiver<Control>, delay: Duration) -> bool {
     let sleep = tokio::time::sleep(delay);
     tokio::pin!(sleep);
     loop {
@@ -257,7 +291,6 @@ async fn refuse_while_waiting(
                 Some(Control::Subscribe { ack, .. }) => {
                     let _ = ack.send(Err(RedisBrokerError::Unavailable));
                 }
-                Some(Control::Unsubscribe { .. }) => {}
             },
         }
     }
@@ -300,9 +333,8 @@ impl Drop for RedisSubscription {
         };
         if route.sinks.remove(self.id) {
             rooms.remove(&self.channel);
-            let _ = self.shared.control.send(Control::Unsubscribe {
-                channel: std::mem::take(&mut self.channel),
-            });
+            rooms.shrink_when_sparse();
+            self.shared.unsubscribed.notify_one();
         }
     }
 }
