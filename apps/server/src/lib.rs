@@ -368,7 +368,10 @@ pub async fn run<B: Broker>(
         // Upgraded WebSockets are no longer HTTP connections: close them too.
         token.cancel();
     };
-    listen::serve(listener, router, stop, state.config().shutdown_timeout).await;
+    let refused = |peer: SocketAddr| state.refusals().record(Refusal::Handshakes, &peer);
+    let config = state.config();
+    let (grace, max_handshakes) = (config.shutdown_timeout, config.limits.max_handshakes);
+    listen::serve(listener, router, stop, grace, max_handshakes, refused).await;
     state.shutdown().await;
     tracing::info!("stopped");
     Ok(())

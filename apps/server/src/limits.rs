@@ -27,6 +27,10 @@ pub struct Limits {
     /// Time without any frame from the client, pongs included, before it is closed (1001 "idle
     /// timeout"). The server pings every third of it, so live clients never hit it.
     pub idle_timeout: Duration,
+    /// Connections the node holds before their WebSocket upgrade, at once (0: no limit). Past
+    /// it, a new connection is closed at once: half-sent requests cannot take every file
+    /// descriptor (each also has the 30 s header timeout).
+    pub max_handshakes: usize,
 }
 
 impl Default for Limits {
@@ -40,6 +44,7 @@ impl Default for Limits {
             joins_per_sec: 10,
             hello_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            max_handshakes: 10_000,
         }
     }
 }

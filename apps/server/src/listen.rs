@@ -16,6 +16,8 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -52,13 +54,25 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
 }
 
 /// Accepts connections until `shutdown` resolves, then lets open HTTP requests finish for up to
-/// `grace`. Upgraded WebSockets are not waited for here (the caller closes them).
+/// `grace`. Upgraded WebSockets are not waited for here (the caller closes them). At most
+/// `max_handshakes` connections (0: no limit) are held before their upgrade; past it a new one
+/// is closed at once and `refused` is told.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
+    max_handshakes: usize,
+    refused: impl Fn(SocketAddr),
 ) {
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let admit = |peer: SocketAddr| {
+        if max_handshakes > 0 && handshakes.load(Ordering::Relaxed) >= max_handshakes {
+            refused(peer);
+            return None;
+        }
+        Some(Handshake::new(&handshakes))
+    };
     let closing = CancellationToken::new();
     let connections = TaskTracker::new();
     let mut shutdown = pin!(shutdown);
@@ -71,14 +85,15 @@ pub(crate) async fn serve(
         };
         match accepted {
             Ok((tcp, peer)) => {
-                connections.spawn(serve_connection(tcp, peer, router.clone(), closing.clone()));
                 // In a storm, empty the kernel's queue before the new connections' tasks run:
                 // a full queue drops SYNs, and each drop costs a client a one-second retry.
-                for _ in 0..ACCEPT_BATCH {
-                    let Some(Ok((tcp, peer))) = listener.accept().now_or_never() else {
-                        break;
-                    };
-                    connections.spawn(serve_connection(tcp, peer, router.clone(), closing.clone()));
+                let more = std::iter::from_fn(|| listener.accept().now_or_never()?.ok());
+                for (tcp, peer) in std::iter::once((tcp, peer)).chain(more.take(ACCEPT_BATCH)) {
+                    // Past the limit the socket is dropped, which closes it.
+                    if let Some(slot) = admit(peer) {
+                        let serving = serve_connection(tcp, peer, router.clone(), closing.clone());
+                        connections.spawn(serving.map(move |()| drop(slot)));
+                    }
                 }
             }
             // The peer gave up before we accepted: nothing to do.
@@ -104,6 +119,22 @@ pub(crate) async fn serve(
             left = connections.len(),
             "shutdown deadline passed with HTTP requests still open"
         );
+    }
+}
+
+/// One connection counted until its HTTP stage ends (closed, or upgraded to a WebSocket).
+struct Handshake(Arc<AtomicUsize>);
+
+impl Handshake {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -123,6 +123,10 @@ struct Serve {
     /// rooms-per-connection limit.
     #[arg(long, env = "SKAT_JOINS_PER_SEC", default_value_t = 10)]
     joins_per_sec: u32,
+    /// Connections held before their WebSocket upgrade, at once (0: no limit); past it a new
+    /// connection is closed at once, so half-sent requests cannot take every file descriptor.
+    #[arg(long, env = "SKAT_MAX_HANDSHAKES", default_value_t = 10_000)]
+    max_handshakes: usize,
     /// Seconds a new connection has to send `hello`.
     #[arg(long, env = "SKAT_HELLO_TIMEOUT", default_value_t = 10)]
     hello_timeout: u64,
@@ -177,6 +181,7 @@ async fn main() -> anyhow::Result<()> {
             joins_per_sec: cli.joins_per_sec,
             hello_timeout: Duration::from_secs(cli.hello_timeout.max(1)),
             idle_timeout: Duration::from_secs(cli.idle_timeout.max(1)),
+            max_handshakes: cli.max_handshakes,
         },
         jwt_secret: cli
             .jwt_secret

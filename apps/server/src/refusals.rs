@@ -1,7 +1,8 @@
 //! Refused clients: counted, and logged without letting a flood of refusals flood the log.
 //!
 //! Every refusal (an upgrade from a foreign origin, one address over its connection limit, a
-//! `hello` with a bad token) is logged at debug and counted. At most one line per
+//! `hello` with a bad token, a connection past the handshake limit) is logged at debug and
+//! counted. At most one line per
 //! [`SUMMARY_EVERY`] says at info how many were refused since the last one: an attacker who is
 //! refused a million times costs the log a line every ten seconds.
 
@@ -21,16 +22,24 @@ pub(crate) enum Refusal {
     PerIp,
     /// A `hello` without a valid token in signed mode.
     Hello,
+    /// A connection past the limit of connections before their upgrade.
+    Handshakes,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 3] = [Refusal::Origin, Refusal::PerIp, Refusal::Hello];
+    const ALL: [Refusal; 4] = [
+        Refusal::Origin,
+        Refusal::PerIp,
+        Refusal::Hello,
+        Refusal::Handshakes,
+    ];
 
     fn as_str(self) -> &'static str {
         match self {
             Self::Origin => "origin",
             Self::PerIp => "per_ip",
             Self::Hello => "hello",
+            Self::Handshakes => "handshakes",
         }
     }
 }
@@ -38,9 +47,9 @@ impl Refusal {
 /// The node's refusal counters (see the module docs).
 #[derive(Debug, Default)]
 pub(crate) struct Refusals {
-    counts: [AtomicU64; 3],
+    counts: [AtomicU64; 4],
     /// When the last summary was logged, and the totals it reported.
-    summary: Mutex<Option<(Instant, [u64; 3])>>,
+    summary: Mutex<Option<(Instant, [u64; 4])>>,
 }
 
 impl Refusals {
@@ -49,11 +58,12 @@ impl Refusals {
         self.counts[kind as usize].fetch_add(1, Ordering::Relaxed);
         tracing::debug!(refusal = kind.as_str(), %detail, "refused");
         if let Some(new) = self.summary_due(Instant::now()) {
-            let [origin, per_ip, hello] = new;
+            let [origin, per_ip, hello, handshakes] = new;
             tracing::info!(
                 origin,
                 per_ip,
                 hello,
+                handshakes,
                 "clients refused since the last report"
             );
         }
@@ -65,13 +75,13 @@ impl Refusals {
     }
 
     /// The refusals since the last summary, if one is due at `now`.
-    fn summary_due(&self, now: Instant) -> Option<[u64; 3]> {
+    fn summary_due(&self, now: Instant) -> Option<[u64; 4]> {
         let mut summary = self.summary.lock().unwrap_or_else(PoisonError::into_inner);
         if summary.is_some_and(|(at, _)| now.duration_since(at) < SUMMARY_EVERY) {
             return None;
         }
         let totals = Refusal::ALL.map(|kind| self.count(kind));
-        let reported = summary.map_or([0; 3], |(_, reported)| reported);
+        let reported = summary.map_or([0; 4], |(_, reported)| reported);
         *summary = Some((now, totals));
         Some(std::array::from_fn(|i| totals[i] - reported[i]))
     }
@@ -101,7 +111,7 @@ mod tests {
         assert_eq!(refusals.count(Refusal::PerIp), 0);
         assert_eq!(summaries, 0, "the first record logged the only summary");
         let later = Instant::now() + SUMMARY_EVERY;
-        assert_eq!(refusals.summary_due(later), Some([4999, 0, 5000]));
+        assert_eq!(refusals.summary_due(later), Some([4999, 0, 5000, 0]));
         assert_eq!(refusals.summary_due(later), None);
     }
 }

@@ -192,3 +192,64 @@ async fn healthz_and_static_files() {
     node.stop().await.unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn half_sent_requests_are_capped_and_cannot_hold_up_shutdown() {
+    let node = Node::start_with(
+        Arc::new(MemoryBroker::default()),
+        ServerConfig {
+            limits: skat_server::Limits {
+                max_handshakes: 2,
+                ..Default::default()
+            },
+            shutdown_timeout: std::time::Duration::from_secs(1),
+            ..common::test_config()
+        },
+    )
+    .await;
+    // Two requests that never finish their headers hold both handshake slots...
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut tcp = TcpStream::connect(node.addr).await.unwrap();
+        tcp.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        stalled.push(tcp);
+    }
+    // ...so a third connection is closed at once, unanswered.
+    let mut third = TcpStream::connect(node.addr).await.unwrap();
+    let _ = third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(DEADLINE, third.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the refused connection was left open");
+    assert!(answer.is_empty(), "refused, yet answered: {answer:?}");
+
+    // A slot given back (the client went away) lets the next client in.
+    drop(stalled.pop());
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut alice = loop {
+        match Client::connect(&node.url, "alice").await {
+            Ok(client) => break client,
+            Err(err) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "never let in: {err}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    join(&mut alice, "general").await;
+
+    // The stalled request left does not keep shutdown past its timeout.
+    let started = std::time::Instant::now();
+    node.stop().await.unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    drop(stalled);
+}
