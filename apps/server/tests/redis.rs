@@ -514,3 +514,43 @@ async fn a_history_redis_lost_is_not_passed_off_as_recovered() {
     );
     assert_eq!(bodies, ["m5", "m6"], "the latest page of the new history");
 }
+
+#[tokio::test]
+async fn clients_hear_the_shutdown_before_the_node_leaves_rooms_in_redis() {
+    let redis = RedisServer::start().await;
+    let slow = skat_broker::RedisConfig {
+        command_timeout: Duration::from_secs(4),
+        ..common::redis_config(&redis.url(), "close:", "node-a", 100)
+    };
+    let broker = RedisBroker::connect(slow).await.unwrap();
+    let config = skat_server::ServerConfig {
+        node_id: "node-a".into(),
+        ..common::test_config()
+    };
+    let node = Node::start_with(std::sync::Arc::new(broker), config).await;
+    let mut alice = node.client("alice").await;
+    join(&mut alice, "general").await;
+
+    // Redis answers nothing for 3 s: leaving the room (presence) waits that long.
+    let paused = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port().to_string(),
+            "CLIENT",
+            "PAUSE",
+            "3000",
+            "ALL",
+        ])
+        .output()
+        .unwrap();
+    assert!(paused.status.success());
+    let started = std::time::Instant::now();
+    let stopping = tokio::spawn(node.stop());
+    assert_eq!(common::closed(&mut alice).await, Some(1012));
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the close waited for Redis: {:?}",
+        started.elapsed()
+    );
+    stopping.await.unwrap().unwrap();
+}
