@@ -37,9 +37,12 @@ web:
         echo "error: wasm-bindgen-cli {{wasm_bindgen_version}} is missing: run 'just setup'" >&2; exit 1
     fi
     cargo build -p web --profile wasm-release --target wasm32-unknown-unknown
+    # Wherever cargo builds (CARGO_TARGET_DIR, a config file...): ask it.
+    target_dir=$(cargo metadata --format-version 1 --no-deps \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
     rm -rf target/web && mkdir -p target/web
     wasm-bindgen --target web --no-typescript --remove-name-section --out-dir target/web \
-        target/wasm32-unknown-unknown/wasm-release/web.wasm
+        "$target_dir/wasm32-unknown-unknown/wasm-release/web.wasm"
     cp apps/web/static/* target/web/
     total=0
     for f in target/web/web_bg.wasm target/web/web.js target/web/style.css target/web/index.html; do
@@ -60,6 +63,8 @@ cluster redis_port="6390": setup
     set -euo pipefail
     just web
     cargo build -p skat-server
+    target_dir=$(cargo metadata --format-version 1 --no-deps \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
     dir=target/cluster
     mkdir -p "$dir"
     redis-server --port {{redis_port}} --bind 127.0.0.1 --dir "$dir" --save "" --appendonly yes \
@@ -70,7 +75,7 @@ cluster redis_port="6390": setup
     until redis-cli -p {{redis_port}} ping >/dev/null 2>&1; do sleep 0.1; done
     for i in 1 2 3; do
         SKAT_BIND=127.0.0.1:300$i SKAT_NODE_ID=node-$i SKAT_STATIC_DIR=target/web \
-            SKAT_REDIS_URL=redis://127.0.0.1:{{redis_port}}/ ./target/debug/skat-server &
+            SKAT_REDIS_URL=redis://127.0.0.1:{{redis_port}}/ "$target_dir/debug/skat-server" &
         pids+=($!)
     done
     echo "cluster: nodes on http://127.0.0.1:3001, :3002, :3003 sharing redis on port {{redis_port}}"
@@ -99,13 +104,16 @@ bench *ARGS:
     #!/usr/bin/env bash
     set -euo pipefail
     cargo build --release -p skat-server -p skat-bench
+    target_dir=$(cargo metadata --format-version 1 --no-deps \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
     floor_dir="${FLOOR_DIR:-../shared/floor}"
     if [ -f "$floor_dir/Cargo.toml" ]; then
         cargo build --release --manifest-path "$floor_dir/Cargo.toml" --target-dir target/floor
     else
         echo "bench: no floor sources in $floor_dir (set FLOOR_DIR); the floor target will fail" >&2
     fi
-    ./target/release/skat-bench suite {{ARGS}}
+    export SKAT_BENCH_SKAT_BIN="${SKAT_BENCH_SKAT_BIN:-$target_dir/release/skat-server}"
+    "$target_dir/release/skat-bench" suite {{ARGS}}
 
 # Format all code.
 fmt:

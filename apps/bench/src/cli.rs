@@ -43,7 +43,11 @@ pub(crate) enum Command {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct Common {
     /// The skat-server binary to start (e.g. a frozen baseline to compare with).
-    #[arg(long, default_value = "target/release/skat-server")]
+    #[arg(
+        long,
+        env = "SKAT_BENCH_SKAT_BIN",
+        default_value = "target/release/skat-server"
+    )]
     pub(crate) skat_bin: PathBuf,
     /// The floor binary to start.
     #[arg(long, default_value = "target/floor/release/floor")]

@@ -13,7 +13,8 @@ pub enum ClientFrame {
     Hello {
         /// Display name: 1–32 letters, digits, `_`, `-` or `.`.
         name: String,
-        /// Reserved for signed identities; ignored in anonymous mode.
+        /// Signed mode: a JWT vouching for `name` (required when the server has a secret);
+        /// ignored in anonymous mode.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<String>,
     },
@@ -213,7 +214,8 @@ pub enum ErrorCode {
     AlreadyJoined,
     /// The connection is in as many rooms as the server allows.
     TooManyRooms,
-    /// Too many messages (or typing frames) per second; slow down and retry.
+    /// Too many requests of one kind per second (sends, typing, or joins and history
+    /// together); slow down and retry.
     RateLimited,
     /// Signed mode: `hello` lacks a valid token for the name. The server closes the connection.
     Unauthorized,
