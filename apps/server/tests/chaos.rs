@@ -12,18 +12,18 @@
 
 #![allow(clippy::unwrap_used, clippy::result_large_err)]
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
+use common::process::{NodeProcess, http_status};
 use skat_client::{Client, ClientError};
 use skat_protocol::{Message, ServerFrame};
 use skat_testkit::RedisServer;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout, timeout_at};
 
@@ -48,99 +48,6 @@ const PERMANENT: &str = "bad_frame unknown_type hello_required invalid_room inva
 fn parse_id(id: &str) -> (u64, u64) {
     let (ms, seq) = id.split_once('-').expect("id is <ms>-<seq>");
     (ms.parse().unwrap(), seq.parse().unwrap())
-}
-
-/// `GET path` over a raw HTTP/1.1 connection; `None` if the node does not answer.
-async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
-    let request = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(req.as_bytes()).await.ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.ok()?;
-        response.split(' ').nth(1)?.parse().ok()
-    };
-    timeout(Duration::from_secs(2), request)
-        .await
-        .ok()
-        .flatten()
-}
-
-/// A `skat-server` child process, killed (SIGKILL) on drop.
-struct NodeProcess {
-    id: String,
-    addr: SocketAddr,
-    child: Child,
-}
-
-impl NodeProcess {
-    /// Starts node `id` on `addr` (logging to `dir`) and waits until `/readyz` answers 200.
-    async fn spawn(id: &str, addr: SocketAddr, redis: &str, dir: &Path) -> NodeProcess {
-        let path = dir.join(format!("{id}.log"));
-        let log = std::fs::File::create(&path).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_skat-server"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("SKAT_") {
-                command.env_remove(key);
-            }
-        }
-        command.envs([
-            ("SKAT_BIND", &*addr.to_string()),
-            ("SKAT_NODE_ID", id),
-            ("SKAT_REDIS_URL", redis),
-            ("SKAT_MESSAGES_PER_SEC", "1000"),
-            ("SKAT_MESSAGES_BURST", "1000"),
-            ("SKAT_MAX_CONNS_PER_IP", "0"),
-            ("SKAT_SHUTDOWN_TIMEOUT", "5"),
-            ("RUST_LOG", "warn"),
-        ]);
-        let stdout = log.try_clone().unwrap();
-        command.stdin(Stdio::null()).stdout(stdout).stderr(log);
-        let child = command.spawn().unwrap();
-        let mut node = NodeProcess {
-            id: id.to_owned(),
-            addr,
-            child,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http_status(addr, "/readyz").await != Some(200) {
-            let log = std::fs::read_to_string(&path).unwrap_or_default();
-            if let Some(status) = node.child.try_wait().unwrap() {
-                panic!("{id} exited ({status}): {log}");
-            }
-            assert!(Instant::now() < deadline, "{id} not ready: {log}");
-            sleep(Duration::from_millis(50)).await;
-        }
-        node
-    }
-
-    /// SIGKILL, as a crash would.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, as an orchestrator stopping the node for a rolling restart does; then waits for
-    /// the process to exit by itself.
-    async fn terminate(&mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status();
-        assert!(status.unwrap().success(), "kill -TERM {pid}");
-        let deadline = Instant::now() + STEP;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "{} still running", self.id);
-            sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// Redis and two nodes, `node-a` and `node-b`, logging to `dir` (removed unless the test fails).

@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::Node;
+use common::process::NodeProcess;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use skat_server::ServerConfig;
@@ -174,7 +175,12 @@ async fn wait_messages(
 
 /// Opens the app on `node`, picks `name`, and waits until connected.
 async fn open_as(page: &Client, node: &Node, name: &str) {
-    page.goto(&format!("http://{}/", node.addr)).await.unwrap();
+    open_at(page, node.addr, name).await;
+}
+
+/// Opens the app served at `addr`, picks `name`, and waits until connected.
+async fn open_at(page: &Client, addr: SocketAddr, name: &str) {
+    page.goto(&format!("http://{addr}/")).await.unwrap();
     let input = page
         .wait()
         .at_most(UI_DEADLINE)
@@ -471,5 +477,100 @@ async fn a_signed_identity_from_the_fragment_connects_and_leaves_the_address_bar
     let url = page.current_url().await.unwrap();
     assert!(!url.as_str().contains("token"), "token left in {url}");
     assert!(url.as_str().ends_with("#name=carol"), "{url}");
+    // The page names an icon that exists (browsers otherwise log a 404 on every load).
+    let status = page
+        .execute_async(
+            "const done = arguments[0]; \
+             const icon = document.querySelector('link[rel=icon]'); \
+             if (!icon) { done(0); } else { fetch(icon.href).then(r => done(r.status)); }",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, json!(200), "favicon");
     page.close().await.unwrap();
+}
+
+/// Runs `redis-cli` against `redis` with `args`.
+fn redis_cli(redis: &RedisServer, args: &[&str]) {
+    let port = redis.port().to_string();
+    let out = Command::new("redis-cli")
+        .args(["-p", &port])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "redis-cli {args:?}");
+}
+
+#[tokio::test]
+async fn a_send_cut_off_by_a_crash_is_resent_and_appears_once() {
+    let static_dir = bundle();
+    let static_env = static_dir.to_string_lossy().into_owned();
+    let extra = [("SKAT_STATIC_DIR", static_env.as_str())];
+    let redis = RedisServer::start().await;
+    let logs = std::env::temp_dir().join(format!("skat-e2e-resend-{}", std::process::id()));
+    std::fs::create_dir_all(&logs).unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut node_a = NodeProcess::spawn_with("resend-a", addr, &redis.url(), &logs, &extra).await;
+    // Bob listens on another node; the process uses the default key prefix.
+    let config = ServerConfig {
+        node_id: "resend-b".into(),
+        ..common::test_config()
+    };
+    let node_b = Node::redis_with(&redis.url(), "skat:", config, 1000).await;
+    let mut bob = skat_client::Client::connect(&node_b.url, "bob")
+        .await
+        .unwrap();
+    common::join(&mut bob, "general").await;
+
+    let driver = Driver::start().await;
+    let alice = driver.browser().await;
+    open_at(&alice, addr, "alice").await;
+    wait_text(&alice, "#members", "alice joined", |t| t.contains("alice")).await;
+
+    // Redis holds every write back, so alice's send gets no echo; then her node crashes.
+    redis_cli(&redis, &["CLIENT", "PAUSE", "10000", "WRITE"]);
+    say(&alice, "exactly once").await;
+    wait_text(&alice, ".message.pending .time", "sending…", |t| {
+        t.contains("sending")
+    })
+    .await;
+    node_a.kill();
+    wait_text(&alice, "#status", "reconnecting", |t| {
+        t.starts_with("Reconnecting")
+    })
+    .await;
+    redis_cli(&redis, &["CLIENT", "UNPAUSE"]);
+    let _node_a = NodeProcess::spawn_with("resend-a2", addr, &redis.url(), &logs, &extra).await;
+
+    // The page reconnects by itself and re-sends with the same nonce: shown once, not pending.
+    wait_text(&alice, "#status", "Connected again", |t| t == "Connected").await;
+    wait_messages(&alice, "the message, once", |m| {
+        m.iter().filter(|b| *b == "exactly once").count() == 1
+    })
+    .await;
+    eventually("nothing left pending", || async {
+        match alice.find_all(Locator::Css(".message.pending")).await {
+            Ok(left) if left.is_empty() => Ok(()),
+            Ok(left) => Err(format!("{} pending", left.len())),
+            Err(err) => Err(err.to_string()),
+        }
+    })
+    .await;
+    // And the room got it once.
+    bob.send_message("general", "marker", None).await.unwrap();
+    let mut seen = 0;
+    loop {
+        let m = common::message(&mut bob).await;
+        if m.body == "marker" {
+            break;
+        }
+        seen += usize::from(m.body == "exactly once");
+    }
+    assert_eq!(seen, 1, "bob got it {seen} times");
+    alice.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(&logs);
 }

@@ -14,6 +14,13 @@ use skat_protocol::{ClientFrame, Message, ServerFrame};
 pub(crate) const TYPING_VISIBLE_MS: f64 = 4000.0;
 /// Minimum interval between two typing frames we send for one room, in ms.
 pub(crate) const TYPING_THROTTLE_MS: f64 = 2000.0;
+/// Messages a room keeps: past it, live messages push the oldest out (they can be loaded again
+/// with "load older"), so a busy room costs the page the same after an hour as after a minute.
+pub(crate) const ROOM_WINDOW: usize = 500;
+/// How old an unconfirmed send may be and still be re-sent by itself after a reconnect: within
+/// the server's 2-minute deduplication window (with a margin), a repeat of a send it already
+/// stored is answered with the original, never stored twice. An older one is left to the user.
+pub(crate) const RESEND_WITHIN_MS: f64 = 100_000.0;
 
 /// The state of the WebSocket connection, always shown to the user.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +41,7 @@ pub(crate) enum Connection {
 }
 
 /// A message we sent and have not seen confirmed yet (or that failed).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Pending {
     /// Our nonce, echoed by the server in the confirmation or the error.
     pub(crate) nonce: String,
@@ -44,6 +51,8 @@ pub(crate) struct Pending {
     pub(crate) error: Option<String>,
     /// The connection it was sent on (see [`Chat::on_open`]).
     epoch: u64,
+    /// When it was first sent, in ms.
+    sent_at: f64,
 }
 
 /// Everything the UI shows about one joined room.
@@ -69,18 +78,34 @@ pub(crate) struct Room {
     /// The room's history epoch from the last `joined`, sent back with `since` on a rejoin so a
     /// history the server lost is not mistaken for what we missed.
     history_epoch: Option<String>,
+    /// Bumped whenever `messages` changes, so views re-render the list only then.
+    version: u64,
     /// When we last sent a typing frame, in ms.
     last_typing_sent: Option<f64>,
 }
 
 impl Room {
-    /// Adds a message unless its id is known; returns whether it was new.
+    /// Adds a message unless its id is known; returns whether it was new. Past
+    /// [`ROOM_WINDOW`] the oldest messages go (and can be loaded again).
     fn push(&mut self, message: Message) -> bool {
         if !self.ids.insert(message.id.clone()) {
             return false;
         }
         self.messages.push(message);
+        if self.messages.len() > ROOM_WINDOW {
+            let excess = self.messages.len() - ROOM_WINDOW;
+            for old in self.messages.drain(..excess) {
+                self.ids.remove(&old.id);
+            }
+            self.has_more = true;
+        }
+        self.version += 1;
         true
+    }
+
+    /// Changes whenever the messages do.
+    pub(crate) fn version(&self) -> u64 {
+        self.version
     }
 
     /// The id of the newest message, the `since` of a rejoin.
@@ -225,7 +250,7 @@ impl Chat {
     /// unknown or the connection not live (the UI then keeps the text in the composer). The
     /// message shows as pending until its echo arrives. The server handles a connection's frames
     /// in order, so a send right after a join needs no wait for `joined`.
-    pub(crate) fn send(&mut self, room: &str, body: &str) -> Option<ClientFrame> {
+    pub(crate) fn send(&mut self, room: &str, body: &str, now: f64) -> Option<ClientFrame> {
         if self.connection != Connection::Online {
             return None;
         }
@@ -241,6 +266,7 @@ impl Chat {
             body: body.to_owned(),
             error: None,
             epoch,
+            sent_at: now,
         });
         r.last_typing_sent = None;
         Some(ClientFrame::Send {
@@ -345,6 +371,8 @@ impl Chat {
                         joined: true,
                         members: std::mem::take(&mut r.members),
                         pending,
+                        // Never repeats, so views always see the change.
+                        version: r.version + 1,
                         ..Room::default()
                     };
                 }
@@ -356,12 +384,26 @@ impl Chat {
                 for message in messages {
                     self.on_message(message, !recovered);
                 }
-                // Sends from the previous connection that neither the recovery nor the latest page
-                // confirmed were lost with it: keep their text, let the user retry.
+                // Sends of an earlier connection that the recovery (or latest page) did not
+                // confirm: re-sent with their nonce, which the server answers with the original
+                // if it stored them. Too old to be sure of that, they are left to the user.
+                // Sends made on this connection are simply still on their way.
+                let epoch = self.epoch;
                 if let Some(r) = self.rooms.get_mut(&room) {
-                    for p in &mut r.pending {
-                        p.error
-                            .get_or_insert_with(|| "not sent: connection lost".to_owned());
+                    for p in r.pending.iter_mut().filter(|p| p.epoch < epoch) {
+                        if p.error.is_some() {
+                            continue;
+                        }
+                        if now - p.sent_at <= RESEND_WITHIN_MS {
+                            p.epoch = epoch;
+                            self.outbox.push(ClientFrame::Send {
+                                room: room.clone(),
+                                body: p.body.clone(),
+                                nonce: Some(p.nonce.clone()),
+                            });
+                        } else {
+                            p.error = Some("not sent: connection lost".to_owned());
+                        }
                     }
                 }
             }
@@ -397,6 +439,7 @@ impl Chat {
                     .filter(|m| r.ids.insert(m.id.clone()))
                     .collect();
                 r.messages.splice(0..0, older);
+                r.version += 1;
             }
             ServerFrame::Error {
                 code,
@@ -515,6 +558,18 @@ mod tests {
         }
     }
 
+    /// The welcome of a reconnection.
+    fn online_again(chat: &mut Chat) {
+        chat.apply(
+            ServerFrame::Welcome {
+                user: "me".into(),
+                node: "n2".into(),
+                protocol: 1,
+            },
+            0.0,
+        );
+    }
+
     fn online(chat: &mut Chat) {
         chat.on_open();
         chat.apply(
@@ -600,16 +655,16 @@ mod tests {
         online(&mut chat);
         chat.join("a");
         chat.apply(joined("a", vec![], false), 0.0);
-        assert_eq!(chat.send("a", "   "), None, "blank text is not sent");
+        assert_eq!(chat.send("a", "   ", 0.0), None, "blank text is not sent");
         let Some(ClientFrame::Send {
             nonce: Some(n1), ..
-        }) = chat.send("a", "hello")
+        }) = chat.send("a", "hello", 0.0)
         else {
             panic!()
         };
         let Some(ClientFrame::Send {
             nonce: Some(n2), ..
-        }) = chat.send("a", "x".repeat(5000).as_str())
+        }) = chat.send("a", "x".repeat(5000).as_str(), 0.0)
         else {
             panic!()
         };
@@ -654,7 +709,7 @@ mod tests {
         );
         let Some(ClientFrame::Send {
             nonce: Some(lost), ..
-        }) = chat.send("a", "did it go?")
+        }) = chat.send("a", "did it go?", 0.0)
         else {
             panic!()
         };
@@ -703,13 +758,94 @@ mod tests {
         let bodies: Vec<&str> = room.messages.iter().map(|m| m.body.as_str()).collect();
         assert_eq!(bodies, ["one", "two", "three"]);
         assert_eq!(chat.node.as_deref(), Some("n2"));
-        // Our unconfirmed send was not in the recovery: it failed, text kept, retry possible.
+        // Our unconfirmed send was not in the recovery: re-sent with its nonce (the server
+        // answers a repeat of a stored send with the original), still pending, no error.
+        assert_eq!(room.pending[0].error, None);
         assert_eq!(
-            room.pending[0].error.as_deref(),
-            Some("not sent: connection lost")
+            std::mem::take(&mut chat.outbox),
+            [ClientFrame::Send {
+                room: "a".into(),
+                body: "did it go?".into(),
+                nonce: Some(lost.clone()),
+            }]
         );
-        let retry = chat.retry("a", &lost).unwrap();
-        assert!(matches!(retry, ClientFrame::Send { body, .. } if body == "did it go?"));
+        // Its echo confirms it, once.
+        chat.apply(
+            ServerFrame::Message(msg("a", "1-3", "me", "did it go?", Some(&lost))),
+            0.0,
+        );
+        assert!(chat.rooms["a"].pending.is_empty());
+        assert_eq!(chat.rooms["a"].messages.len(), 4);
+    }
+
+    #[test]
+    fn only_sends_of_an_earlier_connection_are_resent_and_old_ones_are_left_to_the_user() {
+        let mut chat = Chat::new("me", "t");
+        online(&mut chat);
+        chat.join("a");
+        chat.apply(joined("a", vec![], false), 0.0);
+        let old = chat.send("a", "ancient", 0.0);
+        let recent = chat.send("a", "recent", RESEND_WITHIN_MS);
+        assert!(old.is_some() && recent.is_some());
+        chat.on_close(1, 500);
+        chat.on_open();
+        online_again(&mut chat);
+        // Sent on this connection before its joined arrived: neither failed nor re-sent.
+        let current = chat.send("a", "now", RESEND_WITHIN_MS + 1.0);
+        assert!(current.is_some());
+        chat.apply(joined("a", vec![], true), RESEND_WITHIN_MS + 1.0);
+        let resent: Vec<String> = chat
+            .outbox
+            .iter()
+            .map(|f| match f {
+                ClientFrame::Send { body, .. } => body.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(resent, ["recent"]);
+        let errors: Vec<(&str, Option<&str>)> = chat.rooms["a"]
+            .pending
+            .iter()
+            .map(|p| (p.body.as_str(), p.error.as_deref()))
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                ("ancient", Some("not sent: connection lost")),
+                ("recent", None),
+                ("now", None)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_room_keeps_a_bounded_window_of_messages() {
+        let mut chat = Chat::new("me", "t");
+        online(&mut chat);
+        chat.join("a");
+        chat.apply(joined("a", vec![], false), 0.0);
+        let before = chat.rooms["a"].version();
+        for i in 0..ROOM_WINDOW + 10 {
+            let id = format!("1-{i}");
+            chat.apply(ServerFrame::Message(msg("a", &id, "bob", "x", None)), 0.0);
+        }
+        let room = &chat.rooms["a"];
+        assert_eq!(room.messages.len(), ROOM_WINDOW);
+        assert_eq!(room.messages[0].id, "1-10", "the oldest went");
+        assert!(room.has_more, "and can be loaded again");
+        assert!(room.version() > before);
+        // A message pushed out is new again if a page brings it back.
+        let v = room.version();
+        chat.apply(
+            ServerFrame::History {
+                room: "a".into(),
+                messages: vec![msg("a", "1-9", "bob", "x", None)],
+                has_more: true,
+            },
+            0.0,
+        );
+        assert_eq!(chat.rooms["a"].messages[0].id, "1-9");
+        assert!(chat.rooms["a"].version() > v);
     }
 
     #[test]

@@ -137,8 +137,27 @@ fn NameForm(
 #[derive(Clone, Copy)]
 struct Client {
     chat: RwSignal<Chat>,
-    socket: StoredValue<Option<WebSocket>, LocalStorage>,
+    socket: StoredValue<Option<Socket>, LocalStorage>,
     failures: StoredValue<u32>,
+}
+
+/// A WebSocket with the callbacks it calls, which live exactly as long as it: dropped (with
+/// the handlers cleared) when the next attempt replaces it, not leaked one set per attempt.
+struct Socket {
+    ws: WebSocket,
+    _on_open: Closure<dyn FnMut()>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut(CloseEvent)>,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        // The callbacks go with this value: the socket must not call them afterwards.
+        self.ws.set_onopen(None);
+        self.ws.set_onmessage(None);
+        self.ws.set_onclose(None);
+        let _ = self.ws.close();
+    }
 }
 
 impl Client {
@@ -153,16 +172,18 @@ impl Client {
     /// Sends a frame if the socket is open (frames are regenerated from state on reconnect).
     fn send(self, frame: &ClientFrame) {
         self.socket.with_value(|socket| {
-            if let Some(ws) = socket
+            if let Some(socket) = socket
                 .as_ref()
-                .filter(|ws| ws.ready_state() == WebSocket::OPEN)
+                .filter(|s| s.ws.ready_state() == WebSocket::OPEN)
             {
-                let _ = ws.send_with_str(&encode_client(frame));
+                let _ = socket.ws.send_with_str(&encode_client(frame));
             }
         });
     }
 
     fn connect(self) {
+        // The previous attempt's socket and callbacks (never dropped from inside them).
+        self.socket.set_value(None);
         let Ok(ws) = WebSocket::new(&ws_url()) else {
             return self.retry_later();
         };
@@ -192,7 +213,7 @@ impl Client {
             }
         });
         let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |_: CloseEvent| {
-            self.socket.set_value(None);
+            // The socket (and this callback) is dropped by the next attempt, not from here.
             if self.chat.with_untracked(Chat::should_reconnect) {
                 self.retry_later();
             }
@@ -200,11 +221,12 @@ impl Client {
         ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-        // The callbacks live as long as the socket; one set per connection attempt.
-        on_open.forget();
-        on_message.forget();
-        on_close.forget();
-        self.socket.set_value(Some(ws));
+        self.socket.set_value(Some(Socket {
+            ws,
+            _on_open: on_open,
+            _on_message: on_message,
+            _on_close: on_close,
+        }));
     }
 
     /// Schedules the next attempt with exponential backoff and jitter.
@@ -263,11 +285,10 @@ fn ChatView(
             handle.clear();
         }
     });
-    // Remember the joined rooms for the next visit.
-    Effect::new(move |_| {
-        let names: Vec<String> = chat.with(|c| c.rooms.keys().cloned().collect());
-        save(ROOMS_KEY, &names.join(","));
-    });
+    // Remember the joined rooms for the next visit: written when they change, not on every
+    // frame (the memo only notifies when its value differs).
+    let names = Memo::new(move |_| chat.with(|c| c.rooms.keys().cloned().collect::<Vec<_>>()));
+    Effect::new(move |_| names.with(|names| save(ROOMS_KEY, &names.join(","))));
 
     view! {
         <div class="app">
@@ -448,26 +469,37 @@ fn Messages(
 ) -> impl IntoView {
     let list = NodeRef::<leptos::html::Div>::new();
     let at_bottom = StoredValue::new(true);
-    let messages = move || {
+    // The list is copied out of the state only when the active room or its messages change,
+    // not on every frame (typing, presence, another room's message...).
+    let shown = Memo::new(move |_| {
         chat.with(|c| {
+            c.active
+                .clone()
+                .zip(c.active_room().map(state::Room::version))
+        })
+    });
+    let messages = Memo::new(move |_| {
+        shown.track();
+        chat.with_untracked(|c| {
             c.active_room()
                 .map(|r| r.messages.clone())
                 .unwrap_or_default()
         })
-    };
-    let pending = move || {
+    });
+    let pending = Memo::new(move |_| {
         chat.with(|c| {
             c.active_room()
                 .map(|r| r.pending.clone())
                 .unwrap_or_default()
         })
-    };
+    });
     let has_more = move || chat.with(|c| c.active_room().is_some_and(|r| r.has_more));
     let me = move || chat.with_untracked(|c| c.name.clone());
 
     Effect::new(move |_| {
         // Re-run whenever the visible list changes.
-        chat.with(|c| c.active_room().map(|r| (r.messages.len(), r.pending.len())));
+        shown.track();
+        pending.with(Vec::len);
         if at_bottom.get_value() {
             request_animation_frame(move || {
                 if let Some(el) = list.get_untracked() {
@@ -498,7 +530,7 @@ fn Messages(
                 </button>
             </Show>
             <For
-                each=messages
+                each=move || messages.get()
                 key=|m| m.id.clone()
                 children=move |m: Message| {
                     let own = m.from == me();
@@ -512,7 +544,7 @@ fn Messages(
                 }
             />
             <For
-                each=pending
+                each=move || pending.get()
                 key=|p| (p.nonce.clone(), p.error.clone())
                 children=move |p: Pending| view! { <PendingRow chat=chat client=client pending=p /> }
             />
@@ -609,7 +641,8 @@ fn Composer(
         };
         let text = el.value();
         let room = chat.with_untracked(|c| c.active.clone());
-        let frame = room.and_then(|room| chat.try_update(|c| c.send(&room, &text)).flatten());
+        let frame =
+            room.and_then(|room| chat.try_update(|c| c.send(&room, &text, now())).flatten());
         match frame {
             Some(frame) => {
                 client.send(&frame);

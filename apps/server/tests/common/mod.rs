@@ -8,6 +8,8 @@
     clippy::unwrap_used
 )]
 
+pub mod process;
+
 use std::sync::Arc;
 use std::time::Duration;
 
