@@ -27,9 +27,9 @@ pub struct Limits {
     /// Time without any frame from the client, pongs included, before it is closed (1001 "idle
     /// timeout"). The server pings every third of it, so live clients never hit it.
     pub idle_timeout: Duration,
-    /// Connections the node holds before their WebSocket upgrade, at once (0: no limit). Past
-    /// it, a new connection is closed at once: half-sent requests cannot take every file
-    /// descriptor (each also has the 30 s header timeout).
+    /// Connections the node holds before their WebSocket upgrade, at once (0: no limit). At
+    /// it, the node accepts nothing more until one of them is through: half-sent requests
+    /// cannot take every file descriptor (each also has the 30 s header timeout).
     pub max_handshakes: usize,
 }
 
@@ -44,7 +44,7 @@ impl Default for Limits {
             joins_per_sec: 10,
             hello_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
-            max_handshakes: 10_000,
+            max_handshakes: 16_384,
         }
     }
 }

@@ -27,6 +27,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service as _;
@@ -54,30 +55,48 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
 }
 
 /// Accepts connections until `shutdown` resolves, then lets open HTTP requests finish for up to
-/// `grace`. Upgraded WebSockets are not waited for here (the caller closes them). At most
-/// `max_handshakes` connections (0: no limit) are held before their upgrade; past it a new one
-/// is closed at once and `refused` is told.
+/// `grace`. Upgraded WebSockets are not waited for here (the caller closes them).
+///
+/// At most `max_handshakes` connections (0: no limit) are held before their upgrade. At the
+/// limit the loop accepts nothing until one of them leaves its HTTP stage: new connections wait
+/// in the kernel's backlog (a storm of real clients only slows down), and half-sent requests,
+/// each bounded by the header timeout, cannot take every file descriptor. `held_back` is told
+/// each time the limit stops the loop.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
     max_handshakes: usize,
-    refused: impl Fn(SocketAddr),
+    held_back: impl Fn(),
 ) {
-    let handshakes = Arc::new(AtomicUsize::new(0));
-    let admit = |peer: SocketAddr| {
-        if max_handshakes > 0 && handshakes.load(Ordering::Relaxed) >= max_handshakes {
-            refused(peer);
-            return None;
-        }
-        Some(Handshake::new(&handshakes))
-    };
+    let slots = Arc::new(Slots {
+        taken: AtomicUsize::new(0),
+        freed: Notify::new(),
+        max: max_handshakes,
+    });
     let closing = CancellationToken::new();
     let connections = TaskTracker::new();
     let mut shutdown = pin!(shutdown);
     let mut last_logged: Option<Instant> = None;
-    loop {
+    'accepting: loop {
+        if slots.full() {
+            held_back();
+            while slots.full() {
+                let freed = slots.freed.notified();
+                let mut freed = pin!(freed);
+                // Registered before the second look, so a slot freed in between is not missed.
+                freed.as_mut().enable();
+                if !slots.full() {
+                    break;
+                }
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break 'accepting,
+                    () = freed => {}
+                }
+            }
+        }
         let accepted = tokio::select! {
             biased;
             () = &mut shutdown => break,
@@ -87,13 +106,16 @@ pub(crate) async fn serve(
             Ok((tcp, peer)) => {
                 // In a storm, empty the kernel's queue before the new connections' tasks run:
                 // a full queue drops SYNs, and each drop costs a client a one-second retry.
-                let more = std::iter::from_fn(|| listener.accept().now_or_never()?.ok());
-                for (tcp, peer) in std::iter::once((tcp, peer)).chain(more.take(ACCEPT_BATCH)) {
-                    // Past the limit the socket is dropped, which closes it.
-                    if let Some(slot) = admit(peer) {
-                        let serving = serve_connection(tcp, peer, router.clone(), closing.clone());
-                        connections.spawn(serving.map(move |()| drop(slot)));
+                let more = std::iter::from_fn(|| {
+                    if slots.full() {
+                        return None;
                     }
+                    listener.accept().now_or_never()?.ok()
+                });
+                for (tcp, peer) in std::iter::once((tcp, peer)).chain(more.take(ACCEPT_BATCH)) {
+                    let slot = Slot::take(&slots);
+                    let serving = serve_connection(tcp, peer, router.clone(), closing.clone());
+                    connections.spawn(serving.map(move |()| drop(slot)));
                 }
             }
             // The peer gave up before we accepted: nothing to do.
@@ -122,19 +144,34 @@ pub(crate) async fn serve(
     }
 }
 
-/// One connection counted until its HTTP stage ends (closed, or upgraded to a WebSocket).
-struct Handshake(Arc<AtomicUsize>);
+/// The connections in their HTTP stage, and how many may be.
+struct Slots {
+    taken: AtomicUsize,
+    freed: Notify,
+    /// 0: no limit.
+    max: usize,
+}
 
-impl Handshake {
-    fn new(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        Self(Arc::clone(count))
+impl Slots {
+    fn full(&self) -> bool {
+        self.max > 0 && self.taken.load(Ordering::Relaxed) >= self.max
     }
 }
 
-impl Drop for Handshake {
+/// One connection's slot, held until its HTTP stage ends (closed, or upgraded to a WebSocket).
+struct Slot(Arc<Slots>);
+
+impl Slot {
+    fn take(slots: &Arc<Slots>) -> Self {
+        slots.taken.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(slots))
+    }
+}
+
+impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.taken.fetch_sub(1, Ordering::Relaxed);
+        self.0.freed.notify_one();
     }
 }
 

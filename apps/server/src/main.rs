@@ -123,9 +123,10 @@ struct Serve {
     /// rooms-per-connection limit.
     #[arg(long, env = "SKAT_JOINS_PER_SEC", default_value_t = 10)]
     joins_per_sec: u32,
-    /// Connections held before their WebSocket upgrade, at once (0: no limit); past it a new
-    /// connection is closed at once, so half-sent requests cannot take every file descriptor.
-    #[arg(long, env = "SKAT_MAX_HANDSHAKES", default_value_t = 10_000)]
+    /// Connections held before their WebSocket upgrade, at once (0: no limit); at it, new
+    /// connections wait in the kernel's backlog, so half-sent requests cannot take every file
+    /// descriptor.
+    #[arg(long, env = "SKAT_MAX_HANDSHAKES", default_value_t = 16_384)]
     max_handshakes: usize,
     /// Seconds a new connection has to send `hello`.
     #[arg(long, env = "SKAT_HELLO_TIMEOUT", default_value_t = 10)]

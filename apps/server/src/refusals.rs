@@ -1,7 +1,7 @@
 //! Refused clients: counted, and logged without letting a flood of refusals flood the log.
 //!
 //! Every refusal (an upgrade from a foreign origin, one address over its connection limit, a
-//! `hello` with a bad token, a connection past the handshake limit) is logged at debug and
+//! `hello` with a bad token, accepting paused at the handshake limit) is logged at debug and
 //! counted. At most one line per
 //! [`SUMMARY_EVERY`] says at info how many were refused since the last one: an attacker who is
 //! refused a million times costs the log a line every ten seconds.
@@ -22,7 +22,8 @@ pub(crate) enum Refusal {
     PerIp,
     /// A `hello` without a valid token in signed mode.
     Hello,
-    /// A connection past the limit of connections before their upgrade.
+    /// Accepting paused at the limit of connections before their upgrade (the new ones wait in
+    /// the kernel's backlog).
     Handshakes,
 }
 
