@@ -491,17 +491,6 @@ async fn a_signed_identity_from_the_fragment_connects_and_leaves_the_address_bar
     page.close().await.unwrap();
 }
 
-/// Runs `redis-cli` against `redis` with `args`.
-fn redis_cli(redis: &RedisServer, args: &[&str]) {
-    let port = redis.port().to_string();
-    let out = Command::new("redis-cli")
-        .args(["-p", &port])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "redis-cli {args:?}");
-}
-
 #[tokio::test]
 async fn a_send_cut_off_by_a_crash_is_resent_and_appears_once() {
     let static_dir = bundle();
@@ -532,7 +521,8 @@ async fn a_send_cut_off_by_a_crash_is_resent_and_appears_once() {
     wait_text(&alice, "#members", "alice joined", |t| t.contains("alice")).await;
 
     // Redis holds every write back, so alice's send gets no echo; then her node crashes.
-    redis_cli(&redis, &["CLIENT", "PAUSE", "10000", "WRITE"]);
+    let paused = redis.command(&["CLIENT", "PAUSE", "10000", "WRITE"]).await;
+    assert_eq!(paused.as_deref(), Some("+OK\r\n"));
     say(&alice, "exactly once").await;
     wait_text(&alice, ".message.pending .time", "sending…", |t| {
         t.contains("sending")
@@ -543,7 +533,8 @@ async fn a_send_cut_off_by_a_crash_is_resent_and_appears_once() {
         t.starts_with("Reconnecting")
     })
     .await;
-    redis_cli(&redis, &["CLIENT", "UNPAUSE"]);
+    let resumed = redis.command(&["CLIENT", "UNPAUSE"]).await;
+    assert_eq!(resumed.as_deref(), Some("+OK\r\n"));
     let _node_a = NodeProcess::spawn_with("resend-a2", addr, &redis.url(), &logs, &extra).await;
 
     // The page reconnects by itself and re-sends with the same nonce: shown once, not pending.

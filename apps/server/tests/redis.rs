@@ -429,18 +429,11 @@ async fn joins_after_a_redis_restart_succeed_and_errors_carry_no_internals() {
     // The same when Redis drops the node's connections while staying up: the next commands
     // find them dead.
     for round in 0..5 {
-        let killed = std::process::Command::new("redis-cli")
-            .args([
-                "-p",
-                &redis.port().to_string(),
-                "CLIENT",
-                "KILL",
-                "TYPE",
-                "normal",
-            ])
-            .output()
-            .unwrap();
-        assert!(killed.status.success());
+        let killed = redis.command(&["CLIENT", "KILL", "TYPE", "normal"]).await;
+        assert!(
+            killed.as_deref().is_some_and(|r| r.starts_with(':')),
+            "{killed:?}"
+        );
         join(&mut alice, &format!("killed-{round}")).await;
     }
 }
@@ -469,11 +462,8 @@ async fn a_history_redis_lost_is_not_passed_off_as_recovered() {
     .expect("joined carries the room's epoch");
 
     // Redis loses everything (as a restart without persistence would), and the room goes on.
-    let flushed = std::process::Command::new("redis-cli")
-        .args(["-p", &redis.port().to_string(), "FLUSHALL"])
-        .output()
-        .unwrap();
-    assert!(flushed.status.success());
+    let flushed = redis.command(&["FLUSHALL"]).await;
+    assert_eq!(flushed.as_deref(), Some("+OK\r\n"));
     let mut carol = node.client("carol").await;
     join(&mut carol, "general").await;
     for i in 5..7 {
@@ -532,18 +522,8 @@ async fn clients_hear_the_shutdown_before_the_node_leaves_rooms_in_redis() {
     join(&mut alice, "general").await;
 
     // Redis answers nothing for 3 s: leaving the room (presence) waits that long.
-    let paused = std::process::Command::new("redis-cli")
-        .args([
-            "-p",
-            &redis.port().to_string(),
-            "CLIENT",
-            "PAUSE",
-            "3000",
-            "ALL",
-        ])
-        .output()
-        .unwrap();
-    assert!(paused.status.success());
+    let paused = redis.command(&["CLIENT", "PAUSE", "3000", "ALL"]).await;
+    assert_eq!(paused.as_deref(), Some("+OK\r\n"));
     let started = std::time::Instant::now();
     let stopping = tokio::spawn(node.stop());
     assert_eq!(common::closed(&mut alice).await, Some(1012));

@@ -734,14 +734,7 @@ mod tests {
             "rejoins with the history epoch the messages came from"
         );
 
-        chat.apply(
-            ServerFrame::Welcome {
-                user: "me".into(),
-                node: "n2".into(),
-                protocol: 1,
-            },
-            0.0,
-        );
+        online_again(&mut chat);
         // The recovery overlaps what we had (1-1) and brings what we missed (1-2).
         chat.apply(
             joined(
