@@ -36,34 +36,32 @@
 //!   `online`/`offline` when a user's first entry appears or last one goes, including entries
 //!   swept after expiry. Script time comes from Redis (`TIME`), so node clocks do not matter.
 //!
-//! # Encoding
-//!
-//! Messages are stored and published in a compact text form private to this module (this crate
-//! does not speak JSON): `<from>\n<nonce byte length or ->\n<nonce><body>`. The published form
-//! prefixes `m<id>\n`; presence events are `p1<user>` / `p0<user>`, typing events `t<user>`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, IntoConnectionInfo, Script};
+use redis::{AsyncCommands, IntoConnectionInfo};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
 mod claim;
+mod codec;
 mod retry;
 mod router;
+mod scripts;
 
 use claim::Claim;
+use codec::{Entries, decode_entries, decode_event, encode_message, parse_id};
 use retry::Retrying;
 pub use router::RedisSubscription;
 use router::{Control, Route, pubsub_task};
+use scripts::Scripts;
 
 use crate::sparse::ShrinkWhenSparse as _;
 use crate::{
-    Broker, HistoryPage, Message, MessageId, NewMessage, Published, Recovery, RoomEvent, RoomSink,
-    Snapshot,
+    Broker, HistoryPage, Message, MessageId, NewMessage, Published, Recovery, RoomSink, Snapshot,
 };
 
 /// Settings of a [`RedisBroker`].
@@ -180,162 +178,12 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-struct Scripts {
-    publish: Script,
-    presence_join: Script,
-    presence_leave: Script,
-    members: Script,
-    join: Script,
-    epoch: Script,
-}
-
-/// Makes the room's epoch if it has none (a new room, or one whose history Redis lost) and
-/// reads it into `epoch`; needs `epoch_key`. The epoch is Redis's clock at creation,
-/// `<seconds>.<microseconds>`, so a history that starts over gets another one.
-const ENSURE_EPOCH: &str = r"
-local clock = redis.call('TIME')
-redis.call('SET', epoch_key, string.format('%s.%06d', clock[1], tonumber(clock[2])), 'NX')
-local epoch = redis.call('GET', epoch_key)
-";
-
 /// Subscribe requests that may wait for the pub/sub task; a subscriber finding it full waits
 /// (within its timeout) like one waiting for the answer.
 const CONTROL_QUEUE: usize = 256;
 
-/// Stream entries read per command when a read may be long (recovery): Redis is never asked for
-/// more than this at once, and a reply over the bounds stops the reading.
-const READ_CHUNK: usize = 100;
-
-/// Removes expired presence entries, publishing `offline` for users left without any.
-/// KEYS: presence zset, users hash, channel. Defines `now` (ms, from Redis).
-const SWEEP: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-for _, entry in ipairs(expired) do
-  redis.call('ZREM', KEYS[1], entry)
-  local user = string.sub(entry, string.find(entry, '\n', 1, true) + 1)
-  if redis.call('HINCRBY', KEYS[2], user, -1) <= 0 then
-    redis.call('HDEL', KEYS[2], user)
-    redis.call('PUBLISH', KEYS[3], 'p0' .. user)
-  end
-end
-";
-
-/// Records this node's presence entry, publishing `online` if it is the user's first.
-/// KEYS: presence zset, users hash, channel. ARGV: entry, user, ttl ms. Needs `now` (SWEEP).
-const JOIN_PRESENCE: &str = r"
-if redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1]) == 1 then
-  if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 then
-    redis.call('PUBLISH', KEYS[3], 'p1' .. ARGV[2])
-  end
-end
-";
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl Scripts {
-    fn new() -> Self {
-        Self {
-            // KEYS: stream, channel, trimmed marker, dedup key (or ""). ARGV: maxlen, encoded
-            // message, dedup window ms. Returns {id, 1} when stored, {original id, 0} for a
-            // retry of a message accepted within the window.
-            // Before trimming, remember the newest id about to go, so `recover` knows exactly
-            // which `since` values still have no gap.
-            publish: Script::new(
-                r"
-if KEYS[4] ~= '' then
-  local original = redis.call('GET', KEYS[4])
-  if original then return {original, 0} end
-end
-local maxlen = tonumber(ARGV[1])
-local len = redis.call('XLEN', KEYS[1])
-if len >= maxlen then
-  local going = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', len - maxlen + 1)
-  redis.call('SET', KEYS[3], going[#going][1])
-end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', maxlen, '*', 'd', ARGV[2])
-redis.call('PUBLISH', KEYS[2], 'm' .. id .. '\n' .. ARGV[2])
-if KEYS[4] ~= '' then redis.call('SET', KEYS[4], id, 'PX', ARGV[3]) end
-return {id, 1}
-",
-            ),
-            // KEYS: presence, users, channel. ARGV: entry, user, ttl ms.
-            presence_join: Script::new(&format!("{SWEEP}{JOIN_PRESENCE}\nreturn 1")),
-            // KEYS: presence, users, channel. ARGV: entry, user.
-            presence_leave: Script::new(&format!(
-                "{SWEEP}
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
-  if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then
-    redis.call('HDEL', KEYS[2], ARGV[2])
-    redis.call('PUBLISH', KEYS[3], 'p0' .. ARGV[2])
-  end
-end
-return 1
-"
-            )),
-            // KEYS: presence, users, channel.
-            members: Script::new(&format!("{SWEEP}\nreturn redis.call('HKEYS', KEYS[2])")),
-            // KEYS: the epoch key.
-            epoch: Script::new(&format!(
-                "local epoch_key = KEYS[1]\n{ENSURE_EPOCH}\nreturn epoch"
-            )),
-            // `join_snapshot` in one round trip. KEYS: presence, users, channel, stream,
-            // trimmed, epoch. ARGV: entry, user, ttl ms, join presence (1/0), since ('' for
-            // none), recovery limit, page, recovery byte bound, bytes a message counts beyond
-            // its id and stored text (see `message_size`), the client's epoch ('' for none).
-            // Returns {members, entries, recovered (1/0), epoch}.
-            join: Script::new(&format!(
-                "{SWEEP}
-local epoch_key = KEYS[6]
-{ENSURE_EPOCH}
-local MAX_ID = '{max}'
-if ARGV[4] == '1' then {JOIN_PRESENCE} end
-local members = redis.call('HKEYS', KEYS[2])
-local same_history = ARGV[10] == '' or ARGV[10] == epoch
-if ARGV[5] ~= '' and same_history and redis.call('EXISTS', KEYS[4]) == 1 then
-  local trimmed = redis.call('GET', KEYS[5])
-  local function parts(id)
-    local dash = string.find(id, '-', 1, true)
-    return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
-  end
-  local recoverable = true
-  if trimmed then
-    local tm, ts = parts(trimmed)
-    local sm, ss = parts(ARGV[5])
-    recoverable = tm < sm or (tm == sm and ts <= ss)
-  end
-  if recoverable and ARGV[5] == MAX_ID then return {{members, {{}}, 1, epoch}} end
-  if recoverable then
-    -- Read in chunks, and stop as soon as the missed messages are over either bound.
-    local limit, max_bytes, fixed = tonumber(ARGV[6]), tonumber(ARGV[8]), tonumber(ARGV[9])
-    local missed, bytes, fits = {{}}, 0, true
-    local start = '(' .. ARGV[5]
-    while fits do
-      local chunk = redis.call('XRANGE', KEYS[4], start, '+', 'COUNT', {chunk})
-      for _, entry in ipairs(chunk) do
-        bytes = bytes + fixed + #entry[1] + #entry[2][2]
-        if #missed == limit or bytes > max_bytes then
-          fits = false
-          break
-        end
-        missed[#missed + 1] = entry
-      end
-      if #chunk < {chunk} then break end
-      start = '(' .. chunk[#chunk][1]
-    end
-    if fits then return {{members, missed, 1, epoch}} end
-  end
-end
-return {{members, redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', tonumber(ARGV[7])), 0, epoch}}
-",
-                max = MessageId::MAX,
-                chunk = READ_CHUNK,
-            )),
-        }
-    }
 }
 
 /// Key names of one room.
@@ -837,171 +685,5 @@ impl Broker for RedisBroker {
 
     fn is_ready(&self) -> bool {
         *self.shared.ready.borrow()
-    }
-}
-
-/// Encodes a message for the stream: `<from>\n<nonce byte length or ->\n<nonce><body>`.
-fn encode_message(from: &str, nonce: Option<&str>, body: &str) -> String {
-    match nonce {
-        Some(nonce) => format!("{from}\n{}\n{nonce}{body}", nonce.len()),
-        None => format!("{from}\n-\n{body}"),
-    }
-}
-
-fn corrupt(what: &str) -> RedisBrokerError {
-    RedisBrokerError::Corrupt(what.to_owned())
-}
-
-/// Parses a stream id Redis gave us.
-fn parse_id(id: &str) -> Result<MessageId, RedisBrokerError> {
-    id.parse()
-        .map_err(|e| RedisBrokerError::Corrupt(format!("{e}")))
-}
-
-/// Decodes [`encode_message`]'s output.
-fn decode_message(room: &str, id: String, encoded: &str) -> Result<Message, RedisBrokerError> {
-    let parsed = parse_id(&id)?;
-    let (from, rest) = encoded
-        .split_once('\n')
-        .ok_or_else(|| corrupt("message without sender"))?;
-    let (len, rest) = rest
-        .split_once('\n')
-        .ok_or_else(|| corrupt("message without nonce length"))?;
-    let (nonce, body) = match len {
-        "-" => (None, rest),
-        len => {
-            let len: usize = len.parse().map_err(|_| corrupt("bad nonce length"))?;
-            if !rest.is_char_boundary(len) {
-                return Err(corrupt("nonce length past the data"));
-            }
-            let (nonce, body) = rest.split_at(len);
-            (Some(nonce.to_owned()), body)
-        }
-    };
-    Ok(Message {
-        room: room.to_owned(),
-        id,
-        from: from.to_owned(),
-        body: body.to_owned(),
-        ts: parsed.ms,
-        nonce,
-    })
-}
-
-/// Stream entries as Redis returns them (`XRANGE` and friends): `[id, [field, value, ...]]`.
-type Entries = Vec<(String, Vec<String>)>;
-
-/// Decodes stream entries, in the order given.
-fn decode_entries(room: &str, entries: Entries) -> Result<Vec<Message>, RedisBrokerError> {
-    entries
-        .into_iter()
-        .map(|(id, fields)| decode_entry(room, id, &fields))
-        .collect()
-}
-
-/// Decodes a stream entry `[id, ["d", encoded]]`.
-fn decode_entry(room: &str, id: String, fields: &[String]) -> Result<Message, RedisBrokerError> {
-    match fields {
-        [name, encoded] if name == "d" => decode_message(room, id, encoded),
-        _ => Err(corrupt("stream entry without a d field")),
-    }
-}
-
-/// Decodes a pub/sub payload.
-fn decode_event(room: &str, payload: &[u8]) -> Result<RoomEvent, RedisBrokerError> {
-    let text = std::str::from_utf8(payload).map_err(|_| corrupt("event is not UTF-8"))?;
-    let mut chars = text.chars();
-    match chars.next() {
-        Some('m') => {
-            let (id, encoded) = chars
-                .as_str()
-                .split_once('\n')
-                .ok_or_else(|| corrupt("message event without id"))?;
-            Ok(RoomEvent::Message(decode_message(
-                room,
-                id.to_owned(),
-                encoded,
-            )?))
-        }
-        Some('p') => {
-            let rest = chars.as_str();
-            let online = match rest.as_bytes().first() {
-                Some(b'1') => true,
-                Some(b'0') => false,
-                _ => return Err(corrupt("presence event without state")),
-            };
-            Ok(RoomEvent::Presence {
-                room: room.to_owned(),
-                user: rest[1..].to_owned(),
-                online,
-            })
-        }
-        Some('t') => Ok(RoomEvent::Typing {
-            room: room.to_owned(),
-            user: chars.as_str().to_owned(),
-        }),
-        _ => Err(corrupt("unknown event kind")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn message_encoding_round_trips() {
-        for (nonce, body) in [
-            (None, "hi"),
-            (Some("c-1"), "multi\nline\n"),
-            (Some(""), "-\n5\n"),
-            (Some("é\n"), "ü"),
-        ] {
-            let encoded = encode_message("alice", nonce, body);
-            let message = decode_message("r", "5-1".into(), &encoded).unwrap();
-            assert_eq!(message.from, "alice");
-            assert_eq!(message.nonce.as_deref(), nonce);
-            assert_eq!(message.body, body);
-            assert_eq!(message.ts, 5);
-            let event = decode_event("r", format!("m5-1\n{encoded}").as_bytes()).unwrap();
-            assert_eq!(event, RoomEvent::Message(message));
-        }
-    }
-
-    #[test]
-    fn events_decode() {
-        assert_eq!(
-            decode_event("r", b"p1bob").unwrap(),
-            RoomEvent::Presence {
-                room: "r".into(),
-                user: "bob".into(),
-                online: true
-            }
-        );
-        assert_eq!(
-            decode_event("r", b"p0bob").unwrap(),
-            RoomEvent::Presence {
-                room: "r".into(),
-                user: "bob".into(),
-                online: false
-            }
-        );
-        assert_eq!(
-            decode_event("r", b"tbob").unwrap(),
-            RoomEvent::Typing {
-                room: "r".into(),
-                user: "bob".into()
-            }
-        );
-        for bad in [
-            &b""[..],
-            b"x",
-            b"m5-1",
-            b"m5-1\nalice",
-            b"m5-1\nalice\n9\nab",
-            b"p",
-            b"\xff",
-        ] {
-            assert!(decode_event("r", bad).is_err(), "{bad:?}");
-        }
     }
 }

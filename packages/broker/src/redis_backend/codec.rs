@@ -1,0 +1,177 @@
+//! The private encoding of messages and events in Redis.
+//!
+//! Messages are stored and published in a compact text form private to this module (this crate
+//! does not speak JSON): `<from>\n<nonce byte length or ->\n<nonce><body>`. The published form
+//! prefixes `m<id>\n`; presence events are `p1<user>` / `p0<user>`, typing events `t<user>`.
+
+use super::RedisBrokerError;
+use crate::{Message, MessageId, RoomEvent};
+
+/// Encodes a message for the stream: `<from>\n<nonce byte length or ->\n<nonce><body>`.
+pub(super) fn encode_message(from: &str, nonce: Option<&str>, body: &str) -> String {
+    match nonce {
+        Some(nonce) => format!("{from}\n{}\n{nonce}{body}", nonce.len()),
+        None => format!("{from}\n-\n{body}"),
+    }
+}
+
+fn corrupt(what: &str) -> RedisBrokerError {
+    RedisBrokerError::Corrupt(what.to_owned())
+}
+
+/// Parses a stream id Redis gave us.
+pub(super) fn parse_id(id: &str) -> Result<MessageId, RedisBrokerError> {
+    id.parse()
+        .map_err(|e| RedisBrokerError::Corrupt(format!("{e}")))
+}
+
+/// Decodes [`encode_message`]'s output.
+fn decode_message(room: &str, id: String, encoded: &str) -> Result<Message, RedisBrokerError> {
+    let parsed = parse_id(&id)?;
+    let (from, rest) = encoded
+        .split_once('\n')
+        .ok_or_else(|| corrupt("message without sender"))?;
+    let (len, rest) = rest
+        .split_once('\n')
+        .ok_or_else(|| corrupt("message without nonce length"))?;
+    let (nonce, body) = match len {
+        "-" => (None, rest),
+        len => {
+            let len: usize = len.parse().map_err(|_| corrupt("bad nonce length"))?;
+            if !rest.is_char_boundary(len) {
+                return Err(corrupt("nonce length past the data"));
+            }
+            let (nonce, body) = rest.split_at(len);
+            (Some(nonce.to_owned()), body)
+        }
+    };
+    Ok(Message {
+        room: room.to_owned(),
+        id,
+        from: from.to_owned(),
+        body: body.to_owned(),
+        ts: parsed.ms,
+        nonce,
+    })
+}
+
+/// Stream entries as Redis returns them (`XRANGE` and friends): `[id, [field, value, ...]]`.
+pub(super) type Entries = Vec<(String, Vec<String>)>;
+
+/// Decodes stream entries, in the order given.
+pub(super) fn decode_entries(
+    room: &str,
+    entries: Entries,
+) -> Result<Vec<Message>, RedisBrokerError> {
+    entries
+        .into_iter()
+        .map(|(id, fields)| decode_entry(room, id, &fields))
+        .collect()
+}
+
+/// Decodes a stream entry `[id, ["d", encoded]]`.
+fn decode_entry(room: &str, id: String, fields: &[String]) -> Result<Message, RedisBrokerError> {
+    match fields {
+        [name, encoded] if name == "d" => decode_message(room, id, encoded),
+        _ => Err(corrupt("stream entry without a d field")),
+    }
+}
+
+/// Decodes a pub/sub payload.
+pub(super) fn decode_event(room: &str, payload: &[u8]) -> Result<RoomEvent, RedisBrokerError> {
+    let text = std::str::from_utf8(payload).map_err(|_| corrupt("event is not UTF-8"))?;
+    let mut chars = text.chars();
+    match chars.next() {
+        Some('m') => {
+            let (id, encoded) = chars
+                .as_str()
+                .split_once('\n')
+                .ok_or_else(|| corrupt("message event without id"))?;
+            Ok(RoomEvent::Message(decode_message(
+                room,
+                id.to_owned(),
+                encoded,
+            )?))
+        }
+        Some('p') => {
+            let rest = chars.as_str();
+            let online = match rest.as_bytes().first() {
+                Some(b'1') => true,
+                Some(b'0') => false,
+                _ => return Err(corrupt("presence event without state")),
+            };
+            Ok(RoomEvent::Presence {
+                room: room.to_owned(),
+                user: rest[1..].to_owned(),
+                online,
+            })
+        }
+        Some('t') => Ok(RoomEvent::Typing {
+            room: room.to_owned(),
+            user: chars.as_str().to_owned(),
+        }),
+        _ => Err(corrupt("unknown event kind")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_encoding_round_trips() {
+        for (nonce, body) in [
+            (None, "hi"),
+            (Some("c-1"), "multi\nline\n"),
+            (Some(""), "-\n5\n"),
+            (Some("é\n"), "ü"),
+        ] {
+            let encoded = encode_message("alice", nonce, body);
+            let message = decode_message("r", "5-1".into(), &encoded).unwrap();
+            assert_eq!(message.from, "alice");
+            assert_eq!(message.nonce.as_deref(), nonce);
+            assert_eq!(message.body, body);
+            assert_eq!(message.ts, 5);
+            let event = decode_event("r", format!("m5-1\n{encoded}").as_bytes()).unwrap();
+            assert_eq!(event, RoomEvent::Message(message));
+        }
+    }
+
+    #[test]
+    fn events_decode() {
+        assert_eq!(
+            decode_event("r", b"p1bob").unwrap(),
+            RoomEvent::Presence {
+                room: "r".into(),
+                user: "bob".into(),
+                online: true
+            }
+        );
+        assert_eq!(
+            decode_event("r", b"p0bob").unwrap(),
+            RoomEvent::Presence {
+                room: "r".into(),
+                user: "bob".into(),
+                online: false
+            }
+        );
+        assert_eq!(
+            decode_event("r", b"tbob").unwrap(),
+            RoomEvent::Typing {
+                room: "r".into(),
+                user: "bob".into()
+            }
+        );
+        for bad in [
+            &b""[..],
+            b"x",
+            b"m5-1",
+            b"m5-1\nalice",
+            b"m5-1\nalice\n9\nab",
+            b"p",
+            b"\xff",
+        ] {
+            assert!(decode_event("r", bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,7 @@
+-- Makes the room's epoch if it has none (a new room, or one whose history Redis lost) and reads
+-- it into `epoch`. The epoch key is the script's last key. The epoch is Redis's clock at
+-- creation, `<seconds>.<microseconds>`, so a history that starts over gets another one.
+local epoch_key = KEYS[#KEYS]
+local clock = redis.call('TIME')
+redis.call('SET', epoch_key, string.format('%s.%06d', clock[1], tonumber(clock[2])), 'NX')
+local epoch = redis.call('GET', epoch_key)

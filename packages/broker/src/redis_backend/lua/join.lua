@@ -1,0 +1,47 @@
+-- What a `joined` needs, in one round trip. After sweep.lua, join_presence.lua and
+-- ensure_epoch.lua.
+-- KEYS: presence, users, channel, stream, trimmed, epoch. ARGV: entry, user, ttl ms, join
+-- presence (1/0), since ('' for none), recovery limit, page, recovery byte bound, bytes a message
+-- counts beyond its id and stored text (see `message_size`), the client's epoch ('' for none).
+-- Returns {members, entries, recovered (1/0), epoch}: the messages after `since` if they are all
+-- kept and within both bounds (read in chunks, stopping as soon as they are over), else the
+-- latest `page`, newest first.
+local MAX_ID = '18446744073709551615-18446744073709551615'
+local CHUNK = 100
+if ARGV[4] == '1' then join_presence() end
+local members = redis.call('HKEYS', KEYS[2])
+local same_history = ARGV[10] == '' or ARGV[10] == epoch
+if ARGV[5] ~= '' and same_history and redis.call('EXISTS', KEYS[4]) == 1 then
+  local trimmed = redis.call('GET', KEYS[5])
+  local function parts(id)
+    local dash = string.find(id, '-', 1, true)
+    return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
+  end
+  local recoverable = true
+  if trimmed then
+    local tm, ts = parts(trimmed)
+    local sm, ss = parts(ARGV[5])
+    recoverable = tm < sm or (tm == sm and ts <= ss)
+  end
+  if recoverable and ARGV[5] == MAX_ID then return {members, {}, 1, epoch} end
+  if recoverable then
+    local limit, max_bytes, fixed = tonumber(ARGV[6]), tonumber(ARGV[8]), tonumber(ARGV[9])
+    local missed, bytes, fits = {}, 0, true
+    local start = '(' .. ARGV[5]
+    while fits do
+      local chunk = redis.call('XRANGE', KEYS[4], start, '+', 'COUNT', CHUNK)
+      for _, entry in ipairs(chunk) do
+        bytes = bytes + fixed + #entry[1] + #entry[2][2]
+        if #missed == limit or bytes > max_bytes then
+          fits = false
+          break
+        end
+        missed[#missed + 1] = entry
+      end
+      if #chunk < CHUNK then break end
+      start = '(' .. chunk[#chunk][1]
+    end
+    if fits then return {members, missed, 1, epoch} end
+  end
+end
+return {members, redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', tonumber(ARGV[7])), 0, epoch}

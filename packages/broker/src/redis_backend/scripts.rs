@@ -1,0 +1,61 @@
+//! The Lua scripts, each one atomic step on one room's keys (which share a hash slot). They live
+//! in `lua/`, one file per script or shared fragment; a script is its fragments concatenated.
+//!
+//! - `sweep.lua` removes expired presence entries (and announces `offline`); every presence read
+//!   or write starts with it, so a dead node's users disappear without a sweeper process.
+//! - `join_presence.lua` defines `join_presence()`; `ensure_epoch.lua` makes the room's epoch if
+//!   needed and reads it into `epoch` (the epoch key is always the script's last key).
+
+use redis::Script;
+
+/// Every script the backend runs.
+pub(super) struct Scripts {
+    pub(super) publish: Script,
+    pub(super) presence_join: Script,
+    pub(super) presence_leave: Script,
+    pub(super) members: Script,
+    pub(super) join: Script,
+    pub(super) epoch: Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Self {
+        Self {
+            publish: Script::new(include_str!("lua/publish.lua")),
+            presence_join: Script::new(concat!(
+                include_str!("lua/sweep.lua"),
+                include_str!("lua/join_presence.lua"),
+                include_str!("lua/presence_join.lua"),
+            )),
+            presence_leave: Script::new(concat!(
+                include_str!("lua/sweep.lua"),
+                include_str!("lua/presence_leave.lua"),
+            )),
+            members: Script::new(concat!(
+                include_str!("lua/sweep.lua"),
+                include_str!("lua/members.lua"),
+            )),
+            epoch: Script::new(concat!(
+                include_str!("lua/ensure_epoch.lua"),
+                include_str!("lua/epoch.lua"),
+            )),
+            join: Script::new(concat!(
+                include_str!("lua/sweep.lua"),
+                include_str!("lua/join_presence.lua"),
+                include_str!("lua/ensure_epoch.lua"),
+                include_str!("lua/join.lua"),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::MessageId;
+
+    #[test]
+    fn the_join_script_knows_the_largest_id() {
+        let expected = format!("local MAX_ID = '{}'", MessageId::MAX);
+        assert!(include_str!("lua/join.lua").contains(&expected));
+    }
+}
