@@ -46,6 +46,13 @@ pub use redis_backend::{RedisBroker, RedisBrokerError, RedisConfig, RedisSubscri
 pub use skat_protocol::Message;
 pub use tally::Tally;
 
+/// Locks `m`, ignoring poisoning. A poisoned lock means a panic while holding it; the state is
+/// still consistent because every critical section in this crate finishes its writes before
+/// anything can panic. The one lock helper of the crate.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A message to publish; the broker assigns its id and timestamp.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {

@@ -13,13 +13,14 @@
 //! tables a burst grew (dedup, presence) are given back once expired.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod subscription;
 
 pub use subscription::MemorySubscription;
 
+use crate::lock;
 use crate::sinks::Sinks;
 use crate::sparse::ShrinkWhenSparse as _;
 use crate::{
@@ -134,12 +135,6 @@ impl RoomState {
         let start = after.map_or(0, |a| self.history.partition_point(|(id, _)| *id <= a));
         self.history.range(start..)
     }
-}
-
-/// A poisoned lock means a panic while holding it; the state is still consistent because every
-/// critical section here finishes its writes before anything can panic.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// `<unix seconds>.<microseconds>`, like the Redis backend's: a new one each time a broker starts.

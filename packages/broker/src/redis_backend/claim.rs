@@ -10,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::Script;
 
-use super::{RedisBrokerError, Shared};
+use super::RedisBrokerError;
+use super::store::Store;
 
 /// The claim of one running node.
 #[derive(Debug)]
@@ -46,8 +47,8 @@ impl Claim {
     }
 
     /// Takes the id, waiting up to one TTL for a previous holder's claim to expire.
-    pub(super) async fn acquire(&self, shared: &Shared) -> Result<(), RedisBrokerError> {
-        let ttl = shared.config.presence_ttl;
+    pub(super) async fn acquire(&self, store: &Store) -> Result<(), RedisBrokerError> {
+        let ttl = store.config.presence_ttl;
         let deadline = Instant::now() + ttl + Duration::from_secs(1);
         let mut warned = false;
         loop {
@@ -57,17 +58,17 @@ impl Claim {
                 .arg("NX")
                 .arg("PX")
                 .arg(ttl.as_millis() as u64)
-                .query_async(&mut shared.conn.clone())
+                .query_async(&mut store.conn.clone())
                 .await?;
             if taken.is_some() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(RedisBrokerError::NodeIdTaken(shared.config.node_id.clone()));
+                return Err(RedisBrokerError::NodeIdTaken(store.config.node_id.clone()));
             }
             if !warned {
                 tracing::warn!(
-                    node = %shared.config.node_id,
+                    node = %store.config.node_id,
                     "node id held by another node (or by one that died less than a presence TTL ago); waiting for it"
                 );
                 warned = true;
@@ -77,22 +78,22 @@ impl Claim {
     }
 
     /// Extends the claim for another TTL; `false` if another node took the id meanwhile.
-    pub(super) async fn refresh(&self, shared: &Shared) -> Result<bool, RedisBrokerError> {
+    pub(super) async fn refresh(&self, store: &Store) -> Result<bool, RedisBrokerError> {
         let kept: i64 = Script::new(REFRESH)
             .key(&self.key)
             .arg(&self.token)
-            .arg(shared.config.presence_ttl.as_millis() as u64)
-            .invoke_async(&mut shared.conn.clone())
+            .arg(store.config.presence_ttl.as_millis() as u64)
+            .invoke_async(&mut store.conn.clone())
             .await?;
         Ok(kept == 1)
     }
 
     /// Gives the id back, if it is still ours.
-    pub(super) async fn release(&self, shared: &Shared) -> Result<(), RedisBrokerError> {
+    pub(super) async fn release(&self, store: &Store) -> Result<(), RedisBrokerError> {
         let _: i64 = Script::new(RELEASE)
             .key(&self.key)
             .arg(&self.token)
-            .invoke_async(&mut shared.conn.clone())
+            .invoke_async(&mut store.conn.clone())
             .await?;
         Ok(())
     }

@@ -37,31 +37,34 @@
 //!   swept after expiry. Script time comes from Redis (`TIME`), so node clocks do not matter.
 //!
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, IntoConnectionInfo};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
 mod claim;
 mod codec;
+mod presence;
 mod retry;
 mod router;
 mod scripts;
+mod store;
 
 use claim::Claim;
-use codec::{Entries, decode_entries, decode_event, encode_message, parse_id};
+use codec::{Entries, decode_entries, encode_message, parse_id};
+use presence::heartbeat_task;
 use retry::Retrying;
 pub use router::RedisSubscription;
-use router::{Control, Route, pubsub_task};
+use router::{Control, Router, pubsub_task};
 use scripts::Scripts;
+use store::Store;
 
-use crate::sparse::ShrinkWhenSparse as _;
 use crate::{
     Broker, HistoryPage, Message, MessageId, NewMessage, Published, Recovery, RoomSink, Snapshot,
+    lock,
 };
 
 /// Settings of a [`RedisBroker`].
@@ -134,7 +137,12 @@ pub enum RedisBrokerError {
 /// Dropping it stops its background tasks (pub/sub and heartbeats).
 #[derive(Debug)]
 pub struct RedisBroker {
-    shared: Arc<Shared>,
+    /// Commands, scripts and the presence this node holds.
+    store: Arc<Store>,
+    /// The pub/sub side: rooms and their sinks.
+    router: Arc<Router>,
+    /// This node's claim on its id.
+    claim: Arc<Claim>,
     tasks: Vec<AbortHandle>,
 }
 
@@ -145,156 +153,13 @@ impl Drop for RedisBroker {
         for task in &self.tasks {
             task.abort();
         }
-        for route in lock(&self.shared.rooms).values() {
-            route.sinks.close();
-        }
-    }
-}
-
-struct Shared {
-    config: RedisConfig,
-    /// Commands; a command that finds the connection dropped is sent again once.
-    conn: Retrying,
-    scripts: Scripts,
-    /// Each room with local subscriptions, by channel name.
-    rooms: Mutex<HashMap<String, Route>>,
-    /// Subscribe requests to the pub/sub task, bounded.
-    control: mpsc::Sender<Control>,
-    /// Wakes the pub/sub task when a room lost its last local subscription.
-    unsubscribed: Notify,
-    /// Whether the pub/sub connection is up and every room resubscribed.
-    ready: watch::Sender<bool>,
-    /// Presence entries this node holds, refreshed every heartbeat.
-    held: Mutex<Held>,
-    /// This node's claim on its id.
-    claim: Claim,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        self.router.close_all();
     }
 }
 
 /// Subscribe requests that may wait for the pub/sub task; a subscriber finding it full waits
 /// (within its timeout) like one waiting for the answer.
 const CONTROL_QUEUE: usize = 256;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Key names of one room.
-struct Keys {
-    stream: String,
-    channel: String,
-    presence: String,
-    users: String,
-    trimmed: String,
-}
-
-impl Shared {
-    fn keys(&self, room: &str) -> Keys {
-        let base = format!("{}{{{room}}}", self.config.prefix);
-        Keys {
-            stream: format!("{base}:stream"),
-            channel: format!("{base}:events"),
-            presence: format!("{base}:presence"),
-            users: format!("{base}:users"),
-            trimmed: format!("{base}:trimmed"),
-        }
-    }
-
-    /// The key of the room's epoch (see [`Broker::epoch`]).
-    fn epoch_key(&self, room: &str) -> String {
-        format!("{}{{{room}}}:epoch", self.config.prefix)
-    }
-
-    fn presence_entry(&self, user: &str) -> String {
-        format!("{}\n{user}", self.config.node_id)
-    }
-
-    async fn presence_join(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
-        let keys = self.keys(room);
-        let ttl = self.config.presence_ttl.as_millis() as u64;
-        let _: i64 = self
-            .scripts
-            .presence_join
-            .key(&keys.presence)
-            .key(&keys.users)
-            .key(&keys.channel)
-            .arg(self.presence_entry(user))
-            .arg(user)
-            .arg(ttl)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        Ok(())
-    }
-
-    /// Reads and decodes stream entries: `XRANGE` (or `XREVRANGE` when `newest_first`) from
-    /// `start` to `end` (Redis range syntax, `(` for exclusive), at most `count` if given.
-    async fn read_stream(
-        &self,
-        room: &str,
-        newest_first: bool,
-        start: &str,
-        end: &str,
-        count: Option<usize>,
-    ) -> Result<Vec<Message>, RedisBrokerError> {
-        let mut cmd = redis::cmd(if newest_first { "XREVRANGE" } else { "XRANGE" });
-        cmd.arg(self.keys(room).stream).arg(start).arg(end);
-        if let Some(count) = count {
-            cmd.arg("COUNT").arg(count);
-        }
-        let entries: Entries = cmd.query_async(&mut self.conn.clone()).await?;
-        decode_entries(room, entries)
-    }
-
-    /// Messages with ids above `after` (all when `None`), oldest first, at most `count`.
-    async fn range_after(
-        &self,
-        room: &str,
-        after: Option<MessageId>,
-        count: usize,
-    ) -> Result<Vec<Message>, RedisBrokerError> {
-        if after == Some(MessageId::MAX) {
-            // Nothing is above it; Redis refuses the exclusive range past the largest id.
-            return Ok(Vec::new());
-        }
-        let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
-        self.read_stream(room, false, &start, "+", Some(count))
-            .await
-    }
-
-    /// The newest id ever trimmed from the room's stream (`None` inside: never trimmed), or
-    /// `None` if the stream does not exist.
-    async fn trimmed_up_to(
-        &self,
-        room: &str,
-    ) -> Result<Option<Option<MessageId>>, RedisBrokerError> {
-        let keys = self.keys(room);
-        let (exists, trimmed): (bool, Option<String>) = redis::pipe()
-            .exists(&keys.stream)
-            .get(&keys.trimmed)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        if !exists {
-            return Ok(None);
-        }
-        let trimmed = trimmed
-            .map(|id| id.parse::<MessageId>())
-            .transpose()
-            .map_err(|e| RedisBrokerError::Corrupt(e.to_string()))?;
-        Ok(Some(trimmed))
-    }
-
-    /// Routes a pub/sub message to the local subscriptions of its room.
-    fn route(&self, channel: &str, payload: &[u8]) {
-        router::route(self, channel, payload);
-    }
-}
 
 impl RedisBroker {
     /// Connects to Redis and starts this node's pub/sub and heartbeat tasks.
@@ -326,27 +191,31 @@ impl RedisBroker {
         );
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let (ready, mut ready_rx) = watch::channel(false);
-        let (config_prefix, config_node_id) = (config.prefix.clone(), config.node_id.clone());
-        let shared = Arc::new(Shared {
+        let claim = Arc::new(Claim::new(&config.prefix, &config.node_id));
+        let store = Arc::new(Store {
             config,
             conn,
             scripts: Scripts::new(),
-            rooms: Mutex::default(),
-            control,
-            unsubscribed: Notify::new(),
-            ready,
             held: Mutex::default(),
-            claim: Claim::new(&config_prefix, &config_node_id),
         });
-        shared.claim.acquire(&shared).await?;
-        let pubsub =
-            tokio::spawn(pubsub_task(Arc::clone(&shared), client, control_rx)).abort_handle();
-        let heartbeat = tokio::spawn(heartbeat_task(Arc::clone(&shared))).abort_handle();
+        claim.acquire(&store).await?;
+        let router = Arc::new(Router::new(control, ready));
+        let pubsub = tokio::spawn(pubsub_task(
+            Arc::clone(&store),
+            Arc::clone(&router),
+            client,
+            control_rx,
+        ))
+        .abort_handle();
+        let heartbeat =
+            tokio::spawn(heartbeat_task(Arc::clone(&store), Arc::clone(&claim))).abort_handle();
         let broker = Self {
-            shared,
+            store,
+            router,
+            claim,
             tasks: vec![pubsub, heartbeat],
         };
-        let timeout = broker.shared.config.command_timeout * 2;
+        let timeout = broker.store.config.command_timeout * 2;
         match tokio::time::timeout(timeout, ready_rx.wait_for(|ready| *ready)).await {
             Ok(Ok(_)) => Ok(broker),
             _ => Err(RedisBrokerError::Unavailable),
@@ -355,85 +224,13 @@ impl RedisBroker {
 
     /// The settings in use.
     pub fn config(&self) -> &RedisConfig {
-        &self.shared.config
+        &self.store.config
     }
 
     /// Gives this node's id back, so that a node started with it next need not wait for the
     /// claim to expire. Call it on an orderly stop, after the last connection is closed.
     pub async fn release_node_id(&self) -> Result<(), RedisBrokerError> {
-        self.shared.claim.release(&self.shared).await
-    }
-}
-
-/// The presence entries this node holds, by room: each room's name is kept once, not once per
-/// user in it (a node may hold one entry per connection). A set, as Redis holds one entry per
-/// node and user; sorted vectors, as most rooms have a few users (see [`crate::Tally`]).
-#[derive(Debug, Default)]
-struct Held(HashMap<Box<str>, Vec<Box<str>>>);
-
-impl Held {
-    fn insert(&mut self, room: &str, user: &str) {
-        let users = match self.0.get_mut(room) {
-            Some(users) => users,
-            None => self.0.entry(room.into()).or_default(),
-        };
-        if let Err(at) = users.binary_search_by(|held| (**held).cmp(user)) {
-            users.insert(at, user.into());
-        }
-    }
-
-    fn remove(&mut self, room: &str, user: &str) {
-        let Some(users) = self.0.get_mut(room) else {
-            return;
-        };
-        if let Ok(at) = users.binary_search_by(|held| (**held).cmp(user)) {
-            users.remove(at);
-            users.shrink_when_sparse();
-        }
-        if users.is_empty() {
-            self.0.remove(room);
-            self.0.shrink_when_sparse();
-        }
-    }
-
-    /// Every (room, user) held, for a heartbeat round.
-    fn pairs(&self) -> Vec<(String, String)> {
-        self.0
-            .iter()
-            .flat_map(|(room, users)| {
-                users
-                    .iter()
-                    .map(|user| (room.to_string(), user.to_string()))
-            })
-            .collect()
-    }
-}
-
-/// Refreshes this node's presence entries so they outlive it only by the TTL.
-async fn heartbeat_task(shared: Arc<Shared>) {
-    let mut interval = tokio::time::interval(shared.config.heartbeat);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        match shared.claim.refresh(&shared).await {
-            Ok(true) => {}
-            Ok(false) => tracing::error!(
-                node = %shared.config.node_id,
-                "another node took this node's id (its claim expired while Redis was unreachable): presence is shared with it until one of them stops"
-            ),
-            Err(err) => tracing::warn!(error = %err, "node id claim not refreshed"),
-        }
-        let held = lock(&shared.held).pairs();
-        for chunk in held.chunks(64) {
-            let refreshes = chunk
-                .iter()
-                .map(|(room, user)| shared.presence_join(room, user));
-            for result in futures_util::future::join_all(refreshes).await {
-                if let Err(err) = result {
-                    tracing::warn!(error = %err, "presence heartbeat failed");
-                }
-            }
-        }
+        self.claim.release(&self.store).await
     }
 }
 
@@ -442,32 +239,30 @@ impl Broker for RedisBroker {
     type Subscription = RedisSubscription;
 
     async fn publish(&self, new: NewMessage) -> Result<Published, RedisBrokerError> {
-        let keys = self.shared.keys(&new.room);
+        let keys = self.store.keys(&new.room);
         let encoded = encode_message(&new.from, new.nonce.as_deref(), &new.body);
         // Hash-tagged like the room's other keys; the sender's name cannot contain a newline.
         let dedup = new.nonce.as_deref().map_or_else(String::new, |nonce| {
             format!(
                 "{}{{{}}}:dedup:{}\n{nonce}",
-                self.shared.config.prefix, new.room, new.from
+                self.store.config.prefix, new.room, new.from
             )
         });
-        let mut invocation = self.shared.scripts.publish.key(&keys.stream);
+        let mut invocation = self.store.scripts.publish.key(&keys.stream);
         invocation
             .key(&keys.channel)
             .key(&keys.trimmed)
             .key(&dedup)
-            .arg(self.shared.config.stream_len.max(1))
+            .arg(self.store.config.stream_len.max(1))
             .arg(&encoded)
-            .arg(self.shared.config.dedup_window.as_millis().max(1) as u64);
+            .arg(self.store.config.dedup_window.as_millis().max(1) as u64);
         // Sent twice, a message without a nonce would be stored twice.
         let (id, stored): (String, i64) = if new.nonce.is_some() {
             invocation
-                .invoke_async(&mut self.shared.conn.clone())
+                .invoke_async(&mut self.store.conn.clone())
                 .await?
         } else {
-            invocation
-                .invoke_async(&mut self.shared.conn.once())
-                .await?
+            invocation.invoke_async(&mut self.store.conn.once()).await?
         };
         let parsed = parse_id(&id)?;
         let as_sent = Message {
@@ -482,7 +277,7 @@ impl Broker for RedisBroker {
             // The original, as stored (it may have been trimmed away since: then as sent now).
             let start = parsed.to_string();
             let stored = self
-                .shared
+                .store
                 .read_stream(&as_sent.room, false, &start, &start, None)
                 .await?;
             return Ok(Published::Duplicate(
@@ -497,23 +292,18 @@ impl Broker for RedisBroker {
         room: &str,
         sink: Arc<dyn RoomSink>,
     ) -> Result<RedisSubscription, RedisBrokerError> {
-        let shared = &self.shared;
-        let channel = shared.keys(room).channel;
-        let id = lock(&shared.rooms)
-            .entry(channel.clone())
-            .or_insert_with(|| Route::new(room))
-            .sinks
-            .add(sink);
+        let channel = self.store.keys(room).channel;
+        let id = self.router.add(&channel, room, sink);
         // From here on, dropping `subscription` unregisters the sink.
         let subscription = RedisSubscription {
-            shared: Arc::clone(shared),
+            router: Arc::clone(&self.router),
             channel: channel.clone(),
             id,
         };
         let (ack, acked) = oneshot::channel();
-        let answered = tokio::time::timeout(shared.config.command_timeout * 2, async {
-            shared
-                .control
+        let control = &self.router.control;
+        let answered = tokio::time::timeout(self.store.config.command_timeout * 2, async {
+            control
                 .send(Control::Subscribe { channel, ack })
                 .await
                 .map_err(|_| RedisBrokerError::Unavailable)?;
@@ -525,12 +315,13 @@ impl Broker for RedisBroker {
             Err(_) => return Err(RedisBrokerError::Unavailable),
         }
         // Catch-up after an outage starts from the stream's end as of now.
-        let latest = shared.read_stream(room, true, "+", "-", Some(1)).await?;
+        let latest = self
+            .store
+            .read_stream(room, true, "+", "-", Some(1))
+            .await?;
         if let Some(latest) = latest.first() {
-            let latest = parse_id(&latest.id)?;
-            if let Some(route) = lock(&shared.rooms).get_mut(&subscription.channel) {
-                route.start_after(latest);
-            }
+            self.router
+                .start_after(&subscription.channel, parse_id(&latest.id)?);
         }
         Ok(subscription)
     }
@@ -547,7 +338,7 @@ impl Broker for RedisBroker {
         }
         let end = before.map_or_else(|| "+".to_owned(), |id| format!("({id}"));
         let mut messages = self
-            .shared
+            .store
             .read_stream(room, true, &end, "-", Some(limit + 1))
             .await?;
         let has_more = messages.len() > limit;
@@ -571,25 +362,25 @@ impl Broker for RedisBroker {
     }
 
     async fn presence_join(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
-        self.shared.presence_join(room, user).await?;
-        lock(&self.shared.held).insert(room, user);
+        self.store.presence_join(room, user).await?;
+        lock(&self.store.held).insert(room, user);
         Ok(())
     }
 
     async fn presence_leave(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
         // Forget it first: if Redis is unreachable the entry still expires after the TTL.
-        lock(&self.shared.held).remove(room, user);
-        let keys = self.shared.keys(room);
+        lock(&self.store.held).remove(room, user);
+        let keys = self.store.keys(room);
         let _: i64 = self
-            .shared
+            .store
             .scripts
             .presence_leave
             .key(&keys.presence)
             .key(&keys.users)
             .key(&keys.channel)
-            .arg(self.shared.presence_entry(user))
+            .arg(self.store.presence_entry(user))
             .arg(user)
-            .invoke_async(&mut self.shared.conn.clone())
+            .invoke_async(&mut self.store.conn.clone())
             .await?;
         Ok(())
     }
@@ -604,10 +395,10 @@ impl Broker for RedisBroker {
         recovery: Recovery,
         page: usize,
     ) -> Result<Snapshot, RedisBrokerError> {
-        let keys = self.shared.keys(room);
-        let ttl = self.shared.config.presence_ttl.as_millis() as u64;
+        let keys = self.store.keys(room);
+        let ttl = self.store.config.presence_ttl.as_millis() as u64;
         let (mut members, entries, recovered, epoch): (Vec<String>, Entries, i64, String) = self
-            .shared
+            .store
             .scripts
             .join
             .key(&keys.presence)
@@ -615,8 +406,8 @@ impl Broker for RedisBroker {
             .key(&keys.channel)
             .key(&keys.stream)
             .key(&keys.trimmed)
-            .key(self.shared.epoch_key(room))
-            .arg(self.shared.presence_entry(user))
+            .key(self.store.epoch_key(room))
+            .arg(self.store.presence_entry(user))
             .arg(user)
             .arg(ttl)
             .arg(if join_presence { "1" } else { "0" })
@@ -626,10 +417,10 @@ impl Broker for RedisBroker {
             .arg(recovery.max_bytes)
             .arg(crate::MESSAGE_OVERHEAD + room.len())
             .arg(epoch.unwrap_or(""))
-            .invoke_async(&mut self.shared.conn.clone())
+            .invoke_async(&mut self.store.conn.clone())
             .await?;
         if join_presence {
-            lock(&self.shared.held).insert(room, user);
+            lock(&self.store.held).insert(room, user);
         }
         members.sort_unstable();
         let mut messages = decode_entries(room, entries)?;
@@ -648,34 +439,34 @@ impl Broker for RedisBroker {
 
     async fn epoch(&self, room: &str) -> Result<String, RedisBrokerError> {
         let epoch: String = self
-            .shared
+            .store
             .scripts
             .epoch
-            .key(self.shared.epoch_key(room))
-            .invoke_async(&mut self.shared.conn.clone())
+            .key(self.store.epoch_key(room))
+            .invoke_async(&mut self.store.conn.clone())
             .await?;
         Ok(epoch)
     }
 
     async fn members(&self, room: &str) -> Result<Vec<String>, RedisBrokerError> {
-        let keys = self.shared.keys(room);
+        let keys = self.store.keys(room);
         let mut members: Vec<String> = self
-            .shared
+            .store
             .scripts
             .members
             .key(&keys.presence)
             .key(&keys.users)
             .key(&keys.channel)
-            .invoke_async(&mut self.shared.conn.clone())
+            .invoke_async(&mut self.store.conn.clone())
             .await?;
         members.sort_unstable();
         Ok(members)
     }
 
     async fn typing(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
-        let channel = self.shared.keys(room).channel;
+        let channel = self.store.keys(room).channel;
         let _: i64 = self
-            .shared
+            .store
             .conn
             .clone()
             .publish(channel, format!("t{user}"))
@@ -684,6 +475,6 @@ impl Broker for RedisBroker {
     }
 
     fn is_ready(&self) -> bool {
-        *self.shared.ready.borrow()
+        self.router.is_ready()
     }
 }

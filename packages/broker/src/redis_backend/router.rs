@@ -18,10 +18,18 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{RedisBrokerError, Shared, decode_event, lock};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tokio::sync::{Notify, watch};
+
+use super::RedisBrokerError;
+use super::codec::decode_event;
+use super::store::Store;
+use crate::lock;
 use crate::sinks::Sinks;
 use crate::sparse::ShrinkWhenSparse as _;
-use crate::{MessageId, RoomEvent};
+use crate::{MessageId, RoomEvent, RoomSink};
 
 /// A subscription's request to the pub/sub task (unsubscribing goes through
 /// [`Shared::unsubscribed`](super::Shared) instead, as a `Drop` cannot wait for room in a
@@ -31,6 +39,78 @@ pub(super) enum Control {
         channel: String,
         ack: oneshot::Sender<Result<(), RedisBrokerError>>,
     },
+}
+
+/// The pub/sub side's shared state: every room with local subscriptions, and the pub/sub task's
+/// inputs and output.
+pub(super) struct Router {
+    /// Each room with local subscriptions, by channel name.
+    rooms: Mutex<HashMap<String, Route>>,
+    /// Subscribe requests to the pub/sub task, bounded.
+    pub(super) control: mpsc::Sender<Control>,
+    /// Wakes the pub/sub task when a room lost its last local subscription.
+    unsubscribed: Notify,
+    /// Whether the pub/sub connection is up and every room resubscribed.
+    ready: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("rooms", &lock(&self.rooms).len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Router {
+    pub(super) fn new(control: mpsc::Sender<Control>, ready: watch::Sender<bool>) -> Self {
+        Self {
+            rooms: Mutex::default(),
+            control,
+            unsubscribed: Notify::new(),
+            ready,
+        }
+    }
+
+    /// Registers `sink` for `room` (channel `channel`); returns the id that removes it.
+    pub(super) fn add(&self, channel: &str, room: &str, sink: Arc<dyn RoomSink>) -> u64 {
+        lock(&self.rooms)
+            .entry(channel.to_owned())
+            .or_insert_with(|| Route::new(room))
+            .sinks
+            .add(sink)
+    }
+
+    /// Raises the room's last id to `id` (a subscription learning the stream's end).
+    pub(super) fn start_after(&self, channel: &str, id: MessageId) {
+        if let Some(route) = lock(&self.rooms).get_mut(channel) {
+            route.start_after(id);
+        }
+    }
+
+    /// Whether the pub/sub connection is up and every room resubscribed.
+    pub(super) fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Tells every sink its subscription has ended (the broker is going away).
+    pub(super) fn close_all(&self) {
+        for route in lock(&self.rooms).values() {
+            route.sinks.close();
+        }
+    }
+
+    /// Decodes a pub/sub payload for the route of `channel`, if this node still has one.
+    fn route(&self, channel: &str, payload: &[u8], bound: usize) {
+        let mut rooms = lock(&self.rooms);
+        let Some(route) = rooms.get_mut(channel) else {
+            return;
+        };
+        match decode_event(&route.room, payload) {
+            Ok(event) => route.offer(event, bound),
+            Err(err) => tracing::warn!(%channel, error = %err, "dropping undecodable event"),
+        }
+    }
 }
 
 /// One room's local subscriptions, and where its delivery stands.
@@ -125,11 +205,13 @@ impl Route {
 /// made again (with the catch-up). A connection silently cut on the way (a NAT or firewall
 /// forgetting it) would otherwise stop live delivery while the node still reported ready.
 pub(super) async fn pubsub_task(
-    shared: Arc<Shared>,
+    store: Arc<Store>,
+    router: Arc<Router>,
     client: redis::Client,
     mut control: mpsc::Receiver<Control>,
 ) {
-    let timeout = shared.config.command_timeout;
+    let config = &store.config;
+    let timeout = config.command_timeout;
     let mut backoff = Backoff::default();
     loop {
         let connected = tokio::time::timeout(timeout, client.get_async_pubsub()).await;
@@ -147,7 +229,7 @@ pub(super) async fn pubsub_task(
                 continue;
             }
         };
-        let channels: Vec<String> = lock(&shared.rooms).keys().cloned().collect();
+        let channels: Vec<String> = lock(&router.rooms).keys().cloned().collect();
         if !channels.is_empty() {
             let resubscribed = tokio::time::timeout(timeout, sink.subscribe(&channels)).await;
             if !matches!(resubscribed, Ok(Ok(()))) {
@@ -158,7 +240,7 @@ pub(super) async fn pubsub_task(
                 continue;
             }
             // Whatever was published while we were away is in the streams: catch up from there.
-            lock(&shared.rooms).values_mut().for_each(Route::hold);
+            lock(&router.rooms).values_mut().for_each(Route::hold);
             tracing::info!(
                 rooms = channels.len(),
                 "redis pub/sub reconnected; rooms resubscribed"
@@ -166,11 +248,11 @@ pub(super) async fn pubsub_task(
         }
         let mut subscribed: HashSet<String> = channels.iter().cloned().collect();
         backoff = Backoff::default();
-        shared.ready.send_replace(true);
-        let catch_up = catch_up(&shared, channels);
+        router.ready.send_replace(true);
+        let catch_up = catch_up(&store, &router, channels);
         tokio::pin!(catch_up);
         let mut caught_up = false;
-        let period = shared.config.pubsub_ping;
+        let period = config.pubsub_ping;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let lost = loop {
@@ -194,11 +276,11 @@ pub(super) async fn pubsub_task(
                         }
                     }
                 },
-                () = shared.unsubscribed.notified() => {
+                () = router.unsubscribed.notified() => {
                     // Channels no local subscription needs any more (a new one may have
                     // arrived for some since: those stay).
                     let stale: Vec<String> = {
-                        let rooms = lock(&shared.rooms);
+                        let rooms = lock(&router.rooms);
                         subscribed.iter().filter(|c| !rooms.contains_key(*c)).cloned().collect()
                     };
                     if !stale.is_empty() {
@@ -215,30 +297,30 @@ pub(super) async fn pubsub_task(
                     }
                 },
                 message = stream.next() => match message {
-                    Some(message) => shared.route(message.get_channel_name(), message.get_payload_bytes()),
+                    Some(message) => router.route(message.get_channel_name(), message.get_payload_bytes(), config.channel_capacity),
                     None => break "connection closed",
                 },
                 () = &mut catch_up, if !caught_up => caught_up = true,
             }
         };
-        shared.ready.send_replace(false);
+        router.ready.send_replace(false);
         tracing::warn!(reason = lost, "redis pub/sub connection lost; reconnecting");
     }
 }
 
 /// Catches every room in `channels` up from its stream, one after the other.
-async fn catch_up(shared: &Shared, channels: Vec<String>) {
+async fn catch_up(store: &Store, router: &Router, channels: Vec<String>) {
     for channel in channels {
-        catch_up_room(shared, &channel).await;
+        catch_up_room(store, router, &channel).await;
     }
 }
 
 /// Reads the room's stream after its last id into its sinks, then releases the events held back
 /// meanwhile; retries until Redis answers. Ends early if the room is unsubscribed meanwhile.
-async fn catch_up_room(shared: &Shared, channel: &str) {
+async fn catch_up_room(store: &Store, router: &Router, channel: &str) {
     const PAGE: usize = 1000;
     let mut backoff = Backoff::default();
-    let Some((room, from)) = lock(&shared.rooms)
+    let Some((room, from)) = lock(&router.rooms)
         .get(channel)
         .map(|route| (route.room.clone(), route.last))
     else {
@@ -246,10 +328,10 @@ async fn catch_up_room(shared: &Shared, channel: &str) {
     };
     let mut missed = 0;
     loop {
-        let Some(after) = lock(&shared.rooms).get(channel).map(|route| route.last) else {
+        let Some(after) = lock(&router.rooms).get(channel).map(|route| route.last) else {
             return;
         };
-        let page = match shared.range_after(&room, after, PAGE).await {
+        let page = match store.range_after(&room, after, PAGE).await {
             Ok(page) => page,
             Err(err) => {
                 tracing::warn!(%room, error = %err, "catch-up failed; retrying");
@@ -260,7 +342,7 @@ async fn catch_up_room(shared: &Shared, channel: &str) {
         backoff = Backoff::default();
         let full = page.len() == PAGE;
         missed += page.len();
-        let mut rooms = lock(&shared.rooms);
+        let mut rooms = lock(&router.rooms);
         let Some(route) = rooms.get_mut(channel) else {
             return;
         };
@@ -272,7 +354,7 @@ async fn catch_up_room(shared: &Shared, channel: &str) {
     if missed > 0 {
         tracing::debug!(%room, missed, "caught up from stream");
     }
-    if let (Some(from), Ok(Some(Some(trimmed)))) = (from, shared.trimmed_up_to(&room).await)
+    if let (Some(from), Ok(Some(Some(trimmed)))) = (from, store.trimmed_up_to(&room).await)
         && trimmed > from
     {
         tracing::error!(%room, "stream trimmed past this node's position; messages lost for it");
@@ -319,7 +401,7 @@ impl Backoff {
 /// unsubscribes (the node's pub/sub connection leaves the room's channel with its last one).
 #[derive(Debug)]
 pub struct RedisSubscription {
-    pub(super) shared: Arc<Shared>,
+    pub(super) router: Arc<Router>,
     pub(super) channel: String,
     /// The id its sink is registered under.
     pub(super) id: u64,
@@ -327,27 +409,15 @@ pub struct RedisSubscription {
 
 impl Drop for RedisSubscription {
     fn drop(&mut self) {
-        let mut rooms = lock(&self.shared.rooms);
+        let mut rooms = lock(&self.router.rooms);
         let Some(route) = rooms.get_mut(&self.channel) else {
             return;
         };
         if route.sinks.remove(self.id) {
             rooms.remove(&self.channel);
             rooms.shrink_when_sparse();
-            self.shared.unsubscribed.notify_one();
+            self.router.unsubscribed.notify_one();
         }
-    }
-}
-
-/// Decodes a pub/sub payload for the route of `channel`, if this node still has one.
-pub(super) fn route(shared: &Shared, channel: &str, payload: &[u8]) {
-    let mut rooms = lock(&shared.rooms);
-    let Some(route) = rooms.get_mut(channel) else {
-        return;
-    };
-    match decode_event(&route.room, payload) {
-        Ok(event) => route.offer(event, shared.config.channel_capacity),
-        Err(err) => tracing::warn!(%channel, error = %err, "dropping undecodable event"),
     }
 }
 

@@ -1,0 +1,139 @@
+//! The command side of the Redis backend: the command connection, the scripts, the keys of a
+//! room, stream reads, and this node's presence entries. It knows nothing of subscriptions (the
+//! router uses it to catch rooms up, never the other way round).
+
+use std::sync::Mutex;
+
+use super::codec::{Entries, decode_entries};
+use super::presence::Held;
+use super::retry::Retrying;
+use super::scripts::Scripts;
+use super::{RedisBrokerError, RedisConfig};
+use crate::{Message, MessageId};
+
+/// Everything a node needs to send commands to Redis.
+pub(super) struct Store {
+    pub(super) config: RedisConfig,
+    /// Commands; a command that finds the connection dropped is sent again once.
+    pub(super) conn: Retrying,
+    pub(super) scripts: Scripts,
+    /// Presence entries this node holds, refreshed every heartbeat.
+    pub(super) held: Mutex<Held>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Key names of one room.
+pub(super) struct Keys {
+    pub(super) stream: String,
+    pub(super) channel: String,
+    pub(super) presence: String,
+    pub(super) users: String,
+    pub(super) trimmed: String,
+}
+
+impl Store {
+    pub(super) fn keys(&self, room: &str) -> Keys {
+        let base = format!("{}{{{room}}}", self.config.prefix);
+        Keys {
+            stream: format!("{base}:stream"),
+            channel: format!("{base}:events"),
+            presence: format!("{base}:presence"),
+            users: format!("{base}:users"),
+            trimmed: format!("{base}:trimmed"),
+        }
+    }
+
+    /// The key of the room's epoch (see [`Broker::epoch`]).
+    pub(super) fn epoch_key(&self, room: &str) -> String {
+        format!("{}{{{room}}}:epoch", self.config.prefix)
+    }
+
+    pub(super) fn presence_entry(&self, user: &str) -> String {
+        format!("{}\n{user}", self.config.node_id)
+    }
+
+    pub(super) async fn presence_join(
+        &self,
+        room: &str,
+        user: &str,
+    ) -> Result<(), RedisBrokerError> {
+        let keys = self.keys(room);
+        let ttl = self.config.presence_ttl.as_millis() as u64;
+        let _: i64 = self
+            .scripts
+            .presence_join
+            .key(&keys.presence)
+            .key(&keys.users)
+            .key(&keys.channel)
+            .arg(self.presence_entry(user))
+            .arg(user)
+            .arg(ttl)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Reads and decodes stream entries: `XRANGE` (or `XREVRANGE` when `newest_first`) from
+    /// `start` to `end` (Redis range syntax, `(` for exclusive), at most `count` if given.
+    pub(super) async fn read_stream(
+        &self,
+        room: &str,
+        newest_first: bool,
+        start: &str,
+        end: &str,
+        count: Option<usize>,
+    ) -> Result<Vec<Message>, RedisBrokerError> {
+        let mut cmd = redis::cmd(if newest_first { "XREVRANGE" } else { "XRANGE" });
+        cmd.arg(self.keys(room).stream).arg(start).arg(end);
+        if let Some(count) = count {
+            cmd.arg("COUNT").arg(count);
+        }
+        let entries: Entries = cmd.query_async(&mut self.conn.clone()).await?;
+        decode_entries(room, entries)
+    }
+
+    /// Messages with ids above `after` (all when `None`), oldest first, at most `count`.
+    pub(super) async fn range_after(
+        &self,
+        room: &str,
+        after: Option<MessageId>,
+        count: usize,
+    ) -> Result<Vec<Message>, RedisBrokerError> {
+        if after == Some(MessageId::MAX) {
+            // Nothing is above it; Redis refuses the exclusive range past the largest id.
+            return Ok(Vec::new());
+        }
+        let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
+        self.read_stream(room, false, &start, "+", Some(count))
+            .await
+    }
+
+    /// The newest id ever trimmed from the room's stream (`None` inside: never trimmed), or
+    /// `None` if the stream does not exist.
+    pub(super) async fn trimmed_up_to(
+        &self,
+        room: &str,
+    ) -> Result<Option<Option<MessageId>>, RedisBrokerError> {
+        let keys = self.keys(room);
+        let (exists, trimmed): (bool, Option<String>) = redis::pipe()
+            .exists(&keys.stream)
+            .get(&keys.trimmed)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        if !exists {
+            return Ok(None);
+        }
+        let trimmed = trimmed
+            .map(|id| id.parse::<MessageId>())
+            .transpose()
+            .map_err(|e| RedisBrokerError::Corrupt(e.to_string()))?;
+        Ok(Some(trimmed))
+    }
+}
