@@ -406,7 +406,8 @@ mod tests {
         let upgrade = hyper::upgrade::on(axum::http::Request::new(()));
         let task = connection_task(upgrade, state, slot, SocketAddr::new(ip, 1));
         let size = std::mem::size_of_val(&task);
-        assert!(size <= 768, "a connection's task is {size} bytes");
+        // 768 bytes before the connection's tracing span (about 40) was added on purpose.
+        assert!(size <= 808, "a connection's task is {size} bytes");
     }
 
     #[test]

@@ -103,7 +103,7 @@ where
             return Err(Stop::Unauthorized);
         }
         let node = self.state.config().node_id.clone();
-        tracing::debug!(conn = self.id, user = %name, "hello");
+        tracing::debug!(user = %name, "hello");
         self.user = Some(Arc::from(name.as_str()));
         self.reply(&ServerFrame::Welcome {
             user: name,
@@ -168,7 +168,7 @@ where
             Ok(joined) => joined,
             Err(err) => {
                 // The broker's own words stay in the log: clients get no internals.
-                tracing::warn!(conn = self.id, %room, error = %err, "join failed");
+                tracing::warn!(%room, error = %err, "join failed");
                 return self.reply_error(ErrorCode::Unavailable, ROOM_UNAVAILABLE, None);
             }
         };
@@ -205,7 +205,7 @@ where
                     name: joined.name,
                     watermark,
                 });
-                tracing::debug!(conn = self.id, %room, recovered, "joined");
+                tracing::debug!(%room, recovered, "joined");
                 self.reply(&ServerFrame::Joined {
                     room,
                     members,
@@ -215,7 +215,7 @@ where
                 });
             }
             Err(err) => {
-                tracing::warn!(conn = self.id, %room, error = %err, "join failed");
+                tracing::warn!(%room, error = %err, "join failed");
                 if rooms.leave(&room, self.id, user) && joined.first_of_user {
                     // Best effort: the presence entry may or may not have been recorded.
                     let _ = self.state.broker().presence_leave(&room, user).await;
@@ -278,7 +278,7 @@ where
             // gets the original again, as its confirmation.
             Ok(Published::Duplicate(original)) => self.reply(&ServerFrame::Message(original)),
             Err(err) => {
-                tracing::warn!(conn = self.id, error = %err, "publish failed");
+                tracing::warn!(error = %err, "publish failed");
                 self.reply_error(
                     ErrorCode::Unavailable,
                     "message not sent: the broker is unavailable, retry",
@@ -301,7 +301,7 @@ where
         }
         if let Err(err) = self.state.broker().typing(&room, user).await {
             // Typing notifications are transient; losing one is harmless.
-            tracing::debug!(conn = self.id, error = %err, "typing not relayed");
+            tracing::debug!(error = %err, "typing not relayed");
         }
     }
 
@@ -336,7 +336,7 @@ where
                 });
             }
             Err(err) => {
-                tracing::warn!(conn = self.id, error = %err, "history failed");
+                tracing::warn!(error = %err, "history failed");
                 self.reply_error(
                     ErrorCode::Unavailable,
                     "history is unavailable, retry later",
