@@ -33,6 +33,21 @@ pub struct Limits {
     pub max_handshakes: usize,
 }
 
+impl Limits {
+    /// Typing frames a connection may send at once: two seconds' worth.
+    pub fn typing_burst(&self) -> u32 {
+        self.typing_per_sec.saturating_mul(2)
+    }
+
+    /// Joins and history requests a connection may send at once: enough to rejoin every room
+    /// it may be in after a reconnect (at least 10).
+    pub fn requests_burst(&self) -> u32 {
+        u32::try_from(self.max_rooms_per_conn)
+            .unwrap_or(u32::MAX)
+            .max(10)
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {

@@ -45,6 +45,25 @@ enum Command {
     },
 }
 
+// The defaults of the options below are the libraries' own (`ServerConfig::default()` and
+// friends): one source of truth, shown by `--help`.
+
+fn server() -> ServerConfig {
+    ServerConfig::default()
+}
+
+fn limits() -> Limits {
+    Limits::default()
+}
+
+fn redis_defaults() -> RedisConfig {
+    RedisConfig::new("", "")
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Options of the server itself.
 #[derive(Debug, Args)]
 struct Serve {
@@ -62,21 +81,21 @@ struct Serve {
     #[arg(long, env = "SKAT_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
     /// Prefix of every Redis key and channel.
-    #[arg(long, env = "SKAT_REDIS_PREFIX", default_value = "skat:")]
+    #[arg(long, env = "SKAT_REDIS_PREFIX", default_value_t = redis_defaults().prefix)]
     redis_prefix: String,
     /// Messages kept per room stream in Redis.
-    #[arg(long, env = "SKAT_STREAM_LEN", default_value_t = 10_000)]
+    #[arg(long, env = "SKAT_STREAM_LEN", default_value_t = redis_defaults().stream_len)]
     stream_len: usize,
     /// Messages kept per room by the embedded broker.
-    #[arg(long, env = "SKAT_HISTORY_LEN", default_value_t = 1000)]
+    #[arg(long, env = "SKAT_HISTORY_LEN", default_value_t = MemoryBrokerConfig::default().history_len)]
     history_len: usize,
     /// Frames buffered per connection before a slow client is disconnected.
-    #[arg(long, env = "SKAT_OUTBOUND_QUEUE", default_value_t = 1024)]
+    #[arg(long, env = "SKAT_OUTBOUND_QUEUE", default_value_t = server().outbound_queue)]
     outbound_queue: usize,
     /// Flush window for room frames, in milliseconds: frames queued for a connection within
     /// this long of the first are written together. 0 writes at once (lowest latency); 5-20
     /// cut the CPU per delivery of busy rooms severalfold, adding at most that much latency.
-    #[arg(long, env = "SKAT_WRITE_DELAY_MS", default_value_t = 0)]
+    #[arg(long, env = "SKAT_WRITE_DELAY_MS", default_value_t = millis(server().write_delay))]
     write_delay_ms: u64,
     /// Backlog of the listening socket: connections the kernel queues before they are
     /// accepted (capped by net.core.somaxconn). Too small and connection storms cost clients
@@ -84,18 +103,18 @@ struct Serve {
     #[arg(long, env = "SKAT_LISTEN_BACKLOG", default_value_t = skat_server::DEFAULT_BACKLOG)]
     listen_backlog: u32,
     /// Largest WebSocket message accepted from a client, in bytes.
-    #[arg(long, env = "SKAT_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, env = "SKAT_MAX_MESSAGE_BYTES", default_value_t = server().max_message_bytes)]
     max_message_bytes: usize,
     /// Most messages a join with `since` recovers; a client that missed more gets the latest
     /// page and pages back with `history`.
-    #[arg(long, env = "SKAT_RECOVERY_LIMIT", default_value_t = 1000)]
+    #[arg(long, env = "SKAT_RECOVERY_LIMIT", default_value_t = server().recovery_limit)]
     recovery_limit: usize,
     /// Most bytes of messages in one `joined` or `history` reply: a recovery over it gets the
     /// latest page instead, a page over it is cut short (with `has_more`).
-    #[arg(long, env = "SKAT_MAX_REPLY_BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, env = "SKAT_MAX_REPLY_BYTES", default_value_t = server().max_reply_bytes)]
     max_reply_bytes: usize,
     /// Seconds shutdown waits for connections to close.
-    #[arg(long, env = "SKAT_SHUTDOWN_TIMEOUT", default_value_t = 10)]
+    #[arg(long, env = "SKAT_SHUTDOWN_TIMEOUT", default_value_t = server().shutdown_timeout.as_secs())]
     shutdown_timeout: u64,
     /// Signed mode: `hello` must carry an HS256 JWT made with this secret (`sub` = the name).
     #[arg(long, env = "SKAT_JWT_SECRET", hide_env_values = true)]
@@ -105,35 +124,35 @@ struct Serve {
     #[arg(long, env = "SKAT_ALLOWED_ORIGINS", value_delimiter = ',')]
     allowed_origins: Option<Vec<String>>,
     /// Rooms one connection may be in at once.
-    #[arg(long, env = "SKAT_MAX_ROOMS_PER_CONN", default_value_t = 100)]
+    #[arg(long, env = "SKAT_MAX_ROOMS_PER_CONN", default_value_t = limits().max_rooms_per_conn)]
     max_rooms_per_conn: usize,
     /// Open WebSockets per client IP address (0: no limit).
-    #[arg(long, env = "SKAT_MAX_CONNS_PER_IP", default_value_t = 100)]
+    #[arg(long, env = "SKAT_MAX_CONNS_PER_IP", default_value_t = limits().max_conns_per_ip)]
     max_conns_per_ip: usize,
     /// Sustained messages per second per connection (0: no limit).
-    #[arg(long, env = "SKAT_MESSAGES_PER_SEC", default_value_t = 10)]
+    #[arg(long, env = "SKAT_MESSAGES_PER_SEC", default_value_t = limits().messages_per_sec)]
     messages_per_sec: u32,
     /// Burst of messages above the sustained rate.
-    #[arg(long, env = "SKAT_MESSAGES_BURST", default_value_t = 20)]
+    #[arg(long, env = "SKAT_MESSAGES_BURST", default_value_t = limits().messages_burst)]
     messages_burst: u32,
     /// Typing notifications per second per connection (0: no limit).
-    #[arg(long, env = "SKAT_TYPING_PER_SEC", default_value_t = 2)]
+    #[arg(long, env = "SKAT_TYPING_PER_SEC", default_value_t = limits().typing_per_sec)]
     typing_per_sec: u32,
     /// Joins and history requests per second per connection (0: no limit); bursts up to the
     /// rooms-per-connection limit.
-    #[arg(long, env = "SKAT_JOINS_PER_SEC", default_value_t = 10)]
+    #[arg(long, env = "SKAT_JOINS_PER_SEC", default_value_t = limits().joins_per_sec)]
     joins_per_sec: u32,
     /// Connections held before their WebSocket upgrade, at once (0: no limit); at it, new
     /// connections wait in the kernel's backlog, so half-sent requests cannot take every file
     /// descriptor.
-    #[arg(long, env = "SKAT_MAX_HANDSHAKES", default_value_t = 16_384)]
+    #[arg(long, env = "SKAT_MAX_HANDSHAKES", default_value_t = limits().max_handshakes)]
     max_handshakes: usize,
     /// Seconds a new connection has to send `hello`.
-    #[arg(long, env = "SKAT_HELLO_TIMEOUT", default_value_t = 10)]
+    #[arg(long, env = "SKAT_HELLO_TIMEOUT", default_value_t = limits().hello_timeout.as_secs())]
     hello_timeout: u64,
     /// Seconds without any frame (pongs included) before a connection is closed; the server
     /// pings every third of it.
-    #[arg(long, env = "SKAT_IDLE_TIMEOUT", default_value_t = 60)]
+    #[arg(long, env = "SKAT_IDLE_TIMEOUT", default_value_t = limits().idle_timeout.as_secs())]
     idle_timeout: u64,
 }
 

@@ -168,17 +168,12 @@ where
     let config = state.config();
     let limits = &config.limits;
     let now = Instant::now();
-    let rooms_burst = u32::try_from(limits.max_rooms_per_conn).unwrap_or(u32::MAX);
     let conn = Conn {
         id: state.next_conn_id(),
         outbox: Arc::new(Outbox::new(config.outbound_queue)),
         messages: TokenBucket::new(limits.messages_per_sec, limits.messages_burst, now),
-        typing: TokenBucket::new(
-            limits.typing_per_sec,
-            limits.typing_per_sec.saturating_mul(2),
-            now,
-        ),
-        requests: TokenBucket::new(limits.joins_per_sec, rooms_burst.max(10), now),
+        typing: TokenBucket::new(limits.typing_per_sec, limits.typing_burst(), now),
+        requests: TokenBucket::new(limits.joins_per_sec, limits.requests_burst(), now),
         state,
         ws,
         user: None,
