@@ -346,119 +346,152 @@ impl Chat {
     /// Applies a frame from the server at time `now` (ms).
     pub(crate) fn apply(&mut self, frame: ServerFrame, now: f64) {
         match frame {
-            ServerFrame::Welcome { user, node, .. } => {
-                self.name = user;
-                self.node = Some(node);
-                self.connection = Connection::Online;
-                self.notice = None;
-            }
+            ServerFrame::Welcome { user, node, .. } => self.on_welcome(user, node),
             ServerFrame::Joined {
                 room,
                 members,
                 messages,
                 recovered,
                 epoch,
-            } => {
-                let Some(r) = self.rooms.get_mut(&room) else {
-                    return;
-                };
-                r.joined = true;
-                r.members = members.into_iter().collect();
-                if !recovered && !r.messages.is_empty() {
-                    // A gap we cannot fill: start over from the latest page.
-                    let pending = std::mem::take(&mut r.pending);
-                    *r = Room {
-                        joined: true,
-                        members: std::mem::take(&mut r.members),
-                        pending,
-                        // Never repeats, so views always see the change.
-                        version: r.version + 1,
-                        ..Room::default()
-                    };
-                }
-                r.history_epoch = epoch;
-                if !recovered {
-                    r.has_more = messages.len()
-                        >= usize::try_from(skat_protocol::DEFAULT_HISTORY_LIMIT).unwrap_or(50);
-                }
-                for message in messages {
-                    self.on_message(message, !recovered);
-                }
-                // Sends of an earlier connection that the recovery (or latest page) did not
-                // confirm: re-sent with their nonce, which the server answers with the original
-                // if it stored them. Too old to be sure of that, they are left to the user.
-                // Sends made on this connection are simply still on their way.
-                let epoch = self.epoch;
-                if let Some(r) = self.rooms.get_mut(&room) {
-                    for p in r.pending.iter_mut().filter(|p| p.epoch < epoch) {
-                        if p.error.is_some() {
-                            continue;
-                        }
-                        if now - p.sent_at <= RESEND_WITHIN_MS {
-                            p.epoch = epoch;
-                            self.outbox.push(ClientFrame::Send {
-                                room: room.clone(),
-                                body: p.body.clone(),
-                                nonce: Some(p.nonce.clone()),
-                            });
-                        } else {
-                            p.error = Some("not sent: connection lost".to_owned());
-                        }
-                    }
-                }
-            }
+            } => self.on_joined(&room, members, messages, recovered, epoch, now),
             ServerFrame::Left { .. } => {}
             ServerFrame::Message(message) => self.on_message(message, false),
-            ServerFrame::Presence { room, user, online } => {
-                if let Some(r) = self.rooms.get_mut(&room) {
-                    if online {
-                        r.members.insert(user);
-                    } else {
-                        r.typing.remove(&user);
-                        r.members.remove(&user);
-                    }
-                }
-            }
-            ServerFrame::Typing { room, user } => {
-                if let Some(r) = self.rooms.get_mut(&room) {
-                    r.typing.insert(user, now + TYPING_VISIBLE_MS);
-                }
-            }
+            ServerFrame::Presence { room, user, online } => self.on_presence(&room, user, online),
+            ServerFrame::Typing { room, user } => self.on_typing(&room, user, now),
             ServerFrame::History {
                 room,
                 messages,
                 has_more,
-            } => {
-                let Some(r) = self.rooms.get_mut(&room) else {
-                    return;
-                };
-                r.loading_older = false;
-                r.has_more = has_more;
-                let older: Vec<Message> = messages
-                    .into_iter()
-                    .filter(|m| r.ids.insert(m.id.clone()))
-                    .collect();
-                r.messages.splice(0..0, older);
-                r.version += 1;
-            }
+            } => self.on_history(&room, messages, has_more),
             ServerFrame::Error {
                 code,
                 message,
                 nonce,
-            } => {
-                let failed = nonce.and_then(|nonce| {
-                    self.rooms
-                        .values_mut()
-                        .find_map(|r| r.pending.iter_mut().find(|p| p.nonce == nonce))
-                });
-                match failed {
-                    Some(p) => p.error = Some(message),
-                    None if code == skat_protocol::ErrorCode::Unauthorized => {
-                        self.connection = Connection::Refused(message);
-                    }
-                    None => self.notice = Some(format!("{message} ({code})")),
-                }
+            } => self.on_error(code, message, nonce),
+        }
+    }
+
+    /// Identified: the connection is live.
+    fn on_welcome(&mut self, user: String, node: String) {
+        self.name = user;
+        self.node = Some(node);
+        self.connection = Connection::Online;
+        self.notice = None;
+    }
+
+    /// A join confirmed: members, the recovery (or, after a gap, the latest page), and the
+    /// re-sends of what an earlier connection left unconfirmed.
+    fn on_joined(
+        &mut self,
+        room: &str,
+        members: Vec<String>,
+        messages: Vec<Message>,
+        recovered: bool,
+        epoch: Option<String>,
+        now: f64,
+    ) {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        r.joined = true;
+        r.members = members.into_iter().collect();
+        if !recovered && !r.messages.is_empty() {
+            // A gap we cannot fill: start over from the latest page.
+            let pending = std::mem::take(&mut r.pending);
+            *r = Room {
+                joined: true,
+                members: std::mem::take(&mut r.members),
+                pending,
+                // Never repeats, so views always see the change.
+                version: r.version + 1,
+                ..Room::default()
+            };
+        }
+        r.history_epoch = epoch;
+        if !recovered {
+            r.has_more = messages.len()
+                >= usize::try_from(skat_protocol::DEFAULT_HISTORY_LIMIT).unwrap_or(50);
+        }
+        for message in messages {
+            self.on_message(message, !recovered);
+        }
+        self.resend_unconfirmed(room, now);
+    }
+
+    /// Sends of an earlier connection that the recovery (or latest page) did not confirm:
+    /// re-sent with their nonce, which the server answers with the original if it stored them.
+    /// Too old to be sure of that, they are left to the user. Sends made on this connection are
+    /// simply still on their way.
+    fn resend_unconfirmed(&mut self, room: &str, now: f64) {
+        let epoch = self.epoch;
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        for p in r.pending.iter_mut().filter(|p| p.epoch < epoch) {
+            if p.error.is_some() {
+                continue;
             }
+            if now - p.sent_at <= RESEND_WITHIN_MS {
+                p.epoch = epoch;
+                self.outbox.push(ClientFrame::Send {
+                    room: room.to_owned(),
+                    body: p.body.clone(),
+                    nonce: Some(p.nonce.clone()),
+                });
+            } else {
+                p.error = Some("not sent: connection lost".to_owned());
+            }
+        }
+    }
+
+    /// A user came online in a room, or left it.
+    fn on_presence(&mut self, room: &str, user: String, online: bool) {
+        if let Some(r) = self.rooms.get_mut(room) {
+            if online {
+                r.members.insert(user);
+            } else {
+                r.typing.remove(&user);
+                r.members.remove(&user);
+            }
+        }
+    }
+
+    /// Someone is typing: shown for a while.
+    fn on_typing(&mut self, room: &str, user: String, now: f64) {
+        if let Some(r) = self.rooms.get_mut(room) {
+            r.typing.insert(user, now + TYPING_VISIBLE_MS);
+        }
+    }
+
+    /// A page of older messages, put before what the room has.
+    fn on_history(&mut self, room: &str, messages: Vec<Message>, has_more: bool) {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        r.loading_older = false;
+        r.has_more = has_more;
+        let older: Vec<Message> = messages
+            .into_iter()
+            .filter(|m| r.ids.insert(m.id.clone()))
+            .collect();
+        r.messages.splice(0..0, older);
+        r.version += 1;
+    }
+
+    /// An error: about one of our sends (kept, with the reason), a refused identity, or else a
+    /// notice.
+    fn on_error(&mut self, code: skat_protocol::ErrorCode, message: String, nonce: Option<String>) {
+        let failed = nonce.and_then(|nonce| {
+            self.rooms
+                .values_mut()
+                .find_map(|r| r.pending.iter_mut().find(|p| p.nonce == nonce))
+        });
+        match failed {
+            Some(p) => p.error = Some(message),
+            None if code == skat_protocol::ErrorCode::Unauthorized => {
+                self.connection = Connection::Refused(message);
+            }
+            None => self.notice = Some(format!("{message} ({code})")),
         }
     }
 

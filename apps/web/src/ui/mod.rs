@@ -1,0 +1,220 @@
+//! The chat UI: Leptos components and the WebSocket connection (wasm only).
+//!
+//! One [`Chat`] lives in a signal; the socket feeds it server frames and sends the client frames
+//! it returns. Both are in the context ([`chat`], [`socket`]) for the components, one per file,
+//! which only read the state. User text is always rendered as text nodes, never as HTML.
+
+use std::time::Duration;
+
+use leptos::prelude::*;
+
+use crate::state::{self, Chat};
+
+mod composer;
+mod header;
+mod members;
+mod messages;
+mod sidebar;
+mod socket;
+
+use composer::Composer;
+use header::{Header, Notice};
+use members::Members;
+use messages::{Messages, TypingLine};
+use sidebar::Sidebar;
+use socket::ReconnectingSocket;
+
+/// localStorage key of the chosen display name.
+const NAME_KEY: &str = "skat.name";
+/// localStorage key of the joined rooms, rejoined on the next visit.
+const ROOMS_KEY: &str = "skat.rooms";
+/// Room joined on a first visit.
+const DEFAULT_ROOM: &str = "general";
+
+fn storage() -> Option<web_sys::Storage> {
+    window().local_storage().ok().flatten()
+}
+
+fn load(key: &str) -> Option<String> {
+    storage().and_then(|s| s.get_item(key).ok().flatten())
+}
+
+fn save(key: &str, value: &str) {
+    if let Some(s) = storage() {
+        let _ = s.set_item(key, value);
+    }
+}
+
+fn now() -> f64 {
+    js_sys::Date::now()
+}
+
+/// The WebSocket URL next to the page: works wherever the app is served from.
+fn ws_url() -> String {
+    let location = window().location();
+    let href = location.href().unwrap_or_default();
+    let base = href.split(['?', '#']).next().unwrap_or_default();
+    let dir = &base[..base.rfind('/').map_or(base.len(), |i| i + 1)];
+    let dir = dir
+        .replacen("https://", "wss://", 1)
+        .replacen("http://", "ws://", 1);
+    format!("{dir}ws")
+}
+
+/// Local time of a message as `HH:MM`.
+fn local_time(ts: u64) -> String {
+    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ts as f64));
+    format!("{:02}:{:02}", date.get_hours(), date.get_minutes())
+}
+
+/// The chat state, from the context [`ChatView`] provides.
+fn chat() -> RwSignal<Chat> {
+    expect_context()
+}
+
+/// The connection, from the context [`ChatView`] provides.
+fn socket() -> ReconnectingSocket {
+    expect_context()
+}
+
+/// `name` and `token` from the page's fragment (`#name=alice&token=...`), which is how an
+/// application hands a signed identity to the app without it reaching server logs. The token is
+/// then removed from the address bar (and this history entry), so a copied link does not leak it.
+fn fragment_identity() -> (Option<String>, Option<String>) {
+    let location = window().location();
+    let fragment = state::parse_fragment(&location.hash().unwrap_or_default());
+    if fragment.token.is_some() {
+        let path = location.pathname().unwrap_or_default();
+        let search = location.search().unwrap_or_default();
+        let url = format!("{path}{search}{}", fragment.scrubbed);
+        if let Ok(history) = window().history() {
+            let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
+        }
+    }
+    (fragment.name, fragment.token)
+}
+
+/// The app: asks for a name once (remembered), then shows the chat.
+#[allow(unreachable_pub)] // `#[component]` generates a `pub` props type.
+#[component]
+pub(crate) fn App() -> impl IntoView {
+    let (given, token) = fragment_identity();
+    let name = RwSignal::new(
+        given
+            .or_else(|| load(NAME_KEY))
+            .filter(|n| state::check_name(n).is_ok()),
+    );
+    let token = StoredValue::new(token);
+    view! {
+        {move || match name.get() {
+            Some(n) => view! { <ChatView name=n token=token.get_value() /> }.into_any(),
+            None => view! {
+                <NameForm on_name=move |n: String| {
+                    save(NAME_KEY, &n);
+                    name.set(Some(n));
+                } />
+            }
+            .into_any(),
+        }}
+    }
+}
+
+/// Asks for a display name.
+#[component]
+fn NameForm(
+    /// Called with a valid name.
+    on_name: impl Fn(String) + 'static,
+) -> impl IntoView {
+    let text = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let n = text.get_untracked().trim().to_owned();
+        match state::check_name(&n) {
+            Ok(()) => on_name(n),
+            Err(e) => error.set(Some(e)),
+        }
+    };
+    view! {
+        <main class="welcome">
+            <h1>"Skat"</h1>
+            <form on:submit=submit>
+                <label for="name-input">"Choose a display name"</label>
+                <input
+                    id="name-input"
+                    autocomplete="nickname"
+                    maxlength="32"
+                    prop:value=move || text.get()
+                    on:input=move |ev| text.set(event_target_value(&ev))
+                />
+                <button id="name-submit" type="submit">"Start chatting"</button>
+                <p class="error" role="alert">{move || error.get()}</p>
+            </form>
+        </main>
+    }
+}
+
+/// The chat screen: rooms, the active room's messages and composer, members.
+#[component]
+fn ChatView(
+    /// The user's display name.
+    name: String,
+    /// Signed mode: the token vouching for `name`.
+    token: Option<String>,
+) -> impl IntoView {
+    let nonce_prefix = format!(
+        "w{:08x}",
+        (js_sys::Math::random() * f64::from(u32::MAX)) as u32
+    );
+    let mut initial = Chat::new(name, nonce_prefix);
+    initial.token = token;
+    let chat = RwSignal::new(initial);
+    let socket = ReconnectingSocket::new(chat);
+    provide_context(chat);
+    provide_context(socket);
+    let rooms = load(ROOMS_KEY).unwrap_or_else(|| DEFAULT_ROOM.to_owned());
+    chat.update(|c| {
+        for room in rooms.split(',').filter(|r| state::check_room(r).is_ok()) {
+            c.join(room);
+        }
+        if let Some(first) = c.rooms.keys().next().cloned() {
+            c.switch_to(&first);
+        }
+    });
+    socket.connect();
+
+    // Typing notices expire without any frame arriving.
+    let ticker = set_interval_with_handle(
+        move || {
+            if chat.with_untracked(|c| c.rooms.values().any(|r| !r.typing.is_empty())) {
+                chat.update(|c| {
+                    c.expire_typing(now());
+                });
+            }
+        },
+        Duration::from_millis(500),
+    );
+    on_cleanup(move || {
+        if let Ok(handle) = ticker {
+            handle.clear();
+        }
+    });
+    // Remember the joined rooms for the next visit: written when they change, not on every
+    // frame (the memo only notifies when its value differs).
+    let names = Memo::new(move |_| chat.with(|c| c.rooms.keys().cloned().collect::<Vec<_>>()));
+    Effect::new(move |_| names.with(|names| save(ROOMS_KEY, &names.join(","))));
+
+    view! {
+        <div class="app">
+            <Sidebar />
+            <main class="room">
+                <Header />
+                <Notice />
+                <Messages />
+                <TypingLine />
+                <Composer />
+            </main>
+            <Members />
+        </div>
+    }
+}

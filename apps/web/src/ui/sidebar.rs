@@ -1,0 +1,101 @@
+//! The room list: joined rooms with unread counts, leave buttons, and a form to join more.
+
+// `#[component]` generates a `pub` props type for each component.
+#![allow(unreachable_pub)]
+
+use leptos::prelude::*;
+
+use super::{chat, socket};
+use crate::state;
+
+/// Joined rooms with unread counts, leave buttons, and a form to join more.
+#[component]
+pub(super) fn Sidebar() -> impl IntoView {
+    let (chat, socket) = (chat(), socket());
+    let text = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let join = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let room = text.get_untracked().trim().to_lowercase();
+        if let Err(e) = state::check_room(&room) {
+            error.set(Some(e));
+            return;
+        }
+        error.set(None);
+        text.set(String::new());
+        if let Some(frame) = chat.try_update(|c| c.join(&room)).flatten() {
+            socket.send(&frame);
+        }
+    };
+    let tabs = move || {
+        chat.with(|c| {
+            c.rooms
+                .iter()
+                .map(|(name, r)| {
+                    (
+                        name.clone(),
+                        r.unread,
+                        c.active.as_deref() == Some(name.as_str()),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    view! {
+        <nav class="sidebar" aria-label="Rooms">
+            <h2>"Rooms"</h2>
+            <ul class="rooms">
+                <For
+                    each=tabs
+                    key=|tab| tab.clone()
+                    children=move |(name, unread, active)| {
+                        let switch_name = name.clone();
+                        let leave_name = name.clone();
+                        view! {
+                            <li class="room-item" class:active=active>
+                                <button
+                                    class="room-tab"
+                                    data-room=name.clone()
+                                    aria-current=if active { "page" } else { "false" }
+                                    on:click=move |_| chat.update(|c| c.switch_to(&switch_name))
+                                >
+                                    "#"
+                                    {name.clone()}
+                                    <Show when=move || { unread > 0 }>
+                                        <span class="unread" aria-label="unread messages">
+                                            {unread}
+                                        </span>
+                                    </Show>
+                                </button>
+                                <button
+                                    class="leave"
+                                    title="Leave room"
+                                    aria-label=format!("Leave {name}")
+                                    on:click=move |_| {
+                                        if let Some(frame) = chat.try_update(|c| c.leave(&leave_name)).flatten() {
+                                            socket.send(&frame);
+                                        }
+                                    }
+                                >
+                                    "×"
+                                </button>
+                            </li>
+                        }
+                    }
+                />
+            </ul>
+            <form class="join" on:submit=join>
+                <input
+                    id="join-input"
+                    aria-label="Room to join"
+                    placeholder="join a room"
+                    maxlength="64"
+                    prop:value=move || text.get()
+                    on:input=move |ev| text.set(event_target_value(&ev))
+                />
+                <button id="join-submit" type="submit">"Join"</button>
+                <p class="error" role="alert">{move || error.get()}</p>
+            </form>
+        </nav>
+    }
+}

@@ -1,0 +1,122 @@
+//! The WebSocket, reconnected with backoff: it feeds server frames to the [`Chat`] state and
+//! sends the client frames the state returns.
+
+use std::time::Duration;
+
+use leptos::prelude::*;
+use skat_protocol::{ClientFrame, decode_server, encode_client};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
+use web_sys::{CloseEvent, MessageEvent, WebSocket};
+
+use super::{now, ws_url};
+use crate::state::{self, Chat};
+
+/// The connection and its reconnect bookkeeping; cheap to copy into callbacks.
+#[derive(Clone, Copy)]
+pub(super) struct ReconnectingSocket {
+    chat: RwSignal<Chat>,
+    socket: StoredValue<Option<Socket>, LocalStorage>,
+    failures: StoredValue<u32>,
+}
+
+/// A WebSocket with the callbacks it calls, which live exactly as long as it: dropped (with
+/// the handlers cleared) when the next attempt replaces it, not leaked one set per attempt.
+struct Socket {
+    ws: WebSocket,
+    _on_open: Closure<dyn FnMut()>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut(CloseEvent)>,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        // The callbacks go with this value: the socket must not call them afterwards.
+        self.ws.set_onopen(None);
+        self.ws.set_onmessage(None);
+        self.ws.set_onclose(None);
+        let _ = self.ws.close();
+    }
+}
+
+impl ReconnectingSocket {
+    pub(super) fn new(chat: RwSignal<Chat>) -> Self {
+        Self {
+            chat,
+            socket: StoredValue::new_local(None),
+            failures: StoredValue::new(0),
+        }
+    }
+
+    /// Sends a frame if the socket is open (frames are regenerated from state on reconnect).
+    pub(super) fn send(self, frame: &ClientFrame) {
+        self.socket.with_value(|socket| {
+            if let Some(socket) = socket
+                .as_ref()
+                .filter(|s| s.ws.ready_state() == WebSocket::OPEN)
+            {
+                let _ = socket.ws.send_with_str(&encode_client(frame));
+            }
+        });
+    }
+
+    pub(super) fn connect(self) {
+        // The previous attempt's socket and callbacks (never dropped from inside them).
+        self.socket.set_value(None);
+        let Ok(ws) = WebSocket::new(&ws_url()) else {
+            return self.retry_later();
+        };
+        let on_open = Closure::<dyn FnMut()>::new(move || {
+            let frames = self.chat.try_update(Chat::on_open).unwrap_or_default();
+            for frame in &frames {
+                self.send(frame);
+            }
+        });
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            let Some(text) = event.data().as_string() else {
+                return;
+            };
+            // Frames this version does not know are skipped (forward compatibility).
+            let Ok(frame) = decode_server(&text) else {
+                return;
+            };
+            if matches!(frame, skat_protocol::ServerFrame::Welcome { .. }) {
+                self.failures.set_value(0);
+            }
+            let outbox = self.chat.try_update(|chat| {
+                chat.apply(frame, now());
+                std::mem::take(&mut chat.outbox)
+            });
+            for frame in outbox.unwrap_or_default() {
+                self.send(&frame);
+            }
+        });
+        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |_: CloseEvent| {
+            // The socket (and this callback) is dropped by the next attempt, not from here.
+            if self.chat.with_untracked(Chat::should_reconnect) {
+                self.retry_later();
+            }
+        });
+        ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        self.socket.set_value(Some(Socket {
+            ws,
+            _on_open: on_open,
+            _on_message: on_message,
+            _on_close: on_close,
+        }));
+    }
+
+    /// Schedules the next attempt with exponential backoff and jitter.
+    fn retry_later(self) {
+        let attempt = self.failures.get_value();
+        self.failures.set_value(attempt + 1);
+        let delay = state::backoff_ms(attempt, js_sys::Math::random());
+        self.chat.update(|chat| chat.on_close(attempt + 1, delay));
+        set_timeout(
+            move || self.connect(),
+            Duration::from_millis(u64::from(delay)),
+        );
+    }
+}
