@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Node, error, join, joined, message, next, next_where};
+use common::{Node, error, join, message, next, next_where};
 use skat_broker::MemoryBroker;
 use skat_protocol::{ErrorCode, ServerFrame};
 use skat_server::ServerConfig;
@@ -115,44 +115,24 @@ async fn late_joiner_gets_the_latest_page_and_can_page_back() {
 #[tokio::test]
 async fn join_since_recovers_exactly_the_missed_messages() {
     let node = Node::with_history(20).await;
-    let mut alice = node.client("alice").await;
-    join(&mut alice, "general").await;
-    let mut sent = Vec::new();
-    for i in 0..10 {
-        alice
-            .send_message("general", &format!("m{i}"), None)
-            .await
-            .unwrap();
-        sent.push(message(&mut alice).await);
-    }
+    common::scenarios::recovery(&node, &node, 20).await;
+}
 
-    // Bob saw up to m3, then reconnects.
-    let mut bob = node.client("bob").await;
-    bob.join_since("general", &sent[3].id).await.unwrap();
-    let (_, messages, recovered) = joined(&mut bob, "general").await;
-    assert!(recovered);
-    assert_eq!(messages, sent[4..]);
-    alice.send_message("general", "after", None).await.unwrap();
-    assert_eq!(
-        message(&mut bob).await.body,
-        "after",
-        "no gap and no duplicate after recovery"
-    );
-
-    // Once the history no longer holds what was missed, the latest page comes instead.
-    for i in 0..25 {
-        alice
-            .send_message("general", &format!("n{i}"), None)
-            .await
-            .unwrap();
-        message(&mut alice).await;
-    }
-    let mut late = node.client("late").await;
-    late.join_since("general", &sent[3].id).await.unwrap();
-    let (_, messages, recovered) = joined(&mut late, "general").await;
-    assert!(!recovered);
-    assert_eq!(messages.len(), 20);
-    assert_eq!(messages.last().unwrap().body, "n24");
+#[tokio::test]
+async fn join_since_recovers_on_another_node_sharing_the_broker() {
+    let broker = Arc::new(skat_broker::MemoryBroker::new(
+        skat_broker::MemoryBrokerConfig {
+            history_len: 20,
+            ..Default::default()
+        },
+    ));
+    let config = |id: &str| ServerConfig {
+        node_id: id.into(),
+        ..common::test_config()
+    };
+    let a = Node::start_with(Arc::clone(&broker), config("node-a")).await;
+    let b = Node::start_with(broker, config("node-b")).await;
+    common::scenarios::recovery(&a, &b, 20).await;
 }
 
 #[tokio::test]

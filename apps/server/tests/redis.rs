@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{DEADLINE, Node, join, joined, message, next, next_where};
+use common::{DEADLINE, Node, join, message, next, next_where};
 use skat_broker::{Broker, MessageId, RedisBroker};
 use skat_protocol::{ErrorCode, Message, ServerFrame};
 use skat_testkit::RedisServer;
@@ -137,43 +137,7 @@ async fn join_since_recovers_across_nodes_or_falls_back() {
     let redis = RedisServer::start().await;
     let a = Node::redis(&redis.url(), "rec:", "node-a", 30).await;
     let b = Node::redis(&redis.url(), "rec:", "node-b", 30).await;
-    let mut alice = a.client("alice").await;
-    join(&mut alice, "general").await;
-    let mut sent = Vec::new();
-    for i in 0..10 {
-        alice
-            .send_message("general", &format!("m{i}"), None)
-            .await
-            .unwrap();
-        sent.push(message(&mut alice).await);
-    }
-    // Bob last saw m2 on node A; he comes back on node B.
-    let mut bob = b.client("bob").await;
-    bob.join_since("general", &sent[2].id).await.unwrap();
-    let (_, messages, recovered) = joined(&mut bob, "general").await;
-    assert!(recovered);
-    assert_eq!(messages, sent[3..]);
-    alice.send_message("general", "live", None).await.unwrap();
-    assert_eq!(
-        message(&mut bob).await.body,
-        "live",
-        "no gap, no duplicate after recovery"
-    );
-
-    // After the stream (30 entries) has moved past m2, the latest page comes instead.
-    for i in 0..40 {
-        alice
-            .send_message("general", &format!("n{i}"), None)
-            .await
-            .unwrap();
-        message(&mut alice).await;
-    }
-    let mut late = b.client("late").await;
-    late.join_since("general", &sent[2].id).await.unwrap();
-    let (_, messages, recovered) = joined(&mut late, "general").await;
-    assert!(!recovered);
-    assert_eq!(messages.len(), 30);
-    assert_eq!(messages.last().unwrap().body, "n39");
+    common::scenarios::recovery(&a, &b, 30).await;
 }
 
 #[tokio::test]

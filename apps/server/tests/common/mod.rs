@@ -9,6 +9,7 @@
 )]
 
 pub mod process;
+pub mod scenarios;
 
 use std::sync::Arc;
 use std::time::Duration;
