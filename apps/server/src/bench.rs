@@ -9,11 +9,11 @@
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use skat_broker::{Broker, MemoryBroker, RoomEvent};
+use skat_broker::{MemoryBroker, Recovery, RoomEvent};
 use skat_protocol::Message;
 
 use crate::outbox::Outbox;
-use crate::rooms::{self, Rooms};
+use crate::rooms::{self, Resume, Rooms};
 
 /// One room with `members` local connections, each with an outbox and an output buffer.
 #[derive(Debug)]
@@ -68,7 +68,6 @@ impl FanOut {
 /// A node's room registry on the embedded broker, joined without sockets: what rooms and their
 /// members cost in memory (`examples/room_cost.rs`).
 pub struct Registry {
-    broker: Arc<MemoryBroker>,
     rooms: Rooms<MemoryBroker>,
     members: Vec<(String, u64, Arc<str>, Arc<Outbox>)>,
 }
@@ -83,10 +82,8 @@ impl std::fmt::Debug for Registry {
 
 impl Default for Registry {
     fn default() -> Self {
-        let broker = Arc::new(MemoryBroker::default());
         Self {
-            rooms: Rooms::new(Arc::clone(&broker)),
-            broker,
+            rooms: Rooms::new(Arc::new(MemoryBroker::default())),
             members: Vec::new(),
         }
     }
@@ -94,15 +91,18 @@ impl Default for Registry {
 
 impl Registry {
     /// Joins a new connection of `user` to `room` as a connection's `join` does: the room's
-    /// registry entry and subscription, then the user's presence.
+    /// registry entry and subscription, the user's presence, the `joined` snapshot.
     pub async fn join(&mut self, room: &str, user: &str) -> Result<(), Box<dyn std::error::Error>> {
         let conn = self.members.len() as u64;
         let user: Arc<str> = Arc::from(user);
         let outbox = Arc::new(Outbox::new(64));
-        let joined = self.rooms.join(room, conn, &user, &outbox).await?;
-        if joined.first_of_user {
-            self.broker.presence_join(room, &user).await?;
-        }
+        let resume = Resume {
+            since: None,
+            epoch: None,
+            recovery: Recovery::count(0),
+            page: 0,
+        };
+        self.rooms.join(room, conn, &user, &outbox, resume).await?;
         self.members.push((room.to_owned(), conn, user, outbox));
         Ok(())
     }
@@ -119,9 +119,7 @@ impl Registry {
     /// Makes every member leave, as their connections would when closing.
     pub async fn leave_all(&mut self) {
         for (room, conn, user, _) in std::mem::take(&mut self.members) {
-            if self.rooms.leave(&room, conn, &user) {
-                let Ok(()) = self.broker.presence_leave(&room, &user).await;
-            }
+            self.rooms.leave(&room, conn, &user).await;
         }
     }
 

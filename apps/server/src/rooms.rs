@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use skat_broker::{Broker, MessageId, RoomEvent, RoomSink, Tally};
+use skat_broker::{Broker, MessageId, Recovery, RoomEvent, RoomSink, Snapshot, Tally};
 use skat_protocol::{ServerFrame, encode_server};
 use tokio::sync::OnceCell;
 
@@ -49,6 +49,20 @@ pub(crate) enum FrameKind {
 pub(crate) enum JoinError {
     #[error("could not subscribe to the room: {0}")]
     Subscribe(String),
+    #[error("could not read the room: {0}")]
+    Snapshot(String),
+}
+
+/// Where a joining connection resumes from, and how much it may be sent.
+pub(crate) struct Resume<'a> {
+    /// The last message id it saw in the room.
+    pub(crate) since: Option<MessageId>,
+    /// The room's epoch `since` belongs to.
+    pub(crate) epoch: Option<&'a str>,
+    /// How much a recovery may return.
+    pub(crate) recovery: Recovery,
+    /// The latest page's size, when it does not recover.
+    pub(crate) page: usize,
 }
 
 /// Outcome of a successful [`Rooms::join`].
@@ -141,11 +155,55 @@ impl<B: Broker> Rooms<B> {
         }
     }
 
+    /// Joins a connection to a room: registers it (the room's events now reach `member`),
+    /// then asks the broker for the `joined` snapshot, which also records the user's presence if
+    /// this is the node's first connection of the user there. On failure nothing is left
+    /// behind: the connection is unregistered and any presence withdrawn.
+    ///
+    /// The one owner of presence on a node: [`Rooms::leave`] withdraws it.
+    pub(crate) async fn join(
+        &self,
+        room: &str,
+        conn: ConnId,
+        user: &Arc<str>,
+        member: &Arc<Outbox>,
+        resume: Resume<'_>,
+    ) -> Result<(Joined, Snapshot), JoinError> {
+        let joined = self.enter(room, conn, user, member).await?;
+        let snapshot = self.broker.join_snapshot(
+            room,
+            user,
+            joined.first_of_user,
+            resume.since,
+            resume.epoch,
+            resume.recovery,
+            resume.page,
+        );
+        match snapshot.await {
+            Ok(snapshot) => Ok((joined, snapshot)),
+            Err(err) => {
+                // The presence entry may or may not have been recorded: withdraw it anyway.
+                self.leave(room, conn, user).await;
+                Err(JoinError::Snapshot(err.to_string()))
+            }
+        }
+    }
+
+    /// Takes a connection out of a room, and the user's presence with its last connection on
+    /// this node; returns whether that was the last.
+    pub(crate) async fn leave(&self, room: &str, conn: ConnId, user: &Arc<str>) -> bool {
+        let last_of_user = self.exit(room, conn, user);
+        if last_of_user && let Err(err) = self.broker.presence_leave(room, user).await {
+            tracing::warn!(%room, %user, error = %err, "presence_leave failed");
+        }
+        last_of_user
+    }
+
     /// Adds a connection to a room, subscribing the node to it first if needed.
     ///
     /// On return the room's subscription is live, so every message accepted from now on reaches
     /// `member`'s queue: the caller may read history and then rely on the queue for the rest.
-    pub(crate) async fn join(
+    async fn enter(
         &self,
         room: &str,
         conn: ConnId,
@@ -202,7 +260,7 @@ impl<B: Broker> Rooms<B> {
             Err(err) => {
                 let reason = err.to_string();
                 drop(entry);
-                self.leave(room, conn, user);
+                self.exit(room, conn, user);
                 Err(JoinError::Subscribe(reason))
             }
         }
@@ -210,7 +268,7 @@ impl<B: Broker> Rooms<B> {
 
     /// Removes a connection from a room; returns whether it was the node's last connection of
     /// `user` there. The room's subscription ends with its last local member.
-    pub(crate) fn leave(&self, room: &str, conn: ConnId, user: &Arc<str>) -> bool {
+    fn exit(&self, room: &str, conn: ConnId, user: &Arc<str>) -> bool {
         let (last_of_user, subscription) = {
             let mut map = lock(&self.map);
             let Some(entry) = map.get(room) else {
@@ -318,9 +376,9 @@ mod tests {
         let rooms = Rooms::new(Arc::clone(&broker));
         let alice: Arc<str> = Arc::from("alice");
         let (a, b) = (Arc::new(Outbox::new(8)), Arc::new(Outbox::new(8)));
-        let joined = rooms.join("r", 1, &alice, &a).await.unwrap();
+        let joined = rooms.enter("r", 1, &alice, &a).await.unwrap();
         assert!(joined.first_of_user);
-        assert!(!rooms.join("r", 2, &alice, &b).await.unwrap().first_of_user);
+        assert!(!rooms.enter("r", 2, &alice, &b).await.unwrap().first_of_user);
         assert_eq!(rooms.len(), 1);
 
         broker.publish(publish("r", "hi")).await.unwrap();
@@ -337,8 +395,8 @@ mod tests {
             "{text}"
         );
 
-        assert!(!rooms.leave("r", 1, &alice));
-        assert!(rooms.leave("r", 2, &alice));
+        assert!(!rooms.exit("r", 1, &alice));
+        assert!(rooms.exit("r", 2, &alice));
         assert_eq!(rooms.len(), 0, "last member gone, room unsubscribed");
     }
 
@@ -348,8 +406,8 @@ mod tests {
         let rooms = Rooms::new(Arc::clone(&broker));
         let user: Arc<str> = Arc::from("u");
         let (slow, fast) = (Arc::new(Outbox::new(1)), Arc::new(Outbox::new(8)));
-        rooms.join("r", 1, &user, &slow).await.unwrap();
-        rooms.join("r", 2, &user, &fast).await.unwrap();
+        rooms.enter("r", 1, &user, &slow).await.unwrap();
+        rooms.enter("r", 2, &user, &fast).await.unwrap();
         for i in 0..3 {
             broker.publish(publish("r", &i.to_string())).await.unwrap();
         }
@@ -367,15 +425,15 @@ mod tests {
         let rooms = Rooms::new(Arc::clone(&broker));
         let user: Arc<str> = Arc::from("u");
         let member = Arc::new(Outbox::new(8));
-        rooms.join("r", 1, &user, &member).await.unwrap();
+        rooms.enter("r", 1, &user, &member).await.unwrap();
         let room = Arc::clone(&lock(&rooms.map)["r"]);
         room.closed();
         assert_eq!(next_batch(&member).await.unwrap_err(), Eviction::RoomLost);
         let late = Arc::new(Outbox::new(8));
-        assert!(rooms.join("r", 2, &user, &late).await.is_err());
+        assert!(rooms.enter("r", 2, &user, &late).await.is_err());
         // Once its last member has gone, the room can be joined afresh.
-        assert!(rooms.leave("r", 1, &user));
-        rooms.join("r", 2, &user, &late).await.unwrap();
+        assert!(rooms.exit("r", 1, &user));
+        rooms.enter("r", 2, &user, &late).await.unwrap();
         broker.publish(publish("r", "hi")).await.unwrap();
         assert_eq!(next_batch(&late).await.unwrap().len(), 1);
     }
@@ -386,9 +444,9 @@ mod tests {
         let rooms = Rooms::new(Arc::clone(&broker));
         let user: Arc<str> = Arc::from("u");
         let member = Arc::new(Outbox::new(8));
-        rooms.join("r", 1, &user, &member).await.unwrap();
+        rooms.enter("r", 1, &user, &member).await.unwrap();
         let room = Arc::downgrade(&lock(&rooms.map)["r"]);
-        rooms.leave("r", 1, &user);
+        rooms.exit("r", 1, &user);
         assert_eq!(room.strong_count(), 0, "the broker let go of the room");
     }
 }

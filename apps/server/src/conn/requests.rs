@@ -17,9 +17,8 @@ use skat_protocol::{
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Conn, JoinedRoom, Stop};
-use crate::AppState;
 use crate::refusals::Refusal;
-use crate::rooms::ConnId;
+use crate::rooms::Resume;
 
 /// The longest epoch a `join` may carry (the brokers' are about 17 bytes).
 const MAX_EPOCH_BYTES: usize = 64;
@@ -161,10 +160,22 @@ where
             let message = format!("an epoch is at most {MAX_EPOCH_BYTES} bytes");
             return self.reply_error(ErrorCode::InvalidId, &message, None);
         }
-        let rooms = self.state.rooms();
         // From here on the room's events queue up in our outbox; they are filtered against the
         // page below once it is known, so nothing falls between history and live delivery.
-        let joined = match rooms.join(&room, self.id, user, &self.outbox).await {
+        let resume = Resume {
+            since,
+            epoch: epoch.as_deref(),
+            recovery: Recovery {
+                limit: self.state.config().recovery_limit,
+                max_bytes: self.state.config().max_reply_bytes,
+            },
+            page: DEFAULT_HISTORY_LIMIT as usize,
+        };
+        let joining = self
+            .state
+            .rooms()
+            .join(&room, self.id, user, &self.outbox, resume);
+        let (joined, snapshot) = match joining.await {
             Ok(joined) => joined,
             Err(err) => {
                 // The broker's own words stay in the log: clients get no internals.
@@ -172,57 +183,34 @@ where
                 return self.reply_error(ErrorCode::Unavailable, ROOM_UNAVAILABLE, None);
             }
         };
-        let snapshot = self.state.broker().join_snapshot(
-            &room,
-            user,
-            joined.first_of_user,
-            since,
-            epoch.as_deref(),
-            Recovery {
-                limit: self.state.config().recovery_limit,
-                max_bytes: self.state.config().max_reply_bytes,
-            },
-            DEFAULT_HISTORY_LIMIT as usize,
-        );
-        match snapshot.await {
-            Ok(Snapshot {
-                members,
-                mut messages,
-                recovered,
-                epoch,
-            }) => {
-                if !recovered {
-                    // The latest page, like any page, within the reply bound.
-                    keep_newest_within(&mut messages, self.state.config().max_reply_bytes);
-                }
-                let watermark = messages
-                    .last()
-                    .and_then(|m| m.id.parse().ok())
-                    .or(if recovered { since } else { None });
-                // Most connections are in one or two rooms: grow one slot at a time.
-                self.rooms.reserve_exact(1);
-                self.rooms.push(JoinedRoom {
-                    name: joined.name,
-                    watermark,
-                });
-                tracing::debug!(%room, recovered, "joined");
-                self.reply(&ServerFrame::Joined {
-                    room,
-                    members,
-                    messages,
-                    recovered,
-                    epoch: Some(epoch),
-                });
-            }
-            Err(err) => {
-                tracing::warn!(%room, error = %err, "join failed");
-                if rooms.leave(&room, self.id, user) && joined.first_of_user {
-                    // Best effort: the presence entry may or may not have been recorded.
-                    let _ = self.state.broker().presence_leave(&room, user).await;
-                }
-                self.reply_error(ErrorCode::Unavailable, ROOM_UNAVAILABLE, None);
-            }
+        let Snapshot {
+            members,
+            mut messages,
+            recovered,
+            epoch,
+        } = snapshot;
+        if !recovered {
+            // The latest page, like any page, within the reply bound.
+            keep_newest_within(&mut messages, self.state.config().max_reply_bytes);
         }
+        let watermark = messages
+            .last()
+            .and_then(|m| m.id.parse().ok())
+            .or(if recovered { since } else { None });
+        // Most connections are in one or two rooms: grow one slot at a time.
+        self.rooms.reserve_exact(1);
+        self.rooms.push(JoinedRoom {
+            name: joined.name,
+            watermark,
+        });
+        tracing::debug!(%room, recovered, "joined");
+        self.reply(&ServerFrame::Joined {
+            room,
+            members,
+            messages,
+            recovered,
+            epoch: Some(epoch),
+        });
     }
 
     async fn leave(&mut self, user: &Arc<str>, room: String) {
@@ -232,7 +220,7 @@ where
         if let Some(index) = self.joined(&room) {
             self.rooms.swap_remove(index);
         }
-        leave_room(&self.state, self.id, user, &room).await;
+        self.state.rooms().leave(&room, self.id, user).await;
         self.reply(&ServerFrame::Left { room });
     }
 
@@ -242,7 +230,7 @@ where
             return;
         };
         for room in std::mem::take(&mut self.rooms) {
-            leave_room(&self.state, self.id, &user, &room.name).await;
+            self.state.rooms().leave(&room.name, self.id, &user).await;
         }
     }
 
@@ -365,15 +353,6 @@ fn keep_newest_within(messages: &mut Vec<Message>, max_bytes: usize) -> bool {
     let cut = messages.len() - keep;
     messages.drain(..cut);
     cut > 0
-}
-
-/// Unregisters from a room and withdraws presence if this was the user's last connection.
-async fn leave_room<B: Broker>(state: &AppState<B>, conn: ConnId, user: &Arc<str>, room: &str) {
-    if state.rooms().leave(room, conn, user)
-        && let Err(err) = state.broker().presence_leave(room, user).await
-    {
-        tracing::warn!(%room, %user, error = %err, "presence_leave failed");
-    }
 }
 
 #[cfg(test)]
