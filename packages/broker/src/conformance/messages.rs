@@ -1,115 +1,10 @@
-//! The behavioural test suite every [`Broker`] backend must pass.
-//!
-//! Backends run [`run_all`] from their own tests (the memory backend in this crate, the Redis one
-//! against a real `redis-server`), so that they cannot drift apart. Enabled by the `conformance`
-//! feature; every check panics with a description on failure.
+//! Messages: ids and order, history pages, retention, recovery, the join snapshot, idempotent
+//! sends, and the edges of the id space.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::future::Future;
-use std::time::Duration;
-
-use std::sync::Arc;
-
-use tokio::sync::mpsc;
-
-use crate::{Broker, Message, MessageId, NewMessage, Published, Recovery, RoomEvent, RoomSink};
-
-/// Runs every check; `make` builds a broker whose per-room history holds `history_len` messages.
-pub async fn run_all<B, F, Fut>(make: F, history_len: usize)
-where
-    B: Broker,
-    F: Fn() -> Fut,
-    Fut: Future<Output = B>,
-{
-    ids_increase_and_reach_every_subscriber(&make().await).await;
-    history_pages_backwards(&make().await).await;
-    history_is_bounded(&make().await, history_len).await;
-    recovery(&make().await, history_len).await;
-    join_snapshot(&make().await, history_len).await;
-    presence_counts_nodes(&make().await).await;
-    retries_with_the_same_nonce_are_not_stored_twice(&make().await).await;
-    typing_reaches_subscribers(&make().await).await;
-    boundary_ids(&make().await).await;
-}
-
-/// Publishes `n` messages `m0..` to `room` and returns them as accepted.
-pub async fn publish_n<B: Broker>(broker: &B, room: &str, n: usize) -> Vec<Message> {
-    // Nonces unique per call, so repeated calls are never taken for retries.
-    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let new = NewMessage {
-            room: room.into(),
-            from: "alice".into(),
-            body: format!("m{i}"),
-            nonce: Some(format!("n{call}-{i}")),
-        };
-        match broker.publish(new).await.unwrap() {
-            Published::New(message) => out.push(message),
-            Published::Duplicate(message) => panic!("fresh nonce taken for a retry: {message:?}"),
-        }
-    }
-    out
-}
-
-/// A subscription whose events a test reads back one at a time.
-pub struct Listener<S> {
-    /// Dropping it unsubscribes.
-    pub subscription: S,
-    events: mpsc::UnboundedReceiver<Option<RoomEvent>>,
-}
-
-impl<S> Listener<S> {
-    /// The next event, or `None` once the broker ended the subscription.
-    pub async fn recv(&mut self) -> Option<RoomEvent> {
-        self.events.recv().await.flatten()
-    }
-
-    /// The next event if one was delivered already.
-    pub fn try_recv(&mut self) -> Option<RoomEvent> {
-        self.events.try_recv().ok().flatten()
-    }
-}
-
-/// Queues what the broker delivers for a [`Listener`]; `None` marks the end.
-struct Forward(mpsc::UnboundedSender<Option<RoomEvent>>);
-
-impl RoomSink for Forward {
-    fn deliver(&self, event: RoomEvent) {
-        let _ = self.0.send(Some(event));
-    }
-
-    fn closed(&self) {
-        let _ = self.0.send(None);
-    }
-}
-
-/// Subscribes to `room` with a sink a test can read back.
-pub async fn listen<B: Broker>(
-    broker: &B,
-    room: &str,
-) -> Result<Listener<B::Subscription>, B::Error> {
-    let (tx, events) = mpsc::unbounded_channel();
-    let subscription = broker.subscribe(room, Arc::new(Forward(tx))).await?;
-    Ok(Listener {
-        subscription,
-        events,
-    })
-}
-
-/// The next event, failing the test if none comes within 5 s.
-pub async fn next_event<S>(sub: &mut Listener<S>) -> RoomEvent {
-    tokio::time::timeout(Duration::from_secs(5), sub.recv())
-        .await
-        .expect("no room event within 5 s")
-        .expect("subscription ended")
-}
-
-fn id(message: &Message) -> MessageId {
-    message.id.parse().unwrap()
-}
+use super::{id, listen, next_event, publish_n};
+use crate::{Broker, MessageId, NewMessage, Published, Recovery, RoomEvent};
 
 pub async fn ids_increase_and_reach_every_subscriber<B: Broker>(broker: &B) {
     let mut a = listen(broker, "c-order").await.unwrap();
@@ -400,55 +295,6 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
     );
 }
 
-pub async fn presence_counts_nodes<B: Broker>(broker: &B) {
-    let room = "c-presence";
-    let event = |user: &str, online| RoomEvent::Presence {
-        room: room.into(),
-        user: user.into(),
-        online,
-    };
-    let mut sub = listen(broker, room).await.unwrap();
-    broker.presence_join(room, "bob").await.unwrap();
-    assert_eq!(next_event(&mut sub).await, event("bob", true));
-    broker.presence_join(room, "alice").await.unwrap();
-    assert_eq!(next_event(&mut sub).await, event("alice", true));
-    assert_eq!(broker.members(room).await.unwrap(), ["alice", "bob"]);
-    broker.presence_leave(room, "bob").await.unwrap();
-    assert_eq!(next_event(&mut sub).await, event("bob", false));
-    assert_eq!(broker.members(room).await.unwrap(), ["alice"]);
-    // Leaving twice, or leaving a room never joined, changes nothing.
-    broker.presence_leave(room, "bob").await.unwrap();
-    broker.presence_leave("c-elsewhere", "bob").await.unwrap();
-    assert_eq!(broker.members(room).await.unwrap(), ["alice"]);
-}
-
-/// Two nodes (brokers sharing one backend) holding the same user: online until both leave.
-pub async fn presence_spans_nodes<B: Broker>(a: &B, b: &B) {
-    let room = "c-two-nodes";
-    let event = |online| RoomEvent::Presence {
-        room: room.into(),
-        user: "dana".into(),
-        online,
-    };
-    let mut sub = listen(a, room).await.unwrap();
-    a.presence_join(room, "dana").await.unwrap();
-    assert_eq!(next_event(&mut sub).await, event(true));
-    b.presence_join(room, "dana").await.unwrap();
-    a.presence_leave(room, "dana").await.unwrap();
-    assert_eq!(
-        b.members(room).await.unwrap(),
-        ["dana"],
-        "still held by node b"
-    );
-    b.presence_join(room, "erin").await.unwrap();
-    // The next event is erin's: dana never went offline.
-    assert!(
-        matches!(next_event(&mut sub).await, RoomEvent::Presence { user, online: true, .. } if user == "erin")
-    );
-    b.presence_leave(room, "dana").await.unwrap();
-    assert_eq!(next_event(&mut sub).await, event(false));
-}
-
 pub async fn retries_with_the_same_nonce_are_not_stored_twice<B: Broker>(broker: &B) {
     let room = "c-dedup";
     let mut sub = listen(broker, room).await.unwrap();
@@ -487,18 +333,6 @@ pub async fn retries_with_the_same_nonce_are_not_stored_twice<B: Broker>(broker:
     }
     let page = broker.history(room, None, 10).await.unwrap();
     assert_eq!(page.messages.len(), 4, "the retry was not stored");
-}
-
-pub async fn typing_reaches_subscribers<B: Broker>(broker: &B) {
-    let mut sub = listen(broker, "c-typing").await.unwrap();
-    broker.typing("c-typing", "carol").await.unwrap();
-    assert_eq!(
-        next_event(&mut sub).await,
-        RoomEvent::Typing {
-            room: "c-typing".into(),
-            user: "carol".into()
-        }
-    );
 }
 
 /// The edges of the id space get answers, the same from every backend, never errors.

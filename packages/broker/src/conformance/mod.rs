@@ -1,0 +1,122 @@
+//! The behavioural test suite every [`Broker`] backend must pass.
+//!
+//! Backends run [`run_all`] from their own tests (the memory backend in this crate, the Redis one
+//! against a real `redis-server`), so that they cannot drift apart. Enabled by the `conformance`
+//! feature; every check panics with a description on failure.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod messages;
+mod presence;
+
+pub use messages::{
+    boundary_ids, history_is_bounded, history_pages_backwards,
+    ids_increase_and_reach_every_subscriber, join_snapshot, recovery,
+    retries_with_the_same_nonce_are_not_stored_twice,
+};
+pub use presence::{presence_counts_nodes, presence_spans_nodes, typing_reaches_subscribers};
+
+use std::future::Future;
+use std::time::Duration;
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::{Broker, Message, MessageId, NewMessage, Published, RoomEvent, RoomSink};
+
+/// Runs every check; `make` builds a broker whose per-room history holds `history_len` messages.
+pub async fn run_all<B, F, Fut>(make: F, history_len: usize)
+where
+    B: Broker,
+    F: Fn() -> Fut,
+    Fut: Future<Output = B>,
+{
+    ids_increase_and_reach_every_subscriber(&make().await).await;
+    history_pages_backwards(&make().await).await;
+    history_is_bounded(&make().await, history_len).await;
+    recovery(&make().await, history_len).await;
+    join_snapshot(&make().await, history_len).await;
+    presence_counts_nodes(&make().await).await;
+    retries_with_the_same_nonce_are_not_stored_twice(&make().await).await;
+    typing_reaches_subscribers(&make().await).await;
+    boundary_ids(&make().await).await;
+}
+
+/// Publishes `n` messages `m0..` to `room` and returns them as accepted.
+pub async fn publish_n<B: Broker>(broker: &B, room: &str, n: usize) -> Vec<Message> {
+    // Nonces unique per call, so repeated calls are never taken for retries.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let new = NewMessage {
+            room: room.into(),
+            from: "alice".into(),
+            body: format!("m{i}"),
+            nonce: Some(format!("n{call}-{i}")),
+        };
+        match broker.publish(new).await.unwrap() {
+            Published::New(message) => out.push(message),
+            Published::Duplicate(message) => panic!("fresh nonce taken for a retry: {message:?}"),
+        }
+    }
+    out
+}
+
+/// A subscription whose events a test reads back one at a time.
+pub struct Listener<S> {
+    /// Dropping it unsubscribes.
+    pub subscription: S,
+    events: mpsc::UnboundedReceiver<Option<RoomEvent>>,
+}
+
+impl<S> Listener<S> {
+    /// The next event, or `None` once the broker ended the subscription.
+    pub async fn recv(&mut self) -> Option<RoomEvent> {
+        self.events.recv().await.flatten()
+    }
+
+    /// The next event if one was delivered already.
+    pub fn try_recv(&mut self) -> Option<RoomEvent> {
+        self.events.try_recv().ok().flatten()
+    }
+}
+
+/// Queues what the broker delivers for a [`Listener`]; `None` marks the end.
+struct Forward(mpsc::UnboundedSender<Option<RoomEvent>>);
+
+impl RoomSink for Forward {
+    fn deliver(&self, event: RoomEvent) {
+        let _ = self.0.send(Some(event));
+    }
+
+    fn closed(&self) {
+        let _ = self.0.send(None);
+    }
+}
+
+/// Subscribes to `room` with a sink a test can read back.
+pub async fn listen<B: Broker>(
+    broker: &B,
+    room: &str,
+) -> Result<Listener<B::Subscription>, B::Error> {
+    let (tx, events) = mpsc::unbounded_channel();
+    let subscription = broker.subscribe(room, Arc::new(Forward(tx))).await?;
+    Ok(Listener {
+        subscription,
+        events,
+    })
+}
+
+/// The next event, failing the test if none comes within 5 s.
+pub async fn next_event<S>(sub: &mut Listener<S>) -> RoomEvent {
+    tokio::time::timeout(Duration::from_secs(5), sub.recv())
+        .await
+        .expect("no room event within 5 s")
+        .expect("subscription ended")
+}
+
+pub(crate) fn id(message: &Message) -> MessageId {
+    message.id.parse().unwrap()
+}
