@@ -5,6 +5,8 @@
 // Natively only the state logic and its tests are built; the UI that uses the rest is wasm-only.
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
+mod fragment;
+mod room;
 mod state;
 #[cfg(target_arch = "wasm32")]
 mod ui;

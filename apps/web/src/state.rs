@@ -6,9 +6,11 @@
 //! counts, pending sends and their failures, typing expiry, and the bookkeeping that lets a
 //! reconnect rejoin every room with `since` so nothing is lost or shown twice.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::BTreeMap;
 
 use skat_protocol::{ClientFrame, Message, ServerFrame};
+
+pub(crate) use crate::room::{Pending, Room};
 
 /// How long a "typing" notice stays visible without a new typing frame, in ms.
 pub(crate) const TYPING_VISIBLE_MS: f64 = 4000.0;
@@ -38,89 +40,6 @@ pub(crate) enum Connection {
     },
     /// The server refused our identity (signed mode); reconnecting would not help.
     Refused(String),
-}
-
-/// A message we sent and have not seen confirmed yet (or that failed).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Pending {
-    /// Our nonce, echoed by the server in the confirmation or the error.
-    pub(crate) nonce: String,
-    /// The text, kept so it is never lost.
-    pub(crate) body: String,
-    /// Why it failed, once it has.
-    pub(crate) error: Option<String>,
-    /// The connection it was sent on (see [`Chat::on_open`]).
-    epoch: u64,
-    /// When it was first sent, in ms.
-    sent_at: f64,
-}
-
-/// Everything the UI shows about one joined room.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Room {
-    /// Messages in server order, oldest first, each id once.
-    pub(crate) messages: Vec<Message>,
-    ids: HashSet<String>,
-    /// Users online in the room.
-    pub(crate) members: BTreeSet<String>,
-    /// Messages received while the room was not the active one.
-    pub(crate) unread: u32,
-    /// Our sends awaiting confirmation, or failed.
-    pub(crate) pending: Vec<Pending>,
-    /// Users typing, with the time (ms) their notice expires.
-    pub(crate) typing: BTreeMap<String, f64>,
-    /// Whether older history exists before the first message.
-    pub(crate) has_more: bool,
-    /// Whether a `history` request is in flight.
-    pub(crate) loading_older: bool,
-    /// Whether the server confirmed the join on the current connection.
-    pub(crate) joined: bool,
-    /// The room's history epoch from the last `joined`, sent back with `since` on a rejoin so a
-    /// history the server lost is not mistaken for what we missed.
-    history_epoch: Option<String>,
-    /// Bumped whenever `messages` changes, so views re-render the list only then.
-    version: u64,
-    /// When we last sent a typing frame, in ms.
-    last_typing_sent: Option<f64>,
-}
-
-impl Room {
-    /// Adds a message unless its id is known; returns whether it was new. Past
-    /// [`ROOM_WINDOW`] the oldest messages go (and can be loaded again).
-    fn push(&mut self, message: Message) -> bool {
-        if !self.ids.insert(message.id.clone()) {
-            return false;
-        }
-        self.messages.push(message);
-        if self.messages.len() > ROOM_WINDOW {
-            let excess = self.messages.len() - ROOM_WINDOW;
-            for old in self.messages.drain(..excess) {
-                self.ids.remove(&old.id);
-            }
-            self.has_more = true;
-        }
-        self.version += 1;
-        true
-    }
-
-    /// Changes whenever the messages do.
-    pub(crate) fn version(&self) -> u64 {
-        self.version
-    }
-
-    /// The id of the newest message, the `since` of a rejoin.
-    pub(crate) fn last_id(&self) -> Option<&str> {
-        self.messages.last().map(|m| m.id.as_str())
-    }
-
-    /// Names of users currently typing (not expired at `now`).
-    pub(crate) fn typing_users(&self, now: f64) -> Vec<&str> {
-        self.typing
-            .iter()
-            .filter(|(_, until)| **until > now)
-            .map(|(u, _)| u.as_str())
-            .collect()
-    }
 }
 
 /// The whole client state.
@@ -528,41 +447,6 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
 /// Whether `room` is acceptable to the server, with the reason if not.
 pub(crate) fn check_room(room: &str) -> Result<(), String> {
     skat_protocol::validate_room(room).map_err(|e| e.message)
-}
-
-/// What the page's fragment (`#name=alice&token=...`) hands the app: an application passes a
-/// signed identity that way, as fragments never reach server logs.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Fragment {
-    pub(crate) name: Option<String>,
-    pub(crate) token: Option<String>,
-    /// The fragment without the token (`#` included, or empty): what the address bar should
-    /// show, so that a copied link does not carry the token.
-    pub(crate) scrubbed: String,
-}
-
-/// Splits a `location.hash` into [`Fragment`].
-pub(crate) fn parse_fragment(hash: &str) -> Fragment {
-    let mut fragment = Fragment::default();
-    let mut kept = Vec::new();
-    for pair in hash
-        .trim_start_matches('#')
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        match pair.split_once('=') {
-            Some(("token", v)) => fragment.token = Some(v.to_owned()),
-            Some(("name", v)) => {
-                fragment.name = Some(v.to_owned());
-                kept.push(pair);
-            }
-            _ => kept.push(pair),
-        }
-    }
-    if !kept.is_empty() {
-        fragment.scrubbed = format!("#{}", kept.join("&"));
-    }
-    fragment
 }
 
 #[cfg(test)]
@@ -1029,15 +913,5 @@ mod tests {
         assert_eq!(backoff_ms(3, 0.0), 2000);
         assert!(backoff_ms(30, 0.5) <= 30_000);
         assert!(backoff_ms(30, 0.0) >= 15_000);
-    }
-
-    #[test]
-    fn the_fragment_gives_name_and_token_and_loses_the_token() {
-        let f = parse_fragment("#name=alice&token=a.b.c&theme=dark");
-        assert_eq!(f.name.as_deref(), Some("alice"));
-        assert_eq!(f.token.as_deref(), Some("a.b.c"));
-        assert_eq!(f.scrubbed, "#name=alice&theme=dark");
-        assert_eq!(parse_fragment("#token=a.b.c").scrubbed, "");
-        assert_eq!(parse_fragment(""), Fragment::default());
     }
 }

@@ -1,0 +1,90 @@
+//! One joined room as the UI shows it, and our sends awaiting confirmation in it.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use skat_protocol::Message;
+
+use crate::state::ROOM_WINDOW;
+
+/// A message we sent and have not seen confirmed yet (or that failed).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Pending {
+    /// Our nonce, echoed by the server in the confirmation or the error.
+    pub(crate) nonce: String,
+    /// The text, kept so it is never lost.
+    pub(crate) body: String,
+    /// Why it failed, once it has.
+    pub(crate) error: Option<String>,
+    /// The connection it was sent on (see [`Chat::on_open`]).
+    pub(crate) epoch: u64,
+    /// When it was first sent, in ms.
+    pub(crate) sent_at: f64,
+}
+
+/// Everything the UI shows about one joined room.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Room {
+    /// Messages in server order, oldest first, each id once.
+    pub(crate) messages: Vec<Message>,
+    pub(crate) ids: HashSet<String>,
+    /// Users online in the room.
+    pub(crate) members: BTreeSet<String>,
+    /// Messages received while the room was not the active one.
+    pub(crate) unread: u32,
+    /// Our sends awaiting confirmation, or failed.
+    pub(crate) pending: Vec<Pending>,
+    /// Users typing, with the time (ms) their notice expires.
+    pub(crate) typing: BTreeMap<String, f64>,
+    /// Whether older history exists before the first message.
+    pub(crate) has_more: bool,
+    /// Whether a `history` request is in flight.
+    pub(crate) loading_older: bool,
+    /// Whether the server confirmed the join on the current connection.
+    pub(crate) joined: bool,
+    /// The room's history epoch from the last `joined`, sent back with `since` on a rejoin so a
+    /// history the server lost is not mistaken for what we missed.
+    pub(crate) history_epoch: Option<String>,
+    /// Bumped whenever `messages` changes, so views re-render the list only then.
+    pub(crate) version: u64,
+    /// When we last sent a typing frame, in ms.
+    pub(crate) last_typing_sent: Option<f64>,
+}
+
+impl Room {
+    /// Adds a message unless its id is known; returns whether it was new. Past
+    /// [`ROOM_WINDOW`] the oldest messages go (and can be loaded again).
+    pub(crate) fn push(&mut self, message: Message) -> bool {
+        if !self.ids.insert(message.id.clone()) {
+            return false;
+        }
+        self.messages.push(message);
+        if self.messages.len() > ROOM_WINDOW {
+            let excess = self.messages.len() - ROOM_WINDOW;
+            for old in self.messages.drain(..excess) {
+                self.ids.remove(&old.id);
+            }
+            self.has_more = true;
+        }
+        self.version += 1;
+        true
+    }
+
+    /// Changes whenever the messages do.
+    pub(crate) fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The id of the newest message, the `since` of a rejoin.
+    pub(crate) fn last_id(&self) -> Option<&str> {
+        self.messages.last().map(|m| m.id.as_str())
+    }
+
+    /// Names of users currently typing (not expired at `now`).
+    pub(crate) fn typing_users(&self, now: f64) -> Vec<&str> {
+        self.typing
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(u, _)| u.as_str())
+            .collect()
+    }
+}
