@@ -371,13 +371,7 @@ impl Broker for RedisBroker {
         // Forget it first: if Redis is unreachable the entry still expires after the TTL.
         lock(&self.store.held).remove(room, user);
         let keys = self.store.keys(room);
-        let _: i64 = self
-            .store
-            .scripts
-            .presence_leave
-            .key(&keys.presence)
-            .key(&keys.users)
-            .key(&keys.channel)
+        let _: i64 = Store::with_presence_keys(&self.store.scripts.presence_leave, &keys)
             .arg(self.store.presence_entry(user))
             .arg(user)
             .invoke_async(&mut self.store.conn.clone())
@@ -397,28 +391,23 @@ impl Broker for RedisBroker {
     ) -> Result<Snapshot, RedisBrokerError> {
         let keys = self.store.keys(room);
         let ttl = self.store.config.presence_ttl.as_millis() as u64;
-        let (mut members, entries, recovered, epoch): (Vec<String>, Entries, i64, String) = self
-            .store
-            .scripts
-            .join
-            .key(&keys.presence)
-            .key(&keys.users)
-            .key(&keys.channel)
-            .key(&keys.stream)
-            .key(&keys.trimmed)
-            .key(self.store.epoch_key(room))
-            .arg(self.store.presence_entry(user))
-            .arg(user)
-            .arg(ttl)
-            .arg(if join_presence { "1" } else { "0" })
-            .arg(since.map_or_else(String::new, |id| id.to_string()))
-            .arg(recovery.limit)
-            .arg(page)
-            .arg(recovery.max_bytes)
-            .arg(crate::MESSAGE_OVERHEAD + room.len())
-            .arg(epoch.unwrap_or(""))
-            .invoke_async(&mut self.store.conn.clone())
-            .await?;
+        let (mut members, entries, recovered, epoch): (Vec<String>, Entries, i64, String) =
+            Store::with_presence_keys(&self.store.scripts.join, &keys)
+                .key(&keys.stream)
+                .key(&keys.trimmed)
+                .key(self.store.epoch_key(room))
+                .arg(self.store.presence_entry(user))
+                .arg(user)
+                .arg(ttl)
+                .arg(if join_presence { "1" } else { "0" })
+                .arg(since.map_or_else(String::new, |id| id.to_string()))
+                .arg(recovery.limit)
+                .arg(page)
+                .arg(recovery.max_bytes)
+                .arg(crate::MESSAGE_OVERHEAD + room.len())
+                .arg(epoch.unwrap_or(""))
+                .invoke_async(&mut self.store.conn.clone())
+                .await?;
         if join_presence {
             lock(&self.store.held).insert(room, user);
         }
@@ -450,15 +439,10 @@ impl Broker for RedisBroker {
 
     async fn members(&self, room: &str) -> Result<Vec<String>, RedisBrokerError> {
         let keys = self.store.keys(room);
-        let mut members: Vec<String> = self
-            .store
-            .scripts
-            .members
-            .key(&keys.presence)
-            .key(&keys.users)
-            .key(&keys.channel)
-            .invoke_async(&mut self.store.conn.clone())
-            .await?;
+        let mut members: Vec<String> =
+            Store::with_presence_keys(&self.store.scripts.members, &keys)
+                .invoke_async(&mut self.store.conn.clone())
+                .await?;
         members.sort_unstable();
         Ok(members)
     }

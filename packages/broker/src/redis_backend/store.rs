@@ -55,6 +55,17 @@ impl Store {
         format!("{}{{{room}}}:epoch", self.config.prefix)
     }
 
+    /// `script` with the room's presence keys, as every presence script takes them first:
+    /// the presence sorted set, the users hash, the channel.
+    pub(super) fn with_presence_keys<'a>(
+        script: &'a redis::Script,
+        keys: &Keys,
+    ) -> redis::ScriptInvocation<'a> {
+        let mut invocation = script.key(&keys.presence);
+        invocation.key(&keys.users).key(&keys.channel);
+        invocation
+    }
+
     pub(super) fn presence_entry(&self, user: &str) -> String {
         format!("{}\n{user}", self.config.node_id)
     }
@@ -64,14 +75,9 @@ impl Store {
         room: &str,
         user: &str,
     ) -> Result<(), RedisBrokerError> {
-        let keys = self.keys(room);
         let ttl = self.config.presence_ttl.as_millis() as u64;
-        let _: i64 = self
-            .scripts
-            .presence_join
-            .key(&keys.presence)
-            .key(&keys.users)
-            .key(&keys.channel)
+        let keys = self.keys(room);
+        let _: i64 = Self::with_presence_keys(&self.scripts.presence_join, &keys)
             .arg(self.presence_entry(user))
             .arg(user)
             .arg(ttl)
