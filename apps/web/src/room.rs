@@ -15,7 +15,7 @@ pub(crate) struct Pending {
     pub(crate) body: String,
     /// Why it failed, once it has.
     pub(crate) error: Option<String>,
-    /// The connection it was sent on (see [`Chat::on_open`]).
+    /// The connection it was sent on (see [`Chat::on_open`](crate::state::Chat::on_open)).
     pub(crate) epoch: u64,
     /// When it was first sent, in ms.
     pub(crate) sent_at: f64,
