@@ -24,6 +24,13 @@ mod refusals;
 mod rooms;
 mod ws;
 
+/// Locks `m`, ignoring poisoning: a poisoned lock only follows a panic inside one of this crate's
+/// short critical sections, which finish their writes before anything can panic. The one lock
+/// helper of the crate.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub use limits::Limits;
 pub use listen::{DEFAULT_BACKLOG, bind};
 
@@ -179,6 +186,16 @@ impl<B: Broker> AppState<B> {
         self.inner.shutdown.clone()
     }
 
+    /// Whether the node is shutting down (it accepts nothing new then).
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    /// The connections held per client address.
+    pub(crate) fn per_ip(&self) -> &Arc<limits::PerIp> {
+        &self.inner.per_ip
+    }
+
     pub(crate) fn next_conn_id(&self) -> rooms::ConnId {
         self.inner.next_conn_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -213,7 +230,7 @@ pub fn app<B: Broker>(state: AppState<B>) -> Router {
         .route("/ws", get(ws_upgrade::<B>))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<B>));
-    let router = match &state.inner.config.static_dir {
+    let router = match &state.config().static_dir {
         Some(dir) => router.fallback_service(tower_http::services::ServeDir::new(dir)),
         None => router,
     };
@@ -228,9 +245,9 @@ async fn healthz() -> &'static str {
 /// Readiness: the broker is reachable and the node is not shutting down. Load balancers should
 /// route new connections only to ready nodes.
 async fn readyz<B: Broker>(State(state): State<AppState<B>>) -> Response {
-    if state.inner.shutdown.is_cancelled() {
+    if state.is_shutting_down() {
         (axum::http::StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
-    } else if !state.inner.broker.is_ready() {
+    } else if !state.broker().is_ready() {
         (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "broker unavailable",
@@ -246,11 +263,11 @@ async fn ws_upgrade<B: Broker>(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut request: Request,
 ) -> Response {
-    if state.inner.shutdown.is_cancelled() {
+    if state.is_shutting_down() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
     let headers = request.headers();
-    if !origin_allowed(headers, state.inner.config.allowed_origins.as_deref()) {
+    if !origin_allowed(headers, state.config().allowed_origins.as_deref()) {
         let origin = format!("{peer} from origin {:?}", headers.get(header::ORIGIN));
         state.refusals().record(Refusal::Origin, &origin);
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
@@ -259,8 +276,8 @@ async fn ws_upgrade<B: Broker>(
         Ok(response) => response,
         Err(rejection) => return rejection.response(),
     };
-    let max_per_ip = state.inner.config.limits.max_conns_per_ip;
-    let Some(slot) = limits::PerIp::acquire(&state.inner.per_ip, peer.ip(), max_per_ip) else {
+    let max_per_ip = state.config().limits.max_conns_per_ip;
+    let Some(slot) = limits::PerIp::acquire(state.per_ip(), peer.ip(), max_per_ip) else {
         state.refusals().record(Refusal::PerIp, &peer.ip());
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -301,7 +318,7 @@ fn serve_upgraded<B: Broker>(
     state: AppState<B>,
     slot: limits::IpSlot,
 ) -> impl Future<Output = ()> + Send {
-    let max = state.inner.config.max_message_bytes;
+    let max = state.config().max_message_bytes;
     match ws::Upgraded::from_hyper(upgraded) {
         ws::Upgraded::Tcp(tcp, read) => {
             // `read` is a view of hyper's whole 8 KiB request buffer: copied out, it goes.
@@ -346,7 +363,7 @@ where
     B: Broker,
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let max = state.inner.config.max_message_bytes;
+    let max = state.config().max_message_bytes;
     conn::serve(ws::WsStream::new(io, &[], max), state, None).await;
 }
 
@@ -362,7 +379,7 @@ pub async fn run<B: Broker>(
     let state = AppState::new(broker, config);
     let router = app(state.clone());
     tracing::info!(%addr, node = %state.config().node_id, "listening");
-    let token = state.inner.shutdown.clone();
+    let token = state.shutdown_token();
     let stop = async move {
         shutdown.await;
         // Upgraded WebSockets are no longer HTTP connections: close them too.

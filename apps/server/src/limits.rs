@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::lock;
 use std::time::{Duration, Instant};
 
 /// Limits enforced by a node. Every one has a safe default and a clear error code or close
@@ -129,7 +131,7 @@ pub(crate) struct IpSlot {
 impl PerIp {
     /// A slot for `ip`, unless it already has `max` (0: unlimited) connections open.
     pub(crate) fn acquire(table: &Arc<PerIp>, ip: IpAddr, max: usize) -> Option<IpSlot> {
-        let mut open = table.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = lock(&table.open);
         let count = open.entry(ip).or_default();
         if max != 0 && *count >= max {
             return None;
@@ -144,11 +146,7 @@ impl PerIp {
 
 impl Drop for IpSlot {
     fn drop(&mut self) {
-        let mut open = self
-            .table
-            .open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut open = lock(&self.table.open);
         if let Some(count) = open.get_mut(&self.ip) {
             *count -= 1;
             if *count == 0 {

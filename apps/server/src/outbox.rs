@@ -12,11 +12,12 @@
 //!   through the same waker.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
 use std::sync::Arc;
 
+use crate::lock;
 use crate::rooms::RoomFrame;
 
 /// Why a connection is evicted.
@@ -89,11 +90,6 @@ impl IntoIterator for Batch {
     fn into_iter(self) -> Self::IntoIter {
         self.first.into_iter().chain(self.rest)
     }
-}
-
-/// Poisoning only follows a panic inside a short critical section that leaves the state valid.
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Outbox {

@@ -6,9 +6,11 @@
 //! [`SUMMARY_EVERY`] says at info how many were refused since the last one: an attacker who is
 //! refused a million times costs the log a line every ten seconds.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use crate::lock;
 
 /// How often refusals are summed up in the log, at most.
 pub(crate) const SUMMARY_EVERY: Duration = Duration::from_secs(10);
@@ -77,7 +79,7 @@ impl Refusals {
 
     /// The refusals since the last summary, if one is due at `now`.
     fn summary_due(&self, now: Instant) -> Option<[u64; 4]> {
-        let mut summary = self.summary.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut summary = lock(&self.summary);
         if summary.is_some_and(|(at, _)| now.duration_since(at) < SUMMARY_EVERY) {
             return None;
         }

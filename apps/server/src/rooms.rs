@@ -9,12 +9,13 @@
 //! buffer without bound.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use skat_broker::{Broker, MessageId, Recovery, RoomEvent, RoomSink, Snapshot, Tally};
 use skat_protocol::{ServerFrame, encode_server};
 use tokio::sync::OnceCell;
 
+use crate::lock;
 use crate::outbox::{Eviction, Outbox};
 
 /// Identifies a connection within this node.
@@ -140,11 +141,6 @@ type RoomRef<B> = Arc<Room<<B as Broker>::Subscription>>;
 pub(crate) struct Rooms<B: Broker> {
     broker: Arc<B>,
     map: Mutex<HashMap<Arc<str>, RoomRef<B>>>,
-}
-
-/// Poisoning only follows a panic inside a short critical section that leaves maps consistent.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl<B: Broker> Rooms<B> {
