@@ -292,7 +292,7 @@ impl Broker for RedisBroker {
         room: &str,
         sink: Arc<dyn RoomSink>,
     ) -> Result<RedisSubscription, RedisBrokerError> {
-        let channel = self.store.keys(room).channel;
+        let channel = self.store.channel(room);
         let id = self.router.add(&channel, room, sink);
         // From here on, dropping `subscription` unregisters the sink.
         let subscription = RedisSubscription {
@@ -448,7 +448,7 @@ impl Broker for RedisBroker {
     }
 
     async fn typing(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
-        let channel = self.store.keys(room).channel;
+        let channel = self.store.channel(room);
         let _: i64 = self
             .store
             .conn

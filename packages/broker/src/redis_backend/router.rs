@@ -326,11 +326,8 @@ async fn catch_up_room(store: &Store, router: &Router, channel: &str) {
     else {
         return;
     };
-    let mut missed = 0;
+    let (mut missed, mut after) = (0, from);
     loop {
-        let Some(after) = lock(&router.rooms).get(channel).map(|route| route.last) else {
-            return;
-        };
         let page = match store.range_after(&room, after, PAGE).await {
             Ok(page) => page,
             Err(err) => {
@@ -350,6 +347,7 @@ async fn catch_up_room(store: &Store, router: &Router, channel: &str) {
         if !full && route.caught_up() {
             break;
         }
+        after = route.last;
     }
     if missed > 0 {
         tracing::debug!(%room, missed, "caught up from stream");

@@ -39,20 +39,31 @@ pub(super) struct Keys {
 }
 
 impl Store {
+    /// One key of a room: `<prefix>{<room>}:<kind>`, hash-tagged so a room's keys share a slot.
+    /// The one place key names are made.
+    pub(super) fn key(&self, room: &str, kind: &str) -> String {
+        format!("{}{{{room}}}:{kind}", self.config.prefix)
+    }
+
+    /// The keys most calls need together.
     pub(super) fn keys(&self, room: &str) -> Keys {
-        let base = format!("{}{{{room}}}", self.config.prefix);
         Keys {
-            stream: format!("{base}:stream"),
-            channel: format!("{base}:events"),
-            presence: format!("{base}:presence"),
-            users: format!("{base}:users"),
-            trimmed: format!("{base}:trimmed"),
+            stream: self.key(room, "stream"),
+            channel: self.channel(room),
+            presence: self.key(room, "presence"),
+            users: self.key(room, "users"),
+            trimmed: self.key(room, "trimmed"),
         }
+    }
+
+    /// The room's pub/sub channel.
+    pub(super) fn channel(&self, room: &str) -> String {
+        self.key(room, "events")
     }
 
     /// The key of the room's epoch (see [`Broker::epoch`]).
     pub(super) fn epoch_key(&self, room: &str) -> String {
-        format!("{}{{{room}}}:epoch", self.config.prefix)
+        self.key(room, "epoch")
     }
 
     /// `script` with the room's presence keys, as every presence script takes them first:
@@ -97,7 +108,7 @@ impl Store {
         count: Option<usize>,
     ) -> Result<Vec<Message>, RedisBrokerError> {
         let mut cmd = redis::cmd(if newest_first { "XREVRANGE" } else { "XRANGE" });
-        cmd.arg(self.keys(room).stream).arg(start).arg(end);
+        cmd.arg(self.key(room, "stream")).arg(start).arg(end);
         if let Some(count) = count {
             cmd.arg("COUNT").arg(count);
         }
