@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use skat_broker::{MemoryBroker, Recovery, RoomEvent};
-use skat_protocol::Message;
+use skat_protocol::{Message, MessageId};
 
 use crate::outbox::Outbox;
 use crate::rooms::{self, Resume, Rooms};
@@ -42,7 +42,10 @@ impl FanOut {
         self.seq += 1;
         let message = Message {
             room: self.room.to_string(),
-            id: format!("1732800000000-{}", self.seq),
+            id: MessageId {
+                ms: 1_732_800_000_000,
+                seq: self.seq,
+            },
             from: "alice".to_owned(),
             body: "x".repeat(100),
             ts: 1_732_800_000_000,

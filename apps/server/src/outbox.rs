@@ -188,7 +188,7 @@ mod tests {
     fn frame(text: &str) -> Arc<RoomFrame> {
         Arc::new(RoomFrame {
             room: Arc::from("r"),
-            kind: FrameKind::Other,
+            kind: FrameKind::Typing(Arc::from("t")),
             wire: crate::ws::text_frame(text).into(),
         })
     }

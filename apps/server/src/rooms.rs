@@ -41,8 +41,6 @@ pub(crate) enum FrameKind {
     /// A presence change; the user's own connections skip it (they know they are online, and
     /// their `joined` already lists them).
     Presence(Arc<str>),
-    /// Anything else.
-    Other,
 }
 
 /// Why a room cannot be joined right now.
@@ -320,15 +318,10 @@ impl<S: Send + Sync + 'static> RoomSink for Room<S> {
 /// Encodes an event once for all local members.
 pub(crate) fn encode(room: &Arc<str>, event: RoomEvent) -> RoomFrame {
     let (kind, frame) = match event {
-        RoomEvent::Message(message) => {
-            // Ids come from the broker and always parse; one that did not would be a broker bug,
-            // and delivering it unfiltered is the safe failure.
-            let kind = message
-                .id
-                .parse()
-                .map_or(FrameKind::Other, FrameKind::Message);
-            (kind, ServerFrame::Message(message))
-        }
+        RoomEvent::Message(message) => (
+            FrameKind::Message(message.id),
+            ServerFrame::Message(message),
+        ),
         RoomEvent::Presence { room, user, online } => (
             FrameKind::Presence(Arc::from(user.as_str())),
             ServerFrame::Presence { room, user, online },

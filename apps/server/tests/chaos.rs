@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use common::process::{NodeProcess, http_status};
 use skat_client::{Client, ClientError};
-use skat_protocol::{Message, ServerFrame};
+use skat_protocol::{Message, MessageId, ServerFrame};
 use skat_testkit::RedisServer;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout, timeout_at};
@@ -45,11 +45,6 @@ const PERMANENT: &str = "bad_frame unknown_type hello_required invalid_room inva
                          body_too_long invalid_nonce not_joined unauthorized";
 
 /// `<ms>-<seq>` as a pair, ordered like the server orders ids.
-fn parse_id(id: &str) -> (u64, u64) {
-    let (ms, seq) = id.split_once('-').expect("id is <ms>-<seq>");
-    (ms.parse().unwrap(), seq.parse().unwrap())
-}
-
 /// Redis and two nodes, `node-a` and `node-b`, logging to `dir` (removed unless the test fails).
 struct Cluster {
     nodes: Vec<NodeProcess>,
@@ -146,16 +141,16 @@ struct Resilient {
     node: usize,
     client: Option<Client>,
     /// Joined rooms, with the newest message id seen in each: the `since` of a rejoin.
-    rooms: BTreeMap<String, Option<String>>,
+    rooms: BTreeMap<String, Option<MessageId>>,
     /// Unconfirmed sends by nonce.
     pending: BTreeMap<String, Pending>,
     /// Confirmed sends: nonce → id.
-    confirmed: HashMap<String, String>,
+    confirmed: HashMap<String, MessageId>,
     /// Nonces refused before they were confirmed.
     refused: HashSet<String>,
     /// Every message received (live or in a `joined` page) in arrival order, and their ids.
     delivered: Vec<Message>,
-    unique: HashSet<String>,
+    unique: HashSet<MessageId>,
     stats: Arc<Stats>,
     reconnects: usize,
     /// How each dropped connection ended: the close code, if a close frame came.
@@ -196,8 +191,8 @@ impl Resilient {
     }
 
     async fn join_on(&mut self, client: &mut Client, room: &str) -> Result<(), String> {
-        let since = self.rooms.get(room).cloned().flatten();
-        let sent = match &since {
+        let since = self.rooms.get(room).copied().flatten();
+        let sent = match since {
             Some(id) => client.join_since(room, id).await,
             None => client.join(room).await,
         };
@@ -338,12 +333,11 @@ impl Resilient {
     }
 
     fn on_message(&mut self, m: Message) {
-        let id = parse_id(&m.id);
         let mut newest = true;
         if let Some(last) = self.rooms.get_mut(&m.room) {
-            newest = last.as_deref().is_none_or(|l| parse_id(l) < id);
+            newest = last.is_none_or(|l| l < m.id);
             if newest {
-                *last = Some(m.id.clone());
+                *last = Some(m.id);
             }
         }
         if m.from == self.name
@@ -358,7 +352,7 @@ impl Resilient {
                 Some(first) if *first == m.id => bump(&self.stats.originals, 1),
                 Some(_) => bump(&self.stats.conflicts, 1),
                 None => {
-                    self.confirmed.insert(nonce.clone(), m.id.clone());
+                    self.confirmed.insert(nonce.clone(), m.id);
                     bump(&self.stats.accepted, 1);
                     // Out of order, or in a rejoin page (no client while joining).
                     let replayed = !newest || self.client.is_none();
@@ -367,7 +361,7 @@ impl Resilient {
             }
             self.pending.remove(nonce);
         }
-        self.unique.insert(m.id.clone());
+        self.unique.insert(m.id);
         self.delivered.push(m);
     }
 }
@@ -456,16 +450,16 @@ impl Traffic {
         }
         let (senders, receivers) = all.split_at(SENDERS);
         let ids = senders.iter().flat_map(|s| s.confirmed.values());
-        let accepted: HashSet<&str> = ids.map(String::as_str).collect();
+        let accepted: HashSet<MessageId> = ids.copied().collect();
         let mut f = Figures::default();
         for r in receivers {
             let (mut ids, mut nonces, mut last) = (HashSet::new(), HashSet::new(), None);
             for m in &r.delivered {
                 let new_nonce = nonces.insert((m.from.as_str(), m.nonce.as_deref()));
-                f.duplicates += usize::from(!ids.insert(m.id.as_str()) || !new_nonce);
-                f.out_of_order += usize::from(last >= Some(parse_id(&m.id)));
-                f.unknown += usize::from(!accepted.contains(m.id.as_str()));
-                last = Some(parse_id(&m.id));
+                f.duplicates += usize::from(!ids.insert(m.id) || !new_nonce);
+                f.out_of_order += usize::from(last >= Some(m.id));
+                f.unknown += usize::from(!accepted.contains(&m.id));
+                last = Some(m.id);
             }
             f.lost += accepted.iter().filter(|id| !ids.contains(*id)).count();
             f.delivered.push(ids.len());

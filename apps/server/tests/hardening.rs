@@ -361,7 +361,7 @@ async fn replies_are_bounded_in_bytes_and_page_the_rest() {
 
     // Five missed messages are more than a reply holds: the latest page instead, cut to fit.
     let mut bob = node.client("bob").await;
-    bob.join_since("big", &sent[0].id).await.unwrap();
+    bob.join_since("big", sent[0].id).await.unwrap();
     let (messages, recovered) = next_where(&mut bob, "joined", |f| match f {
         ServerFrame::Joined {
             messages,
@@ -375,7 +375,7 @@ async fn replies_are_bounded_in_bytes_and_page_the_rest() {
     assert_eq!(messages, sent[4..], "the newest that fit");
 
     // Paging back from there: cut as well, with has_more.
-    bob.history("big", Some(&sent[4].id), Some(10))
+    bob.history("big", Some(sent[4].id), Some(10))
         .await
         .unwrap();
     let (page, has_more) = next_where(&mut bob, "history", |f| match f {

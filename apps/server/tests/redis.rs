@@ -61,7 +61,7 @@ async fn two_nodes_deliver_the_same_messages_in_the_same_order() {
         on_a, on_b,
         "same messages, same ids, same order on both nodes"
     );
-    let ids: Vec<MessageId> = on_a.iter().map(|m| m.id.parse().unwrap()).collect();
+    let ids: Vec<MessageId> = on_a.iter().map(|m| m.id).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase");
 
     // Stored once, whatever the number of nodes: history holds each message exactly once.
@@ -69,7 +69,7 @@ async fn two_nodes_deliver_the_same_messages_in_the_same_order() {
     let (_, page, _) = join(&mut carol, "general").await;
     assert_eq!(page, on_a[2 * EACH - 50..]);
     carol
-        .history("general", Some(&page[0].id), Some(100))
+        .history("general", Some(page[0].id), Some(100))
         .await
         .unwrap();
     let older = next_where(&mut carol, "history", |f| match f {
@@ -335,15 +335,15 @@ async fn redis_crash_and_restart_loses_no_accepted_message() {
     );
 
     let got: Vec<&Message> = got.iter().filter(|m| m.body != "done").collect();
-    let ids: Vec<MessageId> = got.iter().map(|m| m.id.parse().unwrap()).collect();
+    let ids: Vec<MessageId> = got.iter().map(|m| m.id).collect();
     assert!(
         ids.windows(2).all(|w| w[0] < w[1]),
         "bob got messages in order, without duplicates"
     );
-    let got_ids: HashSet<&str> = got.iter().map(|m| m.id.as_str()).collect();
-    let lost: Vec<&str> = accepted
+    let got_ids: HashSet<MessageId> = got.iter().map(|m| m.id).collect();
+    let lost: Vec<MessageId> = accepted
         .iter()
-        .map(|m| m.id.as_str())
+        .map(|m| m.id)
         .filter(|id| !got_ids.contains(id))
         .collect();
     assert!(
@@ -440,7 +440,7 @@ async fn a_history_redis_lost_is_not_passed_off_as_recovered() {
 
     // Dave last saw m1, in the first history: m2..m4 are gone, and he must be told.
     let mut dave = node.client("dave").await;
-    dave.join_resume("general", &sent[1].id, Some(&first_epoch))
+    dave.join_resume("general", sent[1].id, Some(&first_epoch))
         .await
         .unwrap();
     let (recovered, epoch, bodies) = next_where(&mut dave, "joined", |f| match f {

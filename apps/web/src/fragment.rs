@@ -3,16 +3,18 @@
 /// What the page's fragment (`#name=alice&token=...`) hands the app: an application passes a
 /// signed identity that way, as fragments never reach server logs.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Fragment {
-    pub(crate) name: Option<String>,
-    pub(crate) token: Option<String>,
+pub struct Fragment {
+    /// The `name` to chat as, if given.
+    pub name: Option<String>,
+    /// The signed-mode token (a JWT) for `name`, if given.
+    pub token: Option<String>,
     /// The fragment without the token (`#` included, or empty): what the address bar should
     /// show, so that a copied link does not carry the token.
-    pub(crate) scrubbed: String,
+    pub scrubbed: String,
 }
 
 /// Splits a `location.hash` into [`Fragment`].
-pub(crate) fn parse_fragment(hash: &str) -> Fragment {
+pub fn parse_fragment(hash: &str) -> Fragment {
     let mut fragment = Fragment::default();
     let mut kept = Vec::new();
     for pair in hash

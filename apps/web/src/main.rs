@@ -1,13 +1,7 @@
 //! Skat's web client: a Leptos app rendered in the browser, speaking the protocol through
-//! `skat-protocol` types. `state` holds the logic (native-testable); `ui` the components and the
-//! WebSocket (wasm only).
+//! `skat-protocol` types. The crate's library (`skat_web`) holds the logic, native-testable;
+//! `ui` the components and the WebSocket (wasm only).
 
-// Natively only the state logic and its tests are built; the UI that uses the rest is wasm-only.
-#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-
-mod fragment;
-mod room;
-mod state;
 #[cfg(target_arch = "wasm32")]
 mod ui;
 

@@ -2,59 +2,60 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use skat_protocol::Message;
+use skat_protocol::{Message, MessageId};
 
 use crate::state::ROOM_WINDOW;
 
 /// A message we sent and have not seen confirmed yet (or that failed).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Pending {
+pub struct Pending {
     /// Our nonce, echoed by the server in the confirmation or the error.
-    pub(crate) nonce: String,
+    pub nonce: String,
     /// The text, kept so it is never lost.
-    pub(crate) body: String,
+    pub body: String,
     /// Why it failed, once it has.
-    pub(crate) error: Option<String>,
+    pub error: Option<String>,
     /// The connection it was sent on (see [`Chat::on_open`](crate::state::Chat::on_open)).
-    pub(crate) epoch: u64,
+    pub epoch: u64,
     /// When it was first sent, in ms.
-    pub(crate) sent_at: f64,
+    pub sent_at: f64,
 }
 
 /// Everything the UI shows about one joined room.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Room {
+pub struct Room {
     /// Messages in server order, oldest first, each id once.
-    pub(crate) messages: Vec<Message>,
-    pub(crate) ids: HashSet<String>,
+    pub messages: Vec<Message>,
+    /// The ids of `messages`, to drop a message seen twice (live and in a page).
+    pub ids: HashSet<MessageId>,
     /// Users online in the room.
-    pub(crate) members: BTreeSet<String>,
+    pub members: BTreeSet<String>,
     /// Messages received while the room was not the active one.
-    pub(crate) unread: u32,
+    pub unread: u32,
     /// Our sends awaiting confirmation, or failed.
-    pub(crate) pending: Vec<Pending>,
+    pub pending: Vec<Pending>,
     /// Users typing, with the time (ms) their notice expires.
-    pub(crate) typing: BTreeMap<String, f64>,
+    pub typing: BTreeMap<String, f64>,
     /// Whether older history exists before the first message.
-    pub(crate) has_more: bool,
+    pub has_more: bool,
     /// Whether a `history` request is in flight.
-    pub(crate) loading_older: bool,
+    pub loading_older: bool,
     /// Whether the server confirmed the join on the current connection.
-    pub(crate) joined: bool,
+    pub joined: bool,
     /// The room's history epoch from the last `joined`, sent back with `since` on a rejoin so a
     /// history the server lost is not mistaken for what we missed.
-    pub(crate) history_epoch: Option<String>,
+    pub history_epoch: Option<String>,
     /// Bumped whenever `messages` changes, so views re-render the list only then.
-    pub(crate) version: u64,
+    pub version: u64,
     /// When we last sent a typing frame, in ms.
-    pub(crate) last_typing_sent: Option<f64>,
+    pub last_typing_sent: Option<f64>,
 }
 
 impl Room {
     /// Adds a message unless its id is known; returns whether it was new. Past
     /// [`ROOM_WINDOW`] the oldest messages go (and can be loaded again).
-    pub(crate) fn push(&mut self, message: Message) -> bool {
-        if !self.ids.insert(message.id.clone()) {
+    pub fn push(&mut self, message: Message) -> bool {
+        if !self.ids.insert(message.id) {
             return false;
         }
         self.messages.push(message);
@@ -70,17 +71,17 @@ impl Room {
     }
 
     /// Changes whenever the messages do.
-    pub(crate) fn version(&self) -> u64 {
+    pub fn version(&self) -> u64 {
         self.version
     }
 
     /// The id of the newest message, the `since` of a rejoin.
-    pub(crate) fn last_id(&self) -> Option<&str> {
-        self.messages.last().map(|m| m.id.as_str())
+    pub fn last_id(&self) -> Option<MessageId> {
+        self.messages.last().map(|m| m.id)
     }
 
     /// Names of users currently typing (not expired at `now`).
-    pub(crate) fn typing_users(&self, now: f64) -> Vec<&str> {
+    pub fn typing_users(&self, now: f64) -> Vec<&str> {
         self.typing
             .iter()
             .filter(|(_, until)| **until > now)

@@ -10,23 +10,23 @@ use std::collections::BTreeMap;
 
 use skat_protocol::{ClientFrame, Message, ServerFrame};
 
-pub(crate) use crate::room::{Pending, Room};
+pub use crate::room::{Pending, Room};
 
 /// How long a "typing" notice stays visible without a new typing frame, in ms.
-pub(crate) const TYPING_VISIBLE_MS: f64 = 4000.0;
+pub const TYPING_VISIBLE_MS: f64 = 4000.0;
 /// Minimum interval between two typing frames we send for one room, in ms.
-pub(crate) const TYPING_THROTTLE_MS: f64 = 2000.0;
+pub const TYPING_THROTTLE_MS: f64 = 2000.0;
 /// Messages a room keeps: past it, live messages push the oldest out (they can be loaded again
 /// with "load older"), so a busy room costs the page the same after an hour as after a minute.
-pub(crate) const ROOM_WINDOW: usize = 500;
+pub const ROOM_WINDOW: usize = 500;
 /// How old an unconfirmed send may be and still be re-sent by itself after a reconnect: within
 /// the server's 2-minute deduplication window (with a margin), a repeat of a send it already
 /// stored is answered with the original, never stored twice. An older one is left to the user.
-pub(crate) const RESEND_WITHIN_MS: f64 = 100_000.0;
+pub const RESEND_WITHIN_MS: f64 = 100_000.0;
 
 /// The state of the WebSocket connection, always shown to the user.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Connection {
+pub enum Connection {
     /// Opening the socket or waiting for `welcome`.
     Connecting,
     /// Identified and live.
@@ -44,33 +44,33 @@ pub(crate) enum Connection {
 
 /// The whole client state.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Chat {
+pub struct Chat {
     /// The name we asked for.
-    pub(crate) name: String,
+    pub name: String,
     /// The node serving this connection (from `welcome`).
-    pub(crate) node: Option<String>,
+    pub node: Option<String>,
     /// The connection state.
-    pub(crate) connection: Connection,
+    pub connection: Connection,
     /// Joined rooms by name.
-    pub(crate) rooms: BTreeMap<String, Room>,
+    pub rooms: BTreeMap<String, Room>,
     /// The room on screen.
-    pub(crate) active: Option<String>,
+    pub active: Option<String>,
     /// The latest error not tied to a message, shown in a banner.
-    pub(crate) notice: Option<String>,
+    pub notice: Option<String>,
     next_nonce: u64,
     /// Random per page load, so nonces of two tabs never collide.
     nonce_prefix: String,
     /// Counts connections, to tell sends of an earlier connection from current ones.
     epoch: u64,
     /// Frames the state wants sent (re-sends after a reconnect); the UI drains it.
-    pub(crate) outbox: Vec<ClientFrame>,
+    pub outbox: Vec<ClientFrame>,
     /// Signed mode: the token the application gave us for `name`.
-    pub(crate) token: Option<String>,
+    pub token: Option<String>,
 }
 
 impl Chat {
     /// A fresh state for user `name`; `nonce_prefix` should be random per page load.
-    pub(crate) fn new(name: impl Into<String>, nonce_prefix: impl Into<String>) -> Self {
+    pub fn new(name: impl Into<String>, nonce_prefix: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             node: None,
@@ -87,13 +87,13 @@ impl Chat {
     }
 
     /// The active room, if any.
-    pub(crate) fn active_room(&self) -> Option<&Room> {
+    pub fn active_room(&self) -> Option<&Room> {
         self.active.as_ref().and_then(|r| self.rooms.get(r))
     }
 
     /// The frames to send once the socket opens: `hello`, then a `join` per known room, with
     /// `since` = the last message seen so the server sends exactly what we missed.
-    pub(crate) fn on_open(&mut self) -> Vec<ClientFrame> {
+    pub fn on_open(&mut self) -> Vec<ClientFrame> {
         self.connection = Connection::Connecting;
         self.epoch += 1;
         let mut frames = vec![ClientFrame::Hello {
@@ -103,7 +103,7 @@ impl Chat {
         for (name, room) in &mut self.rooms {
             room.joined = false;
             room.typing.clear();
-            let since = room.last_id().map(str::to_owned);
+            let since = room.last_id().map(|id| id.to_string());
             frames.push(ClientFrame::Join {
                 room: name.clone(),
                 epoch: since.as_ref().and(room.history_epoch.clone()),
@@ -115,11 +115,12 @@ impl Chat {
 
     /// The socket closed; `attempt` failures so far, next try in `retry_in_ms`.
     /// Whether the connection should be retried after it closes (not after a refusal).
-    pub(crate) fn should_reconnect(&self) -> bool {
+    pub fn should_reconnect(&self) -> bool {
         !matches!(self.connection, Connection::Refused(_))
     }
 
-    pub(crate) fn on_close(&mut self, attempt: u32, retry_in_ms: u32) {
+    /// The connection closed: reconnect attempt `attempt` comes in `retry_in_ms`.
+    pub fn on_close(&mut self, attempt: u32, retry_in_ms: u32) {
         self.connection = Connection::Reconnecting {
             attempt,
             retry_in_ms,
@@ -132,7 +133,7 @@ impl Chat {
     }
 
     /// Starts joining `room` (or just switches to it if already joined); returns the frame to send.
-    pub(crate) fn join(&mut self, room: &str) -> Option<ClientFrame> {
+    pub fn join(&mut self, room: &str) -> Option<ClientFrame> {
         self.active = Some(room.to_owned());
         if let Some(existing) = self.rooms.get_mut(room) {
             existing.unread = 0;
@@ -147,7 +148,7 @@ impl Chat {
     }
 
     /// Shows `room`, clearing its unread count.
-    pub(crate) fn switch_to(&mut self, room: &str) {
+    pub fn switch_to(&mut self, room: &str) {
         if let Some(r) = self.rooms.get_mut(room) {
             r.unread = 0;
             self.active = Some(room.to_owned());
@@ -155,7 +156,7 @@ impl Chat {
     }
 
     /// Leaves `room`; returns the frame to send.
-    pub(crate) fn leave(&mut self, room: &str) -> Option<ClientFrame> {
+    pub fn leave(&mut self, room: &str) -> Option<ClientFrame> {
         self.rooms.remove(room)?;
         if self.active.as_deref() == Some(room) {
             self.active = self.rooms.keys().next().cloned();
@@ -169,7 +170,7 @@ impl Chat {
     /// unknown or the connection not live (the UI then keeps the text in the composer). The
     /// message shows as pending until its echo arrives. The server handles a connection's frames
     /// in order, so a send right after a join needs no wait for `joined`.
-    pub(crate) fn send(&mut self, room: &str, body: &str, now: f64) -> Option<ClientFrame> {
+    pub fn send(&mut self, room: &str, body: &str, now: f64) -> Option<ClientFrame> {
         if self.connection != Connection::Online {
             return None;
         }
@@ -197,7 +198,7 @@ impl Chat {
 
     /// Re-sends a failed message with its nonce (a repeat of an accepted send is answered with
     /// the original, never stored twice); returns the frame.
-    pub(crate) fn retry(&mut self, room: &str, nonce: &str) -> Option<ClientFrame> {
+    pub fn retry(&mut self, room: &str, nonce: &str) -> Option<ClientFrame> {
         if self.connection != Connection::Online {
             return None;
         }
@@ -214,14 +215,14 @@ impl Chat {
     }
 
     /// Drops a failed message, returning its text (e.g. back to the composer).
-    pub(crate) fn discard(&mut self, room: &str, nonce: &str) -> Option<String> {
+    pub fn discard(&mut self, room: &str, nonce: &str) -> Option<String> {
         let r = self.rooms.get_mut(room)?;
         let index = r.pending.iter().position(|p| p.nonce == nonce)?;
         Some(r.pending.remove(index).body)
     }
 
     /// A `typing` frame for `room` unless one was sent less than the throttle interval ago.
-    pub(crate) fn typing(&mut self, room: &str, now: f64) -> Option<ClientFrame> {
+    pub fn typing(&mut self, room: &str, now: f64) -> Option<ClientFrame> {
         let r = self.rooms.get_mut(room)?;
         if !r.joined
             || r.last_typing_sent
@@ -237,13 +238,13 @@ impl Chat {
 
     /// A `history` frame for the page before the oldest message of `room`, unless one is in
     /// flight or there is nothing older.
-    pub(crate) fn load_older(&mut self, room: &str) -> Option<ClientFrame> {
+    pub fn load_older(&mut self, room: &str) -> Option<ClientFrame> {
         let r = self.rooms.get_mut(room)?;
         if r.loading_older || !r.has_more || !r.joined {
             return None;
         }
         r.loading_older = true;
-        let before = r.messages.first().map(|m| m.id.clone());
+        let before = r.messages.first().map(|m| m.id.to_string());
         Some(ClientFrame::History {
             room: room.to_owned(),
             before,
@@ -252,7 +253,7 @@ impl Chat {
     }
 
     /// Drops typing notices that expired by `now`; returns whether anything changed.
-    pub(crate) fn expire_typing(&mut self, now: f64) -> bool {
+    pub fn expire_typing(&mut self, now: f64) -> bool {
         let mut changed = false;
         for room in self.rooms.values_mut() {
             let before = room.typing.len();
@@ -263,7 +264,7 @@ impl Chat {
     }
 
     /// Applies a frame from the server at time `now` (ms).
-    pub(crate) fn apply(&mut self, frame: ServerFrame, now: f64) {
+    pub fn apply(&mut self, frame: ServerFrame, now: f64) {
         match frame {
             ServerFrame::Welcome { user, node, .. } => self.on_welcome(user, node),
             ServerFrame::Joined {
@@ -391,7 +392,7 @@ impl Chat {
         r.has_more = has_more;
         let older: Vec<Message> = messages
             .into_iter()
-            .filter(|m| r.ids.insert(m.id.clone()))
+            .filter(|m| r.ids.insert(m.id))
             .collect();
         r.messages.splice(0..0, older);
         r.version += 1;
@@ -434,18 +435,18 @@ impl Chat {
 /// Reconnect delay: exponential from 500 ms, capped at 30 s, with "equal jitter" (half fixed,
 /// half random) so a node restart does not bring every client back at the same instant.
 /// `random` is in `[0, 1)`.
-pub(crate) fn backoff_ms(attempt: u32, random: f64) -> u32 {
+pub fn backoff_ms(attempt: u32, random: f64) -> u32 {
     let ceiling = (500.0 * 2f64.powi(attempt.min(16) as i32)).min(30_000.0);
     (ceiling / 2.0 + ceiling / 2.0 * random.clamp(0.0, 1.0)) as u32
 }
 
 /// Whether `name` is acceptable to the server, with the reason if not.
-pub(crate) fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), String> {
     skat_protocol::validate_name(name).map_err(|e| e.message)
 }
 
 /// Whether `room` is acceptable to the server, with the reason if not.
-pub(crate) fn check_room(room: &str) -> Result<(), String> {
+pub fn check_room(room: &str) -> Result<(), String> {
     skat_protocol::validate_room(room).map_err(|e| e.message)
 }
 
@@ -457,7 +458,7 @@ mod tests {
     fn msg(room: &str, id: &str, from: &str, body: &str, nonce: Option<&str>) -> Message {
         Message {
             room: room.into(),
-            id: id.into(),
+            id: id.parse().unwrap(),
             from: from.into(),
             body: body.into(),
             ts: 1,
@@ -741,7 +742,7 @@ mod tests {
         }
         let room = &chat.rooms["a"];
         assert_eq!(room.messages.len(), ROOM_WINDOW);
-        assert_eq!(room.messages[0].id, "1-10", "the oldest went");
+        assert_eq!(room.messages[0].id.to_string(), "1-10", "the oldest went");
         assert!(room.has_more, "and can be loaded again");
         assert!(room.version() > before);
         // A message pushed out is new again if a page brings it back.
@@ -754,7 +755,7 @@ mod tests {
             },
             0.0,
         );
-        assert_eq!(chat.rooms["a"].messages[0].id, "1-9");
+        assert_eq!(chat.rooms["a"].messages[0].id.to_string(), "1-9");
         assert!(chat.rooms["a"].version() > v);
     }
 
@@ -808,7 +809,7 @@ mod tests {
             },
             0.0,
         );
-        assert_eq!(chat.rooms["a"].messages[0].id, "8-0");
+        assert_eq!(chat.rooms["a"].messages[0].id.to_string(), "8-0");
         assert_eq!(chat.rooms["a"].messages.len(), 52);
         assert_eq!(chat.load_older("a"), None, "nothing older");
 

@@ -25,7 +25,6 @@
 //!   The broker turns these into `online`/`offline` [`RoomEvent::Presence`] events when a user's
 //!   first node arrives or last node leaves.
 
-mod id;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis_backend;
@@ -39,11 +38,10 @@ pub mod conformance;
 use std::future::Future;
 use std::sync::Arc;
 
-pub use id::{InvalidMessageId, MessageId};
 pub use memory::{MemoryBroker, MemoryBrokerConfig, MemoryError, MemorySubscription};
 #[cfg(feature = "redis")]
 pub use redis_backend::{RedisBroker, RedisBrokerError, RedisConfig, RedisSubscription};
-pub use skat_protocol::Message;
+pub use skat_protocol::{InvalidMessageId, Message, MessageId};
 pub use tally::Tally;
 
 /// Locks `m`, ignoring poisoning. A poisoned lock means a panic while holding it; the state is
@@ -153,7 +151,7 @@ impl Recovery {
 pub fn message_size(message: &Message) -> usize {
     MESSAGE_OVERHEAD
         + message.room.len()
-        + message.id.len()
+        + message.id.text_len()
         + message.from.len()
         + message.body.len()
         + message.nonce.as_ref().map_or(0, String::len)

@@ -21,7 +21,7 @@
 
 use futures_util::{SinkExt, StreamExt};
 use skat_protocol::{
-    ClientFrame, DecodeError, ErrorCode, ServerFrame, decode_server, encode_client,
+    ClientFrame, DecodeError, ErrorCode, MessageId, ServerFrame, decode_server, encode_client,
 };
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -123,7 +123,7 @@ impl Client {
     }
 
     /// Asks to join `room` and recover the messages after `since`.
-    pub async fn join_since(&mut self, room: &str, since: &str) -> Result<(), ClientError> {
+    pub async fn join_since(&mut self, room: &str, since: MessageId) -> Result<(), ClientError> {
         self.join_resume(room, since, None).await
     }
 
@@ -134,12 +134,12 @@ impl Client {
     pub async fn join_resume(
         &mut self,
         room: &str,
-        since: &str,
+        since: MessageId,
         epoch: Option<&str>,
     ) -> Result<(), ClientError> {
         self.send_frame(&ClientFrame::Join {
             room: room.to_owned(),
-            since: Some(since.to_owned()),
+            since: Some(since.to_string()),
             epoch: epoch.map(str::to_owned),
         })
         .await
@@ -180,12 +180,12 @@ impl Client {
     pub async fn history(
         &mut self,
         room: &str,
-        before: Option<&str>,
+        before: Option<MessageId>,
         limit: Option<u32>,
     ) -> Result<(), ClientError> {
         let frame = ClientFrame::History {
             room: room.to_owned(),
-            before: before.map(str::to_owned),
+            before: before.map(|id| id.to_string()),
             limit,
         };
         self.send_frame(&frame).await

@@ -12,7 +12,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use skat_protocol::{ClientFrame, Message, ServerFrame, decode_client, encode_server};
+use skat_protocol::{ClientFrame, Message, MessageId, ServerFrame, decode_client, encode_server};
 
 /// A 100-byte chat line, plain text.
 const PLAIN: &str = "Sure, let's meet at 10:30 tomorrow in the lobby; I'll bring the slides and the printed agenda.";
@@ -31,7 +31,10 @@ fn send_frame(body: &str) -> String {
 fn message_frame(body: &str) -> ServerFrame {
     ServerFrame::Message(Message {
         room: "general".to_owned(),
-        id: "1764290000000-17".to_owned(),
+        id: MessageId {
+            ms: 1_764_290_000_000,
+            seq: 17,
+        },
         from: "alice".to_owned(),
         body: body.to_owned(),
         ts: 1_764_290_000_000,

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::MessageId;
+
 /// A frame sent by a client to the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -84,7 +86,7 @@ pub struct Message {
     /// Room the message belongs to.
     pub room: String,
     /// Id assigned by the broker: strictly increasing within a room, opaque to clients.
-    pub id: String,
+    pub id: MessageId,
     /// Name of the sender.
     pub from: String,
     /// Message text.

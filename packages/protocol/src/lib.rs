@@ -14,10 +14,12 @@
 
 mod codec;
 mod frames;
+mod id;
 mod validate;
 
 pub use codec::{DecodeError, decode_client, decode_server, encode_client, encode_server};
 pub use frames::{ClientFrame, ErrorCode, Message, ServerFrame};
+pub use id::{InvalidMessageId, MessageId};
 pub use validate::{
     DEFAULT_HISTORY_LIMIT, Invalid, MAX_BODY_CHARS, MAX_HISTORY_LIMIT, MAX_NAME_CHARS,
     MAX_NONCE_CHARS, MAX_ROOM_CHARS, validate_body, validate_history_limit, validate_name,

@@ -32,7 +32,7 @@ fn s(text: &str) -> String {
 fn message(id: &str, ts: u64, from: &str, body: &str, nonce: Option<&str>) -> Message {
     Message {
         room: s("general"),
-        id: s(id),
+        id: id.parse().unwrap(),
         from: s(from),
         body: s(body),
         ts,

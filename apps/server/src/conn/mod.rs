@@ -383,7 +383,6 @@ where
         match &frame.kind {
             FrameKind::Message(id) => joined.watermark.is_none_or(|w| *id > w),
             FrameKind::Typing(user) | FrameKind::Presence(user) => self.user.as_ref() != Some(user),
-            FrameKind::Other => true,
         }
     }
 

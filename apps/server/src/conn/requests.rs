@@ -195,7 +195,7 @@ where
         }
         let watermark = messages
             .last()
-            .and_then(|m| m.id.parse().ok())
+            .map(|m| m.id)
             .or(if recovered { since } else { None });
         // Most connections are in one or two rooms: grow one slot at a time.
         self.rooms.reserve_exact(1);
@@ -362,7 +362,7 @@ mod tests {
     fn message(body: &str) -> Message {
         Message {
             room: "r".into(),
-            id: "1-0".into(),
+            id: MessageId { ms: 1, seq: 0 },
             from: "a".into(),
             body: body.into(),
             ts: 1,

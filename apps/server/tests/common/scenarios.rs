@@ -21,7 +21,7 @@ pub async fn recovery(a: &Node, b: &Node, history_len: usize) {
 
     // Bob last saw m3; he comes back (on `b`).
     let mut bob = b.client("bob").await;
-    bob.join_since("general", &sent[3].id).await.unwrap();
+    bob.join_since("general", sent[3].id).await.unwrap();
     let (_, messages, recovered) = joined(&mut bob, "general").await;
     assert!(recovered);
     assert_eq!(messages, sent[4..]);
@@ -42,7 +42,7 @@ pub async fn recovery(a: &Node, b: &Node, history_len: usize) {
         message(&mut alice).await;
     }
     let mut late = b.client("late").await;
-    late.join_since("general", &sent[3].id).await.unwrap();
+    late.join_since("general", sent[3].id).await.unwrap();
     let (_, messages, recovered) = joined(&mut late, "general").await;
     assert!(!recovered);
     let page = usize::try_from(skat_protocol::DEFAULT_HISTORY_LIMIT).unwrap();

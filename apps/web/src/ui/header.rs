@@ -6,7 +6,7 @@
 use leptos::prelude::*;
 
 use super::chat;
-use crate::state::Connection;
+use skat_web::state::Connection;
 
 /// Room name, connection state and serving node: always visible.
 #[component]

@@ -8,7 +8,7 @@ use skat_protocol::Message;
 use wasm_bindgen::JsCast;
 
 use super::{chat, local_time, now, socket};
-use crate::state::{self, Pending};
+use skat_web::state::{self, Pending};
 
 /// The active room's messages, pending sends, and "load older"; sticks to the bottom unless the
 /// user scrolled up.
@@ -79,11 +79,11 @@ pub(super) fn Messages() -> impl IntoView {
             </Show>
             <For
                 each=move || messages.get()
-                key=|m| m.id.clone()
+                key=|m| m.id
                 children=move |m: Message| {
                     let own = m.from == me();
                     view! {
-                        <article class="message" class:own=own data-id=m.id>
+                        <article class="message" class:own=own data-id=m.id.to_string()>
                             <span class="from">{m.from.clone()}</span>
                             <time class="time">{local_time(m.ts)}</time>
                             <p class="body">{m.body.clone()}</p>

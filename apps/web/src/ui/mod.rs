@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use leptos::prelude::*;
 
-use crate::state::{self, Chat};
+use skat_web::state::{self, Chat};
 
 mod composer;
 mod header;
@@ -82,7 +82,7 @@ fn socket() -> ReconnectingSocket {
 /// then removed from the address bar (and this history entry), so a copied link does not leak it.
 fn fragment_identity() -> (Option<String>, Option<String>) {
     let location = window().location();
-    let fragment = crate::fragment::parse_fragment(&location.hash().unwrap_or_default());
+    let fragment = skat_web::fragment::parse_fragment(&location.hash().unwrap_or_default());
     if fragment.token.is_some() {
         let path = location.pathname().unwrap_or_default();
         let search = location.search().unwrap_or_default();

@@ -6,7 +6,7 @@
 use leptos::prelude::*;
 
 use super::{chat, socket};
-use crate::state;
+use skat_web::state;
 
 /// Joined rooms with unread counts, leave buttons, and a form to join more.
 #[component]

@@ -10,7 +10,7 @@ use wasm_bindgen::closure::Closure;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
 use super::{now, ws_url};
-use crate::state::{self, Chat};
+use skat_web::state::{self, Chat};
 
 /// The connection and its reconnect bookkeeping; cheap to copy into callbacks.
 #[derive(Clone, Copy)]

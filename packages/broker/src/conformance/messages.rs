@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use super::{id, listen, next_event, publish_n};
+use super::{listen, next_event, publish_n};
 use crate::{Broker, MessageId, NewMessage, Published, Recovery, RoomEvent};
 
 pub async fn ids_increase_and_reach_every_subscriber<B: Broker>(broker: &B) {
@@ -11,7 +11,7 @@ pub async fn ids_increase_and_reach_every_subscriber<B: Broker>(broker: &B) {
     let mut b = listen(broker, "c-order").await.unwrap();
     let sent = publish_n(broker, "c-order", 15).await;
     assert!(
-        sent.windows(2).all(|w| id(&w[0]) < id(&w[1])),
+        sent.windows(2).all(|w| w[0].id < w[1].id),
         "ids must strictly increase"
     );
     assert_eq!(sent[3].body, "m3");
@@ -38,13 +38,13 @@ pub async fn history_pages_backwards<B: Broker>(broker: &B) {
     assert_eq!(latest.messages, sent[7..12]);
     assert!(latest.has_more);
     let older = broker
-        .history("c-history", Some(id(&latest.messages[0])), 5)
+        .history("c-history", Some(latest.messages[0].id), 5)
         .await
         .unwrap();
     assert_eq!(older.messages, sent[2..7]);
     assert!(older.has_more);
     let oldest = broker
-        .history("c-history", Some(id(&older.messages[0])), 5)
+        .history("c-history", Some(older.messages[0].id), 5)
         .await
         .unwrap();
     assert_eq!(oldest.messages, sent[0..2]);
@@ -68,7 +68,7 @@ pub async fn history_is_bounded<B: Broker>(broker: &B, history_len: usize) {
 pub async fn recovery<B: Broker>(broker: &B, history_len: usize) {
     let sent = publish_n(broker, "c-recover", 10).await;
     let missed = broker
-        .recover("c-recover", id(&sent[6]), Recovery::count(100))
+        .recover("c-recover", sent[6].id, Recovery::count(100))
         .await
         .unwrap();
     assert_eq!(
@@ -77,12 +77,12 @@ pub async fn recovery<B: Broker>(broker: &B, history_len: usize) {
         "exactly the messages after since"
     );
     let none = broker
-        .recover("c-recover", id(&sent[9]), Recovery::count(100))
+        .recover("c-recover", sent[9].id, Recovery::count(100))
         .await
         .unwrap();
     assert_eq!(none, Some(vec![]), "nothing missed");
     let over = broker
-        .recover("c-recover", id(&sent[0]), Recovery::count(3))
+        .recover("c-recover", sent[0].id, Recovery::count(3))
         .await
         .unwrap();
     assert_eq!(over, None, "more missed than the limit");
@@ -108,7 +108,7 @@ pub async fn recovery<B: Broker>(broker: &B, history_len: usize) {
         limit: 100,
         max_bytes: 4 * size + size / 2,
     };
-    let since = id(&big[0]);
+    let since = big[0].id;
     assert_eq!(
         broker
             .recover("c-recover-bytes", since, tight)
@@ -133,7 +133,7 @@ pub async fn recovery<B: Broker>(broker: &B, history_len: usize) {
         "over the byte bound: the latest page instead"
     );
     let unknown = broker
-        .recover("c-never-used", id(&sent[0]), Recovery::count(100))
+        .recover("c-never-used", sent[0].id, Recovery::count(100))
         .await
         .unwrap();
     assert_eq!(unknown, None, "a room without messages knows no id");
@@ -141,14 +141,14 @@ pub async fn recovery<B: Broker>(broker: &B, history_len: usize) {
     let sent = publish_n(broker, "c-trimmed", history_len + 3).await;
     assert_eq!(
         broker
-            .recover("c-trimmed", id(&sent[0]), Recovery::count(10_000))
+            .recover("c-trimmed", sent[0].id, Recovery::count(10_000))
             .await
             .unwrap(),
         None,
         "gap past retention"
     );
     let kept = broker
-        .recover("c-trimmed", id(&sent[2]), Recovery::count(10_000))
+        .recover("c-trimmed", sent[2].id, Recovery::count(10_000))
         .await
         .unwrap();
     assert_eq!(
@@ -190,7 +190,7 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
             room,
             "dave",
             true,
-            Some(id(&sent[6])),
+            Some(sent[6].id),
             None,
             Recovery::count(100),
             5,
@@ -210,7 +210,7 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
             room,
             "dave",
             false,
-            Some(id(&sent[0])),
+            Some(sent[0].id),
             None,
             Recovery::count(3),
             5,
@@ -230,7 +230,7 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
             "c-snapshot-trimmed",
             "dave",
             false,
-            Some(id(&trimmed[0])),
+            Some(trimmed[0].id),
             None,
             Recovery::count(10_000),
             2,
@@ -248,7 +248,7 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
             "c-snapshot-trimmed",
             "dave",
             false,
-            Some(id(&trimmed[2])),
+            Some(trimmed[2].id),
             None,
             Recovery::count(10_000),
             2,
@@ -268,7 +268,7 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
             room,
             "dave",
             false,
-            Some(id(&sent[6])),
+            Some(sent[6].id),
             Some(&first.epoch),
             Recovery::count(100),
             5,
@@ -281,7 +281,7 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
             room,
             "dave",
             false,
-            Some(id(&sent[6])),
+            Some(sent[6].id),
             Some("another-history"),
             Recovery::count(100),
             5,
@@ -359,7 +359,7 @@ pub async fn boundary_ids<B: Broker>(broker: &B) {
         .unwrap();
     assert_eq!(none, Some(vec![]), "nothing is after the largest id");
     let future = MessageId {
-        ms: id(&sent[2]).ms + 1_000_000,
+        ms: sent[2].id.ms + 1_000_000,
         seq: 0,
     };
     let none = broker

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::{Broker, Message, MessageId, NewMessage, Published, RoomEvent, RoomSink};
+use crate::{Broker, Message, NewMessage, Published, RoomEvent, RoomSink};
 
 /// Runs every check; `make` builds a broker whose per-room history holds `history_len` messages.
 pub async fn run_all<B, F, Fut>(make: F, history_len: usize)
@@ -115,8 +115,4 @@ pub async fn next_event<S>(sub: &mut Listener<S>) -> RoomEvent {
         .await
         .expect("no room event within 5 s")
         .expect("subscription ended")
-}
-
-pub(crate) fn id(message: &Message) -> MessageId {
-    message.id.parse().unwrap()
 }

@@ -67,8 +67,8 @@ struct RoomLog {
 
 #[derive(Debug, Default)]
 struct RoomState {
-    /// Retained messages in id order, each with its parsed id.
-    history: VecDeque<(MessageId, Message)>,
+    /// Retained messages in id order.
+    history: VecDeque<Message>,
     /// Id of the latest message ever published.
     last_id: Option<MessageId>,
     /// Id of the newest message dropped from the history.
@@ -131,8 +131,8 @@ impl RoomState {
     }
 
     /// Messages with ids above `after`, oldest first.
-    fn after(&self, after: Option<MessageId>) -> impl Iterator<Item = &(MessageId, Message)> {
-        let start = after.map_or(0, |a| self.history.partition_point(|(id, _)| *id <= a));
+    fn after(&self, after: Option<MessageId>) -> impl Iterator<Item = &Message> {
+        let start = after.map_or(0, |a| self.history.partition_point(|m| m.id <= a));
         self.history.range(start..)
     }
 }
@@ -218,12 +218,12 @@ impl Broker for MemoryBroker {
             // The original as stored, or (if trimmed away since) as sent now with its id.
             let stored = state
                 .history
-                .binary_search_by_key(&original, |(id, _)| *id)
+                .binary_search_by_key(&original, |m| m.id)
                 .ok()
-                .map(|i| state.history[i].1.clone());
-            let message = stored.unwrap_or_else(|| Message {
+                .map(|i| state.history[i].clone());
+            let message = stored.unwrap_or(Message {
                 room: new.room,
-                id: original.to_string(),
+                id: original,
                 from: new.from,
                 body: new.body,
                 ts: original.ms,
@@ -234,16 +234,16 @@ impl Broker for MemoryBroker {
         let id = MessageId::next_after(state.last_id, now_ms());
         let message = Message {
             room: new.room,
-            id: id.to_string(),
+            id,
             from: new.from,
             body: new.body,
             ts: id.ms,
             nonce: new.nonce,
         };
         state.last_id = Some(id);
-        state.history.push_back((id, message.clone()));
+        state.history.push_back(message.clone());
         while state.history.len() > self.config.history_len {
-            state.trimmed = state.history.pop_front().map(|(id, _)| id);
+            state.trimmed = state.history.pop_front().map(|m| m.id);
         }
         if let Some(key) = key {
             let dedup = state.dedup.get_or_insert_default();
@@ -276,15 +276,11 @@ impl Broker for MemoryBroker {
         };
         let state = lock(&log.state);
         let end = before.map_or(state.history.len(), |b| {
-            state.history.partition_point(|(id, _)| *id < b)
+            state.history.partition_point(|m| m.id < b)
         });
         let start = end.saturating_sub(limit);
         Ok(HistoryPage {
-            messages: state
-                .history
-                .range(start..end)
-                .map(|(_, m)| m.clone())
-                .collect(),
+            messages: state.history.range(start..end).cloned().collect(),
             has_more: start > 0,
         })
     }
@@ -306,7 +302,7 @@ impl Broker for MemoryBroker {
         }
         let mut missed = Vec::new();
         let mut bytes = 0usize;
-        for (_, message) in state.after(Some(since)) {
+        for message in state.after(Some(since)) {
             bytes = bytes.saturating_add(crate::message_size(message));
             if missed.len() == bounds.limit || bytes > bounds.max_bytes {
                 return Ok(None);

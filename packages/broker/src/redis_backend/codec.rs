@@ -26,8 +26,8 @@ pub(super) fn parse_id(id: &str) -> Result<MessageId, RedisBrokerError> {
 }
 
 /// Decodes [`encode_message`]'s output.
-fn decode_message(room: &str, id: String, encoded: &str) -> Result<Message, RedisBrokerError> {
-    let parsed = parse_id(&id)?;
+fn decode_message(room: &str, id: &str, encoded: &str) -> Result<Message, RedisBrokerError> {
+    let id = parse_id(id)?;
     let (from, rest) = encoded
         .split_once('\n')
         .ok_or_else(|| corrupt("message without sender"))?;
@@ -50,7 +50,7 @@ fn decode_message(room: &str, id: String, encoded: &str) -> Result<Message, Redi
         id,
         from: from.to_owned(),
         body: body.to_owned(),
-        ts: parsed.ms,
+        ts: id.ms,
         nonce,
     })
 }
@@ -65,12 +65,12 @@ pub(super) fn decode_entries(
 ) -> Result<Vec<Message>, RedisBrokerError> {
     entries
         .into_iter()
-        .map(|(id, fields)| decode_entry(room, id, &fields))
+        .map(|(id, fields)| decode_entry(room, &id, &fields))
         .collect()
 }
 
 /// Decodes a stream entry `[id, ["d", encoded]]`.
-fn decode_entry(room: &str, id: String, fields: &[String]) -> Result<Message, RedisBrokerError> {
+fn decode_entry(room: &str, id: &str, fields: &[String]) -> Result<Message, RedisBrokerError> {
     match fields {
         [name, encoded] if name == "d" => decode_message(room, id, encoded),
         _ => Err(corrupt("stream entry without a d field")),
@@ -87,11 +87,7 @@ pub(super) fn decode_event(room: &str, payload: &[u8]) -> Result<RoomEvent, Redi
                 .as_str()
                 .split_once('\n')
                 .ok_or_else(|| corrupt("message event without id"))?;
-            Ok(RoomEvent::Message(decode_message(
-                room,
-                id.to_owned(),
-                encoded,
-            )?))
+            Ok(RoomEvent::Message(decode_message(room, id, encoded)?))
         }
         Some('p') => {
             let rest = chars.as_str();
@@ -127,7 +123,7 @@ mod tests {
             (Some("é\n"), "ü"),
         ] {
             let encoded = encode_message("alice", nonce, body);
-            let message = decode_message("r", "5-1".into(), &encoded).unwrap();
+            let message = decode_message("r", "5-1", &encoded).unwrap();
             assert_eq!(message.from, "alice");
             assert_eq!(message.nonce.as_deref(), nonce);
             assert_eq!(message.body, body);

@@ -60,7 +60,7 @@ use retry::Retrying;
 pub use router::RedisSubscription;
 use router::{Control, Router, pubsub_task};
 use scripts::Scripts;
-use store::Store;
+use store::{Read, Store};
 
 use crate::{
     Broker, HistoryPage, Message, MessageId, NewMessage, Published, Recovery, RoomSink, Snapshot,
@@ -264,22 +264,18 @@ impl Broker for RedisBroker {
         } else {
             invocation.invoke_async(&mut self.store.conn.once()).await?
         };
-        let parsed = parse_id(&id)?;
+        let id = parse_id(&id)?;
         let as_sent = Message {
             room: new.room,
             id,
             from: new.from,
             body: new.body,
-            ts: parsed.ms,
+            ts: id.ms,
             nonce: new.nonce,
         };
         if stored == 0 {
             // The original, as stored (it may have been trimmed away since: then as sent now).
-            let start = parsed.to_string();
-            let stored = self
-                .store
-                .read_stream(&as_sent.room, false, &start, &start, None)
-                .await?;
+            let stored = self.store.read_stream(&as_sent.room, Read::At(id)).await?;
             return Ok(Published::Duplicate(
                 stored.into_iter().next().unwrap_or(as_sent),
             ));
@@ -315,13 +311,9 @@ impl Broker for RedisBroker {
             Err(_) => return Err(RedisBrokerError::Unavailable),
         }
         // Catch-up after an outage starts from the stream's end as of now.
-        let latest = self
-            .store
-            .read_stream(room, true, "+", "-", Some(1))
-            .await?;
+        let latest = self.store.read_stream(room, Read::Before(None, 1)).await?;
         if let Some(latest) = latest.first() {
-            self.router
-                .start_after(&subscription.channel, parse_id(&latest.id)?);
+            self.router.start_after(&subscription.channel, latest.id);
         }
         Ok(subscription)
     }
@@ -332,14 +324,9 @@ impl Broker for RedisBroker {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<HistoryPage, RedisBrokerError> {
-        if before == Some(MessageId::MIN) {
-            // Nothing is below it; Redis refuses the exclusive range `(0-0`.
-            return Ok(HistoryPage::default());
-        }
-        let end = before.map_or_else(|| "+".to_owned(), |id| format!("({id}"));
         let mut messages = self
             .store
-            .read_stream(room, true, &end, "-", Some(limit + 1))
+            .read_stream(room, Read::Before(before, limit + 1))
             .await?;
         let has_more = messages.len() > limit;
         messages.truncate(limit);

@@ -4,12 +4,25 @@
 
 use std::sync::Mutex;
 
-use super::codec::{Entries, decode_entries};
+use super::codec::{Entries, decode_entries, parse_id};
 use super::presence::Held;
 use super::retry::Retrying;
 use super::scripts::Scripts;
 use super::{RedisBrokerError, RedisConfig};
 use crate::{Message, MessageId};
+
+/// Which part of a room's stream to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Read {
+    /// The message with this id, if the stream still has it.
+    At(MessageId),
+    /// At most `count` messages with ids above the given one (from the start if `None`), oldest
+    /// first.
+    After(Option<MessageId>, usize),
+    /// At most `count` messages with ids below the given one (from the end if `None`), newest
+    /// first.
+    Before(Option<MessageId>, usize),
+}
 
 /// Everything a node needs to send commands to Redis.
 pub(super) struct Store {
@@ -97,39 +110,39 @@ impl Store {
         Ok(())
     }
 
-    /// Reads and decodes stream entries: `XRANGE` (or `XREVRANGE` when `newest_first`) from
-    /// `start` to `end` (Redis range syntax, `(` for exclusive), at most `count` if given.
+    /// Reads and decodes a part of the room's stream.
     pub(super) async fn read_stream(
         &self,
         room: &str,
-        newest_first: bool,
-        start: &str,
-        end: &str,
-        count: Option<usize>,
+        read: Read,
     ) -> Result<Vec<Message>, RedisBrokerError> {
-        let mut cmd = redis::cmd(if newest_first { "XREVRANGE" } else { "XRANGE" });
+        let exclusive = |id: MessageId| format!("({id}");
+        let (command, start, end, count) = match read {
+            Read::At(id) => ("XRANGE", id.to_string(), id.to_string(), None),
+            // Nothing is past the extreme ids, and Redis refuses exclusive ranges beyond them.
+            Read::After(Some(MessageId::MAX), _) | Read::Before(Some(MessageId::MIN), _) => {
+                return Ok(Vec::new());
+            }
+            Read::After(after, count) => (
+                "XRANGE",
+                after.map_or_else(|| "-".to_owned(), exclusive),
+                "+".to_owned(),
+                Some(count),
+            ),
+            Read::Before(before, count) => (
+                "XREVRANGE",
+                before.map_or_else(|| "+".to_owned(), exclusive),
+                "-".to_owned(),
+                Some(count),
+            ),
+        };
+        let mut cmd = redis::cmd(command);
         cmd.arg(self.key(room, "stream")).arg(start).arg(end);
         if let Some(count) = count {
             cmd.arg("COUNT").arg(count);
         }
         let entries: Entries = cmd.query_async(&mut self.conn.clone()).await?;
         decode_entries(room, entries)
-    }
-
-    /// Messages with ids above `after` (all when `None`), oldest first, at most `count`.
-    pub(super) async fn range_after(
-        &self,
-        room: &str,
-        after: Option<MessageId>,
-        count: usize,
-    ) -> Result<Vec<Message>, RedisBrokerError> {
-        if after == Some(MessageId::MAX) {
-            // Nothing is above it; Redis refuses the exclusive range past the largest id.
-            return Ok(Vec::new());
-        }
-        let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
-        self.read_stream(room, false, &start, "+", Some(count))
-            .await
     }
 
     /// The newest id ever trimmed from the room's stream (`None` inside: never trimmed), or
@@ -147,10 +160,6 @@ impl Store {
         if !exists {
             return Ok(None);
         }
-        let trimmed = trimmed
-            .map(|id| id.parse::<MessageId>())
-            .transpose()
-            .map_err(|e| RedisBrokerError::Corrupt(e.to_string()))?;
-        Ok(Some(trimmed))
+        Ok(Some(trimmed.as_deref().map(parse_id).transpose()?))
     }
 }
