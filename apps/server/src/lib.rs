@@ -16,6 +16,7 @@
 pub mod auth;
 #[doc(hidden)]
 pub mod bench;
+mod config;
 mod conn;
 mod limits;
 mod listen;
@@ -31,16 +32,14 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+pub use config::{ServerConfig, random_node_id};
 pub use limits::Limits;
 pub use listen::{DEFAULT_BACKLOG, bind};
 
 use std::future::Future;
-use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
@@ -57,68 +56,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::refusals::{Refusal, Refusals};
 use crate::rooms::Rooms;
-
-/// Settings of one node, independent of how they were obtained (CLI, env, tests).
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// This node's id, reported to clients in `welcome`.
-    pub node_id: String,
-    /// Frames buffered per connection before it counts as a slow consumer and is disconnected.
-    pub outbound_queue: usize,
-    /// Flush window for room frames: a connection writes the frames queued within this long of
-    /// the first one with one system call. Zero (the default) writes at once: lowest latency.
-    /// A few milliseconds cut the CPU per delivery of busy rooms severalfold.
-    pub write_delay: Duration,
-    /// Largest WebSocket message a client may send, in bytes.
-    pub max_message_bytes: usize,
-    /// Most messages a `join` with `since` recovers; beyond it the client gets the latest page.
-    pub recovery_limit: usize,
-    /// Most bytes of messages in one reply (`joined`, `history`), as
-    /// [`skat_broker::message_size`] counts them: a recovery over it gets the latest page
-    /// instead, and a page over it is cut (with `has_more`), so no reply grows with a room's
-    /// history or what a client missed.
-    pub max_reply_bytes: usize,
-    /// How long shutdown waits for connections to close before giving up on them.
-    pub shutdown_timeout: Duration,
-    /// Directory served at `/` (the built web app), if any.
-    pub static_dir: Option<PathBuf>,
-    /// What one client may cost the node.
-    pub limits: Limits,
-    /// Signed mode: `hello` must carry an HS256 token made with this secret (see [`auth`]).
-    pub jwt_secret: Option<auth::JwtSecret>,
-    /// Origins allowed to open WebSockets (`*` for any). `None`: only pages served from the
-    /// same host as the request, against cross-site WebSocket hijacking.
-    pub allowed_origins: Option<Vec<String>>,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            node_id: random_node_id(),
-            outbound_queue: 1024,
-            write_delay: Duration::ZERO,
-            max_message_bytes: 64 * 1024,
-            recovery_limit: 1000,
-            max_reply_bytes: 1024 * 1024,
-            shutdown_timeout: Duration::from_secs(10),
-            static_dir: None,
-            limits: Limits::default(),
-            jwt_secret: None,
-            allowed_origins: None,
-        }
-    }
-}
-
-/// An 8-hex-digit id, different for every call and process.
-pub fn random_node_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let seed = (
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        std::time::SystemTime::now(),
-    );
-    format!("{:08x}", RandomState::new().hash_one(seed) as u32)
-}
 
 /// Shared state of a node, cheap to clone.
 pub struct AppState<B: Broker> {

@@ -4,34 +4,58 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::lock;
 use std::time::{Duration, Instant};
 
+use crate::config::{defaults, positive_seconds};
+use crate::lock;
+
 /// Limits enforced by a node. Every one has a safe default and a clear error code or close
-/// reason when hit (see PROTOCOL.md).
-#[derive(Debug, Clone)]
+/// reason when hit (see PROTOCOL.md). Defaults live in the `#[arg]`s, as [`crate::ServerConfig`]'s do.
+#[derive(Debug, Clone, clap::Args)]
 pub struct Limits {
     /// Rooms one connection may be in at once (`too_many_rooms`).
+    #[arg(long, env = "SKAT_MAX_ROOMS_PER_CONN", default_value_t = 100)]
     pub max_rooms_per_conn: usize,
     /// Open WebSockets per client IP address, 0 for no limit (HTTP 429 on upgrade).
+    #[arg(long, env = "SKAT_MAX_CONNS_PER_IP", default_value_t = 100)]
     pub max_conns_per_ip: usize,
     /// Sustained `send`s per second per connection, 0 for no limit (`rate_limited`).
+    #[arg(long, env = "SKAT_MESSAGES_PER_SEC", default_value_t = 10)]
     pub messages_per_sec: u32,
     /// Burst of `send`s above the sustained rate.
+    #[arg(long, env = "SKAT_MESSAGES_BURST", default_value_t = 20)]
     pub messages_burst: u32,
-    /// `typing` frames per second per connection, 0 for no limit (`rate_limited`).
+    /// `typing` frames per second per connection, 0 for no limit (`rate_limited`); bursts up to
+    /// two seconds' worth.
+    #[arg(long, env = "SKAT_TYPING_PER_SEC", default_value_t = 2)]
     pub typing_per_sec: u32,
     /// `join` and `history` requests per second per connection, 0 for no limit
     /// (`rate_limited`); bursts up to `max_rooms_per_conn`, so a reconnect can rejoin every room.
+    #[arg(long, env = "SKAT_JOINS_PER_SEC", default_value_t = 10)]
     pub joins_per_sec: u32,
-    /// Time a new connection has to send `hello` (close 1008 "hello timeout").
+    /// Seconds a new connection has to send `hello` (close 1008 "hello timeout").
+    #[arg(
+        long = "hello-timeout",
+        env = "SKAT_HELLO_TIMEOUT",
+        value_name = "SECS",
+        value_parser = positive_seconds,
+        default_value = "10"
+    )]
     pub hello_timeout: Duration,
-    /// Time without any frame from the client, pongs included, before it is closed (1001 "idle
-    /// timeout"). The server pings every third of it, so live clients never hit it.
+    /// Seconds without any frame from the client, pongs included, before it is closed (1001
+    /// "idle timeout"). The server pings every third of it, so live clients never hit it.
+    #[arg(
+        long = "idle-timeout",
+        env = "SKAT_IDLE_TIMEOUT",
+        value_name = "SECS",
+        value_parser = positive_seconds,
+        default_value = "60"
+    )]
     pub idle_timeout: Duration,
     /// Connections the node holds before their WebSocket upgrade, at once (0: no limit). At
     /// it, the node accepts nothing more until one of them is through: half-sent requests
     /// cannot take every file descriptor (each also has the 30 s header timeout).
+    #[arg(long, env = "SKAT_MAX_HANDSHAKES", default_value_t = 16_384)]
     pub max_handshakes: usize,
 }
 
@@ -52,17 +76,7 @@ impl Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_rooms_per_conn: 100,
-            max_conns_per_ip: 100,
-            messages_per_sec: 10,
-            messages_burst: 20,
-            typing_per_sec: 2,
-            joins_per_sec: 10,
-            hello_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            max_handshakes: 16_384,
-        }
+        defaults()
     }
 }
 

@@ -1,0 +1,263 @@
+//! A node's settings, [`ServerConfig`] with its [`Limits`], and where their defaults live.
+//!
+//! The settings are `clap::Args`: each field's `#[arg]` names its flag and environment variable
+//! and holds its default, the only place that default is written. The binary flattens these
+//! structs into its command line, so `--help`, the environment and [`Default`] cannot disagree;
+//! [`Default`] reads the same `#[arg]` defaults with the environment ignored, which is what
+//! tests and embedders get.
+
+use std::ffi::OsStr;
+use std::hash::{BuildHasher, RandomState};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use clap::error::ErrorKind;
+
+use crate::Limits;
+use crate::auth::JwtSecret;
+
+/// Settings of one node, independent of how they were obtained (CLI, env, tests).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerConfig {
+    /// This node's id, reported to clients in `welcome` (default, or empty: a random one).
+    #[arg(
+        long,
+        env = "SKAT_NODE_ID",
+        value_parser = node_id,
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub node_id: String,
+    /// Frames buffered per connection before it counts as a slow consumer and is disconnected.
+    #[arg(long, env = "SKAT_OUTBOUND_QUEUE", default_value_t = 1024)]
+    pub outbound_queue: usize,
+    /// Flush window for room frames, in milliseconds: frames queued for a connection within
+    /// this long of the first are written together, with one system call. 0 writes at once
+    /// (lowest latency); 5-20 cut the CPU per delivery of busy rooms severalfold, adding at
+    /// most that much latency.
+    #[arg(
+        long = "write-delay-ms",
+        env = "SKAT_WRITE_DELAY_MS",
+        value_name = "MS",
+        value_parser = millis,
+        default_value = "0"
+    )]
+    pub write_delay: Duration,
+    /// Largest WebSocket message a client may send, in bytes.
+    #[arg(long, env = "SKAT_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub max_message_bytes: usize,
+    /// Most messages a `join` with `since` recovers; a client that missed more gets the latest
+    /// page and pages back with `history`.
+    #[arg(long, env = "SKAT_RECOVERY_LIMIT", default_value_t = 1000)]
+    pub recovery_limit: usize,
+    /// Most bytes of messages in one reply (`joined`, `history`), as
+    /// `skat_broker::message_size` counts them: a recovery over it gets the latest page
+    /// instead, and a page over it is cut (with `has_more`), so no reply grows with a room's
+    /// history or what a client missed.
+    #[arg(
+        long,
+        env = "SKAT_MAX_REPLY_BYTES",
+        value_parser = at_least_one,
+        default_value_t = 1024 * 1024
+    )]
+    pub max_reply_bytes: usize,
+    /// Seconds shutdown waits for connections to close before giving up on them.
+    #[arg(
+        long = "shutdown-timeout",
+        env = "SKAT_SHUTDOWN_TIMEOUT",
+        value_name = "SECS",
+        value_parser = seconds,
+        default_value = "10"
+    )]
+    pub shutdown_timeout: Duration,
+    /// Directory of the built web app, served at `/`.
+    #[arg(long, env = "SKAT_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+    /// What one client may cost the node.
+    #[command(flatten)]
+    pub limits: Limits,
+    /// Signed mode: `hello` must carry an HS256 JWT made with this secret (`sub` = the name),
+    /// at least 16 bytes long (see the `auth` module).
+    #[arg(
+        long,
+        env = "SKAT_JWT_SECRET",
+        hide_env_values = true,
+        value_parser = SecretParser
+    )]
+    pub jwt_secret: Option<JwtSecret>,
+    /// Origins allowed to open WebSockets, comma-separated (`*` for any). Default: only pages
+    /// from the same host as the request, against cross-site WebSocket hijacking.
+    #[arg(long, env = "SKAT_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        defaults()
+    }
+}
+
+/// The settings `T`'s `#[arg]`s give when no flag is passed and no environment variable is
+/// set, whatever the environment holds.
+pub(crate) fn defaults<T: clap::Args + clap::FromArgMatches>() -> T {
+    let command = T::augment_args(clap::Command::new("defaults")).mut_args(|arg| arg.env(None));
+    let parsed = command
+        .try_get_matches_from(["defaults"])
+        .and_then(|matches| T::from_arg_matches(&matches));
+    // Every option has a default or is optional: the unit tests below parse them all.
+    parsed.expect("every setting has a default")
+}
+
+/// An 8-hex-digit id, different for every call and process.
+pub fn random_node_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = (
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now(),
+    );
+    format!("{:08x}", RandomState::new().hash_one(seed) as u32)
+}
+
+/// A node id; none (empty) makes a random one, every time: clap parses a default value afresh
+/// on each parse, so every `ServerConfig::default()` has its own id.
+fn node_id(text: &str) -> Result<String, String> {
+    Ok(match text {
+        "" => random_node_id(),
+        id => id.to_owned(),
+    })
+}
+
+/// A duration given in milliseconds.
+pub(crate) fn millis(text: &str) -> Result<Duration, String> {
+    let ms: u64 = text
+        .parse()
+        .map_err(|_| "expected milliseconds".to_owned())?;
+    Ok(Duration::from_millis(ms))
+}
+
+/// A duration given in whole seconds.
+pub(crate) fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: u64 = text.parse().map_err(|_| "expected seconds".to_owned())?;
+    Ok(Duration::from_secs(secs))
+}
+
+/// A duration given in whole seconds, at least one.
+pub(crate) fn positive_seconds(text: &str) -> Result<Duration, String> {
+    match seconds(text)? {
+        Duration::ZERO => Err("must be at least 1 second".to_owned()),
+        duration => Ok(duration),
+    }
+}
+
+/// A count of at least one.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse() {
+        Ok(0) | Err(_) => Err("expected a number of at least 1".to_owned()),
+        Ok(n) => Ok(n),
+    }
+}
+
+/// Parses `--jwt-secret` without ever echoing it: clap's own errors quote the bad value.
+#[derive(Debug, Clone, Copy)]
+struct SecretParser;
+
+impl clap::builder::TypedValueParser for SecretParser {
+    type Value = JwtSecret;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<JwtSecret, clap::Error> {
+        let refuse = |why: String| {
+            clap::Error::raw(
+                ErrorKind::ValueValidation,
+                format!("SKAT_JWT_SECRET / --jwt-secret: {why}\n"),
+            )
+            .with_cmd(command)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| refuse("not valid UTF-8".to_owned()))?;
+        JwtSecret::new(text).map_err(|err| refuse(err.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let config = ServerConfig::default();
+        assert_eq!(config.node_id.len(), 8);
+        assert_ne!(config.node_id, ServerConfig::default().node_id, "random");
+        assert_eq!(config.outbound_queue, 1024);
+        assert_eq!(config.write_delay, Duration::ZERO);
+        assert_eq!(config.max_message_bytes, 64 * 1024);
+        assert_eq!(config.recovery_limit, 1000);
+        assert_eq!(config.max_reply_bytes, 1024 * 1024);
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(10));
+        assert!(config.static_dir.is_none() && config.jwt_secret.is_none());
+        assert!(config.allowed_origins.is_none());
+        let limits = config.limits;
+        assert_eq!(limits.max_rooms_per_conn, 100);
+        assert_eq!(limits.hello_timeout, Duration::from_secs(10));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(60));
+        assert_eq!(limits.max_handshakes, 16_384);
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: ServerConfig,
+    }
+
+    fn parse(args: &[&str]) -> Result<ServerConfig, clap::Error> {
+        use clap::Parser as _;
+        let args = std::iter::once("skat").chain(args.iter().copied());
+        Cli::try_parse_from(args).map(|cli| cli.config)
+    }
+
+    #[test]
+    fn flags_set_fields_in_their_units() {
+        let config = parse(&[
+            "--write-delay-ms",
+            "20",
+            "--shutdown-timeout",
+            "3",
+            "--idle-timeout",
+            "90",
+            "--allowed-origins",
+            "https://a.example,https://b.example",
+            "--jwt-secret",
+            "sixteen-bytes!!!",
+        ])
+        .unwrap();
+        assert_eq!(config.write_delay, Duration::from_millis(20));
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(3));
+        assert_eq!(config.limits.idle_timeout, Duration::from_secs(90));
+        assert_eq!(config.allowed_origins.unwrap().len(), 2);
+        assert!(config.jwt_secret.is_some());
+    }
+
+    #[test]
+    fn bad_values_are_refused_clearly_and_secrets_never_echoed() {
+        for args in [
+            &["--hello-timeout", "0"][..],
+            &["--idle-timeout", "soon"],
+            &["--max-reply-bytes", "0"],
+            &["--write-delay-ms", "-1"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
+        let err = parse(&["--jwt-secret", "tiny-secret"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least 16"), "{err}");
+        assert!(!err.contains("tiny-secret"), "the secret leaked: {err}");
+    }
+}
