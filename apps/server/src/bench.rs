@@ -9,11 +9,11 @@
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use skat_broker::{MemoryBroker, Recovery, RoomEvent};
+use skat_broker::{MemoryBroker, Recovery, Resume, RoomEvent};
 use skat_protocol::{Message, MessageId};
 
 use crate::outbox::Outbox;
-use crate::rooms::{self, Resume, Rooms};
+use crate::rooms::{self, Rooms};
 
 /// One room with `members` local connections, each with an outbox and an output buffer.
 #[derive(Debug)]

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use skat_broker::{Broker, MessageId, Recovery, RoomEvent, RoomSink, Snapshot, Tally};
+use skat_broker::{Broker, MessageId, Resume, RoomEvent, RoomSink, Snapshot, Tally};
 use skat_protocol::{ServerFrame, encode_server};
 use tokio::sync::OnceCell;
 
@@ -50,18 +50,6 @@ pub(crate) enum JoinError {
     Subscribe(String),
     #[error("could not read the room: {0}")]
     Snapshot(String),
-}
-
-/// Where a joining connection resumes from, and how much it may be sent.
-pub(crate) struct Resume<'a> {
-    /// The last message id it saw in the room.
-    pub(crate) since: Option<MessageId>,
-    /// The room's epoch `since` belongs to.
-    pub(crate) epoch: Option<&'a str>,
-    /// How much a recovery may return.
-    pub(crate) recovery: Recovery,
-    /// The latest page's size, when it does not recover.
-    pub(crate) page: usize,
 }
 
 /// Outcome of a successful [`Rooms::join`].
@@ -164,15 +152,9 @@ impl<B: Broker> Rooms<B> {
         resume: Resume<'_>,
     ) -> Result<(Joined, Snapshot), JoinError> {
         let joined = self.enter(room, conn, user, member).await?;
-        let snapshot = self.broker.join_snapshot(
-            room,
-            user,
-            joined.first_of_user,
-            resume.since,
-            resume.epoch,
-            resume.recovery,
-            resume.page,
-        );
+        let snapshot = self
+            .broker
+            .join_snapshot(room, user, joined.first_of_user, resume);
         match snapshot.await {
             Ok(snapshot) => Ok((joined, snapshot)),
             Err(err) => {

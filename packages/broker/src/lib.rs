@@ -160,6 +160,20 @@ pub fn message_size(message: &Message) -> usize {
 /// The JSON of a `message` besides its text fields: keys, quotes, the timestamp.
 pub const MESSAGE_OVERHEAD: usize = 80;
 
+/// Where a connection joining a room resumes from, and how much it may be sent: see
+/// [`Broker::join_snapshot`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume<'a> {
+    /// The last message id the client saw in the room, to recover what it missed.
+    pub since: Option<MessageId>,
+    /// The room's epoch `since` belongs to, if the client gave one.
+    pub epoch: Option<&'a str>,
+    /// How much a recovery may return.
+    pub recovery: Recovery,
+    /// The latest page's size, when there is no recovery.
+    pub page: usize,
+}
+
 /// What a connection joining a room is told: see [`Broker::join_snapshot`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -268,20 +282,16 @@ pub trait Broker: Send + Sync + 'static {
     /// Everything a `joined` frame needs, in as few round trips as the backend can: first
     /// [`Broker::presence_join`] if `join_presence` (this node's first connection of `user`
     /// in the room), then the members and the room's [epoch](Broker::epoch), then
-    /// [`Broker::recover`]'s messages after `since` if it has them within `recovery` (and
-    /// `epoch`, if the client gave one, is the room's), else the latest `page` messages. The
-    /// default composes those calls; a remote backend should do it in one round trip, as a
-    /// connection storm is made of joins.
-    #[allow(clippy::too_many_arguments)] // Each is one part of a `join` request.
+    /// [`Broker::recover`]'s messages after `resume.since` if it has them within
+    /// `resume.recovery` (and `resume.epoch`, if the client gave one, is the room's), else the
+    /// latest `resume.page` messages. The default composes those calls; a remote backend should
+    /// do it in one round trip, as a connection storm is made of joins.
     fn join_snapshot(
         &self,
         room: &str,
         user: &str,
         join_presence: bool,
-        since: Option<MessageId>,
-        epoch: Option<&str>,
-        recovery: Recovery,
-        page: usize,
+        resume: Resume<'_>,
     ) -> impl Future<Output = Result<Snapshot, Self::Error>> + Send {
         async move {
             if join_presence {
@@ -289,9 +299,9 @@ pub trait Broker: Send + Sync + 'static {
             }
             let members = self.members(room).await?;
             let current = self.epoch(room).await?;
-            if let Some(since) = since
-                && epoch.is_none_or(|epoch| epoch == current)
-                && let Some(missed) = self.recover(room, since, recovery).await?
+            if let Some(since) = resume.since
+                && resume.epoch.is_none_or(|epoch| epoch == current)
+                && let Some(missed) = self.recover(room, since, resume.recovery).await?
             {
                 return Ok(Snapshot {
                     members,
@@ -300,7 +310,7 @@ pub trait Broker: Send + Sync + 'static {
                     epoch: current,
                 });
             }
-            let latest = self.history(room, None, page).await?;
+            let latest = self.history(room, None, resume.page).await?;
             Ok(Snapshot {
                 members,
                 messages: latest.messages,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use skat_broker::{
-    Broker, Message, MessageId, NewMessage, Published, Recovery, Snapshot, message_size,
+    Broker, Message, MessageId, NewMessage, Published, Recovery, Resume, Snapshot, message_size,
 };
 use skat_protocol::{
     ClientFrame, DEFAULT_HISTORY_LIMIT, ErrorCode, Invalid, PROTOCOL_VERSION, ServerFrame,
@@ -18,7 +18,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Conn, JoinedRoom, Stop};
 use crate::refusals::Refusal;
-use crate::rooms::Resume;
 
 /// The longest epoch a `join` may carry (the brokers' are about 17 bytes).
 const MAX_EPOCH_BYTES: usize = 64;

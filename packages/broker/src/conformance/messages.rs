@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use super::{listen, next_event, publish_n};
-use crate::{Broker, MessageId, NewMessage, Published, Recovery, RoomEvent};
+use crate::{Broker, MessageId, NewMessage, Published, Recovery, Resume, RoomEvent};
 
 pub async fn ids_increase_and_reach_every_subscriber<B: Broker>(broker: &B) {
     let mut a = listen(broker, "c-order").await.unwrap();
@@ -124,7 +124,16 @@ pub async fn recovery<B: Broker>(broker: &B, history_len: usize) {
         Some(big[1..].to_vec())
     );
     let snapshot = broker
-        .join_snapshot("c-recover-bytes", "bob", false, Some(since), None, tight, 2)
+        .join_snapshot(
+            "c-recover-bytes",
+            "bob",
+            false,
+            Resume {
+                since: Some(since),
+                recovery: tight,
+                ..resume(2)
+            },
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -158,11 +167,21 @@ pub async fn recovery<B: Broker>(broker: &B, history_len: usize) {
     );
 }
 
+/// A join that recovers up to 100 messages, else gets the latest `page`.
+fn resume(page: usize) -> Resume<'static> {
+    Resume {
+        since: None,
+        epoch: None,
+        recovery: Recovery::count(100),
+        page,
+    }
+}
+
 /// `join_snapshot` answers what the calls it stands for would.
 pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
     let room = "c-snapshot";
     let first = broker
-        .join_snapshot(room, "carol", true, None, None, Recovery::count(100), 5)
+        .join_snapshot(room, "carol", true, resume(5))
         .await
         .unwrap();
     assert_eq!(
@@ -174,7 +193,7 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
 
     let sent = publish_n(broker, room, 10).await;
     let latest = broker
-        .join_snapshot(room, "dave", false, None, None, Recovery::count(100), 5)
+        .join_snapshot(room, "dave", false, resume(5))
         .await
         .unwrap();
     assert_eq!(
@@ -190,10 +209,10 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
             room,
             "dave",
             true,
-            Some(sent[6].id),
-            None,
-            Recovery::count(100),
-            5,
+            Resume {
+                since: Some(sent[6].id),
+                ..resume(5)
+            },
         )
         .await
         .unwrap();
@@ -210,10 +229,11 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
             room,
             "dave",
             false,
-            Some(sent[0].id),
-            None,
-            Recovery::count(3),
-            5,
+            Resume {
+                since: Some(sent[0].id),
+                recovery: Recovery::count(3),
+                ..resume(5)
+            },
         )
         .await
         .unwrap();
@@ -230,10 +250,11 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
             "c-snapshot-trimmed",
             "dave",
             false,
-            Some(trimmed[0].id),
-            None,
-            Recovery::count(10_000),
-            2,
+            Resume {
+                since: Some(trimmed[0].id),
+                recovery: Recovery::count(10_000),
+                ..resume(2)
+            },
         )
         .await
         .unwrap();
@@ -248,10 +269,11 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
             "c-snapshot-trimmed",
             "dave",
             false,
-            Some(trimmed[2].id),
-            None,
-            Recovery::count(10_000),
-            2,
+            Resume {
+                since: Some(trimmed[2].id),
+                recovery: Recovery::count(10_000),
+                ..resume(2)
+            },
         )
         .await
         .unwrap();
@@ -268,10 +290,11 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
             room,
             "dave",
             false,
-            Some(sent[6].id),
-            Some(&first.epoch),
-            Recovery::count(100),
-            5,
+            Resume {
+                since: Some(sent[6].id),
+                epoch: Some(&first.epoch),
+                ..resume(5)
+            },
         )
         .await
         .unwrap();
@@ -281,10 +304,11 @@ pub async fn join_snapshot<B: Broker>(broker: &B, history_len: usize) {
             room,
             "dave",
             false,
-            Some(sent[6].id),
-            Some("another-history"),
-            Recovery::count(100),
-            5,
+            Resume {
+                since: Some(sent[6].id),
+                epoch: Some("another-history"),
+                ..resume(5)
+            },
         )
         .await
         .unwrap();
@@ -373,10 +397,10 @@ pub async fn boundary_ids<B: Broker>(broker: &B) {
                 "c-edges",
                 "alice",
                 false,
-                Some(since),
-                None,
-                Recovery::count(100),
-                50,
+                Resume {
+                    since: Some(since),
+                    ..resume(50)
+                },
             )
             .await
             .unwrap();

@@ -63,8 +63,8 @@ use scripts::Scripts;
 use store::{Read, Store};
 
 use crate::{
-    Broker, HistoryPage, Message, MessageId, NewMessage, Published, Recovery, RoomSink, Snapshot,
-    lock,
+    Broker, HistoryPage, Message, MessageId, NewMessage, Published, Recovery, Resume, RoomSink,
+    Snapshot, lock,
 };
 
 /// Settings of a [`RedisBroker`].
@@ -342,9 +342,13 @@ impl Broker for RedisBroker {
     ) -> Result<Option<Vec<Message>>, RedisBrokerError> {
         // The join script without presence: the trimmed check and the chunked reads are one
         // atomic script there, so nothing is trimmed between the check and the read.
-        let snapshot = self
-            .join_snapshot(room, "", false, Some(since), None, bounds, 1)
-            .await?;
+        let resume = Resume {
+            since: Some(since),
+            epoch: None,
+            recovery: bounds,
+            page: 1,
+        };
+        let snapshot = self.join_snapshot(room, "", false, resume).await?;
         Ok(snapshot.recovered.then_some(snapshot.messages))
     }
 
@@ -371,11 +375,14 @@ impl Broker for RedisBroker {
         room: &str,
         user: &str,
         join_presence: bool,
-        since: Option<MessageId>,
-        epoch: Option<&str>,
-        recovery: Recovery,
-        page: usize,
+        resume: Resume<'_>,
     ) -> Result<Snapshot, RedisBrokerError> {
+        let Resume {
+            since,
+            epoch,
+            recovery,
+            page,
+        } = resume;
         let keys = self.store.keys(room);
         let ttl = self.store.config.presence_ttl.as_millis() as u64;
         let (mut members, entries, recovered, epoch): (Vec<String>, Entries, i64, String) =
