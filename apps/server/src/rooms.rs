@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use skat_broker::{Broker, MessageId, Resume, RoomEvent, RoomSink, Snapshot, Tally};
+use skat_broker::{Broker, MessageId, Resume, RoomEvent, RoomSink, Snapshot, SortedMap, Tally};
 use skat_protocol::{ServerFrame, encode_server};
 use tokio::sync::OnceCell;
 
@@ -70,11 +70,11 @@ struct Room<S> {
 }
 
 /// Sorted vectors rather than hash maps: most rooms have a few members, and a map's table costs
-/// several times what they do (see [`Tally`]); a big room's join is O(members) anyway, as its
+/// several times what they do (see [`SortedMap`]); a big room's join is O(members) anyway, as its
 /// `joined` frame lists them all.
 struct Members<S> {
-    /// Sorted by connection id, so the fan-out walks a slice and leaving is a binary search.
-    conns: Vec<(ConnId, Arc<Outbox>)>,
+    /// By connection id, so the fan-out walks a slice and leaving is a binary search.
+    conns: SortedMap<ConnId, Arc<Outbox>>,
     /// Local connections per user name, for node-level presence.
     users: Tally<Arc<str>>,
     /// The node's broker subscription for the room. The broker holds the room as its sink, so
@@ -85,34 +85,10 @@ struct Members<S> {
     lost: bool,
 }
 
-impl<S> Members<S> {
-    fn insert(&mut self, conn: ConnId, outbox: &Arc<Outbox>) {
-        // A connection joins a room once (the caller checks), so `conn` is not here yet.
-        let at = self.conns.partition_point(|(c, _)| *c < conn);
-        // Small rooms grow one slot at a time; big ones by doubling.
-        if self.conns.len() == self.conns.capacity() && self.conns.len() < 8 {
-            self.conns.reserve_exact(1);
-        }
-        self.conns.insert(at, (conn, Arc::clone(outbox)));
-    }
-
-    /// Removes `conn`; returns whether it was a member.
-    fn remove(&mut self, conn: ConnId) -> bool {
-        let Ok(at) = self.conns.binary_search_by_key(&conn, |(c, _)| *c) else {
-            return false;
-        };
-        self.conns.remove(at);
-        if self.conns.len() * 4 < self.conns.capacity() {
-            self.conns.shrink_to_fit();
-        }
-        true
-    }
-}
-
 impl<S> Default for Members<S> {
     fn default() -> Self {
         Self {
-            conns: Vec::new(),
+            conns: SortedMap::default(),
             users: Tally::default(),
             subscription: None,
             lost: false,
@@ -205,7 +181,10 @@ impl<B: Broker> Rooms<B> {
             if members.lost {
                 return Err(JoinError::Subscribe("room subscription ended".to_owned()));
             }
-            members.insert(conn, member);
+            // A connection joins a room once (the caller checks), so `conn` is not here yet.
+            members
+                .conns
+                .get_or_insert_with(conn, || Arc::clone(member));
             let first = members.users.add(Arc::clone(user));
             drop(members);
             (entry, first)
@@ -251,7 +230,7 @@ impl<B: Broker> Rooms<B> {
                 return false;
             };
             let mut members = lock(&entry.members);
-            if !members.remove(conn) {
+            if members.conns.remove(&conn).is_none() {
                 return false;
             }
             let last_of_user = members.users.remove(&**user);
@@ -281,7 +260,7 @@ impl<S: Send + Sync + 'static> RoomSink for Room<S> {
     fn deliver(&self, event: RoomEvent) {
         let frame = Arc::new(encode(&self.name, event));
         let members = lock(&self.members);
-        for (_, member) in &members.conns {
+        for member in members.conns.values() {
             member.push(&frame);
         }
     }
@@ -291,7 +270,7 @@ impl<S: Send + Sync + 'static> RoomSink for Room<S> {
         tracing::error!(room = %self.name, "room subscription ended; disconnecting its members");
         let mut members = lock(&self.members);
         members.lost = true;
-        for (_, member) in &members.conns {
+        for member in members.conns.values() {
             member.evict(Eviction::RoomLost);
         }
     }

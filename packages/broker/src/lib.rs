@@ -29,6 +29,7 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis_backend;
 mod sinks;
+mod sorted;
 mod sparse;
 mod tally;
 
@@ -42,6 +43,7 @@ pub use memory::{MemoryBroker, MemoryBrokerConfig, MemoryError, MemorySubscripti
 #[cfg(feature = "redis")]
 pub use redis_backend::{RedisBroker, RedisBrokerError, RedisConfig, RedisSubscription};
 pub use skat_protocol::{InvalidMessageId, Message, MessageId};
+pub use sorted::SortedMap;
 pub use tally::Tally;
 
 /// Locks `m`, ignoring poisoning. A poisoned lock means a panic while holding it; the state is

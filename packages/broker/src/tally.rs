@@ -1,47 +1,28 @@
 //! [`Tally`]: how many times each name is held, the shape every presence count takes (a node's
-//! connections per user in a room, a room's nodes per user).
-//!
-//! A sorted vector, not a hash map: a room usually has a handful of users, and a map's table
-//! (allocated four buckets at a time, with a 16-byte hasher beside it) costs several times what
-//! they do. Lookups are binary searches; adding or removing a name moves the entries after it,
-//! which in a big room stays below the cost of the `joined` frame that lists every member anyway.
-//! The entries come out sorted, as member lists are sent.
+//! connections per user in a room, a room's nodes per user). A [`SortedMap`] of counts, so a
+//! handful of users costs a few dozen bytes and the names come out sorted, as member lists are
+//! sent.
 
 use std::borrow::Borrow;
 
-use crate::sparse::ShrinkWhenSparse as _;
+use crate::SortedMap;
 
 /// A sorted multiset of names: each held name with how many times it is held.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tally<K> {
-    entries: Vec<(K, usize)>,
-}
+pub struct Tally<K>(SortedMap<K, usize>);
 
 impl<K> Default for Tally<K> {
     fn default() -> Self {
-        Self {
-            entries: Vec::new(),
-        }
+        Self(SortedMap::default())
     }
 }
 
 impl<K: Ord> Tally<K> {
     /// Counts `key` once more; returns `true` if it was not held before.
     pub fn add(&mut self, key: K) -> bool {
-        match self.entries.binary_search_by(|(k, _)| k.cmp(&key)) {
-            Ok(i) => {
-                self.entries[i].1 += 1;
-                false
-            }
-            Err(i) => {
-                // Small rooms grow one slot at a time; big ones by doubling.
-                if self.entries.len() == self.entries.capacity() && self.entries.len() < 8 {
-                    self.entries.reserve_exact(1);
-                }
-                self.entries.insert(i, (key, 1));
-                true
-            }
-        }
+        let (count, new) = self.0.get_or_insert_with(key, || 0);
+        *count += 1;
+        new
     }
 
     /// Counts `key` once less; returns `true` if it is no longer held. A key that is not held
@@ -51,31 +32,32 @@ impl<K: Ord> Tally<K> {
         K: Borrow<Q>,
         Q: Ord + ?Sized,
     {
-        let Ok(i) = self.entries.binary_search_by(|(k, _)| k.borrow().cmp(key)) else {
-            return false;
-        };
-        if self.entries[i].1 > 1 {
-            self.entries[i].1 -= 1;
-            return false;
+        match self.0.get_mut(key) {
+            None => false,
+            Some(count) if *count > 1 => {
+                *count -= 1;
+                false
+            }
+            Some(_) => {
+                self.0.remove(key);
+                true
+            }
         }
-        self.entries.remove(i);
-        self.entries.shrink_when_sparse();
-        true
     }
 
     /// The held names, sorted.
     pub fn keys(&self) -> impl ExactSizeIterator<Item = &K> {
-        self.entries.iter().map(|(k, _)| k)
+        self.0.keys()
     }
 
     /// Whether no name is held.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.0.is_empty()
     }
 
     /// Entries the buffer has room for (to check it is given back).
     pub fn capacity(&self) -> usize {
-        self.entries.capacity()
+        self.0.capacity()
     }
 }
 

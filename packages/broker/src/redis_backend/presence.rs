@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use super::claim::Claim;
 use super::store::Store;
-use crate::lock;
 use crate::sparse::ShrinkWhenSparse as _;
+use crate::{SortedMap, lock};
 
 /// The presence entries this node holds, by room: each room's name is kept once, not once per
 /// user in it (a node may hold one entry per connection). A set, as Redis holds one entry per
-/// node and user; sorted vectors, as most rooms have a few users (see [`crate::Tally`]).
+/// node and user; sorted per room, as most rooms have a few users (see [`SortedMap`]).
 #[derive(Debug, Default)]
-pub(super) struct Held(HashMap<Box<str>, Vec<Box<str>>>);
+pub(super) struct Held(HashMap<Box<str>, SortedMap<Box<str>, ()>>);
 
 impl Held {
     pub(super) fn insert(&mut self, room: &str, user: &str) {
@@ -21,19 +21,14 @@ impl Held {
             Some(users) => users,
             None => self.0.entry(room.into()).or_default(),
         };
-        if let Err(at) = users.binary_search_by(|held| (**held).cmp(user)) {
-            users.insert(at, user.into());
-        }
+        users.get_or_insert_with(user.into(), || ());
     }
 
     pub(super) fn remove(&mut self, room: &str, user: &str) {
         let Some(users) = self.0.get_mut(room) else {
             return;
         };
-        if let Ok(at) = users.binary_search_by(|held| (**held).cmp(user)) {
-            users.remove(at);
-            users.shrink_when_sparse();
-        }
+        users.remove(user);
         if users.is_empty() {
             self.0.remove(room);
             self.0.shrink_when_sparse();
@@ -46,7 +41,7 @@ impl Held {
             .iter()
             .flat_map(|(room, users)| {
                 users
-                    .iter()
+                    .keys()
                     .map(|user| (room.to_string(), user.to_string()))
             })
             .collect()
