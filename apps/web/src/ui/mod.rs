@@ -11,6 +11,7 @@ use leptos::prelude::*;
 use skat_web::state::{self, Chat};
 
 mod composer;
+mod field_form;
 mod header;
 mod members;
 mod messages;
@@ -18,6 +19,7 @@ mod sidebar;
 mod socket;
 
 use composer::Composer;
+use field_form::FieldForm;
 use header::{Header, Notice};
 use members::Members;
 use messages::{Messages, TypingLine};
@@ -125,31 +127,22 @@ fn NameForm(
     /// Called with a valid name.
     on_name: impl Fn(String) + 'static,
 ) -> impl IntoView {
-    let text = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<String>);
-    let submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        let n = text.get_untracked().trim().to_owned();
-        match state::check_name(&n) {
-            Ok(()) => on_name(n),
-            Err(e) => error.set(Some(e)),
-        }
+    let submit = move |name: String| {
+        state::check_name(&name)?;
+        on_name(name);
+        Ok(())
     };
     view! {
         <main class="welcome">
             <h1>"Skat"</h1>
-            <form on:submit=submit>
-                <label for="name-input">"Choose a display name"</label>
-                <input
-                    id="name-input"
-                    autocomplete="nickname"
-                    maxlength="32"
-                    prop:value=move || text.get()
-                    on:input=move |ev| text.set(event_target_value(&ev))
-                />
-                <button id="name-submit" type="submit">"Start chatting"</button>
-                <p class="error" role="alert">{move || error.get()}</p>
-            </form>
+            <FieldForm
+                id="name"
+                label="Choose a display name"
+                autocomplete="nickname"
+                maxlength=32
+                button="Start chatting"
+                submit=submit
+            />
         </main>
     }
 }

@@ -5,6 +5,7 @@
 
 use leptos::prelude::*;
 
+use super::field_form::FieldForm;
 use super::{chat, socket};
 use skat_web::state;
 
@@ -12,20 +13,13 @@ use skat_web::state;
 #[component]
 pub(super) fn Sidebar() -> impl IntoView {
     let (chat, socket) = (chat(), socket());
-    let text = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<String>);
-    let join = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        let room = text.get_untracked().trim().to_lowercase();
-        if let Err(e) = state::check_room(&room) {
-            error.set(Some(e));
-            return;
-        }
-        error.set(None);
-        text.set(String::new());
+    let join = move |room: String| {
+        let room = room.to_lowercase();
+        state::check_room(&room)?;
         if let Some(frame) = chat.try_update(|c| c.join(&room)).flatten() {
             socket.send(&frame);
         }
+        Ok(())
     };
     let tabs = move || {
         chat.with(|c| {
@@ -84,18 +78,15 @@ pub(super) fn Sidebar() -> impl IntoView {
                     }
                 />
             </ul>
-            <form class="join" on:submit=join>
-                <input
-                    id="join-input"
-                    aria-label="Room to join"
-                    placeholder="join a room"
-                    maxlength="64"
-                    prop:value=move || text.get()
-                    on:input=move |ev| text.set(event_target_value(&ev))
-                />
-                <button id="join-submit" type="submit">"Join"</button>
-                <p class="error" role="alert">{move || error.get()}</p>
-            </form>
+            <FieldForm
+                id="join"
+                class="join"
+                label="Room to join"
+                placeholder="join a room"
+                maxlength=64
+                button="Join"
+                submit=join
+            />
         </nav>
     }
 }
