@@ -11,7 +11,7 @@ wasm_bindgen_version := `sed -n '/^name = "wasm-bindgen"$/{n;s/version = "\(.*\)
 
 # Install what the other recipes need (idempotent): the pinned Rust toolchain with rustfmt and
 # clippy, the wasm32 target, wasm-bindgen-cli at the locked version, redis-server (tests start
-# their own instances) and Chromium with ChromeDriver (browser tests).
+# their own instances), Chromium with ChromeDriver (browser tests) and brotli (`just web`).
 setup:
     # RUSTUP_AUTO_INSTALL=0 machines do not fetch the toolchain pinned in rust-toolchain.toml by
     # themselves; with no argument rustup installs exactly that toolchain and its components.
@@ -20,13 +20,15 @@ setup:
     if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen {{wasm_bindgen_version}}" ]; then \
         cargo install --force wasm-bindgen-cli --version {{wasm_bindgen_version}}; \
     fi
-    if ! command -v redis-server >/dev/null || ! command -v chromedriver >/dev/null; then \
+    if ! command -v redis-server >/dev/null || ! command -v chromedriver >/dev/null || ! command -v brotli >/dev/null; then \
         sudo=$([ "$(id -u)" -eq 0 ] || echo sudo); \
-        $sudo apt-get update -qq && $sudo apt-get install -y -qq redis-server chromium chromium-driver; \
+        $sudo apt-get update -qq && $sudo apt-get install -y -qq redis-server chromium chromium-driver brotli; \
     fi
     @echo "setup: $(rustc --version), $(wasm-bindgen --version), $(redis-server --version | cut -d' ' -f1-3), $(chromedriver --version | cut -d' ' -f1-2)"
 
-# Build the web app's release bundle into target/web and print its gzipped size.
+# Build the web app's release bundle into target/web and print its compressed size. What
+# index.html loads gets a content hash in its name (served as immutable), and every file a
+# brotli and a gzip copy beside it (served by Accept-Encoding).
 web:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -36,6 +38,9 @@ web:
     if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen {{wasm_bindgen_version}}" ]; then
         echo "error: wasm-bindgen-cli {{wasm_bindgen_version}} is missing: run 'just setup'" >&2; exit 1
     fi
+    if ! command -v brotli >/dev/null; then
+        echo "error: brotli is missing: run 'just setup'" >&2; exit 1
+    fi
     cargo build -p web --profile wasm-release --target wasm32-unknown-unknown
     # Wherever cargo builds (CARGO_TARGET_DIR, a config file...): ask it.
     target_dir=$(cargo metadata --format-version 1 --no-deps \
@@ -44,12 +49,24 @@ web:
     wasm-bindgen --target web --no-typescript --remove-name-section --out-dir target/web \
         "$target_dir/wasm32-unknown-unknown/wasm-release/web.wasm"
     cp apps/web/static/* target/web/
-    total=0
-    for f in target/web/web_bg.wasm target/web/web.js target/web/style.css target/web/index.html; do
-        size=$(gzip -9 -c "$f" | wc -c); total=$((total + size))
-        printf '  %-14s %7d bytes gzipped\n' "$(basename "$f")" "$size"
+    cd target/web
+    # <name>.<ext> -> <name>-<10 hex digits of its SHA-256>.<ext>, and the references to it.
+    hashed() { echo "${1%%.*}-$(sha256sum "$1" | cut -c1-10).${1#*.}"; }
+    wasm=$(hashed web_bg.wasm); mv web_bg.wasm "$wasm"
+    sed -i "s/web_bg\.wasm/$wasm/g" web.js index.html
+    js=$(hashed web.js); mv web.js "$js"
+    css=$(hashed style.css); mv style.css "$css"
+    sed -i -e "s/\.\/web\.js/.\/$js/g" -e "s/\.\/style\.css/.\/$css/g" index.html
+    for f in *; do
+        gzip -9 -k -n "$f"
+        brotli -q 11 -k "$f"
     done
-    echo "web: bundle in target/web, $((total / 1024)) KiB gzipped in total (budget 300 KiB)"
+    total=0
+    for f in "$wasm" "$js" "$css" index.html; do
+        size=$(wc -c < "$f.br"); total=$((total + size))
+        printf '  %-24s %7d bytes brotli, %7d gzip\n' "$f" "$size" "$(wc -c < "$f.gz")"
+    done
+    echo "web: bundle in target/web, $((total / 1024)) KiB brotli in total (budget 300 KiB)"
 
 # Run a node on http://127.0.0.1:3000 with the embedded broker, serving the web app; extra flags
 # go to skat-server (see --help).

@@ -13,6 +13,7 @@
 //! - `listen` binds the listening socket (explicit backlog) and runs the accept loop and the
 //!   HTTP/1 connections in front of the router.
 
+mod assets;
 pub mod auth;
 #[doc(hidden)]
 pub mod bench;
@@ -168,7 +169,7 @@ pub fn app<B: Broker>(state: AppState<B>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<B>));
     let router = match &state.config().static_dir {
-        Some(dir) => router.fallback_service(tower_http::services::ServeDir::new(dir)),
+        Some(dir) => router.fallback_service(assets::router(dir)),
         None => router,
     };
     router.with_state(state)
@@ -241,7 +242,7 @@ fn connection_task<B: Broker>(
     peer: SocketAddr,
 ) -> impl Future<Output = ()> + Send {
     upgrade.then(move |upgraded| match upgraded {
-        Ok(upgraded) => Either::Left(serve_upgraded(upgraded, state, slot)),
+        Ok(upgraded) => Either::Left(serve_upgraded(upgraded, state, slot, peer)),
         Err(err) => {
             tracing::debug!(%peer, error = %err, "upgrade failed");
             Either::Right(std::future::ready(()))
@@ -254,18 +255,20 @@ fn serve_upgraded<B: Broker>(
     upgraded: hyper::upgrade::Upgraded,
     state: AppState<B>,
     slot: limits::IpSlot,
+    peer: SocketAddr,
 ) -> impl Future<Output = ()> + Send {
     let max = state.config().max_message_bytes;
     match ws::Upgraded::from_hyper(upgraded) {
         ws::Upgraded::Tcp(tcp, read) => {
             // `read` is a view of hyper's whole 8 KiB request buffer: copied out, it goes.
             let stream = ws::WsStream::new(tcp, &read, max);
-            Either::Left(conn::serve(stream, state, Some(slot)))
+            Either::Left(conn::serve(stream, state, Some(slot), Some(peer)))
         }
         ws::Upgraded::Other(io) => Either::Right(conn::serve(
             ws::WsStream::new(io, &[], max),
             state,
             Some(slot),
+            Some(peer),
         )),
     }
 }
@@ -301,7 +304,13 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let max = state.config().max_message_bytes;
-    conn::serve(ws::WsStream::new(io, &[], max), state, None).await;
+    conn::serve(ws::WsStream::new(io, &[], max), state, None, None).await;
+}
+
+/// The span of every log line of node `node_id`: the binary enters it on each of its threads,
+/// so that a line says which node wrote it; connections' spans are its children.
+pub fn node_span(node_id: &str) -> tracing::Span {
+    tracing::info_span!("node", id = %node_id)
 }
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting, closes every WebSocket with
@@ -360,8 +369,8 @@ mod tests {
         let upgrade = hyper::upgrade::on(axum::http::Request::new(()));
         let task = connection_task(upgrade, state, slot, SocketAddr::new(ip, 1));
         let size = std::mem::size_of_val(&task);
-        // 768 bytes before the connection's tracing span (about 40) was added on purpose.
-        assert!(size <= 808, "a connection's task is {size} bytes");
+        // 768 bytes with the client's address for the logs (the connection keeps no span).
+        assert!(size <= 768, "a connection's task is {size} bytes");
     }
 
     #[test]

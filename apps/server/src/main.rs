@@ -1,5 +1,6 @@
 //! `skat-server`: configuration, logging, then [`skat_server::run`] until SIGINT or SIGTERM.
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,32 +76,88 @@ struct Serve {
     /// Messages kept per room by the embedded broker.
     #[arg(long, env = "SKAT_HISTORY_LEN", default_value_t = MemoryBrokerConfig::default().history_len)]
     history_len: usize,
+    /// Log lines: `text` for people (colored only on a terminal, and never with NO_COLOR set),
+    /// `json` for log shippers (one object per line, with the node's and the connection's
+    /// span). The level follows RUST_LOG (default `info`).
+    #[arg(long, env = "SKAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(flatten)]
     config: ServerConfig,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let Cli { command, serve } = Cli::parse();
-    let config = serve.config;
-    if let Some(Command::Token { name, ttl }) = command {
-        let secret = config
-            .jwt_secret
-            .context("set SKAT_JWT_SECRET (or --jwt-secret) to mint tokens")?;
-        skat_protocol::validate_name(&name).map_err(|e| anyhow::anyhow!("{}", e.message))?;
-        let token = skat_server::auth::mint_token(&secret, &name, Duration::from_secs(ttl))
-            .context("cannot mint the token")?;
-        #[allow(clippy::print_stdout)] // The token is the command's output.
-        {
-            println!("{token}");
-        }
-        return Ok(());
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the log subscriber: lines on stdout, filtered by RUST_LOG.
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let lines = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => lines.with_ansi(colors()).init(),
+        LogFormat::Json => lines
+            .json()
+            .with_current_span(false)
+            .with_span_list(true)
+            .init(),
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+}
+
+/// Whether text lines may carry ANSI colors: only on a terminal, and not when the user asked
+/// for none (<https://no-color.org>: `NO_COLOR` set to anything but the empty string).
+fn colors() -> bool {
+    colors_for(
+        std::io::stdout().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
+}
+
+fn colors_for(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+fn main() -> anyhow::Result<()> {
+    let Cli { command, serve } = Cli::parse();
+    if let Some(Command::Token { name, ttl }) = command {
+        return print_token(serve.config, &name, ttl);
+    }
+    init_logging(serve.log_format);
+    // Every line the node logs, on whichever thread, is in its span: the span is entered on each
+    // of the runtime's threads for good (and on this one), so tasks pay nothing per poll for it.
+    let node = skat_server::node_span(&serve.config.node_id);
+    let on_thread = node.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(move || std::mem::forget(on_thread.clone().entered()))
+        .build()
+        .context("cannot start the async runtime")?;
+    let _node = node.entered();
+    runtime.block_on(serve_node(serve))
+}
+
+/// The `token` command: prints a token for `name`, valid `ttl` seconds.
+fn print_token(config: ServerConfig, name: &str, ttl: u64) -> anyhow::Result<()> {
+    let secret = config
+        .jwt_secret
+        .context("set SKAT_JWT_SECRET (or --jwt-secret) to mint tokens")?;
+    skat_protocol::validate_name(name).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let token = skat_server::auth::mint_token(&secret, name, Duration::from_secs(ttl))
+        .context("cannot mint the token")?;
+    #[allow(clippy::print_stdout)] // The token is the command's output.
+    {
+        println!("{token}");
+    }
+    Ok(())
+}
+
+/// Binds, connects the broker and serves until SIGINT or SIGTERM.
+async fn serve_node(serve: Serve) -> anyhow::Result<()> {
+    let config = serve.config;
     if config.jwt_secret.is_some() {
         tracing::info!("signed mode: hello requires a token");
     }
@@ -167,4 +224,19 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colors_only_on_a_terminal_and_never_with_no_color() {
+        let set = Some(std::ffi::OsStr::new("1"));
+        let empty = Some(std::ffi::OsStr::new(""));
+        assert!(colors_for(true, None));
+        assert!(colors_for(true, empty), "an empty NO_COLOR does not count");
+        assert!(!colors_for(true, set));
+        assert!(!colors_for(false, None));
+    }
 }

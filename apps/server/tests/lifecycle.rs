@@ -193,6 +193,101 @@ async fn healthz_and_static_files() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// A GET with extra request headers, returning (status line, lowercased response headers, body).
+async fn http_get_with(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &str,
+) -> (String, std::collections::HashMap<String, String>, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8(response[..split].to_vec()).unwrap();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().to_owned();
+    let headers = lines
+        .filter_map(|line| line.split_once(": "))
+        .map(|(name, value)| (name.to_ascii_lowercase(), value.to_owned()))
+        .collect();
+    (status, headers, response[split + 4..].to_vec())
+}
+
+#[tokio::test]
+async fn web_files_go_out_precompressed_with_cache_headers_by_name() {
+    let dir = std::env::temp_dir().join(format!("skat-assets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The server sends precompressed copies as they are: their bytes only need to differ.
+    for (name, body) in [
+        ("index.html", "<h1>skat</h1>"),
+        ("index.html.br", "brotli index"),
+        ("index.html.gz", "gzip index"),
+        ("web-0123456789.js", "export default 1;"),
+        ("web-0123456789.js.br", "brotli js"),
+    ] {
+        std::fs::write(dir.join(name), body).unwrap();
+    }
+    let config = ServerConfig {
+        static_dir: Some(dir.clone()),
+        ..common::test_config()
+    };
+    let node = Node::start_with(Arc::new(MemoryBroker::default()), config).await;
+    let get = |path: &'static str, headers: &'static str| http_get_with(node.addr, path, headers);
+
+    let (status, headers, body) = get("/", "Accept-Encoding: gzip, br\r\n").await;
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body, b"brotli index", "brotli preferred");
+    assert_eq!(headers["content-encoding"], "br");
+    assert!(
+        headers["content-type"].starts_with("text/html"),
+        "{headers:?}"
+    );
+    assert_eq!(
+        headers["cache-control"], "no-cache",
+        "index.html is revalidated"
+    );
+
+    let (_, headers, body) = get("/index.html", "Accept-Encoding: gzip\r\n").await;
+    assert_eq!(body, b"gzip index");
+    assert_eq!(headers["content-encoding"], "gzip");
+
+    let (_, headers, body) = get("/", "").await;
+    assert_eq!(
+        body, b"<h1>skat</h1>",
+        "no Accept-Encoding: the file itself"
+    );
+    assert!(!headers.contains_key("content-encoding"));
+
+    let (status, headers, body) = get("/web-0123456789.js", "Accept-Encoding: br\r\n").await;
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body, b"brotli js");
+    assert_eq!(headers["content-encoding"], "br");
+    assert!(
+        headers["content-type"].contains("javascript"),
+        "{headers:?}"
+    );
+    assert_eq!(
+        headers["cache-control"], "public, max-age=31536000, immutable",
+        "a content-hashed name never changes its content"
+    );
+    let (_, headers, body) = get("/web-0123456789.js", "Accept-Encoding: gzip\r\n").await;
+    assert_eq!(body, b"export default 1;", "no gzip copy: the file itself");
+    assert!(!headers.contains_key("content-encoding"));
+
+    let (status, headers, _) = get("/missing.js", "").await;
+    assert!(status.contains("404"), "{status}");
+    assert!(
+        !headers.contains_key("cache-control"),
+        "errors are not cached"
+    );
+
+    node.stop().await.unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[tokio::test]
 async fn half_sent_requests_are_capped_new_ones_wait_and_shutdown_is_not_held_up() {
     let node = Node::start_with(

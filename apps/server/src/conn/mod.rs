@@ -18,6 +18,7 @@
 mod requests;
 
 use std::future::{Future, poll_fn};
+use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -28,7 +29,7 @@ use skat_protocol::{ErrorCode, ServerFrame, encode_server};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
 use tokio_util::sync::WaitForCancellationFutureOwned;
-use tracing::Instrument as _;
+use tracing::Level;
 
 use crate::AppState;
 use crate::limits::{IpSlot, TokenBucket};
@@ -150,6 +151,8 @@ struct Conn<B: Broker, IO> {
     stalled_since: Option<Instant>,
     /// The client address's connection slot, released when the connection ends.
     _slot: Option<IpSlot>,
+    /// The client's address, for the logs (`None` over an in-memory pipe).
+    peer: Option<SocketAddr>,
 }
 
 /// Serves one WebSocket until it closes, the client is evicted or the node shuts down.
@@ -160,6 +163,7 @@ pub(crate) fn serve<B, IO>(
     ws: WsStream<IO>,
     state: AppState<B>,
     slot: Option<IpSlot>,
+    peer: Option<SocketAddr>,
 ) -> impl Future<Output = ()> + Send
 where
     B: Broker,
@@ -182,17 +186,38 @@ where
         flush: Flush::Idle,
         stalled_since: None,
         _slot: slot,
+        peer,
     };
-    // One span per connection: every event of the connection carries its id.
-    let span = tracing::debug_span!("conn", id = conn.id);
-    conn.serve().instrument(span)
+    conn.serve()
 }
+
+/// Logs an event of connection `$conn` inside its span (see [`Conn::span`]), which is made only
+/// if the event is enabled: a connection keeps no span and pays for none while it logs nothing.
+macro_rules! conn_event {
+    ($conn:expr, $level:expr, $($event:tt)+) => {
+        if tracing::enabled!($level) {
+            $conn.span().in_scope(|| tracing::event!($level, $($event)+));
+        }
+    };
+}
+pub(crate) use conn_event;
 
 impl<B, IO> Conn<B, IO>
 where
     B: Broker,
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    /// The span of this connection's log lines: its id, the client's address and, once `hello`
+    /// has named it, the user. Made for each line logged, in the node's span when there is one.
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!(
+            "conn",
+            id = self.id,
+            peer = self.peer.map(tracing::field::display),
+            user = self.user.as_deref(),
+        )
+    }
+
     async fn run(&mut self) -> Stop {
         let limits = &self.state.config().limits;
         let (hello_timeout, idle_timeout) = (limits.hello_timeout, limits.idle_timeout);
@@ -254,12 +279,11 @@ where
     #[allow(clippy::manual_async_fn)] // See above.
     fn serve(mut self) -> impl Future<Output = ()> + Send {
         async move {
-            tracing::debug!("connected");
+            conn_event!(self, Level::DEBUG, "connected");
             let stop = self.run().await;
             // Boxed, like requests: the ending's state would otherwise enlarge every live
             // connection.
             Box::pin(self.finish(stop)).await;
-            tracing::debug!("disconnected");
         }
     }
 
@@ -267,12 +291,13 @@ where
     /// not wait on the broker), then leaves every room.
     async fn finish(mut self, stop: Stop) {
         if let Some((code, reason)) = stop.close_frame() {
-            tracing::debug!(?stop, reason, "closing");
+            conn_event!(self, Level::DEBUG, ?stop, reason, "closing");
             ws::encode_close(self.ws.out(), code, reason);
             // A client that stopped reading may never take the close frame; do not wait for it.
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.close()).await;
         }
         self.leave_all().await;
+        conn_event!(self, Level::DEBUG, "disconnected");
     }
 
     /// Waits for the next thing to do, meanwhile moving room frames to the socket.
@@ -331,7 +356,7 @@ where
                     return Poll::Ready(Event::Stop(Stop::Violation(err)));
                 }
                 Poll::Ready(Some(Err(ReadError::Io(err)))) => {
-                    tracing::debug!(error = %err, "socket error");
+                    conn_event!(self, Level::DEBUG, error = %err, "socket error");
                     return Poll::Ready(Event::Stop(Stop::Gone));
                 }
                 Poll::Ready(None) => return Poll::Ready(Event::Stop(Stop::Gone)),
@@ -429,7 +454,7 @@ where
     }
 
     fn reply_error(&mut self, code: ErrorCode, message: &str, nonce: Option<String>) {
-        tracing::debug!(%code, message, "request refused");
+        conn_event!(self, Level::DEBUG, %code, message, "request refused");
         self.reply(&ServerFrame::error(code, message, nonce));
     }
 }
@@ -449,9 +474,14 @@ mod tests {
     fn an_idle_connection_task_stays_small() {
         let state = AppState::new(Arc::new(MemoryBroker::default()), ServerConfig::default());
         let (socket, _peer) = tokio::io::duplex(16);
-        let connection = super::serve(crate::ws::WsStream::new(socket, &[], 1024), state, None);
+        let connection = super::serve(
+            crate::ws::WsStream::new(socket, &[], 1024),
+            state,
+            None,
+            None,
+        );
         let size = std::mem::size_of_val(&connection);
-        // 768 bytes before the connection's tracing span (about 40) was added on purpose.
-        assert!(size <= 808, "a connection's task state is {size} bytes");
+        // 768 bytes with the client's address for the logs (the connection keeps no span).
+        assert!(size <= 768, "a connection's task state is {size} bytes");
     }
 }

@@ -16,7 +16,9 @@ use skat_protocol::{
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{Conn, JoinedRoom, Stop};
+use tracing::Level;
+
+use super::{Conn, JoinedRoom, Stop, conn_event};
 use crate::refusals::Refusal;
 
 /// The longest epoch a `join` may carry (the brokers' are about 17 bytes).
@@ -101,8 +103,8 @@ where
             return Err(Stop::Unauthorized);
         }
         let node = self.state.config().node_id.clone();
-        tracing::debug!(user = %name, "hello");
         self.user = Some(Arc::from(name.as_str()));
+        conn_event!(self, Level::DEBUG, "hello");
         self.reply(&ServerFrame::Welcome {
             user: name,
             node,
@@ -178,7 +180,7 @@ where
             Ok(joined) => joined,
             Err(err) => {
                 // The broker's own words stay in the log: clients get no internals.
-                tracing::warn!(%room, error = %err, "join failed");
+                conn_event!(self, Level::WARN, %room, error = %err, "join failed");
                 return self.reply_error(ErrorCode::Unavailable, ROOM_UNAVAILABLE, None);
             }
         };
@@ -202,7 +204,7 @@ where
             name: joined.name,
             watermark,
         });
-        tracing::debug!(%room, recovered, "joined");
+        conn_event!(self, Level::DEBUG, %room, recovered, "joined");
         self.reply(&ServerFrame::Joined {
             room,
             members,
@@ -265,7 +267,7 @@ where
             // gets the original again, as its confirmation.
             Ok(Published::Duplicate(original)) => self.reply(&ServerFrame::Message(original)),
             Err(err) => {
-                tracing::warn!(error = %err, "publish failed");
+                conn_event!(self, Level::WARN, error = %err, "publish failed");
                 self.reply_error(
                     ErrorCode::Unavailable,
                     "message not sent: the broker is unavailable, retry",
@@ -288,7 +290,7 @@ where
         }
         if let Err(err) = self.state.broker().typing(&room, user).await {
             // Typing notifications are transient; losing one is harmless.
-            tracing::debug!(error = %err, "typing not relayed");
+            conn_event!(self, Level::DEBUG, error = %err, "typing not relayed");
         }
     }
 
@@ -323,7 +325,7 @@ where
                 });
             }
             Err(err) => {
-                tracing::warn!(error = %err, "history failed");
+                conn_event!(self, Level::WARN, error = %err, "history failed");
                 self.reply_error(
                     ErrorCode::Unavailable,
                     "history is unavailable, retry later",
