@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,10 +64,15 @@ struct Serve {
     /// one-second SYN retries.
     #[arg(long, env = "SKAT_LISTEN_BACKLOG", default_value_t = skat_server::DEFAULT_BACKLOG)]
     listen_backlog: u32,
-    /// Redis URL (e.g. redis://127.0.0.1:6379/): share rooms with every node using the same
-    /// Redis. Without it the node runs the embedded single-node broker.
+    /// Redis URL (e.g. redis://127.0.0.1:6379/, or rediss://... for TLS): share rooms with
+    /// every node using the same Redis. Without it the node runs the embedded single-node
+    /// broker.
     #[arg(long, env = "SKAT_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// With a `rediss://` URL (TLS): a PEM file of the CAs to trust for Redis's certificate,
+    /// instead of the system's.
+    #[arg(long, env = "SKAT_REDIS_CA_CERT")]
+    redis_ca_cert: Option<PathBuf>,
     /// Prefix of every Redis key and channel.
     #[arg(long, env = "SKAT_REDIS_PREFIX", default_value_t = redis_defaults().prefix)]
     redis_prefix: String,
@@ -165,9 +171,17 @@ async fn serve_node(serve: Serve) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", serve.bind))?;
     match serve.redis_url {
         Some(url) => {
+            let tls_ca = serve
+                .redis_ca_cert
+                .map(|path| {
+                    std::fs::read(&path)
+                        .with_context(|| format!("cannot read the CA file {}", path.display()))
+                })
+                .transpose()?;
             let redis = RedisConfig {
                 prefix: serve.redis_prefix,
                 stream_len: serve.stream_len,
+                tls_ca,
                 ..RedisConfig::new(url, config.node_id.clone())
             };
             let broker = Arc::new(

@@ -8,6 +8,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use common::process::NodeProcess;
 use common::{DEADLINE, Node, join, message, next, next_where};
 use skat_broker::{Broker, MessageId, RedisBroker};
 use skat_protocol::{ErrorCode, Message, ServerFrame};
@@ -497,4 +498,29 @@ async fn clients_hear_the_shutdown_before_the_node_leaves_rooms_in_redis() {
         started.elapsed()
     );
     stopping.await.unwrap().unwrap();
+}
+
+/// The binary reaches Redis over TLS (`rediss://`) with the CA file `--redis-ca-cert` names, and
+/// chat works through it.
+#[tokio::test]
+async fn the_binary_chats_through_redis_over_tls() {
+    let redis = RedisServer::start_tls().await;
+    let dir = std::env::temp_dir().join(format!("skat-tls-node-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, redis.ca_pem()).unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    let extra = [("SKAT_REDIS_CA_CERT", ca.to_str().unwrap())];
+    let _node = NodeProcess::spawn_with("tls-node", addr, &redis.tls_url(), &dir, &extra).await;
+    let url = format!("ws://{addr}/ws");
+    let mut alice = skat_client::Client::connect(&url, "alice").await.unwrap();
+    join(&mut alice, "general").await;
+    alice
+        .send_message("general", "over tls", None)
+        .await
+        .unwrap();
+    assert_eq!(message(&mut alice).await.body, "over tls");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

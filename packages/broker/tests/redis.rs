@@ -42,6 +42,33 @@ async fn conformance_suite() {
     .await;
 }
 
+/// `rediss://`: with the CA that signed Redis's certificate the whole suite passes over TLS;
+/// without it (the system's CAs do not know this one) the connection is refused.
+#[tokio::test]
+async fn tls_with_the_right_ca_passes_the_suite_and_is_refused_without_it() {
+    let redis = RedisServer::start_tls().await;
+    let tls = |prefix: &str| RedisConfig {
+        url: redis.tls_url(),
+        tls_ca: Some(redis.ca_pem()),
+        ..config(&redis, prefix, "node-tls", 20)
+    };
+    let untrusted = RedisConfig {
+        tls_ca: None,
+        ..tls("untrusted:")
+    };
+    let refused = RedisBroker::connect(untrusted).await;
+    assert!(refused.is_err(), "an unknown CA must not be trusted");
+    let run = AtomicUsize::new(0);
+    conformance::run_all(
+        || {
+            let cfg = tls(&format!("t{}:", run.fetch_add(1, Ordering::Relaxed)));
+            async move { RedisBroker::connect(cfg).await.unwrap() }
+        },
+        20,
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn presence_spans_nodes() {
     let redis = RedisServer::start().await;

@@ -24,6 +24,9 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// With [`RedisServer::start_tls`]: the TLS port (the plain one stays open for the
+    /// harness's own `PING`s and [`RedisServer::command`]).
+    tls_port: Option<u16>,
 }
 
 impl RedisServer {
@@ -33,6 +36,47 @@ impl RedisServer {
     ///
     /// If `redis-server` is missing from `PATH` or does not answer `PING` within 10 s.
     pub async fn start() -> RedisServer {
+        let mut server = RedisServer::new();
+        server.spawn_and_wait().await;
+        server
+    }
+
+    /// Starts a server that also speaks TLS, with a certificate for `127.0.0.1` signed by a
+    /// throwaway CA made here (with the `openssl` command); see [`RedisServer::tls_url`] and
+    /// [`RedisServer::ca_pem`].
+    ///
+    /// # Panics
+    ///
+    /// If `openssl` or `redis-server` is missing, or the server does not start.
+    pub async fn start_tls() -> RedisServer {
+        let mut server = RedisServer::new();
+        make_certificates(&server.dir);
+        server.tls_port = Some(free_port());
+        server.spawn_and_wait().await;
+        server
+    }
+
+    /// The `rediss://` URL of a server started with [`RedisServer::start_tls`].
+    ///
+    /// # Panics
+    ///
+    /// If the server was started without TLS.
+    pub fn tls_url(&self) -> String {
+        let port = self.tls_port.expect("started with start_tls");
+        format!("rediss://127.0.0.1:{port}/")
+    }
+
+    /// The PEM certificate of the CA that signed a TLS server's certificate.
+    ///
+    /// # Panics
+    ///
+    /// If the server was started without TLS.
+    pub fn ca_pem(&self) -> Vec<u8> {
+        assert!(self.tls_port.is_some(), "started with start_tls");
+        std::fs::read(self.dir.join("ca.crt")).expect("the CA certificate is in the server's dir")
+    }
+
+    fn new() -> RedisServer {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -43,14 +87,12 @@ impl RedisServer {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).expect("cannot create a temp dir for redis-server");
-        let port = free_port();
-        let mut server = RedisServer {
-            port,
+        RedisServer {
+            port: free_port(),
             dir,
             child: None,
-        };
-        server.spawn_and_wait().await;
-        server
+            tls_port: None,
+        }
     }
 
     /// The server's port on 127.0.0.1.
@@ -102,8 +144,24 @@ impl RedisServer {
     async fn spawn_and_wait(&mut self) {
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         loop {
+            let tls = self.tls_port.map(|port| {
+                [
+                    "--tls-port".to_owned(),
+                    port.to_string(),
+                    "--tls-cert-file".to_owned(),
+                    "redis.crt".to_owned(),
+                    "--tls-key-file".to_owned(),
+                    "redis.key".to_owned(),
+                    "--tls-ca-cert-file".to_owned(),
+                    "ca.crt".to_owned(),
+                    "--tls-auth-clients".to_owned(),
+                    "no".to_owned(),
+                ]
+            });
             let child = Command::new("redis-server")
+                .current_dir(&self.dir)
                 .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+                .args(tls.iter().flatten())
                 .arg("--dir")
                 .arg(&self.dir)
                 .args([
@@ -158,6 +216,65 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Makes, in `dir`, a CA (`ca.crt`) and a certificate for 127.0.0.1 it signed (`redis.crt`,
+/// `redis.key`), valid for a day.
+fn make_certificates(dir: &std::path::Path) {
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")
+        .expect("cannot write in the server's dir");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let steps: [&[&str]; 3] = [
+        &[
+            &["req", "-x509"],
+            &ec[..],
+            &["-keyout", "ca.key", "-out", "ca.crt"],
+        ]
+        .concat(),
+        &[
+            &["req"],
+            &ec[..],
+            &["-keyout", "redis.key", "-out", "redis.csr"],
+        ]
+        .concat(),
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "redis.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "redis.crt",
+            "-extfile",
+            "san.ext",
+        ],
+    ];
+    for (step, subject) in steps.iter().zip(["/CN=skat test CA", "/CN=127.0.0.1", ""]) {
+        let mut openssl = Command::new("openssl");
+        openssl.current_dir(dir).args(*step).args(["-days", "1"]);
+        if !subject.is_empty() {
+            openssl.args(["-subj", subject]);
+        }
+        let out = openssl
+            .stdin(Stdio::null())
+            .output()
+            .expect("cannot run openssl: is it installed?");
+        assert!(
+            out.status.success(),
+            "openssl {step:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 

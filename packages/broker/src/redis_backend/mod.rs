@@ -93,6 +93,9 @@ pub struct RedisConfig {
     pub pubsub_ping: Duration,
     /// How long a sender's nonce is remembered for idempotent sends.
     pub dedup_window: Duration,
+    /// With a `rediss://` URL: the PEM certificates of the CAs to trust for Redis's
+    /// certificate, instead of the system's.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 impl RedisConfig {
@@ -109,6 +112,7 @@ impl RedisConfig {
             command_timeout: Duration::from_secs(2),
             pubsub_ping: Duration::from_secs(5),
             dedup_window: crate::DEFAULT_DEDUP_WINDOW,
+            tls_ca: None,
         }
     }
 }
@@ -180,7 +184,16 @@ impl RedisBroker {
             .as_str()
             .into_connection_info()?
             .set_tcp_settings(tcp);
-        let client = redis::Client::open(info)?;
+        let client = match &config.tls_ca {
+            Some(ca) => {
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.clone()),
+                };
+                redis::Client::build_with_tls(info, certificates)?
+            }
+            None => redis::Client::open(info)?,
+        };
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.command_timeout))
             .set_response_timeout(Some(config.command_timeout))
