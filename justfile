@@ -11,8 +11,8 @@ wasm_bindgen_version := `sed -n '/^name = "wasm-bindgen"$/{n;s/version = "\(.*\)
 
 # Install what the other recipes need (idempotent): the pinned Rust toolchain with rustfmt and
 # clippy, the wasm32 target, wasm-bindgen-cli at the locked version, redis-server (tests start
-# their own instances), Chromium with ChromeDriver (browser tests), brotli (`just web`) and
-# openssl (the TLS tests make a throwaway CA).
+# their own instances), Chromium with ChromeDriver (browser tests), brotli (`just web`),
+# openssl (the TLS tests make a throwaway CA) and nginx (the reverse-proxy test).
 setup:
     # RUSTUP_AUTO_INSTALL=0 machines do not fetch the toolchain pinned in rust-toolchain.toml by
     # themselves; with no argument rustup installs exactly that toolchain and its components.
@@ -21,9 +21,9 @@ setup:
     if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen {{wasm_bindgen_version}}" ]; then \
         cargo install --force wasm-bindgen-cli --version {{wasm_bindgen_version}}; \
     fi
-    if ! command -v redis-server >/dev/null || ! command -v chromedriver >/dev/null || ! command -v brotli >/dev/null || ! command -v openssl >/dev/null; then \
+    if ! command -v redis-server >/dev/null || ! command -v chromedriver >/dev/null || ! command -v brotli >/dev/null || ! command -v openssl >/dev/null || ! [ -x /usr/sbin/nginx ]; then \
         sudo=$([ "$(id -u)" -eq 0 ] || echo sudo); \
-        $sudo apt-get update -qq && $sudo apt-get install -y -qq redis-server chromium chromium-driver brotli openssl; \
+        $sudo apt-get update -qq && $sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server chromium chromium-driver brotli openssl nginx; \
     fi
     @echo "setup: $(rustc --version), $(wasm-bindgen --version), $(redis-server --version | cut -d' ' -f1-3), $(chromedriver --version | cut -d' ' -f1-2)"
 

@@ -90,6 +90,16 @@ pub struct ServerConfig {
     /// from the same host as the request, against cross-site WebSocket hijacking.
     #[arg(long, env = "SKAT_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Option<Vec<String>>,
+    /// Reverse proxies, comma-separated addresses or CIDRs: a WebSocket from one of them counts
+    /// as coming from the address in `X-Forwarded-For` (for the per-address limit and the
+    /// logs). From anyone else, forwarded headers are ignored. Default: none.
+    #[arg(
+        long,
+        env = "SKAT_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_parser = crate::proxy::parse_proxy
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for ServerConfig {

@@ -22,6 +22,7 @@ mod conn;
 mod limits;
 mod listen;
 mod outbox;
+mod proxy;
 mod refusals;
 mod rooms;
 mod ws;
@@ -38,7 +39,7 @@ pub use limits::Limits;
 pub use listen::{DEFAULT_BACKLOG, bind};
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -205,8 +206,9 @@ async fn ws_upgrade<B: Broker>(
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
     let headers = request.headers();
+    let client = proxy::client_ip(peer.ip(), headers, &state.config().trusted_proxies);
     if !origin_allowed(headers, state.config().allowed_origins.as_deref()) {
-        let origin = format!("{peer} from origin {:?}", headers.get(header::ORIGIN));
+        let origin = format!("{client} from origin {:?}", headers.get(header::ORIGIN));
         state.refusals().record(Refusal::Origin, &origin);
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
@@ -215,8 +217,8 @@ async fn ws_upgrade<B: Broker>(
         Err(rejection) => return rejection.response(),
     };
     let max_per_ip = state.config().limits.max_conns_per_ip;
-    let Some(slot) = limits::PerIp::acquire(state.per_ip(), peer.ip(), max_per_ip) else {
-        state.refusals().record(Refusal::PerIp, &peer.ip());
+    let Some(slot) = limits::PerIp::acquire(state.per_ip(), client, max_per_ip) else {
+        state.refusals().record(Refusal::PerIp, &client);
         return (
             StatusCode::TOO_MANY_REQUESTS,
             "too many connections from this address",
@@ -227,7 +229,7 @@ async fn ws_upgrade<B: Broker>(
     state
         .inner
         .connections
-        .spawn(connection_task(upgrade, state.clone(), slot, peer));
+        .spawn(connection_task(upgrade, state.clone(), slot, client));
     response
 }
 
@@ -239,12 +241,12 @@ fn connection_task<B: Broker>(
     upgrade: hyper::upgrade::OnUpgrade,
     state: AppState<B>,
     slot: limits::IpSlot,
-    peer: SocketAddr,
+    client: IpAddr,
 ) -> impl Future<Output = ()> + Send {
     upgrade.then(move |upgraded| match upgraded {
-        Ok(upgraded) => Either::Left(serve_upgraded(upgraded, state, slot, peer)),
+        Ok(upgraded) => Either::Left(serve_upgraded(upgraded, state, slot, client)),
         Err(err) => {
-            tracing::debug!(%peer, error = %err, "upgrade failed");
+            tracing::debug!(%client, error = %err, "upgrade failed");
             Either::Right(std::future::ready(()))
         }
     })
@@ -255,20 +257,20 @@ fn serve_upgraded<B: Broker>(
     upgraded: hyper::upgrade::Upgraded,
     state: AppState<B>,
     slot: limits::IpSlot,
-    peer: SocketAddr,
+    client: IpAddr,
 ) -> impl Future<Output = ()> + Send {
     let max = state.config().max_message_bytes;
     match ws::Upgraded::from_hyper(upgraded) {
         ws::Upgraded::Tcp(tcp, read) => {
             // `read` is a view of hyper's whole 8 KiB request buffer: copied out, it goes.
             let stream = ws::WsStream::new(tcp, &read, max);
-            Either::Left(conn::serve(stream, state, Some(slot), Some(peer)))
+            Either::Left(conn::serve(stream, state, Some(slot), Some(client)))
         }
         ws::Upgraded::Other(io) => Either::Right(conn::serve(
             ws::WsStream::new(io, &[], max),
             state,
             Some(slot),
-            Some(peer),
+            Some(client),
         )),
     }
 }
@@ -367,7 +369,7 @@ mod tests {
         let ip = std::net::Ipv4Addr::LOCALHOST.into();
         let slot = limits::PerIp::acquire(&Arc::default(), ip, 0).unwrap();
         let upgrade = hyper::upgrade::on(axum::http::Request::new(()));
-        let task = connection_task(upgrade, state, slot, SocketAddr::new(ip, 1));
+        let task = connection_task(upgrade, state, slot, ip);
         let size = std::mem::size_of_val(&task);
         // 768 bytes with the client's address for the logs (the connection keeps no span).
         assert!(size <= 768, "a connection's task is {size} bytes");

@@ -18,7 +18,7 @@
 mod requests;
 
 use std::future::{Future, poll_fn};
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -151,8 +151,9 @@ struct Conn<B: Broker, IO> {
     stalled_since: Option<Instant>,
     /// The client address's connection slot, released when the connection ends.
     _slot: Option<IpSlot>,
-    /// The client's address, for the logs (`None` over an in-memory pipe).
-    peer: Option<SocketAddr>,
+    /// The client's address (behind a trusted proxy, the forwarded one), for the logs (`None`
+    /// over an in-memory pipe).
+    peer: Option<IpAddr>,
 }
 
 /// Serves one WebSocket until it closes, the client is evicted or the node shuts down.
@@ -163,7 +164,7 @@ pub(crate) fn serve<B, IO>(
     ws: WsStream<IO>,
     state: AppState<B>,
     slot: Option<IpSlot>,
-    peer: Option<SocketAddr>,
+    peer: Option<IpAddr>,
 ) -> impl Future<Output = ()> + Send
 where
     B: Broker,

@@ -1,0 +1,117 @@
+//! Behind a reverse proxy: which address a WebSocket comes from.
+//!
+//! A node behind a proxy sees the proxy as every client's TCP peer. With `--trusted-proxies`,
+//! a request whose peer is one of them is attributed to the address the proxies put in
+//! `X-Forwarded-For`: walking the list from the right (the hop nearest the node), past every
+//! trusted proxy, the first address that is not one is the client. Anything a client wrote
+//! further left is its own claim and ignored. A peer that is not a trusted proxy is the client,
+//! whatever headers it sends. The per-address connection limit and the logs use this address.
+
+use std::net::IpAddr;
+
+use axum::http::HeaderMap;
+use ipnet::IpNet;
+
+/// Parses a `--trusted-proxies` entry: a CIDR (`10.0.0.0/8`) or a single address.
+pub(crate) fn parse_proxy(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is neither an IP address nor a CIDR (10.0.0.0/8)"))
+}
+
+/// The client's address for a request from TCP peer `peer`: see the module docs.
+pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let trusts = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !trusts(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        // A hop we cannot read ends the walk: the nearest trusted address stands.
+        let Some(ip) = parse_hop(hop) else { break };
+        client = ip;
+        if !trusts(&ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// One `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:5`, `[::1]:5`).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append("x-forwarded-for", value.parse().unwrap());
+        }
+        headers
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let trusted = [
+            parse_proxy("10.0.0.0/8").unwrap(),
+            parse_proxy("127.0.0.1").unwrap(),
+        ];
+        let forwarded = headers(&["6.6.6.6, 1.2.3.4", "10.0.0.2"]);
+        // From a trusted proxy: past the trusted hops, the first other address.
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &forwarded, &trusted),
+            ip("1.2.3.4")
+        );
+        // From anyone else: the peer, whatever it claims.
+        assert_eq!(
+            client_ip(ip("8.8.8.8"), &forwarded, &trusted),
+            ip("8.8.8.8")
+        );
+        assert_eq!(client_ip(ip("127.0.0.1"), &forwarded, &[]), ip("127.0.0.1"));
+        // No header: the proxy itself.
+        assert_eq!(
+            client_ip(ip("10.1.1.1"), &HeaderMap::new(), &trusted),
+            ip("10.1.1.1")
+        );
+        // Only trusted hops: the leftmost of them.
+        assert_eq!(
+            client_ip(ip("10.1.1.1"), &headers(&["10.0.0.9"]), &trusted),
+            ip("10.0.0.9")
+        );
+        // Ports and IPv6.
+        let ported = headers(&["[2001:db8::1]:4711, 1.2.3.4:80"]);
+        assert_eq!(client_ip(ip("127.0.0.1"), &ported, &trusted), ip("1.2.3.4"));
+        // Garbage nearest the node: the walk stops at the proxy.
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &headers(&["1.2.3.4, junk"]), &trusted),
+            ip("127.0.0.1")
+        );
+    }
+
+    #[test]
+    fn proxies_are_cidrs_or_addresses() {
+        assert!(parse_proxy("10.0.0.0/8").is_ok());
+        assert!(parse_proxy("::1").is_ok());
+        assert!(parse_proxy(" 192.168.1.1 ").is_ok());
+        assert!(parse_proxy("proxy.example").is_err());
+        assert!(parse_proxy("10.0.0.0/33").is_err());
+    }
+}
