@@ -86,7 +86,7 @@ impl std::fmt::Debug for Registry {
 impl Default for Registry {
     fn default() -> Self {
         Self {
-            rooms: Rooms::new(Arc::new(MemoryBroker::default())),
+            rooms: Rooms::new(Arc::new(MemoryBroker::default()), Default::default()),
             members: Vec::new(),
         }
     }

@@ -90,6 +90,10 @@ pub struct ServerConfig {
     /// from the same host as the request, against cross-site WebSocket hijacking.
     #[arg(long, env = "SKAT_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Option<Vec<String>>,
+    /// Serve `GET /metrics` on this address (e.g. 127.0.0.1:9100) instead of the main one, to
+    /// keep it off the public port. Default: on the main address.
+    #[arg(long, env = "SKAT_METRICS_BIND")]
+    pub metrics_bind: Option<std::net::SocketAddr>,
     /// Reverse proxies, comma-separated addresses or CIDRs: a WebSocket from one of them counts
     /// as coming from the address in `X-Forwarded-For` (for the per-address limit and the
     /// logs). From anyone else, forwarded headers are ignored. Default: none.

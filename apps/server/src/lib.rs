@@ -21,6 +21,7 @@ mod config;
 mod conn;
 mod limits;
 mod listen;
+mod metrics;
 mod outbox;
 mod proxy;
 mod refusals;
@@ -56,6 +57,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::metrics::Metrics;
 use crate::refusals::{Refusal, Refusals};
 use crate::rooms::Rooms;
 
@@ -84,12 +86,14 @@ struct Shared<B: Broker> {
     /// Clients refused, counted and logged at a bounded rate.
     refusals: Refusals,
     per_ip: Arc<limits::PerIp>,
+    metrics: Metrics,
 }
 
 impl<B: Broker> AppState<B> {
     /// State for a node using `broker`.
     pub fn new(broker: Arc<B>, config: ServerConfig) -> Self {
-        let rooms = Rooms::new(Arc::clone(&broker));
+        let metrics = Metrics::default();
+        let rooms = Rooms::new(Arc::clone(&broker), metrics.clone());
         Self {
             inner: Arc::new(Shared {
                 broker,
@@ -100,6 +104,7 @@ impl<B: Broker> AppState<B> {
                 next_conn_id: AtomicU64::new(1),
                 refusals: Refusals::default(),
                 per_ip: Arc::default(),
+                metrics,
             }),
         }
     }
@@ -115,6 +120,23 @@ impl<B: Broker> AppState<B> {
 
     pub(crate) fn refusals(&self) -> &Refusals {
         &self.inner.refusals
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The text of a `/metrics` scrape.
+    fn scrape(&self) -> String {
+        let (queued, longest_queue) = self.rooms().queued();
+        let live = metrics::Live {
+            rooms: self.rooms().len(),
+            queued,
+            longest_queue,
+            broker: self.broker().stats(),
+            broker_ready: self.broker().is_ready(),
+        };
+        metrics::render(self.metrics(), live)
     }
 
     pub(crate) fn rooms(&self) -> &Rooms<B> {
@@ -169,11 +191,45 @@ pub fn app<B: Broker>(state: AppState<B>) -> Router {
         .route("/ws", get(ws_upgrade::<B>))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<B>));
+    // On its own address if one is configured (see `run`), else here.
+    let router = if state.config().metrics_bind.is_none() {
+        router.route("/metrics", get(scrape::<B>))
+    } else {
+        router
+    };
     let router = match &state.config().static_dir {
         Some(dir) => router.fallback_service(assets::router(dir)),
         None => router,
     };
     router.with_state(state)
+}
+
+/// `GET /metrics`: the Prometheus text format (see `metrics`).
+async fn scrape<B: Broker>(State(state): State<AppState<B>>) -> Response {
+    let text = state.scrape();
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
+}
+
+/// Serves `/metrics` alone on `addr` until the node shuts down.
+async fn serve_metrics<B: Broker>(state: &AppState<B>, addr: SocketAddr) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "metrics listening");
+    let token = state.shutdown_token();
+    let serving = axum::serve(listener, metrics_app(state.clone()))
+        .with_graceful_shutdown(async move { token.cancelled().await });
+    tokio::spawn(async move {
+        if let Err(err) = serving.await {
+            tracing::warn!(error = %err, "metrics listener failed");
+        }
+    });
+    Ok(())
+}
+
+/// The router of `--metrics-bind`: `/metrics` alone.
+fn metrics_app<B: Broker>(state: AppState<B>) -> Router {
+    Router::new()
+        .route("/metrics", get(scrape::<B>))
+        .with_state(state)
 }
 
 /// Liveness: the process serves HTTP.
@@ -327,6 +383,9 @@ pub async fn run<B: Broker>(
     let state = AppState::new(broker, config);
     let router = app(state.clone());
     tracing::info!(%addr, node = %state.config().node_id, "listening");
+    if let Some(metrics_addr) = state.config().metrics_bind {
+        serve_metrics(&state, metrics_addr).await?;
+    }
     let token = state.shutdown_token();
     let stop = async move {
         shutdown.await;

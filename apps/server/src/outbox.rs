@@ -101,6 +101,11 @@ impl Outbox {
         }
     }
 
+    /// Frames waiting.
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.state).frames.len()
+    }
+
     /// Queues `frame`; a full queue evicts the connection as a slow consumer instead.
     pub(crate) fn push(&self, frame: &Arc<RoomFrame>) {
         let mut state = lock(&self.state);

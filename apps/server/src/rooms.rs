@@ -10,12 +10,15 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
+use prometheus_client::metrics::counter::Counter;
 use skat_broker::{Broker, MessageId, Resume, RoomEvent, RoomSink, Snapshot, SortedMap, Tally};
 use skat_protocol::{ServerFrame, encode_server};
 use tokio::sync::OnceCell;
 
 use crate::lock;
+use crate::metrics::{BrokerCall, Metrics};
 use crate::outbox::{Eviction, Outbox};
 
 /// Identifies a connection within this node.
@@ -64,6 +67,8 @@ pub(crate) struct Joined {
 struct Room<S> {
     name: Arc<str>,
     members: Mutex<Members<S>>,
+    /// The node's count of frames queued to connections.
+    deliveries: Counter,
     /// Set once the room's subscription is made, by its first joiner; the others wait for it
     /// (and one of them retries if it failed).
     subscribed: OnceCell<()>,
@@ -103,13 +108,15 @@ type RoomRef<B> = Arc<Room<<B as Broker>::Subscription>>;
 pub(crate) struct Rooms<B: Broker> {
     broker: Arc<B>,
     map: Mutex<HashMap<Arc<str>, RoomRef<B>>>,
+    metrics: Metrics,
 }
 
 impl<B: Broker> Rooms<B> {
-    pub(crate) fn new(broker: Arc<B>) -> Self {
+    pub(crate) fn new(broker: Arc<B>, metrics: Metrics) -> Self {
         Self {
             broker,
             map: Mutex::default(),
+            metrics,
         }
     }
 
@@ -145,8 +152,14 @@ impl<B: Broker> Rooms<B> {
     /// this node; returns whether that was the last.
     pub(crate) async fn leave(&self, room: &str, conn: ConnId, user: &Arc<str>) -> bool {
         let last_of_user = self.exit(room, conn, user);
-        if last_of_user && let Err(err) = self.broker.presence_leave(room, user).await {
-            tracing::warn!(%room, %user, error = %err, "presence_leave failed");
+        if last_of_user {
+            let started = Instant::now();
+            let left = self.broker.presence_leave(room, user).await;
+            self.metrics
+                .broker_call(BrokerCall::Leave, started.elapsed());
+            if let Err(err) = left {
+                tracing::warn!(%room, %user, error = %err, "presence_leave failed");
+            }
         }
         last_of_user
     }
@@ -171,6 +184,7 @@ impl<B: Broker> Rooms<B> {
                     let entry = Arc::new(Room {
                         name: Arc::clone(&name),
                         members: Mutex::default(),
+                        deliveries: self.metrics.deliveries.clone(),
                         subscribed: OnceCell::new(),
                     });
                     map.insert(name, Arc::clone(&entry));
@@ -252,6 +266,25 @@ impl<B: Broker> Rooms<B> {
     pub(crate) fn len(&self) -> usize {
         lock(&self.map).len()
     }
+
+    /// Frames waiting in the outbound queues of the connections in rooms: in total, and in
+    /// the longest queue. Walks every room's members (for a scrape, not for a hot path).
+    pub(crate) fn queued(&self) -> (usize, usize) {
+        let rooms: Vec<_> = lock(&self.map).values().cloned().collect();
+        let mut seen = std::collections::HashSet::new();
+        let (mut total, mut longest) = (0, 0);
+        for room in rooms {
+            let members = lock(&room.members);
+            for (conn, outbox) in members.conns.iter() {
+                if seen.insert(*conn) {
+                    let queued = outbox.len();
+                    total += queued;
+                    longest = longest.max(queued);
+                }
+            }
+        }
+        (total, longest)
+    }
 }
 
 impl<S: Send + Sync + 'static> RoomSink for Room<S> {
@@ -263,6 +296,7 @@ impl<S: Send + Sync + 'static> RoomSink for Room<S> {
         for member in members.conns.values() {
             member.push(&frame);
         }
+        self.deliveries.inc_by(members.conns.len() as u64);
     }
 
     /// The broker ended the subscription: members cannot be served, let them reconnect.
@@ -323,7 +357,7 @@ mod tests {
     #[tokio::test]
     async fn one_subscription_per_room_and_same_bytes_for_all() {
         let broker = Arc::new(MemoryBroker::default());
-        let rooms = Rooms::new(Arc::clone(&broker));
+        let rooms = Rooms::new(Arc::clone(&broker), Default::default());
         let alice: Arc<str> = Arc::from("alice");
         let (a, b) = (Arc::new(Outbox::new(8)), Arc::new(Outbox::new(8)));
         let joined = rooms.enter("r", 1, &alice, &a).await.unwrap();
@@ -353,7 +387,7 @@ mod tests {
     #[tokio::test]
     async fn full_queue_kicks_only_that_member() {
         let broker = Arc::new(MemoryBroker::default());
-        let rooms = Rooms::new(Arc::clone(&broker));
+        let rooms = Rooms::new(Arc::clone(&broker), Default::default());
         let user: Arc<str> = Arc::from("u");
         let (slow, fast) = (Arc::new(Outbox::new(1)), Arc::new(Outbox::new(8)));
         rooms.enter("r", 1, &user, &slow).await.unwrap();
@@ -372,7 +406,7 @@ mod tests {
     #[tokio::test]
     async fn a_room_the_broker_ends_evicts_its_members_and_refuses_joins() {
         let broker = Arc::new(MemoryBroker::default());
-        let rooms = Rooms::new(Arc::clone(&broker));
+        let rooms = Rooms::new(Arc::clone(&broker), Default::default());
         let user: Arc<str> = Arc::from("u");
         let member = Arc::new(Outbox::new(8));
         rooms.enter("r", 1, &user, &member).await.unwrap();
@@ -391,7 +425,7 @@ mod tests {
     #[tokio::test]
     async fn the_last_leave_unsubscribes() {
         let broker = Arc::new(MemoryBroker::default());
-        let rooms = Rooms::new(Arc::clone(&broker));
+        let rooms = Rooms::new(Arc::clone(&broker), Default::default());
         let user: Arc<str> = Arc::from("u");
         let member = Arc::new(Outbox::new(8));
         rooms.enter("r", 1, &user, &member).await.unwrap();

@@ -121,6 +121,14 @@ async fn slow_consumer_is_disconnected_without_affecting_others() {
     // The node still serves everyone else.
     flooder.send_message("flood", "after", None).await.unwrap();
     assert_eq!(message(&mut flooder).await.body, "after");
+    // And counts the eviction (the connection is closed by now: the flooder's message came
+    // after the eviction, and the close follows it).
+    let (_, metrics) = http_get(node.addr, "/metrics").await;
+    assert!(
+        metrics.contains("skat_slow_consumer_evictions_total 1\n")
+            && metrics.contains("skat_connections_closed_total{reason=\"slow_consumer\"} 1\n"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

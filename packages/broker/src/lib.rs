@@ -190,6 +190,18 @@ pub struct Snapshot {
     pub epoch: String,
 }
 
+/// What a broker has had to repair so far, for a node's metrics: all zero for a broker that
+/// never loses its connection (the embedded one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BrokerStats {
+    /// Times the live-event connection was made again after being lost.
+    pub reconnects: u64,
+    /// Room catch-ups from the stored history after such a loss (gap repairs).
+    pub catch_ups: u64,
+    /// Messages those catch-ups delivered that live delivery had missed.
+    pub caught_up: u64,
+}
+
 /// The shared state of rooms, as seen by one node.
 ///
 /// Delivery guarantees are stated per method. "Accepted" means [`Broker::publish`] returned `Ok`.
@@ -327,6 +339,11 @@ pub trait Broker: Send + Sync + 'static {
     /// catch up once it is ready again.
     fn is_ready(&self) -> bool {
         true
+    }
+
+    /// What the broker has repaired so far (see [`BrokerStats`]).
+    fn stats(&self) -> BrokerStats {
+        BrokerStats::default()
     }
 }
 

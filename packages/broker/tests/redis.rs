@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use skat_broker::conformance::{self, listen, next_event};
-use skat_broker::{Broker, RedisBroker, RedisConfig, RoomEvent};
+use skat_broker::{Broker, BrokerStats, RedisBroker, RedisConfig, RoomEvent};
 use skat_testkit::RedisServer;
 
 fn config(redis: &RedisServer, prefix: &str, node: &str, stream_len: usize) -> RedisConfig {
@@ -122,6 +122,17 @@ async fn subscription_catches_up_after_pubsub_connection_drops() {
         RoomEvent::Message(live[0].clone())
     );
     assert!(a.is_ready());
+    // The repair shows in the broker's stats: one reconnection, the room caught up, and the
+    // messages live delivery missed (all 20, or fewer if some arrived live before the kill
+    // took effect) delivered from the stream.
+    let stats = a.stats();
+    assert_eq!((stats.reconnects, stats.catch_ups), (1, 1), "{stats:?}");
+    assert!(stats.caught_up <= 20, "{stats:?}");
+    assert_eq!(
+        b.stats(),
+        BrokerStats::default(),
+        "B never lost its connection"
+    );
 }
 
 #[tokio::test]

@@ -85,6 +85,21 @@ enum Stop {
 }
 
 impl Stop {
+    /// The ending's name in metrics (`skat_connections_closed_total{reason}`).
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Gone => "gone",
+            Self::ClientClosed => "client_closed",
+            Self::Shutdown => "shutdown",
+            Self::Evicted(Eviction::SlowConsumer) => "slow_consumer",
+            Self::Evicted(Eviction::RoomLost) => "room_lost",
+            Self::Violation(_) => "protocol_violation",
+            Self::HelloTimeout => "hello_timeout",
+            Self::Idle => "idle",
+            Self::Unauthorized => "unauthorized",
+        }
+    }
+
     /// The close frame this ending sends, if the socket can still take one.
     fn close_frame(&self) -> Option<(u16, &'static str)> {
         Some(match self {
@@ -280,6 +295,7 @@ where
     #[allow(clippy::manual_async_fn)] // See above.
     fn serve(mut self) -> impl Future<Output = ()> + Send {
         async move {
+            self.state.metrics().connection_opened();
             conn_event!(self, Level::DEBUG, "connected");
             let stop = self.run().await;
             // Boxed, like requests: the ending's state would otherwise enlarge every live
@@ -291,6 +307,8 @@ where
     /// Sends the close frame the ending calls for (first: a client's closing handshake must
     /// not wait on the broker), then leaves every room.
     async fn finish(mut self, stop: Stop) {
+        let slow = matches!(stop, Stop::Evicted(Eviction::SlowConsumer));
+        self.state.metrics().connection_closed(stop.label(), slow);
         if let Some((code, reason)) = stop.close_frame() {
             conn_event!(self, Level::DEBUG, ?stop, reason, "closing");
             ws::encode_close(self.ws.out(), code, reason);
@@ -456,6 +474,7 @@ where
 
     fn reply_error(&mut self, code: ErrorCode, message: &str, nonce: Option<String>) {
         conn_event!(self, Level::DEBUG, %code, message, "request refused");
+        self.state.metrics().refused(code);
         self.reply(&ServerFrame::error(code, message, nonce));
     }
 }

@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Level;
 
 use super::{Conn, JoinedRoom, Stop, conn_event};
+use crate::metrics::BrokerCall;
 use crate::refusals::Refusal;
 
 /// The longest epoch a `join` may carry (the brokers' are about 17 bytes).
@@ -80,6 +81,7 @@ where
         if self.requests.try_take(Instant::now()) {
             return true;
         }
+        self.state.metrics().rate_limited("join_or_history");
         self.reply_error(
             ErrorCode::RateLimited,
             "too many join or history requests; retry shortly",
@@ -172,11 +174,15 @@ where
             },
             page: DEFAULT_HISTORY_LIMIT as usize,
         };
+        let started = Instant::now();
         let joining = self
             .state
             .rooms()
             .join(&room, self.id, user, &self.outbox, resume);
-        let (joined, snapshot) = match joining.await {
+        let joining = joining.await;
+        let metrics = self.state.metrics();
+        metrics.broker_call(BrokerCall::Join, started.elapsed());
+        let (joined, snapshot) = match joining {
             Ok(joined) => joined,
             Err(err) => {
                 // The broker's own words stay in the log: clients get no internals.
@@ -190,6 +196,9 @@ where
             recovered,
             epoch,
         } = snapshot;
+        if since.is_some() {
+            self.state.metrics().recovery(recovered);
+        }
         if !recovered {
             // The latest page, like any page, within the reply bound.
             keep_newest_within(&mut messages, self.state.config().max_reply_bytes);
@@ -252,6 +261,7 @@ where
                 "too many messages: at most {} per second (bursts of {}); retry shortly",
                 limits.messages_per_sec, limits.messages_burst
             );
+            self.state.metrics().rate_limited("send");
             return self.reply_error(ErrorCode::RateLimited, &message, nonce);
         }
         let new = NewMessage {
@@ -261,11 +271,18 @@ where
             nonce: nonce.clone(),
         };
         // On success the confirmation is our own copy of the message, arriving through the room.
-        match self.state.broker().publish(new).await {
-            Ok(Published::New(_)) => {}
+        let started = Instant::now();
+        let published = self.state.broker().publish(new).await;
+        let metrics = self.state.metrics();
+        metrics.broker_call(BrokerCall::Publish, started.elapsed());
+        match published {
+            Ok(Published::New(_)) => metrics.message_accepted(true),
             // A retry of a send already accepted (e.g. before a reconnect): only the sender
             // gets the original again, as its confirmation.
-            Ok(Published::Duplicate(original)) => self.reply(&ServerFrame::Message(original)),
+            Ok(Published::Duplicate(original)) => {
+                metrics.message_accepted(false);
+                self.reply(&ServerFrame::Message(original));
+            }
             Err(err) => {
                 conn_event!(self, Level::WARN, error = %err, "publish failed");
                 self.reply_error(
@@ -282,13 +299,20 @@ where
             return self.reply_invalid(invalid, None);
         }
         if !self.typing.try_take(Instant::now()) {
+            self.state.metrics().rate_limited("typing");
             return self.reply_error(
                 ErrorCode::RateLimited,
                 "too many typing notifications",
                 None,
             );
         }
-        if let Err(err) = self.state.broker().typing(&room, user).await {
+        let started = Instant::now();
+        let relayed = self.state.broker().typing(&room, user).await;
+        let elapsed = started.elapsed();
+        self.state
+            .metrics()
+            .broker_call(BrokerCall::Typing, elapsed);
+        if let Err(err) = relayed {
             // Typing notifications are transient; losing one is harmless.
             conn_event!(self, Level::DEBUG, error = %err, "typing not relayed");
         }
@@ -309,12 +333,17 @@ where
             Ok(before) => before,
             Err(err) => return self.reply_error(ErrorCode::InvalidId, &err.to_string(), None),
         };
-        match self
+        let started = Instant::now();
+        let page = self
             .state
             .broker()
             .history(&room, before, limit as usize)
-            .await
-        {
+            .await;
+        let elapsed = started.elapsed();
+        self.state
+            .metrics()
+            .broker_call(BrokerCall::History, elapsed);
+        match page {
             Ok(mut page) => {
                 let cut =
                     keep_newest_within(&mut page.messages, self.state.config().max_reply_bytes);

@@ -63,8 +63,8 @@ use scripts::Scripts;
 use store::{Read, Store};
 
 use crate::{
-    Broker, HistoryPage, Message, MessageId, NewMessage, Published, Recovery, Resume, RoomSink,
-    Snapshot, lock,
+    Broker, BrokerStats, HistoryPage, Message, MessageId, NewMessage, Published, Recovery, Resume,
+    RoomSink, Snapshot, lock,
 };
 
 /// Settings of a [`RedisBroker`].
@@ -467,5 +467,9 @@ impl Broker for RedisBroker {
 
     fn is_ready(&self) -> bool {
         self.router.is_ready()
+    }
+
+    fn stats(&self) -> BrokerStats {
+        self.router.stats()
     }
 }

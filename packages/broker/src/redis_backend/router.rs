@@ -12,6 +12,7 @@
 //! in it. Presence and typing events, which are at most once, may be dropped there.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use super::store::{Read, Store};
 use crate::lock;
 use crate::sinks::Sinks;
 use crate::sparse::ShrinkWhenSparse as _;
-use crate::{MessageId, RoomEvent, RoomSink};
+use crate::{BrokerStats, MessageId, RoomEvent, RoomSink};
 
 /// A subscription's request to the pub/sub task (unsubscribing goes through
 /// [`Shared::unsubscribed`](super::Shared) instead, as a `Drop` cannot wait for room in a
@@ -47,6 +48,16 @@ pub(super) struct Router {
     unsubscribed: Notify,
     /// Whether the pub/sub connection is up and every room resubscribed.
     ready: watch::Sender<bool>,
+    /// Reconnections and catch-ups so far.
+    repairs: Repairs,
+}
+
+/// Counts of what the router repaired, read by [`Router::stats`].
+#[derive(Debug, Default)]
+struct Repairs {
+    reconnects: AtomicU64,
+    catch_ups: AtomicU64,
+    caught_up: AtomicU64,
 }
 
 impl std::fmt::Debug for Router {
@@ -64,6 +75,17 @@ impl Router {
             control,
             unsubscribed: Notify::new(),
             ready,
+            repairs: Repairs::default(),
+        }
+    }
+
+    /// What the router repaired so far.
+    pub(super) fn stats(&self) -> BrokerStats {
+        let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        BrokerStats {
+            reconnects: load(&self.repairs.reconnects),
+            catch_ups: load(&self.repairs.catch_ups),
+            caught_up: load(&self.repairs.caught_up),
         }
     }
 
@@ -142,20 +164,24 @@ impl Route {
         match &mut self.pending {
             Some(pending) if pending.events.len() < bound => pending.events.push_back(event),
             Some(pending) => pending.overflowed = true,
-            None => self.accept(event),
+            None => {
+                self.accept(event);
+            }
         }
     }
 
-    /// Hands `event` to the sinks, unless it is a message they already got.
-    fn accept(&mut self, event: RoomEvent) {
+    /// Hands `event` to the sinks, unless it is a message they already got; returns whether
+    /// it did.
+    fn accept(&mut self, event: RoomEvent) -> bool {
         if let RoomEvent::Message(message) = &event {
             // Exactly once: a catch-up read and live events may overlap.
             if self.last.is_some_and(|last| message.id <= last) {
-                return;
+                return false;
             }
             self.last = Some(message.id);
         }
         self.sinks.deliver(event);
+        true
     }
 
     /// Raises the last id to `id` if it is below (a subscription learning the stream's end).
@@ -170,11 +196,12 @@ impl Route {
         self.pending = Some(Box::default());
     }
 
-    /// Delivers a page read from the stream after the last id.
-    fn replay(&mut self, page: Vec<crate::Message>) {
-        for message in page {
-            self.accept(RoomEvent::Message(message));
-        }
+    /// Delivers a page read from the stream after the last id; returns how many of its
+    /// messages the sinks had not had.
+    fn replay(&mut self, page: Vec<crate::Message>) -> usize {
+        page.into_iter()
+            .map(|message| usize::from(self.accept(RoomEvent::Message(message))))
+            .sum()
     }
 
     /// The stream has been read to its end: releases what was held back, and returns `true`; or
@@ -210,6 +237,7 @@ pub(super) async fn pubsub_task(
     let config = &store.config;
     let timeout = config.command_timeout;
     let mut backoff = Backoff::default();
+    let mut first = true;
     loop {
         let connected = tokio::time::timeout(timeout, client.get_async_pubsub()).await;
         let (mut sink, mut stream) = match connected {
@@ -244,6 +272,9 @@ pub(super) async fn pubsub_task(
             );
         }
         let mut subscribed: HashSet<String> = channels.iter().cloned().collect();
+        if !std::mem::take(&mut first) {
+            router.repairs.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
         backoff = Backoff::default();
         router.ready.send_replace(true);
         let catch_up = catch_up(&store, &router, channels);
@@ -323,7 +354,7 @@ async fn catch_up_room(store: &Store, router: &Router, channel: &str) {
     else {
         return;
     };
-    let (mut missed, mut after) = (0, from);
+    let (mut missed, mut delivered, mut after) = (0, 0, from);
     loop {
         let page = match store.read_stream(&room, Read::After(after, PAGE)).await {
             Ok(page) => page,
@@ -340,14 +371,19 @@ async fn catch_up_room(store: &Store, router: &Router, channel: &str) {
         let Some(route) = rooms.get_mut(channel) else {
             return;
         };
-        route.replay(page);
+        delivered += route.replay(page);
         if !full && route.caught_up() {
             break;
         }
         after = route.last;
     }
+    let repairs = &router.repairs;
+    repairs.catch_ups.fetch_add(1, Ordering::Relaxed);
+    repairs
+        .caught_up
+        .fetch_add(delivered as u64, Ordering::Relaxed);
     if missed > 0 {
-        tracing::debug!(%room, missed, "caught up from stream");
+        tracing::debug!(%room, missed, delivered, "caught up from stream");
     }
     if let (Some(from), Ok(Some(Some(trimmed)))) = (from, store.trimmed_up_to(&room).await)
         && trimmed > from
