@@ -27,6 +27,8 @@ pub struct RedisServer {
     /// With [`RedisServer::start_tls`]: the TLS port (the plain one stays open for the
     /// harness's own `PING`s and [`RedisServer::command`]).
     tls_port: Option<u16>,
+    /// More `redis-server` arguments (a cluster node's).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -92,6 +94,7 @@ impl RedisServer {
             dir,
             child: None,
             tls_port: None,
+            extra: Vec::new(),
         }
     }
 
@@ -162,6 +165,7 @@ impl RedisServer {
                 .current_dir(&self.dir)
                 .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
                 .args(tls.iter().flatten())
+                .args(&self.extra)
                 .arg("--dir")
                 .arg(&self.dir)
                 .args([
@@ -207,6 +211,120 @@ impl RedisServer {
                     self.port
                 );
             }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A Redis Cluster of `redis-server` processes on free loopback ports: masters, each with
+/// replicas, made with `redis-cli --cluster create`. A node down for a second is failed over.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts `masters` masters with `replicas` replicas each and waits until the cluster is
+    /// healthy (every slot served, seen by every node).
+    ///
+    /// # Panics
+    ///
+    /// If `redis-server` or `redis-cli` is missing, or the cluster does not come up in 30 s.
+    pub async fn start(masters: usize, replicas: usize) -> RedisCluster {
+        let mut nodes = Vec::new();
+        for _ in 0..masters * (1 + replicas) {
+            let mut node = RedisServer::new();
+            node.extra = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "1000",
+            ]
+            .map(str::to_owned)
+            .to_vec();
+            node.spawn_and_wait().await;
+            nodes.push(node);
+        }
+        let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("cannot run redis-cli: is redis-tools installed? run `just setup`");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = RedisCluster { nodes };
+        cluster.wait_healthy(None).await;
+        cluster
+    }
+
+    /// The seed URLs, comma-separated, as `--redis-url` takes them with `--redis-cluster`.
+    pub fn urls(&self) -> String {
+        self.nodes.iter().map(RedisServer::url).collect::<Vec<_>>().join(",")
+    }
+
+    /// The nodes, masters and replicas alike (roles change with failovers).
+    pub fn nodes(&mut self) -> &mut [RedisServer] {
+        &mut self.nodes
+    }
+
+    /// The index of the node that is now the master of `key`'s slot.
+    pub async fn master_of(&self, key: &str) -> usize {
+        let slot = self.nodes[0]
+            .command(&["CLUSTER", "KEYSLOT", key])
+            .await
+            .and_then(|r| r.trim().trim_start_matches(':').parse::<u16>().ok())
+            .expect("CLUSTER KEYSLOT answered");
+        for (i, node) in self.nodes.iter().enumerate() {
+            let Some(reply) = node.command(&["CLUSTER", "NODES"]).await else {
+                continue;
+            };
+            // Each line: id addr flags master ping pong epoch state slot-ranges...
+            for line in reply.lines() {
+                let fields: Vec<&str> = line.split(' ').collect();
+                if fields.len() < 9 || !fields[2].contains("myself") || !fields[2].contains("master")
+                {
+                    continue;
+                }
+                let owns = fields[8..].iter().any(|range| {
+                    let (start, end) = range.split_once('-').unwrap_or((range, range));
+                    matches!((start.parse::<u16>(), end.parse::<u16>()), (Ok(a), Ok(b)) if a <= slot && slot <= b)
+                });
+                if owns {
+                    return i;
+                }
+            }
+        }
+        panic!("no master owns slot {slot}");
+    }
+
+    /// Waits until every running node reports `cluster_state:ok` (after a failover, too);
+    /// `except`: a node known to be down.
+    pub async fn wait_healthy(&self, except: Option<usize>) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut healthy = true;
+            for (i, node) in self.nodes.iter().enumerate() {
+                if Some(i) == except {
+                    continue;
+                }
+                let info = node.command(&["CLUSTER", "INFO"]).await.unwrap_or_default();
+                healthy &= info.contains("cluster_state:ok");
+            }
+            if healthy {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the Redis Cluster is not healthy after 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -291,12 +409,37 @@ fn free_port() -> u16 {
 async fn raw(port: u16, command: &[u8]) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
     stream.write_all(command).await.ok()?;
-    let mut buf = [0u8; 256];
-    let n = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
-    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buf[..n]);
+        if complete(&reply) {
+            break;
+        }
+    }
+    Some(String::from_utf8_lossy(&reply).into_owned())
+}
+
+/// Whether `reply` holds a whole RESP reply of the simple kinds these helpers read: a line, or
+/// a bulk string (`$<len>` then that many bytes).
+fn complete(reply: &[u8]) -> bool {
+    let Some(line_end) = reply.windows(2).position(|w| w == b"\r\n") else {
+        return false;
+    };
+    match reply.first() {
+        Some(b'$') => std::str::from_utf8(&reply[1..line_end])
+            .ok()
+            .and_then(|len| len.parse::<i64>().ok())
+            .is_none_or(|len| len < 0 || reply.len() >= line_end + 2 + len as usize + 2),
+        _ => true,
+    }
 }
 
 /// Whether a server on `port` answers `PING` with `+PONG`.

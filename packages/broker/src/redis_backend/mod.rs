@@ -40,13 +40,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, IntoConnectionInfo};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
 mod claim;
 mod codec;
+mod link;
 mod presence;
 mod retry;
 mod router;
@@ -96,6 +95,9 @@ pub struct RedisConfig {
     /// With a `rediss://` URL: the PEM certificates of the CAs to trust for Redis's
     /// certificate, instead of the system's.
     pub tls_ca: Option<Vec<u8>>,
+    /// `url` is a comma-separated list of seed nodes of a Redis Cluster (Redis 7): rooms are
+    /// spread over its shards and their live events use sharded pub/sub (see `link`).
+    pub cluster: bool,
 }
 
 impl RedisConfig {
@@ -113,6 +115,7 @@ impl RedisConfig {
             pubsub_ping: Duration::from_secs(5),
             dedup_window: crate::DEFAULT_DEDUP_WINDOW,
             tls_ca: None,
+            cluster: false,
         }
     }
 }
@@ -171,44 +174,16 @@ impl RedisBroker {
     /// Fails if Redis cannot be reached now; after that, outages are survived (see the module
     /// docs) and reported through [`Broker::is_ready`] and failed calls.
     pub async fn connect(config: RedisConfig) -> Result<Self, RedisBrokerError> {
-        // Keepalive probes, so the kernel notices a peer that vanished (the pub/sub connection
-        // is also PINGed), and no Nagle delay on small commands.
-        let keepalive = redis::io::tcp::socket2::TcpKeepalive::new()
-            .with_time(Duration::from_secs(10))
-            .with_interval(Duration::from_secs(5));
-        let tcp = redis::io::tcp::TcpSettings::default()
-            .set_nodelay(true)
-            .set_keepalive(keepalive);
-        let info = config
-            .url
-            .as_str()
-            .into_connection_info()?
-            .set_tcp_settings(tcp);
-        let client = match &config.tls_ca {
-            Some(ca) => {
-                let certificates = redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(ca.clone()),
-                };
-                redis::Client::build_with_tls(info, certificates)?
-            }
-            None => redis::Client::open(info)?,
-        };
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.command_timeout))
-            .set_response_timeout(Some(config.command_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = Retrying::new(
-            ConnectionManager::new_with_config(client.clone(), manager_config).await?,
-        );
+        let (link, pubsub) = link::connect(&config).await?;
+        let conn = Retrying::new(link);
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let (ready, mut ready_rx) = watch::channel(false);
         let claim = Arc::new(Claim::new(&config.prefix, &config.node_id));
+        let scripts = Scripts::new(config.cluster);
         let store = Arc::new(Store {
             config,
             conn,
-            scripts: Scripts::new(),
+            scripts,
             held: Mutex::default(),
         });
         claim.acquire(&store).await?;
@@ -216,7 +191,7 @@ impl RedisBroker {
         let pubsub = tokio::spawn(pubsub_task(
             Arc::clone(&store),
             Arc::clone(&router),
-            client,
+            pubsub,
             control_rx,
         ))
         .abort_handle();
@@ -254,18 +229,14 @@ impl Broker for RedisBroker {
     async fn publish(&self, new: NewMessage) -> Result<Published, RedisBrokerError> {
         let keys = self.store.keys(&new.room);
         let encoded = encode_message(&new.from, new.nonce.as_deref(), &new.body);
-        // Hash-tagged like the room's other keys; the sender's name cannot contain a newline.
-        let dedup = new.nonce.as_deref().map_or_else(String::new, |nonce| {
-            format!(
-                "{}{{{}}}:dedup:{}\n{nonce}",
-                self.store.config.prefix, new.room, new.from
-            )
-        });
         let mut invocation = self.store.scripts.publish.key(&keys.stream);
+        invocation.key(&keys.channel).key(&keys.trimmed);
+        if let Some(nonce) = &new.nonce {
+            // A room's key like the others (a cluster needs every key of a script in one
+            // slot); the sender's name cannot contain a newline.
+            invocation.key(self.store.key(&new.room, &format!("dedup:{}\n{nonce}", new.from)));
+        }
         invocation
-            .key(&keys.channel)
-            .key(&keys.trimmed)
-            .key(&dedup)
             .arg(self.store.config.stream_len.max(1))
             .arg(&encoded)
             .arg(self.store.config.dedup_window.as_millis().max(1) as u64);
@@ -455,12 +426,10 @@ impl Broker for RedisBroker {
     }
 
     async fn typing(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
-        let channel = self.store.channel(room);
-        let _: i64 = self
-            .store
-            .conn
-            .clone()
-            .publish(channel, format!("t{user}"))
+        let _: i64 = redis::cmd(self.store.publish_command())
+            .arg(self.store.channel(room))
+            .arg(format!("t{user}"))
+            .query_async(&mut self.store.conn.clone())
             .await?;
         Ok(())
     }

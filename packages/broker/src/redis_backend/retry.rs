@@ -1,25 +1,27 @@
 //! The command connection, retrying a command once when it finds the connection dropped.
 //!
 //! After Redis restarts, the node's command connection is dead until a command fails on it; the
-//! `ConnectionManager` then reconnects, but that first command has failed ("broken pipe"), and a
+//! `ConnectionManager` (or the cluster client) then reconnects, but that first command has failed ("broken pipe"), and a
 //! user's join or send with it. Every command here is safe to send twice (reads, presence
 //! updates, nonce-deduplicated publishes), except a publish without a nonce, which goes through
 //! [`Retrying::once`] instead.
 
-use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-/// A [`ConnectionManager`] whose commands are retried once on a dropped connection.
+use super::link::Link;
+
+/// A [`Link`] whose commands are retried once on a dropped connection.
 #[derive(Clone)]
-pub(super) struct Retrying(ConnectionManager);
+pub(super) struct Retrying(Link);
 
 impl Retrying {
-    pub(super) fn new(manager: ConnectionManager) -> Self {
-        Self(manager)
+    pub(super) fn new(link: Link) -> Self {
+        Self(link)
     }
 
     /// The connection without the retry, for a command that must not run twice.
-    pub(super) fn once(&self) -> ConnectionManager {
+    pub(super) fn once(&self) -> Link {
         self.0.clone()
     }
 }

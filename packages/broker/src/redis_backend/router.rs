@@ -16,11 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use super::RedisBrokerError;
 use super::codec::decode_event;
+use super::link::{Incoming, PubSubSource};
 use super::store::{Read, Store};
 use crate::lock;
 use crate::sinks::Sinks;
@@ -231,7 +231,7 @@ impl Route {
 pub(super) async fn pubsub_task(
     store: Arc<Store>,
     router: Arc<Router>,
-    client: redis::Client,
+    source: PubSubSource,
     mut control: mpsc::Receiver<Control>,
 ) {
     let config = &store.config;
@@ -239,9 +239,9 @@ pub(super) async fn pubsub_task(
     let mut backoff = Backoff::default();
     let mut first = true;
     loop {
-        let connected = tokio::time::timeout(timeout, client.get_async_pubsub()).await;
-        let (mut sink, mut stream) = match connected {
-            Ok(Ok(pubsub)) => pubsub.split(),
+        let connected = tokio::time::timeout(timeout, source.connect()).await;
+        let mut driver = match connected {
+            Ok(Ok(driver)) => driver,
             failed => {
                 let reason = match failed {
                     Ok(Err(err)) => err.to_string(),
@@ -256,7 +256,7 @@ pub(super) async fn pubsub_task(
         };
         let channels: Vec<String> = lock(&router.rooms).keys().cloned().collect();
         if !channels.is_empty() {
-            let resubscribed = tokio::time::timeout(timeout, sink.subscribe(&channels)).await;
+            let resubscribed = tokio::time::timeout(timeout, driver.subscribe(&channels)).await;
             if !matches!(resubscribed, Ok(Ok(()))) {
                 tracing::warn!("resubscribing failed or timed out; retrying");
                 if !refuse_while_waiting(&mut control, backoff.next()).await {
@@ -288,7 +288,8 @@ pub(super) async fn pubsub_task(
                 command = control.recv() => match command {
                     None => return,
                     Some(Control::Subscribe { channel, ack }) => {
-                        match tokio::time::timeout(timeout, sink.subscribe(&channel)).await {
+                        let one = std::slice::from_ref(&channel);
+                        match tokio::time::timeout(timeout, driver.subscribe(one)).await {
                             Ok(Ok(())) => {
                                 subscribed.insert(channel);
                                 let _ = ack.send(Ok(()));
@@ -312,7 +313,7 @@ pub(super) async fn pubsub_task(
                         subscribed.iter().filter(|c| !rooms.contains_key(*c)).cloned().collect()
                     };
                     if !stale.is_empty() {
-                        if !matches!(tokio::time::timeout(timeout, sink.unsubscribe(&stale)).await, Ok(Ok(()))) {
+                        if !matches!(tokio::time::timeout(timeout, driver.unsubscribe(&stale)).await, Ok(Ok(()))) {
                             break "UNSUBSCRIBE failed or timed out";
                         }
                         stale.iter().for_each(|c| { subscribed.remove(c); });
@@ -320,13 +321,16 @@ pub(super) async fn pubsub_task(
                     }
                 },
                 _ = ping.tick() => {
-                    if !matches!(tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await, Ok(Ok(_))) {
+                    if !matches!(tokio::time::timeout(timeout, driver.ping()).await, Ok(Ok(()))) {
                         break "PING unanswered";
                     }
                 },
-                message = stream.next() => match message {
-                    Some(message) => router.route(message.get_channel_name(), message.get_payload_bytes(), config.channel_capacity),
-                    None => break "connection closed",
+                incoming = driver.next() => match incoming {
+                    Incoming::Message(message) => router.route(message.get_channel_name(), message.get_payload_bytes(), config.channel_capacity),
+                    Incoming::Lost(reason) => break reason,
+                    // The server dropped a channel we still route (its slot moved).
+                    Incoming::Unsubscribed(channel) if lock(&router.rooms).contains_key(&channel) => break "a room's slot moved",
+                    Incoming::Unsubscribed(_) => {}
                 },
                 () = &mut catch_up, if !caught_up => caught_up = true,
             }

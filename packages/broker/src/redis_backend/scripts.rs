@@ -3,6 +3,8 @@
 //!
 //! - `sweep.lua` removes expired presence entries (and announces `offline`); every presence read
 //!   or write starts with it, so a dead node's users disappear without a sweeper process.
+//! - Every script starts with `local PUBLISH = ...`: the command its fragments publish with
+//!   (`SPUBLISH` in a cluster, where a room's channel is sharded, else `PUBLISH`).
 //! - `join_presence.lua` defines `join_presence()`; `ensure_epoch.lua` makes the room's epoch if
 //!   needed and reads it into `epoch` (the epoch key is always the script's last key).
 
@@ -19,32 +21,36 @@ pub(super) struct Scripts {
 }
 
 impl Scripts {
-    pub(super) fn new() -> Self {
+    /// The scripts; `sharded`: they publish with `SPUBLISH` (in a cluster), else `PUBLISH`.
+    pub(super) fn new(sharded: bool) -> Self {
+        let publish = if sharded {
+            "local PUBLISH = 'SPUBLISH'\n"
+        } else {
+            "local PUBLISH = 'PUBLISH'\n"
+        };
+        let script = |parts: &[&str]| Script::new(&[&[publish][..], parts].concat().concat());
         Self {
-            publish: Script::new(include_str!("lua/publish.lua")),
-            presence_join: Script::new(concat!(
+            publish: script(&[include_str!("lua/publish.lua")]),
+            presence_join: script(&[
                 include_str!("lua/sweep.lua"),
                 include_str!("lua/join_presence.lua"),
                 include_str!("lua/presence_join.lua"),
-            )),
-            presence_leave: Script::new(concat!(
+            ]),
+            presence_leave: script(&[
                 include_str!("lua/sweep.lua"),
                 include_str!("lua/presence_leave.lua"),
-            )),
-            members: Script::new(concat!(
-                include_str!("lua/sweep.lua"),
-                include_str!("lua/members.lua"),
-            )),
-            epoch: Script::new(concat!(
+            ]),
+            members: script(&[include_str!("lua/sweep.lua"), include_str!("lua/members.lua")]),
+            epoch: script(&[
                 include_str!("lua/ensure_epoch.lua"),
                 include_str!("lua/epoch.lua"),
-            )),
-            join: Script::new(concat!(
+            ]),
+            join: script(&[
                 include_str!("lua/sweep.lua"),
                 include_str!("lua/join_presence.lua"),
                 include_str!("lua/ensure_epoch.lua"),
                 include_str!("lua/join.lua"),
-            )),
+            ]),
         }
     }
 }

@@ -69,6 +69,16 @@ impl Store {
         }
     }
 
+    /// The command that publishes to a room's channel: sharded in a cluster, so a room's
+    /// events reach only its shard's subscribers.
+    pub(super) fn publish_command(&self) -> &'static str {
+        if self.config.cluster {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
+    }
+
     /// The room's pub/sub channel.
     pub(super) fn channel(&self, room: &str) -> String {
         self.key(room, "events")

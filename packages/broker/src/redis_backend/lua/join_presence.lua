@@ -3,7 +3,7 @@
 local function join_presence()
   if redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1]) == 1 then
     if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 then
-      redis.call('PUBLISH', KEYS[3], 'p1' .. ARGV[2])
+      redis.call(PUBLISH, KEYS[3], 'p1' .. ARGV[2])
     end
   end
 end

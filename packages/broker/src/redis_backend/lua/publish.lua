@@ -1,11 +1,12 @@
 -- Stores a message in the room's stream and publishes it, in one step, so every node receives
 -- messages in stream order.
--- KEYS: stream, channel, trimmed marker, dedup key (or ''). ARGV: maxlen, encoded message, dedup
--- window ms. Returns {id, 1} when stored, {original id, 0} for a retry of a message accepted
--- within the window. Before trimming, remembers the newest id about to go, so a recovery knows
--- exactly which `since` values still have no gap.
-if KEYS[4] ~= '' then
-  local original = redis.call('GET', KEYS[4])
+-- KEYS: stream, channel, trimmed marker, and the dedup key when the message has a nonce. ARGV:
+-- maxlen, encoded message, dedup window ms. Returns {id, 1} when stored, {original id, 0} for
+-- a retry of a message accepted within the window. Before trimming, remembers the newest id
+-- about to go, so a recovery knows exactly which `since` values still have no gap.
+local dedup = KEYS[4]
+if dedup then
+  local original = redis.call('GET', dedup)
   if original then return {original, 0} end
 end
 local maxlen = tonumber(ARGV[1])
@@ -15,6 +16,6 @@ if len >= maxlen then
   redis.call('SET', KEYS[3], going[#going][1])
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', maxlen, '*', 'd', ARGV[2])
-redis.call('PUBLISH', KEYS[2], 'm' .. id .. '\n' .. ARGV[2])
-if KEYS[4] ~= '' then redis.call('SET', KEYS[4], id, 'PX', ARGV[3]) end
+redis.call(PUBLISH, KEYS[2], 'm' .. id .. '\n' .. ARGV[2])
+if dedup then redis.call('SET', dedup, id, 'PX', ARGV[3]) end
 return {id, 1}

@@ -8,6 +8,6 @@ for _, entry in ipairs(expired) do
   local user = string.sub(entry, string.find(entry, '\n', 1, true) + 1)
   if redis.call('HINCRBY', KEYS[2], user, -1) <= 0 then
     redis.call('HDEL', KEYS[2], user)
-    redis.call('PUBLISH', KEYS[3], 'p0' .. user)
+    redis.call(PUBLISH, KEYS[3], 'p0' .. user)
   end
 end

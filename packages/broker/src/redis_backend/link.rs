@@ -1,0 +1,247 @@
+//! The connections to Redis, to one server or to a Redis Cluster: [`Link`] carries commands,
+//! [`PubSubSource`] makes the live-event connections ([`Driver`]s) the router reads.
+//!
+//! In a cluster, a room's keys and its channel share the hash tag `{room}`, so a room lives on
+//! one shard: its commands and scripts go to that shard's master (the `redis` crate's cluster
+//! client routes them and follows `MOVED`/`ASK`), and its live events travel on a *sharded*
+//! channel (`SPUBLISH`/`SSUBSCRIBE`), which only that shard carries, instead of a classic
+//! channel every shard would broadcast. The node's pub/sub connection is then one connection
+//! per shard (the cluster client's), not one per room.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, PushKind, RedisFuture, Value};
+use tokio::sync::mpsc;
+
+use super::RedisConfig;
+
+/// A command connection to one Redis server or to a cluster.
+#[derive(Clone)]
+pub(super) enum Link {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(conn) => conn.get_db(),
+            Self::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+/// Where live-event connections come from.
+pub(super) enum PubSubSource {
+    Single(redis::Client),
+    /// The settings a cluster client is built from, for each connection (a client's push
+    /// channel is fixed when it is built).
+    Cluster(Box<RedisConfig>),
+}
+
+/// Keepalive probes, so the kernel notices a peer that vanished, and no Nagle delay on small
+/// commands.
+fn tcp_settings() -> redis::io::tcp::TcpSettings {
+    let keepalive = redis::io::tcp::socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(10))
+        .with_interval(Duration::from_secs(5));
+    redis::io::tcp::TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive)
+}
+
+/// The TLS certificates to trust, when the config names a CA.
+fn certificates(config: &RedisConfig) -> Option<redis::TlsCertificates> {
+    config.tls_ca.as_ref().map(|ca| redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(ca.clone()),
+    })
+}
+
+/// The cluster's seed nodes: `config.url` split at commas.
+fn seeds(config: &RedisConfig) -> redis::RedisResult<Vec<ConnectionInfo>> {
+    config
+        .url
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(IntoConnectionInfo::into_connection_info)
+        .collect()
+}
+
+fn cluster_builder(config: &RedisConfig) -> redis::RedisResult<ClusterClientBuilder> {
+    let mut builder = ClusterClientBuilder::new(seeds(config)?)
+        .connection_timeout(config.command_timeout)
+        .response_timeout(config.command_timeout)
+        .tcp_settings(tcp_settings());
+    if let Some(certificates) = certificates(config) {
+        builder = builder.certs(certificates);
+    }
+    Ok(builder)
+}
+
+/// Connects the command link and prepares the pub/sub source, for one server or a cluster.
+pub(super) async fn connect(config: &RedisConfig) -> redis::RedisResult<(Link, PubSubSource)> {
+    if config.cluster {
+        let link = cluster_builder(config)?
+            .build()?
+            .get_async_connection()
+            .await?;
+        let source = PubSubSource::Cluster(Box::new(config.clone()));
+        return Ok((Link::Cluster(link), source));
+    }
+    let info = config
+        .url
+        .as_str()
+        .into_connection_info()?
+        .set_tcp_settings(tcp_settings());
+    let client = match certificates(config) {
+        Some(certificates) => redis::Client::build_with_tls(info, certificates)?,
+        None => redis::Client::open(info)?,
+    };
+    let manager_config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.command_timeout))
+        .set_response_timeout(Some(config.command_timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    let link = ConnectionManager::new_with_config(client.clone(), manager_config).await?;
+    Ok((Link::Single(link), PubSubSource::Single(client)))
+}
+
+/// What a live-event connection yields.
+pub(super) enum Incoming {
+    /// A message on a subscribed channel.
+    Message(redis::Msg),
+    /// The connection (or, in a cluster, one shard's) is gone: make it again and catch up.
+    Lost(&'static str),
+    /// A channel's subscription ended: our own `SUNSUBSCRIBE`, or the server dropping it
+    /// because its slot moved (then the channel is still routed, and it counts as lost).
+    Unsubscribed(String),
+}
+
+/// A live-event connection: subscribe, unsubscribe, check, read.
+pub(super) enum Driver {
+    Single {
+        sink: redis::aio::PubSubSink,
+        stream: redis::aio::PubSubStream,
+    },
+    Cluster {
+        conn: ClusterConnection,
+        pushes: mpsc::UnboundedReceiver<redis::PushInfo>,
+    },
+}
+
+impl PubSubSource {
+    /// A new live-event connection.
+    pub(super) async fn connect(&self) -> redis::RedisResult<Driver> {
+        match self {
+            Self::Single(client) => {
+                let (sink, stream) = client.get_async_pubsub().await?.split();
+                Ok(Driver::Single { sink, stream })
+            }
+            Self::Cluster(config) => {
+                let (tx, pushes) = mpsc::unbounded_channel();
+                let client = cluster_builder(config)?
+                    .use_protocol(redis::ProtocolVersion::RESP3)
+                    .push_sender(tx)
+                    .build()?;
+                let conn = client.get_async_connection().await?;
+                Ok(Driver::Cluster { conn, pushes })
+            }
+        }
+    }
+}
+
+impl Driver {
+    pub(super) async fn subscribe(&mut self, channels: &[String]) -> redis::RedisResult<()> {
+        match self {
+            Self::Single { sink, .. } => sink.subscribe(channels).await,
+            // One command per channel: a cluster routes each to the shard of its slot.
+            Self::Cluster { conn, .. } => {
+                for channel in channels {
+                    conn.ssubscribe(channel).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub(super) async fn unsubscribe(&mut self, channels: &[String]) -> redis::RedisResult<()> {
+        match self {
+            Self::Single { sink, .. } => sink.unsubscribe(channels).await,
+            Self::Cluster { conn, .. } => {
+                for channel in channels {
+                    conn.sunsubscribe(channel).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks the connection answers.
+    pub(super) async fn ping(&mut self) -> redis::RedisResult<()> {
+        match self {
+            Self::Single { sink, .. } => sink.ping::<Value>().await.map(drop),
+            Self::Cluster { conn, .. } => redis::cmd("PING")
+                .query_async::<Value>(conn)
+                .await
+                .map(drop),
+        }
+    }
+
+    /// The next message, or the news that the connection is lost. Cancel-safe.
+    pub(super) async fn next(&mut self) -> Incoming {
+        match self {
+            Self::Single { stream, .. } => {
+                use futures_util::StreamExt as _;
+                match stream.next().await {
+                    Some(message) => Incoming::Message(message),
+                    None => Incoming::Lost("connection closed"),
+                }
+            }
+            Self::Cluster { pushes, .. } => loop {
+                let Some(push) = pushes.recv().await else {
+                    return Incoming::Lost("connection closed");
+                };
+                match push.kind {
+                    PushKind::SMessage => {
+                        if let Some(message) = redis::Msg::from_push_info(push) {
+                            return Incoming::Message(message);
+                        }
+                    }
+                    PushKind::Disconnection => return Incoming::Lost("a shard's connection dropped"),
+                    PushKind::SUnsubscribe => {
+                        if let Some(Ok(channel)) =
+                            push.data.first().map(redis::from_redis_value_ref::<String>)
+                        {
+                            return Incoming::Unsubscribed(channel);
+                        }
+                    }
+                    _ => {}
+                }
+            },
+        }
+    }
+}
