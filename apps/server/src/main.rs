@@ -69,6 +69,15 @@ struct Serve {
     /// broker.
     #[arg(long, env = "SKAT_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// `--redis-url` is a comma-separated list of seed nodes of a Redis Cluster (Redis 7):
+    /// rooms spread over its shards, and each room's events travel on a sharded channel that
+    /// only its shard carries.
+    #[arg(long, env = "SKAT_REDIS_CLUSTER")]
+    redis_cluster: bool,
+    /// Replicas that must have a message before a send is confirmed (Redis WAIT; 0: the
+    /// master's write is enough). 1 makes a failover lose no confirmed message.
+    #[arg(long, env = "SKAT_REDIS_WAIT_REPLICAS", default_value_t = redis_defaults().wait_replicas)]
+    redis_wait_replicas: u32,
     /// With a `rediss://` URL (TLS): a PEM file of the CAs to trust for Redis's certificate,
     /// instead of the system's.
     #[arg(long, env = "SKAT_REDIS_CA_CERT")]
@@ -182,6 +191,8 @@ async fn serve_node(serve: Serve) -> anyhow::Result<()> {
                 prefix: serve.redis_prefix,
                 stream_len: serve.stream_len,
                 tls_ca,
+                cluster: serve.redis_cluster,
+                wait_replicas: serve.redis_wait_replicas,
                 ..RedisConfig::new(url, config.node_id.clone())
             };
             let broker = Arc::new(

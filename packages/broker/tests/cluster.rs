@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -21,22 +20,6 @@ fn config(cluster: &RedisCluster, prefix: &str, node: &str) -> RedisConfig {
         command_timeout: Duration::from_millis(1000),
         ..RedisConfig::new(cluster.urls(), node)
     }
-}
-
-/// Room names, one whose slot each master owns.
-async fn a_room_per_shard(cluster: &RedisCluster, masters: usize) -> Vec<String> {
-    let mut shards = BTreeSet::new();
-    let mut rooms = Vec::new();
-    for i in 0.. {
-        let room = format!("room-{i}");
-        if shards.insert(cluster.master_of(&room).await) {
-            rooms.push(room);
-        }
-        if shards.len() == masters {
-            return rooms;
-        }
-    }
-    unreachable!()
 }
 
 #[tokio::test]
@@ -59,7 +42,7 @@ async fn cluster_passes_the_suite_and_delivers_on_every_shard() {
     let b = RedisBroker::connect(config(&cluster, "live:", "node-b"))
         .await
         .unwrap();
-    let rooms = a_room_per_shard(&cluster, 3).await;
+    let rooms = cluster.a_room_per_shard().await;
     let mut subs = Vec::new();
     for room in &rooms {
         subs.push(listen(&a, room).await.unwrap());

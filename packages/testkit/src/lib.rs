@@ -221,6 +221,7 @@ impl RedisServer {
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    masters: usize,
 }
 
 impl RedisCluster {
@@ -241,13 +242,19 @@ impl RedisCluster {
                 "nodes.conf",
                 "--cluster-node-timeout",
                 "1000",
+                // Replicas sync at once instead of after the default 5 s.
+                "--repl-diskless-sync-delay",
+                "0",
             ]
             .map(str::to_owned)
             .to_vec();
             node.spawn_and_wait().await;
             nodes.push(node);
         }
-        let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
         let out = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addresses)
@@ -260,19 +267,64 @@ impl RedisCluster {
             "redis-cli --cluster create failed: {}",
             String::from_utf8_lossy(&out.stdout)
         );
-        let cluster = RedisCluster { nodes };
+        let cluster = RedisCluster { nodes, masters };
         cluster.wait_healthy(None).await;
+        cluster.wait_replicated(masters * replicas).await;
         cluster
+    }
+
+    /// Waits until `replicas` replicas are in sync with their masters, in total.
+    async fn wait_replicated(&self, replicas: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut online = 0;
+            for node in &self.nodes {
+                let info = node
+                    .command(&["INFO", "replication"])
+                    .await
+                    .unwrap_or_default();
+                online += info.matches("state=online").count();
+            }
+            if online >= replicas {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{online} of {replicas} replicas in sync after 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The seed URLs, comma-separated, as `--redis-url` takes them with `--redis-cluster`.
     pub fn urls(&self) -> String {
-        self.nodes.iter().map(RedisServer::url).collect::<Vec<_>>().join(",")
+        self.nodes
+            .iter()
+            .map(RedisServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// The nodes, masters and replicas alike (roles change with failovers).
     pub fn nodes(&mut self) -> &mut [RedisServer] {
         &mut self.nodes
+    }
+
+    /// Room names (`room-0`, `room-1`, ...), one on each master's shard: a room's keys are
+    /// tagged with its name, so its slot is the name's.
+    pub async fn a_room_per_shard(&self) -> Vec<String> {
+        let mut shards = std::collections::BTreeSet::new();
+        let mut rooms = Vec::new();
+        for i in 0.. {
+            if shards.len() == self.masters {
+                break;
+            }
+            let room = format!("room-{i}");
+            if shards.insert(self.master_of(&room).await) {
+                rooms.push(room);
+            }
+        }
+        rooms
     }
 
     /// The index of the node that is now the master of `key`'s slot.
@@ -289,7 +341,9 @@ impl RedisCluster {
             // Each line: id addr flags master ping pong epoch state slot-ranges...
             for line in reply.lines() {
                 let fields: Vec<&str> = line.split(' ').collect();
-                if fields.len() < 9 || !fields[2].contains("myself") || !fields[2].contains("master")
+                if fields.len() < 9
+                    || !fields[2].contains("myself")
+                    || !fields[2].contains("master")
                 {
                     continue;
                 }

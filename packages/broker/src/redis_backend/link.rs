@@ -53,9 +53,54 @@ impl ConnectionLike for Link {
     }
 }
 
+impl Link {
+    /// Waits until `replicas` replicas have every write this node made on `room`'s shard (or
+    /// `timeout` passed); returns how many have. Sent to the room's master: in a cluster the
+    /// node has one connection per master, so that covers the room's writes.
+    pub(super) async fn wait_replicas(
+        &mut self,
+        room: &str,
+        replicas: u32,
+        timeout: Duration,
+    ) -> redis::RedisResult<u32> {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(
+            u64::try_from(timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        );
+        match self {
+            Self::Single(conn) => wait.query_async(conn).await,
+            Self::Cluster(conn) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let route = Route::new(slot(room), SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                let acked = conn.route_command(wait, routing).await?;
+                redis::from_redis_value(acked).map_err(Into::into)
+            }
+        }
+    }
+}
+
+/// The cluster slot of `room`'s keys, all tagged `{room}`: CRC16 (XMODEM) of the tag, mod 16384.
+fn slot(room: &str) -> u16 {
+    let mut crc: u16 = 0;
+    for byte in room.bytes() {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc & 0x3fff
+}
+
 /// Where live-event connections come from.
 pub(super) enum PubSubSource {
-    Single(redis::Client),
+    Single(Box<redis::Client>),
     /// The settings a cluster client is built from, for each connection (a client's push
     /// channel is fixed when it is built).
     Cluster(Box<RedisConfig>),
@@ -127,7 +172,7 @@ pub(super) async fn connect(config: &RedisConfig) -> redis::RedisResult<(Link, P
         .set_number_of_retries(1)
         .set_max_delay(Duration::from_millis(500));
     let link = ConnectionManager::new_with_config(client.clone(), manager_config).await?;
-    Ok((Link::Single(link), PubSubSource::Single(client)))
+    Ok((Link::Single(link), PubSubSource::Single(Box::new(client))))
 }
 
 /// What a live-event connection yields.
@@ -231,7 +276,9 @@ impl Driver {
                             return Incoming::Message(message);
                         }
                     }
-                    PushKind::Disconnection => return Incoming::Lost("a shard's connection dropped"),
+                    PushKind::Disconnection => {
+                        return Incoming::Lost("a shard's connection dropped");
+                    }
                     PushKind::SUnsubscribe => {
                         if let Some(Ok(channel)) =
                             push.data.first().map(redis::from_redis_value_ref::<String>)
@@ -243,5 +290,18 @@ impl Driver {
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_match_redis() {
+        // `CLUSTER KEYSLOT` of the same strings on Redis 7.
+        assert_eq!(slot("123456789"), 12739);
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("general"), slot("general"));
     }
 }

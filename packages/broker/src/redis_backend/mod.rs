@@ -98,6 +98,10 @@ pub struct RedisConfig {
     /// `url` is a comma-separated list of seed nodes of a Redis Cluster (Redis 7): rooms are
     /// spread over its shards and their live events use sharded pub/sub (see `link`).
     pub cluster: bool,
+    /// Replicas that must have a message before `publish` confirms it (Redis `WAIT`, within
+    /// `command_timeout`; 0: the master's own write is enough). With 1, a master that dies
+    /// and is replaced by its replica loses no confirmed message.
+    pub wait_replicas: u32,
 }
 
 impl RedisConfig {
@@ -116,6 +120,7 @@ impl RedisConfig {
             dedup_window: crate::DEFAULT_DEDUP_WINDOW,
             tls_ca: None,
             cluster: false,
+            wait_replicas: 0,
         }
     }
 }
@@ -234,7 +239,10 @@ impl Broker for RedisBroker {
         if let Some(nonce) = &new.nonce {
             // A room's key like the others (a cluster needs every key of a script in one
             // slot); the sender's name cannot contain a newline.
-            invocation.key(self.store.key(&new.room, &format!("dedup:{}\n{nonce}", new.from)));
+            invocation.key(
+                self.store
+                    .key(&new.room, &format!("dedup:{}\n{nonce}", new.from)),
+            );
         }
         invocation
             .arg(self.store.config.stream_len.max(1))
@@ -249,6 +257,7 @@ impl Broker for RedisBroker {
             invocation.invoke_async(&mut self.store.conn.once()).await?
         };
         let id = parse_id(&id)?;
+        self.store.replicated(&new.room).await?;
         let as_sent = Message {
             room: new.room,
             id,

@@ -40,7 +40,10 @@ impl Scripts {
                 include_str!("lua/sweep.lua"),
                 include_str!("lua/presence_leave.lua"),
             ]),
-            members: script(&[include_str!("lua/sweep.lua"), include_str!("lua/members.lua")]),
+            members: script(&[
+                include_str!("lua/sweep.lua"),
+                include_str!("lua/members.lua"),
+            ]),
             epoch: script(&[
                 include_str!("lua/ensure_epoch.lua"),
                 include_str!("lua/epoch.lua"),
