@@ -99,6 +99,46 @@ cluster redis_port="6390": setup
     echo "cluster: nodes on http://127.0.0.1:3001, :3002, :3003 sharing redis on port {{redis_port}}"
     wait
 
+# Like `cluster`, on a local Redis Cluster: 3 masters and 3 replicas on ports 7001-7006 (data
+# in target/redis-cluster) and three nodes on http://127.0.0.1:3001-3003 with --redis-cluster
+# and --redis-wait-replicas 1. Kill a master (see `redis-cli -p 7001 cluster nodes`) to watch a
+# failover. Ctrl-C stops everything.
+cluster-sharded: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    just web
+    cargo build -p skat-server
+    target_dir=$(cargo metadata --format-version 1 --no-deps \
+        | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+    dir=target/redis-cluster
+    rm -rf "$dir" && mkdir -p "$dir"
+    pids=()
+    trap 'kill "${pids[@]}" 2>/dev/null; wait' EXIT
+    trap 'exit 0' INT TERM
+    seeds=()
+    for port in 7001 7002 7003 7004 7005 7006; do
+        mkdir -p "$dir/$port"
+        redis-server --port $port --bind 127.0.0.1 --dir "$dir/$port" --cluster-enabled yes \
+            --cluster-config-file nodes.conf --cluster-node-timeout 2000 --appendonly yes \
+            --repl-diskless-sync-delay 0 --daemonize no --logfile redis.log &
+        pids+=($!)
+        seeds+=("127.0.0.1:$port")
+    done
+    for port in 7001 7002 7003 7004 7005 7006; do
+        until redis-cli -p $port ping >/dev/null 2>&1; do sleep 0.1; done
+    done
+    redis-cli --cluster create "${seeds[@]}" --cluster-replicas 1 --cluster-yes >/dev/null
+    until redis-cli -p 7001 cluster info | grep -q cluster_state:ok; do sleep 0.1; done
+    urls=$(printf 'redis://%s/,' "${seeds[@]}")
+    for i in 1 2 3; do
+        SKAT_BIND=127.0.0.1:300$i SKAT_NODE_ID=node-$i SKAT_STATIC_DIR=target/web \
+            SKAT_REDIS_URL="${urls%,}" SKAT_REDIS_CLUSTER=true SKAT_REDIS_WAIT_REPLICAS=1 \
+            "$target_dir/debug/skat-server" &
+        pids+=($!)
+    done
+    echo "cluster-sharded: nodes on http://127.0.0.1:3001, :3002, :3003 over a Redis Cluster on 7001-7006"
+    wait
+
 # Everything CI checks: formatting, lints, docs, the web bundle and all tests, browser tests
 # included. Extra args go to `cargo test`.
 test *ARGS: setup fmt-check lint web

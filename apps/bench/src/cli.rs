@@ -55,9 +55,12 @@ pub(crate) struct Common {
     /// The redis-server binary to start for the redis target.
     #[arg(long, default_value = "redis-server")]
     pub(crate) redis_bin: PathBuf,
-    /// Skat nodes of the redis target.
+    /// Skat nodes of the redis and cluster targets.
     #[arg(long, default_value_t = 2)]
     pub(crate) nodes: usize,
+    /// Masters (shards) of the cluster target's Redis Cluster.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) shards: usize,
     /// CPUs of the servers and Redis when pinned (taskset -c).
     #[arg(long, default_value = "0")]
     pub(crate) server_cpus: String,
@@ -87,6 +90,7 @@ impl Common {
         ServerSpec {
             kind,
             nodes: self.nodes,
+            shards: self.shards,
             skat_bin: self.skat_bin.clone(),
             floor_bin: self.floor_bin.clone(),
             redis_bin: self.redis_bin.clone(),

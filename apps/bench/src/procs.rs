@@ -25,6 +25,9 @@ pub(crate) enum TargetKind {
     Embedded,
     /// Several Skat nodes sharing the bench's own redis-server.
     Redis,
+    /// Several Skat nodes on the bench's own Redis Cluster (`--shards` masters, no replicas),
+    /// with sharded pub/sub.
+    Cluster,
 }
 
 impl TargetKind {
@@ -34,6 +37,7 @@ impl TargetKind {
             Self::Floor => "floor",
             Self::Embedded => "embedded",
             Self::Redis => "redis",
+            Self::Cluster => "cluster",
         }
     }
 }
@@ -43,8 +47,10 @@ impl TargetKind {
 pub(crate) struct ServerSpec {
     /// What to start.
     pub(crate) kind: TargetKind,
-    /// Skat nodes for `redis`.
+    /// Skat nodes for `redis` and `cluster`.
     pub(crate) nodes: usize,
+    /// Masters of the `cluster` target.
+    pub(crate) shards: usize,
     /// The skat-server binary.
     pub(crate) skat_bin: PathBuf,
     /// The floor binary.
@@ -183,8 +189,8 @@ pub(crate) struct Deployment {
     pub(crate) urls: Vec<String>,
     /// The WebSocket servers the bench started, in URL order.
     pub(crate) nodes: Vec<Proc>,
-    /// The bench's Redis, if any.
-    pub(crate) redis: Option<Proc>,
+    /// The bench's Redis processes (one, or a cluster's masters), if any.
+    pub(crate) redis: Vec<Proc>,
     /// Processes to account for that the bench did not start (`--pid`).
     pub(crate) extra_pids: Vec<u32>,
     /// The CPUs the servers are pinned to, if they are.
@@ -198,7 +204,7 @@ impl Deployment {
         Self {
             urls,
             nodes: Vec::new(),
-            redis: None,
+            redis: Vec::new(),
             extra_pids: pids,
             cpus: None,
             _dir: None,
@@ -221,7 +227,7 @@ impl Deployment {
                 ports.push(port);
                 anyhow::Ok(())
             };
-        let mut redis = None;
+        let mut redis = Vec::new();
         let delay = spec.write_delay_ms.to_string();
         match spec.kind {
             TargetKind::Floor => {
@@ -232,37 +238,65 @@ impl Deployment {
                 ];
                 add_node("floor", &spec.floor_bin, &envs, port)?;
             }
-            TargetKind::Embedded | TargetKind::Redis => {
-                let redis_url = if spec.kind == TargetKind::Redis {
+            TargetKind::Embedded | TargetKind::Redis | TargetKind::Cluster => {
+                let shards = match spec.kind {
+                    TargetKind::Redis => 1,
+                    TargetKind::Cluster => spec.shards.max(1),
+                    _ => 0,
+                };
+                let mut seeds = Vec::new();
+                for shard in 0..shards {
                     let port = free_port()?;
                     let dir_arg = dir.path().to_string_lossy().into_owned();
                     let port_arg = port.to_string();
-                    let args = [
-                        "--port",
-                        &port_arg,
-                        "--bind",
-                        "127.0.0.1",
-                        "--dir",
-                        &dir_arg,
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--daemonize",
-                        "no",
+                    let mut args = vec![
+                        "--port".to_owned(),
+                        port_arg,
+                        "--bind".to_owned(),
+                        "127.0.0.1".to_owned(),
+                        "--dir".to_owned(),
+                        dir_arg,
+                        "--save".to_owned(),
+                        String::new(),
+                        "--appendonly".to_owned(),
+                        "no".to_owned(),
+                        "--daemonize".to_owned(),
+                        "no".to_owned(),
                     ];
+                    if spec.kind == TargetKind::Cluster {
+                        args.extend([
+                            "--cluster-enabled".to_owned(),
+                            "yes".to_owned(),
+                            "--cluster-config-file".to_owned(),
+                            format!("nodes-{port}.conf"),
+                        ]);
+                    }
+                    let role = if shards == 1 {
+                        "redis".to_owned()
+                    } else {
+                        format!("redis{}", shard + 1)
+                    };
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
                     let mut proc =
-                        Proc::spawn("redis", &spec.redis_bin, &args, &[], cpus, dir.path())?;
+                        Proc::spawn(&role, &spec.redis_bin, &args, &[], cpus, dir.path())?;
                     wait_ready(&mut proc, port, Probe::RedisPing).await?;
-                    redis = Some(proc);
-                    Some(format!("redis://127.0.0.1:{port}/"))
-                } else {
-                    None
-                };
-                let count = if spec.kind == TargetKind::Redis {
-                    spec.nodes.max(1)
-                } else {
+                    redis.push(proc);
+                    seeds.push(port);
+                }
+                if spec.kind == TargetKind::Cluster {
+                    create_cluster(&seeds).await?;
+                }
+                let redis_url = (!seeds.is_empty()).then(|| {
+                    let urls: Vec<String> = seeds
+                        .iter()
+                        .map(|p| format!("redis://127.0.0.1:{p}/"))
+                        .collect();
+                    urls.join(",")
+                });
+                let count = if spec.kind == TargetKind::Embedded {
                     1
+                } else {
+                    spec.nodes.max(1)
                 };
                 for n in 1..=count {
                     let port = free_port()?;
@@ -281,6 +315,9 @@ impl Deployment {
                     ];
                     if let Some(url) = &redis_url {
                         envs.push(("SKAT_REDIS_URL", url.clone()));
+                    }
+                    if spec.kind == TargetKind::Cluster {
+                        envs.push(("SKAT_REDIS_CLUSTER", "true".to_owned()));
                     }
                     add_node(&format!("node{n}"), &spec.skat_bin, &envs, port)?;
                 }
@@ -308,9 +345,7 @@ impl Deployment {
     pub(crate) fn server_pids(&self) -> Vec<(String, u32)> {
         let mut pids: Vec<(String, u32)> =
             self.nodes.iter().map(|p| (p.role.clone(), p.pid)).collect();
-        if let Some(redis) = &self.redis {
-            pids.push((redis.role.clone(), redis.pid));
-        }
+        pids.extend(self.redis.iter().map(|r| (r.role.clone(), r.pid)));
         pids.extend(
             self.extra_pids
                 .iter()
@@ -412,4 +447,60 @@ mod tests {
         assert_eq!(parse_cpu_list("3,0-1, 1").unwrap(), [0, 1, 3]);
         assert!(parse_cpu_list("a").is_err());
     }
+}
+
+/// Makes a Redis Cluster of the masters on `ports` (no replicas; any number of them, where
+/// `redis-cli --cluster create` wants three) and waits until it serves.
+async fn create_cluster(ports: &[u16]) -> anyhow::Result<()> {
+    let cli = |port: u16, args: &[String]| -> anyhow::Result<()> {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .context("cannot run redis-cli")?;
+        let reply = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() || reply.starts_with("ERR") {
+            anyhow::bail!("redis-cli {args:?} on port {port}: {reply}");
+        }
+        Ok(())
+    };
+    let count = ports.len() as u32;
+    for (i, &port) in ports.iter().enumerate() {
+        let i = i as u32;
+        let (first, last) = (16384 * i / count, 16384 * (i + 1) / count - 1);
+        cli(
+            port,
+            &[
+                "cluster",
+                "addslotsrange",
+                &first.to_string(),
+                &last.to_string(),
+            ]
+            .map(str::to_owned),
+        )?;
+        if i > 0 {
+            cli(
+                port,
+                &["cluster", "meet", "127.0.0.1", &ports[0].to_string()].map(str::to_owned),
+            )?;
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for port in ports {
+        loop {
+            let info = std::process::Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "cluster", "info"])
+                .output()
+                .context("cannot run redis-cli")?;
+            if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!("the Redis Cluster is not ready after 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
 }
