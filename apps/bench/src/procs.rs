@@ -434,21 +434,6 @@ pub(crate) fn parse_cpu_list(list: &str) -> anyhow::Result<Vec<usize>> {
     Ok(cpus)
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    #[test]
-    fn cpu_lists() {
-        assert_eq!(parse_cpu_list("0").unwrap(), [0]);
-        assert_eq!(parse_cpu_list("0-1").unwrap(), [0, 1]);
-        assert_eq!(parse_cpu_list("3,0-1, 1").unwrap(), [0, 1, 3]);
-        assert!(parse_cpu_list("a").is_err());
-    }
-}
-
 /// Makes a Redis Cluster of the masters on `ports` (no replicas; any number of them, where
 /// `redis-cli --cluster create` wants three) and waits until it serves.
 async fn create_cluster(ports: &[u16]) -> anyhow::Result<()> {
@@ -503,4 +488,19 @@ async fn create_cluster(ports: &[u16]) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0").unwrap(), [0]);
+        assert_eq!(parse_cpu_list("0-1").unwrap(), [0, 1]);
+        assert_eq!(parse_cpu_list("3,0-1, 1").unwrap(), [0, 1, 3]);
+        assert!(parse_cpu_list("a").is_err());
+    }
 }
