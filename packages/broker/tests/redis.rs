@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use skat_broker::conformance::{self, listen, next_event};
-use skat_broker::{Broker, BrokerStats, RedisBroker, RedisConfig, RoomEvent};
+use skat_broker::{Broker, BrokerStats, Recovery, RedisBroker, RedisConfig, Resume, RoomEvent};
 use skat_testkit::RedisServer;
 
 fn config(redis: &RedisServer, prefix: &str, node: &str, stream_len: usize) -> RedisConfig {
@@ -295,5 +295,60 @@ async fn a_pubsub_connection_that_stops_answering_is_replaced() {
     assert_eq!(
         next_event(&mut sub).await,
         RoomEvent::Message(sent[0].clone())
+    );
+}
+
+/// A failover to a replica that had not received the newest writes looks, to a node, like a
+/// stream that lost messages it already delivered. The node notices when it catches up, and
+/// starts a new epoch: a client's `since` from the lost history then recovers nothing
+/// (`recovered: false`) instead of silently skipping the gap.
+#[tokio::test]
+async fn a_stream_that_lost_delivered_messages_gets_a_new_epoch() {
+    let redis = RedisServer::start().await;
+    let a = RedisBroker::connect(config(&redis, "lost:", "node-a", 100))
+        .await
+        .unwrap();
+    let mut sub = listen(&a, "general").await.unwrap();
+    let sent = conformance::publish_n(&a, "general", 3).await;
+    for message in &sent {
+        assert_eq!(
+            next_event(&mut sub).await,
+            RoomEvent::Message(message.clone())
+        );
+    }
+    let before = a.epoch("general").await.unwrap();
+
+    // The stream loses its two newest messages, and the node's pub/sub connection drops.
+    let (one, two) = (sent[1].id.to_string(), sent[2].id.to_string());
+    let deleted = redis
+        .command(&["XDEL", "lost:{general}:stream", &one, &two])
+        .await;
+    assert_eq!(deleted.as_deref(), Some(":2\r\n"));
+    let killed = redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+    assert!(killed.as_deref().is_some_and(|k| k.starts_with(':')));
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a.epoch("general").await.unwrap() == before {
+        assert!(tokio::time::Instant::now() < deadline, "no new epoch");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let resume = Resume {
+        since: Some(sent[2].id),
+        epoch: Some(&before),
+        recovery: Recovery::count(100),
+        page: 10,
+    };
+    let snapshot = a
+        .join_snapshot("general", "bob", false, resume)
+        .await
+        .unwrap();
+    assert!(
+        !snapshot.recovered,
+        "a since from the lost history recovers nothing"
+    );
+    assert_eq!(
+        snapshot.messages,
+        &sent[..1],
+        "the latest page of what is left"
     );
 }

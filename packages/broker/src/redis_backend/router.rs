@@ -394,6 +394,22 @@ async fn catch_up_room(store: &Store, router: &Router, channel: &str) {
     {
         tracing::error!(%room, "stream trimmed past this node's position; messages lost for it");
     }
+    // The stream's newest message older than one this node delivered: the stream lost
+    // acknowledged writes (a master failed over to a replica that had not got them). The
+    // room's history is not the one clients saw any more: a new epoch makes their `since`
+    // recover nothing (`recovered: false`) instead of passing over the gap.
+    let delivered_up_to = lock(&router.rooms)
+        .get(channel)
+        .and_then(|route| route.last);
+    if let Some(last) = delivered_up_to
+        && let Ok(newest) = store.read_stream(&room, Read::Before(None, 1)).await
+        && newest.first().is_none_or(|newest| newest.id < last)
+    {
+        tracing::error!(%room, %last, "the room's stream lost messages this node delivered; starting a new epoch");
+        if let Err(err) = store.forget_epoch(&room).await {
+            tracing::warn!(%room, error = %err, "could not start a new epoch");
+        }
+    }
 }
 
 /// Waits `delay`, refusing subscriptions meanwhile; `false` if the broker is gone.

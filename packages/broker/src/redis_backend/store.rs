@@ -106,6 +106,16 @@ impl Store {
         self.key(room, "events")
     }
 
+    /// Drops the room's epoch: the next join or `epoch` call makes a new one, so `since` ids
+    /// from the history before recover nothing.
+    pub(super) async fn forget_epoch(&self, room: &str) -> Result<(), RedisBrokerError> {
+        let _: i64 = redis::cmd("DEL")
+            .arg(self.epoch_key(room))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
     /// The key of the room's epoch (see [`Broker::epoch`]).
     pub(super) fn epoch_key(&self, room: &str) -> String {
         self.key(room, "epoch")
