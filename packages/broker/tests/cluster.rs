@@ -54,3 +54,27 @@ async fn cluster_passes_the_suite_and_delivers_on_every_shard() {
         }
     }
 }
+
+/// Resharding moves a room's slot to another master: Redis drops the node's sharded
+/// subscription, the node subscribes again where the slot lives now and catches up, and live
+/// events keep coming in order.
+#[tokio::test]
+async fn a_room_keeps_its_events_when_its_slot_moves() {
+    let cluster = RedisCluster::start(3, 0).await;
+    let a = RedisBroker::connect(config(&cluster, "mv:", "node-a"))
+        .await
+        .unwrap();
+    let b = RedisBroker::connect(config(&cluster, "mv:", "node-b"))
+        .await
+        .unwrap();
+    let mut sub = listen(&a, "general").await.unwrap();
+    for message in conformance::publish_n(&b, "general", 2).await {
+        assert_eq!(next_event(&mut sub).await, RoomEvent::Message(message));
+    }
+    let from = cluster.master_of("general").await;
+    cluster.move_slot_of("general", (from + 1) % 3).await;
+    assert_ne!(cluster.master_of("general").await, from, "the slot moved");
+    for message in conformance::publish_n(&b, "general", 5).await {
+        assert_eq!(next_event(&mut sub).await, RoomEvent::Message(message));
+    }
+}

@@ -359,6 +359,68 @@ impl RedisCluster {
         panic!("no master owns slot {slot}");
     }
 
+    /// Moves the slot of `key` (with its keys) from its master to node `to` (another master),
+    /// as a resharding does; nodes subscribed to its sharded channels are told it moved.
+    ///
+    /// # Panics
+    ///
+    /// If a step of the migration fails.
+    pub async fn move_slot_of(&self, key: &str, to: usize) {
+        let from = self.master_of(key).await;
+        let slot = self.nodes[0]
+            .command(&["CLUSTER", "KEYSLOT", key])
+            .await
+            .and_then(|r| r.trim().trim_start_matches(':').parse::<u16>().ok())
+            .expect("CLUSTER KEYSLOT answered")
+            .to_string();
+        let id = |i: usize| async move {
+            let reply = self.nodes[i]
+                .command(&["CLUSTER", "MYID"])
+                .await
+                .unwrap_or_default();
+            reply.lines().nth(1).unwrap_or_default().to_owned()
+        };
+        let (from_id, to_id) = (id(from).await, id(to).await);
+        let ok = |reply: Option<String>, what: &str| {
+            assert!(
+                reply.as_deref().is_some_and(|r| r.starts_with("+OK")),
+                "{what}: {reply:?}"
+            );
+        };
+        let to_node = &self.nodes[to];
+        let from_node = &self.nodes[from];
+        ok(
+            to_node
+                .command(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id])
+                .await,
+            "importing",
+        );
+        ok(
+            from_node
+                .command(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id])
+                .await,
+            "migrating",
+        );
+        let keys = from_node
+            .command(&["CLUSTER", "GETKEYSINSLOT", &slot, "1000"])
+            .await
+            .unwrap_or_default();
+        let keys = bulk_strings(&keys);
+        if !keys.is_empty() {
+            let port = to_node.port.to_string();
+            let mut migrate = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            migrate.extend(keys.iter().map(String::as_str));
+            ok(from_node.command(&migrate).await, "migrate");
+        }
+        for node in &self.nodes {
+            if node.child.is_some() {
+                let _ = node
+                    .command(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id])
+                    .await;
+            }
+        }
+    }
+
     /// Waits until every running node reports `cluster_state:ok` (after a failover, too);
     /// `except`: a node known to be down.
     pub async fn wait_healthy(&self, except: Option<usize>) {
@@ -479,6 +541,27 @@ async fn raw(port: u16, command: &[u8]) -> Option<String> {
         }
     }
     Some(String::from_utf8_lossy(&reply).into_owned())
+}
+
+/// The bulk strings of a RESP array reply (`*n`, then `$len` and that many bytes for each);
+/// they may hold newlines, as Skat's nonce keys do.
+fn bulk_strings(reply: &str) -> Vec<String> {
+    let mut rest = reply.split_once("\r\n").map_or("", |(_, rest)| rest);
+    let mut strings = Vec::new();
+    while let Some((header, after)) = rest.split_once("\r\n") {
+        let Some(len) = header
+            .strip_prefix('$')
+            .and_then(|l| l.parse::<usize>().ok())
+        else {
+            break;
+        };
+        let Some(string) = after.get(..len) else {
+            break;
+        };
+        strings.push(string.to_owned());
+        rest = after.get(len + 2..).unwrap_or_default();
+    }
+    strings
 }
 
 /// Whether `reply` holds a whole RESP reply of the simple kinds these helpers read: a line, or
