@@ -14,6 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::access::RoomGrants;
+
 /// The shortest secret accepted, in bytes.
 pub const MIN_SECRET_BYTES: usize = 16;
 
@@ -69,16 +71,25 @@ pub enum AuthError {
 struct Claims {
     sub: String,
     exp: u64,
+    /// The rooms the user may join (see `access`); absent: every public room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rooms: Option<Vec<String>>,
 }
 
-/// A token for `name`, valid for `ttl`.
-pub fn mint_token(secret: &JwtSecret, name: &str, ttl: Duration) -> Result<String, AuthError> {
+/// A token for `name`, valid for `ttl`, granting `rooms` if given (see `access`).
+pub fn mint_token(
+    secret: &JwtSecret,
+    name: &str,
+    ttl: Duration,
+    rooms: Option<Vec<String>>,
+) -> Result<String, AuthError> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let claims = Claims {
         sub: name.to_owned(),
         exp: (now + ttl).as_secs(),
+        rooms,
     };
     Ok(jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -89,7 +100,11 @@ pub fn mint_token(secret: &JwtSecret, name: &str, ttl: Duration) -> Result<Strin
 
 /// Checks that `token` is a valid HS256 token for `name`: unexpired, and past its `nbf` if it
 /// has one.
-pub fn verify_token(secret: &JwtSecret, name: &str, token: Option<&str>) -> Result<(), AuthError> {
+pub fn verify_token(
+    secret: &JwtSecret,
+    name: &str,
+    token: Option<&str>,
+) -> Result<Option<RoomGrants>, AuthError> {
     let token = token.ok_or(AuthError::Missing)?;
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = 5;
@@ -100,7 +115,7 @@ pub fn verify_token(secret: &JwtSecret, name: &str, token: Option<&str>) -> Resu
         &validation,
     )?;
     if data.claims.sub == name {
-        Ok(())
+        Ok(data.claims.rooms.map(RoomGrants::new))
     } else {
         Err(AuthError::WrongUser)
     }
@@ -148,7 +163,7 @@ mod tests {
     #[test]
     fn round_trip_and_refusals() {
         let key = secret(SECRET);
-        let token = mint_token(&key, "alice", Duration::from_secs(60)).unwrap();
+        let token = mint_token(&key, "alice", Duration::from_secs(60), None).unwrap();
         assert!(verify_token(&key, "alice", Some(&token)).is_ok());
         assert!(matches!(
             verify_token(&key, "bob", Some(&token)),

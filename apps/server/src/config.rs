@@ -86,6 +86,10 @@ pub struct ServerConfig {
         value_parser = SecretParser
     )]
     pub jwt_secret: Option<JwtSecret>,
+    /// Rooms whose names start with this are private: in signed mode only users whose token's
+    /// `rooms` claim names them may join (see the `access` module). Empty: no private rooms.
+    #[arg(long, env = "SKAT_PRIVATE_PREFIX", default_value = "private-")]
+    pub private_prefix: String,
     /// Origins allowed to open WebSockets, comma-separated (`*` for any). Default: only pages
     /// from the same host as the request, against cross-site WebSocket hijacking.
     #[arg(long, env = "SKAT_ALLOWED_ORIGINS", value_delimiter = ',')]

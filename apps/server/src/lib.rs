@@ -13,6 +13,7 @@
 //! - `listen` binds the listening socket (explicit backlog) and runs the accept loop and the
 //!   HTTP/1 connections in front of the router.
 
+pub mod access;
 mod assets;
 pub mod auth;
 #[doc(hidden)]

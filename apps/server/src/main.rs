@@ -42,6 +42,10 @@ enum Command {
         /// Validity in seconds.
         #[arg(long, default_value_t = 86_400)]
         ttl: u64,
+        /// Rooms the token grants, comma-separated names and `prefix*` patterns (its `rooms`
+        /// claim); without it, every public room.
+        #[arg(long, value_delimiter = ',')]
+        rooms: Option<Vec<String>>,
     },
 }
 
@@ -138,8 +142,8 @@ fn colors_for(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
 
 fn main() -> anyhow::Result<()> {
     let Cli { command, serve } = Cli::parse();
-    if let Some(Command::Token { name, ttl }) = command {
-        return print_token(serve.config, &name, ttl);
+    if let Some(Command::Token { name, ttl, rooms }) = command {
+        return print_token(serve.config, &name, ttl, rooms);
     }
     init_logging(serve.log_format);
     // Every line the node logs, on whichever thread, is in its span: the span is entered on each
@@ -155,13 +159,18 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(serve_node(serve))
 }
 
-/// The `token` command: prints a token for `name`, valid `ttl` seconds.
-fn print_token(config: ServerConfig, name: &str, ttl: u64) -> anyhow::Result<()> {
+/// The `token` command: prints a token for `name`, valid `ttl` seconds, granting `rooms`.
+fn print_token(
+    config: ServerConfig,
+    name: &str,
+    ttl: u64,
+    rooms: Option<Vec<String>>,
+) -> anyhow::Result<()> {
     let secret = config
         .jwt_secret
         .context("set SKAT_JWT_SECRET (or --jwt-secret) to mint tokens")?;
     skat_protocol::validate_name(name).map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    let token = skat_server::auth::mint_token(&secret, name, Duration::from_secs(ttl))
+    let token = skat_server::auth::mint_token(&secret, name, Duration::from_secs(ttl), rooms)
         .context("cannot mint the token")?;
     #[allow(clippy::print_stdout)] // The token is the command's output.
     {

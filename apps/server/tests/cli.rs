@@ -41,3 +41,23 @@ fn a_long_enough_secret_mints_a_token() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).split('.').count(), 3);
 }
+
+#[test]
+fn token_rooms_become_the_rooms_claim() {
+    let out = skat_server(
+        &["token", "admin", "--rooms", "private-ops,support-*"],
+        "sixteen-bytes!!!",
+    );
+    assert!(out.status.success());
+    let token = String::from_utf8_lossy(&out.stdout);
+    let payload = token.split('.').nth(1).unwrap();
+    use base64::Engine as _;
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim())
+        .unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&claims).unwrap();
+    assert_eq!(
+        claims["rooms"],
+        serde_json::json!(["private-ops", "support-*"])
+    );
+}

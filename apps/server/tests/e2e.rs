@@ -471,7 +471,8 @@ async fn a_signed_identity_from_the_fragment_connects_and_leaves_the_address_bar
         config,
     )
     .await;
-    let token = skat_server::auth::mint_token(&secret, "carol", Duration::from_secs(600)).unwrap();
+    let token =
+        skat_server::auth::mint_token(&secret, "carol", Duration::from_secs(600), None).unwrap();
     let driver = Driver::start().await;
     let page = driver.browser().await;
     page.goto(&format!("http://{}/#name=carol&token={token}", node.addr))

@@ -49,7 +49,7 @@ async fn signed_mode_requires_a_valid_token_for_the_name() {
         "refused connections are closed"
     );
 
-    let bobs = skat_server::auth::mint_token(secret, "bob", Duration::from_secs(60)).unwrap();
+    let bobs = skat_server::auth::mint_token(secret, "bob", Duration::from_secs(60), None).unwrap();
     let mut impostor = node.raw_client().await;
     impostor
         .send_frame(&ClientFrame::Hello {
@@ -68,6 +68,7 @@ async fn signed_mode_requires_a_valid_token_for_the_name() {
         &JwtSecret::new("another-secret-of-enough-bytes").unwrap(),
         "alice",
         Duration::from_secs(60),
+        None,
     )
     .unwrap();
     let mut forger = node.raw_client().await;
@@ -80,7 +81,8 @@ async fn signed_mode_requires_a_valid_token_for_the_name() {
         .unwrap();
     assert_eq!(error(&mut forger).await.0, ErrorCode::Unauthorized);
 
-    let token = skat_server::auth::mint_token(secret, "alice", Duration::from_secs(60)).unwrap();
+    let token =
+        skat_server::auth::mint_token(secret, "alice", Duration::from_secs(60), None).unwrap();
     let mut alice = node.raw_client().await;
     alice
         .send_frame(&ClientFrame::Hello {

@@ -221,6 +221,9 @@ pub enum ErrorCode {
     RateLimited,
     /// Signed mode: `hello` lacks a valid token for the name. The server closes the connection.
     Unauthorized,
+    /// The user may not join the room: a private room its token does not name, someone else's
+    /// direct messages, or a room outside its token's `rooms`. The room stays unjoined.
+    Forbidden,
     /// The broker is unreachable; the request was not carried out and may be retried.
     Unavailable,
     /// An unexpected server-side failure.
@@ -250,6 +253,7 @@ impl ErrorCode {
             Self::TooManyRooms => "too_many_rooms",
             Self::RateLimited => "rate_limited",
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
             Self::Unknown => "unknown",

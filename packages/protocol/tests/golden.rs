@@ -434,7 +434,7 @@ fn server_error_with_nonce() {
 
 /// Every error code and its wire string. `ErrorCode` is `#[non_exhaustive]`, so a new variant
 /// cannot fail to compile here: add it to this table (and to `PROTOCOL.md`) by hand.
-const ERROR_CODES: [(ErrorCode, &str); 19] = [
+const ERROR_CODES: [(ErrorCode, &str); 20] = [
     (ErrorCode::BadFrame, "bad_frame"),
     (ErrorCode::UnknownType, "unknown_type"),
     (ErrorCode::HelloRequired, "hello_required"),
@@ -451,6 +451,7 @@ const ERROR_CODES: [(ErrorCode, &str); 19] = [
     (ErrorCode::TooManyRooms, "too_many_rooms"),
     (ErrorCode::RateLimited, "rate_limited"),
     (ErrorCode::Unauthorized, "unauthorized"),
+    (ErrorCode::Forbidden, "forbidden"),
     (ErrorCode::Unavailable, "unavailable"),
     (ErrorCode::Internal, "internal"),
     (ErrorCode::Unknown, "unknown"),

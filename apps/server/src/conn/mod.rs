@@ -32,6 +32,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::Level;
 
 use crate::AppState;
+use crate::access::RoomGrants;
 use crate::limits::{IpSlot, TokenBucket};
 use crate::outbox::{Batch, Eviction, Outbox};
 use crate::rooms::{ConnId, FrameKind, RoomFrame};
@@ -169,6 +170,9 @@ struct Conn<B: Broker, IO> {
     /// The client's address (behind a trusted proxy, the forwarded one), for the logs (`None`
     /// over an in-memory pipe).
     peer: Option<IpAddr>,
+    /// Signed mode: the rooms the token's `rooms` claim grants, if it has one (boxed: most
+    /// tokens have none, and every idle connection carries this field).
+    grants: Option<Box<RoomGrants>>,
 }
 
 /// Serves one WebSocket until it closes, the client is evicted or the node shuts down.
@@ -203,6 +207,7 @@ where
         stalled_since: None,
         _slot: slot,
         peer,
+        grants: None,
     };
     conn.serve()
 }

@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Level;
 
 use super::{Conn, JoinedRoom, Stop, conn_event};
+use crate::access;
 use crate::metrics::BrokerCall;
 use crate::refusals::Refusal;
 
@@ -96,13 +97,16 @@ where
             return Ok(());
         }
         // Signed mode: the name must be vouched for; anonymous mode ignores any token.
-        if let Some(secret) = &self.state.config().jwt_secret
-            && let Err(err) = crate::auth::verify_token(secret, &name, token)
-        {
-            let detail = format!("conn {} as {name}: {err}", self.id);
-            self.state.refusals().record(Refusal::Hello, &detail);
-            self.reply_error(ErrorCode::Unauthorized, &err.to_string(), None);
-            return Err(Stop::Unauthorized);
+        if let Some(secret) = &self.state.config().jwt_secret {
+            match crate::auth::verify_token(secret, &name, token) {
+                Ok(grants) => self.grants = grants.map(Box::new),
+                Err(err) => {
+                    let detail = format!("conn {} as {name}: {err}", self.id);
+                    self.state.refusals().record(Refusal::Hello, &detail);
+                    self.reply_error(ErrorCode::Unauthorized, &err.to_string(), None);
+                    return Err(Stop::Unauthorized);
+                }
+            }
         }
         let node = self.state.config().node_id.clone();
         self.user = Some(Arc::from(name.as_str()));
@@ -145,6 +149,12 @@ where
     ) {
         if let Err(invalid) = self.check_room(&room, false) {
             return self.reply_invalid(invalid, None);
+        }
+        let config = self.state.config();
+        let signed = config.jwt_secret.is_some();
+        let grants = self.grants.as_deref();
+        if let Err(why) = access::may_join(signed, &config.private_prefix, user, grants, &room) {
+            return self.reply_error(ErrorCode::Forbidden, why, None);
         }
         if !self.request_allowed() {
             return;
