@@ -8,10 +8,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Node, error, join, message, next_where, test_config};
+use common::{Node, error, join, message, test_config};
 use skat_broker::MemoryBroker;
 use skat_client::Client;
-use skat_protocol::{ClientFrame, ErrorCode, ServerFrame};
+use skat_protocol::ErrorCode;
 use skat_server::ServerConfig;
 use skat_server::access::dm_room;
 use skat_server::auth::{JwtSecret, mint_token};
@@ -23,19 +23,10 @@ async fn signed(node: &Node, name: &str, rooms: Option<&[&str]>) -> Client {
     let secret = JwtSecret::new(SECRET).unwrap();
     let rooms = rooms.map(|r| r.iter().map(|s| (*s).to_owned()).collect());
     let token = mint_token(&secret, name, Duration::from_secs(60), rooms).unwrap();
-    let mut client = node.raw_client().await;
-    client
-        .send_frame(&ClientFrame::Hello {
-            name: name.into(),
-            token: Some(token),
-        })
+    let client = Client::connect_signed(&node.url, name, &token)
         .await
         .unwrap();
-    next_where(&mut client, "welcome", |f| match f {
-        ServerFrame::Welcome { .. } => Ok(()),
-        other => Err(other),
-    })
-    .await;
+    assert_eq!(client.user(), Some(name));
     client
 }
 
@@ -89,6 +80,27 @@ async fn private_rooms_and_direct_messages_are_closed_to_others() {
     forbidden(&mut carol, &dm).await;
     alice.send_message(&dm, "just us", None).await.unwrap();
     assert_eq!(message(&mut bob).await.body, "just us");
+}
+
+#[tokio::test]
+async fn the_rust_client_speaks_signed_mode() {
+    let secret = JwtSecret::new(SECRET).unwrap();
+    let config = ServerConfig {
+        jwt_secret: Some(secret.clone()),
+        ..test_config()
+    };
+    let node = Node::start_with(Arc::new(MemoryBroker::default()), config).await;
+    let bobs = mint_token(&secret, "bob", Duration::from_secs(60), None).unwrap();
+    match Client::connect_signed(&node.url, "alice", &bobs).await {
+        Err(skat_client::ClientError::Refused { code, .. }) => {
+            assert_eq!(code, ErrorCode::Unauthorized);
+        }
+        other => panic!("a token for bob must not identify alice: {other:?}"),
+    }
+    let bob = Client::connect_signed(&node.url, "bob", &bobs)
+        .await
+        .unwrap();
+    assert_eq!(bob.user(), Some("bob"));
 }
 
 #[tokio::test]

@@ -73,6 +73,14 @@ impl Client {
         Ok(client)
     }
 
+    /// Connects to `url` and identifies as `name` with a signed-mode `token` (a JWT the
+    /// application's backend minted for `name`).
+    pub async fn connect_signed(url: &str, name: &str, token: &str) -> Result<Self, ClientError> {
+        let mut client = Self::connect_raw(url).await?;
+        client.hello_with(name, Some(token)).await?;
+        Ok(client)
+    }
+
     /// Opens the WebSocket without sending `hello`.
     pub async fn connect_raw(url: &str) -> Result<Self, ClientError> {
         // Nagle's algorithm would delay small frames behind unacknowledged ones.
@@ -86,9 +94,14 @@ impl Client {
 
     /// Sends `hello` and waits for `welcome`.
     pub async fn hello(&mut self, name: &str) -> Result<(), ClientError> {
+        self.hello_with(name, None).await
+    }
+
+    /// Sends `hello` with a signed-mode `token`, if given, and waits for `welcome`.
+    pub async fn hello_with(&mut self, name: &str, token: Option<&str>) -> Result<(), ClientError> {
         self.send_frame(&ClientFrame::Hello {
             name: name.to_owned(),
-            token: None,
+            token: token.map(str::to_owned),
         })
         .await?;
         match self.next_event().await? {
