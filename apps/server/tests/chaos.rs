@@ -61,9 +61,7 @@ impl Cluster {
         let redis = RedisServer::start().await;
         let mut nodes = Vec::new();
         for id in ["node-a", "node-b"] {
-            let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = free.local_addr().unwrap();
-            drop(free);
+            let addr = common::free_addr();
             nodes.push(NodeProcess::spawn(id, addr, &redis.url(), &dir).await);
         }
         Cluster { nodes, redis, dir }

@@ -163,13 +163,8 @@ async fn shutdown_closes_clients_with_service_restart() {
 
 /// A minimal HTTP/1.1 GET returning (status line, body).
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_owned(), body.to_owned())
+    let (status, _, body) = http_get_with(addr, path, "").await;
+    (status, String::from_utf8(body).unwrap())
 }
 
 #[tokio::test]

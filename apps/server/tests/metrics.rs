@@ -198,9 +198,7 @@ async fn counters_follow_the_traffic() {
 
 #[tokio::test]
 async fn metrics_can_have_their_own_address() {
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let metrics_addr = free.local_addr().unwrap();
-    drop(free);
+    let metrics_addr = common::free_addr();
     let config = ServerConfig {
         metrics_bind: Some(metrics_addr),
         ..ServerConfig::default()

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{DEADLINE, Node, join, message};
+use common::{DEADLINE, Node, free_addr, join, message};
 use skat_client::Client;
 use skat_server::{Limits, ServerConfig};
 use skat_testkit::RedisServer;
@@ -124,11 +124,6 @@ async fn handshake(proxy: SocketAddr, from: &str, origin: Option<&str>) -> u16 {
         .unwrap()
         .unwrap();
     String::from_utf8_lossy(&head[9..12]).parse().unwrap()
-}
-
-fn free_addr() -> SocketAddr {
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    free.local_addr().unwrap()
 }
 
 #[tokio::test]

@@ -509,9 +509,7 @@ async fn the_binary_chats_through_redis_over_tls() {
     std::fs::create_dir_all(&dir).unwrap();
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, redis.ca_pem()).unwrap();
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = free.local_addr().unwrap();
-    drop(free);
+    let addr = common::free_addr();
     let extra = [("SKAT_REDIS_CA_CERT", ca.to_str().unwrap())];
     let _node = NodeProcess::spawn_with("tls-node", addr, &redis.tls_url(), &dir, &extra).await;
     let url = format!("ws://{addr}/ws");

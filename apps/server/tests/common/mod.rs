@@ -154,6 +154,12 @@ pub fn test_config() -> ServerConfig {
     }
 }
 
+/// A loopback address nobody listens on right now (for a process or listener started later).
+pub fn free_addr() -> std::net::SocketAddr {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    free.local_addr().unwrap()
+}
+
 /// Redis broker settings for tests: short presence TTL and heartbeat.
 pub fn redis_config(url: &str, prefix: &str, node_id: &str, stream_len: usize) -> RedisConfig {
     RedisConfig {
