@@ -274,7 +274,7 @@ impl Chat {
                 recovered,
                 epoch,
             } => self.on_joined(&room, members, messages, recovered, epoch, now),
-            ServerFrame::Left { .. } => {}
+            ServerFrame::Left { .. } | ServerFrame::Refreshed { .. } => {}
             ServerFrame::Message(message) => self.on_message(message, false),
             ServerFrame::Presence { room, user, online } => self.on_presence(&room, user, online),
             ServerFrame::Typing { room, user } => self.on_typing(&room, user, now),
@@ -483,6 +483,7 @@ mod tests {
                 user: "me".into(),
                 node: "n2".into(),
                 protocol: 1,
+                exp: None,
             },
             0.0,
         );
@@ -495,6 +496,7 @@ mod tests {
                 user: "me".into(),
                 node: "n1".into(),
                 protocol: 1,
+                exp: None,
             },
             0.0,
         );
@@ -515,6 +517,7 @@ mod tests {
                 user: "me".into(),
                 node: "n1".into(),
                 protocol: 1,
+                exp: None,
             },
             0.0,
         );

@@ -5,7 +5,9 @@ use serde::Deserialize;
 use crate::{ClientFrame, ErrorCode, ServerFrame, validate_nonce};
 
 /// Frame types a client may send, to tell a bad frame from an unknown one.
-const CLIENT_TYPES: &[&str] = &["hello", "join", "leave", "send", "typing", "history"];
+const CLIENT_TYPES: &[&str] = &[
+    "hello", "join", "leave", "send", "typing", "history", "refresh",
+];
 
 /// A text frame that could not be decoded, with the error code a server answers with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +55,7 @@ enum ClientKind {
     Send,
     Typing,
     History,
+    Refresh,
 }
 
 /// The fast path of [`decode_client`], for JSON objects: `Some` only with exactly the frame serde's
@@ -83,6 +86,7 @@ fn decode_fast(text: &str) -> Option<ClientFrame> {
             before: f.before,
             limit: f.limit,
         },
+        ClientKind::Refresh => ClientFrame::Refresh { token: f.token? },
     })
 }
 

@@ -64,6 +64,13 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
+    /// Signed mode: replaces the connection's token with a fresh one for the same user before
+    /// the current one expires; the server answers with [`ServerFrame::Refreshed`]. In
+    /// anonymous mode the token is ignored and the answer carries no `exp`.
+    Refresh {
+        /// A JWT for the connection's user.
+        token: String,
+    },
 }
 
 impl ClientFrame {
@@ -76,6 +83,7 @@ impl ClientFrame {
             Self::Send { .. } => "send",
             Self::Typing { .. } => "typing",
             Self::History { .. } => "history",
+            Self::Refresh { .. } => "refresh",
         }
     }
 }
@@ -110,6 +118,10 @@ pub enum ServerFrame {
         node: String,
         /// Protocol version the server speaks.
         protocol: u32,
+        /// Signed mode: when the connection's token expires, in Unix seconds. The server closes
+        /// the connection then (close code 4001) unless a `refresh` replaced the token.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exp: Option<u64>,
     },
     /// Answer to `join`: the connection now receives the room's events.
     Joined {
@@ -159,6 +171,12 @@ pub enum ServerFrame {
         messages: Vec<Message>,
         /// Whether older messages remain before this page.
         has_more: bool,
+    },
+    /// Answer to `refresh`: the new token now vouches for the connection.
+    Refreshed {
+        /// Signed mode: when the new token expires, in Unix seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exp: Option<u64>,
     },
     /// A request failed. Unless the server then closes the connection, it stays usable.
     Error {
@@ -219,7 +237,9 @@ pub enum ErrorCode {
     /// Too many requests of one kind per second (sends, typing, or joins and history
     /// together); slow down and retry.
     RateLimited,
-    /// Signed mode: `hello` lacks a valid token for the name. The server closes the connection.
+    /// Signed mode: `hello` lacks a valid token for the name (the server then closes the
+    /// connection), or a `refresh` token is not valid for the connection's user (the connection
+    /// keeps its current token).
     Unauthorized,
     /// The user may not join the room: a private room its token does not name, someone else's
     /// direct messages, or a room outside its token's `rooms`. The room stays unjoined.

@@ -15,11 +15,13 @@
 mod codec;
 mod frames;
 mod id;
+mod names;
 mod validate;
 
 pub use codec::{DecodeError, decode_client, decode_server, encode_client, encode_server};
 pub use frames::{ClientFrame, ErrorCode, Message, ServerFrame};
 pub use id::{InvalidMessageId, MessageId};
+pub use names::{SYSTEM_SENDER, dm_room, dm_users};
 pub use validate::{
     DEFAULT_HISTORY_LIMIT, Invalid, MAX_BODY_CHARS, MAX_HISTORY_LIMIT, MAX_NAME_CHARS,
     MAX_NONCE_CHARS, MAX_ROOM_CHARS, validate_body, validate_history_limit, validate_name,
@@ -28,3 +30,14 @@ pub use validate::{
 
 /// The protocol version this crate speaks, sent in the `welcome` frame.
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The WebSocket close codes of protocol v1 that are Skat's own (4000–4999, the range RFC 6455
+/// leaves to applications); the standard ones it uses are listed in `PROTOCOL.md`.
+pub mod close {
+    /// The application's backend disconnected the user (server API); the reason says why.
+    /// Clients should not reconnect by themselves.
+    pub const DISCONNECTED: u16 = 4000;
+    /// The connection's token expired without a `refresh`. Clients get a fresh token, then
+    /// reconnect.
+    pub const TOKEN_EXPIRED: u16 = 4001;
+}

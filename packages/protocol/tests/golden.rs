@@ -191,6 +191,16 @@ fn client_history_with_before_and_limit() {
 }
 
 #[test]
+fn client_refresh() {
+    client_golden(
+        r#"{"type":"refresh","token":"eyJhbGciOiJIUzI1NiJ9.e30.c2ln"}"#,
+        &ClientFrame::Refresh {
+            token: s("eyJhbGciOiJIUzI1NiJ9.e30.c2ln"),
+        },
+    );
+}
+
+#[test]
 fn client_kinds_match_type_tags() {
     let frames = [
         ClientFrame::Hello {
@@ -214,6 +224,7 @@ fn client_kinds_match_type_tags() {
             before: None,
             limit: None,
         },
+        ClientFrame::Refresh { token: s("t") },
     ];
     for frame in frames {
         let prefix = format!(r#"{{"type":"{}","#, frame.kind());
@@ -233,8 +244,33 @@ fn server_welcome() {
             user: s("alice"),
             node: s("3f2a9c1e"),
             protocol: skat_protocol::PROTOCOL_VERSION,
+            exp: None,
         },
     );
+}
+
+#[test]
+fn server_welcome_signed() {
+    server_golden(
+        r#"{"type":"welcome","user":"alice","node":"3f2a9c1e","protocol":1,"exp":1764293600}"#,
+        &ServerFrame::Welcome {
+            user: s("alice"),
+            node: s("3f2a9c1e"),
+            protocol: skat_protocol::PROTOCOL_VERSION,
+            exp: Some(1_764_293_600),
+        },
+    );
+}
+
+#[test]
+fn server_refreshed() {
+    server_golden(
+        r#"{"type":"refreshed","exp":1764297200}"#,
+        &ServerFrame::Refreshed {
+            exp: Some(1_764_297_200),
+        },
+    );
+    server_golden(r#"{"type":"refreshed"}"#, &ServerFrame::Refreshed { exp: None });
 }
 
 #[test]
