@@ -1,14 +1,23 @@
-//! Signed identities: HS256 JSON Web Tokens whose `sub` is the user name.
+//! Signed identities: JSON Web Tokens whose `sub` is the user name.
 //!
-//! In signed mode (a secret is configured) `hello` must carry a token minted with the same
-//! secret, unexpired, for exactly the name it claims. An application backend mints tokens for its
-//! logged-in users (any JWT library: HS256, claims `sub` and `exp`); [`mint_token`] and
-//! `skat-server token <name>` do it for local use.
+//! In signed mode (a key is configured) `hello` must carry a token signed with the node's key,
+//! unexpired, for exactly the name it claims. The key is either
+//! - an HS256 secret shared with the application's backend ([`JwtSecret`]), or
+//! - an RS256 or ES256 public key ([`PublicKey`]): the backend keeps the private key, so a node
+//!   (or whoever reads its configuration) cannot mint tokens.
+//!
+//! A [`Verifier`] holds the key and what else a token must show: optionally an issuer (`iss`)
+//! and an audience (`aud`). A token's `exp` bounds the connection's identity: the connection is
+//! closed when it passes, unless a `refresh` frame brought a newer token for the same user
+//! ([`Identity::exp`]). An application backend mints tokens with any JWT library (claims `sub`,
+//! `exp`, optionally `rooms`, `iss`, `aud`, `nbf`); [`mint_token`] and `skat-server token <name>`
+//! do it for local use with a secret.
 //!
 //! A secret must be at least [`MIN_SECRET_BYTES`] long: an empty or short HS256 key can be
 //! guessed, and a node configured with one would accept tokens anyone can forge. [`JwtSecret`] is
 //! the only way to hold one, so no code path can use a key that was not checked.
 
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -18,6 +27,11 @@ use crate::access::RoomGrants;
 
 /// The shortest secret accepted, in bytes.
 pub const MIN_SECRET_BYTES: usize = 16;
+
+/// Seconds of clock skew allowed between the backend that mints tokens and the node, on `exp`
+/// and `nbf`. A connection's identity also lasts this long past `exp`, so that a token accepted
+/// at the edge of its life is not cut off at once.
+pub const LEEWAY_SECS: u64 = 5;
 
 /// An HS256 secret long enough to sign with (see the module docs).
 #[derive(Clone)]
@@ -45,6 +59,52 @@ impl std::fmt::Debug for JwtSecret {
     }
 }
 
+/// A public key that verifies RS256 (an RSA key) or ES256 (a P-256 key) tokens.
+#[derive(Clone)]
+pub struct PublicKey {
+    key: DecodingKey,
+    algorithm: Algorithm,
+}
+
+impl PublicKey {
+    /// Parses a PEM public key (`BEGIN PUBLIC KEY` or `BEGIN RSA PUBLIC KEY`).
+    pub fn from_pem(pem: &[u8]) -> Result<Self, AuthError> {
+        if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
+            return Ok(Self {
+                key,
+                algorithm: Algorithm::RS256,
+            });
+        }
+        match DecodingKey::from_ec_pem(pem) {
+            Ok(key) => Ok(Self {
+                key,
+                algorithm: Algorithm::ES256,
+            }),
+            Err(_) => Err(AuthError::BadKey),
+        }
+    }
+
+    /// Reads and parses a PEM public key file.
+    pub fn read(path: &Path) -> Result<Self, AuthError> {
+        let pem = std::fs::read(path).map_err(|err| AuthError::KeyFile {
+            path: path.display().to_string(),
+            err,
+        })?;
+        Self::from_pem(&pem)
+    }
+
+    /// `RS256` or `ES256`.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+}
+
+impl std::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PublicKey({:?})", self.algorithm)
+    }
+}
+
 /// Why a token was refused or could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -56,10 +116,22 @@ pub enum AuthError {
         /// Its length in bytes.
         len: usize,
     },
+    /// The public key file could not be read.
+    #[error("cannot read the public key file {path}: {err}")]
+    KeyFile {
+        /// The file.
+        path: String,
+        /// Why.
+        err: std::io::Error,
+    },
+    /// The public key is neither an RSA nor an EC (P-256) key in PEM.
+    #[error("the public key is not an RSA or P-256 EC public key in PEM")]
+    BadKey,
     /// No token in `hello`.
     #[error("a signed token is required: hello must carry \"token\"")]
     Missing,
-    /// Bad signature, expired, not yet valid (`nbf`), malformed, or not HS256.
+    /// Bad signature, expired, not yet valid (`nbf`), wrong issuer or audience, malformed, or
+    /// signed with another algorithm than the node's key.
     #[error("invalid token: {0}")]
     Invalid(#[from] jsonwebtoken::errors::Error),
     /// A valid token for someone else.
@@ -76,6 +148,100 @@ struct Claims {
     rooms: Option<Vec<String>>,
 }
 
+/// What a valid token vouches for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The rooms its `rooms` claim grants, if it has one.
+    pub grants: Option<RoomGrants>,
+    /// When it expires, in Unix seconds.
+    pub exp: u64,
+}
+
+impl Identity {
+    /// How long from now the identity lasts: until `exp`, plus the [leeway](LEEWAY_SECS).
+    pub fn remaining(&self) -> Duration {
+        let end = Duration::from_secs(self.exp.saturating_add(LEEWAY_SECS));
+        end.saturating_sub(unix_now())
+    }
+}
+
+/// Checks tokens against the node's key, and the issuer and audience it requires.
+#[derive(Clone)]
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl Verifier {
+    /// Tokens signed HS256 with `secret`.
+    pub fn hs256(secret: &JwtSecret) -> Self {
+        Self::new(DecodingKey::from_secret(secret.bytes()), Algorithm::HS256)
+    }
+
+    /// Tokens signed with the private half of `key`.
+    pub fn public(key: &PublicKey) -> Self {
+        Self::new(key.key.clone(), key.algorithm)
+    }
+
+    fn new(key: DecodingKey, algorithm: Algorithm) -> Self {
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        // Without a configured audience, a token's `aud` (if any) is not checked.
+        validation.validate_aud = false;
+        Self { key, validation }
+    }
+
+    /// Also requires `iss` to be `issuer`.
+    pub fn with_issuer(mut self, issuer: &str) -> Self {
+        self.validation.set_issuer(&[issuer]);
+        self.validation
+            .required_spec_claims
+            .insert("iss".to_owned());
+        self
+    }
+
+    /// Also requires `aud` to be (or contain) `audience`.
+    pub fn with_audience(mut self, audience: &str) -> Self {
+        self.validation.set_audience(&[audience]);
+        self.validation.validate_aud = true;
+        self.validation
+            .required_spec_claims
+            .insert("aud".to_owned());
+        self
+    }
+
+    /// Checks that `token` is a valid token for `name`: signed with the key, unexpired, past its
+    /// `nbf` if it has one, from the issuer and for the audience if those are required.
+    pub fn verify(&self, name: &str, token: Option<&str>) -> Result<Identity, AuthError> {
+        let token = token.ok_or(AuthError::Missing)?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)?;
+        if data.claims.sub != name {
+            return Err(AuthError::WrongUser);
+        }
+        Ok(Identity {
+            grants: data.claims.rooms.map(RoomGrants::new),
+            exp: data.claims.exp,
+        })
+    }
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("algorithms", &self.validation.algorithms)
+            .field("iss", &self.validation.iss)
+            .field("aud", &self.validation.aud)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
 /// A token for `name`, valid for `ttl`, granting `rooms` if given (see `access`).
 pub fn mint_token(
     secret: &JwtSecret,
@@ -83,12 +249,9 @@ pub fn mint_token(
     ttl: Duration,
     rooms: Option<Vec<String>>,
 ) -> Result<String, AuthError> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
     let claims = Claims {
         sub: name.to_owned(),
-        exp: (now + ttl).as_secs(),
+        exp: (unix_now() + ttl).as_secs(),
         rooms,
     };
     Ok(jsonwebtoken::encode(
@@ -96,29 +259,6 @@ pub fn mint_token(
         &claims,
         &EncodingKey::from_secret(secret.bytes()),
     )?)
-}
-
-/// Checks that `token` is a valid HS256 token for `name`: unexpired, and past its `nbf` if it
-/// has one.
-pub fn verify_token(
-    secret: &JwtSecret,
-    name: &str,
-    token: Option<&str>,
-) -> Result<Option<RoomGrants>, AuthError> {
-    let token = token.ok_or(AuthError::Missing)?;
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.leeway = 5;
-    validation.validate_nbf = true;
-    let data = jsonwebtoken::decode::<Claims>(
-        token,
-        &DecodingKey::from_secret(secret.bytes()),
-        &validation,
-    )?;
-    if data.claims.sub == name {
-        Ok(data.claims.rooms.map(RoomGrants::new))
-    } else {
-        Err(AuthError::WrongUser)
-    }
 }
 
 #[cfg(test)]
@@ -164,30 +304,27 @@ mod tests {
     fn round_trip_and_refusals() {
         let key = secret(SECRET);
         let token = mint_token(&key, "alice", Duration::from_secs(60), None).unwrap();
-        assert!(verify_token(&key, "alice", Some(&token)).is_ok());
+        assert!(Verifier::hs256(&key).verify("alice", Some(&token)).is_ok());
         assert!(matches!(
-            verify_token(&key, "bob", Some(&token)),
+            Verifier::hs256(&key).verify("bob", Some(&token)),
             Err(AuthError::WrongUser)
         ));
         assert!(matches!(
-            verify_token(
-                &secret("another-secret-of-enough-bytes"),
-                "alice",
-                Some(&token)
-            ),
+            Verifier::hs256(&secret("another-secret-of-enough-bytes"))
+                .verify("alice", Some(&token)),
             Err(AuthError::Invalid(_))
         ));
         assert!(matches!(
-            verify_token(&key, "alice", None),
+            Verifier::hs256(&key).verify("alice", None),
             Err(AuthError::Missing)
         ));
         assert!(matches!(
-            verify_token(&key, "alice", Some("not.a.jwt")),
+            Verifier::hs256(&key).verify("alice", Some("not.a.jwt")),
             Err(AuthError::Invalid(_))
         ));
         let expired = token_with(SECRET, &serde_json::json!({"sub": "alice", "exp": 1}));
         assert!(matches!(
-            verify_token(&key, "alice", Some(&expired)),
+            Verifier::hs256(&key).verify("alice", Some(&expired)),
             Err(AuthError::Invalid(_))
         ));
     }
@@ -201,13 +338,118 @@ mod tests {
             &serde_json::json!({"sub": "alice", "exp": exp, "nbf": now() + 300}),
         );
         assert!(matches!(
-            verify_token(&key, "alice", Some(&early)),
+            Verifier::hs256(&key).verify("alice", Some(&early)),
             Err(AuthError::Invalid(_))
         ));
         let ripe = token_with(
             SECRET,
             &serde_json::json!({"sub": "alice", "exp": exp, "nbf": now() - 10}),
         );
-        assert!(verify_token(&key, "alice", Some(&ripe)).is_ok());
+        assert!(Verifier::hs256(&key).verify("alice", Some(&ripe)).is_ok());
+    }
+
+    const RSA_PRIVATE: &[u8] = include_bytes!("../tests/keys/rsa-private.pem");
+    const RSA_PUBLIC: &[u8] = include_bytes!("../tests/keys/rsa-public.pem");
+    const EC_PRIVATE: &[u8] = include_bytes!("../tests/keys/ec-private.pem");
+    const EC_PUBLIC: &[u8] = include_bytes!("../tests/keys/ec-public.pem");
+
+    fn signed(algorithm: Algorithm, key: &EncodingKey, claims: &serde_json::Value) -> String {
+        jsonwebtoken::encode(&Header::new(algorithm), claims, key).unwrap()
+    }
+
+    #[test]
+    fn public_keys_verify_rs256_and_es256_and_nothing_else() {
+        let claims = serde_json::json!({"sub": "alice", "exp": now() + 60, "rooms": ["ops"]});
+        let rsa = PublicKey::from_pem(RSA_PUBLIC).unwrap();
+        let ec = PublicKey::from_pem(EC_PUBLIC).unwrap();
+        assert_eq!(
+            (rsa.algorithm(), ec.algorithm()),
+            (Algorithm::RS256, Algorithm::ES256)
+        );
+        let rs256 = signed(
+            Algorithm::RS256,
+            &EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
+            &claims,
+        );
+        let es256 = signed(
+            Algorithm::ES256,
+            &EncodingKey::from_ec_pem(EC_PRIVATE).unwrap(),
+            &claims,
+        );
+        let identity = Verifier::public(&rsa)
+            .verify("alice", Some(&rs256))
+            .unwrap();
+        assert!(identity.grants.unwrap().allows("ops"));
+        assert!(Verifier::public(&ec).verify("alice", Some(&es256)).is_ok());
+        // Each key verifies its own algorithm only: no RS256 token passes the EC key, and an
+        // HS256 token made with the public key's bytes as a secret (the classic algorithm
+        // confusion) passes neither.
+        assert!(Verifier::public(&ec).verify("alice", Some(&rs256)).is_err());
+        assert!(
+            Verifier::public(&rsa)
+                .verify("alice", Some(&es256))
+                .is_err()
+        );
+        let confused = signed(
+            Algorithm::HS256,
+            &EncodingKey::from_secret(RSA_PUBLIC),
+            &claims,
+        );
+        assert!(
+            Verifier::public(&rsa)
+                .verify("alice", Some(&confused))
+                .is_err()
+        );
+        assert!(matches!(
+            PublicKey::from_pem(b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"),
+            Err(AuthError::BadKey)
+        ));
+        assert!(matches!(
+            PublicKey::read(Path::new("/nonexistent/key.pem")),
+            Err(AuthError::KeyFile { .. })
+        ));
+    }
+
+    #[test]
+    fn issuer_and_audience_are_checked_when_required() {
+        let key = secret(SECRET);
+        let claims = |extra: serde_json::Value| {
+            let mut claims = serde_json::json!({"sub": "alice", "exp": now() + 60});
+            claims
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            token_with(SECRET, &claims)
+        };
+        let good = claims(serde_json::json!({"iss": "https://app", "aud": ["skat", "x"]}));
+        let strict = Verifier::hs256(&key)
+            .with_issuer("https://app")
+            .with_audience("skat");
+        assert!(strict.verify("alice", Some(&good)).is_ok());
+        for bad in [
+            claims(serde_json::json!({})),
+            claims(serde_json::json!({"iss": "https://evil", "aud": "skat"})),
+            claims(serde_json::json!({"iss": "https://app", "aud": "other"})),
+            claims(serde_json::json!({"iss": "https://app"})),
+        ] {
+            assert!(strict.verify("alice", Some(&bad)).is_err());
+        }
+        // Not required: not checked, whatever the token says.
+        assert!(Verifier::hs256(&key).verify("alice", Some(&good)).is_ok());
+    }
+
+    #[test]
+    fn an_identity_lasts_until_exp_plus_the_leeway() {
+        let identity = Identity {
+            grants: None,
+            exp: now() + 100,
+        };
+        let left = identity.remaining().as_secs();
+        assert!((100..=100 + LEEWAY_SECS).contains(&left), "{left}");
+        let long_gone = Identity {
+            grants: None,
+            exp: 1,
+        };
+        assert_eq!(long_gone.remaining(), Duration::ZERO);
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 
 use crate::Limits;
-use crate::auth::JwtSecret;
+use crate::auth::{JwtSecret, PublicKey, Verifier};
 
 /// Settings of one node, independent of how they were obtained (CLI, env, tests).
 #[derive(Debug, Clone, clap::Args)]
@@ -86,6 +86,23 @@ pub struct ServerConfig {
         value_parser = SecretParser
     )]
     pub jwt_secret: Option<JwtSecret>,
+    /// Signed mode with a public key: `hello` must carry an RS256 or ES256 JWT whose signature
+    /// this PEM file's key verifies (the application's backend keeps the private key). Instead
+    /// of `--jwt-secret`.
+    #[arg(
+        long,
+        env = "SKAT_JWT_PUBLIC_KEY",
+        value_name = "PEM_FILE",
+        value_parser = public_key,
+        conflicts_with = "jwt_secret"
+    )]
+    pub jwt_public_key: Option<PublicKey>,
+    /// Signed mode: tokens must also carry this `iss` claim.
+    #[arg(long, env = "SKAT_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Signed mode: tokens must also carry this `aud` claim (or list it).
+    #[arg(long, env = "SKAT_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
     /// Rooms whose names start with this are private: in signed mode only users whose token's
     /// `rooms` claim names them may join (see the `access` module). Empty: no private rooms.
     #[arg(long, env = "SKAT_PRIVATE_PREFIX", default_value = "private-")]
@@ -108,6 +125,25 @@ pub struct ServerConfig {
         value_parser = crate::proxy::parse_proxy
     )]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl ServerConfig {
+    /// Signed mode's token checks, if a secret or a public key is configured.
+    pub fn verifier(&self) -> Option<Verifier> {
+        let verifier = match (&self.jwt_secret, &self.jwt_public_key) {
+            (Some(secret), _) => Verifier::hs256(secret),
+            (None, Some(key)) => Verifier::public(key),
+            (None, None) => return None,
+        };
+        let verifier = match &self.jwt_issuer {
+            Some(issuer) => verifier.with_issuer(issuer),
+            None => verifier,
+        };
+        Some(match &self.jwt_audience {
+            Some(audience) => verifier.with_audience(audience),
+            None => verifier,
+        })
+    }
 }
 
 impl Default for ServerConfig {
@@ -175,6 +211,11 @@ fn at_least_one(text: &str) -> Result<usize, String> {
         Ok(0) | Err(_) => Err("expected a number of at least 1".to_owned()),
         Ok(n) => Ok(n),
     }
+}
+
+/// Reads `--jwt-public-key`'s file.
+fn public_key(path: &str) -> Result<PublicKey, String> {
+    PublicKey::read(std::path::Path::new(path)).map_err(|err| err.to_string())
 }
 
 /// Parses `--jwt-secret` without ever echoing it: clap's own errors quote the bad value.

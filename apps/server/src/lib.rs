@@ -78,6 +78,8 @@ impl<B: Broker> Clone for AppState<B> {
 struct Shared<B: Broker> {
     broker: Arc<B>,
     config: ServerConfig,
+    /// Signed mode's token checks, built once from `config`.
+    verifier: Option<auth::Verifier>,
     rooms: Rooms<B>,
     /// Cancelled when the node shuts down; every connection watches it.
     shutdown: CancellationToken,
@@ -98,6 +100,7 @@ impl<B: Broker> AppState<B> {
         Self {
             inner: Arc::new(Shared {
                 broker,
+                verifier: config.verifier(),
                 config,
                 rooms,
                 shutdown: CancellationToken::new(),
@@ -113,6 +116,11 @@ impl<B: Broker> AppState<B> {
     /// The node's configuration.
     pub fn config(&self) -> &ServerConfig {
         &self.inner.config
+    }
+
+    /// Signed mode's token checks; `None` in anonymous mode.
+    pub(crate) fn verifier(&self) -> Option<&auth::Verifier> {
+        self.inner.verifier.as_ref()
     }
 
     pub(crate) fn broker(&self) -> &B {

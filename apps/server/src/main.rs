@@ -182,8 +182,8 @@ fn print_token(
 /// Binds, connects the broker and serves until SIGINT or SIGTERM.
 async fn serve_node(serve: Serve) -> anyhow::Result<()> {
     let config = serve.config;
-    if config.jwt_secret.is_some() {
-        tracing::info!("signed mode: hello requires a token");
+    if let Some(verifier) = config.verifier() {
+        tracing::info!(?verifier, "signed mode: hello requires a token");
     }
     let listener = skat_server::bind(serve.bind, serve.listen_backlog)
         .with_context(|| format!("cannot listen on {}", serve.bind))?;

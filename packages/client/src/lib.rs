@@ -63,6 +63,8 @@ pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     user: Option<String>,
     node: Option<String>,
+    /// Signed mode: when the token expires (Unix seconds), from `welcome` and `refreshed`.
+    exp: Option<u64>,
 }
 
 impl Client {
@@ -89,6 +91,7 @@ impl Client {
             ws,
             user: None,
             node: None,
+            exp: None,
         })
     }
 
@@ -105,9 +108,12 @@ impl Client {
         })
         .await?;
         match self.next_event().await? {
-            ServerFrame::Welcome { user, node, .. } => {
+            ServerFrame::Welcome {
+                user, node, exp, ..
+            } => {
                 self.user = Some(user);
                 self.node = Some(node);
+                self.exp = exp;
                 Ok(())
             }
             ServerFrame::Error { code, message, .. } => Err(ClientError::Refused { code, message }),
@@ -123,6 +129,24 @@ impl Client {
     /// The id of the node serving this connection.
     pub fn node(&self) -> Option<&str> {
         self.node.as_deref()
+    }
+
+    /// Signed mode: when the connection's token expires, in Unix seconds (from `welcome`, then
+    /// from each `refreshed` read by [`Client::next_event`]). The server closes the connection
+    /// then (code [`skat_protocol::close::TOKEN_EXPIRED`]) unless [`Client::refresh`] replaced
+    /// the token.
+    pub fn expires(&self) -> Option<u64> {
+        self.exp
+    }
+
+    /// Signed mode: sends a fresh `token` for the same user before the current one expires.
+    /// The answer is a `refreshed` event, or an `unauthorized` error if the server refused the
+    /// token (the connection then keeps its current one).
+    pub async fn refresh(&mut self, token: &str) -> Result<(), ClientError> {
+        self.send_frame(&ClientFrame::Refresh {
+            token: token.to_owned(),
+        })
+        .await
     }
 
     /// Asks to join `room`; the answer is a `joined` event.
@@ -229,7 +253,12 @@ impl Client {
         loop {
             match self.ws.next().await {
                 Some(Ok(WsMessage::Text(text))) => match decode_server(text.as_str()) {
-                    Ok(frame) => return Ok(frame),
+                    Ok(frame) => {
+                        if let ServerFrame::Refreshed { exp } = &frame {
+                            self.exp = *exp;
+                        }
+                        return Ok(frame);
+                    }
                     Err(err) if err.code == ErrorCode::UnknownType => continue,
                     Err(err) => return Err(err.into()),
                 },

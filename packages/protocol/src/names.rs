@@ -42,7 +42,9 @@ mod tests {
         assert_eq!(dm_users(&room), Some(("alice", "bob-x")));
         assert_eq!(dm_room("alice", "bob-x"), Some(room));
         assert_eq!(dm_users("dm-2-al-ice-bob"), Some(("al", "ice-bob")));
-        for not_dm in ["general", "dm-", "dm-x-a-b", "dm-9-a-b", "dm-1-b-a", "dm-1-a-a"] {
+        for not_dm in [
+            "general", "dm-", "dm-x-a-b", "dm-9-a-b", "dm-1-b-a", "dm-1-a-a",
+        ] {
             assert_eq!(dm_users(not_dm), None, "{not_dm}");
         }
         assert_eq!(dm_room("alice", "alice"), None);

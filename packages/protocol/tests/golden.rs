@@ -270,7 +270,10 @@ fn server_refreshed() {
             exp: Some(1_764_297_200),
         },
     );
-    server_golden(r#"{"type":"refreshed"}"#, &ServerFrame::Refreshed { exp: None });
+    server_golden(
+        r#"{"type":"refreshed"}"#,
+        &ServerFrame::Refreshed { exp: None },
+    );
 }
 
 #[test]

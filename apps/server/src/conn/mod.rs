@@ -25,7 +25,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use skat_broker::{Broker, MessageId};
-use skat_protocol::{ErrorCode, ServerFrame, encode_server};
+use skat_protocol::{ErrorCode, ServerFrame, close, encode_server};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
 use tokio_util::sync::WaitForCancellationFutureOwned;
@@ -47,6 +47,8 @@ pub(crate) const SERVICE_RESTART_REASON: &str = "service restart";
 pub(crate) const ROOM_LOST_REASON: &str = "room subscription lost, reconnect";
 /// Close reason for a WebSocket message above the configured size limit.
 pub(crate) const MESSAGE_TOO_BIG_REASON: &str = "message too big";
+/// Close reason when the connection's token expired (code 4001).
+pub(crate) const TOKEN_EXPIRED_REASON: &str = "token expired";
 /// How long a closing handshake may take before the socket is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Unwritten output above which the connection stops taking room frames and requests.
@@ -83,6 +85,8 @@ enum Stop {
     Idle,
     /// Signed mode: `hello` without a valid token.
     Unauthorized,
+    /// Signed mode: the token expired and no `refresh` replaced it.
+    TokenExpired,
 }
 
 impl Stop {
@@ -98,6 +102,7 @@ impl Stop {
             Self::HelloTimeout => "hello_timeout",
             Self::Idle => "idle",
             Self::Unauthorized => "unauthorized",
+            Self::TokenExpired => "token_expired",
         }
     }
 
@@ -110,6 +115,7 @@ impl Stop {
             Self::HelloTimeout => (code::POLICY, "hello timeout"),
             Self::Idle => (code::AWAY, "idle timeout"),
             Self::Unauthorized => (code::POLICY, "unauthorized"),
+            Self::TokenExpired => (close::TOKEN_EXPIRED, TOKEN_EXPIRED_REASON),
             Self::Evicted(Eviction::SlowConsumer) => (code::POLICY, SLOW_CONSUMER_REASON),
             Self::Evicted(Eviction::RoomLost) => (code::ERROR, ROOM_LOST_REASON),
             Self::Violation(FrameError::TooBig) => (code::SIZE, MESSAGE_TOO_BIG_REASON),
@@ -170,9 +176,17 @@ struct Conn<B: Broker, IO> {
     /// The client's address (behind a trusted proxy, the forwarded one), for the logs (`None`
     /// over an in-memory pipe).
     peer: Option<IpAddr>,
-    /// Signed mode: the rooms the token's `rooms` claim grants, if it has one (boxed: most
-    /// tokens have none, and every idle connection carries this field).
-    grants: Option<Box<RoomGrants>>,
+    /// Signed mode: what the token vouches for (boxed: every idle connection carries this
+    /// field, and anonymous ones never fill it).
+    signed: Option<Box<Signed>>,
+}
+
+/// What a signed connection's current token vouches for.
+struct Signed {
+    /// The rooms its `rooms` claim grants, if it has one.
+    grants: Option<RoomGrants>,
+    /// When the identity ends (the token's `exp` plus the leeway), unless a `refresh` moves it.
+    expires: tokio::time::Instant,
 }
 
 /// Serves one WebSocket until it closes, the client is evicted or the node shuts down.
@@ -207,7 +221,7 @@ where
         stalled_since: None,
         _slot: slot,
         peer,
-        grants: None,
+        signed: None,
     };
     conn.serve()
 }
@@ -258,6 +272,9 @@ where
             if let Flush::At(at) = self.flush {
                 deadline = deadline.min(at);
             }
+            if let Some(signed) = &self.signed {
+                deadline = deadline.min(signed.expires);
+            }
             if deadline != timer.deadline() {
                 timer.as_mut().reset(deadline);
             }
@@ -277,6 +294,9 @@ where
                     let now = tokio::time::Instant::now();
                     if self.user.is_none() && now >= hello_deadline {
                         return Stop::HelloTimeout;
+                    }
+                    if self.signed.as_ref().is_some_and(|s| now >= s.expires) {
+                        return Stop::TokenExpired;
                     }
                     if matches!(self.flush, Flush::At(at) if now >= at) {
                         self.flush = Flush::Due;

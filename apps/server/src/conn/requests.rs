@@ -18,8 +18,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use tracing::Level;
 
-use super::{Conn, JoinedRoom, Stop, conn_event};
+use super::{Conn, JoinedRoom, Signed, Stop, conn_event};
 use crate::access;
+use crate::auth::Identity;
 use crate::metrics::BrokerCall;
 use crate::refusals::Refusal;
 
@@ -68,6 +69,7 @@ where
                 before,
                 limit,
             } => self.history(room, before, limit).await,
+            ClientFrame::Refresh { token } => self.refresh(&user, &token).await,
         }
         Ok(())
     }
@@ -97,9 +99,10 @@ where
             return Ok(());
         }
         // Signed mode: the name must be vouched for; anonymous mode ignores any token.
-        if let Some(secret) = &self.state.config().jwt_secret {
-            match crate::auth::verify_token(secret, &name, token) {
-                Ok(grants) => self.grants = grants.map(Box::new),
+        let mut exp = None;
+        if let Some(verifier) = self.state.verifier() {
+            match verifier.verify(&name, token) {
+                Ok(identity) => exp = Some(self.take_identity(identity)),
                 Err(err) => {
                     let detail = format!("conn {} as {name}: {err}", self.id);
                     self.state.refusals().record(Refusal::Hello, &detail);
@@ -115,8 +118,55 @@ where
             user: name,
             node,
             protocol: PROTOCOL_VERSION,
+            exp,
         });
         Ok(())
+    }
+
+    /// Makes `identity` the connection's: its room grants, and the end of its life. Returns its
+    /// `exp`.
+    fn take_identity(&mut self, identity: Identity) -> u64 {
+        let expires = tokio::time::Instant::now() + identity.remaining();
+        let exp = identity.exp;
+        self.signed = Some(Box::new(Signed {
+            grants: identity.grants,
+            expires,
+        }));
+        exp
+    }
+
+    /// Replaces the connection's token with a fresher one for the same user. Rooms the new token
+    /// no longer grants are left (each with a `left`), so a backend can take access away.
+    async fn refresh(&mut self, user: &Arc<str>, token: &str) {
+        if !self.request_allowed() {
+            return;
+        }
+        let Some(verifier) = self.state.verifier() else {
+            return self.reply(&ServerFrame::Refreshed { exp: None });
+        };
+        let exp = match verifier.verify(user, Some(token)) {
+            Ok(identity) => self.take_identity(identity),
+            Err(err) => {
+                let detail = format!("conn {} refresh as {user}: {err}", self.id);
+                self.state.refusals().record(Refusal::Hello, &detail);
+                return self.reply_error(ErrorCode::Unauthorized, &err.to_string(), None);
+            }
+        };
+        conn_event!(self, Level::DEBUG, exp, "token refreshed");
+        self.reply(&ServerFrame::Refreshed { exp: Some(exp) });
+        let config = self.state.config();
+        let grants = self.signed.as_ref().and_then(|s| s.grants.as_ref());
+        let revoked: Vec<Arc<str>> = self
+            .rooms
+            .iter()
+            .filter(|room| {
+                access::may_join(true, &config.private_prefix, user, grants, &room.name).is_err()
+            })
+            .map(|room| Arc::clone(&room.name))
+            .collect();
+        for room in revoked {
+            self.leave(user, room.to_string()).await;
+        }
     }
 
     /// Checks a room name and that this connection has (or has not) joined it.
@@ -151,8 +201,8 @@ where
             return self.reply_invalid(invalid, None);
         }
         let config = self.state.config();
-        let signed = config.jwt_secret.is_some();
-        let grants = self.grants.as_deref();
+        let signed = self.state.verifier().is_some();
+        let grants = self.signed.as_ref().and_then(|s| s.grants.as_ref());
         if let Err(why) = access::may_join(signed, &config.private_prefix, user, grants, &room) {
             return self.reply_error(ErrorCode::Forbidden, why, None);
         }
