@@ -51,7 +51,10 @@ impl FanOut {
             ts: 1_732_800_000_000,
             nonce: Some(format!("n{}", self.seq)),
         };
-        let frame = Arc::new(rooms::encode(&self.room, RoomEvent::Message(message)));
+        let Some(frame) = rooms::encode(&self.room, RoomEvent::Message(message)) else {
+            return 0;
+        };
+        let frame = Arc::new(frame);
         for outbox in &self.outboxes {
             outbox.push(&frame);
         }

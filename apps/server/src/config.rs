@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 
 use crate::Limits;
+use crate::api::ApiKey;
 use crate::auth::{JwtSecret, PublicKey, Verifier};
 
 /// Settings of one node, independent of how they were obtained (CLI, env, tests).
@@ -83,7 +84,9 @@ pub struct ServerConfig {
         long,
         env = "SKAT_JWT_SECRET",
         hide_env_values = true,
-        value_parser = SecretParser
+        value_parser = SecretParser::new("SKAT_JWT_SECRET / --jwt-secret", |s| {
+            JwtSecret::new(s).map_err(|err| err.to_string())
+        })
     )]
     pub jwt_secret: Option<JwtSecret>,
     /// Signed mode with a public key: `hello` must carry an RS256 or ES256 JWT whose signature
@@ -103,6 +106,16 @@ pub struct ServerConfig {
     /// Signed mode: tokens must also carry this `aud` claim (or list it).
     #[arg(long, env = "SKAT_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// The server API's key: with it, `/api/v1` serves application backends that send
+    /// `Authorization: Bearer <key>` (see `API.md`); without it, the API is off. At least 16
+    /// bytes.
+    #[arg(
+        long,
+        env = "SKAT_API_KEY",
+        hide_env_values = true,
+        value_parser = SecretParser::new("SKAT_API_KEY / --api-key", |s| ApiKey::new(s))
+    )]
+    pub api_key: Option<ApiKey>,
     /// Rooms whose names start with this are private: in signed mode only users whose token's
     /// `rooms` claim names them may join (see the `access` module). Empty: no private rooms.
     #[arg(long, env = "SKAT_PRIVATE_PREFIX", default_value = "private-")]
@@ -218,30 +231,41 @@ fn public_key(path: &str) -> Result<PublicKey, String> {
     PublicKey::read(std::path::Path::new(path)).map_err(|err| err.to_string())
 }
 
-/// Parses `--jwt-secret` without ever echoing it: clap's own errors quote the bad value.
-#[derive(Debug, Clone, Copy)]
-struct SecretParser;
+/// Parses a secret (`--jwt-secret`, `--api-key`) without ever echoing it: clap's own errors
+/// quote the bad value.
+#[derive(Clone, Copy)]
+struct SecretParser<T> {
+    /// The variable and flag, for errors.
+    names: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+}
 
-impl clap::builder::TypedValueParser for SecretParser {
-    type Value = JwtSecret;
+impl<T> SecretParser<T> {
+    fn new(names: &'static str, parse: fn(&str) -> Result<T, String>) -> Self {
+        Self { names, parse }
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for SecretParser<T> {
+    type Value = T;
 
     fn parse_ref(
         &self,
         command: &clap::Command,
         _arg: Option<&clap::Arg>,
         value: &OsStr,
-    ) -> Result<JwtSecret, clap::Error> {
+    ) -> Result<T, clap::Error> {
         let refuse = |why: String| {
             clap::Error::raw(
                 ErrorKind::ValueValidation,
-                format!("SKAT_JWT_SECRET / --jwt-secret: {why}\n"),
+                format!("{}: {why}\n", self.names),
             )
             .with_cmd(command)
         };
         let text = value
             .to_str()
             .ok_or_else(|| refuse("not valid UTF-8".to_owned()))?;
-        JwtSecret::new(text).map_err(|err| refuse(err.to_string()))
+        (self.parse)(text).map_err(refuse)
     }
 }
 
@@ -318,5 +342,30 @@ mod tests {
             .to_string();
         assert!(err.contains("at least 16"), "{err}");
         assert!(!err.contains("tiny-secret"), "the secret leaked: {err}");
+        let err = parse(&["--api-key", "tiny-api-key"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("SKAT_API_KEY") && err.contains("at least 16"),
+            "{err}"
+        );
+        assert!(!err.contains("tiny-api-key"), "the key leaked: {err}");
+    }
+
+    #[test]
+    fn signed_mode_takes_a_secret_or_a_public_key_not_both() {
+        let key = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/ec-public.pem");
+        let config = parse(&["--jwt-public-key", key, "--jwt-issuer", "https://app"]).unwrap();
+        let verifier = format!("{:?}", config.verifier().unwrap());
+        assert!(
+            verifier.contains("ES256") && verifier.contains("https://app"),
+            "{verifier}"
+        );
+        assert!(parse(&["--jwt-public-key", key, "--jwt-secret", "sixteen-bytes!!!"]).is_err());
+        let err = parse(&["--jwt-public-key", "/nonexistent.pem"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent.pem"), "{err}");
+        assert!(ServerConfig::default().verifier().is_none());
     }
 }

@@ -14,6 +14,7 @@
 //!   HTTP/1 connections in front of the router.
 
 pub mod access;
+pub mod api;
 mod assets;
 pub mod auth;
 #[doc(hidden)]
@@ -27,6 +28,7 @@ mod outbox;
 mod proxy;
 mod refusals;
 mod rooms;
+mod sessions;
 mod ws;
 
 /// Locks `m`, ignoring poisoning: a poisoned lock only follows a panic inside one of this crate's
@@ -81,6 +83,8 @@ struct Shared<B: Broker> {
     /// Signed mode's token checks, built once from `config`.
     verifier: Option<auth::Verifier>,
     rooms: Rooms<B>,
+    /// Each user's connections on this node, and the sink of node-wide notices.
+    sessions: Arc<sessions::Sessions>,
     /// Cancelled when the node shuts down; every connection watches it.
     shutdown: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for them.
@@ -103,6 +107,7 @@ impl<B: Broker> AppState<B> {
                 verifier: config.verifier(),
                 config,
                 rooms,
+                sessions: Arc::default(),
                 shutdown: CancellationToken::new(),
                 connections: TaskTracker::new(),
                 next_conn_id: AtomicU64::new(1),
@@ -150,6 +155,10 @@ impl<B: Broker> AppState<B> {
 
     pub(crate) fn rooms(&self) -> &Rooms<B> {
         &self.inner.rooms
+    }
+
+    pub(crate) fn sessions(&self) -> &sessions::Sessions {
+        &self.inner.sessions
     }
 
     pub(crate) fn shutdown_token(&self) -> CancellationToken {
@@ -203,6 +212,11 @@ pub fn app<B: Broker>(state: AppState<B>) -> Router {
     // On its own address if one is configured (see `run`), else here.
     let router = if state.config().metrics_bind.is_none() {
         router.route("/metrics", get(scrape::<B>))
+    } else {
+        router
+    };
+    let router = if state.config().api_key.is_some() {
+        router.nest("/api/v1", api::router::<B>())
     } else {
         router
     };
@@ -396,6 +410,12 @@ pub async fn run<B: Broker>(
         serve_metrics(&state, metrics_addr).await?;
     }
     let token = state.shutdown_token();
+    sessions::keep_notices(
+        Arc::clone(&state.inner.broker),
+        Arc::clone(&state.inner.sessions),
+        token.clone(),
+    )
+    .await;
     let stop = async move {
         shutdown.await;
         // Upgraded WebSockets are no longer HTTP connections: close them too.

@@ -21,12 +21,14 @@ use crate::lock;
 use crate::rooms::RoomFrame;
 
 /// Why a connection is evicted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Eviction {
     /// Its outbound queue overflowed.
     SlowConsumer,
     /// The broker ended a room subscription it depends on.
     RoomLost,
+    /// The application's backend disconnected the user (server API), for this reason.
+    Disconnected(Arc<str>),
 }
 
 /// The outbound queue of one connection (see the module docs).
@@ -151,8 +153,8 @@ impl Outbox {
         budget: usize,
     ) -> Poll<Result<Batch, Eviction>> {
         let mut state = lock(&self.state);
-        if let Some(reason) = state.evicted {
-            return Poll::Ready(Err(reason));
+        if let Some(reason) = &state.evicted {
+            return Poll::Ready(Err(reason.clone()));
         }
         if budget > 0 && !state.frames.is_empty() {
             if state.bytes <= budget {
@@ -180,7 +182,7 @@ impl Outbox {
 
     #[cfg(test)]
     pub(crate) fn evicted(&self) -> Option<Eviction> {
-        lock(&self.state).evicted
+        lock(&self.state).evicted.clone()
     }
 }
 

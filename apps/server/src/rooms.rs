@@ -291,7 +291,10 @@ impl<S: Send + Sync + 'static> RoomSink for Room<S> {
     /// Encodes the event once and queues it for every local member, kicking those whose queue
     /// is full.
     fn deliver(&self, event: RoomEvent) {
-        let frame = Arc::new(encode(&self.name, event));
+        let Some(frame) = encode(&self.name, event) else {
+            return;
+        };
+        let frame = Arc::new(frame);
         let members = lock(&self.members);
         for member in members.conns.values() {
             member.push(&frame);
@@ -310,8 +313,9 @@ impl<S: Send + Sync + 'static> RoomSink for Room<S> {
     }
 }
 
-/// Encodes an event once for all local members.
-pub(crate) fn encode(room: &Arc<str>, event: RoomEvent) -> RoomFrame {
+/// Encodes an event once for all local members; `None` for what is not for members (node-wide
+/// notices, which only the notices room carries).
+pub(crate) fn encode(room: &Arc<str>, event: RoomEvent) -> Option<RoomFrame> {
     let (kind, frame) = match event {
         RoomEvent::Message(message) => (
             FrameKind::Message(message.id),
@@ -325,12 +329,13 @@ pub(crate) fn encode(room: &Arc<str>, event: RoomEvent) -> RoomFrame {
             FrameKind::Typing(Arc::from(user.as_str())),
             ServerFrame::Typing { room, user },
         ),
+        RoomEvent::Disconnect { .. } => return None,
     };
-    RoomFrame {
+    Some(RoomFrame {
         room: Arc::clone(room),
         kind,
         wire: crate::ws::text_frame(&encode_server(&frame)).into_boxed_slice(),
-    }
+    })
 }
 
 #[cfg(test)]

@@ -202,21 +202,8 @@ async fn http_get_with(
     path: &str,
     headers: &str,
 ) -> (String, std::collections::HashMap<String, String>, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8(response[..split].to_vec()).unwrap();
-    let mut lines = head.lines();
-    let status = lines.next().unwrap().to_owned();
-    let headers = lines
-        .filter_map(|line| line.split_once(": "))
-        .map(|(name, value)| (name.to_ascii_lowercase(), value.to_owned()))
-        .collect();
-    (status, headers, response[split + 4..].to_vec())
+    let response = common::http::request(addr, "GET", path, headers, "").await;
+    (response.status_line, response.headers, response.body)
 }
 
 #[tokio::test]

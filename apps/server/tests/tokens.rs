@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Node, closed, error, join, message, next_where, test_config};
+use common::{Node, close_of, closed, error, join, message, next_where, test_config};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use skat_broker::MemoryBroker;
 use skat_client::{Client, ClientError};
@@ -83,17 +83,7 @@ async fn expiry_closes_the_socket_and_a_refresh_keeps_it() {
 
     // Bob did not refresh: closed with 4001 once `exp` (plus the leeway) passes.
     let started = std::time::Instant::now();
-    let code = tokio::time::timeout(Duration::from_secs(LEEWAY_SECS + 5), async {
-        loop {
-            match bob.next_event().await {
-                Ok(_) => continue,
-                Err(ClientError::Closed { code, reason }) => return (code, reason),
-                Err(err) => panic!("{err}"),
-            }
-        }
-    })
-    .await
-    .expect("bob's connection outlived his token");
+    let code = close_of(&mut bob).await;
     assert_eq!(
         code,
         (Some(close::TOKEN_EXPIRED), "token expired".to_owned())

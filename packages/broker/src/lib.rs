@@ -87,6 +87,37 @@ pub enum RoomEvent {
         /// The user.
         user: String,
     },
+    /// Every node must close the user's connections ([`Broker::disconnect`]). Only delivered to
+    /// subscriptions of [`NODES_ROOM`].
+    Disconnect {
+        /// The user.
+        user: String,
+        /// Why, for the user to see.
+        reason: String,
+    },
+}
+
+/// The room of node-wide notices ([`RoomEvent::Disconnect`]): each node subscribes to it like to
+/// a room. Not a valid room name, so no client can join it, and never listed by
+/// [`Broker::rooms`].
+pub const NODES_ROOM: &str = "~nodes";
+
+/// A room with the number of its members (see [`Broker::rooms`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomSummary {
+    /// The room's name.
+    pub name: String,
+    /// Users online in it, on every node.
+    pub members: usize,
+}
+
+/// A page of [`Broker::rooms`], in name order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomsPage {
+    /// The rooms.
+    pub rooms: Vec<RoomSummary>,
+    /// Whether rooms with names after the last one remain.
+    pub has_more: bool,
 }
 
 /// Outcome of [`Broker::publish`].
@@ -286,6 +317,24 @@ pub trait Broker: Send + Sync + 'static {
         room: &str,
         user: &str,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Asks every node (this one included) to close `user`'s connections, with `reason`: a
+    /// [`RoomEvent::Disconnect`] reaches every subscription of [`NODES_ROOM`], at most once (a
+    /// node whose link to the broker is down at that moment misses it).
+    fn disconnect(
+        &self,
+        user: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Up to `limit` rooms with names after `after` (or from the first), in name order, with
+    /// their member counts: the rooms some node subscribed to (in the embedded broker: that hold
+    /// messages or members). For administration: it costs a member count per room listed.
+    fn rooms(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<RoomsPage, Self::Error>> + Send;
 
     /// The room's epoch: an opaque string that names its history, made when the room is first
     /// used and changed only if that history is lost and starts over (Redis restarted without

@@ -90,10 +90,12 @@ impl ClientFrame {
 
 /// A chat message as stored in a room's history and delivered to its members.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Message {
     /// Room the message belongs to.
     pub room: String,
     /// Id assigned by the broker: strictly increasing within a room, opaque to clients.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "1764290000000-0"))]
     pub id: MessageId,
     /// Name of the sender.
     pub from: String,

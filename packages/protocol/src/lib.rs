@@ -12,6 +12,7 @@
 //! Compatibility rule: field names and error codes are a contract other clients code against. We
 //! add optional fields and new frame types; we never rename or remove.
 
+pub mod api;
 mod codec;
 mod frames;
 mod id;

@@ -17,6 +17,8 @@
 
 mod requests;
 
+pub(crate) use requests::keep_newest_within;
+
 use std::future::{Future, poll_fn};
 use std::net::IpAddr;
 use std::pin::{Pin, pin};
@@ -98,6 +100,7 @@ impl Stop {
             Self::Shutdown => "shutdown",
             Self::Evicted(Eviction::SlowConsumer) => "slow_consumer",
             Self::Evicted(Eviction::RoomLost) => "room_lost",
+            Self::Evicted(Eviction::Disconnected(_)) => "disconnected",
             Self::Violation(_) => "protocol_violation",
             Self::HelloTimeout => "hello_timeout",
             Self::Idle => "idle",
@@ -107,7 +110,7 @@ impl Stop {
     }
 
     /// The close frame this ending sends, if the socket can still take one.
-    fn close_frame(&self) -> Option<(u16, &'static str)> {
+    fn close_frame(&self) -> Option<(u16, &str)> {
         Some(match self {
             Self::Gone => return None,
             Self::ClientClosed => (code::NORMAL, ""),
@@ -118,6 +121,7 @@ impl Stop {
             Self::TokenExpired => (close::TOKEN_EXPIRED, TOKEN_EXPIRED_REASON),
             Self::Evicted(Eviction::SlowConsumer) => (code::POLICY, SLOW_CONSUMER_REASON),
             Self::Evicted(Eviction::RoomLost) => (code::ERROR, ROOM_LOST_REASON),
+            Self::Evicted(Eviction::Disconnected(reason)) => (close::DISCONNECTED, reason),
             Self::Violation(FrameError::TooBig) => (code::SIZE, MESSAGE_TOO_BIG_REASON),
             Self::Violation(FrameError::InvalidUtf8) => (code::INVALID_PAYLOAD, "invalid UTF-8"),
             Self::Violation(FrameError::Protocol(_)) => (code::PROTOCOL, "protocol error"),

@@ -112,7 +112,9 @@ where
             }
         }
         let node = self.state.config().node_id.clone();
-        self.user = Some(Arc::from(name.as_str()));
+        let user: Arc<str> = Arc::from(name.as_str());
+        self.state.sessions().add(&user, self.id, &self.outbox);
+        self.user = Some(user);
         conn_event!(self, Level::DEBUG, "hello");
         self.reply(&ServerFrame::Welcome {
             user: name,
@@ -299,6 +301,7 @@ where
         let Some(user) = self.user.clone() else {
             return;
         };
+        self.state.sessions().remove(&user, self.id);
         for room in std::mem::take(&mut self.rooms) {
             self.state.rooms().leave(&room.name, self.id, &user).await;
         }
@@ -428,7 +431,7 @@ where
 /// Drops the oldest of `messages` (oldest first) until the rest fits in `max_bytes` (at least
 /// one is kept, which its size limit bounds anyway); returns whether any was dropped. The client
 /// pages back from the oldest one kept.
-fn keep_newest_within(messages: &mut Vec<Message>, max_bytes: usize) -> bool {
+pub(crate) fn keep_newest_within(messages: &mut Vec<Message>, max_bytes: usize) -> bool {
     let mut bytes = 0usize;
     let keep = messages
         .iter()

@@ -8,6 +8,7 @@
     clippy::unwrap_used
 )]
 
+pub mod http;
 pub mod process;
 pub mod scenarios;
 
@@ -101,20 +102,7 @@ impl Node {
 
     /// `GET path` on this node; returns the status code.
     pub async fn http_status(&self, path: &str) -> u16 {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr
-        );
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
-        response
-            .split(' ')
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap()
+        http::request(self.addr, "GET", path, "", "").await.status()
     }
 
     /// A client connected and welcomed as `name`.
@@ -247,6 +235,20 @@ pub async fn closed(client: &mut Client) -> Option<u16> {
             Ok(_) => continue,
             Err(ClientError::Closed { code, .. }) => return code,
             Err(_) => return None,
+        }
+    }
+}
+
+/// Reads until the server closes the connection; returns the close code and reason.
+pub async fn close_of(client: &mut Client) -> (Option<u16>, String) {
+    loop {
+        match tokio::time::timeout(DEADLINE, client.next_event())
+            .await
+            .expect("connection not closed in time")
+        {
+            Ok(_) => continue,
+            Err(ClientError::Closed { code, reason }) => return (code, reason),
+            Err(err) => panic!("{err}"),
         }
     }
 }

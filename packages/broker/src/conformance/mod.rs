@@ -14,7 +14,9 @@ pub use messages::{
     ids_increase_and_reach_every_subscriber, join_snapshot, recovery,
     retries_with_the_same_nonce_are_not_stored_twice,
 };
-pub use presence::{presence_counts_nodes, presence_spans_nodes, typing_reaches_subscribers};
+pub use presence::{
+    notices_and_rooms, presence_counts_nodes, presence_spans_nodes, typing_reaches_subscribers,
+};
 
 use std::future::Future;
 use std::time::Duration;
@@ -41,6 +43,7 @@ where
     retries_with_the_same_nonce_are_not_stored_twice(&make().await).await;
     typing_reaches_subscribers(&make().await).await;
     boundary_ids(&make().await).await;
+    notices_and_rooms(&make().await).await;
 }
 
 /// Publishes `n` messages `m0..` to `room` and returns them as accepted.

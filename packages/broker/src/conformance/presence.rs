@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use super::{listen, next_event};
-use crate::{Broker, RoomEvent};
+use crate::{Broker, NODES_ROOM, RoomEvent};
 
 pub async fn presence_counts_nodes<B: Broker>(broker: &B) {
     let room = "c-presence";
@@ -63,5 +63,47 @@ pub async fn typing_reaches_subscribers<B: Broker>(broker: &B) {
             room: "c-typing".into(),
             user: "carol".into()
         }
+    );
+}
+
+/// A disconnect notice reaches the node-wide notices room; rooms are listed by name, in pages,
+/// with their member counts, and without the notices room.
+pub async fn notices_and_rooms<B: Broker>(broker: &B) {
+    let mut notices = listen(broker, NODES_ROOM).await.unwrap();
+    broker.disconnect("bob", "account closed").await.unwrap();
+    assert_eq!(
+        next_event(&mut notices).await,
+        RoomEvent::Disconnect {
+            user: "bob".into(),
+            reason: "account closed".into()
+        }
+    );
+
+    let _a = listen(broker, "c-rooms-a").await.unwrap();
+    let _b = listen(broker, "c-rooms-b").await.unwrap();
+    broker.presence_join("c-rooms-a", "alice").await.unwrap();
+    broker.presence_join("c-rooms-a", "bob").await.unwrap();
+    super::publish_n(broker, "c-rooms-b", 1).await;
+    // Page through everything one room at a time: names ascend, ours are there.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = broker.rooms(after.as_deref(), 1).await.unwrap();
+        assert!(page.rooms.len() <= 1);
+        seen.extend(page.rooms.iter().map(|r| (r.name.clone(), r.members)));
+        match (page.has_more, page.rooms.last()) {
+            (true, Some(last)) => after = Some(last.name.clone()),
+            _ => break,
+        }
+    }
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "{seen:?}");
+    assert!(seen.contains(&("c-rooms-a".into(), 2)), "{seen:?}");
+    assert!(seen.contains(&("c-rooms-b".into(), 0)), "{seen:?}");
+    assert!(!seen.iter().any(|(name, _)| name == NODES_ROOM));
+    let page = broker.rooms(Some("c-rooms-a"), 100).await.unwrap();
+    assert!(page.rooms.iter().all(|r| r.name.as_str() > "c-rooms-a"));
+    assert_eq!(
+        page.rooms.first().map(|r| r.name.as_str()),
+        Some("c-rooms-b")
     );
 }

@@ -24,8 +24,8 @@ use crate::lock;
 use crate::sinks::Sinks;
 use crate::sparse::ShrinkWhenSparse as _;
 use crate::{
-    Broker, HistoryPage, Message, MessageId, NewMessage, Published, Recovery, RoomEvent, RoomSink,
-    Tally,
+    Broker, HistoryPage, Message, MessageId, NODES_ROOM, NewMessage, Published, Recovery,
+    RoomEvent, RoomSink, RoomSummary, RoomsPage, Tally,
 };
 
 /// Tuning of a [`MemoryBroker`].
@@ -366,6 +366,35 @@ impl Broker for MemoryBroker {
             user: user.to_owned(),
         });
         Ok(())
+    }
+
+    async fn disconnect(&self, user: &str, reason: &str) -> Result<(), MemoryError> {
+        if let Some(log) = self.existing(NODES_ROOM) {
+            lock(&log.state).emit(RoomEvent::Disconnect {
+                user: user.to_owned(),
+                reason: reason.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn rooms(&self, after: Option<&str>, limit: usize) -> Result<RoomsPage, MemoryError> {
+        let mut rooms: Vec<RoomSummary> = lock(&self.rooms)
+            .iter()
+            .filter(|(name, _)| after.is_none_or(|after| name.as_str() > after))
+            .filter(|(name, _)| name.as_str() != NODES_ROOM)
+            .filter_map(|(name, log)| {
+                let state = lock(&log.state);
+                (!state.history.is_empty() || !state.presence.is_empty()).then(|| RoomSummary {
+                    name: name.clone(),
+                    members: state.presence.keys().len(),
+                })
+            })
+            .collect();
+        rooms.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let has_more = rooms.len() > limit;
+        rooms.truncate(limit);
+        Ok(RoomsPage { rooms, has_more })
     }
 }
 

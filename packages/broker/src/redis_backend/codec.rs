@@ -2,7 +2,8 @@
 //!
 //! Messages are stored and published in a compact text form private to this module (this crate
 //! does not speak JSON): `<from>\n<nonce byte length or ->\n<nonce><body>`. The published form
-//! prefixes `m<id>\n`; presence events are `p1<user>` / `p0<user>`, typing events `t<user>`.
+//! prefixes `m<id>\n`; presence events are `p1<user>` / `p0<user>`, typing events `t<user>`,
+//! disconnect notices `k<user>\n<reason>`.
 
 use super::RedisBrokerError;
 use crate::{Message, MessageId, RoomEvent};
@@ -13,6 +14,11 @@ pub(super) fn encode_message(from: &str, nonce: Option<&str>, body: &str) -> Str
         Some(nonce) => format!("{from}\n{}\n{nonce}{body}", nonce.len()),
         None => format!("{from}\n-\n{body}"),
     }
+}
+
+/// Encodes a disconnect notice: `k<user>\n<reason>`.
+pub(super) fn encode_disconnect(user: &str, reason: &str) -> String {
+    format!("k{user}\n{reason}")
 }
 
 fn corrupt(what: &str) -> RedisBrokerError {
@@ -106,6 +112,16 @@ pub(super) fn decode_event(room: &str, payload: &[u8]) -> Result<RoomEvent, Redi
             room: room.to_owned(),
             user: chars.as_str().to_owned(),
         }),
+        Some('k') => {
+            let (user, reason) = chars
+                .as_str()
+                .split_once('\n')
+                .ok_or_else(|| corrupt("disconnect notice without reason"))?;
+            Ok(RoomEvent::Disconnect {
+                user: user.to_owned(),
+                reason: reason.to_owned(),
+            })
+        }
         _ => Err(corrupt("unknown event kind")),
     }
 }
@@ -158,8 +174,16 @@ mod tests {
                 user: "bob".into()
             }
         );
+        assert_eq!(
+            decode_event("~nodes", encode_disconnect("bob", "bye\nnow").as_bytes()).unwrap(),
+            RoomEvent::Disconnect {
+                user: "bob".into(),
+                reason: "bye\nnow".into()
+            }
+        );
         for bad in [
             &b""[..],
+            b"kbob",
             b"x",
             b"m5-1",
             b"m5-1\nalice",

@@ -16,6 +16,10 @@
 //! - `skat:{general}:epoch`: the room's history epoch ([`Broker::epoch`]), Redis's clock when
 //!   the room was first joined. If Redis loses the room's data, it loses this key too, and the
 //!   next join makes another: clients resuming from the old history then get `recovered: false`.
+//! - `skat:rooms`: every room some node subscribed to (its `~nodes` notices channel aside), a
+//!   sorted set with every score 0 so that [`Broker::rooms`] pages through it by name.
+//! - `skat:{~nodes}:events`: the channel of node-wide notices ([`crate::NODES_ROOM`]): a user to
+//!   disconnect everywhere.
 //! - `skat:node:<node id>`: the claim of the live node running with that id ([`claim`]): one
 //!   node per id, as presence entries are keyed by it.
 //!
@@ -62,8 +66,8 @@ use scripts::Scripts;
 use store::{Read, Store};
 
 use crate::{
-    Broker, BrokerStats, HistoryPage, Message, MessageId, NewMessage, Published, Recovery, Resume,
-    RoomSink, Snapshot, lock,
+    Broker, BrokerStats, HistoryPage, Message, MessageId, NODES_ROOM, NewMessage, Published,
+    Recovery, Resume, RoomSink, RoomSummary, RoomsPage, Snapshot, lock,
 };
 
 /// Settings of a [`RedisBroker`].
@@ -303,6 +307,15 @@ impl Broker for RedisBroker {
             Ok(Err(err)) => return Err(err),
             Err(_) => return Err(RedisBrokerError::Unavailable),
         }
+        if room != NODES_ROOM {
+            let _: i64 = redis::cmd("ZADD")
+                .arg(self.store.rooms_key())
+                .arg("NX")
+                .arg(0)
+                .arg(room)
+                .query_async(&mut self.store.conn.clone())
+                .await?;
+        }
         // Catch-up after an outage starts from the stream's end as of now.
         let latest = self.store.read_stream(room, Read::Before(None, 1)).await?;
         if let Some(latest) = latest.first() {
@@ -441,6 +454,46 @@ impl Broker for RedisBroker {
             .query_async(&mut self.store.conn.clone())
             .await?;
         Ok(())
+    }
+
+    async fn disconnect(&self, user: &str, reason: &str) -> Result<(), RedisBrokerError> {
+        let _: i64 = redis::cmd(self.store.publish_command())
+            .arg(self.store.channel(NODES_ROOM))
+            .arg(codec::encode_disconnect(user, reason))
+            .query_async(&mut self.store.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn rooms(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<RoomsPage, RedisBrokerError> {
+        let from = after.map_or_else(|| "-".to_owned(), |after| format!("({after}"));
+        let mut names: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.store.rooms_key())
+            .arg(from)
+            .arg("+")
+            .arg("BYLEX")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit.saturating_add(1))
+            .query_async(&mut self.store.conn.clone())
+            .await?;
+        let has_more = names.len() > limit;
+        names.truncate(limit);
+        let counts =
+            futures_util::future::try_join_all(names.iter().map(|room| self.members(room))).await?;
+        let rooms = names
+            .into_iter()
+            .zip(counts)
+            .map(|(name, members)| RoomSummary {
+                name,
+                members: members.len(),
+            })
+            .collect();
+        Ok(RoomsPage { rooms, has_more })
     }
 
     fn is_ready(&self) -> bool {

@@ -518,6 +518,7 @@ mod tests {
                 RoomEvent::Message(m) => m.body.clone(),
                 RoomEvent::Typing { .. } => "typing".into(),
                 RoomEvent::Presence { .. } => "presence".into(),
+                RoomEvent::Disconnect { .. } => "disconnect".into(),
             })
             .collect()
     }

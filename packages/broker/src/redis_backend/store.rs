@@ -58,6 +58,11 @@ impl Store {
         format!("{}{{{room}}}:{kind}", self.config.prefix)
     }
 
+    /// The index of rooms ([`Broker::rooms`](crate::Broker::rooms)).
+    pub(super) fn rooms_key(&self) -> String {
+        format!("{}rooms", self.config.prefix)
+    }
+
     /// The keys most calls need together.
     pub(super) fn keys(&self, room: &str) -> Keys {
         Keys {

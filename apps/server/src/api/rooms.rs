@@ -1,0 +1,262 @@
+//! The endpoints of the server API (see `API.md`), each annotated for the OpenAPI document.
+
+use std::time::Instant;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use skat_broker::{Broker, MessageId, NewMessage, Published};
+use skat_protocol::api::{
+    ApiError, Disconnect, Members, MessagesPage, PostMessage, RoomInfo, Rooms, decode_api,
+    encode_api,
+};
+use skat_protocol::{
+    Message, SYSTEM_SENDER, validate_body, validate_history_limit, validate_name, validate_nonce,
+    validate_room,
+};
+
+use super::{Authorized, failure, invalid, json, unavailable};
+use crate::AppState;
+use crate::conn::keep_newest_within;
+use crate::metrics::BrokerCall;
+
+/// The reason a disconnected user sees when the backend gives none.
+const DEFAULT_REASON: &str = "disconnected by the application";
+
+/// Rooms listed per page by default, and at most.
+const DEFAULT_ROOMS: usize = 100;
+const MAX_ROOMS: usize = 1000;
+
+/// `?before=&limit=` of a history page.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct HistoryQuery {
+    /// Only messages strictly older than this id; the latest page when absent.
+    before: Option<String>,
+    /// Page size, 1–100; 50 when absent.
+    limit: Option<u32>,
+}
+
+/// `?after=&limit=` of a rooms page.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct RoomsQuery {
+    /// Only rooms whose names sort after this one (the last name of the previous page).
+    after: Option<String>,
+    /// Page size, 1–1000; 100 when absent.
+    limit: Option<usize>,
+}
+
+/// Publishes a message to a room, as a user or as the system.
+#[utoipa::path(
+    post,
+    path = "/rooms/{room}/messages",
+    params(("room" = String, Path, description = "The room")),
+    request_body = PostMessage,
+    responses(
+        (status = 201, description = "Published: the stored message", body = Message),
+        (status = 200, description = "A retry of a message already published (same `from` and `nonce` within 2 minutes): the original, published once", body = Message),
+        (status = 400, description = "Invalid room, sender, body or nonce", body = ApiError),
+        (status = 401, description = "Missing or wrong API key", body = ApiError),
+        (status = 503, description = "The broker is unavailable; retrying with the same nonce is safe", body = ApiError),
+    ),
+    security(("api_key" = []))
+)]
+pub(super) async fn publish<B: Broker>(
+    State(state): State<AppState<B>>,
+    _: Authorized,
+    Path(room): Path<String>,
+    body: String,
+) -> Response {
+    let post: PostMessage = match decode_api(&body) {
+        Ok(post) => post,
+        Err(err) => return failure(StatusCode::BAD_REQUEST, "bad_request", &err),
+    };
+    let checked = validate_room(&room)
+        .and_then(|()| post.from.as_deref().map_or(Ok(()), validate_name))
+        .and_then(|()| validate_body(&post.body))
+        .and_then(|()| post.nonce.as_deref().map_or(Ok(()), validate_nonce));
+    if let Err(refused) = checked {
+        return invalid(&refused);
+    }
+    let new = NewMessage {
+        room,
+        from: post.from.unwrap_or_else(|| SYSTEM_SENDER.to_owned()),
+        body: post.body,
+        nonce: post.nonce,
+    };
+    let started = Instant::now();
+    let published = state.broker().publish(new).await;
+    state
+        .metrics()
+        .broker_call(BrokerCall::Publish, started.elapsed());
+    match published {
+        Ok(Published::New(message)) => json(StatusCode::CREATED, encode_api(&message)),
+        Ok(Published::Duplicate(message)) => json(StatusCode::OK, encode_api(&message)),
+        Err(err) => unavailable("publish", &err),
+    }
+}
+
+/// A page of a room's history, oldest first.
+#[utoipa::path(
+    get,
+    path = "/rooms/{room}/messages",
+    params(("room" = String, Path, description = "The room"), HistoryQuery),
+    responses(
+        (status = 200, description = "The page", body = MessagesPage),
+        (status = 400, description = "Invalid room, id or limit", body = ApiError),
+        (status = 401, description = "Missing or wrong API key", body = ApiError),
+        (status = 503, description = "The broker is unavailable", body = ApiError),
+    ),
+    security(("api_key" = []))
+)]
+pub(super) async fn history<B: Broker>(
+    State(state): State<AppState<B>>,
+    _: Authorized,
+    Path(room): Path<String>,
+    Query(query): Query<HistoryQuery>,
+) -> Response {
+    if let Err(refused) = validate_room(&room) {
+        return invalid(&refused);
+    }
+    let limit = match validate_history_limit(query.limit) {
+        Ok(limit) => limit as usize,
+        Err(refused) => return invalid(&refused),
+    };
+    let before = match query.before.as_deref().map(str::parse::<MessageId>) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(err)) => {
+            return failure(StatusCode::BAD_REQUEST, "invalid_id", &err.to_string());
+        }
+    };
+    let started = Instant::now();
+    let page = state.broker().history(&room, before, limit).await;
+    state
+        .metrics()
+        .broker_call(BrokerCall::History, started.elapsed());
+    match page {
+        Ok(mut page) => {
+            let cut = keep_newest_within(&mut page.messages, state.config().max_reply_bytes);
+            let page = MessagesPage {
+                room,
+                messages: page.messages,
+                has_more: page.has_more || cut,
+            };
+            json(StatusCode::OK, encode_api(&page))
+        }
+        Err(err) => unavailable("history", &err),
+    }
+}
+
+/// The users online in a room, on every node.
+#[utoipa::path(
+    get,
+    path = "/rooms/{room}/members",
+    params(("room" = String, Path, description = "The room")),
+    responses(
+        (status = 200, description = "The members, sorted", body = Members),
+        (status = 400, description = "Invalid room", body = ApiError),
+        (status = 401, description = "Missing or wrong API key", body = ApiError),
+        (status = 503, description = "The broker is unavailable", body = ApiError),
+    ),
+    security(("api_key" = []))
+)]
+pub(super) async fn members<B: Broker>(
+    State(state): State<AppState<B>>,
+    _: Authorized,
+    Path(room): Path<String>,
+) -> Response {
+    if let Err(refused) = validate_room(&room) {
+        return invalid(&refused);
+    }
+    match state.broker().members(&room).await {
+        Ok(members) => json(StatusCode::OK, encode_api(&Members { room, members })),
+        Err(err) => unavailable("members", &err),
+    }
+}
+
+/// Closes every connection of a user, on every node, with a reason the user sees.
+#[utoipa::path(
+    post,
+    path = "/users/{name}/disconnect",
+    params(("name" = String, Path, description = "The user")),
+    request_body(content = Disconnect, description = "Optional: the reason (an empty body gives a generic one)"),
+    responses(
+        (status = 204, description = "Sent to every node: each closes the user's connections with close code 4000 and the reason"),
+        (status = 400, description = "Invalid name or body", body = ApiError),
+        (status = 401, description = "Missing or wrong API key", body = ApiError),
+        (status = 503, description = "The broker is unavailable", body = ApiError),
+    ),
+    security(("api_key" = []))
+)]
+pub(super) async fn disconnect<B: Broker>(
+    State(state): State<AppState<B>>,
+    _: Authorized,
+    Path(name): Path<String>,
+    body: String,
+) -> Response {
+    if let Err(refused) = validate_name(&name) {
+        return invalid(&refused);
+    }
+    let request: Disconnect = if body.trim().is_empty() {
+        Disconnect::default()
+    } else {
+        match decode_api(&body) {
+            Ok(request) => request,
+            Err(err) => return failure(StatusCode::BAD_REQUEST, "bad_request", &err),
+        }
+    };
+    let reason = request
+        .reason
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_REASON.to_owned());
+    match state.broker().disconnect(&name, &reason).await {
+        Ok(()) => json(StatusCode::NO_CONTENT, String::new()),
+        Err(err) => unavailable("disconnect", &err),
+    }
+}
+
+/// Rooms in name order, with their member counts: those some node has subscribed to (Redis),
+/// or that hold messages or members (embedded broker).
+#[utoipa::path(
+    get,
+    path = "/rooms",
+    params(RoomsQuery),
+    responses(
+        (status = 200, description = "A page of rooms", body = Rooms),
+        (status = 400, description = "Invalid limit", body = ApiError),
+        (status = 401, description = "Missing or wrong API key", body = ApiError),
+        (status = 503, description = "The broker is unavailable", body = ApiError),
+    ),
+    security(("api_key" = []))
+)]
+pub(super) async fn list<B: Broker>(
+    State(state): State<AppState<B>>,
+    _: Authorized,
+    Query(query): Query<RoomsQuery>,
+) -> Response {
+    let limit = query.limit.unwrap_or(DEFAULT_ROOMS);
+    if !(1..=MAX_ROOMS).contains(&limit) {
+        let message = format!("limit must be between 1 and {MAX_ROOMS}");
+        return failure(StatusCode::BAD_REQUEST, "invalid_limit", &message);
+    }
+    match state.broker().rooms(query.after.as_deref(), limit).await {
+        Ok(page) => {
+            let rooms = Rooms {
+                rooms: page
+                    .rooms
+                    .into_iter()
+                    .map(|room| RoomInfo {
+                        name: room.name,
+                        members: room.members,
+                    })
+                    .collect(),
+                has_more: page.has_more,
+            };
+            json(StatusCode::OK, encode_api(&rooms))
+        }
+        Err(err) => unavailable("rooms", &err),
+    }
+}

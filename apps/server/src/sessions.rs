@@ -1,0 +1,164 @@
+//! The node's connections by user, so that the application's backend can disconnect a user on
+//! every node (`POST /api/v1/users/{name}/disconnect`).
+//!
+//! Every node subscribes to the broker's node-wide notices room ([`NODES_ROOM`]) like to a room,
+//! with [`Sessions`] as the sink: a [`RoomEvent::Disconnect`] evicts each of the user's local
+//! connections, which close with 4000 and the reason. The subscription is kept for the node's
+//! life: made before the node serves, made again whenever the broker ends it or could not make
+//! it (Redis down at start). A notice published while a node's link to the broker is down does
+//! not reach that node: notices are at most once, like presence.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use skat_broker::{Broker, NODES_ROOM, RoomEvent, RoomSink};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::lock;
+use crate::outbox::{Eviction, Outbox};
+use crate::rooms::ConnId;
+
+/// Longest close reason sent, in bytes: a close frame's payload is at most 125 bytes, two of
+/// them the code.
+pub(crate) const MAX_REASON_BYTES: usize = 100;
+
+/// One user's connections on this node: each one's id and outbox.
+type UserConns = Vec<(ConnId, Arc<Outbox>)>;
+
+/// Each user's connections on this node (see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct Sessions {
+    users: Mutex<HashMap<Arc<str>, UserConns>>,
+    /// Woken when the broker ends the notices subscription.
+    lost: Notify,
+}
+
+impl Sessions {
+    /// Records that connection `conn` of `user` takes its frames from `outbox`.
+    pub(crate) fn add(&self, user: &Arc<str>, conn: ConnId, outbox: &Arc<Outbox>) {
+        lock(&self.users)
+            .entry(Arc::clone(user))
+            .or_default()
+            .push((conn, Arc::clone(outbox)));
+    }
+
+    /// Forgets connection `conn` of `user`.
+    pub(crate) fn remove(&self, user: &str, conn: ConnId) {
+        let mut users = lock(&self.users);
+        if let Some(conns) = users.get_mut(user) {
+            conns.retain(|(id, _)| *id != conn);
+            if conns.is_empty() {
+                users.remove(user);
+            }
+        }
+    }
+
+    /// Closes every local connection of `user` with `reason`; returns how many.
+    pub(crate) fn disconnect(&self, user: &str, reason: &str) -> usize {
+        let reason: Arc<str> = Arc::from(truncate(reason, MAX_REASON_BYTES));
+        let users = lock(&self.users);
+        let conns = users.get(user).map_or(&[][..], Vec::as_slice);
+        for (_, outbox) in conns {
+            outbox.evict(Eviction::Disconnected(Arc::clone(&reason)));
+        }
+        conns.len()
+    }
+}
+
+impl RoomSink for Sessions {
+    fn deliver(&self, event: RoomEvent) {
+        if let RoomEvent::Disconnect { user, reason } = event {
+            let closed = self.disconnect(&user, &reason);
+            tracing::info!(%user, closed, "disconnected by the application");
+        }
+    }
+
+    fn closed(&self) {
+        self.lost.notify_one();
+    }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Keeps this node subscribed to the notices room until `shutdown`; returns once the first
+/// attempt is done, so a node that could subscribe at start hears notices from its first
+/// connection on.
+pub(crate) async fn keep_notices<B: Broker>(
+    broker: Arc<B>,
+    sessions: Arc<Sessions>,
+    shutdown: CancellationToken,
+) {
+    let first = subscribe(&*broker, &sessions).await;
+    tokio::spawn(async move {
+        let mut held = first;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            if held.is_some() {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = sessions.lost.notified() => held = None,
+                }
+            } else {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            if held.is_none() {
+                held = subscribe(&*broker, &sessions).await;
+                if held.is_some() {
+                    delay = Duration::from_millis(100);
+                }
+            }
+        }
+    });
+}
+
+async fn subscribe<B: Broker>(broker: &B, sessions: &Arc<Sessions>) -> Option<B::Subscription> {
+    let sink: Arc<dyn RoomSink> = Arc::clone(sessions) as Arc<dyn RoomSink>;
+    match broker.subscribe(NODES_ROOM, sink).await {
+        Ok(subscription) => Some(subscription),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot subscribe to node notices; retrying");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disconnect_evicts_every_connection_of_the_user_only() {
+        let sessions = Sessions::default();
+        let alice: Arc<str> = Arc::from("alice");
+        let bob: Arc<str> = Arc::from("bob");
+        let boxes: Vec<Arc<Outbox>> = (0..3).map(|_| Arc::new(Outbox::new(8))).collect();
+        sessions.add(&alice, 1, &boxes[0]);
+        sessions.add(&alice, 2, &boxes[1]);
+        sessions.add(&bob, 3, &boxes[2]);
+        sessions.remove("alice", 2);
+        let long = "é".repeat(80);
+        assert_eq!(sessions.disconnect("alice", &long), 1);
+        let Some(Eviction::Disconnected(reason)) = boxes[0].evicted() else {
+            panic!("alice's connection was not evicted");
+        };
+        assert_eq!(reason.len(), MAX_REASON_BYTES);
+        assert_eq!(boxes[1].evicted(), None, "removed before");
+        assert_eq!(boxes[2].evicted(), None, "bob stays");
+        assert_eq!(sessions.disconnect("carol", "x"), 0);
+        sessions.remove("alice", 1);
+        assert!(lock(&sessions.users).get("alice").is_none());
+    }
+}

@@ -1,0 +1,125 @@
+//! The JSON bodies of the server API (`/api/v1`), which application backends call over HTTP.
+//!
+//! `API.md` at the repository root documents each endpoint; the server's
+//! `/api/v1/openapi.json` is generated from these types (with the `openapi` feature). Like the
+//! frames, they follow the compatibility rule: fields are added, never renamed or removed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Message;
+
+/// `POST /api/v1/rooms/{room}/messages`: a message to publish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PostMessage {
+    /// The user it is published as; absent: the system ([`crate::SYSTEM_SENDER`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The text: 1–4000 characters, not blank.
+    pub body: String,
+    /// Makes the call idempotent: a repeat with the same `from` and nonce within 2 minutes
+    /// returns the original message and publishes nothing (≤ 64 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+}
+
+/// A page of a room's history, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MessagesPage {
+    /// The room.
+    pub room: String,
+    /// The messages, oldest first.
+    pub messages: Vec<Message>,
+    /// Whether older messages remain before the first one.
+    pub has_more: bool,
+}
+
+/// The users online in a room, on every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Members {
+    /// The room.
+    pub room: String,
+    /// The users, sorted.
+    pub members: Vec<String>,
+}
+
+/// `POST /api/v1/users/{name}/disconnect`: why the user is disconnected.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Disconnect {
+    /// Shown to the user (the close reason, at most 100 bytes); a generic one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A room and how many users are online in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RoomInfo {
+    /// The room's name.
+    pub name: String,
+    /// Users online in it, on every node.
+    pub members: usize,
+}
+
+/// A page of rooms, in name order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Rooms {
+    /// The rooms.
+    pub rooms: Vec<RoomInfo>,
+    /// Whether more rooms follow the last one (ask again with `after` set to its name).
+    pub has_more: bool,
+}
+
+/// What every failed call answers with, beside its HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApiError {
+    /// A stable code: the protocol's error codes (`invalid_body`, `unavailable`...) plus
+    /// `bad_request`, `unauthorized` and `not_found`.
+    pub code: String,
+    /// An explanation for humans.
+    pub message: String,
+}
+
+/// Encodes an API body.
+pub fn encode_api<T: Serialize>(value: &T) -> String {
+    // These types hold strings, numbers and vectors only: serializing cannot fail.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Decodes an API request body; the error says what is wrong with it.
+pub fn decode_api<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, String> {
+    serde_json::from_str(text).map_err(|err| err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_round_trip_and_optional_fields_are_omitted() {
+        let post: PostMessage = decode_api(r#"{"body":"hi","nonce":"n1"}"#).unwrap();
+        assert_eq!(post.from, None);
+        assert_eq!(encode_api(&post), r#"{"body":"hi","nonce":"n1"}"#);
+        assert!(decode_api::<PostMessage>(r#"{"from":"alice"}"#).is_err());
+        assert_eq!(
+            decode_api::<Disconnect>("{}").unwrap(),
+            Disconnect::default()
+        );
+        let rooms = Rooms {
+            rooms: vec![RoomInfo {
+                name: "general".into(),
+                members: 2,
+            }],
+            has_more: false,
+        };
+        assert_eq!(
+            encode_api(&rooms),
+            r#"{"rooms":[{"name":"general","members":2}],"has_more":false}"#
+        );
+    }
+}
