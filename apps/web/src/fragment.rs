@@ -1,13 +1,16 @@
 //! The identity an application hands the app in the page's fragment.
 
-/// What the page's fragment (`#name=alice&token=...`) hands the app: an application passes a
-/// signed identity that way, as fragments never reach server logs.
+/// What the page's fragment (`#name=alice&token=...&token_url=...`) hands the app: an
+/// application passes a signed identity that way, as fragments never reach server logs.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Fragment {
     /// The `name` to chat as, if given.
     pub name: Option<String>,
     /// The signed-mode token (a JWT) for `name`, if given.
     pub token: Option<String>,
+    /// Where to fetch fresh tokens (`token_url`, URL-encoded in the fragment), if given. It
+    /// stays in the address bar: a reload fetches a token from it.
+    pub token_url: Option<String>,
     /// The fragment without the token (`#` included, or empty): what the address bar should
     /// show, so that a copied link does not carry the token.
     pub scrubbed: String,
@@ -24,6 +27,10 @@ pub fn parse_fragment(hash: &str) -> Fragment {
     {
         match pair.split_once('=') {
             Some(("token", v)) => fragment.token = Some(v.to_owned()),
+            Some(("token_url", v)) => {
+                fragment.token_url = percent_decode(v).filter(|url| !url.is_empty());
+                kept.push(pair);
+            }
             Some(("name", v)) => {
                 fragment.name = Some(v.to_owned());
                 kept.push(pair);
@@ -35,6 +42,24 @@ pub fn parse_fragment(hash: &str) -> Fragment {
         fragment.scrubbed = format!("#{}", kept.join("&"));
     }
     fragment
+}
+
+/// Decodes `%XX` escapes (as `encodeURIComponent` makes them); `None` if one is malformed or
+/// the result is not UTF-8. `+` stays a plus.
+pub fn percent_decode(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        if first == b'%' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(first);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
 }
 
 #[cfg(test)]
@@ -49,5 +74,29 @@ mod tests {
         assert_eq!(f.scrubbed, "#name=alice&theme=dark");
         assert_eq!(parse_fragment("#token=a.b.c").scrubbed, "");
         assert_eq!(parse_fragment(""), Fragment::default());
+    }
+
+    #[test]
+    fn the_token_url_is_decoded_and_stays() {
+        let f = parse_fragment(
+            "#name=alice&token=a.b.c&token_url=https%3A%2F%2Fapp.example%2Fchat-token%3Fx%3D1",
+        );
+        assert_eq!(
+            f.token_url.as_deref(),
+            Some("https://app.example/chat-token?x=1")
+        );
+        assert_eq!(
+            f.scrubbed,
+            "#name=alice&token_url=https%3A%2F%2Fapp.example%2Fchat-token%3Fx%3D1"
+        );
+        assert_eq!(
+            parse_fragment("#token_url=/t").token_url.as_deref(),
+            Some("/t")
+        );
+        assert_eq!(parse_fragment("#token_url=%zz").token_url, None);
+        assert_eq!(parse_fragment("#token_url=").token_url, None);
+        assert_eq!(percent_decode("a+b%20c%C3%A9").as_deref(), Some("a+b cé"));
+        assert_eq!(percent_decode("%"), None);
+        assert_eq!(percent_decode("%ff"), None, "not UTF-8");
     }
 }

@@ -42,6 +42,9 @@ pub struct Room {
     pub loading_older: bool,
     /// Whether the server confirmed the join on the current connection.
     pub joined: bool,
+    /// Why the server refused to let us in (e.g. `forbidden`), shown in place of the room;
+    /// such a room is not rejoined on reconnects, only when asked for again.
+    pub refused: Option<String>,
     /// The room's history epoch from the last `joined`, sent back with `since` on a rejoin so a
     /// history the server lost is not mistaken for what we missed.
     pub history_epoch: Option<String>,

@@ -4,13 +4,17 @@
 //! [`Chat`] in a signal, feeds it every frame from the socket, and sends the frames it returns.
 //! Everything a user would notice going wrong lives here: deduplication by message id, unread
 //! counts, pending sends and their failures, typing expiry, and the bookkeeping that lets a
-//! reconnect rejoin every room with `since` so nothing is lost or shown twice.
+//! reconnect rejoin every room with `since` so nothing is lost or shown twice, a refused join
+//! shown as such, and what a closed connection means (reconnect, fetch a fresh token first, or
+//! stop: see [`Chat::on_socket_closed`]). The token's life is [`Session`]'s.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
-use skat_protocol::{ClientFrame, Message, ServerFrame};
+use skat_protocol::{ClientFrame, ErrorCode, Message, ServerFrame, close};
 
+use crate::label::room_label;
 pub use crate::room::{Pending, Room};
+pub use crate::session::{Fetched, Session};
 
 /// How long a "typing" notice stays visible without a new typing frame, in ms.
 pub const TYPING_VISIBLE_MS: f64 = 4000.0;
@@ -40,6 +44,11 @@ pub enum Connection {
     },
     /// The server refused our identity (signed mode); reconnecting would not help.
     Refused(String),
+    /// The application's backend disconnected us (close code 4000), for this reason; the app
+    /// does not reconnect by itself.
+    Disconnected(String),
+    /// The token expired (close code 4001) and there is no token URL to get another from.
+    Expired,
 }
 
 /// The whole client state.
@@ -64,8 +73,11 @@ pub struct Chat {
     epoch: u64,
     /// Frames the state wants sent (re-sends after a reconnect); the UI drains it.
     pub outbox: Vec<ClientFrame>,
-    /// Signed mode: the token the application gave us for `name`.
-    pub token: Option<String>,
+    /// Signed mode: the token for `name`, and where fresh ones come from.
+    pub session: Session,
+    /// Rooms whose `join` awaits its answer, in the order sent: the server answers requests in
+    /// order, and a refusal (`forbidden`) does not name its room.
+    joining: VecDeque<String>,
 }
 
 impl Chat {
@@ -82,7 +94,8 @@ impl Chat {
             nonce_prefix: nonce_prefix.into(),
             epoch: 0,
             outbox: Vec::new(),
-            token: None,
+            session: Session::default(),
+            joining: VecDeque::new(),
         }
     }
 
@@ -98,10 +111,15 @@ impl Chat {
         self.epoch += 1;
         let mut frames = vec![ClientFrame::Hello {
             name: self.name.clone(),
-            token: self.token.clone(),
+            token: self.session.token.clone(),
         }];
+        self.joining.clear();
         for (name, room) in &mut self.rooms {
             room.joined = false;
+            if room.refused.is_some() {
+                continue;
+            }
+            self.joining.push_back(name.clone());
             room.typing.clear();
             let since = room.last_id().map(|id| id.to_string());
             frames.push(ClientFrame::Join {
@@ -113,10 +131,37 @@ impl Chat {
         frames
     }
 
-    /// The socket closed; `attempt` failures so far, next try in `retry_in_ms`.
-    /// Whether the connection should be retried after it closes (not after a refusal).
+    /// Whether the connection should be retried after it closes: not after a refusal, a
+    /// disconnection by the application, or an expiry with no way to a fresh token.
     pub fn should_reconnect(&self) -> bool {
-        !matches!(self.connection, Connection::Refused(_))
+        !matches!(
+            self.connection,
+            Connection::Refused(_) | Connection::Disconnected(_) | Connection::Expired
+        )
+    }
+
+    /// The socket closed with `code` and `reason`; returns whether to reconnect. 4000 (the
+    /// application disconnected us) stops with the reason shown; 4001 (token expired) fetches a
+    /// fresh token before the next connection, or stops with "session expired" if there is no
+    /// token URL; anything else reconnects (unless our identity was refused).
+    pub fn on_socket_closed(&mut self, code: u16, reason: &str) -> bool {
+        self.session.on_close();
+        self.joining.clear();
+        match code {
+            close::DISCONNECTED => {
+                let reason = if reason.is_empty() {
+                    "by the application"
+                } else {
+                    reason
+                };
+                self.connection = Connection::Disconnected(reason.to_owned());
+            }
+            close::TOKEN_EXPIRED if !self.session.on_expired() => {
+                self.connection = Connection::Expired;
+            }
+            _ => {}
+        }
+        self.should_reconnect()
     }
 
     /// The connection closed: reconnect attempt `attempt` comes in `retry_in_ms`.
@@ -133,13 +178,17 @@ impl Chat {
     }
 
     /// Starts joining `room` (or just switches to it if already joined); returns the frame to send.
+    /// A room refused earlier is asked for again.
     pub fn join(&mut self, room: &str) -> Option<ClientFrame> {
         self.active = Some(room.to_owned());
         if let Some(existing) = self.rooms.get_mut(room) {
             existing.unread = 0;
-            return None;
+            // Joined or on its way: just shown. Refused: asked for again.
+            existing.refused.take()?;
+        } else {
+            self.rooms.insert(room.to_owned(), Room::default());
         }
-        self.rooms.insert(room.to_owned(), Room::default());
+        self.joining.push_back(room.to_owned());
         Some(ClientFrame::Join {
             room: room.to_owned(),
             since: None,
@@ -155,11 +204,14 @@ impl Chat {
         }
     }
 
-    /// Leaves `room`; returns the frame to send.
+    /// Leaves `room`; returns the frame to send (none for a room the server refused).
     pub fn leave(&mut self, room: &str) -> Option<ClientFrame> {
-        self.rooms.remove(room)?;
+        let left = self.rooms.remove(room)?;
         if self.active.as_deref() == Some(room) {
             self.active = self.rooms.keys().next().cloned();
+        }
+        if left.refused.is_some() {
+            return None;
         }
         Some(ClientFrame::Leave {
             room: room.to_owned(),
@@ -175,7 +227,7 @@ impl Chat {
             return None;
         }
         let epoch = self.epoch;
-        let r = self.rooms.get_mut(room)?;
+        let r = self.rooms.get_mut(room).filter(|r| r.refused.is_none())?;
         if body.trim().is_empty() {
             return None;
         }
@@ -266,7 +318,9 @@ impl Chat {
     /// Applies a frame from the server at time `now` (ms).
     pub fn apply(&mut self, frame: ServerFrame, now: f64) {
         match frame {
-            ServerFrame::Welcome { user, node, .. } => self.on_welcome(user, node),
+            ServerFrame::Welcome {
+                user, node, exp, ..
+            } => self.on_welcome(user, node, exp, now),
             ServerFrame::Joined {
                 room,
                 members,
@@ -274,7 +328,8 @@ impl Chat {
                 recovered,
                 epoch,
             } => self.on_joined(&room, members, messages, recovered, epoch, now),
-            ServerFrame::Left { .. } | ServerFrame::Refreshed { .. } => {}
+            ServerFrame::Left { .. } => {}
+            ServerFrame::Refreshed { exp } => self.session.on_refreshed(exp, now),
             ServerFrame::Message(message) => self.on_message(message, false),
             ServerFrame::Presence { room, user, online } => self.on_presence(&room, user, online),
             ServerFrame::Typing { room, user } => self.on_typing(&room, user, now),
@@ -287,16 +342,35 @@ impl Chat {
                 code,
                 message,
                 nonce,
-            } => self.on_error(code, message, nonce),
+            } => self.on_error(code, message, nonce, now),
         }
     }
 
-    /// Identified: the connection is live.
-    fn on_welcome(&mut self, user: String, node: String) {
+    /// Whether a fresh token should be fetched for the live connection now.
+    pub fn refresh_due(&self, now: f64) -> bool {
+        self.connection == Connection::Online && self.session.refresh_due(now)
+    }
+
+    /// The UI fetched a fresh token: what to do with it (see [`Fetched`]).
+    pub fn token_fetched(&mut self, token: String) -> Fetched {
+        let online = self.connection == Connection::Online;
+        self.session.fetched(token, online)
+    }
+
+    /// Fetching a token failed at `now` with `error` (shown); returns whether a connection was
+    /// waiting for it and should back off and retry.
+    pub fn token_fetch_failed(&mut self, error: &str, now: f64) -> bool {
+        self.notice = Some(format!("Could not get a fresh token: {error}"));
+        self.session.fetch_failed(now)
+    }
+
+    /// Identified: the connection is live, its token expiring at `exp` (signed mode).
+    fn on_welcome(&mut self, user: String, node: String, exp: Option<u64>, now: f64) {
         self.name = user;
         self.node = Some(node);
         self.connection = Connection::Online;
         self.notice = None;
+        self.session.on_welcome(exp, now);
     }
 
     /// A join confirmed: members, the recovery (or, after a gap, the latest page), and the
@@ -310,6 +384,17 @@ impl Chat {
         epoch: Option<String>,
         now: f64,
     ) {
+        // Joins answered before this one without a `joined` were refused with an error that
+        // could not name them (`unavailable`, `rate_limited`): shown, to be tried again.
+        while let Some(earlier) = self.joining.pop_front() {
+            if earlier == room {
+                break;
+            }
+            let label = room_label(&earlier, &self.name);
+            if let Some(r) = self.rooms.get_mut(&earlier) {
+                r.refused = Some(format!("Could not join {label}."));
+            }
+        }
         let Some(r) = self.rooms.get_mut(room) else {
             return;
         };
@@ -398,20 +483,50 @@ impl Chat {
         r.version += 1;
     }
 
-    /// An error: about one of our sends (kept, with the reason), a refused identity, or else a
-    /// notice.
-    fn on_error(&mut self, code: skat_protocol::ErrorCode, message: String, nonce: Option<String>) {
+    /// An error: about one of our sends (kept, with the reason), a refused `refresh` (the old
+    /// token stays; tried again later), a refused identity (fetched again from the token URL if
+    /// it could help, else final), a refused join (shown in its room), or else a notice.
+    fn on_error(&mut self, code: ErrorCode, message: String, nonce: Option<String>, now: f64) {
         let failed = nonce.and_then(|nonce| {
             self.rooms
                 .values_mut()
                 .find_map(|r| r.pending.iter_mut().find(|p| p.nonce == nonce))
         });
-        match failed {
-            Some(p) => p.error = Some(message),
-            None if code == skat_protocol::ErrorCode::Unauthorized => {
-                self.connection = Connection::Refused(message);
+        if let Some(p) = failed {
+            p.error = Some(message);
+            return;
+        }
+        match code {
+            ErrorCode::Unauthorized if self.connection == Connection::Online => {
+                if self.session.refresh_refused(now) {
+                    self.notice = Some(format!("Could not renew the session: {message}"));
+                } else {
+                    self.notice = Some(format!("{message} ({code})"));
+                }
             }
-            None => self.notice = Some(format!("{message} ({code})")),
+            // The server closes the connection next; the next one fetches a fresh token.
+            ErrorCode::Unauthorized if self.session.refetch_after_refusal() => {}
+            ErrorCode::Unauthorized => self.connection = Connection::Refused(message),
+            ErrorCode::Forbidden => {
+                self.refuse_join(|label| format!("You don't have access to {label}: {message}"));
+            }
+            ErrorCode::TooManyRooms => {
+                self.refuse_join(|label| format!("Could not join {label}: {message}"));
+            }
+            _ => self.notice = Some(format!("{message} ({code})")),
+        }
+    }
+
+    /// The oldest join awaiting its answer was refused: its room says why (`why` is given the
+    /// room's label), stays unjoined, and is not rejoined on reconnects.
+    fn refuse_join(&mut self, why: impl FnOnce(&str) -> String) {
+        let Some(room) = self.joining.pop_front() else {
+            return;
+        };
+        let reason = why(&room_label(&room, &self.name));
+        if let Some(r) = self.rooms.get_mut(&room) {
+            r.refused = Some(reason);
+            r.joined = false;
         }
     }
 
@@ -451,471 +566,4 @@ pub fn check_room(room: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use skat_protocol::ErrorCode;
-
-    fn msg(room: &str, id: &str, from: &str, body: &str, nonce: Option<&str>) -> Message {
-        Message {
-            room: room.into(),
-            id: id.parse().unwrap(),
-            from: from.into(),
-            body: body.into(),
-            ts: 1,
-            nonce: nonce.map(Into::into),
-        }
-    }
-
-    fn joined(room: &str, messages: Vec<Message>, recovered: bool) -> ServerFrame {
-        ServerFrame::Joined {
-            room: room.into(),
-            members: vec!["me".into()],
-            messages,
-            recovered,
-            epoch: Some("e1".into()),
-        }
-    }
-
-    /// The welcome of a reconnection.
-    fn online_again(chat: &mut Chat) {
-        chat.apply(
-            ServerFrame::Welcome {
-                user: "me".into(),
-                node: "n2".into(),
-                protocol: 1,
-                exp: None,
-            },
-            0.0,
-        );
-    }
-
-    fn online(chat: &mut Chat) {
-        chat.on_open();
-        chat.apply(
-            ServerFrame::Welcome {
-                user: "me".into(),
-                node: "n1".into(),
-                protocol: 1,
-                exp: None,
-            },
-            0.0,
-        );
-    }
-
-    #[test]
-    fn welcome_and_join() {
-        let mut chat = Chat::new("me", "t");
-        assert_eq!(
-            chat.on_open(),
-            [ClientFrame::Hello {
-                name: "me".into(),
-                token: None
-            }]
-        );
-        chat.apply(
-            ServerFrame::Welcome {
-                user: "me".into(),
-                node: "n1".into(),
-                protocol: 1,
-                exp: None,
-            },
-            0.0,
-        );
-        assert_eq!(chat.connection, Connection::Online);
-        assert_eq!(chat.node.as_deref(), Some("n1"));
-        assert_eq!(
-            chat.join("general"),
-            Some(ClientFrame::Join {
-                room: "general".into(),
-                since: None,
-                epoch: None,
-            })
-        );
-        assert_eq!(chat.join("general"), None, "already joined: just switches");
-        chat.apply(
-            joined(
-                "general",
-                vec![msg("general", "1-0", "bob", "hi", None)],
-                false,
-            ),
-            0.0,
-        );
-        let room = chat.active_room().unwrap();
-        assert!(room.joined);
-        assert_eq!(room.messages.len(), 1);
-        assert_eq!(room.unread, 0, "the latest page is not unread");
-    }
-
-    #[test]
-    fn dedups_by_id_and_counts_unread_only_elsewhere() {
-        let mut chat = Chat::new("me", "t");
-        online(&mut chat);
-        chat.join("a");
-        chat.join("b");
-        chat.apply(joined("a", vec![], false), 0.0);
-        chat.apply(joined("b", vec![], false), 0.0);
-        assert_eq!(chat.active.as_deref(), Some("b"));
-        chat.apply(ServerFrame::Message(msg("a", "1-0", "bob", "x", None)), 0.0);
-        chat.apply(ServerFrame::Message(msg("a", "1-0", "bob", "x", None)), 0.0);
-        chat.apply(ServerFrame::Message(msg("b", "1-1", "bob", "y", None)), 0.0);
-        assert_eq!(chat.rooms["a"].messages.len(), 1, "duplicate id ignored");
-        assert_eq!(chat.rooms["a"].unread, 1);
-        assert_eq!(chat.rooms["b"].unread, 0, "active room is read");
-        chat.apply(
-            ServerFrame::Message(msg("a", "1-2", "me", "mine", None)),
-            0.0,
-        );
-        assert_eq!(chat.rooms["a"].unread, 1, "own messages are not unread");
-        chat.switch_to("a");
-        assert_eq!(chat.rooms["a"].unread, 0);
-    }
-
-    #[test]
-    fn pending_sends_confirm_by_nonce_or_fail_keeping_the_text() {
-        let mut chat = Chat::new("me", "t");
-        online(&mut chat);
-        chat.join("a");
-        chat.apply(joined("a", vec![], false), 0.0);
-        assert_eq!(chat.send("a", "   ", 0.0), None, "blank text is not sent");
-        let Some(ClientFrame::Send {
-            nonce: Some(n1), ..
-        }) = chat.send("a", "hello", 0.0)
-        else {
-            panic!()
-        };
-        let Some(ClientFrame::Send {
-            nonce: Some(n2), ..
-        }) = chat.send("a", "x".repeat(5000).as_str(), 0.0)
-        else {
-            panic!()
-        };
-        assert_ne!(n1, n2);
-        assert_eq!(chat.rooms["a"].pending.len(), 2);
-        chat.apply(
-            ServerFrame::Message(msg("a", "1-0", "me", "hello", Some(&n1))),
-            0.0,
-        );
-        chat.apply(
-            ServerFrame::error(ErrorCode::BodyTooLong, "too long", Some(n2.clone())),
-            0.0,
-        );
-        let pending = &chat.rooms["a"].pending;
-        assert_eq!(pending.len(), 1);
-        assert_eq!(pending[0].error.as_deref(), Some("too long"));
-        assert_eq!(
-            chat.discard("a", &n2).map(|b| b.len()),
-            Some(5000),
-            "the text is given back"
-        );
-        // An error without a nonce goes to the banner.
-        chat.apply(
-            ServerFrame::error(ErrorCode::InvalidRoom, "bad room", None),
-            0.0,
-        );
-        assert_eq!(chat.notice.as_deref(), Some("bad room (invalid_room)"));
-    }
-
-    #[test]
-    fn reconnect_rejoins_with_since_and_recovers_without_duplicates() {
-        let mut chat = Chat::new("me", "t");
-        online(&mut chat);
-        chat.join("a");
-        chat.apply(
-            joined("a", vec![msg("a", "1-0", "bob", "one", None)], false),
-            0.0,
-        );
-        chat.apply(
-            ServerFrame::Message(msg("a", "1-1", "bob", "two", None)),
-            0.0,
-        );
-        let Some(ClientFrame::Send {
-            nonce: Some(lost), ..
-        }) = chat.send("a", "did it go?", 0.0)
-        else {
-            panic!()
-        };
-
-        chat.on_close(1, 700);
-        assert_eq!(
-            chat.connection,
-            Connection::Reconnecting {
-                attempt: 1,
-                retry_in_ms: 700
-            }
-        );
-        assert!(!chat.rooms["a"].joined);
-        let frames = chat.on_open();
-        assert_eq!(
-            frames[1],
-            ClientFrame::Join {
-                room: "a".into(),
-                since: Some("1-1".into()),
-                epoch: Some("e1".into()),
-            },
-            "rejoins with the history epoch the messages came from"
-        );
-
-        online_again(&mut chat);
-        // The recovery overlaps what we had (1-1) and brings what we missed (1-2).
-        chat.apply(
-            joined(
-                "a",
-                vec![
-                    msg("a", "1-1", "bob", "two", None),
-                    msg("a", "1-2", "carol", "three", None),
-                ],
-                true,
-            ),
-            0.0,
-        );
-        let room = &chat.rooms["a"];
-        let bodies: Vec<&str> = room.messages.iter().map(|m| m.body.as_str()).collect();
-        assert_eq!(bodies, ["one", "two", "three"]);
-        assert_eq!(chat.node.as_deref(), Some("n2"));
-        // Our unconfirmed send was not in the recovery: re-sent with its nonce (the server
-        // answers a repeat of a stored send with the original), still pending, no error.
-        assert_eq!(room.pending[0].error, None);
-        assert_eq!(
-            std::mem::take(&mut chat.outbox),
-            [ClientFrame::Send {
-                room: "a".into(),
-                body: "did it go?".into(),
-                nonce: Some(lost.clone()),
-            }]
-        );
-        // Its echo confirms it, once.
-        chat.apply(
-            ServerFrame::Message(msg("a", "1-3", "me", "did it go?", Some(&lost))),
-            0.0,
-        );
-        assert!(chat.rooms["a"].pending.is_empty());
-        assert_eq!(chat.rooms["a"].messages.len(), 4);
-    }
-
-    #[test]
-    fn only_sends_of_an_earlier_connection_are_resent_and_old_ones_are_left_to_the_user() {
-        let mut chat = Chat::new("me", "t");
-        online(&mut chat);
-        chat.join("a");
-        chat.apply(joined("a", vec![], false), 0.0);
-        let old = chat.send("a", "ancient", 0.0);
-        let recent = chat.send("a", "recent", RESEND_WITHIN_MS);
-        assert!(old.is_some() && recent.is_some());
-        chat.on_close(1, 500);
-        chat.on_open();
-        online_again(&mut chat);
-        // Sent on this connection before its joined arrived: neither failed nor re-sent.
-        let current = chat.send("a", "now", RESEND_WITHIN_MS + 1.0);
-        assert!(current.is_some());
-        chat.apply(joined("a", vec![], true), RESEND_WITHIN_MS + 1.0);
-        let resent: Vec<String> = chat
-            .outbox
-            .iter()
-            .map(|f| match f {
-                ClientFrame::Send { body, .. } => body.clone(),
-                other => panic!("{other:?}"),
-            })
-            .collect();
-        assert_eq!(resent, ["recent"]);
-        let errors: Vec<(&str, Option<&str>)> = chat.rooms["a"]
-            .pending
-            .iter()
-            .map(|p| (p.body.as_str(), p.error.as_deref()))
-            .collect();
-        assert_eq!(
-            errors,
-            [
-                ("ancient", Some("not sent: connection lost")),
-                ("recent", None),
-                ("now", None)
-            ]
-        );
-    }
-
-    #[test]
-    fn a_room_keeps_a_bounded_window_of_messages() {
-        let mut chat = Chat::new("me", "t");
-        online(&mut chat);
-        chat.join("a");
-        chat.apply(joined("a", vec![], false), 0.0);
-        let before = chat.rooms["a"].version();
-        for i in 0..ROOM_WINDOW + 10 {
-            let id = format!("1-{i}");
-            chat.apply(ServerFrame::Message(msg("a", &id, "bob", "x", None)), 0.0);
-        }
-        let room = &chat.rooms["a"];
-        assert_eq!(room.messages.len(), ROOM_WINDOW);
-        assert_eq!(room.messages[0].id.to_string(), "1-10", "the oldest went");
-        assert!(room.has_more, "and can be loaded again");
-        assert!(room.version() > before);
-        // A message pushed out is new again if a page brings it back.
-        let v = room.version();
-        chat.apply(
-            ServerFrame::History {
-                room: "a".into(),
-                messages: vec![msg("a", "1-9", "bob", "x", None)],
-                has_more: true,
-            },
-            0.0,
-        );
-        assert_eq!(chat.rooms["a"].messages[0].id.to_string(), "1-9");
-        assert!(chat.rooms["a"].version() > v);
-    }
-
-    #[test]
-    fn a_gap_that_cannot_be_recovered_resets_the_room() {
-        let mut chat = Chat::new("me", "t");
-        online(&mut chat);
-        chat.join("a");
-        chat.apply(
-            joined("a", vec![msg("a", "1-0", "bob", "old", None)], false),
-            0.0,
-        );
-        chat.on_close(1, 500);
-        chat.on_open();
-        chat.apply(
-            joined("a", vec![msg("a", "9-0", "bob", "new", None)], false),
-            0.0,
-        );
-        let bodies: Vec<&str> = chat.rooms["a"]
-            .messages
-            .iter()
-            .map(|m| m.body.as_str())
-            .collect();
-        assert_eq!(bodies, ["new"]);
-    }
-
-    #[test]
-    fn history_pages_prepend_and_presence_and_typing_update() {
-        let mut chat = Chat::new("me", "t");
-        online(&mut chat);
-        chat.join("a");
-        let page: Vec<Message> = (10..60)
-            .map(|i| msg("a", &format!("{i}-0"), "bob", "m", None))
-            .collect();
-        chat.apply(joined("a", page, false), 0.0);
-        assert!(chat.rooms["a"].has_more);
-        let Some(ClientFrame::History { before, .. }) = chat.load_older("a") else {
-            panic!()
-        };
-        assert_eq!(before.as_deref(), Some("10-0"));
-        assert_eq!(chat.load_older("a"), None, "one request at a time");
-        let older = vec![
-            msg("a", "8-0", "bob", "m", None),
-            msg("a", "9-0", "bob", "m", None),
-        ];
-        chat.apply(
-            ServerFrame::History {
-                room: "a".into(),
-                messages: older,
-                has_more: false,
-            },
-            0.0,
-        );
-        assert_eq!(chat.rooms["a"].messages[0].id.to_string(), "8-0");
-        assert_eq!(chat.rooms["a"].messages.len(), 52);
-        assert_eq!(chat.load_older("a"), None, "nothing older");
-
-        chat.apply(
-            ServerFrame::Presence {
-                room: "a".into(),
-                user: "bob".into(),
-                online: true,
-            },
-            0.0,
-        );
-        assert!(chat.rooms["a"].members.contains("bob"));
-        chat.apply(
-            ServerFrame::Typing {
-                room: "a".into(),
-                user: "bob".into(),
-            },
-            1000.0,
-        );
-        assert_eq!(chat.rooms["a"].typing_users(1000.0), ["bob"]);
-        assert_eq!(
-            chat.rooms["a"].typing_users(1000.0 + TYPING_VISIBLE_MS),
-            Vec::<&str>::new()
-        );
-        assert!(chat.expire_typing(1000.0 + TYPING_VISIBLE_MS));
-        chat.apply(
-            ServerFrame::Presence {
-                room: "a".into(),
-                user: "bob".into(),
-                online: false,
-            },
-            0.0,
-        );
-        assert!(!chat.rooms["a"].members.contains("bob"));
-    }
-
-    #[test]
-    fn signed_mode_sends_the_token_and_stops_on_refusal() {
-        let mut chat = Chat::new("alice", "t");
-        chat.token = Some("jwt".into());
-        assert_eq!(
-            chat.on_open()[0],
-            ClientFrame::Hello {
-                name: "alice".into(),
-                token: Some("jwt".into())
-            }
-        );
-        assert!(chat.should_reconnect());
-        chat.apply(
-            ServerFrame::error(
-                ErrorCode::Unauthorized,
-                "invalid token: ExpiredSignature",
-                None,
-            ),
-            0.0,
-        );
-        assert_eq!(
-            chat.connection,
-            Connection::Refused("invalid token: ExpiredSignature".into())
-        );
-        assert!(
-            !chat.should_reconnect(),
-            "a refused identity is not retried"
-        );
-    }
-
-    #[test]
-    fn typing_frames_are_throttled() {
-        let mut chat = Chat::new("me", "t");
-        chat.join("a");
-        assert_eq!(chat.typing("a", 0.0), None, "not while disconnected");
-        online(&mut chat);
-        chat.join("a");
-        assert_eq!(
-            chat.typing("a", 0.0),
-            None,
-            "not before the join is confirmed"
-        );
-        chat.apply(joined("a", vec![], false), 0.0);
-        assert!(chat.typing("a", 0.0).is_some());
-        assert_eq!(chat.typing("a", 1000.0), None);
-        assert!(chat.typing("a", 2500.0).is_some());
-    }
-
-    #[test]
-    fn leave_moves_to_another_room() {
-        let mut chat = Chat::new("me", "t");
-        chat.join("a");
-        chat.join("b");
-        assert_eq!(
-            chat.leave("b"),
-            Some(ClientFrame::Leave { room: "b".into() })
-        );
-        assert_eq!(chat.active.as_deref(), Some("a"));
-        assert_eq!(chat.leave("b"), None);
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter_and_caps() {
-        assert_eq!(backoff_ms(0, 0.0), 250);
-        assert_eq!(backoff_ms(0, 0.999_999), 499);
-        assert_eq!(backoff_ms(3, 0.0), 2000);
-        assert!(backoff_ms(30, 0.5) <= 30_000);
-        assert!(backoff_ms(30, 0.0) >= 15_000);
-    }
-}
+mod tests;

@@ -1,11 +1,13 @@
-//! The header (room, connection state, node) and the notice banner.
+//! The header (room, connection state, node), the notice banner, and what a refused room
+//! shows instead of its messages.
 
 // `#[component]` generates a `pub` props type for each component.
 #![allow(unreachable_pub)]
 
 use leptos::prelude::*;
 
-use super::chat;
+use super::{chat, socket};
+use skat_web::label::room_label;
 use skat_web::state::Connection;
 
 /// Room name, connection state and serving node: always visible.
@@ -16,6 +18,12 @@ pub(super) fn Header() -> impl IntoView {
         chat.with(|c| match &c.connection {
             Connection::Online => ("online", "Connected".to_owned()),
             Connection::Refused(reason) => ("refused", format!("Not authorized: {reason}")),
+            Connection::Disconnected(reason) => ("disconnected", format!("Disconnected: {reason}")),
+            Connection::Expired => (
+                "expired",
+                "Your session expired: open the chat again from the application to sign in."
+                    .to_owned(),
+            ),
             Connection::Connecting => ("connecting", "Connecting…".to_owned()),
             Connection::Reconnecting {
                 attempt,
@@ -31,7 +39,11 @@ pub(super) fn Header() -> impl IntoView {
     };
     view! {
         <header class="room-header">
-            <h1>{move || chat.with(|c| c.active.as_ref().map(|r| format!("#{r}")).unwrap_or_default())}</h1>
+            <h1>
+                {move || {
+                    chat.with(|c| c.active.as_ref().map(|r| room_label(r, &c.name)).unwrap_or_default())
+                }}
+            </h1>
             <div class="meta">
                 <span id="status" class=move || format!("status {}", status().0) role="status">
                     {move || status().1}
@@ -58,5 +70,32 @@ pub(super) fn Notice() -> impl IntoView {
                 </button>
             </div>
         </Show>
+    }
+}
+
+/// In place of a refused room's messages: why we are not in it, and a way to ask again or
+/// close it.
+#[component]
+pub(super) fn RefusedRoom() -> impl IntoView {
+    let (chat, socket) = (chat(), socket());
+    let reason = move || chat.with(|c| c.active_room().and_then(|r| r.refused.clone()));
+    let again = move |_| {
+        let room = chat.with_untracked(|c| c.active.clone());
+        if let Some(frame) = room.and_then(|room| chat.try_update(|c| c.join(&room)).flatten()) {
+            socket.send(&frame);
+        }
+    };
+    let close = move |_| {
+        let room = chat.with_untracked(|c| c.active.clone());
+        if let Some(frame) = room.and_then(|room| chat.try_update(|c| c.leave(&room)).flatten()) {
+            socket.send(&frame);
+        }
+    };
+    view! {
+        <section class="refused-room" role="alert">
+            <p id="refused">{reason}</p>
+            <button class="retry" on:click=again>"Try again"</button>
+            <button class="close" on:click=close>"Close"</button>
+        </section>
     }
 }

@@ -8,6 +8,7 @@ use skat_protocol::Message;
 use wasm_bindgen::JsCast;
 
 use super::{chat, local_time, now, socket};
+use skat_web::label;
 use skat_web::state::{self, Pending};
 
 /// The active room's messages, pending sends, and "load older"; sticks to the bottom unless the
@@ -82,9 +83,15 @@ pub(super) fn Messages() -> impl IntoView {
                 key=|m| m.id
                 children=move |m: Message| {
                     let own = m.from == me();
+                    let system = label::is_system(&m.from);
                     view! {
-                        <article class="message" class:own=own data-id=m.id.to_string()>
-                            <span class="from">{m.from.clone()}</span>
+                        <article
+                            class="message"
+                            class:own=own
+                            class:system=system
+                            data-id=m.id.to_string()
+                        >
+                            <span class="from">{label::sender_label(&m.from).to_owned()}</span>
                             <time class="time">{local_time(m.ts)}</time>
                             <p class="body">{m.body.clone()}</p>
                         </article>

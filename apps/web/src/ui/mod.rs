@@ -3,12 +3,13 @@
 //! One [`Chat`] lives in a signal; the socket feeds it server frames and sends the client frames
 //! it returns. Both are in the context ([`chat`], [`socket`]) for the components, one per file,
 //! which only read the state. User text is always rendered as text nodes, never as HTML.
+//! Fresh tokens come from the application's token URL ([`token`]).
 
 use std::time::Duration;
 
 use leptos::prelude::*;
 
-use skat_web::state::{self, Chat};
+use skat_web::state::{self, Chat, Session};
 
 mod composer;
 mod field_form;
@@ -17,10 +18,11 @@ mod members;
 mod messages;
 mod sidebar;
 mod socket;
+mod token;
 
 use composer::Composer;
 use field_form::FieldForm;
-use header::{Header, Notice};
+use header::{Header, Notice, RefusedRoom};
 use members::Members;
 use messages::{Messages, TypingLine};
 use sidebar::Sidebar;
@@ -79,10 +81,19 @@ fn socket() -> ReconnectingSocket {
     expect_context()
 }
 
-/// `name` and `token` from the page's fragment (`#name=alice&token=...`), which is how an
-/// application hands a signed identity to the app without it reaching server logs. The token is
-/// then removed from the address bar (and this history entry), so a copied link does not leak it.
-fn fragment_identity() -> (Option<String>, Option<String>) {
+/// What the application hands the app: a name, a token and where fresh tokens come from.
+struct Identity {
+    name: Option<String>,
+    token: Option<String>,
+    token_url: Option<String>,
+}
+
+/// The [`Identity`] from the page's fragment (`#name=alice&token=...&token_url=...`), which is
+/// how an application hands a signed identity to the app without it reaching server logs; the
+/// token URL may instead be in the page (`<meta name="skat-token-url">`). The token is then
+/// removed from the address bar (and this history entry), so a copied link does not leak it;
+/// the token URL stays, so a reload fetches a token from it.
+fn fragment_identity() -> Identity {
     let location = window().location();
     let fragment = skat_web::fragment::parse_fragment(&location.hash().unwrap_or_default());
     if fragment.token.is_some() {
@@ -93,23 +104,28 @@ fn fragment_identity() -> (Option<String>, Option<String>) {
             let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
         }
     }
-    (fragment.name, fragment.token)
+    Identity {
+        name: fragment.name,
+        token: fragment.token,
+        token_url: fragment.token_url.or_else(token::meta_token_url),
+    }
 }
 
 /// The app: asks for a name once (remembered), then shows the chat.
 #[allow(unreachable_pub)] // `#[component]` generates a `pub` props type.
 #[component]
 pub(crate) fn App() -> impl IntoView {
-    let (given, token) = fragment_identity();
+    let identity = fragment_identity();
     let name = RwSignal::new(
-        given
+        identity
+            .name
             .or_else(|| load(NAME_KEY))
             .filter(|n| state::check_name(n).is_ok()),
     );
-    let token = StoredValue::new(token);
+    let session = StoredValue::new(Session::new(identity.token, identity.token_url));
     view! {
         {move || match name.get() {
-            Some(n) => view! { <ChatView name=n token=token.get_value() /> }.into_any(),
+            Some(n) => view! { <ChatView name=n session=session.get_value() /> }.into_any(),
             None => view! {
                 <NameForm on_name=move |n: String| {
                     save(NAME_KEY, &n);
@@ -152,15 +168,15 @@ fn NameForm(
 fn ChatView(
     /// The user's display name.
     name: String,
-    /// Signed mode: the token vouching for `name`.
-    token: Option<String>,
+    /// Signed mode: the token vouching for `name`, and where fresh ones come from.
+    session: Session,
 ) -> impl IntoView {
     let nonce_prefix = format!(
         "w{:08x}",
         (js_sys::Math::random() * f64::from(u32::MAX)) as u32
     );
     let mut initial = Chat::new(name, nonce_prefix);
-    initial.token = token;
+    initial.session = session;
     let chat = RwSignal::new(initial);
     let socket = ReconnectingSocket::new(chat);
     provide_context(chat);
@@ -176,7 +192,7 @@ fn ChatView(
     });
     socket.connect();
 
-    // Typing notices expire without any frame arriving.
+    // Typing notices expire, and tokens near their expiry, without any frame arriving.
     let ticker = set_interval_with_handle(
         move || {
             if chat.with_untracked(|c| c.rooms.values().any(|r| !r.typing.is_empty())) {
@@ -184,6 +200,7 @@ fn ChatView(
                     c.expire_typing(now());
                 });
             }
+            socket.tick();
         },
         Duration::from_millis(500),
     );
@@ -192,9 +209,18 @@ fn ChatView(
             handle.clear();
         }
     });
-    // Remember the joined rooms for the next visit: written when they change, not on every
-    // frame (the memo only notifies when its value differs).
-    let names = Memo::new(move |_| chat.with(|c| c.rooms.keys().cloned().collect::<Vec<_>>()));
+    // Remember the joined rooms (not the refused ones) for the next visit: written when they
+    // change, not on every frame (the memo only notifies when its value differs).
+    let names = Memo::new(move |_| {
+        chat.with(|c| {
+            c.rooms
+                .iter()
+                .filter(|(_, r)| r.refused.is_none())
+                .map(|(name, _)| name.clone())
+                .collect::<Vec<_>>()
+        })
+    });
+    let refused = move || chat.with(|c| c.active_room().is_some_and(|r| r.refused.is_some()));
     Effect::new(move |_| names.with(|names| save(ROOMS_KEY, &names.join(","))));
 
     view! {
@@ -203,9 +229,12 @@ fn ChatView(
             <main class="room">
                 <Header />
                 <Notice />
-                <Messages />
-                <TypingLine />
-                <Composer />
+                <Show
+                    when=refused
+                    fallback=|| view! { <Messages /> <TypingLine /> <Composer /> }
+                >
+                    <RefusedRoom />
+                </Show>
             </main>
             <Members />
         </div>

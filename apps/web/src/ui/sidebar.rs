@@ -1,4 +1,5 @@
-//! The room list: joined rooms with unread counts, leave buttons, and a form to join more.
+//! The room list: joined rooms (direct messages as `@bob`) with unread counts, refusals and
+//! leave buttons, and a form to join more.
 
 // `#[component]` generates a `pub` props type for each component.
 #![allow(unreachable_pub)]
@@ -7,6 +8,7 @@ use leptos::prelude::*;
 
 use super::field_form::FieldForm;
 use super::{chat, socket};
+use skat_web::label::{room_label, room_title};
 use skat_web::state;
 
 /// Joined rooms with unread counts, leave buttons, and a form to join more.
@@ -25,12 +27,13 @@ pub(super) fn Sidebar() -> impl IntoView {
         chat.with(|c| {
             c.rooms
                 .iter()
-                .map(|(name, r)| {
-                    (
-                        name.clone(),
-                        r.unread,
-                        c.active.as_deref() == Some(name.as_str()),
-                    )
+                .map(|(name, r)| Tab {
+                    name: name.clone(),
+                    label: room_label(name, &c.name),
+                    title: room_title(name, &c.name),
+                    unread: r.unread,
+                    active: c.active.as_deref() == Some(name.as_str()),
+                    refused: r.refused.is_some(),
                 })
                 .collect::<Vec<_>>()
         })
@@ -42,19 +45,21 @@ pub(super) fn Sidebar() -> impl IntoView {
                 <For
                     each=tabs
                     key=|tab| tab.clone()
-                    children=move |(name, unread, active)| {
+                    children=move |Tab { name, label, title, unread, active, refused }| {
                         let switch_name = name.clone();
                         let leave_name = name.clone();
                         view! {
-                            <li class="room-item" class:active=active>
+                            <li class="room-item" class:active=active class:refused=refused>
                                 <button
                                     class="room-tab"
-                                    data-room=name.clone()
+                                    data-room=name
                                     aria-current=if active { "page" } else { "false" }
                                     on:click=move |_| chat.update(|c| c.switch_to(&switch_name))
                                 >
-                                    "#"
-                                    {name.clone()}
+                                    {label}
+                                    <Show when=move || refused>
+                                        <span class="no-access">"no access"</span>
+                                    </Show>
                                     <Show when=move || { unread > 0 }>
                                         <span class="unread" aria-label="unread messages">
                                             {unread}
@@ -64,7 +69,7 @@ pub(super) fn Sidebar() -> impl IntoView {
                                 <button
                                     class="leave"
                                     title="Leave room"
-                                    aria-label=format!("Leave {name}")
+                                    aria-label=format!("Leave {title}")
                                     on:click=move |_| {
                                         if let Some(frame) = chat.try_update(|c| c.leave(&leave_name)).flatten() {
                                             socket.send(&frame);
@@ -89,4 +94,18 @@ pub(super) fn Sidebar() -> impl IntoView {
             />
         </nav>
     }
+}
+
+/// One room's tab, as shown: re-rendered when any of it changes.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Tab {
+    /// The room's name (`data-room`).
+    name: String,
+    /// `#random`, or `@bob` for direct messages.
+    label: String,
+    /// `random`, or `@bob`: what the leave button names.
+    title: String,
+    unread: u32,
+    active: bool,
+    refused: bool,
 }

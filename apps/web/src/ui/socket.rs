@@ -1,5 +1,7 @@
 //! The WebSocket, reconnected with backoff: it feeds server frames to the [`Chat`] state and
-//! sends the client frames the state returns.
+//! sends the client frames the state returns. It also fetches fresh tokens when the state asks
+//! (before a connection that needs one, or to refresh the live connection's), since a token is
+//! for the connection.
 
 use std::time::Duration;
 
@@ -9,8 +11,9 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
+use super::token::fetch_token;
 use super::{now, ws_url};
-use skat_web::state::{self, Chat};
+use skat_web::state::{self, Chat, Fetched};
 
 /// The connection and its reconnect bookkeeping; cheap to copy into callbacks.
 #[derive(Clone, Copy)]
@@ -60,9 +63,13 @@ impl ReconnectingSocket {
         });
     }
 
+    /// Opens a connection, after fetching a token if the state needs one first.
     pub(super) fn connect(self) {
         // The previous attempt's socket and callbacks (never dropped from inside them).
         self.socket.set_value(None);
+        if self.chat.with_untracked(|c| c.session.needs_token()) {
+            return self.fetch_token();
+        }
         let Ok(ws) = WebSocket::new(&ws_url()) else {
             return self.retry_later();
         };
@@ -91,9 +98,14 @@ impl ReconnectingSocket {
                 self.send(&frame);
             }
         });
-        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |_: CloseEvent| {
+        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
             // The socket (and this callback) is dropped by the next attempt, not from here.
-            if self.chat.with_untracked(Chat::should_reconnect) {
+            let (code, reason) = (event.code(), event.reason());
+            if self
+                .chat
+                .try_update(|c| c.on_socket_closed(code, &reason))
+                .unwrap_or(false)
+            {
                 self.retry_later();
             }
         });
@@ -106,6 +118,39 @@ impl ReconnectingSocket {
             _on_message: on_message,
             _on_close: on_close,
         }));
+    }
+
+    /// Refreshes the live connection's token if it is time; called on a timer.
+    pub(super) fn tick(self) {
+        if self.chat.with_untracked(|c| c.refresh_due(now())) {
+            self.fetch_token();
+        }
+    }
+
+    /// Fetches a token from the token URL (unless a fetch is in flight), then refreshes the
+    /// live connection with it or opens the connection that waited for it.
+    fn fetch_token(self) {
+        let Some(url) = self.chat.try_update(|c| c.session.begin_fetch()).flatten() else {
+            return;
+        };
+        leptos::task::spawn_local(async move {
+            match fetch_token(&url).await {
+                Ok(token) => match self.chat.try_update(|c| c.token_fetched(token)) {
+                    Some(Fetched::Refresh(frame)) => self.send(&frame),
+                    Some(Fetched::Connect) => self.connect(),
+                    Some(Fetched::Keep) | None => {}
+                },
+                Err(error) => {
+                    if self
+                        .chat
+                        .try_update(|c| c.token_fetch_failed(&error, now()))
+                        .unwrap_or(false)
+                    {
+                        self.retry_later();
+                    }
+                }
+            }
+        });
     }
 
     /// Schedules the next attempt with exponential backoff and jitter.
