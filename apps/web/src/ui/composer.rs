@@ -6,6 +6,7 @@
 use leptos::prelude::*;
 
 use super::{chat, now, socket};
+use skat_web::state::Chat;
 
 /// Message input: Enter sends, Shift+Enter inserts a new line.
 #[component]
@@ -25,8 +26,9 @@ pub(super) fn Composer() -> impl IntoView {
                 socket.send(&frame);
                 el.set_value("");
             }
-            // Not connected (reconnecting): keep the text.
-            None if !text.trim().is_empty() => {
+            // Not connected (reconnecting): keep the text. (After a disconnection that is not
+            // retried, the header says why.)
+            None if !text.trim().is_empty() && chat.with_untracked(Chat::should_reconnect) => {
                 chat.update(|c| {
                     c.notice = Some(
                         "not connected: your message is kept, send it again once connected".into(),
