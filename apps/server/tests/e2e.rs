@@ -577,13 +577,17 @@ async fn a_send_cut_off_by_a_crash_is_resent_and_appears_once() {
 /// The secret of the signed-mode tests.
 const SECRET: &str = "an-e2e-secret-of-enough-bytes";
 
-/// A signed-mode node with the embedded broker, serving the bundle.
+/// The server API key of the signed-mode tests.
+const API_KEY: &str = "an-e2e-api-key-of-enough-bytes";
+
+/// A signed-mode node with the embedded broker and the server API, serving the bundle.
 async fn signed_node(id: &str) -> (Node, skat_server::auth::JwtSecret) {
     let secret = skat_server::auth::JwtSecret::new(SECRET).unwrap();
     let config = ServerConfig {
         node_id: id.into(),
         static_dir: Some(bundle()),
         jwt_secret: Some(secret.clone()),
+        api_key: Some(skat_server::api::ApiKey::new(API_KEY).unwrap()),
         ..common::test_config()
     };
     let node = Node::start_with(Arc::new(skat_broker::MemoryBroker::default()), config).await;
@@ -615,20 +619,6 @@ async fn click(page: &Client, css: &str) {
         .click()
         .await
         .unwrap();
-}
-
-/// `GET path` on `addr`; the response body.
-async fn http_body(addr: SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -801,7 +791,9 @@ fn unix_now() -> u64 {
 
 /// A counter of the node's metrics, e.g. `skat_connections_opened_total`, 0 if absent.
 async fn metric(node: &Node, series: &str) -> u64 {
-    let metrics = http_body(node.addr, "/metrics").await;
+    let metrics = common::http::request(node.addr, "GET", "/metrics", "", "")
+        .await
+        .text();
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
@@ -888,6 +880,56 @@ async fn an_expired_token_is_fetched_again_and_the_page_reconnects() {
     say(&page, "back with a fresh token").await;
     wait_messages(&page, "the message, confirmed", |m| {
         m == ["back with a fresh token"]
+    })
+    .await;
+    page.close().await.unwrap();
+}
+
+/// `POST /api/v1{path}` with `body`, as the application's backend; the status.
+async fn api_post(node: &Node, path: &str, body: &serde_json::Value) -> u16 {
+    let auth = format!("Authorization: Bearer {API_KEY}\r\n");
+    let path = format!("/api/v1{path}");
+    common::http::request(node.addr, "POST", &path, &auth, &body.to_string())
+        .await
+        .status()
+}
+
+#[tokio::test]
+async fn the_application_posts_as_the_system_and_disconnects_a_page() {
+    let (node, secret) = signed_node("api").await;
+    let driver = Driver::start().await;
+    let page = driver.browser().await;
+    let token = token(&secret, "frank", Duration::from_secs(600));
+    open_signed(&page, &node, "frank", &token, "").await;
+    wait_text(&page, "#members", "frank joined", |t| t.contains("frank")).await;
+
+    // A message from the system is set apart.
+    let notice = json!({"body": "Maintenance at noon"});
+    assert_eq!(
+        api_post(&node, "/rooms/general/messages", &notice).await,
+        201
+    );
+    wait_text(&page, ".message.system", "the system message", |t| {
+        t.starts_with("system") && t.contains("Maintenance at noon")
+    })
+    .await;
+
+    // Disconnected by the application: the reason is shown, and the page stays disconnected.
+    let reason = json!({"reason": "Your account was suspended"});
+    assert_eq!(
+        api_post(&node, "/users/frank/disconnect", &reason).await,
+        204
+    );
+    wait_text(&page, "#status", "the disconnection", |t| {
+        t == "Disconnected: Your account was suspended"
+    })
+    .await;
+    screenshot(&page, "disconnected").await;
+    // No reconnection follows: a first retry would come within half a second.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(metric(&node, OPENED).await, 1);
+    wait_text(&page, "#status", "still disconnected", |t| {
+        t.starts_with("Disconnected")
     })
     .await;
     page.close().await.unwrap();
