@@ -92,6 +92,24 @@ struct Serve {
     /// Messages kept per room stream in Redis.
     #[arg(long, env = "SKAT_STREAM_LEN", default_value_t = redis_defaults().stream_len)]
     stream_len: usize,
+    /// With Redis: milliseconds after a node's last heartbeat before its claim lapses and the
+    /// other nodes sweep its presence (its users go offline).
+    #[arg(
+        long,
+        env = "SKAT_PRESENCE_TTL_MS",
+        default_value_t = redis_defaults().presence_ttl.as_millis() as u64,
+        value_parser = clap::value_parser!(u64).range(100..)
+    )]
+    presence_ttl_ms: u64,
+    /// With Redis: milliseconds between a node's heartbeats (claim, registry stamp, sweeps of
+    /// dead nodes); less than half the presence TTL.
+    #[arg(
+        long,
+        env = "SKAT_HEARTBEAT_MS",
+        default_value_t = redis_defaults().heartbeat.as_millis() as u64,
+        value_parser = clap::value_parser!(u64).range(10..)
+    )]
+    heartbeat_ms: u64,
     /// Messages kept per room by the embedded broker.
     #[arg(long, env = "SKAT_HISTORY_LEN", default_value_t = MemoryBrokerConfig::default().history_len)]
     history_len: usize,
@@ -196,8 +214,16 @@ async fn serve_node(serve: Serve) -> anyhow::Result<()> {
                         .with_context(|| format!("cannot read the CA file {}", path.display()))
                 })
                 .transpose()?;
+            anyhow::ensure!(
+                serve.heartbeat_ms * 2 <= serve.presence_ttl_ms,
+                "the heartbeat ({} ms) must be at most half the presence TTL ({} ms)",
+                serve.heartbeat_ms,
+                serve.presence_ttl_ms
+            );
             let redis = RedisConfig {
                 prefix: serve.redis_prefix,
+                presence_ttl: Duration::from_millis(serve.presence_ttl_ms),
+                heartbeat: Duration::from_millis(serve.heartbeat_ms),
                 stream_len: serve.stream_len,
                 tls_ca,
                 cluster: serve.redis_cluster,

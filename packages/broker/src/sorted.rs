@@ -57,6 +57,16 @@ impl<K: Ord, V> SortedMap<K, V> {
     }
 
     /// The value of `key`, if any.
+    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        let i = self.find(key).ok()?;
+        Some(&self.entries[i].1)
+    }
+
+    /// The value of `key`, if any.
     pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
     where
         K: Borrow<Q>,

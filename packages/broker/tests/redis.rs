@@ -148,7 +148,7 @@ async fn subscriptions_end_when_the_broker_is_dropped() {
 }
 
 #[tokio::test]
-async fn a_dead_nodes_presence_expires() {
+async fn a_dead_nodes_presence_is_swept_and_its_restart_brings_nothing_back() {
     let redis = RedisServer::start().await;
     let alive = RedisBroker::connect(config(&redis, "dead:", "alive", 1000))
         .await
@@ -158,6 +158,7 @@ async fn a_dead_nodes_presence_expires() {
         .await
         .unwrap();
     ghost.presence_join("general", "casper").await.unwrap();
+    ghost.presence_join("general", "alice").await.unwrap();
     alive.presence_join("general", "alice").await.unwrap();
     let online = |user: &str| RoomEvent::Presence {
         room: "general".into(),
@@ -168,8 +169,9 @@ async fn a_dead_nodes_presence_expires() {
     assert_eq!(next_event(&mut sub).await, online("alice"));
     assert_eq!(alive.members("general").await.unwrap(), ["alice", "casper"]);
 
-    // The ghost node dies without leaving: no more heartbeats. The alive node's heartbeat sweeps
-    // its entry once the TTL passes, and announces the user offline.
+    // The ghost node dies without leaving: no more heartbeats. Once its claim lapses the alive
+    // node sweeps its entries: Casper, held by it alone, goes offline once; Alice, held by the
+    // alive node too, stays.
     drop(ghost);
     assert_eq!(
         next_event(&mut sub).await,
@@ -180,6 +182,50 @@ async fn a_dead_nodes_presence_expires() {
         }
     );
     assert_eq!(alive.members("general").await.unwrap(), ["alice"]);
+
+    // Started again with the same id: nothing of its previous life comes back, and no event
+    // about it follows (the next one is this typing).
+    let again = RedisBroker::connect(config(&redis, "dead:", "ghost", 1000))
+        .await
+        .unwrap();
+    assert_eq!(again.members("general").await.unwrap(), ["alice"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    alive.typing("general", "alice").await.unwrap();
+    assert!(matches!(
+        next_event(&mut sub).await,
+        RoomEvent::Typing { .. }
+    ));
+}
+
+#[tokio::test]
+async fn an_idle_node_costs_a_few_commands_per_heartbeat_whatever_it_holds() {
+    let redis = RedisServer::start().await;
+    let broker = RedisBroker::connect(config(&redis, "idle:", "node-a", 100))
+        .await
+        .unwrap();
+    for room in 0..20 {
+        for user in 0..25 {
+            broker
+                .presence_join(&format!("room-{room}"), &format!("user-{user}"))
+                .await
+                .unwrap();
+        }
+    }
+    let processed = || async {
+        let info = redis.command(&["INFO", "stats"]).await.unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_commands_processed:"))
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let before = processed().await;
+    // Ten heartbeats (200 ms each) with 500 entries held.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let per_beat = (processed().await - before) as f64 / 10.0;
+    // Claim, stamp, stale scan, and this test's INFO: no command per entry.
+    assert!(per_beat < 8.0, "{per_beat} commands per heartbeat");
 }
 
 #[tokio::test]

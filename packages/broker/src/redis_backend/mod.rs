@@ -8,9 +8,9 @@
 //! - `skat:{general}:stream`: the room's messages, a Redis Stream trimmed to `stream_len` entries.
 //!   Stream ids are message ids. Each entry has one field, `d`, holding the encoded message.
 //! - `skat:{general}:events`: the pub/sub channel of the room's live events.
-//! - `skat:{general}:presence`: a sorted set of `<node>\n<user>` members scored by their expiry
-//!   (Unix ms). Nodes refresh their entries every heartbeat; a dead node's entries expire.
-//! - `skat:{general}:users`: a hash of user → number of live presence entries, for `members`.
+//! - `skat:{general}:held:<instance>`: the users node instance `<instance>` (`<node id>:<claim
+//!   token>`) holds in the room, a set ([`presence`]).
+//! - `skat:{general}:users`: a hash of user → number of instances holding it, for `members`.
 //! - `skat:{general}:trimmed`: the newest message id trimmed from the stream, so `recover` knows
 //!   exactly whether the messages after a client's `since` are all still there.
 //! - `skat:{general}:epoch`: the room's history epoch ([`Broker::epoch`]), Redis's clock when
@@ -21,7 +21,10 @@
 //! - `skat:{~nodes}:events`: the channel of node-wide notices ([`crate::NODES_ROOM`]): a user to
 //!   disconnect everywhere.
 //! - `skat:node:<node id>`: the claim of the live node running with that id ([`claim`]): one
-//!   node per id, as presence entries are keyed by it.
+//!   node per id; its value, a token, names the node's current instance.
+//! - `skat:nodes`: the registry of node instances, a sorted set scored by each one's last
+//!   heartbeat (Unix ms); `skat:instance:<instance>:rooms`: the rooms an instance has held
+//!   entries in; `skat:sweep:<instance>`: the lock of the node sweeping a dead instance.
 //!
 //! # Guarantees, and how
 //!
@@ -36,9 +39,12 @@
 //!   re-reads its stream after that id before live messages (held back meanwhile) flow again.
 //!   Live messages at or below the last id are skipped, so delivery stays exactly-once and in
 //!   order.
-//! - **Presence.** Scripts keep the sorted set and the count hash consistent and publish
-//!   `online`/`offline` when a user's first entry appears or last one goes, including entries
-//!   swept after expiry. Script time comes from Redis (`TIME`), so node clocks do not matter.
+//! - **Presence, at a cost that grows with nodes, not users.** Scripts keep each instance's set
+//!   and the count hash consistent and publish `online`/`offline` when a user's first entry
+//!   appears or last one goes. Entries do not expire: a node's heartbeat keeps only its claim
+//!   and its registry stamp alive (three commands, whatever it holds), and live nodes sweep the
+//!   entries of instances whose claim has lapsed ([`presence`]). Liveness is decided by the
+//!   claim, on Redis's clock, so node clocks do not matter.
 //!
 
 use std::sync::{Arc, Mutex};
@@ -187,15 +193,18 @@ impl RedisBroker {
         let conn = Retrying::new(link);
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let (ready, mut ready_rx) = watch::channel(false);
-        let claim = Arc::new(Claim::new(&config.prefix, &config.node_id));
         let scripts = Scripts::new(config.cluster);
         let store = Arc::new(Store {
             config,
             conn,
             scripts,
             held: Mutex::default(),
+            unheld: Mutex::default(),
+            instance: Mutex::new(Arc::from("")),
         });
+        let claim = Arc::new(Claim::new(&store));
         claim.acquire(&store).await?;
+        presence::start(&store).await?;
         let router = Arc::new(Router::new(control, ready));
         let pubsub = tokio::spawn(pubsub_task(
             Arc::clone(&store),
@@ -226,7 +235,9 @@ impl RedisBroker {
 
     /// Gives this node's id back, so that a node started with it next need not wait for the
     /// claim to expire. Call it on an orderly stop, after the last connection is closed.
+    /// It also removes the presence entries it still holds (announcing `offline` for them).
     pub async fn release_node_id(&self) -> Result<(), RedisBrokerError> {
+        presence::stop(&self.store).await?;
         self.claim.release(&self.store).await
     }
 }
@@ -365,15 +376,13 @@ impl Broker for RedisBroker {
     }
 
     async fn presence_leave(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
-        // Forget it first: if Redis is unreachable the entry still expires after the TTL.
         lock(&self.store.held).remove(room, user);
-        let keys = self.store.keys(room);
-        let _: i64 = Store::with_presence_keys(&self.store.scripts.presence_leave, &keys)
-            .arg(self.store.presence_entry(user))
-            .arg(user)
-            .invoke_async(&mut self.store.conn.clone())
-            .await?;
-        Ok(())
+        let left = self.store.presence_leave(room, user).await;
+        if left.is_err() {
+            // Entries do not expire: the heartbeat removes it once Redis answers.
+            lock(&self.store.unheld).push((room.to_owned(), user.to_owned()));
+        }
+        left
     }
 
     async fn join_snapshot(
@@ -389,16 +398,16 @@ impl Broker for RedisBroker {
             recovery,
             page,
         } = resume;
+        if join_presence {
+            self.store.list_room(room).await?;
+        }
         let keys = self.store.keys(room);
-        let ttl = self.store.config.presence_ttl.as_millis() as u64;
         let (mut members, entries, recovered, epoch): (Vec<String>, Entries, i64, String) =
             Store::with_presence_keys(&self.store.scripts.join, &keys)
                 .key(&keys.stream)
                 .key(&keys.trimmed)
                 .key(self.store.epoch_key(room))
-                .arg(self.store.presence_entry(user))
                 .arg(user)
-                .arg(ttl)
                 .arg(if join_presence { "1" } else { "0" })
                 .arg(since.map_or_else(String::new, |id| id.to_string()))
                 .arg(recovery.limit)
@@ -438,11 +447,10 @@ impl Broker for RedisBroker {
     }
 
     async fn members(&self, room: &str) -> Result<Vec<String>, RedisBrokerError> {
-        let keys = self.store.keys(room);
-        let mut members: Vec<String> =
-            Store::with_presence_keys(&self.store.scripts.members, &keys)
-                .invoke_async(&mut self.store.conn.clone())
-                .await?;
+        let mut members: Vec<String> = redis::cmd("HKEYS")
+            .arg(self.store.key(room, "users"))
+            .query_async(&mut self.store.conn.clone())
+            .await?;
         members.sort_unstable();
         Ok(members)
     }

@@ -1,8 +1,8 @@
 //! The Lua scripts, each one atomic step on one room's keys (which share a hash slot). They live
 //! in `lua/`, one file per script or shared fragment; a script is its fragments concatenated.
 //!
-//! - `sweep.lua` removes expired presence entries (and announces `offline`); every presence read
-//!   or write starts with it, so a dead node's users disappear without a sweeper process.
+//! - `sweep.lua` removes a dead node instance's entries from one room (and announces `offline`);
+//!   the live nodes run it for each room the dead one listed (see `presence`).
 //! - Every script starts with `local PUBLISH = ...`: the command its fragments publish with
 //!   (`SPUBLISH` in a cluster, where a room's channel is sharded, else `PUBLISH`).
 //! - `join_presence.lua` defines `join_presence()`; `ensure_epoch.lua` makes the room's epoch if
@@ -15,7 +15,7 @@ pub(super) struct Scripts {
     pub(super) publish: Script,
     pub(super) presence_join: Script,
     pub(super) presence_leave: Script,
-    pub(super) members: Script,
+    pub(super) sweep: Script,
     pub(super) join: Script,
     pub(super) epoch: Script,
 }
@@ -32,24 +32,16 @@ impl Scripts {
         Self {
             publish: script(&[include_str!("lua/publish.lua")]),
             presence_join: script(&[
-                include_str!("lua/sweep.lua"),
                 include_str!("lua/join_presence.lua"),
                 include_str!("lua/presence_join.lua"),
             ]),
-            presence_leave: script(&[
-                include_str!("lua/sweep.lua"),
-                include_str!("lua/presence_leave.lua"),
-            ]),
-            members: script(&[
-                include_str!("lua/sweep.lua"),
-                include_str!("lua/members.lua"),
-            ]),
+            presence_leave: script(&[include_str!("lua/presence_leave.lua")]),
+            sweep: script(&[include_str!("lua/sweep.lua")]),
             epoch: script(&[
                 include_str!("lua/ensure_epoch.lua"),
                 include_str!("lua/epoch.lua"),
             ]),
             join: script(&[
-                include_str!("lua/sweep.lua"),
                 include_str!("lua/join_presence.lua"),
                 include_str!("lua/ensure_epoch.lua"),
                 include_str!("lua/join.lua"),

@@ -2,7 +2,7 @@
 //! room, stream reads, and this node's presence entries. It knows nothing of subscriptions (the
 //! router uses it to catch rooms up, never the other way round).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::codec::{Entries, decode_entries, parse_id};
 use super::presence::Held;
@@ -30,8 +30,13 @@ pub(super) struct Store {
     /// Commands; a command that finds the connection dropped is sent again once.
     pub(super) conn: Retrying,
     pub(super) scripts: Scripts,
-    /// Presence entries this node holds, refreshed every heartbeat.
+    /// Presence entries this node holds (see `presence`).
     pub(super) held: Mutex<Held>,
+    /// This node instance's name, `<node id>:<claim token>`, under which it holds presence
+    /// entries; a new claim (after the old one expired) makes a new instance.
+    pub(super) instance: Mutex<Arc<str>>,
+    /// Entries whose removal failed (Redis unreachable), removed again every heartbeat.
+    pub(super) unheld: Mutex<Vec<(String, String)>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -46,7 +51,8 @@ impl std::fmt::Debug for Store {
 pub(super) struct Keys {
     pub(super) stream: String,
     pub(super) channel: String,
-    pub(super) presence: String,
+    /// This node instance's users in the room.
+    pub(super) held: String,
     pub(super) users: String,
     pub(super) trimmed: String,
 }
@@ -56,6 +62,31 @@ impl Store {
     /// The one place key names are made.
     pub(super) fn key(&self, room: &str, kind: &str) -> String {
         format!("{}{{{room}}}:{kind}", self.config.prefix)
+    }
+
+    /// This node instance's name (see [`Store::instance`]).
+    pub(super) fn instance(&self) -> Arc<str> {
+        Arc::clone(&crate::lock(&self.instance))
+    }
+
+    /// The set of the users `instance` holds in `room`.
+    pub(super) fn held_key(&self, room: &str, instance: &str) -> String {
+        self.key(room, &format!("held:{instance}"))
+    }
+
+    /// The rooms `instance` has held entries in.
+    pub(super) fn instance_rooms_key(&self, instance: &str) -> String {
+        format!("{}instance:{instance}:rooms", self.config.prefix)
+    }
+
+    /// The claim on node id `node_id` (see `claim`).
+    pub(super) fn claim_key(&self, node_id: &str) -> String {
+        format!("{}node:{node_id}", self.config.prefix)
+    }
+
+    /// The registry of node instances: instance → its last heartbeat (Unix ms).
+    pub(super) fn nodes_key(&self) -> String {
+        format!("{}nodes", self.config.prefix)
     }
 
     /// The index of rooms ([`Broker::rooms`](crate::Broker::rooms)).
@@ -68,7 +99,7 @@ impl Store {
         Keys {
             stream: self.key(room, "stream"),
             channel: self.channel(room),
-            presence: self.key(room, "presence"),
+            held: self.held_key(room, &self.instance()),
             users: self.key(room, "users"),
             trimmed: self.key(room, "trimmed"),
         }
@@ -127,31 +158,56 @@ impl Store {
     }
 
     /// `script` with the room's presence keys, as every presence script takes them first:
-    /// the presence sorted set, the users hash, the channel.
+    /// this instance's held set, the users hash, the channel.
     pub(super) fn with_presence_keys<'a>(
         script: &'a redis::Script,
         keys: &Keys,
     ) -> redis::ScriptInvocation<'a> {
-        let mut invocation = script.key(&keys.presence);
+        let mut invocation = script.key(&keys.held);
         invocation.key(&keys.users).key(&keys.channel);
         invocation
     }
 
-    pub(super) fn presence_entry(&self, user: &str) -> String {
-        format!("{}\n{user}", self.config.node_id)
+    /// Lists `room` among this instance's rooms before its first entry there, so that a
+    /// sweep after its death finds the entry.
+    pub(super) async fn list_room(&self, room: &str) -> Result<(), RedisBrokerError> {
+        if crate::lock(&self.held).has_room(room) {
+            return Ok(());
+        }
+        let _: i64 = redis::cmd("SADD")
+            .arg(self.instance_rooms_key(&self.instance()))
+            .arg(room)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
     }
 
+    /// Records that this instance holds `user` in `room` (in Redis; the caller records it in
+    /// `held`).
     pub(super) async fn presence_join(
         &self,
         room: &str,
         user: &str,
     ) -> Result<(), RedisBrokerError> {
-        let ttl = self.config.presence_ttl.as_millis() as u64;
+        self.list_room(room).await?;
         let keys = self.keys(room);
         let _: i64 = Self::with_presence_keys(&self.scripts.presence_join, &keys)
-            .arg(self.presence_entry(user))
             .arg(user)
-            .arg(ttl)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Removes this instance's entry for `user` in `room` (in Redis; the caller forgets it in
+    /// `held`).
+    pub(super) async fn presence_leave(
+        &self,
+        room: &str,
+        user: &str,
+    ) -> Result<(), RedisBrokerError> {
+        let keys = self.keys(room);
+        let _: i64 = Self::with_presence_keys(&self.scripts.presence_leave, &keys)
+            .arg(user)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(())

@@ -1,3 +1,3 @@
--- KEYS: presence, users, channel. ARGV: entry, user, ttl ms. After sweep.lua, join_presence.lua.
+-- KEYS: held, users, channel. ARGV: user. After join_presence.lua.
 join_presence()
 return 1
