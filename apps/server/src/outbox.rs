@@ -27,8 +27,9 @@ pub(crate) enum Eviction {
     SlowConsumer,
     /// The broker ended a room subscription it depends on.
     RoomLost,
-    /// The application's backend disconnected the user (server API), for this reason.
-    Disconnected(Arc<str>),
+    /// The application's backend disconnected the user (server API), for this reason (a thin
+    /// pointer: the connection's task holds its `Stop`, and every idle connection pays for it).
+    Disconnected(Arc<String>),
 }
 
 /// The outbound queue of one connection (see the module docs).

@@ -57,7 +57,7 @@ impl Sessions {
 
     /// Closes every local connection of `user` with `reason`; returns how many.
     pub(crate) fn disconnect(&self, user: &str, reason: &str) -> usize {
-        let reason: Arc<str> = Arc::from(truncate(reason, MAX_REASON_BYTES));
+        let reason = Arc::new(truncate(reason, MAX_REASON_BYTES).to_owned());
         let users = lock(&self.users);
         let conns = users.get(user).map_or(&[][..], Vec::as_slice);
         for (_, outbox) in conns {

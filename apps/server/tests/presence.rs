@@ -91,6 +91,11 @@ async fn nodes_agree_on_members_and_a_killed_node_leaves_nothing_behind() {
     let mut dave = client(&a, "dave").await;
     join(&mut dave, "general").await;
     dave.leave("general").await.unwrap();
+    common::next_where(&mut dave, "left", |f| match f {
+        ServerFrame::Left { .. } => Ok(()),
+        other => Err(other),
+    })
+    .await;
     let everyone = ["alice", "bob", "carol"];
     assert_eq!(members_seen_from(&a, "general").await, everyone);
     assert_eq!(members_seen_from(&b, "general").await, everyone);
