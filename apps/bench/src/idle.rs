@@ -44,7 +44,15 @@ pub(crate) struct IdleResult {
     pub(crate) redis_kib_per_conn: Option<f64>,
     /// Seconds waited for RSS to settle.
     pub(crate) settle_secs: f64,
+    /// Commands Redis (all shards) ran per second while every client sat idle, when the bench
+    /// runs Redis: what idle users cost it (presence heartbeats and the like).
+    pub(crate) redis_commands_per_sec: Option<f64>,
+    /// The same, per 1,000 idle clients.
+    pub(crate) redis_commands_per_sec_per_1000: Option<f64>,
 }
+
+/// How long Redis's commands are counted while everyone is idle: several heartbeats (5 s).
+const REDIS_WINDOW: Duration = Duration::from_secs(20);
 
 /// Measures `clients` idle connections over `rooms` on a fresh `deployment`.
 pub(crate) async fn run(
@@ -74,9 +82,19 @@ pub(crate) async fn run(
             .await?,
     );
     let settle_start = Instant::now();
-    let after = settle(&pids).await?;
+    let mut after = settle(&pids).await?;
     let settle_secs = settle_start.elapsed().as_secs_f64();
     let redis_after = redis.map(read_rss_kib).transpose()?;
+    let redis_commands_per_sec = if deployment.redis_ports.is_empty() {
+        None
+    } else {
+        let start = redis_commands(&deployment.redis_ports).await?;
+        tokio::time::sleep(REDIS_WINDOW).await;
+        let end = redis_commands(&deployment.redis_ports).await?;
+        // Twenty more seconds of idling: the later, more settled memory reading.
+        after = rss_all(&pids)?;
+        Some(end.saturating_sub(start) as f64 / REDIS_WINDOW.as_secs_f64())
+    };
     fleet.stop().await;
 
     let nodes: Vec<NodeMemory> = pids
@@ -97,6 +115,8 @@ pub(crate) async fn run(
     let redis_kib_per_conn = redis_before
         .zip(redis_after)
         .map(|(b, a)| per_conn(b, a, connect.ok));
+    let redis_commands_per_sec_per_1000 =
+        redis_commands_per_sec.map(|rate| rate * 1000.0 / connect.ok.max(1) as f64);
     Ok(IdleResult {
         clients,
         rooms,
@@ -105,7 +125,30 @@ pub(crate) async fn run(
         kib_per_conn,
         redis_kib_per_conn,
         settle_secs,
+        redis_commands_per_sec,
+        redis_commands_per_sec_per_1000,
     })
+}
+
+/// Commands the Redis processes on `ports` have run so far, in all (`INFO stats`, through
+/// `redis-cli`), minus the one asking.
+async fn redis_commands(ports: &[u16]) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for port in ports {
+        let output = tokio::process::Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "INFO", "stats"])
+            .output()
+            .await
+            .context("redis-cli INFO stats")?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let processed = text
+            .lines()
+            .find_map(|line| line.strip_prefix("total_commands_processed:"))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .with_context(|| format!("no total_commands_processed from Redis on port {port}"))?;
+        total += processed.saturating_sub(1);
+    }
+    Ok(total)
 }
 
 fn per_conn(before: u64, after: u64, conns: u64) -> f64 {

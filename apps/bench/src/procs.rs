@@ -189,8 +189,9 @@ pub(crate) struct Deployment {
     pub(crate) urls: Vec<String>,
     /// The WebSocket servers the bench started, in URL order.
     pub(crate) nodes: Vec<Proc>,
-    /// The bench's Redis processes (one, or a cluster's masters), if any.
+    /// The bench's Redis processes (one, or a cluster's masters), if any, and their ports.
     pub(crate) redis: Vec<Proc>,
+    pub(crate) redis_ports: Vec<u16>,
     /// Processes to account for that the bench did not start (`--pid`).
     pub(crate) extra_pids: Vec<u32>,
     /// The CPUs the servers are pinned to, if they are.
@@ -205,6 +206,7 @@ impl Deployment {
             urls,
             nodes: Vec::new(),
             redis: Vec::new(),
+            redis_ports: Vec::new(),
             extra_pids: pids,
             cpus: None,
             _dir: None,
@@ -228,6 +230,7 @@ impl Deployment {
                 anyhow::Ok(())
             };
         let mut redis = Vec::new();
+        let mut redis_ports = Vec::new();
         let delay = spec.write_delay_ms.to_string();
         match spec.kind {
             TargetKind::Floor => {
@@ -286,6 +289,7 @@ impl Deployment {
                 if spec.kind == TargetKind::Cluster {
                     create_cluster(&seeds).await?;
                 }
+                redis_ports.clone_from(&seeds);
                 let redis_url = (!seeds.is_empty()).then(|| {
                     let urls: Vec<String> = seeds
                         .iter()
@@ -335,6 +339,7 @@ impl Deployment {
             urls,
             nodes,
             redis,
+            redis_ports,
             extra_pids: Vec::new(),
             cpus: pinned,
             _dir: Some(dir),

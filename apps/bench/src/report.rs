@@ -232,6 +232,12 @@ pub(crate) fn rows(results: &[TargetResults], sections: &[(String, Vec<Metric>)]
     row("idle: KiB per connection", true, &|t| {
         t.idle.as_ref().map(|i| Value::Num(i.kib_per_conn, 1))
     });
+    row("idle: Redis commands/s per 1000 users", true, &|t| {
+        t.idle
+            .as_ref()
+            .and_then(|i| i.redis_commands_per_sec_per_1000)
+            .map(|rate| Value::Num(rate, 2))
+    });
     rows
 }
 

@@ -40,7 +40,8 @@ impl Sessions {
     pub(crate) fn add(&self, user: &Arc<str>, conn: ConnId, outbox: &Arc<Outbox>) {
         lock(&self.users)
             .entry(Arc::clone(user))
-            .or_default()
+            // Most users have one connection: 16 bytes, not the 64 of a default first push.
+            .or_insert_with(|| Vec::with_capacity(1))
             .push((conn, Arc::clone(outbox)));
     }
 
