@@ -88,12 +88,12 @@ pub(crate) async fn run(
     let redis_commands_per_sec = if deployment.redis_ports.is_empty() {
         None
     } else {
-        let start = redis_commands(&deployment.redis_ports).await?;
+        let start = crate::redis::counters(&deployment.redis_ports).await?;
         tokio::time::sleep(REDIS_WINDOW).await;
-        let end = redis_commands(&deployment.redis_ports).await?;
+        let end = crate::redis::counters(&deployment.redis_ports).await?;
         // Twenty more seconds of idling: the later, more settled memory reading.
         after = rss_all(&pids)?;
-        Some(end.saturating_sub(start) as f64 / REDIS_WINDOW.as_secs_f64())
+        Some(start.until(end).commands as f64 / REDIS_WINDOW.as_secs_f64())
     };
     fleet.stop().await;
 
@@ -128,27 +128,6 @@ pub(crate) async fn run(
         redis_commands_per_sec,
         redis_commands_per_sec_per_1000,
     })
-}
-
-/// Commands the Redis processes on `ports` have run so far, in all (`INFO stats`, through
-/// `redis-cli`), minus the one asking.
-async fn redis_commands(ports: &[u16]) -> anyhow::Result<u64> {
-    let mut total = 0;
-    for port in ports {
-        let output = tokio::process::Command::new("redis-cli")
-            .args(["-p", &port.to_string(), "INFO", "stats"])
-            .output()
-            .await
-            .context("redis-cli INFO stats")?;
-        let text = String::from_utf8_lossy(&output.stdout);
-        let processed = text
-            .lines()
-            .find_map(|line| line.strip_prefix("total_commands_processed:"))
-            .and_then(|n| n.trim().parse::<u64>().ok())
-            .with_context(|| format!("no total_commands_processed from Redis on port {port}"))?;
-        total += processed.saturating_sub(1);
-    }
-    Ok(total)
 }
 
 fn per_conn(before: u64, after: u64, conns: u64) -> f64 {

@@ -16,6 +16,7 @@ mod load;
 mod procfs;
 mod procs;
 mod proto;
+mod redis;
 mod report;
 mod storm;
 mod suite;

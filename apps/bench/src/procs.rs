@@ -177,7 +177,7 @@ impl Drop for TempDir {
 }
 
 /// A port nothing listens on right now.
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
     Ok(listener.local_addr().context("local addr")?.port())
 }
@@ -247,48 +247,8 @@ impl Deployment {
                     TargetKind::Cluster => spec.shards.max(1),
                     _ => 0,
                 };
-                let mut seeds = Vec::new();
-                for shard in 0..shards {
-                    let port = free_port()?;
-                    let dir_arg = dir.path().to_string_lossy().into_owned();
-                    let port_arg = port.to_string();
-                    let mut args = vec![
-                        "--port".to_owned(),
-                        port_arg,
-                        "--bind".to_owned(),
-                        "127.0.0.1".to_owned(),
-                        "--dir".to_owned(),
-                        dir_arg,
-                        "--save".to_owned(),
-                        String::new(),
-                        "--appendonly".to_owned(),
-                        "no".to_owned(),
-                        "--daemonize".to_owned(),
-                        "no".to_owned(),
-                    ];
-                    if spec.kind == TargetKind::Cluster {
-                        args.extend([
-                            "--cluster-enabled".to_owned(),
-                            "yes".to_owned(),
-                            "--cluster-config-file".to_owned(),
-                            format!("nodes-{port}.conf"),
-                        ]);
-                    }
-                    let role = if shards == 1 {
-                        "redis".to_owned()
-                    } else {
-                        format!("redis{}", shard + 1)
-                    };
-                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                    let mut proc =
-                        Proc::spawn(&role, &spec.redis_bin, &args, &[], cpus, dir.path())?;
-                    wait_ready(&mut proc, port, Probe::RedisPing).await?;
-                    redis.push(proc);
-                    seeds.push(port);
-                }
-                if spec.kind == TargetKind::Cluster {
-                    create_cluster(&seeds).await?;
-                }
+                let (procs, seeds) = crate::redis::start(spec, shards, cpus, dir.path()).await?;
+                redis = procs;
                 redis_ports.clone_from(&seeds);
                 let redis_url = (!seeds.is_empty()).then(|| {
                     let urls: Vec<String> = seeds
@@ -370,14 +330,14 @@ impl Deployment {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Probe {
+pub(crate) enum Probe {
     Connect,
     Readyz,
     RedisPing,
 }
 
 /// Waits until the process on `port` answers `probe` (20 s at most).
-async fn wait_ready(proc: &mut Proc, port: u16, probe: Probe) -> anyhow::Result<()> {
+pub(crate) async fn wait_ready(proc: &mut Proc, port: u16, probe: Probe) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         proc.check_alive()?;
@@ -437,62 +397,6 @@ pub(crate) fn parse_cpu_list(list: &str) -> anyhow::Result<Vec<usize>> {
     cpus.sort_unstable();
     cpus.dedup();
     Ok(cpus)
-}
-
-/// Makes a Redis Cluster of the masters on `ports` (no replicas; any number of them, where
-/// `redis-cli --cluster create` wants three) and waits until it serves.
-async fn create_cluster(ports: &[u16]) -> anyhow::Result<()> {
-    let cli = |port: u16, args: &[String]| -> anyhow::Result<()> {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-p", &port.to_string()])
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .context("cannot run redis-cli")?;
-        let reply = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() || reply.starts_with("ERR") {
-            anyhow::bail!("redis-cli {args:?} on port {port}: {reply}");
-        }
-        Ok(())
-    };
-    let count = ports.len() as u32;
-    for (i, &port) in ports.iter().enumerate() {
-        let i = i as u32;
-        let (first, last) = (16384 * i / count, 16384 * (i + 1) / count - 1);
-        cli(
-            port,
-            &[
-                "cluster",
-                "addslotsrange",
-                &first.to_string(),
-                &last.to_string(),
-            ]
-            .map(str::to_owned),
-        )?;
-        if i > 0 {
-            cli(
-                port,
-                &["cluster", "meet", "127.0.0.1", &ports[0].to_string()].map(str::to_owned),
-            )?;
-        }
-    }
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    for port in ports {
-        loop {
-            let info = std::process::Command::new("redis-cli")
-                .args(["-p", &port.to_string(), "cluster", "info"])
-                .output()
-                .context("cannot run redis-cli")?;
-            if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
-                break;
-            }
-            if std::time::Instant::now() > deadline {
-                anyhow::bail!("the Redis Cluster is not ready after 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
