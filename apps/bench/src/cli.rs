@@ -34,6 +34,9 @@ pub(crate) enum Command {
     Storm(StormArgs),
     /// Memory per idle joined connection.
     Idle(IdleArgs),
+    /// Redis's load as the number of nodes grows, with simulated nodes (real broker clients,
+    /// no WebSockets) on a Redis Cluster.
+    Simnodes(SimArgs),
     /// (internal) A client worker, driven over stdin and stdout by the coordinator.
     #[command(hide = true)]
     Worker,
@@ -239,6 +242,41 @@ pub(crate) struct IdleArgs {
     /// Rooms.
     #[arg(long, default_value_t = 150)]
     pub(crate) rooms: usize,
+}
+
+/// `skat-bench simnodes`.
+#[derive(Debug, Args)]
+pub(crate) struct SimArgs {
+    /// Node counts to measure, one fresh cluster each.
+    #[arg(long, value_delimiter = ',', default_value = "10,50,100,200")]
+    pub(crate) nodes: Vec<usize>,
+    /// Cluster masters.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) shards: usize,
+    /// Users, each online in one room, spread over the nodes.
+    #[arg(long, default_value_t = 20_000)]
+    pub(crate) users: usize,
+    /// Rooms.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) rooms: usize,
+    /// Messages per second over all rooms.
+    #[arg(long, default_value_t = 500)]
+    pub(crate) rate: u64,
+    /// Seconds of each window (idle, then traffic).
+    #[arg(long, default_value_t = 15)]
+    pub(crate) seconds: u64,
+    /// Body bytes of each message.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) body: usize,
+    /// The redis-server binary.
+    #[arg(long, default_value = "redis-server")]
+    pub(crate) redis_bin: PathBuf,
+    /// CPUs of the Redis processes (taskset -c); the simulated nodes run in this process.
+    #[arg(long, default_value = "0")]
+    pub(crate) redis_cpus: String,
+    /// Also write the JSON results to this file.
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::cli::{Common, IdleArgs, LoadArgs, StormArgs, TargetArgs};
+use crate::cli::{Common, IdleArgs, LoadArgs, SimArgs, StormArgs, TargetArgs};
 use crate::fleet::Harness;
 use crate::load::{Phase, Session, Shape};
 use crate::procs::Deployment;
@@ -96,4 +96,52 @@ pub(crate) async fn idle(args: IdleArgs) -> anyhow::Result<()> {
     let mut results = TargetResults::new(&name);
     results.idle = Some(result);
     emit(&args.common, &results, &[])
+}
+
+/// `skat-bench simnodes`: one row per node count.
+pub(crate) async fn simnodes(args: SimArgs) -> anyhow::Result<()> {
+    let mix = crate::simnodes::Mix {
+        users: args.users,
+        rooms: args.rooms,
+        rate: args.rate,
+        seconds: args.seconds,
+        shards: args.shards,
+        body_bytes: args.body,
+    };
+    let mut table = Table {
+        header: [
+            "nodes",
+            "subscriptions",
+            "idle cmds/s",
+            "idle Redis cores",
+            "cmds/s",
+            "Redis cores",
+            "busiest shard",
+            "out MB/s",
+            "node deliveries/s",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        rows: Vec::new(),
+    };
+    let mut results = Vec::new();
+    for &nodes in &args.nodes {
+        let result =
+            crate::simnodes::run(&args.redis_bin, Some(&args.redis_cpus), nodes, &mix).await?;
+        table.rows.push(vec![
+            nodes.to_string(),
+            result.subscriptions.to_string(),
+            format!("{:.0}", result.idle.commands_per_sec),
+            format!("{:.3}", result.idle.cpu_cores),
+            format!("{:.0}", result.traffic.commands_per_sec),
+            format!("{:.2}", result.traffic.cpu_cores),
+            format!("{:.2}", result.traffic.busiest_shard_cores),
+            format!("{:.1}", result.traffic.out_bytes_per_sec / 1e6),
+            format!("{:.0}", result.node_deliveries_per_sec),
+        ]);
+        eprintln!("{}", table.render());
+        results.push(result);
+    }
+    let json = serde_json::json!({ "mix": mix, "results": results });
+    report::emit(&table, &json, false, args.out.as_deref())
 }

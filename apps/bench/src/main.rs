@@ -18,6 +18,7 @@ mod procs;
 mod proto;
 mod redis;
 mod report;
+mod simnodes;
 mod storm;
 mod suite;
 mod wire;
@@ -46,6 +47,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 Command::Load(args) => Box::pin(commands::load(args)).await,
                 Command::Storm(args) => commands::storm(args).await,
                 Command::Idle(args) => commands::idle(args).await,
+                Command::Simnodes(args) => Box::pin(commands::simnodes(args)).await,
                 Command::Worker => Ok(()),
             }
         };

@@ -149,11 +149,11 @@ impl Proc {
 
 /// A directory removed when dropped.
 #[derive(Debug)]
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
     /// Creates a fresh directory under the system's temp dir.
-    fn new(tag: &str) -> anyhow::Result<Self> {
+    pub(crate) fn new(tag: &str) -> anyhow::Result<Self> {
         let path = std::env::temp_dir().join(format!(
             "skat-bench-{}-{tag}-{}",
             std::process::id(),
@@ -165,7 +165,7 @@ impl TempDir {
     }
 
     /// Its path.
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -247,7 +247,14 @@ impl Deployment {
                     TargetKind::Cluster => spec.shards.max(1),
                     _ => 0,
                 };
-                let (procs, seeds) = crate::redis::start(spec, shards, cpus, dir.path()).await?;
+                let (procs, seeds) = crate::redis::start(
+                    &spec.redis_bin,
+                    spec.kind == TargetKind::Cluster,
+                    shards,
+                    cpus,
+                    dir.path(),
+                )
+                .await?;
                 redis = procs;
                 redis_ports.clone_from(&seeds);
                 let redis_url = (!seeds.is_empty()).then(|| {

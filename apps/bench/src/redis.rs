@@ -7,17 +7,17 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::procs::{Probe, Proc, ServerSpec, TargetKind, free_port, wait_ready};
+use crate::procs::{Probe, Proc, free_port, wait_ready};
 
-/// Starts `shards` redis-servers (cluster-enabled for the cluster target) and, for a cluster,
-/// assigns them the slots; returns them and their ports.
+/// Starts `shards` redis-servers from `bin` (cluster-enabled masters if `cluster`, which then
+/// get the slots); returns them and their ports.
 pub(crate) async fn start(
-    spec: &ServerSpec,
+    bin: &Path,
+    cluster: bool,
     shards: usize,
     cpus: Option<&str>,
     dir: &Path,
 ) -> anyhow::Result<(Vec<Proc>, Vec<u16>)> {
-    let cluster = spec.kind == TargetKind::Cluster;
     let (mut procs, mut ports) = (Vec::new(), Vec::new());
     for shard in 0..shards {
         let port = free_port()?;
@@ -45,7 +45,7 @@ pub(crate) async fn start(
         } else {
             format!("redis{}", shard + 1)
         };
-        let mut proc = Proc::spawn(&role, &spec.redis_bin, &args, &[], cpus, dir)?;
+        let mut proc = Proc::spawn(&role, bin, &args, &[], cpus, dir)?;
         wait_ready(&mut proc, port, Probe::RedisPing).await?;
         procs.push(proc);
         ports.push(port);
