@@ -37,6 +37,11 @@ pub(crate) enum Command {
     /// Redis's load as the number of nodes grows, with simulated nodes (real broker clients,
     /// no WebSockets) on a Redis Cluster.
     Simnodes(SimArgs),
+    /// The per-unit figures of the capacity model (CPU per delivery, memory per connection,
+    /// Redis work per message...), measured on this box (about five minutes).
+    Units(UnitsArgs),
+    /// The capacity model: what N users need, scaled from measured units (see CAPACITY.md).
+    Capacity(CapacityArgs),
     /// (internal) A client worker, driven over stdin and stdout by the coordinator.
     #[command(hide = true)]
     Worker,
@@ -277,6 +282,55 @@ pub(crate) struct SimArgs {
     /// Also write the JSON results to this file.
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
+}
+
+/// `skat-bench units`.
+#[derive(Debug, Args)]
+pub(crate) struct UnitsArgs {
+    /// Shared options (binaries; --out writes the units as JSON).
+    #[command(flatten)]
+    pub(crate) common: Common,
+}
+
+/// `skat-bench capacity`.
+#[derive(Debug, Args)]
+pub(crate) struct CapacityArgs {
+    /// The units `skat-bench units --out` wrote.
+    #[arg(long, default_value = "target/bench/units.json")]
+    pub(crate) units: PathBuf,
+    /// Deployment sizes, in concurrent users.
+    #[arg(long, value_delimiter = ',', default_value = "100000,1000000,10000000")]
+    pub(crate) users: Vec<f64>,
+    /// Rooms each user is in.
+    #[arg(long, default_value_t = 3.0)]
+    pub(crate) rooms_per_user: f64,
+    /// Members of an average room.
+    #[arg(long, default_value_t = 20.0)]
+    pub(crate) room_size: f64,
+    /// Messages each user sends per minute.
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) messages_per_user_per_min: f64,
+    /// Average connection life in minutes (each reconnect rejoins the user's rooms).
+    #[arg(long, default_value_t = 30.0)]
+    pub(crate) session_minutes: f64,
+    /// Cores of one node.
+    #[arg(long, default_value_t = 8.0)]
+    pub(crate) node_cores: f64,
+    /// Memory of one node, GiB.
+    #[arg(long, default_value_t = 16.0)]
+    pub(crate) node_mem_gib: f64,
+    /// Connections one node may hold (its open-file limit).
+    #[arg(long, default_value_t = 100_000.0)]
+    pub(crate) conns_per_node: f64,
+    /// Share of each resource planned to be used.
+    #[arg(long, default_value_t = 0.6)]
+    pub(crate) utilization: f64,
+    /// Members of the busiest room.
+    #[arg(long, default_value_t = 5000.0)]
+    pub(crate) hot_room_size: f64,
+    /// Messages per second in the busiest room.
+    #[arg(long, default_value_t = 20.0)]
+    pub(crate) hot_room_rate: f64,
 }
 
 #[cfg(test)]

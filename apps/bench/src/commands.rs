@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::cli::{Common, IdleArgs, LoadArgs, SimArgs, StormArgs, TargetArgs};
+use crate::cli::{
+    CapacityArgs, Common, IdleArgs, LoadArgs, SimArgs, StormArgs, TargetArgs, UnitsArgs,
+};
 use crate::fleet::Harness;
 use crate::load::{Phase, Session, Shape};
 use crate::procs::Deployment;
@@ -144,4 +146,36 @@ pub(crate) async fn simnodes(args: SimArgs) -> anyhow::Result<()> {
     }
     let json = serde_json::json!({ "mix": mix, "results": results });
     report::emit(&table, &json, false, args.out.as_deref())
+}
+
+/// `skat-bench units`: measures, prints and (with --out) writes the units.
+pub(crate) async fn units(args: UnitsArgs) -> anyhow::Result<()> {
+    let units = crate::units::measure(&args).await?;
+    let text = serde_json::to_string_pretty(&units)?;
+    println!("{text}");
+    if let Some(path) = &args.common.out {
+        std::fs::write(path, &text)?;
+        eprintln!("units written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// `skat-bench capacity`: the model's tables, in Markdown, from measured units.
+pub(crate) fn capacity(args: &CapacityArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let text = std::fs::read_to_string(&args.units).with_context(|| {
+        format!(
+            "cannot read {} (run `skat-bench units --out` first)",
+            args.units.display()
+        )
+    })?;
+    let units: crate::units::Units = serde_json::from_str(&text)?;
+    let assumed = crate::capacity::assumptions(args);
+    let plans: Vec<_> = args
+        .users
+        .iter()
+        .map(|&users| crate::capacity::plan(users, &assumed, &units))
+        .collect();
+    print!("{}", crate::capacity::markdown(&units, &assumed, &plans));
+    Ok(())
 }

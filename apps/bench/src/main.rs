@@ -7,6 +7,7 @@
 // A command-line tool: its results go to stdout.
 #![allow(clippy::print_stdout)]
 
+mod capacity;
 mod cli;
 mod commands;
 mod fleet;
@@ -21,6 +22,7 @@ mod report;
 mod simnodes;
 mod storm;
 mod suite;
+mod units;
 mod wire;
 mod worker;
 
@@ -48,6 +50,8 @@ fn main() -> anyhow::Result<ExitCode> {
                 Command::Storm(args) => commands::storm(args).await,
                 Command::Idle(args) => commands::idle(args).await,
                 Command::Simnodes(args) => Box::pin(commands::simnodes(args)).await,
+                Command::Units(args) => Box::pin(commands::units(args)).await,
+                Command::Capacity(args) => commands::capacity(&args),
                 Command::Worker => Ok(()),
             }
         };

@@ -49,6 +49,16 @@ pub(crate) fn read_cpu(pid: u32) -> anyhow::Result<CpuTicks> {
     parse_stat(&stat)
 }
 
+/// Bytes sent over the loopback interface so far, headers included (`/proc/net/dev`): on this
+/// box, every byte between the bench's clients, the nodes and Redis.
+pub(crate) fn read_loopback_tx() -> anyhow::Result<u64> {
+    let dev = std::fs::read_to_string("/proc/net/dev").context("cannot read /proc/net/dev")?;
+    dev.lines()
+        .find_map(|line| line.trim_start().strip_prefix("lo:"))
+        .and_then(|counters| counters.split_whitespace().nth(8)?.parse().ok())
+        .context("no lo line in /proc/net/dev")
+}
+
 /// Parses `VmRSS` (KiB) out of `/proc/<pid>/status`.
 fn parse_vmrss_kib(status: &str) -> anyhow::Result<u64> {
     let line = status
