@@ -173,6 +173,19 @@ bench *ARGS:
     export SKAT_BENCH_SKAT_BIN="${SKAT_BENCH_SKAT_BIN:-$target_dir/release/skat-server}"
     "$target_dir/release/skat-bench" suite {{ARGS}}
 
+# The capacity model (CAPACITY.md), about 7 minutes: measures the per-unit costs on this box
+# (`skat-bench units`, into target/bench/units.json), prints the model's tables for 100k, 1M and
+# 10M users (`skat-bench capacity`; extra args go to it, e.g. `just capacity --room-size 50`),
+# then Redis's load with 10 to 200 simulated nodes (`skat-bench simnodes`).
+capacity *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build --release -p skat-server -p skat-bench
+    mkdir -p target/bench
+    target/release/skat-bench units --out target/bench/units.json > /dev/null
+    target/release/skat-bench capacity --units target/bench/units.json {{ARGS}}
+    target/release/skat-bench simnodes --out target/bench/simnodes.json
+
 # Format all code.
 fmt:
     cargo fmt --all

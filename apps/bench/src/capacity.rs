@@ -44,6 +44,8 @@ pub(crate) struct Plan {
     /// Nodes a room's members are spread over, on average.
     pub(crate) nodes_per_room: f64,
     pub(crate) node_cores_used: f64,
+    /// How many times the message rate could grow before node CPU binds, with these nodes.
+    pub(crate) cpu_headroom: f64,
     pub(crate) node_out_mb_per_sec: f64,
     /// Redis CPU in cores (one core per shard at most), and shards at the planned
     /// utilization.
@@ -70,7 +72,8 @@ fn nodes_per_room(size: f64, nodes: f64) -> f64 {
 pub(crate) fn plan(users: f64, a: &Assumptions, u: &Units) -> Plan {
     let rooms = users * a.rooms_per_user / a.room_size;
     let messages = users * a.messages_per_user_per_min / 60.0;
-    let deliveries = messages * a.room_size;
+    // The average rooms' deliveries, and the busiest room's on top.
+    let deliveries = messages * a.room_size + a.hot_room_rate * a.hot_room_size;
     let joins = users * a.rooms_per_user / (a.session_minutes * 60.0);
     // Nodes: enough for connections, memory and CPU; the spread of rooms over nodes (and with
     // it the per-message work) depends on their number, so iterate.
@@ -111,16 +114,26 @@ pub(crate) fn plan(users: f64, a: &Assumptions, u: &Units) -> Plan {
     let hot_share =
         a.hot_room_rate * (u.redis_cpu_us_per_message + hot_spread * u.redis_cpu_us_per_push) / 1e6;
     let node_out = deliveries * u.wire_bytes_per_delivery / nodes / 1e6;
+    let node_limit = match by {
+        "cpu" => "node CPU (the kernel's TCP sends, mostly): add nodes",
+        "memory" => "node memory: add nodes or memory",
+        _ => "connections per node (file limit): raise it, or add nodes",
+    };
+    let push_share = spread * u.redis_cpu_us_per_push
+        / (u.redis_cpu_us_per_message + spread * u.redis_cpu_us_per_push).max(1e-9);
+    let redis_note = if push_share > 0.5 {
+        format!(
+            "; Redis: pub/sub fan-out to {spread:.0} nodes per room is {:.0}% of its CPU (fewer \
+             nodes per room: route a room's users to the same nodes)",
+            push_share * 100.0
+        )
+    } else {
+        String::new()
+    };
     let bottleneck = if hot_share > a.utilization {
         "the hot room: its shard's core (split the room, or rate-limit it)".to_owned()
-    } else if shards > nodes {
-        "Redis: more shard cores than node hosts".to_owned()
     } else {
-        match by {
-            "cpu" => "node CPU (the kernel's TCP sends, mostly): add nodes".to_owned(),
-            "memory" => "node memory: add nodes or memory".to_owned(),
-            _ => "connections per node (file limit): raise it, or add nodes".to_owned(),
-        }
+        format!("{node_limit}{redis_note}")
     };
     Plan {
         users,
@@ -131,6 +144,7 @@ pub(crate) fn plan(users: f64, a: &Assumptions, u: &Units) -> Plan {
         nodes_by: by,
         nodes_per_room: spread,
         node_cores_used: cores / nodes,
+        cpu_headroom: a.node_cores * a.utilization * nodes / cores.max(1e-9),
         node_out_mb_per_sec: node_out,
         redis_cores,
         shards,
@@ -168,14 +182,15 @@ pub(crate) fn markdown(units: &Units, a: &Assumptions, plans: &[Plan]) -> String
     ));
     out.push_str(
         "| users | rooms | messages/s | deliveries/s | nodes (by) | cores used per node | \
-         out per node, MB/s | Redis cores | shards | Redis commands/s | presence in Redis, GiB \
-         | hot room's share of its shard | first bottleneck |\n",
+         message rate before node CPU binds | out per node, MB/s | Redis cores | shards | \
+         Redis commands/s | presence in Redis, GiB | hot room's share of its shard | first \
+         bottleneck |\n",
     );
-    out.push_str(&"| --- ".repeat(13));
+    out.push_str(&"| --- ".repeat(14));
     out.push_str("|\n");
     for p in plans {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} ({}) | {:.1} | {:.0} | {:.2} | {} | {} | {:.2} | {:.0}% | {} |\n",
+            "| {} | {} | {} | {} | {} ({}) | {:.1} | ×{:.1} | {:.0} | {:.2} | {} | {} | {:.2} | {:.0}% | {} |\n",
             human(p.users),
             human(p.rooms),
             human(p.messages_per_sec),
@@ -183,6 +198,7 @@ pub(crate) fn markdown(units: &Units, a: &Assumptions, plans: &[Plan]) -> String
             p.nodes,
             p.nodes_by,
             p.node_cores_used,
+            p.cpu_headroom,
             p.node_out_mb_per_sec,
             p.redis_cores,
             p.shards,
@@ -269,7 +285,9 @@ mod tests {
         let big = plan(10_000_000.0, &a, &u);
         assert!(big.nodes > small.nodes && big.redis_cores > small.redis_cores);
         assert!((small.messages_per_sec - 100_000.0 / 60.0).abs() < 1e-6);
-        assert!((small.deliveries_per_sec - small.messages_per_sec * 20.0).abs() < 1e-6);
+        let hot = a.hot_room_size * a.hot_room_rate;
+        assert!((small.deliveries_per_sec - small.messages_per_sec * 20.0 - hot).abs() < 1e-6);
+        assert!(small.cpu_headroom >= 1.0);
         // Every node serves its share within the planned use.
         assert!(big.node_cores_used <= a.node_cores * a.utilization + 1e-9);
         assert!(markdown(&u, &a, &[small, big]).contains("| 10.0M |"));
