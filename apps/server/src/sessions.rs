@@ -98,15 +98,15 @@ pub(crate) async fn keep_notices<B: Broker>(
     sessions: Arc<Sessions>,
     shutdown: CancellationToken,
 ) {
-    let first = subscribe(&*broker, &sessions).await;
+    let mut held = subscribe(&*broker, &sessions).await;
     tokio::spawn(async move {
-        let mut held = first;
         let mut delay = Duration::from_millis(100);
         loop {
-            if held.is_some() {
+            if let Some(subscription) = held.take() {
+                delay = Duration::from_millis(100);
                 tokio::select! {
                     () = shutdown.cancelled() => return,
-                    () = sessions.lost.notified() => held = None,
+                    () = sessions.lost.notified() => drop(subscription),
                 }
             } else {
                 tokio::select! {
@@ -115,12 +115,7 @@ pub(crate) async fn keep_notices<B: Broker>(
                 }
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
-            if held.is_none() {
-                held = subscribe(&*broker, &sessions).await;
-                if held.is_some() {
-                    delay = Duration::from_millis(100);
-                }
-            }
+            held = subscribe(&*broker, &sessions).await;
         }
     });
 }

@@ -124,12 +124,14 @@ pub(super) async fn history<B: Broker>(
         Ok(limit) => limit as usize,
         Err(refused) => return invalid(&refused),
     };
-    let before = match query.before.as_deref().map(str::parse::<MessageId>) {
-        None => None,
-        Some(Ok(id)) => Some(id),
-        Some(Err(err)) => {
-            return failure(StatusCode::BAD_REQUEST, "invalid_id", &err.to_string());
-        }
+    let before = match query
+        .before
+        .as_deref()
+        .map(str::parse::<MessageId>)
+        .transpose()
+    {
+        Ok(before) => before,
+        Err(err) => return failure(StatusCode::BAD_REQUEST, "invalid_id", &err.to_string()),
     };
     let started = Instant::now();
     let page = state.broker().history(&room, before, limit).await;

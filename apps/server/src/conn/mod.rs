@@ -13,11 +13,14 @@
 //! a slow consumer, nor reads more requests; output that makes no progress for a whole idle
 //! timeout closes it.
 //!
-//! The requests themselves (`hello`, `join`, …) are in `requests`.
+//! The requests themselves (`hello`, `join`, …) are in `requests`; the ways a connection ends, and
+//! the close frame of each, in `stop`.
 
 mod requests;
+mod stop;
 
 pub(crate) use requests::keep_newest_within;
+use stop::Stop;
 
 use std::future::{Future, poll_fn};
 use std::net::IpAddr;
@@ -27,7 +30,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use skat_broker::{Broker, MessageId};
-use skat_protocol::{ErrorCode, ServerFrame, close, encode_server};
+use skat_protocol::{ErrorCode, ServerFrame, encode_server};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
 use tokio_util::sync::WaitForCancellationFutureOwned;
@@ -38,96 +41,12 @@ use crate::access::RoomGrants;
 use crate::limits::{IpSlot, TokenBucket};
 use crate::outbox::{Batch, Eviction, Outbox};
 use crate::rooms::{ConnId, FrameKind, RoomFrame};
-use crate::ws::{self, FrameError, Incoming, ReadError, WsStream};
+use crate::ws::{self, Incoming, ReadError, WsStream};
 
-/// Close reason sent to a client evicted for not reading fast enough.
-pub(crate) const SLOW_CONSUMER_REASON: &str = "slow consumer: outbound queue full";
-/// Close reason sent to every client when the node shuts down (code 1012): reconnect, possibly
-/// to another node.
-pub(crate) const SERVICE_RESTART_REASON: &str = "service restart";
-/// Close reason when the broker ends a room subscription the connection depends on.
-pub(crate) const ROOM_LOST_REASON: &str = "room subscription lost, reconnect";
-/// Close reason for a WebSocket message above the configured size limit.
-pub(crate) const MESSAGE_TOO_BIG_REASON: &str = "message too big";
-/// Close reason when the connection's token expired (code 4001).
-pub(crate) const TOKEN_EXPIRED_REASON: &str = "token expired";
 /// How long a closing handshake may take before the socket is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Unwritten output above which the connection stops taking room frames and requests.
 const HIGH_WATER: usize = 64 * 1024;
-
-/// WebSocket close codes (RFC 6455 §7.4.1).
-mod code {
-    pub(super) const NORMAL: u16 = 1000;
-    pub(super) const AWAY: u16 = 1001;
-    pub(super) const PROTOCOL: u16 = 1002;
-    pub(super) const INVALID_PAYLOAD: u16 = 1007;
-    pub(super) const POLICY: u16 = 1008;
-    pub(super) const SIZE: u16 = 1009;
-    pub(super) const ERROR: u16 = 1011;
-    pub(super) const SERVICE_RESTART: u16 = 1012;
-}
-
-/// Why the connection loop stopped.
-#[derive(Debug)]
-enum Stop {
-    /// The socket closed or failed: nothing more to send.
-    Gone,
-    /// The client started the closing handshake.
-    ClientClosed,
-    /// The node is shutting down.
-    Shutdown,
-    /// The room registry evicted the client.
-    Evicted(Eviction),
-    /// The client broke the WebSocket protocol or its size limits.
-    Violation(FrameError),
-    /// No `hello` within the hello timeout.
-    HelloTimeout,
-    /// No frame (not even a pong) within the idle timeout, or output not read for as long.
-    Idle,
-    /// Signed mode: `hello` without a valid token.
-    Unauthorized,
-    /// Signed mode: the token expired and no `refresh` replaced it.
-    TokenExpired,
-}
-
-impl Stop {
-    /// The ending's name in metrics (`skat_connections_closed_total{reason}`).
-    fn label(&self) -> &'static str {
-        match self {
-            Self::Gone => "gone",
-            Self::ClientClosed => "client_closed",
-            Self::Shutdown => "shutdown",
-            Self::Evicted(Eviction::SlowConsumer) => "slow_consumer",
-            Self::Evicted(Eviction::RoomLost) => "room_lost",
-            Self::Evicted(Eviction::Disconnected(_)) => "disconnected",
-            Self::Violation(_) => "protocol_violation",
-            Self::HelloTimeout => "hello_timeout",
-            Self::Idle => "idle",
-            Self::Unauthorized => "unauthorized",
-            Self::TokenExpired => "token_expired",
-        }
-    }
-
-    /// The close frame this ending sends, if the socket can still take one.
-    fn close_frame(&self) -> Option<(u16, &str)> {
-        Some(match self {
-            Self::Gone => return None,
-            Self::ClientClosed => (code::NORMAL, ""),
-            Self::Shutdown => (code::SERVICE_RESTART, SERVICE_RESTART_REASON),
-            Self::HelloTimeout => (code::POLICY, "hello timeout"),
-            Self::Idle => (code::AWAY, "idle timeout"),
-            Self::Unauthorized => (code::POLICY, "unauthorized"),
-            Self::TokenExpired => (close::TOKEN_EXPIRED, TOKEN_EXPIRED_REASON),
-            Self::Evicted(Eviction::SlowConsumer) => (code::POLICY, SLOW_CONSUMER_REASON),
-            Self::Evicted(Eviction::RoomLost) => (code::ERROR, ROOM_LOST_REASON),
-            Self::Evicted(Eviction::Disconnected(reason)) => (close::DISCONNECTED, reason),
-            Self::Violation(FrameError::TooBig) => (code::SIZE, MESSAGE_TOO_BIG_REASON),
-            Self::Violation(FrameError::InvalidUtf8) => (code::INVALID_PAYLOAD, "invalid UTF-8"),
-            Self::Violation(FrameError::Protocol(_)) => (code::PROTOCOL, "protocol error"),
-        })
-    }
-}
 
 /// A connection's view of one joined room.
 struct JoinedRoom {

@@ -213,17 +213,11 @@ async fn hold_everything(store: &Store) -> Result<(), RedisBrokerError> {
             .query_async(&mut store.conn.clone())
             .await?;
     }
+    // Every room is held, so `presence_join` lists none again.
     for chunk in pairs.chunks(CHUNK) {
-        let writes = chunk.iter().map(|(room, user)| {
-            let keys = store.keys(room);
-            async move {
-                let _: i64 = Store::with_presence_keys(&store.scripts.presence_join, &keys)
-                    .arg(user)
-                    .invoke_async(&mut store.conn.clone())
-                    .await?;
-                Ok::<_, RedisBrokerError>(())
-            }
-        });
+        let writes = chunk
+            .iter()
+            .map(|(room, user)| store.presence_join(room, user));
         futures_util::future::try_join_all(writes).await?;
     }
     Ok(())

@@ -51,8 +51,6 @@ impl std::fmt::Debug for Store {
 pub(super) struct Keys {
     pub(super) stream: String,
     pub(super) channel: String,
-    /// This node instance's users in the room.
-    pub(super) held: String,
     pub(super) users: String,
     pub(super) trimmed: String,
 }
@@ -72,6 +70,11 @@ impl Store {
     /// The set of the users `instance` holds in `room`.
     pub(super) fn held_key(&self, room: &str, instance: &str) -> String {
         self.key(room, &format!("held:{instance}"))
+    }
+
+    /// The set of the users this node instance holds in `room`.
+    pub(super) fn own_held_key(&self, room: &str) -> String {
+        self.held_key(room, &self.instance())
     }
 
     /// The rooms `instance` has held entries in.
@@ -99,7 +102,6 @@ impl Store {
         Keys {
             stream: self.key(room, "stream"),
             channel: self.channel(room),
-            held: self.held_key(room, &self.instance()),
             users: self.key(room, "users"),
             trimmed: self.key(room, "trimmed"),
         }
@@ -158,12 +160,13 @@ impl Store {
     }
 
     /// `script` with the room's presence keys, as every presence script takes them first:
-    /// this instance's held set, the users hash, the channel.
+    /// an instance's held set (`held`), the users hash, the channel.
     pub(super) fn with_presence_keys<'a>(
         script: &'a redis::Script,
+        held: &str,
         keys: &Keys,
     ) -> redis::ScriptInvocation<'a> {
-        let mut invocation = script.key(&keys.held);
+        let mut invocation = script.key(held);
         invocation.key(&keys.users).key(&keys.channel);
         invocation
     }
@@ -191,10 +194,11 @@ impl Store {
     ) -> Result<(), RedisBrokerError> {
         self.list_room(room).await?;
         let keys = self.keys(room);
-        let _: i64 = Self::with_presence_keys(&self.scripts.presence_join, &keys)
-            .arg(user)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+        let _: i64 =
+            Self::with_presence_keys(&self.scripts.presence_join, &self.own_held_key(room), &keys)
+                .arg(user)
+                .invoke_async(&mut self.conn.clone())
+                .await?;
         Ok(())
     }
 
@@ -206,10 +210,14 @@ impl Store {
         user: &str,
     ) -> Result<(), RedisBrokerError> {
         let keys = self.keys(room);
-        let _: i64 = Self::with_presence_keys(&self.scripts.presence_leave, &keys)
-            .arg(user)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+        let _: i64 = Self::with_presence_keys(
+            &self.scripts.presence_leave,
+            &self.own_held_key(room),
+            &keys,
+        )
+        .arg(user)
+        .invoke_async(&mut self.conn.clone())
+        .await?;
         Ok(())
     }
 
