@@ -52,10 +52,15 @@ pub struct ServerConfig {
     /// page and pages back with `history`.
     #[arg(long, env = "SKAT_RECOVERY_LIMIT", default_value_t = 1000)]
     pub recovery_limit: usize,
-    /// Most bytes of messages in one reply (`joined`, `history`), as
-    /// `skat_broker::message_size` counts them: a recovery over it gets the latest page
-    /// instead, and a page over it is cut (with `has_more`), so no reply grows with a room's
-    /// history or what a client missed.
+    /// Most bytes of messages in one reply (`joined`, `history`, the API's history), counted
+    /// encoded as they go on the wire (`skat_protocol::message_size`: JSON escapes included): a
+    /// recovery over it gets the latest page instead, and a page over it is cut (with
+    /// `has_more`), so no reply grows with a room's history or what a client missed. A reply's
+    /// `messages` array then holds less than this many bytes between its brackets, so the
+    /// whole frame is at most this much longer than the same frame without messages (its
+    /// envelope: type, room, members, epoch...). The one exception: a single message larger
+    /// than the bound on its own (a 4000-character body of control characters is 24 KB
+    /// escaped) is still sent, alone, so every message stays readable.
     #[arg(
         long,
         env = "SKAT_MAX_REPLY_BYTES",

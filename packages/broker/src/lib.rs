@@ -42,7 +42,7 @@ use std::sync::Arc;
 pub use memory::{MemoryBroker, MemoryBrokerConfig, MemoryError, MemorySubscription};
 #[cfg(feature = "redis")]
 pub use redis_backend::{RedisBroker, RedisBrokerError, RedisConfig, RedisSubscription};
-pub use skat_protocol::{InvalidMessageId, Message, MessageId};
+pub use skat_protocol::{InvalidMessageId, Message, MessageId, message_size};
 pub use sorted::SortedMap;
 pub use tally::Tally;
 
@@ -158,9 +158,10 @@ pub struct HistoryPage {
     pub has_more: bool,
 }
 
-/// How much a recovery may return: at most `limit` messages and `max_bytes` of them (as
-/// [`message_size`] counts). Past either, the client gets the latest page instead and pages
-/// back with `history`, so no reply grows with what a client missed.
+/// How much a recovery may return: at most `limit` messages and `max_bytes` of them as
+/// [`message_size`] counts them (their encoded size, which every backend counts the same way).
+/// Past either, the client gets the latest page instead and pages back with `history`, so no
+/// reply grows with what a client missed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recovery {
     /// Messages.
@@ -178,20 +179,6 @@ impl Recovery {
         }
     }
 }
-
-/// About how many bytes `message` takes in a frame: its text fields plus a fixed allowance for
-/// the JSON around them. Replies are bounded with it, the same way by every backend.
-pub fn message_size(message: &Message) -> usize {
-    MESSAGE_OVERHEAD
-        + message.room.len()
-        + message.id.text_len()
-        + message.from.len()
-        + message.body.len()
-        + message.nonce.as_ref().map_or(0, String::len)
-}
-
-/// The JSON of a `message` besides its text fields: keys, quotes, the timestamp.
-pub const MESSAGE_OVERHEAD: usize = 80;
 
 /// Where a connection joining a room resumes from, and how much it may be sent: see
 /// [`Broker::join_snapshot`].

@@ -46,16 +46,18 @@ impl MessageId {
 impl MessageId {
     /// The length of the id's text form, in bytes (what [`fmt::Display`] writes).
     pub fn text_len(self) -> usize {
-        fn digits(mut n: u64) -> usize {
-            let mut len = 1;
-            while n >= 10 {
-                n /= 10;
-                len += 1;
-            }
-            len
-        }
         digits(self.ms) + 1 + digits(self.seq)
     }
+}
+
+/// The number of decimal digits of `n`, as `Display` (and JSON) writes it.
+pub(crate) fn digits(mut n: u64) -> usize {
+    let mut len = 1;
+    while n >= 10 {
+        n /= 10;
+        len += 1;
+    }
+    len
 }
 
 impl fmt::Display for MessageId {

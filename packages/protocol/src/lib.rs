@@ -6,8 +6,9 @@
 //! `tests/golden.rs` pin the exact JSON.
 //!
 //! This is the only crate in the workspace that knows JSON: servers, brokers and clients exchange
-//! these typed values and call [`decode_client`], [`encode_server`] and friends at the edges. It
-//! depends on serde alone, so it compiles for native targets and for `wasm32-unknown-unknown`.
+//! these typed values and call [`decode_client`], [`encode_server`] and friends at the edges, and
+//! ask it what a message takes encoded ([`message_size`]) to bound replies by their bytes on the
+//! wire. It depends on serde alone, so it compiles for native targets and for `wasm32-unknown-unknown`.
 //!
 //! Compatibility rule: field names and error codes are a contract other clients code against. We
 //! add optional fields and new frame types; we never rename or remove.
@@ -17,12 +18,14 @@ mod codec;
 mod frames;
 mod id;
 mod names;
+mod sizes;
 mod validate;
 
 pub use codec::{DecodeError, decode_client, decode_server, encode_client, encode_server};
 pub use frames::{ClientFrame, ErrorCode, Message, ServerFrame};
 pub use id::{InvalidMessageId, MessageId};
 pub use names::{SYSTEM_SENDER, dm_room, dm_users};
+pub use sizes::{MESSAGE_FRAMING, NONCE_FRAMING, escaped_len, keep_newest_within, message_size};
 pub use validate::{
     DEFAULT_HISTORY_LIMIT, Invalid, MAX_BODY_CHARS, MAX_HISTORY_LIMIT, MAX_NAME_CHARS,
     MAX_NONCE_CHARS, MAX_ROOM_CHARS, validate_body, validate_history_limit, validate_name,

@@ -12,13 +12,12 @@ use skat_protocol::api::{
     encode_api,
 };
 use skat_protocol::{
-    Message, SYSTEM_SENDER, validate_body, validate_history_limit, validate_name, validate_nonce,
-    validate_room,
+    Message, SYSTEM_SENDER, keep_newest_within, validate_body, validate_history_limit,
+    validate_name, validate_nonce, validate_room,
 };
 
 use super::{Authorized, failure, invalid, json, unavailable};
 use crate::AppState;
-use crate::conn::keep_newest_within;
 use crate::metrics::BrokerCall;
 
 /// The reason a disconnected user sees when the backend gives none.

@@ -19,7 +19,6 @@
 mod requests;
 mod stop;
 
-pub(crate) use requests::keep_newest_within;
 use stop::Stop;
 
 use std::future::{Future, poll_fn};

@@ -6,13 +6,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use skat_broker::{
-    Broker, Message, MessageId, NewMessage, Published, Recovery, Resume, Snapshot, message_size,
-};
+use skat_broker::{Broker, MessageId, NewMessage, Published, Recovery, Resume, Snapshot};
 use skat_protocol::{
     ClientFrame, DEFAULT_HISTORY_LIMIT, ErrorCode, Invalid, PROTOCOL_VERSION, ServerFrame,
-    decode_client, validate_body, validate_history_limit, validate_name, validate_nonce,
-    validate_room,
+    decode_client, keep_newest_within, validate_body, validate_history_limit, validate_name,
+    validate_nonce, validate_room,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -425,60 +423,5 @@ where
                 );
             }
         }
-    }
-}
-
-/// Drops the oldest of `messages` (oldest first) until the rest fits in `max_bytes` (at least
-/// one is kept, which its size limit bounds anyway); returns whether any was dropped. The client
-/// pages back from the oldest one kept.
-pub(crate) fn keep_newest_within(messages: &mut Vec<Message>, max_bytes: usize) -> bool {
-    let mut bytes = 0usize;
-    let keep = messages
-        .iter()
-        .rev()
-        .take_while(|m| {
-            bytes = bytes.saturating_add(message_size(m));
-            bytes <= max_bytes
-        })
-        .count()
-        .max(1)
-        .min(messages.len());
-    let cut = messages.len() - keep;
-    messages.drain(..cut);
-    cut > 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn message(body: &str) -> Message {
-        Message {
-            room: "r".into(),
-            id: MessageId { ms: 1, seq: 0 },
-            from: "a".into(),
-            body: body.into(),
-            ts: 1,
-            nonce: None,
-        }
-    }
-
-    #[test]
-    fn pages_keep_their_newest_messages_within_the_bound() {
-        let page: Vec<Message> = ["old", "mid", "new"].map(message).into();
-        let size = message_size(&page[0]);
-        let mut all = page.clone();
-        assert!(!keep_newest_within(&mut all, 3 * size));
-        assert_eq!(all, page);
-        let mut two = page.clone();
-        assert!(keep_newest_within(&mut two, 2 * size + 1));
-        assert_eq!(two, page[1..]);
-        let mut one = page.clone();
-        assert!(
-            keep_newest_within(&mut one, 1),
-            "the newest is kept whatever its size"
-        );
-        assert_eq!(one, page[2..]);
-        assert!(!keep_newest_within(&mut Vec::new(), 1));
     }
 }

@@ -168,7 +168,7 @@ pub async fn recovery<B: Broker>(broker: &B, history_len: usize) {
 }
 
 /// A join that recovers up to 100 messages, else gets the latest `page`.
-fn resume(page: usize) -> Resume<'static> {
+pub(super) fn resume(page: usize) -> Resume<'static> {
     Resume {
         since: None,
         epoch: None,

@@ -8,6 +8,7 @@
 
 mod messages;
 mod presence;
+mod sizes;
 
 pub use messages::{
     boundary_ids, history_is_bounded, history_pages_backwards,
@@ -17,6 +18,7 @@ pub use messages::{
 pub use presence::{
     notices_and_rooms, presence_counts_nodes, presence_spans_nodes, typing_reaches_subscribers,
 };
+pub use sizes::recovery_counts_encoded_bytes;
 
 use std::future::Future;
 use std::time::Duration;
@@ -38,6 +40,7 @@ where
     history_pages_backwards(&make().await).await;
     history_is_bounded(&make().await, history_len).await;
     recovery(&make().await, history_len).await;
+    recovery_counts_encoded_bytes(&make().await).await;
     join_snapshot(&make().await, history_len).await;
     presence_counts_nodes(&make().await).await;
     retries_with_the_same_nonce_are_not_stored_twice(&make().await).await;

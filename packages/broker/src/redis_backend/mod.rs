@@ -417,7 +417,7 @@ impl Broker for RedisBroker {
             .arg(recovery.limit)
             .arg(page)
             .arg(recovery.max_bytes)
-            .arg(crate::MESSAGE_OVERHEAD + room.len())
+            .arg(skat_protocol::MESSAGE_FRAMING + skat_protocol::escaped_len(room))
             .arg(epoch.unwrap_or(""))
             .invoke_async(&mut self.store.conn.clone())
             .await?;

@@ -7,6 +7,9 @@
 //!   (`SPUBLISH` in a cluster, where a room's channel is sharded, else `PUBLISH`).
 //! - `join_presence.lua` defines `join_presence()`; `ensure_epoch.lua` makes the room's epoch if
 //!   needed and reads it into `epoch` (the epoch key is always the script's last key).
+//! - `message_size.lua` defines `message_size()`, which counts a stored message's encoded size
+//!   as the protocol crate does; the join script gets the protocol's `NONCE_FRAMING` as a
+//!   constant before it, so the Lua and the Rust count from one source.
 
 use redis::Script;
 
@@ -42,6 +45,8 @@ impl Scripts {
                 include_str!("lua/epoch.lua"),
             ]),
             join: script(&[
+                &format!("local NONCE_FRAMING = {}\n", skat_protocol::NONCE_FRAMING),
+                include_str!("lua/message_size.lua"),
                 include_str!("lua/join_presence.lua"),
                 include_str!("lua/ensure_epoch.lua"),
                 include_str!("lua/join.lua"),

@@ -1,7 +1,7 @@
 -- What a `joined` needs, in one round trip. After join_presence.lua and ensure_epoch.lua.
 -- KEYS: held, users, channel, stream, trimmed, epoch. ARGV: user, join presence (1/0), since
--- ('' for none), recovery limit, page, recovery byte bound, bytes a message counts beyond its id
--- and stored text (see `message_size`), the client's epoch ('' for none).
+-- ('' for none), recovery limit, page, recovery byte bound, bytes every message of the room
+-- counts beyond its fields (see message_size.lua), the client's epoch ('' for none).
 -- Returns {members, entries, recovered (1/0), epoch}: the messages after `since` if they are all
 -- kept and within both bounds (read in chunks, stopping as soon as they are over), else the
 -- latest `page`, newest first.
@@ -30,7 +30,7 @@ if ARGV[3] ~= '' and same_history and redis.call('EXISTS', KEYS[4]) == 1 then
     while fits do
       local chunk = redis.call('XRANGE', KEYS[4], start, '+', 'COUNT', CHUNK)
       for _, entry in ipairs(chunk) do
-        bytes = bytes + fixed + #entry[1] + #entry[2][2]
+        bytes = bytes + message_size(fixed, entry[1], entry[2][2])
         if #missed == limit or bytes > max_bytes then
           fits = false
           break
