@@ -68,7 +68,7 @@ pub struct Limits {
     #[arg(long, env = "SKAT_MAX_HANDSHAKES_PER_IP", value_name = "N")]
     pub max_handshakes_per_ip: Option<usize>,
     /// Seconds a connection may spend before its WebSocket upgrade (plain HTTP requests, or
-    /// none): after half of it the connection takes no new request, at it the connection is
+    /// none): after half of it its answers say `Connection: close`, at it the connection is
     /// closed whatever it is doing, even writing to a client that does not read.
     #[arg(
         long = "http-timeout",

@@ -243,6 +243,31 @@ async fn keep_alive_serves_a_page_load_and_is_bounded() {
     );
 }
 
+#[tokio::test]
+async fn after_half_its_deadline_a_connection_takes_no_new_request() {
+    let node = node(ServerConfig {
+        limits: Limits {
+            http_timeout: Duration::from_secs(1),
+            ..test_config().limits
+        },
+        ..test_config()
+    })
+    .await;
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(node.addr).await.unwrap();
+    let get = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    stream.write_all(get).await.unwrap();
+    let (head, _) = response(&mut stream).await;
+    assert!(!head.contains("connection: close"), "{head}");
+    tokio::time::sleep_until(started + Duration::from_millis(600)).await;
+    stream.write_all(get).await.unwrap();
+    let (head, _) = response(&mut stream).await;
+    assert!(head.contains("connection: close"), "the last: {head}");
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest)).await;
+    assert!(matches!(ended, Ok(Ok(0))), "then closed: {ended:?}");
+}
+
 /// A node on `[::]` (dual-stack) behind a proxy at 127.0.0.1, one WebSocket per address.
 #[tokio::test]
 async fn a_dual_stack_node_counts_clients_as_the_hosts_they_are() {
