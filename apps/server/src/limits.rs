@@ -274,7 +274,10 @@ mod tests {
 
     #[test]
     fn ipv6_counts_per_64() {
-        assert_eq!(key("2001:db8:0:1::1"), key("2001:db8:0:1:ffff:ffff:ffff:ffff"));
+        assert_eq!(
+            key("2001:db8:0:1::1"),
+            key("2001:db8:0:1:ffff:ffff:ffff:ffff")
+        );
         assert_eq!(key("2001:db8:0:1::1"), AddrKey::V6(0x2001_0db8_0000_0001));
         assert_ne!(key("2001:db8:0:1::1"), key("2001:db8:0:2::1"));
         let table = Arc::new(PerIp::default());

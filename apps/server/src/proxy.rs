@@ -144,7 +144,11 @@ mod tests {
         assert!(is_trusted(mapped_proxy, &trusted));
         // A mapped trusted hop is walked past; a mapped client comes out as IPv4.
         assert_eq!(
-            client_ip(mapped_proxy, &headers(&["::ffff:1.2.3.4, ::ffff:10.0.0.9"]), &trusted),
+            client_ip(
+                mapped_proxy,
+                &headers(&["::ffff:1.2.3.4, ::ffff:10.0.0.9"]),
+                &trusted
+            ),
             ip("1.2.3.4")
         );
         // An untrusted mapped peer is the client, in its IPv4 form.
@@ -170,7 +174,10 @@ mod tests {
             "::/64",
             "not a mapped range"
         );
-        assert_eq!(parse_proxy("2001:db8::/32").unwrap().to_string(), "2001:db8::/32");
+        assert_eq!(
+            parse_proxy("2001:db8::/32").unwrap().to_string(),
+            "2001:db8::/32"
+        );
     }
 
     #[test]

@@ -135,7 +135,10 @@ async fn one_address_cannot_take_every_handshake_slot() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let after = after.expect("the held connections were never closed");
-    assert!(after >= deadline, "freed after {after:?}, before the deadline");
+    assert!(
+        after >= deadline,
+        "freed after {after:?}, before the deadline"
+    );
     drop(held);
 }
 
@@ -157,20 +160,19 @@ async fn trusted_proxies_are_not_held_to_one_address_share() {
         let mut stream = connect_from(ip("127.0.0.1"), node.addr, None)
             .await
             .unwrap();
-        assert!(answered(&mut stream, keep_alive).await, "the proxy is exempt");
+        assert!(
+            answered(&mut stream, keep_alive).await,
+            "the proxy is exempt"
+        );
         proxy.push(stream);
     }
     let mut client = Vec::new();
     for _ in 0..2 {
-        let mut stream = connect_from(ip(NEIGHBOUR), node.addr, None)
-            .await
-            .unwrap();
+        let mut stream = connect_from(ip(NEIGHBOUR), node.addr, None).await.unwrap();
         assert!(answered(&mut stream, keep_alive).await);
         client.push(stream);
     }
-    let mut third = connect_from(ip(NEIGHBOUR), node.addr, None)
-        .await
-        .unwrap();
+    let mut third = connect_from(ip(NEIGHBOUR), node.addr, None).await.unwrap();
     assert!(
         !answered(&mut third, keep_alive).await,
         "anyone else gets two"

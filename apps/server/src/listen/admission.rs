@@ -140,7 +140,11 @@ mod tests {
         drop(tickets);
         let unlimited = admission(0, 0, &[]);
         let many: Vec<Ticket> = (0..1000)
-            .map(|_| unlimited.admit(peer("10.0.0.1"), unlimited.try_slot().unwrap()).unwrap())
+            .map(|_| {
+                unlimited
+                    .admit(peer("10.0.0.1"), unlimited.try_slot().unwrap())
+                    .unwrap()
+            })
             .collect();
         assert_eq!(many.len(), 1000, "0: no limits");
     }
