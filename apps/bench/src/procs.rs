@@ -276,6 +276,8 @@ impl Deployment {
                         ("SKAT_NODE_ID", format!("bench-{n}")),
                         ("SKAT_MESSAGES_PER_SEC", "0".to_owned()),
                         ("SKAT_MAX_CONNS_PER_IP", "0".to_owned()),
+                        // Storms of thousands of handshakes come from a few addresses.
+                        ("SKAT_MAX_HANDSHAKES_PER_IP", "0".to_owned()),
                         ("SKAT_JOINS_PER_SEC", "0".to_owned()),
                         ("SKAT_TYPING_PER_SEC", "0".to_owned()),
                         ("SKAT_IDLE_TIMEOUT", "600".to_owned()),

@@ -296,6 +296,8 @@ mod tests {
         assert_eq!(limits.hello_timeout, Duration::from_secs(10));
         assert_eq!(limits.idle_timeout, Duration::from_secs(60));
         assert_eq!(limits.max_handshakes, 16_384);
+        assert_eq!(limits.max_handshakes_per_ip, None, "derived: 256");
+        assert_eq!(limits.http_timeout, Duration::from_secs(60));
     }
 
     #[derive(Debug, clap::Parser)]
@@ -319,6 +321,10 @@ mod tests {
             "3",
             "--idle-timeout",
             "90",
+            "--http-timeout",
+            "20",
+            "--max-handshakes-per-ip",
+            "0",
             "--allowed-origins",
             "https://a.example,https://b.example",
             "--jwt-secret",
@@ -328,6 +334,8 @@ mod tests {
         assert_eq!(config.write_delay, Duration::from_millis(20));
         assert_eq!(config.shutdown_timeout, Duration::from_secs(3));
         assert_eq!(config.limits.idle_timeout, Duration::from_secs(90));
+        assert_eq!(config.limits.http_timeout, Duration::from_secs(20));
+        assert_eq!(config.limits.handshakes_per_ip(), 0, "0: no share");
         assert_eq!(config.allowed_origins.unwrap().len(), 2);
         assert!(config.jwt_secret.is_some());
     }
@@ -336,6 +344,8 @@ mod tests {
     fn bad_values_are_refused_clearly_and_secrets_never_echoed() {
         for args in [
             &["--hello-timeout", "0"][..],
+            &["--http-timeout", "0"],
+            &["--max-handshakes-per-ip", "-1"],
             &["--idle-timeout", "soon"],
             &["--max-reply-bytes", "0"],
             &["--write-delay-ms", "-1"],

@@ -421,13 +421,7 @@ pub async fn run<B: Broker>(
         // Upgraded WebSockets are no longer HTTP connections: close them too.
         token.cancel();
     };
-    let held_back = || {
-        let detail = "accepting paused: too many connections before their upgrade";
-        state.refusals().record(Refusal::Handshakes, &detail);
-    };
-    let config = state.config();
-    let (grace, max_handshakes) = (config.shutdown_timeout, config.limits.max_handshakes);
-    listen::serve(listener, router, stop, grace, max_handshakes, held_back).await;
+    listen::serve(listener, router, stop, state.config(), state.refusals()).await;
     state.shutdown().await;
     tracing::info!("stopped");
     Ok(())

@@ -1,4 +1,8 @@
 //! Per-connection and per-address limits: what one client may cost the node.
+//!
+//! Every per-address table is keyed by [`AddrKey`], not by the address itself: an IPv6 host
+//! is normally given a whole /64 and can pick any address in it, so counting IPv6 per address
+//! would not limit anyone. Logs still show the full address.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -54,12 +58,39 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Connections the node holds before their WebSocket upgrade, at once (0: no limit). At
     /// it, the node accepts nothing more until one of them is through: half-sent requests
-    /// cannot take every file descriptor (each also has the 30 s header timeout).
+    /// cannot take every file descriptor (each is also bounded by `--http-timeout`).
     #[arg(long, env = "SKAT_MAX_HANDSHAKES", default_value_t = 16_384)]
     pub max_handshakes: usize,
+    /// Connections one client address (IPv6: one /64) may hold before their upgrade, at once
+    /// (0: no limit); more from it are closed as soon as they are accepted, so one host cannot
+    /// take the node's handshake slots. Trusted proxies are exempt. Default: a 64th of
+    /// `--max-handshakes`, at least 16 (none when that is 0).
+    #[arg(long, env = "SKAT_MAX_HANDSHAKES_PER_IP", value_name = "N")]
+    pub max_handshakes_per_ip: Option<usize>,
+    /// Seconds a connection may spend before its WebSocket upgrade (plain HTTP requests, or
+    /// none): after half of it its answers say `Connection: close`, at it the connection is
+    /// closed whatever it is doing, even writing to a client that does not read.
+    #[arg(
+        long = "http-timeout",
+        env = "SKAT_HTTP_TIMEOUT",
+        value_name = "SECS",
+        value_parser = positive_seconds,
+        default_value = "60"
+    )]
+    pub http_timeout: Duration,
 }
 
 impl Limits {
+    /// Connections one address may hold before their upgrade (0: no limit): see
+    /// `--max-handshakes-per-ip`.
+    pub fn handshakes_per_ip(&self) -> usize {
+        self.max_handshakes_per_ip
+            .unwrap_or(match self.max_handshakes {
+                0 => 0,
+                total => (total / 64).max(16),
+            })
+    }
+
     /// Typing frames a connection may send at once: two seconds' worth.
     pub fn typing_burst(&self) -> u32 {
         self.typing_per_sec.saturating_mul(2)
@@ -129,31 +160,50 @@ impl TokenBucket {
     }
 }
 
-/// Open connections per client address.
+/// Who an address is to the per-address limits: an IPv4 address, or the /64 an IPv6 address
+/// is in. IPv4 peers of a dual-stack listener (`::ffff:a.b.c.d`) count as the IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum AddrKey {
+    V4(u32),
+    /// The upper 64 bits: the network prefix.
+    V6(u64),
+}
+
+impl From<IpAddr> for AddrKey {
+    fn from(ip: IpAddr) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => Self::V4(v4.to_bits()),
+            IpAddr::V6(v6) => Self::V6((v6.to_bits() >> 64) as u64),
+        }
+    }
+}
+
+/// Open connections per client address (see [`AddrKey`]).
 #[derive(Debug, Default)]
 pub(crate) struct PerIp {
-    open: Mutex<HashMap<IpAddr, usize>>,
+    open: Mutex<HashMap<AddrKey, usize>>,
 }
 
 /// Holds one of an address's connection slots until dropped.
 #[derive(Debug)]
 pub(crate) struct IpSlot {
     table: Arc<PerIp>,
-    ip: IpAddr,
+    key: AddrKey,
 }
 
 impl PerIp {
-    /// A slot for `ip`, unless it already has `max` (0: unlimited) connections open.
+    /// A slot for `ip`'s key, unless it already has `max` (0: unlimited) connections open.
     pub(crate) fn acquire(table: &Arc<PerIp>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let key = AddrKey::from(ip);
         let mut open = lock(&table.open);
-        let count = open.entry(ip).or_default();
+        let count = open.entry(key).or_default();
         if max != 0 && *count >= max {
             return None;
         }
         *count += 1;
         Some(IpSlot {
             table: Arc::clone(table),
-            ip,
+            key,
         })
     }
 }
@@ -161,10 +211,10 @@ impl PerIp {
 impl Drop for IpSlot {
     fn drop(&mut self) {
         let mut open = lock(&self.table.open);
-        if let Some(count) = open.get_mut(&self.ip) {
+        if let Some(count) = open.get_mut(&self.key) {
             *count -= 1;
             if *count == 0 {
-                open.remove(&self.ip);
+                open.remove(&self.key);
             }
         }
     }
@@ -207,5 +257,50 @@ mod tests {
         drop(a);
         assert!(PerIp::acquire(&table, ip, 2).is_some());
         assert!(PerIp::acquire(&table, ip, 0).is_some(), "0 means unlimited");
+    }
+
+    fn key(text: &str) -> AddrKey {
+        AddrKey::from(text.parse::<IpAddr>().unwrap())
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_count_as_ipv4() {
+        assert_eq!(key("::ffff:10.1.2.3"), key("10.1.2.3"));
+        assert_eq!(key("10.1.2.3"), AddrKey::V4(0x0a01_0203));
+        assert_ne!(key("10.1.2.3"), key("10.1.2.4"), "IPv4 counts per address");
+        // Only the mapped form is IPv4: an IPv4-compatible one (deprecated) is not.
+        assert_ne!(key("::10.1.2.3"), key("10.1.2.3"));
+    }
+
+    #[test]
+    fn ipv6_counts_per_64() {
+        assert_eq!(
+            key("2001:db8:0:1::1"),
+            key("2001:db8:0:1:ffff:ffff:ffff:ffff")
+        );
+        assert_eq!(key("2001:db8:0:1::1"), AddrKey::V6(0x2001_0db8_0000_0001));
+        assert_ne!(key("2001:db8:0:1::1"), key("2001:db8:0:2::1"));
+        let table = Arc::new(PerIp::default());
+        let first = "2001:db8::1".parse().unwrap();
+        let _held = PerIp::acquire(&table, first, 1).unwrap();
+        assert!(
+            PerIp::acquire(&table, "2001:db8::2".parse().unwrap(), 1).is_none(),
+            "another address of the same /64 shares the budget"
+        );
+        assert!(PerIp::acquire(&table, "2001:db8:1::1".parse().unwrap(), 1).is_some());
+    }
+
+    #[test]
+    fn the_handshake_share_of_an_address_follows_the_total() {
+        let limits = |max_handshakes, max_handshakes_per_ip| Limits {
+            max_handshakes,
+            max_handshakes_per_ip,
+            ..Limits::default()
+        };
+        assert_eq!(Limits::default().handshakes_per_ip(), 256);
+        assert_eq!(limits(1000, None).handshakes_per_ip(), 16, "at least 16");
+        assert_eq!(limits(0, None).handshakes_per_ip(), 0, "no total, no share");
+        assert_eq!(limits(16_384, Some(0)).handshakes_per_ip(), 0, "0: none");
+        assert_eq!(limits(16_384, Some(5)).handshakes_per_ip(), 5);
     }
 }

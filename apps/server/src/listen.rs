@@ -1,6 +1,6 @@
 //! The listening socket, the accept loop and the HTTP/1 connections in front of the router.
 //!
-//! axum's `serve` would do for a web app; a chat node needs three things it does not give:
+//! axum's `serve` would do for a web app; a chat node needs what it does not give:
 //!
 //! - **An explicit listen backlog.** In a connection storm (a node restart, a deploy) every SYN
 //!   dropped by a full backlog costs its client a one-second retransmission; the backlog is
@@ -8,38 +8,40 @@
 //! - **An accept loop that never stalls.** It only accepts and spawns; each connection's setup
 //!   runs in its own task. Accept errors (out of file descriptors, say) are logged at most once
 //!   a second and retried after a short pause instead of spinning or giving up.
+//! - **Bounded connections before the upgrade**, in number (`admission`: the node's handshake
+//!   slots, and each address's share of them) and in what each may cost (`http`: a total
+//!   deadline, bounded keep-alive and pipelining).
 //! - **The TCP socket back after a WebSocket upgrade.** Plain HTTP/1 hands the upgraded socket
 //!   over as the `TcpStream` it accepted (axum's protocol auto-detection wraps it in a private
 //!   type), so a WebSocket keeps nothing of the HTTP stack (see `ws`).
+//!
+//! Peers are canonical from here on (`::ffff:a.b.c.d` is `a.b.c.d`): the limits, the trusted
+//! proxies and the logs all see an IPv4 client of a dual-stack listener as IPv4.
+
+mod admission;
+mod http;
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::ConnectInfo;
 use futures_util::FutureExt as _;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower_service::Service as _;
+
+use crate::ServerConfig;
+use crate::refusals::{Refusal, Refusals};
+use admission::{Admission, Slot};
 
 /// Default `listen(2)` backlog: enough for thousands of simultaneous connects.
 pub const DEFAULT_BACKLOG: u32 = 4096;
 
 /// Connections accepted in one go, when more are waiting, before other tasks get to run.
 const ACCEPT_BATCH: usize = 256;
-
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Binds `addr` with the given listen backlog (and `SO_REUSEADDR`, so a restarted node can
 /// listen again at once).
@@ -55,48 +57,45 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
 }
 
 /// Accepts connections until `shutdown` resolves, then lets open HTTP requests finish for up to
-/// `grace`. Upgraded WebSockets are not waited for here (the caller closes them).
+/// the shutdown timeout. Upgraded WebSockets are not waited for here (the caller closes them).
 ///
-/// At most `max_handshakes` connections (0: no limit) are held before their upgrade. At the
+/// At most `--max-handshakes` connections (0: no limit) are held before their upgrade. At the
 /// limit the loop accepts nothing until one of them leaves its HTTP stage: new connections wait
 /// in the kernel's backlog (a storm of real clients only slows down), and half-sent requests,
-/// each bounded by the header timeout, cannot take every file descriptor. `held_back` is told
-/// each time the limit stops the loop.
+/// each bounded by the HTTP deadline, cannot take every file descriptor. A connection from an
+/// address holding its share already is closed at once (see `admission`). Both are counted in
+/// `refusals`.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
-    max_handshakes: usize,
-    held_back: impl Fn(),
+    config: &ServerConfig,
+    refusals: &Refusals,
 ) {
-    let slots = Arc::new(Slots {
-        taken: AtomicUsize::new(0),
-        freed: Notify::new(),
-        max: max_handshakes,
-    });
-    let closing = CancellationToken::new();
-    let connections = TaskTracker::new();
+    let admission = Admission::new(&config.limits, &config.trusted_proxies);
+    let accepting = Accepting {
+        admission: &admission,
+        refusals,
+        router: &router,
+        closing: CancellationToken::new(),
+        connections: TaskTracker::new(),
+        deadline: config.limits.http_timeout,
+    };
     let mut shutdown = pin!(shutdown);
     let mut last_logged: Option<Instant> = None;
-    'accepting: loop {
-        if slots.full() {
-            held_back();
-            while slots.full() {
-                let freed = slots.freed.notified();
-                let mut freed = pin!(freed);
-                // Registered before the second look, so a slot freed in between is not missed.
-                freed.as_mut().enable();
-                if !slots.full() {
-                    break;
-                }
+    loop {
+        let slot = match admission.try_slot() {
+            Some(slot) => slot,
+            None => {
+                let detail = "accepting paused: too many connections before their upgrade";
+                refusals.record(Refusal::Handshakes, &detail);
                 tokio::select! {
                     biased;
-                    () = &mut shutdown => break 'accepting,
-                    () = freed => {}
+                    () = &mut shutdown => break,
+                    slot = admission.slot() => slot,
                 }
             }
-        }
+        };
         let accepted = tokio::select! {
             biased;
             () = &mut shutdown => break,
@@ -104,18 +103,17 @@ pub(crate) async fn serve(
         };
         match accepted {
             Ok((tcp, peer)) => {
+                accepting.start(tcp, peer, slot);
                 // In a storm, empty the kernel's queue before the new connections' tasks run:
                 // a full queue drops SYNs, and each drop costs a client a one-second retry.
-                let more = std::iter::from_fn(|| {
-                    if slots.full() {
-                        return None;
-                    }
-                    listener.accept().now_or_never()?.ok()
-                });
-                for (tcp, peer) in std::iter::once((tcp, peer)).chain(more.take(ACCEPT_BATCH)) {
-                    let slot = Slot::take(&slots);
-                    let serving = serve_connection(tcp, peer, router.clone(), closing.clone());
-                    connections.spawn(serving.map(move |()| drop(slot)));
+                for _ in 0..ACCEPT_BATCH {
+                    let Some(slot) = admission.try_slot() else {
+                        break;
+                    };
+                    let Some(Ok((tcp, peer))) = listener.accept().now_or_never() else {
+                        break;
+                    };
+                    accepting.start(tcp, peer, slot);
                 }
             }
             // The peer gave up before we accepted: nothing to do.
@@ -131,9 +129,14 @@ pub(crate) async fn serve(
         }
     }
     drop(listener);
+    let Accepting {
+        closing,
+        connections,
+        ..
+    } = accepting;
     closing.cancel();
     connections.close();
-    if tokio::time::timeout(grace, connections.wait())
+    if tokio::time::timeout(config.shutdown_timeout, connections.wait())
         .await
         .is_err()
     {
@@ -144,34 +147,35 @@ pub(crate) async fn serve(
     }
 }
 
-/// The connections in their HTTP stage, and how many may be.
-struct Slots {
-    taken: AtomicUsize,
-    freed: Notify,
-    /// 0: no limit.
-    max: usize,
+/// What the accept loop starts connections with.
+struct Accepting<'a> {
+    admission: &'a Admission,
+    refusals: &'a Refusals,
+    router: &'a Router,
+    /// Cancelled at shutdown: connections finish their current request and close.
+    closing: CancellationToken,
+    connections: TaskTracker,
+    /// The HTTP stage's total deadline.
+    deadline: Duration,
 }
 
-impl Slots {
-    fn full(&self) -> bool {
-        self.max > 0 && self.taken.load(Ordering::Relaxed) >= self.max
-    }
-}
-
-/// One connection's slot, held until its HTTP stage ends (closed, or upgraded to a WebSocket).
-struct Slot(Arc<Slots>);
-
-impl Slot {
-    fn take(slots: &Arc<Slots>) -> Self {
-        slots.taken.fetch_add(1, Ordering::Relaxed);
-        Self(Arc::clone(slots))
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.taken.fetch_sub(1, Ordering::Relaxed);
-        self.0.freed.notify_one();
+impl Accepting<'_> {
+    /// Serves a connection from `peer` in its own task with `slot`, or closes it at once if its
+    /// address holds its share.
+    fn start(&self, tcp: TcpStream, peer: SocketAddr, slot: Slot) {
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        let Some(ticket) = self.admission.admit(peer, slot) else {
+            self.refusals.record(Refusal::HandshakesPerIp, &peer.ip());
+            return;
+        };
+        let serving = http::serve_connection(
+            tcp,
+            peer,
+            self.router.clone(),
+            self.closing.clone(),
+            self.deadline,
+        );
+        self.connections.spawn(serving.map(move |()| drop(ticket)));
     }
 }
 
@@ -184,40 +188,4 @@ fn is_per_connection(err: &io::Error) -> bool {
             | io::ErrorKind::ConnectionRefused
             | io::ErrorKind::Interrupted
     )
-}
-
-/// Serves HTTP/1 on one accepted socket, with WebSocket upgrades, until it closes or (between
-/// requests) the node shuts down.
-async fn serve_connection(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    router: Router,
-    closing: CancellationToken,
-) {
-    // Chat frames are small and latency-bound: Nagle's algorithm would hold a frame back until
-    // the previous one is acknowledged, and delayed ACKs make that up to 40 ms.
-    if let Err(err) = tcp.set_nodelay(true) {
-        tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-    }
-    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(peer));
-        router.clone().call(request)
-    });
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let connection = http
-        .serve_connection(TokioIo::new(tcp), service)
-        .with_upgrades();
-    let mut connection = pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(err) = result {
-                tracing::debug!(%peer, error = %err, "http connection failed");
-            }
-            return;
-        }
-        () = closing.cancelled() => connection.as_mut().graceful_shutdown(),
-    }
-    let _ = connection.await;
 }

@@ -6,23 +6,48 @@
 //! trusted proxy, the first address that is not one is the client. Anything a client wrote
 //! further left is its own claim and ignored. A peer that is not a trusted proxy is the client,
 //! whatever headers it sends. The per-address connection limit and the logs use this address.
+//!
+//! Every address is canonical: a dual-stack listener (`--bind [::]:3000`) sees IPv4 peers as
+//! `::ffff:a.b.c.d`, which no IPv4 entry of `--trusted-proxies` would match, so peers, hops
+//! and IPv4-mapped entries are all read as the IPv4 addresses they are.
 
 use std::net::IpAddr;
 
 use axum::http::HeaderMap;
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 
 /// Parses a `--trusted-proxies` entry: a CIDR (`10.0.0.0/8`) or a single address.
 pub(crate) fn parse_proxy(text: &str) -> Result<IpNet, String> {
     let text = text.trim();
     text.parse::<IpNet>()
         .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map(canonical_net)
         .map_err(|_| format!("{text:?} is neither an IP address nor a CIDR (10.0.0.0/8)"))
+}
+
+/// `net` with an IPv4-mapped IPv6 range (`::ffff:10.0.0.0/104`) read as the IPv4 one
+/// (`10.0.0.0/8`), since peers are matched in their canonical form.
+fn canonical_net(net: IpNet) -> IpNet {
+    if let IpNet::V6(v6) = net
+        && let Some(v4) = v6.network().to_ipv4_mapped()
+        && let Some(len) = v6.prefix_len().checked_sub(96)
+        && let Ok(v4) = Ipv4Net::new(v4, len)
+    {
+        return IpNet::V4(v4);
+    }
+    net
+}
+
+/// Whether `peer` is one of the `trusted` proxies.
+pub(crate) fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
+    let peer = peer.to_canonical();
+    trusted.iter().any(|net| net.contains(&peer))
 }
 
 /// The client's address for a request from TCP peer `peer`: see the module docs.
 pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let trusts = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let peer = peer.to_canonical();
+    let trusts = |ip: &IpAddr| is_trusted(*ip, trusted);
     if !trusts(&peer) {
         return peer;
     }
@@ -50,6 +75,7 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
     hop.parse::<IpAddr>()
         .ok()
         .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .map(|ip| ip.to_canonical())
 }
 
 #[cfg(test)]
@@ -103,6 +129,54 @@ mod tests {
         assert_eq!(
             client_ip(ip("127.0.0.1"), &headers(&["1.2.3.4, junk"]), &trusted),
             ip("127.0.0.1")
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_peers_and_hops_are_read_as_ipv4() {
+        let trusted = [parse_proxy("10.0.0.0/8").unwrap()];
+        // A dual-stack listener's view of IPv4 proxy 10.0.0.2.
+        let mapped_proxy = ip("::ffff:10.0.0.2");
+        assert_eq!(
+            client_ip(mapped_proxy, &headers(&["1.2.3.4"]), &trusted),
+            ip("1.2.3.4")
+        );
+        assert!(is_trusted(mapped_proxy, &trusted));
+        // A mapped trusted hop is walked past; a mapped client comes out as IPv4.
+        assert_eq!(
+            client_ip(
+                mapped_proxy,
+                &headers(&["::ffff:1.2.3.4, ::ffff:10.0.0.9"]),
+                &trusted
+            ),
+            ip("1.2.3.4")
+        );
+        // An untrusted mapped peer is the client, in its IPv4 form.
+        assert_eq!(
+            client_ip(ip("::ffff:8.8.8.8"), &headers(&["1.2.3.4"]), &trusted),
+            ip("8.8.8.8")
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_proxy_entries_are_read_as_ipv4() {
+        assert_eq!(
+            parse_proxy("::ffff:10.0.0.0/104").unwrap(),
+            parse_proxy("10.0.0.0/8").unwrap()
+        );
+        assert_eq!(
+            parse_proxy("::ffff:192.168.1.1").unwrap(),
+            parse_proxy("192.168.1.1/32").unwrap()
+        );
+        // Wider than the mapped range, or plain IPv6: kept.
+        assert_eq!(
+            parse_proxy("::/64").unwrap().to_string(),
+            "::/64",
+            "not a mapped range"
+        );
+        assert_eq!(
+            parse_proxy("2001:db8::/32").unwrap().to_string(),
+            "2001:db8::/32"
         );
     }
 

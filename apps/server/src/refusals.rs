@@ -1,7 +1,8 @@
 //! Refused clients: counted, and logged without letting a flood of refusals flood the log.
 //!
 //! Every refusal (an upgrade from a foreign origin, one address over its connection limit, a
-//! `hello` with a bad token, accepting paused at the handshake limit) is logged at debug and
+//! `hello` with a bad token, accepting paused at the handshake limit, a connection from an
+//! address holding its share of the handshake slots) is logged at debug and
 //! counted. At most one line per
 //! [`SUMMARY_EVERY`] says at info how many were refused since the last one: an attacker who is
 //! refused a million times costs the log a line every ten seconds.
@@ -27,14 +28,18 @@ pub(crate) enum Refusal {
     /// Accepting paused at the limit of connections before their upgrade (the new ones wait in
     /// the kernel's backlog).
     Handshakes,
+    /// A connection closed as soon as accepted: its address holds its share of the handshake
+    /// slots.
+    HandshakesPerIp,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 4] = [
+    const ALL: [Refusal; 5] = [
         Refusal::Origin,
         Refusal::PerIp,
         Refusal::Hello,
         Refusal::Handshakes,
+        Refusal::HandshakesPerIp,
     ];
 
     fn as_str(self) -> &'static str {
@@ -43,6 +48,7 @@ impl Refusal {
             Self::PerIp => "per_ip",
             Self::Hello => "hello",
             Self::Handshakes => "handshakes",
+            Self::HandshakesPerIp => "handshakes_per_ip",
         }
     }
 }
@@ -50,9 +56,9 @@ impl Refusal {
 /// The node's refusal counters (see the module docs).
 #[derive(Debug, Default)]
 pub(crate) struct Refusals {
-    counts: [AtomicU64; 4],
+    counts: [AtomicU64; Refusal::ALL.len()],
     /// When the last summary was logged, and the totals it reported.
-    summary: Mutex<Option<(Instant, [u64; 4])>>,
+    summary: Mutex<Option<(Instant, [u64; Refusal::ALL.len()])>>,
 }
 
 impl Refusals {
@@ -61,12 +67,13 @@ impl Refusals {
         self.counts[kind as usize].fetch_add(1, Ordering::Relaxed);
         tracing::debug!(refusal = kind.as_str(), %detail, "refused");
         if let Some(new) = self.summary_due(Instant::now()) {
-            let [origin, per_ip, hello, handshakes] = new;
+            let [origin, per_ip, hello, handshakes, handshakes_per_ip] = new;
             tracing::info!(
                 origin,
                 per_ip,
                 hello,
                 handshakes,
+                handshakes_per_ip,
                 "clients refused since the last report"
             );
         }
@@ -78,13 +85,13 @@ impl Refusals {
     }
 
     /// The refusals since the last summary, if one is due at `now`.
-    fn summary_due(&self, now: Instant) -> Option<[u64; 4]> {
+    fn summary_due(&self, now: Instant) -> Option<[u64; Refusal::ALL.len()]> {
         let mut summary = lock(&self.summary);
         if summary.is_some_and(|(at, _)| now.duration_since(at) < SUMMARY_EVERY) {
             return None;
         }
         let totals = Refusal::ALL.map(|kind| self.count(kind));
-        let reported = summary.map_or([0; 4], |(_, reported)| reported);
+        let reported = summary.map_or([0; Refusal::ALL.len()], |(_, reported)| reported);
         *summary = Some((now, totals));
         Some(std::array::from_fn(|i| totals[i] - reported[i]))
     }
@@ -114,7 +121,7 @@ mod tests {
         assert_eq!(refusals.count(Refusal::PerIp), 0);
         assert_eq!(summaries, 0, "the first record logged the only summary");
         let later = Instant::now() + SUMMARY_EVERY;
-        assert_eq!(refusals.summary_due(later), Some([4999, 0, 5000, 0]));
+        assert_eq!(refusals.summary_due(later), Some([4999, 0, 5000, 0, 0]));
         assert_eq!(refusals.summary_due(later), None);
     }
 }

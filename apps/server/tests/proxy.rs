@@ -15,8 +15,6 @@ use common::{DEADLINE, Node, free_addr, join, message};
 use skat_client::Client;
 use skat_server::{Limits, ServerConfig};
 use skat_testkit::RedisServer;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpSocket;
 
 /// nginx's binary, installed from apt if missing (CI runs as root on Debian).
 fn nginx_binary() -> PathBuf {
@@ -108,22 +106,8 @@ impl Drop for Nginx {
 /// A WebSocket handshake through `proxy` from local address `from`, with an `Origin` if given;
 /// returns the response's status code.
 async fn handshake(proxy: SocketAddr, from: &str, origin: Option<&str>) -> u16 {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
-    let mut stream = socket.connect(proxy).await.unwrap();
     let origin = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {proxy}\r\n{origin}Upgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Sec-WebSocket-Version: 13\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut head = [0u8; 12];
-    tokio::time::timeout(DEADLINE, stream.read_exact(&mut head))
-        .await
-        .unwrap()
-        .unwrap();
-    String::from_utf8_lossy(&head[9..12]).parse().unwrap()
+    common::http::upgrade(proxy, from, &origin).await.0
 }
 
 #[tokio::test]

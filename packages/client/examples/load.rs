@@ -5,7 +5,8 @@
 //! reports message deliveries per second and the latency percentiles seen by the receivers
 //! (send time is carried in the body). Not a benchmark harness: a probe for the numbers quoted
 //! in issue notes. The server must allow the rate (`SKAT_MESSAGES_PER_SEC=0`, and
-//! `SKAT_MAX_CONNS_PER_IP=0` for many connections).
+//! `SKAT_MAX_CONNS_PER_IP=0` and `SKAT_MAX_HANDSHAKES_PER_IP=0` for many connections from one
+//! address).
 
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 

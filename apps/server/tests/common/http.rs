@@ -63,3 +63,44 @@ pub async fn request(
         body: response[split + 4..].to_vec(),
     }
 }
+
+/// A TCP connection to `addr` from local address `from`: loopback has 127.0.0.0/8, so a test
+/// can be several clients to the node. With `receive_buffer`, the socket takes at most about
+/// that much before its peer's writes block (a client that does not read).
+pub async fn connect_from(
+    from: std::net::IpAddr,
+    addr: SocketAddr,
+    receive_buffer: Option<u32>,
+) -> std::io::Result<TcpStream> {
+    let socket = match from {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    if let Some(size) = receive_buffer {
+        socket.set_recv_buffer_size(size)?;
+    }
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(addr).await
+}
+
+/// A WebSocket handshake with `addr` from local address `from`, with extra `headers` (each
+/// line ending in `\r\n`): the answer's status code, and the connection (a WebSocket after a
+/// 101, held open as long as the caller keeps it).
+pub async fn upgrade(addr: SocketAddr, from: &str, headers: &str) -> (u16, TcpStream) {
+    let mut stream = connect_from(from.parse().unwrap(), addr, None)
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\n{headers}Upgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    tokio::time::timeout(super::DEADLINE, stream.read_exact(&mut head))
+        .await
+        .expect("no answer to the upgrade")
+        .unwrap();
+    let status = String::from_utf8_lossy(&head[9..12]).parse().unwrap();
+    (status, stream)
+}
