@@ -267,6 +267,14 @@ impl<B: Broker> Rooms<B> {
     pub(crate) fn len(&self) -> usize {
         lock(&self.map).len()
     }
+
+    /// Runs `f` while holding `room`'s members lock, as a delivery to the room does.
+    #[cfg(test)]
+    pub(crate) fn with_members_locked<R>(&self, room: &str, f: impl FnOnce() -> R) -> R {
+        let entry = Arc::clone(&lock(&self.map)[room]);
+        let _members = lock(&entry.members);
+        f()
+    }
 }
 
 impl<S: Send + Sync + 'static> RoomSink for Room<S> {
