@@ -29,7 +29,9 @@ impl FanOut {
     pub fn new(members: usize) -> Self {
         Self {
             room: Arc::from("bench"),
-            outboxes: (0..members).map(|_| Arc::new(Outbox::new(Bounds::frames(1024), Arc::default()))).collect(),
+            outboxes: (0..members)
+                .map(|_| Arc::new(Outbox::new(Bounds::frames(1024), Arc::default())))
+                .collect(),
             outputs: vec![Vec::new(); members],
             seq: 0,
         }

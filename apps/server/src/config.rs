@@ -301,7 +301,10 @@ mod tests {
         assert_eq!(limits.hello_timeout, Duration::from_secs(10));
         assert_eq!(limits.idle_timeout, Duration::from_secs(60));
         assert_eq!(limits.max_handshakes, 16_384);
-        assert_eq!((limits.control_frames_per_sec, limits.control_burst()), (10, 20));
+        assert_eq!(
+            (limits.control_frames_per_sec, limits.control_burst()),
+            (10, 20)
+        );
     }
 
     #[derive(Debug, clap::Parser)]

@@ -337,7 +337,10 @@ mod tests {
             page: 0,
         };
         let rooms = state.rooms();
-        rooms.join("general", 1, &user, &outbox, resume).await.unwrap();
+        rooms
+            .join("general", 1, &user, &outbox, resume)
+            .await
+            .unwrap();
         let scraped = rooms.with_members_locked("general", || {
             let (tx, rx) = std::sync::mpsc::channel();
             let scraper = state.clone();

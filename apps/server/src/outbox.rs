@@ -355,8 +355,14 @@ mod tests {
             })
         };
         tokio::task::yield_now().await;
-        let queued: Vec<_> = (0..3).map(|i| outbox.push(&frame(&i.to_string()))).collect();
-        assert_eq!(queued, [true, true, false], "the overflowing push is refused");
+        let queued: Vec<_> = (0..3)
+            .map(|i| outbox.push(&frame(&i.to_string())))
+            .collect();
+        assert_eq!(
+            queued,
+            [true, true, false],
+            "the overflowing push is refused"
+        );
         assert_eq!(waiter.await.unwrap(), Err(Eviction::SlowConsumer));
         outbox.evict(Eviction::RoomLost);
         assert_eq!(
@@ -366,7 +372,10 @@ mod tests {
         );
         assert!(lock(&outbox.state).frames.is_empty());
         assert_eq!(lock(&outbox.state).frames.rest.capacity(), 0);
-        assert!(!outbox.push(&frame("late")), "an evicted queue takes nothing");
+        assert!(
+            !outbox.push(&frame("late")),
+            "an evicted queue takes nothing"
+        );
     }
 
     #[test]
@@ -388,7 +397,13 @@ mod tests {
         assert_eq!(outbox.evicted(), Some(Eviction::SlowConsumer));
 
         // A single frame above the bytes is still queued: only a backlog evicts.
-        let outbox = Outbox::new(Bounds { frames: 8, bytes: 50 }, Arc::default());
+        let outbox = Outbox::new(
+            Bounds {
+                frames: 8,
+                bytes: 50,
+            },
+            Arc::default(),
+        );
         assert!(outbox.push(&big));
         assert_eq!(outbox.evicted(), None);
         assert!(!outbox.push(&frame("y")));

@@ -141,7 +141,9 @@ mod tests {
         let sessions = Sessions::default();
         let alice: Arc<str> = Arc::from("alice");
         let bob: Arc<str> = Arc::from("bob");
-        let boxes: Vec<Arc<Outbox>> = (0..3).map(|_| Arc::new(Outbox::new(Bounds::frames(8), Arc::default()))).collect();
+        let boxes: Vec<Arc<Outbox>> = (0..3)
+            .map(|_| Arc::new(Outbox::new(Bounds::frames(8), Arc::default())))
+            .collect();
         sessions.add(&alice, 1, &boxes[0]);
         sessions.add(&alice, 2, &boxes[1]);
         sessions.add(&bob, 3, &boxes[2]);

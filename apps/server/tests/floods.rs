@@ -100,7 +100,11 @@ impl AsyncRead for Flood {
 }
 
 impl AsyncWrite for Flood {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.written.lock().unwrap().extend_from_slice(buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -142,12 +146,10 @@ fn close_frame(written: &Mutex<Vec<u8>>) -> Option<(u16, String)> {
 }
 
 /// Settings where control frames are not budgeted, so only the deadlines can end a flood.
-fn unbudgeted(limits: Limits) -> ServerConfig {
+fn unbudgeted(mut limits: Limits) -> ServerConfig {
+    limits.control_frames_per_sec = 0;
     ServerConfig {
-        limits: Limits {
-            control_frames_per_sec: 0,
-            ..limits
-        },
+        limits,
         ..test_config()
     }
 }
@@ -236,7 +238,10 @@ fn a_flood_never_holds_its_thread() {
     // The client goes away, which ends the connection in any case.
     stop.store(true, Ordering::Relaxed);
     server.join().unwrap();
-    assert!(waited.is_ok(), "the flooded connection never yielded its thread");
+    assert!(
+        waited.is_ok(),
+        "the flooded connection never yielded its thread"
+    );
 }
 
 #[tokio::test]
@@ -287,7 +292,10 @@ async fn answering_the_servers_pings_is_never_charged() {
     // Its own pongs, though, are.
     let mut chatty = node.client("chatty").await;
     for _ in 0..5 {
-        chatty.send_ws(WsMessage::Pong(Default::default())).await.unwrap();
+        chatty
+            .send_ws(WsMessage::Pong(Default::default()))
+            .await
+            .unwrap();
     }
     assert_eq!(
         close_of(&mut chatty).await,

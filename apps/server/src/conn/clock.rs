@@ -12,8 +12,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use super::{Conn, Flush, Stop};
-use crate::ws;
 use crate::Limits;
+use crate::ws;
 
 /// The connection's own deadlines (the token's lives in `Signed`, the flush window in `Flush`).
 pub(super) struct Clock {

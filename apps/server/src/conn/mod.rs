@@ -212,10 +212,9 @@ where
             if deadline != timer.deadline() {
                 timer.as_mut().reset(deadline);
             }
-            let event = poll_fn(|cx| {
-                self.poll_event(cx, shutdown.as_mut(), timer.as_mut(), &mut handled)
-            })
-            .await;
+            let event =
+                poll_fn(|cx| self.poll_event(cx, shutdown.as_mut(), timer.as_mut(), &mut handled))
+                    .await;
             let text = match self.wakeup(event, &mut clock) {
                 Ok(Some(text)) => text,
                 Ok(None) => continue,
@@ -329,7 +328,8 @@ where
             }
         }
         if *handled >= MESSAGES_PER_WAKEUP {
-            // Room frames were taken and written above; the clock is checked on return.
+            // Room frames were taken and written above; the deadlines are checked with the
+            // next event.
             *handled = 0;
             cx.waker().wake_by_ref();
             return Poll::Pending;
