@@ -12,7 +12,7 @@ use std::task::{Context, Poll, Waker};
 use skat_broker::{MemoryBroker, Recovery, Resume, RoomEvent};
 use skat_protocol::{Message, MessageId};
 
-use crate::outbox::Outbox;
+use crate::outbox::{Bounds, Outbox};
 use crate::rooms::{self, Rooms};
 
 /// One room with `members` local connections, each with an outbox and an output buffer.
@@ -29,7 +29,9 @@ impl FanOut {
     pub fn new(members: usize) -> Self {
         Self {
             room: Arc::from("bench"),
-            outboxes: (0..members).map(|_| Arc::new(Outbox::new(1024))).collect(),
+            outboxes: (0..members)
+                .map(|_| Arc::new(Outbox::new(Bounds::frames(1024), Arc::default())))
+                .collect(),
             outputs: vec![Vec::new(); members],
             seq: 0,
         }
@@ -101,7 +103,7 @@ impl Registry {
     pub async fn join(&mut self, room: &str, user: &str) -> Result<(), Box<dyn std::error::Error>> {
         let conn = self.members.len() as u64;
         let user: Arc<str> = Arc::from(user);
-        let outbox = Arc::new(Outbox::new(64));
+        let outbox = Arc::new(Outbox::new(Bounds::frames(64), Arc::default()));
         let resume = Resume {
             since: None,
             epoch: None,

@@ -33,6 +33,15 @@ pub struct ServerConfig {
     /// Frames buffered per connection before it counts as a slow consumer and is disconnected.
     #[arg(long, env = "SKAT_OUTBOUND_QUEUE", default_value_t = 1024)]
     pub outbound_queue: usize,
+    /// Bytes of frames buffered per connection before it counts as a slow consumer, whichever
+    /// of this and `outbound_queue` comes first: a backlog of big frames is bounded too.
+    #[arg(
+        long,
+        env = "SKAT_OUTBOUND_QUEUE_BYTES",
+        value_parser = at_least_one,
+        default_value_t = 1024 * 1024
+    )]
+    pub outbound_queue_bytes: usize,
     /// Flush window for room frames, in milliseconds: frames queued for a connection within
     /// this long of the first are written together, with one system call. 0 writes at once
     /// (lowest latency); 5-20 cut the CPU per delivery of busy rooms severalfold, adding at
@@ -284,6 +293,7 @@ mod tests {
         assert_eq!(config.node_id.len(), 8);
         assert_ne!(config.node_id, ServerConfig::default().node_id, "random");
         assert_eq!(config.outbound_queue, 1024);
+        assert_eq!(config.outbound_queue_bytes, 1024 * 1024);
         assert_eq!(config.write_delay, Duration::ZERO);
         assert_eq!(config.max_message_bytes, 64 * 1024);
         assert_eq!(config.recovery_limit, 1000);
@@ -298,6 +308,10 @@ mod tests {
         assert_eq!(limits.max_handshakes, 16_384);
         assert_eq!(limits.max_handshakes_per_ip, None, "derived: 256");
         assert_eq!(limits.http_timeout, Duration::from_secs(60));
+        assert_eq!(
+            (limits.control_frames_per_sec, limits.control_burst()),
+            (10, 20)
+        );
     }
 
     #[derive(Debug, clap::Parser)]
@@ -348,6 +362,7 @@ mod tests {
             &["--max-handshakes-per-ip", "-1"],
             &["--idle-timeout", "soon"],
             &["--max-reply-bytes", "0"],
+            &["--outbound-queue-bytes", "0"],
             &["--write-delay-ms", "-1"],
         ] {
             assert!(parse(args).is_err(), "{args:?}");

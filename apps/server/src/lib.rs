@@ -140,13 +140,11 @@ impl<B: Broker> AppState<B> {
         &self.inner.metrics
     }
 
-    /// The text of a `/metrics` scrape.
+    /// The text of a `/metrics` scrape: figures kept as they change, never a walk of the
+    /// rooms (see `metrics`).
     fn scrape(&self) -> String {
-        let (queued, longest_queue) = self.rooms().queued();
         let live = metrics::Live {
             rooms: self.rooms().len(),
-            queued,
-            longest_queue,
             broker: self.broker().stats(),
             broker_ready: self.broker().is_ready(),
         };

@@ -37,6 +37,11 @@ pub struct Limits {
     /// (`rate_limited`); bursts up to `max_rooms_per_conn`, so a reconnect can rejoin every room.
     #[arg(long, env = "SKAT_JOINS_PER_SEC", default_value_t = 10)]
     pub joins_per_sec: u32,
+    /// WebSocket pings and unsolicited pongs per second per connection, 0 for no limit; bursts
+    /// up to two seconds' worth. Past it the connection is closed (1008 "too many control
+    /// frames"). The pong that answers the server's own ping is never counted.
+    #[arg(long, env = "SKAT_CONTROL_FRAMES_PER_SEC", default_value_t = 10)]
+    pub control_frames_per_sec: u32,
     /// Seconds a new connection has to send `hello` (close 1008 "hello timeout").
     #[arg(
         long = "hello-timeout",
@@ -96,6 +101,11 @@ impl Limits {
         self.typing_per_sec.saturating_mul(2)
     }
 
+    /// Control frames a connection may send at once: two seconds' worth.
+    pub fn control_burst(&self) -> u32 {
+        self.control_frames_per_sec.saturating_mul(2)
+    }
+
     /// Joins and history requests a connection may send at once: enough to rejoin every room
     /// it may be in after a reconnect (at least 10).
     pub fn requests_burst(&self) -> u32 {
@@ -113,7 +123,7 @@ impl Default for Limits {
 
 /// A token bucket: `rate` tokens per second, holding at most `burst`. A rate of 0 never limits.
 ///
-/// Every connection has three, so it is kept to 16 bytes: `f32` counts and the last refill as
+/// Every connection has four, so it is kept to 16 bytes: `f32` counts and the last refill as
 /// milliseconds since a process-wide epoch (wrapping after 49 days, which at worst refills one
 /// bucket less than it could once).
 #[derive(Debug, Clone)]

@@ -5,11 +5,14 @@
 //! - events, counted where they happen ([`Metrics`]): connections opened and closed (by reason),
 //!   messages accepted, requests refused (by error code), rate limiting, deliveries, slow
 //!   consumers, recoveries, and the time each broker call takes;
-//! - state, read when scraped ([`Live`]): open connections, rooms, frames waiting in outbound
-//!   queues, and what the broker has repaired (pub/sub reconnections, catch-ups).
+//! - state: open connections, frames waiting in outbound queues and queues more than half
+//!   full, kept as running figures; rooms, and what the broker has repaired (pub/sub
+//!   reconnections, catch-ups), read when scraped ([`Live`]).
 //!
-//! Nothing here costs a delivery more than one relaxed atomic add per room event: the outbound
-//! queues are walked at scrape time, not tracked per frame.
+//! A scrape costs the same whatever the node holds: it reads figures and takes no room's lock,
+//! since `/metrics` may be on the public port. Keeping the figures costs a delivery nothing per
+//! frame: one relaxed atomic add per room event (`deliveries`), one per batch a connection
+//! takes, one when a queue crosses half its bounds (see `outbox::QueueStats`).
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -20,6 +23,10 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use skat_broker::BrokerStats;
 use skat_protocol::ErrorCode;
+
+use std::sync::Arc;
+
+use crate::outbox::QueueStats;
 
 /// A label set of one `&'static str` label named `$label`.
 macro_rules! label {
@@ -81,6 +88,8 @@ pub(crate) struct Metrics {
     rate_limited: Family<Request, Counter>,
     /// Frames queued to connections by room fan-out; rooms hold a clone.
     pub(crate) deliveries: Counter,
+    /// What left the queues, and how many are half full; every connection's outbox holds it.
+    pub(crate) queues: Arc<QueueStats>,
     evictions: Counter,
     recoveries: Family<Recovered, Counter>,
     broker_calls: Family<Call, Histogram, fn() -> Histogram>,
@@ -97,6 +106,7 @@ impl Default for Metrics {
             refused: Family::default(),
             rate_limited: Family::default(),
             deliveries: Counter::default(),
+            queues: Arc::default(),
             evictions: Counter::default(),
             recoveries: Family::default(),
             broker_calls: Family::new_with_constructor(broker_histogram),
@@ -158,6 +168,13 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// Frames waiting in outbound queues: what fan-out queued less what left the queues.
+    /// `drained` is read first, so a batch taken meanwhile can only make this briefly high.
+    pub(crate) fn queued_frames(&self) -> u64 {
+        let drained = self.queues.drained();
+        self.deliveries.get().saturating_sub(drained)
+    }
+
     fn register(&self, registry: &mut Registry) {
         registry.register(
             "connections_opened",
@@ -200,6 +217,16 @@ impl Metrics {
             self.deliveries.clone(),
         );
         registry.register(
+            "outbound_queued_frames",
+            "Frames waiting in connections' outbound queues",
+            ConstGauge::new(i64::try_from(self.queued_frames()).unwrap_or(i64::MAX)),
+        );
+        registry.register(
+            "outbound_queues_half_full",
+            "Connections whose outbound queue holds more than half its frames or bytes",
+            ConstGauge::new(self.queues.half_full().max(0)),
+        );
+        registry.register(
             "slow_consumer_evictions",
             "Connections closed because their outbound queue was full",
             self.evictions.clone(),
@@ -222,10 +249,6 @@ impl Metrics {
 pub(crate) struct Live {
     /// Rooms with local members.
     pub(crate) rooms: usize,
-    /// Frames waiting in outbound queues, over every connection in a room.
-    pub(crate) queued: usize,
-    /// The longest outbound queue.
-    pub(crate) longest_queue: usize,
     /// The broker's repairs.
     pub(crate) broker: BrokerStats,
     /// Whether the broker can serve calls now.
@@ -236,16 +259,6 @@ impl Collector for Live {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let gauges = [
             ("rooms", "Rooms with members on this node", self.rooms),
-            (
-                "outbound_queued_frames",
-                "Frames waiting in connections' outbound queues",
-                self.queued,
-            ),
-            (
-                "outbound_queue_longest_frames",
-                "Frames waiting in the longest outbound queue",
-                self.longest_queue,
-            ),
             (
                 "broker_ready",
                 "1 if the broker can serve calls, 0 while it cannot",
@@ -299,3 +312,44 @@ pub(crate) fn render(metrics: &Metrics, live: Live) -> String {
 
 /// The content type of [`render`]'s text.
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use skat_broker::{MemoryBroker, Recovery, Resume};
+
+    use crate::outbox::{Bounds, Outbox};
+    use crate::{AppState, ServerConfig};
+
+    /// `/metrics` may be on the public port: a scrape must not wait on, or hold up, fan-out.
+    #[tokio::test]
+    async fn a_scrape_takes_no_rooms_lock() {
+        let state = AppState::new(Arc::new(MemoryBroker::default()), ServerConfig::default());
+        let queues = Arc::clone(&state.metrics().queues);
+        let outbox = Arc::new(Outbox::new(Bounds::frames(8), queues));
+        let user: Arc<str> = Arc::from("alice");
+        let resume = Resume {
+            since: None,
+            epoch: None,
+            recovery: Recovery::count(0),
+            page: 0,
+        };
+        let rooms = state.rooms();
+        rooms
+            .join("general", 1, &user, &outbox, resume)
+            .await
+            .unwrap();
+        let scraped = rooms.with_members_locked("general", || {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let scraper = state.clone();
+            std::thread::spawn(move || tx.send(scraper.scrape()));
+            rx.recv_timeout(Duration::from_secs(2))
+        });
+        let text = scraped.expect("the scrape waited for a room's lock");
+        assert!(text.contains("\nskat_rooms 1\n"), "{text}");
+        // Alice's own `online` event waits in her queue.
+        assert!(text.contains("\nskat_outbound_queued_frames 1\n"), "{text}");
+    }
+}

@@ -10,12 +10,15 @@
 //! - a full queue *is* the slow-consumer signal: the push that finds it full evicts the member
 //!   (and drops what it held) instead of blocking the room, and eviction wakes the connection
 //!   through the same waker.
+//!
+//! Full is counted in frames and in bytes ([`Bounds`]): frames are shared by a room's members,
+//! but the slowest member keeps them alive, so a queue of big frames (JSON escaping makes a
+//! 4,000-character body up to ~24 KB) must not be allowed a thousand of them.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-
-use std::sync::Arc;
 
 use crate::lock;
 use crate::rooms::RoomFrame;
@@ -32,10 +35,61 @@ pub(crate) enum Eviction {
     Disconnected(Arc<String>),
 }
 
+/// How much one queue may hold before its connection counts as a slow consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Bounds {
+    /// Frames (`--outbound-queue`).
+    pub(crate) frames: usize,
+    /// Bytes of those frames (`--outbound-queue-bytes`); a single frame above it is still
+    /// queued on its own.
+    pub(crate) bytes: usize,
+}
+
+impl Bounds {
+    /// A queue bounded by frames alone (tests and benchmarks).
+    pub(crate) fn frames(frames: usize) -> Self {
+        Self {
+            frames,
+            bytes: usize::MAX,
+        }
+    }
+}
+
+/// What every queue of a node reports to `/metrics`, kept as queues change so that a scrape
+/// reads two numbers instead of walking the queues. Touched once per batch a connection takes
+/// and on rarer events, never per frame pushed: what fan-out queued is the `deliveries`
+/// counter (see `rooms`), so the frames waiting are `deliveries - drained`.
+#[derive(Debug, Default)]
+pub(crate) struct QueueStats {
+    /// Frames that left a queue: taken by their connection, or dropped with it.
+    drained: AtomicU64,
+    /// Queues more than half full, by frames or by bytes.
+    half_full: AtomicI64,
+}
+
+impl QueueStats {
+    /// Frames that left a queue so far.
+    pub(crate) fn drained(&self) -> u64 {
+        self.drained.load(Ordering::Relaxed)
+    }
+
+    /// Queues more than half full now.
+    pub(crate) fn half_full(&self) -> i64 {
+        self.half_full.load(Ordering::Relaxed)
+    }
+
+    fn drain(&self, frames: usize) {
+        if frames > 0 {
+            self.drained.fetch_add(frames as u64, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The outbound queue of one connection (see the module docs).
 #[derive(Debug)]
 pub(crate) struct Outbox {
-    capacity: usize,
+    bounds: Bounds,
+    stats: Arc<QueueStats>,
     state: Mutex<State>,
 }
 
@@ -48,7 +102,30 @@ struct State {
     /// Whether a push should wake the connection: not while its socket is backed up (it only
     /// waits for eviction then).
     wake_on_push: bool,
+    /// Whether this queue is counted in [`QueueStats::half_full`].
+    half_full: bool,
     evicted: Option<Eviction>,
+}
+
+impl State {
+    /// Counts the queue in or out of the half-full gauge when it crosses half its bounds: a
+    /// comparison per push, an atomic only on a crossing.
+    fn update_half_full(&mut self, bounds: Bounds, stats: &QueueStats) {
+        let half_full = self.frames.len() > bounds.frames / 2 || self.bytes > bounds.bytes / 2;
+        if half_full != self.half_full {
+            self.half_full = half_full;
+            let change = if half_full { 1 } else { -1 };
+            stats.half_full.fetch_add(change, Ordering::Relaxed);
+        }
+    }
+
+    /// Empties the queue (nobody will write what it held), counting what it drops.
+    fn discard(&mut self, bounds: Bounds, stats: &QueueStats) {
+        stats.drain(self.frames.len());
+        self.frames = Batch::default();
+        self.bytes = 0;
+        self.update_half_full(bounds, stats);
+    }
 }
 
 /// Frames in queue order. At chat rates a connection usually takes one frame per wakeup: that
@@ -96,35 +173,40 @@ impl IntoIterator for Batch {
 }
 
 impl Outbox {
-    /// An empty queue that evicts its connection when a push finds `capacity` frames waiting.
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// An empty queue that evicts its connection when a push would take it past `bounds`,
+    /// reporting to the node's `stats`.
+    pub(crate) fn new(bounds: Bounds, stats: Arc<QueueStats>) -> Self {
         Self {
-            capacity: capacity.max(1),
+            bounds: Bounds {
+                frames: bounds.frames.max(1),
+                bytes: bounds.bytes.max(1),
+            },
+            stats,
             state: Mutex::default(),
         }
     }
 
-    /// Frames waiting.
-    pub(crate) fn len(&self) -> usize {
-        lock(&self.state).frames.len()
-    }
-
-    /// Queues `frame`; a full queue evicts the connection as a slow consumer instead.
-    pub(crate) fn push(&self, frame: &Arc<RoomFrame>) {
+    /// Queues `frame` and returns true; a full queue evicts the connection as a slow consumer
+    /// instead (and an evicted one ignores it), returning false. Full: `bounds.frames` frames
+    /// waiting, or `bounds.bytes` bytes with this frame (unless it is the only one).
+    pub(crate) fn push(&self, frame: &Arc<RoomFrame>) -> bool {
         let mut state = lock(&self.state);
         if state.evicted.is_some() {
-            return;
+            return false;
         }
-        if state.frames.len() >= self.capacity {
+        let size = frame.wire.len();
+        let full = state.frames.len() >= self.bounds.frames
+            || (!state.frames.is_empty() && state.bytes.saturating_add(size) > self.bounds.bytes);
+        let queued = !full;
+        if full {
             state.evicted = Some(Eviction::SlowConsumer);
-            // Nobody will write these any more.
-            state.frames = Batch::default();
-            state.bytes = 0;
+            state.discard(self.bounds, &self.stats);
         } else {
             state.frames.push(Arc::clone(frame));
-            state.bytes += frame.wire.len();
+            state.bytes += size;
+            state.update_half_full(self.bounds, &self.stats);
             if !state.wake_on_push {
-                return;
+                return true;
             }
         }
         let waker = state.waker.take();
@@ -132,6 +214,7 @@ impl Outbox {
         if let Some(waker) = waker {
             waker.wake();
         }
+        queued
     }
 
     /// Evicts the connection for `reason` (the first reason given wins).
@@ -158,19 +241,23 @@ impl Outbox {
             return Poll::Ready(Err(reason.clone()));
         }
         if budget > 0 && !state.frames.is_empty() {
-            if state.bytes <= budget {
+            let batch = if state.bytes <= budget {
                 state.bytes = 0;
-                return Poll::Ready(Ok(std::mem::take(&mut state.frames)));
-            }
-            let mut batch = Batch::default();
-            let mut taken = 0;
-            while taken < budget
-                && let Some(frame) = state.frames.pop()
-            {
-                taken += frame.wire.len();
-                batch.push(frame);
-            }
-            state.bytes -= taken;
+                std::mem::take(&mut state.frames)
+            } else {
+                let mut batch = Batch::default();
+                let mut taken = 0;
+                while taken < budget
+                    && let Some(frame) = state.frames.pop()
+                {
+                    taken += frame.wire.len();
+                    batch.push(frame);
+                }
+                state.bytes -= taken;
+                batch
+            };
+            self.stats.drain(batch.len());
+            state.update_half_full(self.bounds, &self.stats);
             return Poll::Ready(Ok(batch));
         }
         state.wake_on_push = budget > 0;
@@ -184,6 +271,17 @@ impl Outbox {
     #[cfg(test)]
     pub(crate) fn evicted(&self) -> Option<Eviction> {
         lock(&self.state).evicted.clone()
+    }
+}
+
+impl Drop for Outbox {
+    /// What the connection never took leaves the node's figures with it.
+    fn drop(&mut self) {
+        let state = self
+            .state
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.discard(self.bounds, &self.stats);
     }
 }
 
@@ -201,11 +299,16 @@ mod tests {
         })
     }
 
+    /// A queue of at most `frames` frames, with stats of its own.
+    fn outbox(frames: usize) -> Outbox {
+        Outbox::new(Bounds::frames(frames), Arc::default())
+    }
+
     #[tokio::test]
     async fn takes_everything_queued_at_once_and_frees_it() {
-        let outbox = Outbox::new(8);
+        let outbox = outbox(8);
         for i in 0..3 {
-            outbox.push(&frame(&i.to_string()));
+            assert!(outbox.push(&frame(&i.to_string())));
         }
         let batch = poll_fn(|cx| outbox.poll_take(cx, usize::MAX))
             .await
@@ -222,7 +325,7 @@ mod tests {
 
     #[tokio::test]
     async fn takes_at_most_its_budget_and_the_rest_still_counts() {
-        let outbox = Outbox::new(4);
+        let outbox = outbox(4);
         for i in 0..4 {
             outbox.push(&frame(&"x".repeat(98 + i)));
         }
@@ -243,7 +346,7 @@ mod tests {
 
     #[tokio::test]
     async fn overflow_evicts_and_wakes() {
-        let outbox = Arc::new(Outbox::new(2));
+        let outbox = Arc::new(outbox(2));
         let waiter = {
             let outbox = Arc::clone(&outbox);
             tokio::spawn(async move {
@@ -252,9 +355,14 @@ mod tests {
             })
         };
         tokio::task::yield_now().await;
-        for i in 0..3 {
-            outbox.push(&frame(&i.to_string()));
-        }
+        let queued: Vec<_> = (0..3)
+            .map(|i| outbox.push(&frame(&i.to_string())))
+            .collect();
+        assert_eq!(
+            queued,
+            [true, true, false],
+            "the overflowing push is refused"
+        );
         assert_eq!(waiter.await.unwrap(), Err(Eviction::SlowConsumer));
         outbox.evict(Eviction::RoomLost);
         assert_eq!(
@@ -264,5 +372,77 @@ mod tests {
         );
         assert!(lock(&outbox.state).frames.is_empty());
         assert_eq!(lock(&outbox.state).frames.rest.capacity(), 0);
+        assert!(
+            !outbox.push(&frame("late")),
+            "an evicted queue takes nothing"
+        );
+    }
+
+    #[test]
+    fn bytes_bound_the_queue_as_well_as_frames() {
+        // 100-byte frames (a 2-byte header and 98 bytes of text) in a queue of 1024 frames
+        // but 350 bytes: the fourth would pass the bytes.
+        let bounds = Bounds {
+            frames: 1024,
+            bytes: 350,
+        };
+        let outbox = Outbox::new(bounds, Arc::default());
+        let big = frame(&"x".repeat(98));
+        assert_eq!(big.wire.len(), 100);
+        for _ in 0..3 {
+            assert!(outbox.push(&big));
+        }
+        assert_eq!(outbox.evicted(), None);
+        assert!(!outbox.push(&big));
+        assert_eq!(outbox.evicted(), Some(Eviction::SlowConsumer));
+
+        // A single frame above the bytes is still queued: only a backlog evicts.
+        let outbox = Outbox::new(
+            Bounds {
+                frames: 8,
+                bytes: 50,
+            },
+            Arc::default(),
+        );
+        assert!(outbox.push(&big));
+        assert_eq!(outbox.evicted(), None);
+        assert!(!outbox.push(&frame("y")));
+    }
+
+    #[tokio::test]
+    async fn the_node_figures_follow_pushes_takes_evictions_and_drops() {
+        let stats = Arc::new(QueueStats::default());
+        let bounds = Bounds {
+            frames: 4,
+            bytes: 1000,
+        };
+        let a = Outbox::new(bounds, Arc::clone(&stats));
+        let b = Outbox::new(bounds, Arc::clone(&stats));
+        // Half full by frames: above 2 of 4.
+        let small = frame("s");
+        assert!(a.push(&small) && a.push(&small));
+        assert_eq!(stats.half_full(), 0);
+        assert!(a.push(&small));
+        assert_eq!(stats.half_full(), 1);
+        // Half full by bytes: above 500 of 1000.
+        let big = frame(&"x".repeat(598));
+        assert!(b.push(&big));
+        assert_eq!(stats.half_full(), 2);
+
+        // Taking drains, and a queue below half its bounds leaves the gauge.
+        let batch = poll_fn(|cx| a.poll_take(cx, usize::MAX)).await.unwrap();
+        assert_eq!((batch.len(), stats.drained()), (3, 3));
+        assert_eq!(stats.half_full(), 1);
+
+        // Eviction drops what was queued.
+        assert!(!b.push(&big));
+        assert_eq!(b.evicted(), Some(Eviction::SlowConsumer));
+        assert_eq!((stats.drained(), stats.half_full()), (4, 0));
+
+        // So does a queue dropped with frames in it (its connection ended).
+        assert!(a.push(&small) && a.push(&small) && a.push(&small));
+        assert_eq!(stats.half_full(), 1);
+        drop(a);
+        assert_eq!((stats.drained(), stats.half_full()), (7, 0));
     }
 }

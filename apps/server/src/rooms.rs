@@ -67,7 +67,8 @@ pub(crate) struct Joined {
 struct Room<S> {
     name: Arc<str>,
     members: Mutex<Members<S>>,
-    /// The node's count of frames queued to connections.
+    /// The node's count of frames queued to connections (not those refused by a full or
+    /// evicted queue).
     deliveries: Counter,
     /// Set once the room's subscription is made, by its first joiner; the others wait for it
     /// (and one of them retries if it failed).
@@ -267,23 +268,12 @@ impl<B: Broker> Rooms<B> {
         lock(&self.map).len()
     }
 
-    /// Frames waiting in the outbound queues of the connections in rooms: in total, and in
-    /// the longest queue. Walks every room's members (for a scrape, not for a hot path).
-    pub(crate) fn queued(&self) -> (usize, usize) {
-        let rooms: Vec<_> = lock(&self.map).values().cloned().collect();
-        let mut seen = std::collections::HashSet::new();
-        let (mut total, mut longest) = (0, 0);
-        for room in rooms {
-            let members = lock(&room.members);
-            for (conn, outbox) in members.conns.iter() {
-                if seen.insert(*conn) {
-                    let queued = outbox.len();
-                    total += queued;
-                    longest = longest.max(queued);
-                }
-            }
-        }
-        (total, longest)
+    /// Runs `f` while holding `room`'s members lock, as a delivery to the room does.
+    #[cfg(test)]
+    pub(crate) fn with_members_locked<R>(&self, room: &str, f: impl FnOnce() -> R) -> R {
+        let entry = Arc::clone(&lock(&self.map)[room]);
+        let _members = lock(&entry.members);
+        f()
     }
 }
 
@@ -296,10 +286,10 @@ impl<S: Send + Sync + 'static> RoomSink for Room<S> {
         };
         let frame = Arc::new(frame);
         let members = lock(&self.members);
-        for member in members.conns.values() {
-            member.push(&frame);
-        }
-        self.deliveries.inc_by(members.conns.len() as u64);
+        let queued = members.conns.values().filter(|m| m.push(&frame)).count();
+        // One add per event, never per member: with the queues' `drained`, it is also what
+        // `/metrics` reports as waiting (see `outbox::QueueStats`).
+        self.deliveries.inc_by(queued as u64);
     }
 
     /// The broker ended the subscription: members cannot be served, let them reconnect.
@@ -341,8 +331,13 @@ pub(crate) fn encode(room: &Arc<str>, event: RoomEvent) -> Option<RoomFrame> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbox::Bounds;
     use skat_broker::{MemoryBroker, NewMessage};
     use std::future::poll_fn;
+
+    fn outbox(frames: usize) -> Arc<Outbox> {
+        Arc::new(Outbox::new(Bounds::frames(frames), Arc::default()))
+    }
 
     async fn next_batch(outbox: &Outbox) -> Result<Vec<Arc<RoomFrame>>, Eviction> {
         poll_fn(|cx| outbox.poll_take(cx, usize::MAX))
@@ -364,7 +359,7 @@ mod tests {
         let broker = Arc::new(MemoryBroker::default());
         let rooms = Rooms::new(Arc::clone(&broker), Default::default());
         let alice: Arc<str> = Arc::from("alice");
-        let (a, b) = (Arc::new(Outbox::new(8)), Arc::new(Outbox::new(8)));
+        let (a, b) = (outbox(8), outbox(8));
         let joined = rooms.enter("r", 1, &alice, &a).await.unwrap();
         assert!(joined.first_of_user);
         assert!(!rooms.enter("r", 2, &alice, &b).await.unwrap().first_of_user);
@@ -394,7 +389,7 @@ mod tests {
         let broker = Arc::new(MemoryBroker::default());
         let rooms = Rooms::new(Arc::clone(&broker), Default::default());
         let user: Arc<str> = Arc::from("u");
-        let (slow, fast) = (Arc::new(Outbox::new(1)), Arc::new(Outbox::new(8)));
+        let (slow, fast) = (outbox(1), outbox(8));
         rooms.enter("r", 1, &user, &slow).await.unwrap();
         rooms.enter("r", 2, &user, &fast).await.unwrap();
         for i in 0..3 {
@@ -413,12 +408,12 @@ mod tests {
         let broker = Arc::new(MemoryBroker::default());
         let rooms = Rooms::new(Arc::clone(&broker), Default::default());
         let user: Arc<str> = Arc::from("u");
-        let member = Arc::new(Outbox::new(8));
+        let member = outbox(8);
         rooms.enter("r", 1, &user, &member).await.unwrap();
         let room = Arc::clone(&lock(&rooms.map)["r"]);
         room.closed();
         assert_eq!(next_batch(&member).await.unwrap_err(), Eviction::RoomLost);
-        let late = Arc::new(Outbox::new(8));
+        let late = outbox(8);
         assert!(rooms.enter("r", 2, &user, &late).await.is_err());
         // Once its last member has gone, the room can be joined afresh.
         assert!(rooms.exit("r", 1, &user));
@@ -432,7 +427,7 @@ mod tests {
         let broker = Arc::new(MemoryBroker::default());
         let rooms = Rooms::new(Arc::clone(&broker), Default::default());
         let user: Arc<str> = Arc::from("u");
-        let member = Arc::new(Outbox::new(8));
+        let member = outbox(8);
         rooms.enter("r", 1, &user, &member).await.unwrap();
         let room = Arc::downgrade(&lock(&rooms.map)["r"]);
         rooms.exit("r", 1, &user);

@@ -134,13 +134,16 @@ async fn subscribe<B: Broker>(broker: &B, sessions: &Arc<Sessions>) -> Option<B:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbox::Bounds;
 
     #[test]
     fn disconnect_evicts_every_connection_of_the_user_only() {
         let sessions = Sessions::default();
         let alice: Arc<str> = Arc::from("alice");
         let bob: Arc<str> = Arc::from("bob");
-        let boxes: Vec<Arc<Outbox>> = (0..3).map(|_| Arc::new(Outbox::new(8))).collect();
+        let boxes: Vec<Arc<Outbox>> = (0..3)
+            .map(|_| Arc::new(Outbox::new(Bounds::frames(8), Arc::default())))
+            .collect();
         sessions.add(&alice, 1, &boxes[0]);
         sessions.add(&alice, 2, &boxes[1]);
         sessions.add(&bob, 3, &boxes[2]);

@@ -197,6 +197,52 @@ async fn counters_follow_the_traffic() {
 }
 
 #[tokio::test]
+async fn a_backlog_of_big_frames_evicts_by_bytes_and_the_queue_gauges_follow() {
+    // Queues of 1024 frames but 64 KiB: about two and a half frames of the messages below.
+    let config = ServerConfig {
+        outbound_queue_bytes: 64 * 1024,
+        ..common::test_config()
+    };
+    let node = Node::start_with(Arc::new(MemoryBroker::default()), config).await;
+    // A reader that stops reading once it is in the room.
+    let mut stalled = node.client("stalled").await;
+    join(&mut stalled, "big").await;
+    let mut alice = node.client("alice").await;
+    join(&mut alice, "big").await;
+    // 4000 control characters: a 24 KB frame once JSON-escaped.
+    let body = "\u{1}".repeat(4000);
+    let (mut half_full_seen, mut sent) = (false, 0);
+    // Far fewer than 1024 frames, even with what the sockets' buffers take first.
+    while sent < 600 {
+        alice.send_message("big", &body, None).await.unwrap();
+        message(&mut alice).await;
+        sent += 1;
+        let m = scrape(node.addr).await.unwrap();
+        if value(&m, "skat_outbound_queues_half_full", None) == 1.0 {
+            half_full_seen = true;
+            assert!(value(&m, "skat_outbound_queued_frames", None) >= 2.0);
+        }
+        if value(&m, "skat_slow_consumer_evictions_total", None) == 1.0 {
+            break;
+        }
+    }
+    assert!(sent < 600, "a reader that never reads was not evicted");
+    assert!(half_full_seen, "its queue never showed as half full");
+    // Nothing is left queued once it is gone (Alice takes her frames as they come).
+    eventually(node.addr, "the queues drained", |m| {
+        value(m, "skat_outbound_queued_frames", None) == 0.0
+            && value(m, "skat_outbound_queues_half_full", None) == 0.0
+            && value(
+                m,
+                "skat_connections_closed_total",
+                Some(("reason", "slow_consumer")),
+            ) == 1.0
+    })
+    .await;
+    drop(stalled);
+}
+
+#[tokio::test]
 async fn metrics_can_have_their_own_address() {
     let metrics_addr = common::free_addr();
     let config = ServerConfig {

@@ -2,8 +2,16 @@
 //!
 //! A single task per connection waits, in one `poll`, for whichever comes first: node shutdown,
 //! eviction, room frames in its [`Outbox`], the socket becoming writable, a message from the
-//! client, or its one timer. The timer serves the hello deadline, the heartbeat (ping, idle and
-//! stalled-reader checks) and the flush window; there is no timer per write.
+//! client, or its one timer. The timer serves the hello deadline, the token's expiry, the
+//! heartbeat (ping, idle and stalled-reader checks) and the flush window; there is no timer per
+//! write.
+//!
+//! The timer only wakes an idle connection: every event, a client's message included, is
+//! followed by a check of those deadlines against the clock, so a client that keeps its socket
+//! readable cannot postpone them (the timer is polled only once the socket has nothing more).
+//! At most [`MESSAGES_PER_WAKEUP`] messages are handled before the task yields, and pings and
+//! pongs nobody asked for are charged to their own budget, so a flood of cheap frames neither
+//! holds a worker thread nor costs the node more than the client's other requests may.
 //!
 //! Output is batched: replies to the client's requests and room frames are appended to the
 //! socket's output buffer, and everything appended is written with one flush per wakeup — at
@@ -16,9 +24,11 @@
 //! The requests themselves (`hello`, `join`, …) are in `requests`; the ways a connection ends, and
 //! the close frame of each, in `stop`.
 
+mod clock;
 mod requests;
 mod stop;
 
+use clock::Clock;
 use stop::Stop;
 
 use std::future::{Future, poll_fn};
@@ -38,7 +48,7 @@ use tracing::Level;
 use crate::AppState;
 use crate::access::RoomGrants;
 use crate::limits::{IpSlot, TokenBucket};
-use crate::outbox::{Batch, Eviction, Outbox};
+use crate::outbox::{Batch, Bounds, Eviction, Outbox};
 use crate::rooms::{ConnId, FrameKind, RoomFrame};
 use crate::ws::{self, Incoming, ReadError, WsStream};
 
@@ -46,6 +56,9 @@ use crate::ws::{self, Incoming, ReadError, WsStream};
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Unwritten output above which the connection stops taking room frames and requests.
 const HIGH_WATER: usize = 64 * 1024;
+/// Client messages handled in a row before the task yields to the others on its thread (as
+/// tokio's own budget would, were the bytes of many small frames not read in one call).
+const MESSAGES_PER_WAKEUP: u8 = 64;
 
 /// A connection's view of one joined room.
 struct JoinedRoom {
@@ -88,8 +101,12 @@ struct Conn<B: Broker, IO> {
     typing: TokenBucket,
     /// Rate limit of `join` and `history`.
     requests: TokenBucket,
+    /// Rate limit of pings and unsolicited pongs.
+    control: TokenBucket,
     /// When the client last sent anything, pongs included.
     last_seen: Instant,
+    /// Whether a ping of ours is unanswered: the pong that answers it is free.
+    awaiting_pong: bool,
     flush: Flush,
     /// Since when queued output has waited on a client that does not read, if it does.
     stalled_since: Option<Instant>,
@@ -130,15 +147,23 @@ where
     let now = Instant::now();
     let conn = Conn {
         id: state.next_conn_id(),
-        outbox: Arc::new(Outbox::new(config.outbound_queue)),
+        outbox: Arc::new(Outbox::new(
+            Bounds {
+                frames: config.outbound_queue,
+                bytes: config.outbound_queue_bytes,
+            },
+            Arc::clone(&state.metrics().queues),
+        )),
         messages: TokenBucket::new(limits.messages_per_sec, limits.messages_burst, now),
         typing: TokenBucket::new(limits.typing_per_sec, limits.typing_burst(), now),
         requests: TokenBucket::new(limits.joins_per_sec, limits.requests_burst(), now),
+        control: TokenBucket::new(limits.control_frames_per_sec, limits.control_burst(), now),
         state,
         ws,
         user: None,
         rooms: Vec::new(),
         last_seen: now,
+        awaiting_pong: false,
         flush: Flush::Idle,
         stalled_since: None,
         _slot: slot,
@@ -176,64 +201,49 @@ where
     }
 
     async fn run(&mut self) -> Stop {
-        let limits = &self.state.config().limits;
-        let (hello_timeout, idle_timeout) = (limits.hello_timeout, limits.idle_timeout);
-        // Pings keep live clients (and proxies) from looking idle; a client that answers
-        // nothing for the whole idle timeout is gone.
-        let tick = (idle_timeout / 3).max(Duration::from_millis(10));
-        let start = tokio::time::Instant::now();
-        let hello_deadline = start + hello_timeout;
-        let mut next_tick = start + tick;
+        let mut clock = Clock::start(&self.state.config().limits);
         let mut shutdown = pin!(self.state.shutdown_token().cancelled_owned());
-        let mut timer = pin!(tokio::time::sleep_until(next_tick.min(hello_deadline)));
+        let mut timer = pin!(tokio::time::sleep_until(self.next_deadline(&clock)));
+        // Messages handled since the task last waited.
+        let mut handled = 0;
         loop {
-            let mut deadline = next_tick;
-            if self.user.is_none() {
-                deadline = deadline.min(hello_deadline);
-            }
-            if let Flush::At(at) = self.flush {
-                deadline = deadline.min(at);
-            }
-            if let Some(signed) = &self.signed {
-                deadline = deadline.min(signed.expires);
-            }
+            let deadline = self.next_deadline(&clock);
             if deadline != timer.deadline() {
                 timer.as_mut().reset(deadline);
             }
-            let event = poll_fn(|cx| self.poll_event(cx, shutdown.as_mut(), timer.as_mut())).await;
-            let result = match event {
-                Event::Stop(stop) => Err(stop),
-                Event::Message(message) => {
-                    self.last_seen = Instant::now();
-                    match self.on_message(message) {
-                        // Boxed: requests (and their broker calls) are rare next to idle time;
-                        // inline, their state would enlarge every idle connection's task.
-                        Ok(Some(text)) => Box::pin(self.handle_text(&text)).await,
-                        other => other.map(drop),
-                    }
-                }
-                Event::Timer => {
-                    let now = tokio::time::Instant::now();
-                    if self.user.is_none() && now >= hello_deadline {
-                        return Stop::HelloTimeout;
-                    }
-                    if self.signed.as_ref().is_some_and(|s| now >= s.expires) {
-                        return Stop::TokenExpired;
-                    }
-                    if matches!(self.flush, Flush::At(at) if now >= at) {
-                        self.flush = Flush::Due;
-                    }
-                    if now >= next_tick {
-                        next_tick = now + tick;
-                        self.heartbeat(idle_timeout)
-                    } else {
-                        Ok(())
-                    }
-                }
+            let event =
+                poll_fn(|cx| self.poll_event(cx, shutdown.as_mut(), timer.as_mut(), &mut handled))
+                    .await;
+            let text = match self.wakeup(event, &mut clock) {
+                Ok(Some(text)) => text,
+                Ok(None) => continue,
+                Err(stop) => return stop,
             };
-            if let Err(stop) = result {
+            // Boxed: requests (and their broker calls) are rare next to idle time; inline,
+            // their state would enlarge every idle connection's task.
+            if let Err(stop) = Box::pin(self.handle_text(&text)).await {
                 return stop;
             }
+        }
+    }
+
+    /// What follows every wakeup: the deadlines against the clock, whatever woke us (see the
+    /// module docs), then the client's message if one came, so that nothing is served past a
+    /// deadline. Hands back a text message, the one kind that needs awaiting.
+    fn wakeup(&mut self, event: Event, clock: &mut Clock) -> Result<Option<String>, Stop> {
+        let now = tokio::time::Instant::now();
+        let message = match event {
+            Event::Stop(stop) => return Err(stop),
+            Event::Message(message) => {
+                self.last_seen = now.into_std();
+                Some(message)
+            }
+            Event::Timer => None,
+        };
+        self.check_clock(clock, now)?;
+        match message {
+            Some(message) => self.on_message(message, now.into_std()),
+            None => Ok(None),
         }
     }
 
@@ -266,12 +276,15 @@ where
         conn_event!(self, Level::DEBUG, "disconnected");
     }
 
-    /// Waits for the next thing to do, meanwhile moving room frames to the socket.
+    /// Waits for the next thing to do, meanwhile moving room frames to the socket. `handled`
+    /// counts the messages returned since the task last waited; at [`MESSAGES_PER_WAKEUP`] it
+    /// yields instead of reading another.
     fn poll_event(
         &mut self,
         cx: &mut Context<'_>,
         shutdown: Pin<&mut WaitForCancellationFutureOwned>,
         mut timer: Pin<&mut Sleep>,
+        handled: &mut u8,
     ) -> Poll<Event> {
         if shutdown.poll(cx).is_ready() {
             return Poll::Ready(Event::Stop(Stop::Shutdown));
@@ -313,11 +326,21 @@ where
                 break;
             }
         }
+        if *handled >= MESSAGES_PER_WAKEUP {
+            // Room frames were taken and written above; the deadlines are checked with the
+            // next event.
+            *handled = 0;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         // Requests only while the output is not backed up: a client that sends but does not
         // read is held back here, then closed as stalled.
         if self.ws.pending() < HIGH_WATER {
             match self.ws.poll_next(cx) {
-                Poll::Ready(Some(Ok(message))) => return Poll::Ready(Event::Message(message)),
+                Poll::Ready(Some(Ok(message))) => {
+                    *handled += 1;
+                    return Poll::Ready(Event::Message(message));
+                }
                 Poll::Ready(Some(Err(ReadError::Frame(err)))) => {
                     return Poll::Ready(Event::Stop(Stop::Violation(err)));
                 }
@@ -338,6 +361,7 @@ where
         if timer.poll(cx).is_ready() {
             return Poll::Ready(Event::Timer);
         }
+        *handled = 0;
         Poll::Pending
     }
 
@@ -377,22 +401,8 @@ where
         }
     }
 
-    /// Every third of the idle timeout: close an idle or stalled connection, or ping it.
-    fn heartbeat(&mut self, idle_timeout: Duration) -> Result<(), Stop> {
-        if self.last_seen.elapsed() >= idle_timeout
-            || self
-                .stalled_since
-                .is_some_and(|since| since.elapsed() >= idle_timeout)
-        {
-            return Err(Stop::Idle);
-        }
-        self.send_now(ws::OP_PING, b"");
-        Ok(())
-    }
-
-    /// Handles a control frame or a binary message at once; hands back a text message, the
-    /// only kind that needs awaiting (see [`Self::run`]).
-    fn on_message(&mut self, message: Incoming) -> Result<Option<String>, Stop> {
+    /// Handles a control frame or a binary message at once; hands back a text message.
+    fn on_message(&mut self, message: Incoming, now: Instant) -> Result<Option<String>, Stop> {
         match message {
             Incoming::Text(text) => return Ok(Some(text)),
             Incoming::Binary => self.reply_error(
@@ -400,11 +410,29 @@ where
                 "binary frames are not supported; send JSON text",
                 None,
             ),
-            Incoming::Ping(payload) => self.send_now(ws::OP_PONG, &payload),
-            Incoming::Pong => {}
+            Incoming::Ping(payload) => {
+                self.charge_control(now)?;
+                self.send_now(ws::OP_PONG, &payload);
+            }
+            Incoming::Pong => {
+                // The answer to our ping is free; any other pong is the client's own heartbeat.
+                if !std::mem::take(&mut self.awaiting_pong) {
+                    self.charge_control(now)?;
+                }
+            }
             Incoming::Close => return Err(Stop::ClientClosed),
         }
         Ok(None)
+    }
+
+    /// Takes a control frame's token; without one the connection ends (see `Stop`): a flood
+    /// gets no reply to amplify it, and no client needs more.
+    fn charge_control(&mut self, now: Instant) -> Result<(), Stop> {
+        if self.control.try_take(now) {
+            return Ok(());
+        }
+        self.state.metrics().rate_limited("control");
+        Err(Stop::ControlFlood)
     }
 
     /// Queues a reply to the client's own request; it is written on the next wakeup.

@@ -17,6 +17,8 @@ const ROOM_LOST_REASON: &str = "room subscription lost, reconnect";
 const MESSAGE_TOO_BIG_REASON: &str = "message too big";
 /// Close reason when the connection's token expired (code 4001).
 const TOKEN_EXPIRED_REASON: &str = "token expired";
+/// Close reason for a client past its budget of pings and unsolicited pongs.
+const CONTROL_FLOOD_REASON: &str = "too many control frames";
 
 /// WebSocket close codes (RFC 6455 §7.4.1).
 mod code {
@@ -51,6 +53,8 @@ pub(super) enum Stop {
     Unauthorized,
     /// Signed mode: the token expired and no `refresh` replaced it.
     TokenExpired,
+    /// Pings and unsolicited pongs above `--control-frames-per-sec`.
+    ControlFlood,
 }
 
 impl Stop {
@@ -68,6 +72,7 @@ impl Stop {
             Self::Idle => "idle",
             Self::Unauthorized => "unauthorized",
             Self::TokenExpired => "token_expired",
+            Self::ControlFlood => "control_flood",
         }
     }
 
@@ -81,6 +86,7 @@ impl Stop {
             Self::Idle => (code::AWAY, "idle timeout"),
             Self::Unauthorized => (code::POLICY, "unauthorized"),
             Self::TokenExpired => (close::TOKEN_EXPIRED, TOKEN_EXPIRED_REASON),
+            Self::ControlFlood => (code::POLICY, CONTROL_FLOOD_REASON),
             Self::Evicted(Eviction::SlowConsumer) => (code::POLICY, SLOW_CONSUMER_REASON),
             Self::Evicted(Eviction::RoomLost) => (code::ERROR, ROOM_LOST_REASON),
             Self::Evicted(Eviction::Disconnected(reason)) => (close::DISCONNECTED, reason),
