@@ -46,6 +46,8 @@ pub(crate) enum BrokerCall {
     Join,
     /// `history`: `Broker::history`.
     History,
+    /// `members` (and the API's members page): `Broker::members`.
+    Members,
     /// `typing`: `Broker::typing`.
     Typing,
     /// Leaving a room: `Broker::presence_leave` with the node's last connection of the user.
@@ -58,6 +60,7 @@ impl BrokerCall {
             Self::Publish => "publish",
             Self::Join => "join",
             Self::History => "history",
+            Self::Members => "members",
             Self::Typing => "typing",
             Self::Leave => "leave",
         }

@@ -53,9 +53,11 @@ fn print_event(frame: &ServerFrame) {
             room,
             members,
             messages,
+            members_next,
             ..
         } => {
-            println!("joined #{room}; online: {}", members.join(", "));
+            let more = if members_next.is_some() { ", …" } else { "" };
+            println!("joined #{room}; online: {}{more}", members.join(", "));
             for m in messages {
                 println!("[{}] {}: {}", m.id, m.from, m.body);
             }

@@ -267,7 +267,7 @@ pub enum ErrorCode {
     AlreadyJoined,
     /// The connection is in as many rooms as the server allows.
     TooManyRooms,
-    /// Too many requests of one kind per second (sends, typing, or joins and history
+    /// Too many requests of one kind per second (sends, typing, or joins, history and members
     /// together); slow down and retry.
     RateLimited,
     /// Signed mode: `hello` lacks a valid token for the name (the server then closes the
