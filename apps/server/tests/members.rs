@@ -7,10 +7,11 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::http::request;
 use common::{Node, error, join, next, next_where, test_config};
-use skat_broker::{Broker, MemoryBroker, RedisBroker};
+use skat_broker::{Broker, MemoryBroker, RedisBroker, RedisConfig};
 use skat_client::Client;
 use skat_protocol::{ClientFrame, ErrorCode, MAX_MEMBERS_LIMIT, ServerFrame};
 use skat_server::api::ApiKey;
@@ -28,8 +29,9 @@ fn crowd() -> Vec<String> {
 /// Puts the crowd in `room` through `broker` (as other nodes' users would be), then has
 /// `zed` join over a socket.
 async fn crowded_room<B: Broker>(broker: &B, node: &Node, room: &str) -> Client {
-    for name in crowd() {
-        broker.presence_join(room, &name).await.unwrap();
+    for names in crowd().chunks(100) {
+        let joins = names.iter().map(|name| broker.presence_join(room, name));
+        futures_util::future::try_join_all(joins).await.unwrap();
     }
     let mut zed = node.client("zed").await;
     zed.join(room).await.unwrap();
@@ -121,16 +123,20 @@ async fn a_crowded_rooms_members_are_bounded_in_joined_and_paged_with_members() 
 #[tokio::test]
 async fn a_crowded_rooms_members_page_the_same_on_redis() {
     let redis = RedisServer::start().await;
-    let node = Node::redis(&redis.url(), "crowd:", "node-a", 100).await;
+    // Patient with a busy machine: thousands of presence writes in a few seconds.
+    let broker = |node: &str| {
+        RedisBroker::connect(RedisConfig {
+            command_timeout: Duration::from_secs(5),
+            ..common::redis_config(&redis.url(), "crowd:", node, 100)
+        })
+    };
+    let config = ServerConfig {
+        node_id: "node-a".into(),
+        ..test_config()
+    };
+    let node = Node::start_with(Arc::new(broker("node-a").await.unwrap()), config).await;
     // The crowd is held by another node.
-    let other = RedisBroker::connect(common::redis_config(
-        &redis.url(),
-        "crowd:",
-        "node-b",
-        100,
-    ))
-    .await
-    .unwrap();
+    let other = broker("node-b").await.unwrap();
     pages_every_member_once(&other, &node, "crowd").await;
 }
 
