@@ -48,9 +48,12 @@ async fn join_and_page(
     let (first, mut after) = next_where(client, "joined", |f| match f {
         ServerFrame::Joined {
             members,
-            members_next,
+            more_members,
             ..
-        } => Ok((members, members_next)),
+        } => {
+            let after = more_members.then(|| members.last().cloned()).flatten();
+            Ok((members, after))
+        }
         other => Err(other),
     })
     .await;

@@ -132,7 +132,10 @@ pub struct MembersPage {
 impl MembersPage {
     /// The cursor of the next page (the last name), if users remain after this page.
     pub fn next(&self) -> Option<&str> {
-        self.members.last().filter(|_| self.has_more).map(String::as_str)
+        self.members
+            .last()
+            .filter(|_| self.has_more)
+            .map(String::as_str)
     }
 }
 

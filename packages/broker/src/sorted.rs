@@ -168,7 +168,11 @@ mod tests {
         let after = |cursor: Option<&str>| map.keys_after(cursor).cloned().collect::<Vec<_>>();
         assert_eq!(after(None), ["b", "d", "f"]);
         assert_eq!(after(Some("b")), ["d", "f"], "strictly after a key");
-        assert_eq!(after(Some("c")), ["d", "f"], "after a name that is not there");
+        assert_eq!(
+            after(Some("c")),
+            ["d", "f"],
+            "after a name that is not there"
+        );
         assert_eq!(after(Some("a")), ["b", "d", "f"]);
         assert!(after(Some("f")).is_empty());
     }

@@ -167,7 +167,10 @@ async fn a_dead_nodes_presence_is_swept_and_its_restart_brings_nothing_back() {
     };
     assert_eq!(next_event(&mut sub).await, online("casper"));
     assert_eq!(next_event(&mut sub).await, online("alice"));
-    assert_eq!(conformance::all_members(&alive, "general").await, ["alice", "casper"]);
+    assert_eq!(
+        conformance::all_members(&alive, "general").await,
+        ["alice", "casper"]
+    );
 
     // The ghost node dies without leaving: no more heartbeats. Once its claim lapses the alive
     // node sweeps its entries: Casper, held by it alone, goes offline once; Alice, held by the
@@ -419,7 +422,9 @@ async fn members_written_by_an_older_node_are_indexed_again() {
         conformance::all_members(&broker, "general").await,
         ["alice", "bob", "carol"]
     );
-    let left = redis.command(&["HDEL", "old:{general}:users", "carol"]).await;
+    let left = redis
+        .command(&["HDEL", "old:{general}:users", "carol"])
+        .await;
     assert_eq!(left.as_deref(), Some(":1\r\n"));
     let page = broker.members("general", None, 1).await.unwrap();
     assert_eq!((page.members, page.has_more), (vec!["alice".into()], true));

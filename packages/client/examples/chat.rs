@@ -53,10 +53,10 @@ fn print_event(frame: &ServerFrame) {
             room,
             members,
             messages,
-            members_next,
+            more_members,
             ..
         } => {
-            let more = if members_next.is_some() { ", …" } else { "" };
+            let more = if *more_members { ", …" } else { "" };
             println!("joined #{room}; online: {}{more}", members.join(", "));
             for m in messages {
                 println!("[{}] {}: {}", m.id, m.from, m.body);

@@ -229,8 +229,9 @@ impl Client {
     }
 
     /// Asks for a page of a joined room's members with names after `after` (the first page
-    /// when `None`); the answer is a `members` event, whose `next` (or `members_next` of
-    /// `joined`, which lists only the first 1000) is the `after` of the next page.
+    /// when `None`); the answer is a `members` event, whose `next` is the `after` of the next
+    /// page. `joined` lists only the first 1000 members: when it says `more_members`, page on
+    /// from its last name.
     pub async fn members(&mut self, room: &str, after: Option<&str>) -> Result<(), ClientError> {
         let frame = ClientFrame::Members {
             room: room.to_owned(),

@@ -70,7 +70,7 @@ pub enum ClientFrame {
         /// Room whose members to list, which the connection must have joined.
         room: String,
         /// Only members whose names sort after this one: the `next` of the previous page (or
-        /// `members_next` of `joined`); from the first when absent.
+        /// last name of a `joined` that says `more_members`); from the first when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         after: Option<String>,
         /// Page size, 1–1000; 1000 when absent.
@@ -157,10 +157,10 @@ pub enum ServerFrame {
         /// back with `since`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         epoch: Option<String>,
-        /// Present when more members follow those in `members`: the cursor to send as the
-        /// `after` of a `members` request for the rest (the last name of `members`).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        members_next: Option<String>,
+        /// More members follow those in `members`: page through them with `members` requests,
+        /// the first with `after` set to the last name of `members`. Omitted when `false`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        more_members: bool,
     },
     /// Answer to `leave`: no more events from the room.
     Left {

@@ -315,7 +315,7 @@ fn server_joined_empty_room() {
             messages: vec![],
             recovered: false,
             epoch: None,
-            members_next: None,
+            more_members: false,
         },
     );
 }
@@ -344,7 +344,7 @@ fn server_joined_with_latest_page() {
             ],
             recovered: false,
             epoch: None,
-            members_next: None,
+            more_members: false,
         },
     );
 }
@@ -369,7 +369,7 @@ fn server_joined_recovered() {
             )],
             recovered: true,
             epoch: Some(s("1764280000.118200")),
-            members_next: None,
+            more_members: false,
         },
     );
 }
@@ -484,7 +484,7 @@ fn server_joined_with_more_members() {
     server_golden(
         concat!(
             r#"{"type":"joined","room":"general","members":["alice","bob"],"messages":[],"#,
-            r#""recovered":false,"epoch":"1764280000.118200","members_next":"bob"}"#,
+            r#""recovered":false,"epoch":"1764280000.118200","more_members":true}"#,
         ),
         &ServerFrame::Joined {
             room: s("general"),
@@ -492,7 +492,7 @@ fn server_joined_with_more_members() {
             messages: vec![],
             recovered: false,
             epoch: Some(s("1764280000.118200")),
-            members_next: Some(s("bob")),
+            more_members: true,
         },
     );
 }

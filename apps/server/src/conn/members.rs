@@ -18,7 +18,12 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
     /// A page of a joined room's members after `after`, in name order.
-    pub(super) async fn members(&mut self, room: String, after: Option<String>, limit: Option<u32>) {
+    pub(super) async fn members(
+        &mut self,
+        room: String,
+        after: Option<String>,
+        limit: Option<u32>,
+    ) {
         if let Err(invalid) = self.check_room(&room, true) {
             return self.reply_invalid(invalid, None);
         }

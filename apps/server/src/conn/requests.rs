@@ -263,7 +263,6 @@ where
             recovered,
             epoch,
         } = snapshot;
-        let members_next = more_members.then(|| members.last().cloned()).flatten();
         if since.is_some() {
             self.state.metrics().recovery(recovered);
         }
@@ -288,7 +287,7 @@ where
             messages,
             recovered,
             epoch: Some(epoch),
-            members_next,
+            more_members,
         });
     }
 

@@ -253,7 +253,10 @@ pub async fn since_must_be_in_the_history<B: Broker>(broker: &B, history_len: us
         .recover("c-since-trimmed", MessageId::MIN, Recovery::count(10_000))
         .await
         .unwrap();
-    assert_eq!(everything, None, "not everything after 0-0 is kept any more");
+    assert_eq!(
+        everything, None,
+        "not everything after 0-0 is kept any more"
+    );
 }
 
 /// `join_snapshot` answers what the calls it stands for would.

@@ -74,7 +74,14 @@ pub async fn members_are_paged_by_name<B: Broker>(broker: &B) {
         (Some("u10"), false),
         "after a name that is not a member"
     );
-    assert!(broker.members(room, Some("u22"), 100).await.unwrap().members.is_empty());
+    assert!(
+        broker
+            .members(room, Some("u22"), 100)
+            .await
+            .unwrap()
+            .members
+            .is_empty()
+    );
 
     let join = |members| Resume {
         since: None,

@@ -137,10 +137,7 @@ impl RoomState {
         since == MessageId::MAX
             || (since == MessageId::MIN && self.trimmed.is_none())
             || self.trimmed == Some(since)
-            || self
-                .history
-                .binary_search_by_key(&since, |m| m.id)
-                .is_ok()
+            || self.history.binary_search_by_key(&since, |m| m.id).is_ok()
     }
 
     /// Messages with ids above `after`, oldest first.

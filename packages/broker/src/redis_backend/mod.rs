@@ -414,26 +414,25 @@ impl Broker for RedisBroker {
         }
         let keys = self.store.keys(room);
         type Reply = (Vec<String>, Entries, i64, String, i64);
-        let (members, entries, recovered, epoch, more_members): Reply =
-            Store::with_presence_keys(
-                &self.store.scripts.join,
-                &self.store.own_held_key(room),
-                &keys,
-            )
-            .key(&keys.stream)
-            .key(&keys.trimmed)
-            .key(self.store.epoch_key(room))
-            .arg(user)
-            .arg(if join_presence { "1" } else { "0" })
-            .arg(since.map_or_else(String::new, |id| id.to_string()))
-            .arg(recovery.limit)
-            .arg(page)
-            .arg(recovery.max_bytes)
-            .arg(crate::MESSAGE_OVERHEAD + room.len())
-            .arg(epoch.unwrap_or(""))
-            .arg(members_bound)
-            .invoke_async(&mut self.store.conn.clone())
-            .await?;
+        let (members, entries, recovered, epoch, more_members): Reply = Store::with_presence_keys(
+            &self.store.scripts.join,
+            &self.store.own_held_key(room),
+            &keys,
+        )
+        .key(&keys.stream)
+        .key(&keys.trimmed)
+        .key(self.store.epoch_key(room))
+        .arg(user)
+        .arg(if join_presence { "1" } else { "0" })
+        .arg(since.map_or_else(String::new, |id| id.to_string()))
+        .arg(recovery.limit)
+        .arg(page)
+        .arg(recovery.max_bytes)
+        .arg(crate::MESSAGE_OVERHEAD + room.len())
+        .arg(epoch.unwrap_or(""))
+        .arg(members_bound)
+        .invoke_async(&mut self.store.conn.clone())
+        .await?;
         if join_presence {
             lock(&self.store.held).insert(room, user);
         }
