@@ -109,6 +109,7 @@ impl Registry {
             epoch: None,
             recovery: Recovery::count(0),
             page: 0,
+            members: 0,
         };
         self.rooms.join(room, conn, &user, &outbox, resume).await?;
         self.members.push((room.to_owned(), conn, user, outbox));

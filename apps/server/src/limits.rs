@@ -33,7 +33,7 @@ pub struct Limits {
     /// two seconds' worth.
     #[arg(long, env = "SKAT_TYPING_PER_SEC", default_value_t = 2)]
     pub typing_per_sec: u32,
-    /// `join` and `history` requests per second per connection, 0 for no limit
+    /// `join`, `history` and `members` requests per second per connection, 0 for no limit
     /// (`rate_limited`); bursts up to `max_rooms_per_conn`, so a reconnect can rejoin every room.
     #[arg(long, env = "SKAT_JOINS_PER_SEC", default_value_t = 10)]
     pub joins_per_sec: u32,
@@ -106,7 +106,7 @@ impl Limits {
         self.control_frames_per_sec.saturating_mul(2)
     }
 
-    /// Joins and history requests a connection may send at once: enough to rejoin every room
+    /// Joins, history and members requests a connection may send at once: enough to rejoin every room
     /// it may be in after a reconnect (at least 10).
     pub fn requests_burst(&self) -> u32 {
         u32::try_from(self.max_rooms_per_conn)

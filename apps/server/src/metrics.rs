@@ -53,6 +53,8 @@ pub(crate) enum BrokerCall {
     Join,
     /// `history`: `Broker::history`.
     History,
+    /// `members` (and the API's members page): `Broker::members`.
+    Members,
     /// `typing`: `Broker::typing`.
     Typing,
     /// Leaving a room: `Broker::presence_leave` with the node's last connection of the user.
@@ -65,6 +67,7 @@ impl BrokerCall {
             Self::Publish => "publish",
             Self::Join => "join",
             Self::History => "history",
+            Self::Members => "members",
             Self::Typing => "typing",
             Self::Leave => "leave",
         }
@@ -335,6 +338,7 @@ mod tests {
             epoch: None,
             recovery: Recovery::count(0),
             page: 0,
+            members: 0,
         };
         let rooms = state.rooms();
         rooms

@@ -470,6 +470,62 @@ async fn a_history_redis_lost_is_not_passed_off_as_recovered() {
     assert_eq!(bodies, ["m5", "m6"], "the latest page of the new history");
 }
 
+/// The reproduction: a client that does not send the epoch (an older or third-party
+/// one) last saw m1; Redis restarts without persistence and the room goes on. m1 is not in the
+/// new history, so the join must not claim to have recovered what followed it.
+#[tokio::test]
+async fn a_since_without_epoch_from_a_history_redis_lost_is_not_recovered() {
+    let mut redis = RedisServer::start().await;
+    let node = Node::redis(&redis.url(), "noepoch:", "node-a", 1000).await;
+    let mut alice = node.client("alice").await;
+    join(&mut alice, "general").await;
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        alice
+            .send_message("general", &format!("m{i}"), Some(&format!("n{i}")))
+            .await
+            .unwrap();
+        sent.push(message(&mut alice).await);
+    }
+
+    redis.restart_empty().await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while node.http_status("/readyz").await != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut carol = node.client("carol").await;
+    join(&mut carol, "general").await;
+    for i in 3..5 {
+        carol
+            .send_message("general", &format!("m{i}"), Some(&format!("c{i}")))
+            .await
+            .unwrap();
+        message(&mut carol).await;
+    }
+
+    let mut dave = node.client("dave").await;
+    dave.join_since("general", sent[1].id).await.unwrap();
+    let (_, messages, recovered) = common::joined(&mut dave, "general").await;
+    let bodies: Vec<String> = messages.into_iter().map(|m| m.body).collect();
+    assert!(!recovered, "a since Redis lost recovered: {bodies:?}");
+    assert_eq!(bodies, ["m3", "m4"], "the latest page of the new history");
+
+    // A since from the new history still recovers, without an epoch too.
+    let mut erin = node.client("erin").await;
+    join(&mut erin, "general").await;
+    erin.history("general", None, Some(1)).await.unwrap();
+    let page = next_where(&mut erin, "history", |f| match f {
+        ServerFrame::History { messages, .. } => Ok(messages),
+        other => Err(other),
+    })
+    .await;
+    let mut frank = node.client("frank").await;
+    frank.join_since("general", page[0].id).await.unwrap();
+    let (_, messages, recovered) = common::joined(&mut frank, "general").await;
+    assert!(recovered && messages.is_empty(), "{messages:?}");
+}
+
 #[tokio::test]
 async fn clients_hear_the_shutdown_before_the_node_leaves_rooms_in_redis() {
     let redis = RedisServer::start().await;

@@ -120,6 +120,25 @@ pub struct RoomsPage {
     pub has_more: bool,
 }
 
+/// A page of [`Broker::members`], in name order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MembersPage {
+    /// The users, sorted, without duplicates.
+    pub members: Vec<String>,
+    /// Whether users with names after the last one remain.
+    pub has_more: bool,
+}
+
+impl MembersPage {
+    /// The cursor of the next page (the last name), if users remain after this page.
+    pub fn next(&self) -> Option<&str> {
+        self.members
+            .last()
+            .filter(|_| self.has_more)
+            .map(String::as_str)
+    }
+}
+
 /// Outcome of [`Broker::publish`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Published {
@@ -192,13 +211,19 @@ pub struct Resume<'a> {
     pub recovery: Recovery,
     /// The latest page's size, when there is no recovery.
     pub page: usize,
+    /// Members listed at most (the first in name order; the client pages the rest with
+    /// [`Broker::members`]), so that a join into a huge room stays cheap.
+    pub members: usize,
 }
 
 /// What a connection joining a room is told: see [`Broker::join_snapshot`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    /// The users online in the room, as [`Broker::members`] returns them.
+    /// The first users online in the room (at most [`Resume::members`]), as
+    /// [`Broker::members`] returns them.
     pub members: Vec<String>,
+    /// Whether more users follow the last of `members`.
+    pub more_members: bool,
     /// The messages missed since the client's `since` if `recovered`, else the latest page;
     /// oldest first.
     pub messages: Vec<Message>,
@@ -273,6 +298,13 @@ pub trait Broker: Send + Sync + 'static {
     /// Returns every message of the room after `since`, if the retained history still holds all
     /// of them and they fit in `bounds`; `None` otherwise (the caller falls back to the latest
     /// page). A backend reads no more than the bounds allow (plus one message) to find out.
+    ///
+    /// `since` must be an id the history knows: a retained message's, or the newest one trimmed
+    /// away (everything after it is kept). Anything else is `None`, whatever the epoch: an id
+    /// from a history the broker lost (Redis restarted without persistence) is not in the new
+    /// one, and passing the new history off as what followed it would hide the gap. Two ids
+    /// are anchors in every history: [`MessageId::MAX`] (nothing is after it) and
+    /// [`MessageId::MIN`] while nothing was ever trimmed (everything is after it).
     fn recover(
         &self,
         room: &str,
@@ -295,8 +327,15 @@ pub trait Broker: Send + Sync + 'static {
         user: &str,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
-    /// The users online in the room on any node, sorted and without duplicates.
-    fn members(&self, room: &str) -> impl Future<Output = Result<Vec<String>, Self::Error>> + Send;
+    /// Up to `limit` of the users online in the room on any node with names after `after` (or
+    /// from the first), in name order and without duplicates. A room's members are paged by
+    /// name, so a page costs the same whatever the room's size.
+    fn members(
+        &self,
+        room: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<MembersPage, Self::Error>> + Send;
 
     /// Broadcasts a typing notification to the room's subscriptions, at most once, never stored.
     fn typing(
@@ -331,10 +370,10 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Everything a `joined` frame needs, in as few round trips as the backend can: first
     /// [`Broker::presence_join`] if `join_presence` (this node's first connection of `user`
-    /// in the room), then the members and the room's [epoch](Broker::epoch), then
-    /// [`Broker::recover`]'s messages after `resume.since` if it has them within
-    /// `resume.recovery` (and `resume.epoch`, if the client gave one, is the room's), else the
-    /// latest `resume.page` messages. The default composes those calls; a remote backend should
+    /// in the room), then the first `resume.members` members and the room's
+    /// [epoch](Broker::epoch), then [`Broker::recover`]'s messages after `resume.since` if it
+    /// has them within `resume.recovery` (and `resume.epoch`, if the client gave one, is the
+    /// room's), else the latest `resume.page` messages. The default composes those calls; a remote backend should
     /// do it in one round trip, as a connection storm is made of joins.
     fn join_snapshot(
         &self,
@@ -347,7 +386,8 @@ pub trait Broker: Send + Sync + 'static {
             if join_presence {
                 self.presence_join(room, user).await?;
             }
-            let members = self.members(room).await?;
+            let MembersPage { members, has_more } =
+                self.members(room, None, resume.members).await?;
             let current = self.epoch(room).await?;
             if let Some(since) = resume.since
                 && resume.epoch.is_none_or(|epoch| epoch == current)
@@ -355,6 +395,7 @@ pub trait Broker: Send + Sync + 'static {
             {
                 return Ok(Snapshot {
                     members,
+                    more_members: has_more,
                     messages: missed,
                     recovered: true,
                     epoch: current,
@@ -363,6 +404,7 @@ pub trait Broker: Send + Sync + 'static {
             let latest = self.history(room, None, resume.page).await?;
             Ok(Snapshot {
                 members,
+                more_members: has_more,
                 messages: latest.messages,
                 recovered: false,
                 epoch: current,

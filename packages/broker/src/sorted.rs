@@ -4,8 +4,10 @@
 //! A sorted vector, not a hash map: a room usually has a handful of users, and a map's table
 //! (allocated four buckets at a time, with a 16-byte hasher beside it) costs several times what
 //! they do. Lookups are binary searches; adding or removing a key moves the entries after it,
-//! which in a big room stays below the cost of the `joined` frame that lists every member anyway.
-//! Iteration walks a slice in key order, which is what a room's fan-out does per event.
+//! which in a big room stays below the cost of the event the change is announced with (a move of
+//! a few pointers per member, where the fan-out pushes to each). Iteration walks a slice in key
+//! order, which is what a room's fan-out does per event, and a page of keys after a given one
+//! (a members page) is a binary search away.
 //!
 //! Memory follows the contents: a small map grows one slot at a time (a big one by doubling),
 //! and a map less than a quarter full gives the rest back (see `sparse.rs`).
@@ -98,6 +100,18 @@ impl<K: Ord, V> SortedMap<K, V> {
         self.entries.iter().map(|(k, _)| k)
     }
 
+    /// The keys after `after` (from the first if `None`), in order.
+    pub fn keys_after<Q>(&self, after: Option<&Q>) -> impl ExactSizeIterator<Item = &K>
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        let start = after.map_or(0, |after| {
+            self.entries.partition_point(|(k, _)| k.borrow() <= after)
+        });
+        self.entries[start..].iter().map(|(k, _)| k)
+    }
+
     /// The values, in key order.
     pub fn values(&self) -> impl ExactSizeIterator<Item = &V> {
         self.entries.iter().map(|(_, v)| v)
@@ -143,6 +157,24 @@ mod tests {
         assert_eq!(map.keys().copied().collect::<Vec<_>>(), [1, 5]);
         assert_eq!(map.get_mut(&5).copied(), Some(50));
         assert_eq!(map.capacity(), 3, "small maps grow one slot at a time");
+    }
+
+    #[test]
+    fn pages_keys_after_a_cursor() {
+        let mut map = SortedMap::default();
+        for key in ["b", "d", "f"] {
+            map.get_or_insert_with(key.to_owned(), || ());
+        }
+        let after = |cursor: Option<&str>| map.keys_after(cursor).cloned().collect::<Vec<_>>();
+        assert_eq!(after(None), ["b", "d", "f"]);
+        assert_eq!(after(Some("b")), ["d", "f"], "strictly after a key");
+        assert_eq!(
+            after(Some("c")),
+            ["d", "f"],
+            "after a name that is not there"
+        );
+        assert_eq!(after(Some("a")), ["b", "d", "f"]);
+        assert!(after(Some("f")).is_empty());
     }
 
     #[test]

@@ -50,6 +50,20 @@ impl<K: Ord> Tally<K> {
         self.0.keys()
     }
 
+    /// The held names after `after` (from the first if `None`), sorted.
+    pub fn keys_after<Q>(&self, after: Option<&Q>) -> impl ExactSizeIterator<Item = &K>
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        self.0.keys_after(after)
+    }
+
+    /// How many names are held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     /// Whether no name is held.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

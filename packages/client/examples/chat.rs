@@ -53,9 +53,11 @@ fn print_event(frame: &ServerFrame) {
             room,
             members,
             messages,
+            more_members,
             ..
         } => {
-            println!("joined #{room}; online: {}", members.join(", "));
+            let more = if *more_members { ", …" } else { "" };
+            println!("joined #{room}; online: {}{more}", members.join(", "));
             for m in messages {
                 println!("[{}] {}: {}", m.id, m.from, m.body);
             }

@@ -228,6 +228,19 @@ impl Client {
         self.send_frame(&frame).await
     }
 
+    /// Asks for a page of a joined room's members with names after `after` (the first page
+    /// when `None`); the answer is a `members` event, whose `next` is the `after` of the next
+    /// page. `joined` lists only the first 1000 members: when it says `more_members`, page on
+    /// from its last name.
+    pub async fn members(&mut self, room: &str, after: Option<&str>) -> Result<(), ClientError> {
+        let frame = ClientFrame::Members {
+            room: room.to_owned(),
+            after: after.map(str::to_owned),
+            limit: None,
+        };
+        self.send_frame(&frame).await
+    }
+
     /// Sends any client frame.
     pub async fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
         self.send_raw(encode_client(frame)).await

@@ -35,7 +35,7 @@ pub struct MessagesPage {
     pub has_more: bool,
 }
 
-/// The users online in a room, on every node.
+/// A page of the users online in a room, on every node, in name order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Members {
@@ -43,6 +43,10 @@ pub struct Members {
     pub room: String,
     /// The users, sorted.
     pub members: Vec<String>,
+    /// Present when more users follow: ask again with `after` set to it (the last name of
+    /// `members`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// `POST /api/v1/users/{name}/disconnect`: why the user is disconnected.

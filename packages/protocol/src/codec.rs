@@ -6,7 +6,7 @@ use crate::{ClientFrame, ErrorCode, ServerFrame, validate_nonce};
 
 /// Frame types a client may send, to tell a bad frame from an unknown one.
 const CLIENT_TYPES: &[&str] = &[
-    "hello", "join", "leave", "send", "typing", "history", "refresh",
+    "hello", "join", "leave", "send", "typing", "history", "members", "refresh",
 ];
 
 /// A text frame that could not be decoded, with the error code a server answers with.
@@ -43,6 +43,7 @@ struct AnyClientFrame {
     body: Option<String>,
     nonce: Option<String>,
     before: Option<String>,
+    after: Option<String>,
     limit: Option<u32>,
 }
 
@@ -55,6 +56,7 @@ enum ClientKind {
     Send,
     Typing,
     History,
+    Members,
     Refresh,
 }
 
@@ -84,6 +86,11 @@ fn decode_fast(text: &str) -> Option<ClientFrame> {
         ClientKind::History => ClientFrame::History {
             room: f.room?,
             before: f.before,
+            limit: f.limit,
+        },
+        ClientKind::Members => ClientFrame::Members {
+            room: f.room?,
+            after: f.after,
             limit: f.limit,
         },
         ClientKind::Refresh => ClientFrame::Refresh { token: f.token? },
@@ -149,7 +156,16 @@ pub fn encode_client(frame: &ClientFrame) -> String {
 
 /// Server frame types this version knows, to tell an unknown (newer) frame from a broken one.
 const SERVER_TYPES: &[&str] = &[
-    "welcome", "joined", "left", "message", "presence", "typing", "history", "error",
+    "welcome",
+    "joined",
+    "left",
+    "message",
+    "presence",
+    "typing",
+    "history",
+    "members",
+    "refreshed",
+    "error",
 ];
 
 /// Decodes a server frame (for clients).
@@ -272,6 +288,7 @@ mod tests {
             "body",
             "nonce",
             "before",
+            "after",
             "limit",
             "extra",
             r"ro\u006fm",
@@ -284,6 +301,7 @@ mod tests {
             r#""send""#,
             r#""typing""#,
             r#""history""#,
+            r#""members""#,
             r#""dance""#,
             r#""s\u0065nd""#,
             r#""Send""#,
@@ -305,7 +323,7 @@ mod tests {
         ]);
         let pair = (key, value).prop_map(|(k, v)| format!(r#""{k}":{v}"#));
         let kind = prop::sample::select(vec![
-            "hello", "join", "leave", "send", "typing", "history", "dance",
+            "hello", "join", "leave", "send", "typing", "history", "members", "dance",
         ]);
         (
             prop::option::weighted(0.9, kind),

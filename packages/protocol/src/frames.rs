@@ -64,6 +64,19 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
+    /// Asks for a page of a joined room's members, in name order; the server answers with
+    /// [`ServerFrame::Members`]. How a client reads the members `joined` left out.
+    Members {
+        /// Room whose members to list, which the connection must have joined.
+        room: String,
+        /// Only members whose names sort after this one: the `next` of the previous page (or
+        /// last name of a `joined` that says `more_members`); from the first when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        /// Page size, 1–1000; 1000 when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
     /// Signed mode: replaces the connection's token with a fresh one for the same user before
     /// the current one expires; the server answers with [`ServerFrame::Refreshed`]. In
     /// anonymous mode the token is ignored and the answer carries no `exp`.
@@ -83,6 +96,7 @@ impl ClientFrame {
             Self::Send { .. } => "send",
             Self::Typing { .. } => "typing",
             Self::History { .. } => "history",
+            Self::Members { .. } => "members",
             Self::Refresh { .. } => "refresh",
         }
     }
@@ -129,7 +143,9 @@ pub enum ServerFrame {
     Joined {
         /// The room joined.
         room: String,
-        /// Users online in the room, on every node, sorted.
+        /// Users online in the room, on every node, sorted: the first 1000
+        /// ([`MAX_MEMBERS_LIMIT`](crate::MAX_MEMBERS_LIMIT)) of them, so the frame stays small
+        /// in a huge room.
         members: Vec<String>,
         /// With `recovered`, exactly the messages after `since`; otherwise the latest page
         /// (at most 50). Oldest first.
@@ -141,6 +157,10 @@ pub enum ServerFrame {
         /// back with `since`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         epoch: Option<String>,
+        /// More members follow those in `members`: page through them with `members` requests,
+        /// the first with `after` set to the last name of `members`. Omitted when `false`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        more_members: bool,
     },
     /// Answer to `leave`: no more events from the room.
     Left {
@@ -173,6 +193,17 @@ pub enum ServerFrame {
         messages: Vec<Message>,
         /// Whether older messages remain before this page.
         has_more: bool,
+    },
+    /// Answer to `members`: a page of a room's members, in name order.
+    Members {
+        /// The room.
+        room: String,
+        /// Users online in the room, on every node, sorted, after the request's `after`.
+        members: Vec<String>,
+        /// Present when more members follow: the `after` of the next request (the last name
+        /// of `members`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
     },
     /// Answer to `refresh`: the new token now vouches for the connection.
     Refreshed {
@@ -228,7 +259,7 @@ pub enum ErrorCode {
     InvalidNonce,
     /// A message id (`since`, `before`) is malformed.
     InvalidId,
-    /// The history `limit` is outside 1–100.
+    /// A `limit` is out of range: 1–100 for `history`, 1–1000 for `members`.
     InvalidLimit,
     /// The connection has not joined the room.
     NotJoined,
@@ -236,7 +267,7 @@ pub enum ErrorCode {
     AlreadyJoined,
     /// The connection is in as many rooms as the server allows.
     TooManyRooms,
-    /// Too many requests of one kind per second (sends, typing, or joins and history
+    /// Too many requests of one kind per second (sends, typing, or joins, history and members
     /// together); slow down and retry.
     RateLimited,
     /// Signed mode: `hello` lacks a valid token for the name (the server then closes the

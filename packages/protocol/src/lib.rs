@@ -27,9 +27,9 @@ pub use id::{InvalidMessageId, MessageId};
 pub use names::{SYSTEM_SENDER, dm_room, dm_users};
 pub use sizes::{MESSAGE_FRAMING, NONCE_FRAMING, escaped_len, keep_newest_within, message_size};
 pub use validate::{
-    DEFAULT_HISTORY_LIMIT, Invalid, MAX_BODY_CHARS, MAX_HISTORY_LIMIT, MAX_NAME_CHARS,
-    MAX_NONCE_CHARS, MAX_ROOM_CHARS, validate_body, validate_history_limit, validate_name,
-    validate_nonce, validate_room,
+    DEFAULT_HISTORY_LIMIT, Invalid, MAX_BODY_CHARS, MAX_HISTORY_LIMIT, MAX_MEMBERS_LIMIT,
+    MAX_NAME_CHARS, MAX_NONCE_CHARS, MAX_ROOM_CHARS, validate_body, validate_history_limit,
+    validate_members_limit, validate_name, validate_nonce, validate_room,
 };
 
 /// The protocol version this crate speaks, sent in the `welcome` frame.

@@ -16,6 +16,10 @@ pub const MAX_HISTORY_LIMIT: u32 = 100;
 /// Page size of `history` without a `limit`, and of the page in `joined`.
 pub const DEFAULT_HISTORY_LIMIT: u32 = 50;
 
+/// Most members in a `members` page, its size without a `limit`, and how many members `joined`
+/// lists (the rest are paged with `members`): about 35 KB of names at most.
+pub const MAX_MEMBERS_LIMIT: u32 = 1000;
+
 /// A value that breaks a protocol rule: the error code to answer with and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
@@ -117,6 +121,18 @@ pub fn validate_history_limit(limit: Option<u32>) -> Result<u32, Invalid> {
     }
 }
 
+/// Checks a `members` limit and applies the default (the largest page).
+pub fn validate_members_limit(limit: Option<u32>) -> Result<u32, Invalid> {
+    match limit {
+        None => Ok(MAX_MEMBERS_LIMIT),
+        Some(n) if (1..=MAX_MEMBERS_LIMIT).contains(&n) => Ok(n),
+        Some(_) => Err(Invalid::new(
+            ErrorCode::InvalidLimit,
+            format!("members limit must be between 1 and {MAX_MEMBERS_LIMIT}"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +187,14 @@ mod tests {
         assert_eq!(validate_history_limit(Some(100)), Ok(100));
         assert!(validate_history_limit(Some(0)).is_err());
         assert!(validate_history_limit(Some(101)).is_err());
+        assert_eq!(validate_members_limit(None), Ok(1000));
+        assert_eq!(validate_members_limit(Some(1)), Ok(1));
+        assert_eq!(validate_members_limit(Some(1000)), Ok(1000));
+        for bad in [0, 1001] {
+            assert_eq!(
+                validate_members_limit(Some(bad)).map_err(|e| e.code),
+                Err(ErrorCode::InvalidLimit)
+            );
+        }
     }
 }

@@ -191,6 +191,30 @@ fn client_history_with_before_and_limit() {
 }
 
 #[test]
+fn client_members() {
+    client_golden(
+        r#"{"type":"members","room":"general"}"#,
+        &ClientFrame::Members {
+            room: s("general"),
+            after: None,
+            limit: None,
+        },
+    );
+}
+
+#[test]
+fn client_members_with_after_and_limit() {
+    client_golden(
+        r#"{"type":"members","room":"general","after":"bob","limit":500}"#,
+        &ClientFrame::Members {
+            room: s("general"),
+            after: Some(s("bob")),
+            limit: Some(500),
+        },
+    );
+}
+
+#[test]
 fn client_refresh() {
     client_golden(
         r#"{"type":"refresh","token":"eyJhbGciOiJIUzI1NiJ9.e30.c2ln"}"#,
@@ -222,6 +246,11 @@ fn client_kinds_match_type_tags() {
         ClientFrame::History {
             room: s("r"),
             before: None,
+            limit: None,
+        },
+        ClientFrame::Members {
+            room: s("r"),
+            after: None,
             limit: None,
         },
         ClientFrame::Refresh { token: s("t") },
@@ -286,6 +315,7 @@ fn server_joined_empty_room() {
             messages: vec![],
             recovered: false,
             epoch: None,
+            more_members: false,
         },
     );
 }
@@ -314,6 +344,7 @@ fn server_joined_with_latest_page() {
             ],
             recovered: false,
             epoch: None,
+            more_members: false,
         },
     );
 }
@@ -338,6 +369,7 @@ fn server_joined_recovered() {
             )],
             recovered: true,
             epoch: Some(s("1764280000.118200")),
+            more_members: false,
         },
     );
 }
@@ -443,6 +475,48 @@ fn server_history_empty() {
             room: s("general"),
             messages: vec![],
             has_more: false,
+        },
+    );
+}
+
+#[test]
+fn server_joined_with_more_members() {
+    server_golden(
+        concat!(
+            r#"{"type":"joined","room":"general","members":["alice","bob"],"messages":[],"#,
+            r#""recovered":false,"epoch":"1764280000.118200","more_members":true}"#,
+        ),
+        &ServerFrame::Joined {
+            room: s("general"),
+            members: vec![s("alice"), s("bob")],
+            messages: vec![],
+            recovered: false,
+            epoch: Some(s("1764280000.118200")),
+            more_members: true,
+        },
+    );
+}
+
+#[test]
+fn server_members() {
+    server_golden(
+        r#"{"type":"members","room":"general","members":["carol","dave"],"next":"dave"}"#,
+        &ServerFrame::Members {
+            room: s("general"),
+            members: vec![s("carol"), s("dave")],
+            next: Some(s("dave")),
+        },
+    );
+}
+
+#[test]
+fn server_members_last_page() {
+    server_golden(
+        r#"{"type":"members","room":"general","members":["erin"]}"#,
+        &ServerFrame::Members {
+            room: s("general"),
+            members: vec![s("erin")],
+            next: None,
         },
     );
 }

@@ -131,6 +131,25 @@ impl RedisServer {
         self.spawn_and_wait().await;
     }
 
+    /// Kills the server and starts it again with its data files deleted, as a Redis without
+    /// persistence comes back from a crash: empty.
+    ///
+    /// # Panics
+    ///
+    /// If the data files cannot be deleted, or the server does not answer `PING` within 10 s.
+    pub async fn restart_empty(&mut self) {
+        self.kill();
+        for data in ["appendonlydir", "dump.rdb"] {
+            let path = self.dir.join(data);
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).expect("delete redis's append-only files");
+            } else if path.exists() {
+                std::fs::remove_file(&path).expect("delete redis's snapshot");
+            }
+        }
+        self.spawn_and_wait().await;
+    }
+
     /// Runs one command over a raw connection and returns the start of the RESP reply (e.g.
     /// `:2\r\n`), or `None` if the server did not answer.
     pub async fn command(&self, args: &[&str]) -> Option<String> {

@@ -13,6 +13,7 @@ use skat_protocol::api::{
 };
 use skat_protocol::{
     Message, SYSTEM_SENDER, keep_newest_within, validate_body, validate_history_limit,
+    validate_members_limit,
     validate_name, validate_nonce, validate_room,
 };
 
@@ -34,6 +35,16 @@ pub(super) struct HistoryQuery {
     /// Only messages strictly older than this id; the latest page when absent.
     before: Option<String>,
     /// Page size, 1–100; 50 when absent.
+    limit: Option<u32>,
+}
+
+/// `?after=&limit=` of a members page.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct MembersQuery {
+    /// Only users whose names sort after this one (the `next` of the previous page).
+    after: Option<String>,
+    /// Page size, 1–1000; 1000 when absent.
     limit: Option<u32>,
 }
 
@@ -151,14 +162,14 @@ pub(super) async fn history<B: Broker>(
     }
 }
 
-/// The users online in a room, on every node.
+/// A page of the users online in a room, on every node, in name order.
 #[utoipa::path(
     get,
     path = "/rooms/{room}/members",
-    params(("room" = String, Path, description = "The room")),
+    params(("room" = String, Path, description = "The room"), MembersQuery),
     responses(
-        (status = 200, description = "The members, sorted", body = Members),
-        (status = 400, description = "Invalid room", body = ApiError),
+        (status = 200, description = "The page, sorted; `next` when more follow", body = Members),
+        (status = 400, description = "Invalid room, cursor or limit", body = ApiError),
         (status = 401, description = "Missing or wrong API key", body = ApiError),
         (status = 503, description = "The broker is unavailable", body = ApiError),
     ),
@@ -168,12 +179,33 @@ pub(super) async fn members<B: Broker>(
     State(state): State<AppState<B>>,
     _: Authorized,
     Path(room): Path<String>,
+    Query(query): Query<MembersQuery>,
 ) -> Response {
-    if let Err(refused) = validate_room(&room) {
-        return invalid(&refused);
-    }
-    match state.broker().members(&room).await {
-        Ok(members) => json(StatusCode::OK, encode_api(&Members { room, members })),
+    let checked = validate_room(&room)
+        .and_then(|()| query.after.as_deref().map_or(Ok(()), validate_name))
+        .and_then(|()| validate_members_limit(query.limit));
+    let limit = match checked {
+        Ok(limit) => limit as usize,
+        Err(refused) => return invalid(&refused),
+    };
+    let started = Instant::now();
+    let page = state
+        .broker()
+        .members(&room, query.after.as_deref(), limit)
+        .await;
+    state
+        .metrics()
+        .broker_call(BrokerCall::Members, started.elapsed());
+    match page {
+        Ok(page) => {
+            let next = page.next().map(str::to_owned);
+            let members = Members {
+                room,
+                members: page.members,
+                next,
+            };
+            json(StatusCode::OK, encode_api(&members))
+        }
         Err(err) => unavailable("members", &err),
     }
 }

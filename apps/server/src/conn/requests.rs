@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use skat_broker::{Broker, MessageId, NewMessage, Published, Recovery, Resume, Snapshot};
 use skat_protocol::{
-    ClientFrame, DEFAULT_HISTORY_LIMIT, ErrorCode, Invalid, PROTOCOL_VERSION, ServerFrame,
-    decode_client, keep_newest_within, validate_body, validate_history_limit, validate_name,
+    ClientFrame, DEFAULT_HISTORY_LIMIT, ErrorCode, Invalid, MAX_MEMBERS_LIMIT, PROTOCOL_VERSION,
+    ServerFrame, decode_client, keep_newest_within, validate_body, validate_history_limit,
+    validate_name,
     validate_nonce, validate_room,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -67,25 +68,27 @@ where
                 before,
                 limit,
             } => self.history(room, before, limit).await,
+            ClientFrame::Members { room, after, limit } => self.members(room, after, limit).await,
             ClientFrame::Refresh { token } => self.refresh(&user, &token).await,
         }
         Ok(())
     }
 
-    fn reply_invalid(&mut self, invalid: Invalid, nonce: Option<String>) {
+    pub(super) fn reply_invalid(&mut self, invalid: Invalid, nonce: Option<String>) {
         let Invalid { code, message } = invalid;
         self.reply_error(code, &message, nonce);
     }
 
-    /// Takes a `join`/`history` token, answering `rate_limited` if there is none.
-    fn request_allowed(&mut self) -> bool {
+    /// Takes a `join`/`history`/`members` token, answering `rate_limited` if there is none.
+    pub(super) fn request_allowed(&mut self) -> bool {
         if self.requests.try_take(Instant::now()) {
             return true;
         }
+        // The metric's label predates `members`, which shares the budget; dashboards keep it.
         self.state.metrics().rate_limited("join_or_history");
         self.reply_error(
             ErrorCode::RateLimited,
-            "too many join or history requests; retry shortly",
+            "too many join, history or members requests; retry shortly",
             None,
         );
         false
@@ -170,7 +173,7 @@ where
     }
 
     /// Checks a room name and that this connection has (or has not) joined it.
-    fn check_room(&self, room: &str, must_be_joined: bool) -> Result<(), Invalid> {
+    pub(super) fn check_room(&self, room: &str, must_be_joined: bool) -> Result<(), Invalid> {
         validate_room(room)?;
         match (self.joined(room).is_some(), must_be_joined) {
             (false, true) => Err(Invalid {
@@ -233,6 +236,8 @@ where
                 max_bytes: self.state.config().max_reply_bytes,
             },
             page: DEFAULT_HISTORY_LIMIT as usize,
+            // A huge room's members are paged with `members`, not sent in one frame.
+            members: MAX_MEMBERS_LIMIT as usize,
         };
         let started = Instant::now();
         let joining = self
@@ -252,6 +257,7 @@ where
         };
         let Snapshot {
             members,
+            more_members,
             mut messages,
             recovered,
             epoch,
@@ -280,6 +286,7 @@ where
             messages,
             recovered,
             epoch: Some(epoch),
+            more_members,
         });
     }
 

@@ -1,5 +1,5 @@
-//! Messages: ids and order, history pages, retention, recovery, the join snapshot, idempotent
-//! sends, and the edges of the id space.
+//! Messages: ids and order, history pages, retention, recovery (from ids the history knows
+//! only), the join snapshot, idempotent sends, and the edges of the id space.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -174,7 +174,89 @@ pub(super) fn resume(page: usize) -> Resume<'static> {
         epoch: None,
         recovery: Recovery::count(100),
         page,
+        members: 100,
     }
+}
+
+/// A `since` the history does not hold recovers nothing, epoch or not: an id from a history
+/// the broker lost is not in the new one (the case of a client that sends no epoch), and a
+/// forged one was never in the room. The newest id and the newest trimmed one still recover.
+pub async fn since_must_be_in_the_history<B: Broker>(broker: &B, history_len: usize) {
+    let room = "c-since";
+    let sent = publish_n(broker, room, 10).await;
+    let recover = |since| async move {
+        broker
+            .recover(room, since, Recovery::count(100))
+            .await
+            .unwrap()
+    };
+    assert_eq!(recover(sent[9].id).await, Some(vec![]), "since the newest");
+    assert_eq!(recover(sent[0].id).await.as_deref(), Some(&sent[1..]));
+    let between = MessageId {
+        ms: sent[4].id.ms,
+        seq: sent[4].id.seq + 1_000,
+    };
+    assert_eq!(recover(between).await, None, "an id the room never had");
+    let before = MessageId {
+        ms: sent[0].id.ms - 1,
+        seq: 0,
+    };
+    assert_eq!(recover(before).await, None, "an id older than the history");
+    let later = MessageId {
+        ms: sent[9].id.ms + 1_000,
+        seq: 0,
+    };
+    assert_eq!(recover(later).await, None, "an id past the newest");
+
+    // Through the join, without an epoch (an older client): the latest page, not recovered.
+    for since in [between, later] {
+        let snapshot = broker
+            .join_snapshot(
+                room,
+                "bob",
+                false,
+                Resume {
+                    since: Some(since),
+                    ..resume(3)
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (snapshot.messages, snapshot.recovered),
+            (sent[7..].to_vec(), false),
+            "since {since}"
+        );
+    }
+    let newest = broker
+        .join_snapshot(
+            room,
+            "bob",
+            false,
+            Resume {
+                since: Some(sent[9].id),
+                ..resume(3)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((newest.messages, newest.recovered), (vec![], true));
+
+    // The newest trimmed id: the history holds everything after it.
+    let trimmed = publish_n(broker, "c-since-trimmed", history_len + 1).await;
+    let kept = broker
+        .recover("c-since-trimmed", trimmed[0].id, Recovery::count(10_000))
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some(&trimmed[1..]));
+    let everything = broker
+        .recover("c-since-trimmed", MessageId::MIN, Recovery::count(10_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        everything, None,
+        "not everything after 0-0 is kept any more"
+    );
 }
 
 /// `join_snapshot` answers what the calls it stands for would.
@@ -390,7 +472,7 @@ pub async fn boundary_ids<B: Broker>(broker: &B) {
         .recover("c-edges", future, Recovery::count(100))
         .await
         .unwrap();
-    assert_eq!(none, Some(vec![]), "nothing is after an id past the newest");
+    assert_eq!(none, None, "an id past the newest is not one of the room's");
     for since in [MessageId::MIN, MessageId::MAX] {
         let snapshot = broker
             .join_snapshot(

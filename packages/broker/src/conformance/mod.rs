@@ -13,10 +13,11 @@ mod sizes;
 pub use messages::{
     boundary_ids, history_is_bounded, history_pages_backwards,
     ids_increase_and_reach_every_subscriber, join_snapshot, recovery,
-    retries_with_the_same_nonce_are_not_stored_twice,
+    retries_with_the_same_nonce_are_not_stored_twice, since_must_be_in_the_history,
 };
 pub use presence::{
-    notices_and_rooms, presence_counts_nodes, presence_spans_nodes, typing_reaches_subscribers,
+    all_members, members_are_paged_by_name, notices_and_rooms, presence_counts_nodes,
+    presence_spans_nodes, typing_reaches_subscribers,
 };
 pub use sizes::recovery_counts_encoded_bytes;
 
@@ -41,8 +42,10 @@ where
     history_is_bounded(&make().await, history_len).await;
     recovery(&make().await, history_len).await;
     recovery_counts_encoded_bytes(&make().await).await;
+    since_must_be_in_the_history(&make().await, history_len).await;
     join_snapshot(&make().await, history_len).await;
     presence_counts_nodes(&make().await).await;
+    members_are_paged_by_name(&make().await).await;
     retries_with_the_same_nonce_are_not_stored_twice(&make().await).await;
     typing_reaches_subscribers(&make().await).await;
     boundary_ids(&make().await).await;

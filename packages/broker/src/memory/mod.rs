@@ -24,8 +24,8 @@ use crate::lock;
 use crate::sinks::Sinks;
 use crate::sparse::ShrinkWhenSparse as _;
 use crate::{
-    Broker, HistoryPage, Message, MessageId, NODES_ROOM, NewMessage, Published, Recovery,
-    RoomEvent, RoomSink, RoomSummary, RoomsPage, Tally,
+    Broker, HistoryPage, MembersPage, Message, MessageId, NODES_ROOM, NewMessage, Published,
+    Recovery, RoomEvent, RoomSink, RoomSummary, RoomsPage, Tally,
 };
 
 /// Tuning of a [`MemoryBroker`].
@@ -128,6 +128,16 @@ impl RoomState {
             && self.presence.is_empty()
             && self.dedup.is_none()
             && self.subscribers.is_empty()
+    }
+
+    /// Whether `since` is an id this history knows, so that what follows it is exactly what a
+    /// client that saw it missed (see [`Broker::recover`]): a retained message's, the newest
+    /// one trimmed away, or one of the two anchors every history has.
+    fn knows(&self, since: MessageId) -> bool {
+        since == MessageId::MAX
+            || (since == MessageId::MIN && self.trimmed.is_none())
+            || self.trimmed == Some(since)
+            || self.history.binary_search_by_key(&since, |m| m.id).is_ok()
     }
 
     /// Messages with ids above `after`, oldest first.
@@ -297,7 +307,12 @@ impl Broker for MemoryBroker {
             return Ok(None);
         };
         let state = lock(&log.state);
-        if state.last_id.is_none() || state.trimmed.is_some_and(|trimmed| trimmed > since) {
+        // No history at all (as with Redis, whose stream does not exist), trimmed past
+        // `since`, or an id this history never had (a lost one's, or forged).
+        if state.last_id.is_none()
+            || state.trimmed.is_some_and(|trimmed| trimmed > since)
+            || !state.knows(since)
+        {
             return Ok(None);
         }
         let mut missed = Vec::new();
@@ -345,12 +360,22 @@ impl Broker for MemoryBroker {
         Ok(())
     }
 
-    async fn members(&self, room: &str) -> Result<Vec<String>, MemoryError> {
+    async fn members(
+        &self,
+        room: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<MembersPage, MemoryError> {
         let Some(log) = self.existing(room) else {
-            return Ok(Vec::new());
+            return Ok(MembersPage::default());
         };
-        let members = lock(&log.state).presence.keys().cloned().collect();
-        Ok(members)
+        let state = lock(&log.state);
+        let mut rest = state.presence.keys_after(after);
+        let members = rest.by_ref().take(limit).cloned().collect();
+        Ok(MembersPage {
+            members,
+            has_more: rest.len() > 0,
+        })
     }
 
     async fn epoch(&self, _room: &str) -> Result<String, MemoryError> {
@@ -387,7 +412,7 @@ impl Broker for MemoryBroker {
                 let state = lock(&log.state);
                 (!state.history.is_empty() || !state.presence.is_empty()).then(|| RoomSummary {
                     name: name.clone(),
-                    members: state.presence.keys().len(),
+                    members: state.presence.len(),
                 })
             })
             .collect();

@@ -10,7 +10,16 @@
 //! - `skat:{general}:events`: the pub/sub channel of the room's live events.
 //! - `skat:{general}:held:<instance>`: the users node instance `<instance>` (`<node id>:<claim
 //!   token>`) holds in the room, a set ([`presence`]).
-//! - `skat:{general}:users`: a hash of user → number of instances holding it, for `members`.
+//! - `skat:{general}:users`: a hash of user → number of instances holding it (several nodes may
+//!   hold one user).
+//! - `skat:{general}:names`: the hash's keys again, as a sorted set with every score 0, so that
+//!   `members` and the join page a room's members by name (`ZRANGE BYLEX ... LIMIT`) at the cost
+//!   of a page, whatever the room's size. A hash is unordered (`HSCAN` pages in no order, and
+//!   sorting `HKEYS` in the script costs the whole room on every join, which a connection storm
+//!   into a big room multiplies); a score cannot hold both the count and the order, since
+//!   `BYLEX` needs equal scores. The scripts that change the hash's keys change the index in the
+//!   same step; one written by an older node is rebuilt when its size disagrees (see
+//!   `scripts`).
 //! - `skat:{general}:trimmed`: the newest message id trimmed from the stream, so `recover` knows
 //!   exactly whether the messages after a client's `since` are all still there.
 //! - `skat:{general}:epoch`: the room's history epoch ([`Broker::epoch`]), Redis's clock when
@@ -72,8 +81,8 @@ use scripts::Scripts;
 use store::{Read, Store};
 
 use crate::{
-    Broker, BrokerStats, HistoryPage, Message, MessageId, NODES_ROOM, NewMessage, Published,
-    Recovery, Resume, RoomSink, RoomSummary, RoomsPage, Snapshot, lock,
+    Broker, BrokerStats, HistoryPage, MembersPage, Message, MessageId, NODES_ROOM, NewMessage,
+    Published, Recovery, Resume, RoomSink, RoomSummary, RoomsPage, Snapshot, lock,
 };
 
 /// Settings of a [`RedisBroker`].
@@ -364,6 +373,7 @@ impl Broker for RedisBroker {
             epoch: None,
             recovery: bounds,
             page: 1,
+            members: 0,
         };
         let snapshot = self.join_snapshot(room, "", false, resume).await?;
         Ok(snapshot.recovered.then_some(snapshot.messages))
@@ -397,34 +407,35 @@ impl Broker for RedisBroker {
             epoch,
             recovery,
             page,
+            members: members_bound,
         } = resume;
         if join_presence {
             self.store.list_room(room).await?;
         }
         let keys = self.store.keys(room);
-        let (mut members, entries, recovered, epoch): (Vec<String>, Entries, i64, String) =
-            Store::with_presence_keys(
-                &self.store.scripts.join,
-                &self.store.own_held_key(room),
-                &keys,
-            )
-            .key(&keys.stream)
-            .key(&keys.trimmed)
-            .key(self.store.epoch_key(room))
-            .arg(user)
-            .arg(if join_presence { "1" } else { "0" })
-            .arg(since.map_or_else(String::new, |id| id.to_string()))
-            .arg(recovery.limit)
-            .arg(page)
-            .arg(recovery.max_bytes)
-            .arg(skat_protocol::MESSAGE_FRAMING + skat_protocol::escaped_len(room))
-            .arg(epoch.unwrap_or(""))
-            .invoke_async(&mut self.store.conn.clone())
-            .await?;
+        type Reply = (Vec<String>, Entries, i64, String, i64);
+        let (members, entries, recovered, epoch, more_members): Reply = Store::with_presence_keys(
+            &self.store.scripts.join,
+            &self.store.own_held_key(room),
+            &keys,
+        )
+        .key(&keys.stream)
+        .key(&keys.trimmed)
+        .key(self.store.epoch_key(room))
+        .arg(user)
+        .arg(if join_presence { "1" } else { "0" })
+        .arg(since.map_or_else(String::new, |id| id.to_string()))
+        .arg(recovery.limit)
+        .arg(page)
+        .arg(recovery.max_bytes)
+        .arg(skat_protocol::MESSAGE_FRAMING + skat_protocol::escaped_len(room))
+        .arg(epoch.unwrap_or(""))
+        .arg(members_bound)
+        .invoke_async(&mut self.store.conn.clone())
+        .await?;
         if join_presence {
             lock(&self.store.held).insert(room, user);
         }
-        members.sort_unstable();
         let mut messages = decode_entries(room, entries)?;
         let recovered = recovered == 1;
         if !recovered {
@@ -433,6 +444,7 @@ impl Broker for RedisBroker {
         }
         Ok(Snapshot {
             members,
+            more_members: more_members == 1,
             messages,
             recovered,
             epoch,
@@ -450,13 +462,27 @@ impl Broker for RedisBroker {
         Ok(epoch)
     }
 
-    async fn members(&self, room: &str) -> Result<Vec<String>, RedisBrokerError> {
-        let mut members: Vec<String> = redis::cmd("HKEYS")
-            .arg(self.store.key(room, "users"))
-            .query_async(&mut self.store.conn.clone())
+    async fn members(
+        &self,
+        room: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<MembersPage, RedisBrokerError> {
+        let keys = self.store.keys(room);
+        let (members, more): (Vec<String>, i64) = self
+            .store
+            .scripts
+            .members
+            .key(&keys.users)
+            .key(&keys.names)
+            .arg(after.unwrap_or(""))
+            .arg(limit)
+            .invoke_async(&mut self.store.conn.clone())
             .await?;
-        members.sort_unstable();
-        Ok(members)
+        Ok(MembersPage {
+            members,
+            has_more: more == 1,
+        })
     }
 
     async fn typing(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
@@ -495,15 +521,18 @@ impl Broker for RedisBroker {
             .await?;
         let has_more = names.len() > limit;
         names.truncate(limit);
-        let counts =
-            futures_util::future::try_join_all(names.iter().map(|room| self.members(room))).await?;
+        let counts = futures_util::future::try_join_all(names.iter().map(|room| async {
+            let count: usize = redis::cmd("HLEN")
+                .arg(self.store.key(room, "users"))
+                .query_async(&mut self.store.conn.clone())
+                .await?;
+            Ok::<_, RedisBrokerError>(count)
+        }))
+        .await?;
         let rooms = names
             .into_iter()
             .zip(counts)
-            .map(|(name, members)| RoomSummary {
-                name,
-                members: members.len(),
-            })
+            .map(|(name, members)| RoomSummary { name, members })
             .collect();
         Ok(RoomsPage { rooms, has_more })
     }

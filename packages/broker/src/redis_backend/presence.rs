@@ -2,9 +2,11 @@
 //!
 //! A node *instance* (its id and the token of its claim, `<id>:<token>`, see `claim`) owns its
 //! entries: in each room, the set `{room}:held:<instance>` of the users it holds there, next to
-//! the room's count hash `{room}:users` (user → instances holding it) that `members` reads. A join
-//! adds to the set and counts up, a leave removes and counts down, each in one script that
-//! publishes `online`/`offline` exactly when a count leaves or reaches zero. Entries carry no
+//! the room's count hash `{room}:users` (user → instances holding it) and its names index
+//! `{room}:names` (a sorted set of the hash's keys, every score 0), which `members` pages by
+//! name. A join adds to the set and counts up, a leave removes and counts down, each in one
+//! script that, exactly when a count leaves or reaches zero, adds or removes the name and
+//! publishes `online`/`offline`. Entries carry no
 //! expiry and are never refreshed: an instance first lists each room it holds entries in
 //! (`instance:<instance>:rooms`), and its heartbeat only keeps its claim alive and stamps the
 //! registry of instances (`nodes`: instance → last heartbeat, Unix ms). Three commands per
@@ -277,12 +279,7 @@ async fn sweep_instance(store: &Store, instance: &str) -> Result<(), RedisBroker
         let sweeps = chunk.iter().map(|room| {
             let (held, keys) = (store.held_key(room, instance), store.keys(room));
             async move {
-                let removed: i64 = store
-                    .scripts
-                    .sweep
-                    .key(&held)
-                    .key(&keys.users)
-                    .key(&keys.channel)
+                let removed: i64 = Store::with_presence_keys(&store.scripts.sweep, &held, &keys)
                     .invoke_async(&mut store.conn.clone())
                     .await?;
                 Ok::<_, RedisBrokerError>(removed)

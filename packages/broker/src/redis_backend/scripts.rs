@@ -6,7 +6,10 @@
 //! - Every script starts with `local PUBLISH = ...`: the command its fragments publish with
 //!   (`SPUBLISH` in a cluster, where a room's channel is sharded, else `PUBLISH`).
 //! - `join_presence.lua` defines `join_presence()`; `ensure_epoch.lua` makes the room's epoch if
-//!   needed and reads it into `epoch` (the epoch key is always the script's last key).
+//!   needed and reads it into `epoch` (the epoch key is always the script's last key);
+//!   `members_page.lua` defines `members_page()`, a page of the room's names index (repaired
+//!   first if a node of an older version left it out of step with the users hash), for `join`
+//!   and `members`.
 //! - `message_size.lua` defines `message_size()`, which counts a stored message's encoded size
 //!   as the protocol crate does; the join script gets the protocol's `NONCE_FRAMING` as a
 //!   constant before it, so the Lua and the Rust count from one source.
@@ -20,6 +23,7 @@ pub(super) struct Scripts {
     pub(super) presence_leave: Script,
     pub(super) sweep: Script,
     pub(super) join: Script,
+    pub(super) members: Script,
     pub(super) epoch: Script,
 }
 
@@ -48,8 +52,13 @@ impl Scripts {
                 &format!("local NONCE_FRAMING = {}\n", skat_protocol::NONCE_FRAMING),
                 include_str!("lua/message_size.lua"),
                 include_str!("lua/join_presence.lua"),
+                include_str!("lua/members_page.lua"),
                 include_str!("lua/ensure_epoch.lua"),
                 include_str!("lua/join.lua"),
+            ]),
+            members: script(&[
+                include_str!("lua/members_page.lua"),
+                include_str!("lua/members.lua"),
             ]),
         }
     }
@@ -60,8 +69,9 @@ mod tests {
     use crate::MessageId;
 
     #[test]
-    fn the_join_script_knows_the_largest_id() {
-        let expected = format!("local MAX_ID = '{}'", MessageId::MAX);
-        assert!(include_str!("lua/join.lua").contains(&expected));
+    fn the_join_script_knows_the_extreme_ids() {
+        let join = include_str!("lua/join.lua");
+        assert!(join.contains(&format!("local MAX_ID = '{}'", MessageId::MAX)));
+        assert!(join.contains(&format!("local MIN_ID = '{}'", MessageId::MIN)));
     }
 }

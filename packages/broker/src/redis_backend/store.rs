@@ -52,6 +52,8 @@ pub(super) struct Keys {
     pub(super) stream: String,
     pub(super) channel: String,
     pub(super) users: String,
+    /// The names of `users`' keys, a sorted set with every score 0, so members page by name.
+    pub(super) names: String,
     pub(super) trimmed: String,
 }
 
@@ -103,6 +105,7 @@ impl Store {
             stream: self.key(room, "stream"),
             channel: self.channel(room),
             users: self.key(room, "users"),
+            names: self.key(room, "names"),
             trimmed: self.key(room, "trimmed"),
         }
     }
@@ -160,14 +163,17 @@ impl Store {
     }
 
     /// `script` with the room's presence keys, as every presence script takes them first:
-    /// an instance's held set (`held`), the users hash, the channel.
+    /// an instance's held set (`held`), the users hash, the channel, the names index.
     pub(super) fn with_presence_keys<'a>(
         script: &'a redis::Script,
         held: &str,
         keys: &Keys,
     ) -> redis::ScriptInvocation<'a> {
         let mut invocation = script.key(held);
-        invocation.key(&keys.users).key(&keys.channel);
+        invocation
+            .key(&keys.users)
+            .key(&keys.channel)
+            .key(&keys.names);
         invocation
     }
 

@@ -1,3 +1,3 @@
--- KEYS: held, users, channel. ARGV: user. After join_presence.lua.
+-- KEYS: held, users, channel, names. ARGV: user. After join_presence.lua.
 join_presence()
 return 1
