@@ -31,9 +31,15 @@ toolchain() {
     local wasm_bindgen_version=$1
     # RUSTUP_AUTO_INSTALL=0 machines do not fetch the toolchain pinned in rust-toolchain.toml
     # by themselves; with no argument rustup installs exactly that toolchain and its components.
-    rustup toolchain install
-    rustup target add wasm32-unknown-unknown
+    # Its progress is shown only when there is a toolchain to download.
+    local quiet=(--quiet)
+    if ! rustc --version >/dev/null 2>&1; then
+        quiet=()
+    fi
+    rustup "${quiet[@]}" toolchain install
+    rustup --quiet target add wasm32-unknown-unknown
     if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wasm_bindgen_version" ]; then
+        echo "setup: installing wasm-bindgen-cli $wasm_bindgen_version (a few minutes)" >&2
         cargo install --force wasm-bindgen-cli --version "$wasm_bindgen_version"
     fi
 }
