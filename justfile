@@ -183,6 +183,14 @@ capacity *ARGS:
     target/release/skat-bench capacity --units target/bench/units.json {{ARGS}}
     target/release/skat-bench simnodes --out target/bench/simnodes.json
 
+# Autobahn|Testsuite's fuzzing client (installed from PyPI under Python 2.7 into
+# target/autobahn/python) against an echo server over Skat's own WebSocket layer; prints the
+# count per behavior, fails on any case not OK, NON-STRICT or INFORMATIONAL (or not closed
+# OK), reports in target/autobahn. A few minutes; not part of `just test` (needs Python 2.7).
+# Check the WebSocket layer's conformance to RFC 6455.
+autobahn:
+    scripts/autobahn.sh
+
 # Format all code.
 fmt:
     cargo fmt --all
