@@ -22,7 +22,7 @@ use crate::ws::{self, Incoming, ReadError, WsStream};
 /// The largest message echoed: above the suite's biggest (16 MiB, cases 9.x).
 pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
-/// The echo server: a WebSocket upgrade on any path, then [`echo`] until the client closes.
+/// The echo server: a WebSocket upgrade on any path, then the echo loop until the client closes.
 pub fn router() -> Router {
     Router::new().fallback(upgrade)
 }
