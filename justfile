@@ -9,23 +9,18 @@ default:
 # The wasm-bindgen version the web app is locked to; the CLI must match it exactly.
 wasm_bindgen_version := `sed -n '/^name = "wasm-bindgen"$/{n;s/version = "\(.*\)"/\1/p;}' Cargo.lock`
 
-# Install what the other recipes need (idempotent): the pinned Rust toolchain with rustfmt and
-# clippy, the wasm32 target, wasm-bindgen-cli at the locked version, redis-server (tests start
-# their own instances), Chromium with ChromeDriver (browser tests), brotli (`just web`),
-# openssl (the TLS tests make a throwaway CA) and nginx (the reverse-proxy test).
+# The pinned Rust toolchain with rustfmt and clippy, the wasm32 target, wasm-bindgen-cli at the
+# locked version, and the Debian packages the tests and recipes use (apt-get as root, through
+# sudo otherwise; see scripts/setup.sh and README). Idempotent, and quiet when all is there.
+# Install what the other recipes need.
 setup:
-    # RUSTUP_AUTO_INSTALL=0 machines do not fetch the toolchain pinned in rust-toolchain.toml by
-    # themselves; with no argument rustup installs exactly that toolchain and its components.
-    rustup toolchain install
-    rustup target add wasm32-unknown-unknown
-    if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen {{wasm_bindgen_version}}" ]; then \
-        cargo install --force wasm-bindgen-cli --version {{wasm_bindgen_version}}; \
-    fi
-    if ! command -v redis-server >/dev/null || ! command -v chromedriver >/dev/null || ! command -v brotli >/dev/null || ! command -v openssl >/dev/null || ! [ -x /usr/sbin/nginx ]; then \
-        sudo=$([ "$(id -u)" -eq 0 ] || echo sudo); \
-        $sudo apt-get update -qq && $sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server chromium chromium-driver brotli openssl nginx; \
-    fi
-    @echo "setup: $(rustc --version), $(wasm-bindgen --version), $(redis-server --version | cut -d' ' -f1-3), $(chromedriver --version | cut -d' ' -f1-2)"
+    @scripts/setup.sh all {{wasm_bindgen_version}}
+
+# Checks the exact commands it runs as root and as a user, and that it runs nothing when every
+# package is installed, with fake apt-get, sudo, dpkg-query and id (no network, no install).
+# Test the install path of `setup`.
+test-setup:
+    scripts/test-setup.sh
 
 # Build the web app's release bundle into target/web and print its compressed size. What
 # index.html loads gets a content hash in its name (served as immutable), and every file a
@@ -141,12 +136,14 @@ cluster-sharded: setup
 
 # Everything CI checks: formatting, lints, docs, the web bundle and all tests, browser tests
 # included. Extra args go to `cargo test`.
-test *ARGS: setup fmt-check lint web
+test *ARGS: test-setup setup fmt-check lint web
     cargo test --workspace --all-targets {{ARGS}}
     cargo test --workspace --doc
 
-# Clippy with warnings as errors, and the docs with warnings as errors.
+# Every shell script is checked (`scripts/*.sh`, `.ci/run`), not the recipe bodies here.
+# shellcheck on the shell scripts, clippy and the docs with warnings as errors.
 lint:
+    shellcheck scripts/*.sh .ci/run
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p web --target wasm32-unknown-unknown -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
@@ -185,6 +182,14 @@ capacity *ARGS:
     target/release/skat-bench units --out target/bench/units.json > /dev/null
     target/release/skat-bench capacity --units target/bench/units.json {{ARGS}}
     target/release/skat-bench simnodes --out target/bench/simnodes.json
+
+# Autobahn|Testsuite's fuzzing client (installed from PyPI under Python 2.7 into
+# target/autobahn/python) against an echo server over Skat's own WebSocket layer; prints the
+# count per behavior, fails on any case not OK, NON-STRICT or INFORMATIONAL (or not closed
+# OK), reports in target/autobahn. A few minutes; not part of `just test` (needs Python 2.7).
+# Check the WebSocket layer's conformance to RFC 6455.
+autobahn:
+    scripts/autobahn.sh
 
 # Format all code.
 fmt:

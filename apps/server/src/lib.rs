@@ -18,6 +18,8 @@ pub mod api;
 mod assets;
 pub mod auth;
 #[doc(hidden)]
+pub mod autobahn;
+#[doc(hidden)]
 pub mod bench;
 mod config;
 mod conn;

@@ -406,7 +406,7 @@ where
     fn on_message(&mut self, message: Incoming, now: Instant) -> Result<Option<String>, Stop> {
         match message {
             Incoming::Text(text) => return Ok(Some(text)),
-            Incoming::Binary => self.reply_error(
+            Incoming::Binary(_) => self.reply_error(
                 ErrorCode::BadFrame,
                 "binary frames are not supported; send JSON text",
                 None,

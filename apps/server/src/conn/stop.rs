@@ -13,8 +13,6 @@ const SLOW_CONSUMER_REASON: &str = "slow consumer: outbound queue full";
 const SERVICE_RESTART_REASON: &str = "service restart";
 /// Close reason when the broker ends a room subscription the connection depends on.
 const ROOM_LOST_REASON: &str = "room subscription lost, reconnect";
-/// Close reason for a WebSocket message above the configured size limit.
-const MESSAGE_TOO_BIG_REASON: &str = "message too big";
 /// Close reason when the connection's token expired (code 4001).
 const TOKEN_EXPIRED_REASON: &str = "token expired";
 /// Close reason for a client past its budget of pings and unsolicited pongs.
@@ -24,10 +22,7 @@ const CONTROL_FLOOD_REASON: &str = "too many control frames";
 mod code {
     pub(super) const NORMAL: u16 = 1000;
     pub(super) const AWAY: u16 = 1001;
-    pub(super) const PROTOCOL: u16 = 1002;
-    pub(super) const INVALID_PAYLOAD: u16 = 1007;
     pub(super) const POLICY: u16 = 1008;
-    pub(super) const SIZE: u16 = 1009;
     pub(super) const ERROR: u16 = 1011;
     pub(super) const SERVICE_RESTART: u16 = 1012;
 }
@@ -90,9 +85,7 @@ impl Stop {
             Self::Evicted(Eviction::SlowConsumer) => (code::POLICY, SLOW_CONSUMER_REASON),
             Self::Evicted(Eviction::RoomLost) => (code::ERROR, ROOM_LOST_REASON),
             Self::Evicted(Eviction::Disconnected(reason)) => (close::DISCONNECTED, reason),
-            Self::Violation(FrameError::TooBig) => (code::SIZE, MESSAGE_TOO_BIG_REASON),
-            Self::Violation(FrameError::InvalidUtf8) => (code::INVALID_PAYLOAD, "invalid UTF-8"),
-            Self::Violation(FrameError::Protocol(_)) => (code::PROTOCOL, "protocol error"),
+            Self::Violation(violation) => violation.close_frame(),
         })
     }
 }

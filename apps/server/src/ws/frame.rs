@@ -9,7 +9,8 @@ use bytes::{Buf, BytesMut};
 /// Opcode of a text frame.
 pub(crate) const OP_TEXT: u8 = 0x1;
 const OP_CONTINUATION: u8 = 0x0;
-const OP_BINARY: u8 = 0x2;
+/// Opcode of a binary frame.
+pub(crate) const OP_BINARY: u8 = 0x2;
 /// Opcode of a close frame.
 pub(crate) const OP_CLOSE: u8 = 0x8;
 /// Opcode of a ping frame.
@@ -25,8 +26,9 @@ const MAX_HEADER: usize = 10;
 pub(crate) enum Incoming {
     /// A text message, UTF-8 checked.
     Text(String),
-    /// A binary message (Skat has no use for them; the caller answers with an error).
-    Binary,
+    /// A binary message. Skat's protocol has no use for them (the connection answers with an
+    /// error), but the payload is already in hand, and the conformance harness echoes it.
+    Binary(Vec<u8>),
     /// A ping; the payload must be echoed in a pong.
     Ping(Vec<u8>),
     /// A pong (answer to our ping).
@@ -47,6 +49,17 @@ pub(crate) enum FrameError {
     /// Anything else RFC 6455 forbids (close code 1002).
     #[error("websocket protocol error: {0}")]
     Protocol(&'static str),
+}
+
+impl FrameError {
+    /// The close frame that answers the violation: its RFC 6455 §7.4.1 code and a reason.
+    pub(crate) fn close_frame(self) -> (u16, &'static str) {
+        match self {
+            Self::TooBig => (1009, "message too big"),
+            Self::InvalidUtf8 => (1007, "invalid UTF-8"),
+            Self::Protocol(_) => (1002, "protocol error"),
+        }
+    }
 }
 
 /// A message being reassembled from fragments.
@@ -136,7 +149,7 @@ fn finish(opcode: u8, payload: Vec<u8>) -> Result<Option<Incoming>, FrameError> 
             .map(|text| Some(Incoming::Text(text)))
             .map_err(|_| FrameError::InvalidUtf8)
     } else {
-        Ok(Some(Incoming::Binary))
+        Ok(Some(Incoming::Binary(payload)))
     }
 }
 
@@ -375,7 +388,7 @@ mod tests {
         );
         assert_eq!(
             parse_all(&client_frame(true, OP_BINARY, &[0xff]), 100).unwrap(),
-            vec![Incoming::Binary]
+            vec![Incoming::Binary(vec![0xff])]
         );
         let mut huge = vec![0x81, 0x80 | 127];
         huge.extend_from_slice(&u64::MAX.to_be_bytes());

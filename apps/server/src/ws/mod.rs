@@ -18,7 +18,7 @@ mod handshake;
 mod stream;
 
 pub(crate) use frame::{
-    FrameError, Incoming, OP_PING, OP_PONG, OP_TEXT, encode, encode_close, text_frame,
+    FrameError, Incoming, OP_BINARY, OP_PING, OP_PONG, OP_TEXT, encode, encode_close, text_frame,
 };
 pub(crate) use handshake::{Upgraded, accept};
 pub(crate) use stream::{ReadError, WsStream};
