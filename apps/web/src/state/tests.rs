@@ -1,7 +1,7 @@
 //! Unit tests of the state machine: frames in, view state and frames out.
 
 use super::*;
-use skat_protocol::ErrorCode;
+use skat_protocol::{ErrorCode, Message, close};
 
 use crate::session::REFRESH_RETRY_MS;
 
