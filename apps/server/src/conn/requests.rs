@@ -21,7 +21,7 @@ use tracing::Level;
 use super::{Conn, JoinedRoom, Signed, Stop, conn_event};
 use crate::access;
 use crate::auth::Identity;
-use crate::metrics::BrokerCall;
+use crate::metrics::{BrokerCall, Source};
 use crate::refusals::Refusal;
 
 /// The longest epoch a `join` may carry (the brokers' are about 17 bytes).
@@ -339,11 +339,11 @@ where
         let metrics = self.state.metrics();
         metrics.broker_call(BrokerCall::Publish, started.elapsed());
         match published {
-            Ok(Published::New(_)) => metrics.message_accepted(true),
+            Ok(Published::New(_)) => metrics.message_accepted(Source::WebSocket, true),
             // A retry of a send already accepted (e.g. before a reconnect): only the sender
             // gets the original again, as its confirmation.
             Ok(Published::Duplicate(original)) => {
-                metrics.message_accepted(false);
+                metrics.message_accepted(Source::WebSocket, false);
                 self.reply(&ServerFrame::Message(original));
             }
             Err(err) => {
