@@ -7,6 +7,7 @@
 use skat_protocol::{ClientFrame, close};
 
 use super::{Chat, Connection, Fetched};
+use crate::session::token_subject;
 
 impl Chat {
     /// The frames to send once the socket opens: `hello`, then a `join` per known room, with
@@ -14,8 +15,11 @@ impl Chat {
     pub fn on_open(&mut self) -> Vec<ClientFrame> {
         self.connection = Connection::Connecting;
         self.epoch += 1;
+        // A token is for one name, its `sub`: claim that one (a token fetched from the
+        // operator's token URL decides who the page is, whatever it was opened as).
+        let name = self.session.token.as_deref().and_then(token_subject);
         let mut frames = vec![ClientFrame::Hello {
-            name: self.name.clone(),
+            name: name.unwrap_or_else(|| self.name.clone()),
             token: self.session.token.clone(),
         }];
         self.joining.clear();

@@ -53,6 +53,30 @@ fn online(chat: &mut Chat) {
 }
 
 #[test]
+fn hello_claims_the_name_the_token_is_for() {
+    let mut chat = Chat::new("mallory", "t");
+    // A fetched token whose `sub` is grace: the page is grace, whatever it was opened as.
+    let grace = "h.eyJzdWIiOiJncmFjZSIsImV4cCI6MX0.s";
+    chat.session = Session::new(Some(grace.into()), Some("/token".into()));
+    assert_eq!(
+        chat.on_open(),
+        [ClientFrame::Hello {
+            name: "grace".into(),
+            token: Some(grace.into()),
+        }]
+    );
+    // A token with no readable `sub` leaves the name as it is (the server judges it).
+    chat.session = Session::new(Some("opaque".into()), None);
+    assert_eq!(
+        chat.on_open(),
+        [ClientFrame::Hello {
+            name: "mallory".into(),
+            token: Some("opaque".into()),
+        }]
+    );
+}
+
+#[test]
 fn welcome_and_join() {
     let mut chat = Chat::new("me", "t");
     assert_eq!(
