@@ -143,9 +143,27 @@ pub enum AuthError {
 struct Claims {
     sub: String,
     exp: u64,
-    /// The rooms the user may join (see `access`); absent: every public room.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The rooms the user may join (see `access`); absent: every public room. `null` is not
+    /// absent: it fails to decode, so the token is refused (see [`present`]).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     rooms: Option<Vec<String>>,
+}
+
+/// Decodes a claim that is there, refusing `null`: serde reads `null` into an `Option` as
+/// `None`, the same as an absent claim, and for `rooms` absent means every public room. A backend
+/// that serialises "no rooms" or a missing list as `null` meant to narrow access, not to widen
+/// it, so such a token fails closed (refused as invalid, `unauthorized`). Absent claims never
+/// reach this function: `#[serde(default)]` makes them `None`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 /// What a valid token vouches for.
@@ -327,6 +345,71 @@ mod tests {
             Verifier::hs256(&key).verify("alice", Some(&expired)),
             Err(AuthError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_null_claim_is_refused_not_read_as_absent() {
+        let key = secret(SECRET);
+        let exp = now() + 600;
+        // `rooms: null` would otherwise be no claim: every public room.
+        let null_rooms = token_with(
+            SECRET,
+            &serde_json::json!({"sub": "alice", "exp": exp, "rooms": null}),
+        );
+        assert!(matches!(
+            Verifier::hs256(&key).verify("alice", Some(&null_rooms)),
+            Err(AuthError::Invalid(_))
+        ));
+        // The other claims a null could widen: `nbf` (no earliest time), `iss` and `aud` when
+        // required (no issuer, no audience), `exp` and `sub`. All refused.
+        let strict = Verifier::hs256(&key)
+            .with_issuer("https://app")
+            .with_audience("skat");
+        let good =
+            serde_json::json!({"sub": "alice", "exp": exp, "iss": "https://app", "aud": "skat"});
+        assert!(
+            strict
+                .verify("alice", Some(&token_with(SECRET, &good)))
+                .is_ok()
+        );
+        for claim in ["nbf", "iss", "aud", "exp", "sub", "rooms"] {
+            let mut claims = good.clone();
+            claims[claim] = serde_json::Value::Null;
+            assert!(
+                matches!(
+                    strict.verify("alice", Some(&token_with(SECRET, &claims))),
+                    Err(AuthError::Invalid(_))
+                ),
+                "{claim}: null"
+            );
+        }
+        // An absent claim, or a list, still decode; a null inside the list does not.
+        let absent = token_with(SECRET, &serde_json::json!({"sub": "alice", "exp": exp}));
+        let identity = Verifier::hs256(&key)
+            .verify("alice", Some(&absent))
+            .unwrap();
+        assert_eq!(identity.grants, None);
+        let listed = token_with(
+            SECRET,
+            &serde_json::json!({"sub": "alice", "exp": exp, "rooms": ["ops"]}),
+        );
+        let identity = Verifier::hs256(&key)
+            .verify("alice", Some(&listed))
+            .unwrap();
+        assert!(
+            identity
+                .grants
+                .is_some_and(|g| g.allows("ops") && !g.allows("lobby"))
+        );
+        let null_inside = token_with(
+            SECRET,
+            &serde_json::json!({"sub": "alice", "exp": exp, "rooms": ["ops", null]}),
+        );
+        assert!(
+            Verifier::hs256(&key)
+                .verify("alice", Some(&null_inside))
+                .is_err()
+        );
     }
 
     #[test]

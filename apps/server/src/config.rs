@@ -210,6 +210,24 @@ fn node_id(text: &str) -> Result<String, String> {
     })
 }
 
+/// A yes-or-no option's value: `true`, `1`, `yes`, `on` or `false`, `0`, `no`, `off`, in any
+/// case, and empty as no (an unset variable passed on as `VAR=` by a compose file or a unit).
+/// Every `bool` option of the node takes it (`value_parser = yes_or_no`): clap's own default for
+/// a flag's variable accepts only `true` and `false`, so `SKAT_REDIS_CLUSTER=1` stopped the node.
+/// The flag alone on the command line still means yes.
+pub fn yes_or_no(text: &str) -> Result<bool, String> {
+    const YES: [&str; 4] = ["true", "1", "yes", "on"];
+    const NO: [&str; 5] = ["false", "0", "no", "off", ""];
+    let text = text.trim();
+    if YES.iter().any(|yes| text.eq_ignore_ascii_case(yes)) {
+        Ok(true)
+    } else if NO.iter().any(|no| text.eq_ignore_ascii_case(no)) {
+        Ok(false)
+    } else {
+        Err("expected true, 1, yes or on, or false, 0, no or off".to_owned())
+    }
+}
+
 /// A duration given in milliseconds.
 pub(crate) fn millis(text: &str) -> Result<Duration, String> {
     let ms: u64 = text
@@ -286,6 +304,19 @@ impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Secre
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yes_or_no_reads_the_usual_spellings() {
+        for yes in ["true", "1", "yes", "on", "TRUE", "Yes", " on "] {
+            assert_eq!(yes_or_no(yes), Ok(true), "{yes:?}");
+        }
+        for no in ["false", "0", "no", "off", "OFF", "No", ""] {
+            assert_eq!(yes_or_no(no), Ok(false), "{no:?}");
+        }
+        for neither in ["maybe", "2", "y", "enabled"] {
+            assert!(yes_or_no(neither).is_err(), "{neither:?}");
+        }
+    }
 
     #[test]
     fn defaults_are_the_documented_ones() {

@@ -40,7 +40,7 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-pub use config::{ServerConfig, random_node_id};
+pub use config::{ServerConfig, random_node_id, yes_or_no};
 pub use limits::Limits;
 pub use listen::{DEFAULT_BACKLOG, bind};
 

@@ -22,7 +22,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// A Skat chat server node.
 ///
-/// Every option can also be set through the environment variable shown.
+/// Every option can also be set through the environment variable shown. A yes-or-no option
+/// reads its variable as true, 1, yes or on, or false, 0, no or off (any case; empty is no).
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
@@ -52,6 +53,11 @@ enum Command {
 // The node's own settings (`ServerConfig`, with `Limits`) are `clap::Args` of the library,
 // defaults included; the options here are those of the process (where to listen) and of the
 // broker, whose defaults are the broker library's.
+//
+// Every yes-or-no option (a `bool` field, a flag on the command line) takes
+// `value_parser = skat_server::yes_or_no`: clap's default for a flag's environment variable
+// accepts only `true` and `false`, and `SKAT_REDIS_CLUSTER=1` would stop the node. A test walks
+// every flag with a variable and fails if one is missing it.
 
 fn redis_defaults() -> RedisConfig {
     RedisConfig::new("", "")
@@ -76,7 +82,7 @@ struct Serve {
     /// `--redis-url` is a comma-separated list of seed nodes of a Redis Cluster (Redis 7):
     /// rooms spread over its shards, and each room's events travel on a sharded channel that
     /// only its shard carries.
-    #[arg(long, env = "SKAT_REDIS_CLUSTER")]
+    #[arg(long, env = "SKAT_REDIS_CLUSTER", value_parser = skat_server::yes_or_no)]
     redis_cluster: bool,
     /// Replicas that must have a message before a send is confirmed (Redis WAIT; 0: the
     /// master's write is enough). 1 makes a failover lose no confirmed message.
@@ -289,6 +295,56 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every flag that has an environment variable (those of `ServerConfig` included) reads it
+    /// with the shared boolean parser, and the flag alone still means true.
+    #[test]
+    fn every_yes_or_no_option_reads_1_yes_on_and_0_no_off() {
+        use clap::{Arg, ArgAction, CommandFactory as _};
+        let cli = Cli::command();
+        let mut checked = Vec::new();
+        for flag in cli.get_arguments() {
+            if !matches!(flag.get_action(), ArgAction::SetTrue | ArgAction::SetFalse) {
+                continue;
+            }
+            let Some(var) = flag.get_env() else {
+                continue;
+            };
+            // The flag's own parser, on a value given the way its variable gives it.
+            let parse = |text: &str| {
+                let probe = clap::Command::new("probe").arg(
+                    Arg::new("value")
+                        .action(ArgAction::Set)
+                        .value_parser(flag.get_value_parser().clone()),
+                );
+                probe
+                    .try_get_matches_from(["probe", text])
+                    .map(|m| m.get_one::<bool>("value").copied())
+            };
+            for (text, value) in [
+                ("1", true),
+                ("true", true),
+                ("Yes", true),
+                ("ON", true),
+                ("0", false),
+                ("FALSE", false),
+                ("no", false),
+                ("off", false),
+                ("", false),
+            ] {
+                match parse(text) {
+                    Ok(parsed) => assert_eq!(parsed, Some(value), "{var:?}={text}"),
+                    Err(err) => panic!("{var:?}={text} refused: {err}"),
+                }
+            }
+            assert!(parse("maybe").is_err(), "{var:?}=maybe");
+            checked.push(flag.get_id().to_string());
+        }
+        assert!(checked.contains(&"redis_cluster".to_owned()), "{checked:?}");
+
+        let on = Cli::try_parse_from(["skat-server", "--redis-cluster"]).unwrap();
+        assert!(on.serve.redis_cluster, "the flag alone means true");
+    }
 
     #[test]
     fn colors_only_on_a_terminal_and_never_with_no_color() {

@@ -3,7 +3,7 @@
 //!
 //! Two kinds of figures:
 //! - events, counted where they happen ([`Metrics`]): connections opened and closed (by reason),
-//!   messages accepted, requests refused (by error code), rate limiting, deliveries, slow
+//!   messages accepted and replayed (by source: a WebSocket `send` or the server API), requests refused (by error code), rate limiting, deliveries, slow
 //!   consumers, recoveries, and the time each broker call takes;
 //! - state: open connections, frames waiting in outbound queues and queues more than half
 //!   full, kept as running figures; rooms, and what the broker has repaired (pub/sub
@@ -43,6 +43,45 @@ label!(Code, code);
 label!(Request, request);
 label!(Recovered, recovered);
 label!(Call, call);
+label!(SourceLabel, source);
+
+/// Where a message was published from: the `source` label of `messages_accepted` and
+/// `messages_replayed`, so that the API's traffic (system notices, backend posts) shows apart
+/// from the users'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// A `send` frame on a WebSocket.
+    WebSocket,
+    /// `POST /api/v1/rooms/{room}/messages`.
+    Api,
+}
+
+/// A counter per [`Source`], each series made up front: counting is one atomic add (no lookup
+/// in the family), and both series are scraped from the start, at 0.
+#[derive(Debug, Clone)]
+struct BySource {
+    family: Family<SourceLabel, Counter>,
+    ws: Counter,
+    api: Counter,
+}
+
+impl Default for BySource {
+    fn default() -> Self {
+        let family = Family::<SourceLabel, Counter>::default();
+        let series = |source| family.get_or_create(&SourceLabel { source }).clone();
+        let (ws, api) = (series("ws"), series("api"));
+        Self { family, ws, api }
+    }
+}
+
+impl BySource {
+    fn inc(&self, source: Source) {
+        match source {
+            Source::WebSocket => self.ws.inc(),
+            Source::Api => self.api.inc(),
+        };
+    }
+}
 
 /// A broker call timed by [`Metrics::broker_call`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,8 +124,8 @@ pub(crate) struct Metrics {
     opened: Counter,
     open: Gauge,
     closed: Family<Reason, Counter>,
-    accepted: Counter,
-    replayed: Counter,
+    accepted: BySource,
+    replayed: BySource,
     refused: Family<Code, Counter>,
     rate_limited: Family<Request, Counter>,
     /// Frames queued to connections by room fan-out; rooms hold a clone.
@@ -104,8 +143,8 @@ impl Default for Metrics {
             opened: Counter::default(),
             open: Gauge::default(),
             closed: Family::default(),
-            accepted: Counter::default(),
-            replayed: Counter::default(),
+            accepted: BySource::default(),
+            replayed: BySource::default(),
             refused: Family::default(),
             rate_limited: Family::default(),
             deliveries: Counter::default(),
@@ -133,12 +172,13 @@ impl Metrics {
         }
     }
 
-    /// A `send` was stored (`new`) or answered with the original of a retried nonce.
-    pub(crate) fn message_accepted(&self, new: bool) {
+    /// A message from `source` was stored (`new`) or answered with the original of a retried
+    /// nonce.
+    pub(crate) fn message_accepted(&self, source: Source, new: bool) {
         if new {
-            self.accepted.inc();
+            self.accepted.inc(source);
         } else {
-            self.replayed.inc();
+            self.replayed.inc(source);
         }
     }
 
@@ -196,13 +236,13 @@ impl Metrics {
         );
         registry.register(
             "messages_accepted",
-            "Messages stored and delivered",
-            self.accepted.clone(),
+            "Messages stored and delivered, by source (ws, api)",
+            self.accepted.family.clone(),
         );
         registry.register(
             "messages_replayed",
-            "Sends answered with the original of a retried nonce (not stored again)",
-            self.replayed.clone(),
+            "Sends answered with the original of a retried nonce (not stored again), by source",
+            self.replayed.family.clone(),
         );
         registry.register(
             "requests_refused",

@@ -61,3 +61,56 @@ fn token_rooms_become_the_rooms_claim() {
         serde_json::json!(["private-ops", "support-*"])
     );
 }
+
+/// `skat-server token admin` with `SKAT_REDIS_CLUSTER` set to `value`: the whole command line,
+/// environment included, is parsed before the command runs.
+fn with_redis_cluster(value: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_skat-server"))
+        .args(["token", "admin"])
+        .env("SKAT_JWT_SECRET", "sixteen-bytes!!!")
+        .env("SKAT_REDIS_CLUSTER", value)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn boolean_variables_take_1_yes_on_and_0_no_off() {
+    for value in [
+        "1", "yes", "on", "true", "TRUE", "0", "no", "off", "false", "",
+    ] {
+        let out = with_redis_cluster(value);
+        assert!(
+            out.status.success(),
+            "SKAT_REDIS_CLUSTER={value}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = with_redis_cluster("maybe");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(
+            "invalid value 'maybe' for '--redis-cluster': expected true, 1, yes or on, or false, 0, no or off"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_shows_boolean_options_as_flags_with_their_variable() {
+    let out = Command::new(env!("CARGO_BIN_EXE_skat-server"))
+        .arg("--help")
+        .env_remove("SKAT_REDIS_CLUSTER")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    let line = help
+        .lines()
+        .find(|l| l.trim_start().starts_with("--redis-cluster"))
+        .unwrap_or_else(|| panic!("no --redis-cluster in {help}"));
+    assert_eq!(line.trim(), "--redis-cluster", "a flag, no value: {line}");
+    assert!(help.contains("[env: SKAT_REDIS_CLUSTER=]"), "{help}");
+    assert!(help.contains("true, 1, yes or on"), "{help}");
+}

@@ -151,7 +151,8 @@ async fn counters_follow_the_traffic() {
     assert_eq!(value(&m, "skat_connections_opened_total", None), 3.0);
     assert_eq!(value(&m, "skat_connections_open", None), 3.0);
     assert_eq!(value(&m, "skat_rooms", None), 1.0);
-    assert_eq!(value(&m, "skat_messages_accepted_total", None), 1.0);
+    let accepted = |source| value(&m, "skat_messages_accepted_total", Some(("source", source)));
+    assert_eq!((accepted("ws"), accepted("api")), (1.0, 0.0));
     let refused = |code| value(&m, "skat_requests_refused_total", Some(("code", code)));
     assert_eq!(refused("invalid_body"), 1.0);
     assert!(refused("rate_limited") >= 1.0);
@@ -193,6 +194,40 @@ async fn counters_follow_the_traffic() {
             "the dashboard queries {name}, which the node does not export"
         );
     }
+    node.stop().await.unwrap();
+}
+
+/// Messages published through the server API count as accepted (and retries as replayed), apart
+/// from the WebSocket's, by their `source` label.
+#[tokio::test]
+async fn api_messages_are_counted_by_source() {
+    const KEY: &str = "an-api-key-for-the-tests";
+    let config = ServerConfig {
+        api_key: Some(skat_server::api::ApiKey::new(KEY).unwrap()),
+        ..common::test_config()
+    };
+    let node = Node::start_with(Arc::new(MemoryBroker::default()), config).await;
+    let post = |body: serde_json::Value| async move {
+        let auth = format!("Authorization: Bearer {KEY}\r\n");
+        let path = "/api/v1/rooms/general/messages";
+        common::http::request(node.addr, "POST", path, &auth, &body.to_string())
+            .await
+            .status()
+    };
+    let notice = serde_json::json!({"body": "maintenance at noon", "nonce": "n1"});
+    assert_eq!(post(notice.clone()).await, 201);
+    assert_eq!(post(notice).await, 200, "a retry: the original");
+    let mut alice = node.client("alice").await;
+    join(&mut alice, "general").await;
+    alice.send_message("general", "hi", None).await.unwrap();
+    assert_eq!(message(&mut alice).await.body, "hi");
+
+    let m = scrape(node.addr).await.unwrap();
+    let count = |metric, source| value(&m, metric, Some(("source", source)));
+    let accepted = "skat_messages_accepted_total";
+    let replayed = "skat_messages_replayed_total";
+    assert_eq!((count(accepted, "api"), count(accepted, "ws")), (1.0, 1.0));
+    assert_eq!((count(replayed, "api"), count(replayed, "ws")), (1.0, 0.0));
     node.stop().await.unwrap();
 }
 

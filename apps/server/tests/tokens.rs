@@ -128,6 +128,29 @@ async fn a_refresh_that_narrows_the_rooms_leaves_the_revoked_ones() {
     assert_eq!(message(&mut alice).await.body, "kept");
 }
 
+/// `"rooms": null` is not "no claim" (every public room): the token is refused, at `hello` and
+/// at `refresh`, so a backend that writes null for "no rooms" never widens a user's access.
+#[tokio::test]
+async fn a_null_rooms_claim_is_refused() {
+    let node = signed_node().await;
+    let null_rooms = hs256(&serde_json::json!({"sub": "alice", "exp": now() + 600, "rooms": null}));
+    match Client::connect_signed(&node.url, "alice", &null_rooms).await {
+        Err(ClientError::Refused { code, .. }) => assert_eq!(code, ErrorCode::Unauthorized),
+        other => panic!("expected unauthorized, got {other:?}"),
+    }
+
+    let general =
+        hs256(&serde_json::json!({"sub": "alice", "exp": now() + 600, "rooms": ["general"]}));
+    let mut alice = Client::connect_signed(&node.url, "alice", &general)
+        .await
+        .unwrap();
+    alice.refresh(&null_rooms).await.unwrap();
+    assert_eq!(error(&mut alice).await.0, ErrorCode::Unauthorized);
+    // The old token's rooms still hold.
+    alice.join("lobby").await.unwrap();
+    assert_eq!(error(&mut alice).await.0, ErrorCode::Forbidden);
+}
+
 #[tokio::test]
 async fn anonymous_mode_answers_refresh_without_exp() {
     let node = Node::start().await;

@@ -41,6 +41,40 @@ pub fn parse_token_response(body: &str) -> Result<String, String> {
     }
 }
 
+/// The `sub` of a JWT, read without checking the signature (the server checks it): the name the
+/// token vouches for, and so the only name `hello` can claim with it. A token fetched from the
+/// token URL thus decides who the page is, whatever name the page was opened with.
+pub fn token_subject(token: &str) -> Option<String> {
+    let payload = base64url_decode(token.split('.').nth(1)?)?;
+    let claims: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+    claims.get("sub")?.as_str().map(str::to_owned)
+}
+
+/// Decodes base64url (RFC 4648 section 5, as JWTs use it: padding optional); `None` on any
+/// other character.
+fn base64url_decode(text: &str) -> Option<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut bits, mut count) = (0u32, 0u32);
+    for c in text.trim_end_matches('=').bytes() {
+        let sextet = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        bits = (bits << 6) | u32::from(sextet);
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            bytes.push(u8::try_from(bits >> count).ok()?);
+            bits &= (1 << count) - 1;
+        }
+    }
+    Some(bytes)
+}
+
 /// Where a fresh token stands.
 #[derive(Debug, Clone, Default, PartialEq)]
 enum Renewal {
@@ -241,6 +275,28 @@ mod tests {
         );
         // Already expired (a skewed clock): now.
         assert_eq!(refresh_time(500.0, 1_000.0), 1_000.0);
+    }
+
+    #[test]
+    fn a_tokens_subject_is_read_from_its_payload() {
+        assert_eq!(
+            token_subject("h.eyJzdWIiOiJncmFjZSIsImV4cCI6MX0.s").as_deref(),
+            Some("grace")
+        );
+        // Padded or not, and any UTF-8.
+        assert_eq!(
+            token_subject("h.eyJzdWIiOiLDqWzDqW9ub3JlIn0=.s").as_deref(),
+            Some("\u{e9}l\u{e9}onore")
+        );
+        for bad in [
+            "",
+            "no-dots",
+            "h.!!!.s",
+            "h.bm90IGpzb24.s",
+            "h.eyJleHAiOjF9.s",
+        ] {
+            assert_eq!(token_subject(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -13,13 +13,12 @@ use skat_protocol::api::{
 };
 use skat_protocol::{
     Message, SYSTEM_SENDER, keep_newest_within, validate_body, validate_history_limit,
-    validate_members_limit,
-    validate_name, validate_nonce, validate_room,
+    validate_members_limit, validate_name, validate_nonce, validate_room,
 };
 
 use super::{Authorized, failure, invalid, json, unavailable};
 use crate::AppState;
-use crate::metrics::BrokerCall;
+use crate::metrics::{BrokerCall, Source};
 
 /// The reason a disconnected user sees when the backend gives none.
 const DEFAULT_REASON: &str = "disconnected by the application";
@@ -98,12 +97,17 @@ pub(super) async fn publish<B: Broker>(
     };
     let started = Instant::now();
     let published = state.broker().publish(new).await;
-    state
-        .metrics()
-        .broker_call(BrokerCall::Publish, started.elapsed());
+    let metrics = state.metrics();
+    metrics.broker_call(BrokerCall::Publish, started.elapsed());
     match published {
-        Ok(Published::New(message)) => json(StatusCode::CREATED, encode_api(&message)),
-        Ok(Published::Duplicate(message)) => json(StatusCode::OK, encode_api(&message)),
+        Ok(Published::New(message)) => {
+            metrics.message_accepted(Source::Api, true);
+            json(StatusCode::CREATED, encode_api(&message))
+        }
+        Ok(Published::Duplicate(message)) => {
+            metrics.message_accepted(Source::Api, false);
+            json(StatusCode::OK, encode_api(&message))
+        }
         Err(err) => unavailable("publish", &err),
     }
 }

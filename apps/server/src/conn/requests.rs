@@ -10,8 +10,7 @@ use skat_broker::{Broker, MessageId, NewMessage, Published, Recovery, Resume, Sn
 use skat_protocol::{
     ClientFrame, DEFAULT_HISTORY_LIMIT, ErrorCode, Invalid, MAX_MEMBERS_LIMIT, PROTOCOL_VERSION,
     ServerFrame, decode_client, keep_newest_within, validate_body, validate_history_limit,
-    validate_name,
-    validate_nonce, validate_room,
+    validate_name, validate_nonce, validate_room,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -20,7 +19,7 @@ use tracing::Level;
 use super::{Conn, JoinedRoom, Signed, Stop, conn_event};
 use crate::access;
 use crate::auth::Identity;
-use crate::metrics::BrokerCall;
+use crate::metrics::{BrokerCall, Source};
 use crate::refusals::Refusal;
 
 /// The longest epoch a `join` may carry (the brokers' are about 17 bytes).
@@ -344,11 +343,11 @@ where
         let metrics = self.state.metrics();
         metrics.broker_call(BrokerCall::Publish, started.elapsed());
         match published {
-            Ok(Published::New(_)) => metrics.message_accepted(true),
+            Ok(Published::New(_)) => metrics.message_accepted(Source::WebSocket, true),
             // A retry of a send already accepted (e.g. before a reconnect): only the sender
             // gets the original again, as its confirmation.
             Ok(Published::Duplicate(original)) => {
-                metrics.message_accepted(false);
+                metrics.message_accepted(Source::WebSocket, false);
                 self.reply(&ServerFrame::Message(original));
             }
             Err(err) => {

@@ -314,6 +314,74 @@ async fn an_expired_token_is_fetched_again_and_the_page_reconnects() {
     page.close().await.unwrap();
 }
 
+/// A copy of the bundle in `target/e2e/<name>`, for a test to change.
+fn bundle_copy(name: &str) -> PathBuf {
+    let dir = workspace_root().join("target/e2e").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in std::fs::read_dir(bundle()).unwrap() {
+        let file = file.unwrap();
+        std::fs::copy(file.path(), dir.join(file.file_name())).unwrap();
+    }
+    dir
+}
+
+/// Makes the `index.html` in `dir` name `token_url` in `<meta name="skat-token-url">`, as an
+/// operator sets it, and removes its precompressed copies, which the node would serve first.
+fn set_meta_token_url(dir: &Path, token_url: &str) {
+    let index = dir.join("index.html");
+    let html = std::fs::read_to_string(&index).unwrap();
+    let meta = format!("<meta name=\"skat-token-url\" content=\"{token_url}\">");
+    let html = html.replacen("<head>", &format!("<head>\n  {meta}"), 1);
+    std::fs::write(&index, html).unwrap();
+    std::fs::remove_file(dir.join("index.html.gz")).unwrap();
+    std::fs::remove_file(dir.join("index.html.br")).unwrap();
+}
+
+/// A link crafted by mallory (his name, his token, his token URL in the fragment) opens a page
+/// whose operator set `<meta name="skat-token-url">`: the page ignores the link's token and
+/// token URL, fetches from the operator's URL (with the visitor's cookies), and signs in as the
+/// visitor, grace, not as mallory.
+#[tokio::test]
+async fn a_links_token_does_not_override_the_operators_token_url() {
+    let secret = skat_server::auth::JwtSecret::new(SECRET).unwrap();
+    let static_dir = bundle_copy("meta-token-url");
+    let config = ServerConfig {
+        node_id: "meta".into(),
+        static_dir: Some(static_dir.clone()),
+        jwt_secret: Some(secret.clone()),
+        ..common::test_config()
+    };
+    let node = Node::start_with(Arc::new(skat_broker::MemoryBroker::default()), config).await;
+    // The token URLs answer the node's origin, which is known now; the node reads its files
+    // from disk on each request, so the page it serves names the visitor's token URL.
+    let origin = format!("http://{}", node.addr);
+    let ttl = Duration::from_secs(600);
+    let visitors = TokenServer::start(secret.clone(), "grace", ttl, origin.clone()).await;
+    let makers = TokenServer::start(secret.clone(), "mallory", ttl, origin).await;
+    set_meta_token_url(&static_dir, &visitors.url);
+    let bob_token = token(&secret, "bob", ttl);
+    let mut bob = skat_client::Client::connect_signed(&node.url, "bob", &bob_token)
+        .await
+        .unwrap();
+    common::join(&mut bob, "general").await;
+
+    let driver = Driver::start().await;
+    let page = driver.browser().await;
+    let mallory = token(&secret, "mallory", ttl);
+    open_signed(&page, &node, "mallory", &mallory, &makers.fragment()).await;
+    wait_text(&page, ".me", "signed in as grace", |t| t == "you: grace").await;
+    say(&page, "who am I?").await;
+    let m = common::message(&mut bob).await;
+    assert_eq!((m.from.as_str(), m.body.as_str()), ("grace", "who am I?"));
+    assert!(visitors.calls() >= 1, "the operator's token URL was used");
+    assert_eq!(makers.calls(), 0, "the link's token URL was not");
+    // The link's token still leaves the address bar.
+    let url = page.current_url().await.unwrap();
+    assert!(!url.as_str().contains("token="), "token left in {url}");
+    page.close().await.unwrap();
+}
+
 /// `POST /api/v1{path}` with `body`, as the application's backend; the status.
 async fn api_post(node: &Node, path: &str, body: &serde_json::Value) -> u16 {
     let auth = format!("Authorization: Bearer {API_KEY}\r\n");

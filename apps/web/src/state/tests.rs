@@ -1,7 +1,7 @@
 //! Unit tests of the state machine: frames in, view state and frames out.
 
 use super::*;
-use skat_protocol::ErrorCode;
+use skat_protocol::{ErrorCode, Message, close};
 
 use crate::session::REFRESH_RETRY_MS;
 
@@ -23,6 +23,7 @@ fn joined(room: &str, messages: Vec<Message>, recovered: bool) -> ServerFrame {
         messages,
         recovered,
         epoch: Some("e1".into()),
+        more_members: false,
     }
 }
 
@@ -49,6 +50,30 @@ fn online(chat: &mut Chat) {
             exp: None,
         },
         0.0,
+    );
+}
+
+#[test]
+fn hello_claims_the_name_the_token_is_for() {
+    let mut chat = Chat::new("mallory", "t");
+    // A fetched token whose `sub` is grace: the page is grace, whatever it was opened as.
+    let grace = "h.eyJzdWIiOiJncmFjZSIsImV4cCI6MX0.s";
+    chat.session = Session::new(Some(grace.into()), Some("/token".into()));
+    assert_eq!(
+        chat.on_open(),
+        [ClientFrame::Hello {
+            name: "grace".into(),
+            token: Some(grace.into()),
+        }]
+    );
+    // A token with no readable `sub` leaves the name as it is (the server judges it).
+    chat.session = Session::new(Some("opaque".into()), None);
+    assert_eq!(
+        chat.on_open(),
+        [ClientFrame::Hello {
+            name: "mallory".into(),
+            token: Some("opaque".into()),
+        }]
     );
 }
 
@@ -94,6 +119,50 @@ fn welcome_and_join() {
     assert!(room.joined);
     assert_eq!(room.messages.len(), 1);
     assert_eq!(room.unread, 0, "the latest page is not unread");
+}
+
+#[test]
+fn a_big_rooms_members_are_read_page_by_page() {
+    let mut chat = Chat::new("me", "t");
+    online(&mut chat);
+    chat.join("big");
+    chat.apply(
+        ServerFrame::Joined {
+            room: "big".into(),
+            members: vec!["ann".into(), "me".into()],
+            messages: Vec::new(),
+            recovered: false,
+            epoch: Some("e1".into()),
+            more_members: true,
+        },
+        0.0,
+    );
+    let next_page = |after: &str| ClientFrame::Members {
+        room: "big".into(),
+        after: Some(after.into()),
+        limit: None,
+    };
+    assert_eq!(std::mem::take(&mut chat.outbox), [next_page("me")]);
+    chat.apply(
+        ServerFrame::Members {
+            room: "big".into(),
+            members: vec!["ned".into(), "ole".into()],
+            next: Some("ole".into()),
+        },
+        0.0,
+    );
+    assert_eq!(std::mem::take(&mut chat.outbox), [next_page("ole")]);
+    chat.apply(
+        ServerFrame::Members {
+            room: "big".into(),
+            members: vec!["zed".into()],
+            next: None,
+        },
+        0.0,
+    );
+    assert!(chat.outbox.is_empty(), "the last page asks for nothing");
+    let members: Vec<_> = chat.rooms["big"].members.iter().cloned().collect();
+    assert_eq!(members, ["ann", "me", "ned", "ole", "zed"]);
 }
 
 #[test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use leptos::prelude::*;
 
+use skat_web::fragment::Identity;
 use skat_web::state::{self, Chat, Session};
 
 mod composer;
@@ -81,19 +82,13 @@ fn socket() -> ReconnectingSocket {
     expect_context()
 }
 
-/// What the application hands the app: a name, a token and where fresh tokens come from.
-struct Identity {
-    name: Option<String>,
-    token: Option<String>,
-    token_url: Option<String>,
-}
-
 /// The [`Identity`] from the page's fragment (`#name=alice&token=...&token_url=...`), which is
-/// how an application hands a signed identity to the app without it reaching server logs; the
-/// token URL may instead be in the page (`<meta name="skat-token-url">`). The token is then
-/// removed from the address bar (and this history entry), so a copied link does not leak it;
-/// the token URL stays, so a reload fetches a token from it.
-fn fragment_identity() -> Identity {
+/// how an application hands a signed identity to the app without it reaching server logs, and
+/// the operator's `<meta name="skat-token-url">`, which when present overrides the fragment's
+/// token and token URL (see [`skat_web::fragment::identity`]; the console says what was
+/// ignored). The token is then removed from the address bar (and this history entry), so a
+/// copied link does not leak it; the token URL stays, so a reload fetches a token from it.
+fn page_identity() -> Identity {
     let location = window().location();
     let fragment = skat_web::fragment::parse_fragment(&location.hash().unwrap_or_default());
     if fragment.token.is_some() {
@@ -104,18 +99,18 @@ fn fragment_identity() -> Identity {
             let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
         }
     }
-    Identity {
-        name: fragment.name,
-        token: fragment.token,
-        token_url: fragment.token_url.or_else(token::meta_token_url),
+    let (identity, ignored) = skat_web::fragment::identity(fragment, token::meta_token_url());
+    if let Some(why) = ignored {
+        leptos::logging::warn!("{why}");
     }
+    identity
 }
 
 /// The app: asks for a name once (remembered), then shows the chat.
 #[allow(unreachable_pub)] // `#[component]` generates a `pub` props type.
 #[component]
 pub(crate) fn App() -> impl IntoView {
-    let identity = fragment_identity();
+    let identity = page_identity();
     let name = RwSignal::new(
         identity
             .name

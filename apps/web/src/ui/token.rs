@@ -1,5 +1,5 @@
-//! Where fresh tokens come from: the application's token URL (the fragment's `token_url`, else
-//! `<meta name="skat-token-url">` in the page), fetched with the browser's `fetch`.
+//! Where fresh tokens come from: the application's token URL (`<meta name="skat-token-url">` in
+//! the page, else the fragment's `token_url`), fetched with the browser's `fetch`.
 
 use leptos::prelude::{document, window};
 use wasm_bindgen::{JsCast, JsValue};

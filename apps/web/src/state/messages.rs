@@ -1,0 +1,107 @@
+//! Messages, ours and others': a send is pending until its echo (matched by nonce) confirms
+//! it, kept with the reason if refused, re-sent by itself after a reconnect while the server can
+//! still deduplicate it; every received message is deduplicated by id and counted as unread
+//! when its room is not on screen.
+
+use skat_protocol::{ClientFrame, Message};
+
+use super::{Chat, Connection, Pending, RESEND_WITHIN_MS};
+
+impl Chat {
+    /// Queues a message; returns the `send` frame, or `None` if the text is blank, the room
+    /// unknown or the connection not live (the UI then keeps the text in the composer). The
+    /// message shows as pending until its echo arrives. The server handles a connection's frames
+    /// in order, so a send right after a join needs no wait for `joined`.
+    pub fn send(&mut self, room: &str, body: &str, now: f64) -> Option<ClientFrame> {
+        if self.connection != Connection::Online {
+            return None;
+        }
+        let epoch = self.epoch;
+        let r = self.rooms.get_mut(room).filter(|r| r.refused.is_none())?;
+        if body.trim().is_empty() {
+            return None;
+        }
+        let nonce = format!("{}-{}", self.nonce_prefix, self.next_nonce);
+        self.next_nonce += 1;
+        r.pending.push(Pending {
+            nonce: nonce.clone(),
+            body: body.to_owned(),
+            error: None,
+            epoch,
+            sent_at: now,
+        });
+        r.last_typing_sent = None;
+        Some(ClientFrame::Send {
+            room: room.to_owned(),
+            body: body.to_owned(),
+            nonce: Some(nonce),
+        })
+    }
+
+    /// Re-sends a failed message with its nonce (a repeat of an accepted send is answered with
+    /// the original, never stored twice); returns the frame.
+    pub fn retry(&mut self, room: &str, nonce: &str) -> Option<ClientFrame> {
+        if self.connection != Connection::Online {
+            return None;
+        }
+        let epoch = self.epoch;
+        let r = self.rooms.get_mut(room)?;
+        let p = r.pending.iter_mut().find(|p| p.nonce == nonce)?;
+        p.error = None;
+        p.epoch = epoch;
+        Some(ClientFrame::Send {
+            room: room.to_owned(),
+            body: p.body.clone(),
+            nonce: Some(p.nonce.clone()),
+        })
+    }
+
+    /// Drops a failed message, returning its text (e.g. back to the composer).
+    pub fn discard(&mut self, room: &str, nonce: &str) -> Option<String> {
+        let r = self.rooms.get_mut(room)?;
+        let index = r.pending.iter().position(|p| p.nonce == nonce)?;
+        Some(r.pending.remove(index).body)
+    }
+
+    /// Records a message: dedup by id, confirm our pending send, count unread.
+    pub(super) fn on_message(&mut self, message: Message, from_page: bool) {
+        let active = self.active.as_deref() == Some(message.room.as_str());
+        let mine = message.from == self.name;
+        let Some(r) = self.rooms.get_mut(&message.room) else {
+            return;
+        };
+        if let Some(nonce) = message.nonce.as_deref().filter(|_| mine) {
+            r.pending.retain(|p| p.nonce != nonce);
+        }
+        r.typing.remove(&message.from);
+        if r.push(message) && !active && !mine && !from_page {
+            r.unread += 1;
+        }
+    }
+
+    /// Sends of an earlier connection that the recovery (or latest page) did not confirm:
+    /// re-sent with their nonce, which the server answers with the original if it stored them.
+    /// Too old to be sure of that, they are left to the user. Sends made on this connection are
+    /// simply still on their way.
+    pub(super) fn resend_unconfirmed(&mut self, room: &str, now: f64) {
+        let epoch = self.epoch;
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        for p in r.pending.iter_mut().filter(|p| p.epoch < epoch) {
+            if p.error.is_some() {
+                continue;
+            }
+            if now - p.sent_at <= RESEND_WITHIN_MS {
+                p.epoch = epoch;
+                self.outbox.push(ClientFrame::Send {
+                    room: room.to_owned(),
+                    body: p.body.clone(),
+                    nonce: Some(p.nonce.clone()),
+                });
+            } else {
+                p.error = Some("not sent: connection lost".to_owned());
+            }
+        }
+    }
+}
