@@ -8,7 +8,8 @@
 #
 # The toolchain: the one pinned in rust-toolchain.toml with rustfmt and clippy, the wasm32
 # target, and wasm-bindgen-cli at the version the web app is locked to (the justfile reads it
-# from Cargo.lock). The packages: redis-server (tests start their own instances), Chromium with
+# from Cargo.lock). The packages, installed first: build-essential and pkg-config (jemalloc and
+# wasm-bindgen-cli build C code), redis-server (tests start their own instances), Chromium with
 # ChromeDriver (browser tests), brotli (`just web`), openssl (the TLS tests make a throwaway
 # CA), nginx (the reverse-proxy test), shellcheck (`just lint`) and python3 (recipes read
 # `cargo metadata` with it). A package counts as present when dpkg says it is installed; the
@@ -20,7 +21,8 @@
 # scripts/test-setup.sh checks it without installing anything.
 set -euo pipefail
 
-PACKAGES=(redis-server chromium chromium-driver brotli openssl nginx shellcheck python3)
+PACKAGES=(build-essential pkg-config redis-server chromium chromium-driver brotli openssl nginx
+    shellcheck python3)
 
 die() {
     echo "setup: $*" >&2
@@ -105,8 +107,9 @@ cd "$(dirname "$0")/.."
 case "${1:-}" in
     all)
         [ $# -eq 2 ] || usage
-        toolchain "$2"
+        # Packages first: building wasm-bindgen-cli (and jemalloc, later) needs a C compiler.
         packages
+        toolchain "$2"
         summary
         ;;
     toolchain)

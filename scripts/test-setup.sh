@@ -12,7 +12,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 bash_path=$(command -v bash)
-all="redis-server chromium chromium-driver brotli openssl nginx shellcheck python3"
+all="build-essential pkg-config redis-server chromium chromium-driver brotli openssl nginx shellcheck python3"
 
 # The fakes: `fake NAME` writes $tmp/fakes/NAME from its standard input; a case links the ones
 # it has into its PATH.
@@ -101,7 +101,7 @@ scenario root-installs-all 0 "" "$tools" 0 "\
 apt-get update -qq [DEBIAN_FRONTEND=unset]
 apt-get install -y -qq $all [DEBIAN_FRONTEND=noninteractive]" "setup: installing $all"
 
-scenario user-installs-the-missing-through-sudo 1000 "openssl python3" "$tools" 0 "\
+scenario user-installs-the-missing-through-sudo 1000 "build-essential pkg-config openssl python3" "$tools" 0 "\
 sudo apt-get update -qq
 apt-get update -qq [DEBIAN_FRONTEND=unset]
 sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server chromium chromium-driver brotli nginx shellcheck
@@ -112,7 +112,7 @@ scenario root-with-everything-installed 0 "$all" "$tools" 0 ""
 scenario user-with-everything-installed 1000 "$all" "$tools" 0 ""
 scenario user-with-everything-installed-and-no-sudo 1000 "$all" "id dpkg-query apt-get" 0 ""
 
-scenario user-without-sudo 1000 "redis-server openssl python3" "id dpkg-query apt-get" 1 "" \
+scenario user-without-sudo 1000 "build-essential pkg-config redis-server openssl python3" "id dpkg-query apt-get" 1 "" \
     "you are not root and there is no sudo: as root, run: apt-get install chromium chromium-driver brotli nginx shellcheck"
 
 scenario not-debian 0 "" "id sudo" 0 "" "no dpkg/apt-get here: install $all"

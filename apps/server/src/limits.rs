@@ -37,9 +37,10 @@ pub struct Limits {
     /// (`rate_limited`); bursts up to `max_rooms_per_conn`, so a reconnect can rejoin every room.
     #[arg(long, env = "SKAT_JOINS_PER_SEC", default_value_t = 10)]
     pub joins_per_sec: u32,
-    /// WebSocket pings and unsolicited pongs per second per connection, 0 for no limit; bursts
-    /// up to two seconds' worth. Past it the connection is closed (1008 "too many control
-    /// frames"). The pong that answers the server's own ping is never counted.
+    /// WebSocket pings, unsolicited pongs and binary frames (which Skat refuses) per second per
+    /// connection, 0 for no limit; bursts up to two seconds' worth. Past it the connection is
+    /// closed (1008 "too many control frames"). The pong that answers the server's own ping is
+    /// never counted.
     #[arg(long, env = "SKAT_CONTROL_FRAMES_PER_SEC", default_value_t = 10)]
     pub control_frames_per_sec: u32,
     /// Seconds a new connection has to send `hello` (close 1008 "hello timeout").
@@ -69,7 +70,8 @@ pub struct Limits {
     /// Connections one client address (IPv6: one /64) may hold before their upgrade, at once
     /// (0: no limit); more from it are closed as soon as they are accepted, so one host cannot
     /// take the node's handshake slots. Trusted proxies are exempt. Default: a 64th of
-    /// `--max-handshakes`, at least 16 (none when that is 0).
+    /// `--max-handshakes`, at least 16 but at most an eighth of it (and at least 1; none when it
+    /// is 0).
     #[arg(long, env = "SKAT_MAX_HANDSHAKES_PER_IP", value_name = "N")]
     pub max_handshakes_per_ip: Option<usize>,
     /// Seconds a connection may spend before its WebSocket upgrade (plain HTTP requests, or
@@ -92,7 +94,9 @@ impl Limits {
         self.max_handshakes_per_ip
             .unwrap_or(match self.max_handshakes {
                 0 => 0,
-                total => (total / 64).max(16),
+                // A 64th, at least 16, but never more than an eighth of a small total (and
+                // at least one).
+                total => (total / 64).max(16.min(total / 8)).max(1),
             })
     }
 
@@ -309,6 +313,8 @@ mod tests {
         };
         assert_eq!(Limits::default().handshakes_per_ip(), 256);
         assert_eq!(limits(1000, None).handshakes_per_ip(), 16, "at least 16");
+        assert_eq!(limits(50, None).handshakes_per_ip(), 6, "at most an eighth");
+        assert_eq!(limits(4, None).handshakes_per_ip(), 1, "at least one");
         assert_eq!(limits(0, None).handshakes_per_ip(), 0, "no total, no share");
         assert_eq!(limits(16_384, Some(0)).handshakes_per_ip(), 0, "0: none");
         assert_eq!(limits(16_384, Some(5)).handshakes_per_ip(), 5);

@@ -212,7 +212,9 @@ impl Metrics {
     }
 
     /// Frames waiting in outbound queues: what fan-out queued less what left the queues.
-    /// `drained` is read first, so a batch taken meanwhile can only make this briefly high.
+    /// Briefly off either way, never for long: a batch taken between the two reads makes it
+    /// high, and a member that takes a frame before the fan-out that queued it has counted it
+    /// (`deliveries` grows after each room event's pushes) makes it low, at worst 0.
     pub(crate) fn queued_frames(&self) -> u64 {
         let drained = self.queues.drained();
         self.deliveries.get().saturating_sub(drained)

@@ -27,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
 const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
 
@@ -245,8 +246,8 @@ fn a_flood_never_holds_its_thread() {
 }
 
 #[tokio::test]
-async fn pings_and_pongs_nobody_asked_for_are_budgeted() {
-    for opcode in [OP_PING, OP_PONG] {
+async fn pings_pongs_and_binary_frames_nobody_asked_for_are_budgeted() {
+    for opcode in [OP_PING, OP_PONG, OP_BINARY] {
         let config = ServerConfig {
             limits: Limits {
                 control_frames_per_sec: 1,

@@ -52,6 +52,12 @@ pub struct Room {
     pub version: u64,
     /// When we last sent a typing frame, in ms.
     pub last_typing_sent: Option<f64>,
+    /// While the member list is read page by page (`joined` said there are more): the `after`
+    /// of the `members` request in flight.
+    pub members_after: Option<String>,
+    /// When to ask for that page again, in ms, after the server refused it as over the
+    /// request rate.
+    pub members_retry_at: Option<f64>,
 }
 
 impl Room {

@@ -31,6 +31,8 @@ pub use crate::session::{Fetched, Session};
 pub const TYPING_VISIBLE_MS: f64 = 4000.0;
 /// Minimum interval between two typing frames we send for one room, in ms.
 pub const TYPING_THROTTLE_MS: f64 = 2000.0;
+/// How long after a `rate_limited` refusal a page of members is asked for again, in ms.
+pub const MEMBERS_RETRY_MS: f64 = 1000.0;
 /// Messages a room keeps: past it, live messages push the oldest out (they can be loaded again
 /// with "load older"), so a busy room costs the page the same after an hour as after a minute.
 pub const ROOM_WINDOW: usize = 500;
@@ -187,6 +189,8 @@ impl Chat {
             ErrorCode::TooManyRooms => {
                 self.refuse_join(|label| format!("Could not join {label}: {message}"));
             }
+            // Reading a big room's members: asked again shortly, nothing to tell the user.
+            ErrorCode::RateLimited if self.members_refused(now) => {}
             _ => self.notice = Some(format!("{message} ({code})")),
         }
     }

@@ -406,11 +406,15 @@ where
     fn on_message(&mut self, message: Incoming, now: Instant) -> Result<Option<String>, Stop> {
         match message {
             Incoming::Text(text) => return Ok(Some(text)),
-            Incoming::Binary(_) => self.reply_error(
-                ErrorCode::BadFrame,
-                "binary frames are not supported; send JSON text",
-                None,
-            ),
+            Incoming::Binary(_) => {
+                // Never a request: its error reply is charged like a ping's pong.
+                self.charge_control(now)?;
+                self.reply_error(
+                    ErrorCode::BadFrame,
+                    "binary frames are not supported; send JSON text",
+                    None,
+                );
+            }
             Incoming::Ping(payload) => {
                 self.charge_control(now)?;
                 self.send_now(ws::OP_PONG, &payload);

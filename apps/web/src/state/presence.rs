@@ -4,7 +4,7 @@
 
 use skat_protocol::ClientFrame;
 
-use super::{Chat, TYPING_THROTTLE_MS, TYPING_VISIBLE_MS};
+use super::{Chat, MEMBERS_RETRY_MS, TYPING_THROTTLE_MS, TYPING_VISIBLE_MS};
 
 impl Chat {
     /// A `typing` frame for `room` unless one was sent less than the throttle interval ago.
@@ -52,23 +52,60 @@ impl Chat {
             return;
         };
         r.members.extend(members);
-        if let Some(after) = next {
-            self.outbox.push(ClientFrame::Members {
-                room: room.to_owned(),
-                after: Some(after),
-                limit: None,
-            });
+        r.members_retry_at = None;
+        match next {
+            // The answer to a request repeated after a refusal: that page is already asked for.
+            Some(after) if r.members_after.as_ref() == Some(&after) => {}
+            Some(after) => self.request_members(room, after),
+            None => r.members_after = None,
         }
     }
 
     /// Asks for the members after the last one the room lists: `joined` said there are more.
     pub(super) fn read_more_members(&mut self, room: &str) {
-        let Some(last) = self.rooms.get(room).and_then(|r| r.members.last()) else {
-            return;
-        };
+        if let Some(last) = self.rooms.get(room).and_then(|r| r.members.last()).cloned() {
+            self.request_members(room, last);
+        }
+    }
+
+    /// A `rate_limited` refusal while member pages are being read: most likely one of them (a
+    /// reconnect's joins take the budget first), so each is asked for again a second later.
+    /// Returns whether any was.
+    pub(super) fn members_refused(&mut self, now: f64) -> bool {
+        let mut any = false;
+        for r in self.rooms.values_mut() {
+            if r.members_after.is_some() {
+                r.members_retry_at = Some(now + MEMBERS_RETRY_MS);
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// Asks again for the member pages whose retry time has come (see
+    /// [`Self::members_refused`]); the frames go to [`Chat::outbox`]. Called on a timer.
+    pub fn retry_members(&mut self, now: f64) {
+        let due: Vec<(String, String)> = self
+            .rooms
+            .iter_mut()
+            .filter(|(_, r)| r.members_retry_at.is_some_and(|at| at <= now))
+            .filter_map(|(name, r)| {
+                r.members_retry_at = None;
+                Some((name.clone(), r.members_after.clone()?))
+            })
+            .collect();
+        for (room, after) in due {
+            self.request_members(&room, after);
+        }
+    }
+
+    fn request_members(&mut self, room: &str, after: String) {
+        if let Some(r) = self.rooms.get_mut(room) {
+            r.members_after = Some(after.clone());
+        }
         self.outbox.push(ClientFrame::Members {
             room: room.to_owned(),
-            after: Some(last.clone()),
+            after: Some(after),
             limit: None,
         });
     }

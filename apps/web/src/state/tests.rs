@@ -163,6 +163,59 @@ fn a_big_rooms_members_are_read_page_by_page() {
     assert!(chat.outbox.is_empty(), "the last page asks for nothing");
     let members: Vec<_> = chat.rooms["big"].members.iter().cloned().collect();
     assert_eq!(members, ["ann", "me", "ned", "ole", "zed"]);
+    assert_eq!(chat.rooms["big"].members_after, None, "done");
+}
+
+#[test]
+fn a_member_page_refused_as_over_the_rate_is_asked_for_again() {
+    let mut chat = Chat::new("me", "t");
+    online(&mut chat);
+    chat.join("big");
+    chat.apply(
+        ServerFrame::Joined {
+            room: "big".into(),
+            members: vec!["ann".into()],
+            messages: Vec::new(),
+            recovered: false,
+            epoch: None,
+            more_members: true,
+        },
+        0.0,
+    );
+    let page = ClientFrame::Members {
+        room: "big".into(),
+        after: Some("ann".into()),
+        limit: None,
+    };
+    assert_eq!(
+        std::mem::take(&mut chat.outbox),
+        std::slice::from_ref(&page)
+    );
+    chat.apply(
+        ServerFrame::Error {
+            code: ErrorCode::RateLimited,
+            message: "too many requests".into(),
+            nonce: None,
+        },
+        10_000.0,
+    );
+    assert_eq!(chat.notice, None, "handled, not shown");
+    chat.retry_members(10_500.0);
+    assert!(chat.outbox.is_empty(), "not yet");
+    chat.retry_members(11_000.0);
+    assert_eq!(std::mem::take(&mut chat.outbox), [page]);
+    // The answer to the first request, late after all, then the retry's: one next request.
+    for _ in 0..2 {
+        chat.apply(
+            ServerFrame::Members {
+                room: "big".into(),
+                members: vec!["bob".into()],
+                next: Some("bob".into()),
+            },
+            11_100.0,
+        );
+    }
+    assert_eq!(chat.outbox.len(), 1, "{:?}", chat.outbox);
 }
 
 #[test]

@@ -120,10 +120,24 @@ impl ReconnectingSocket {
         }));
     }
 
-    /// Refreshes the live connection's token if it is time; called on a timer.
+    /// Refreshes the live connection's token if it is time, and asks again for member pages
+    /// the server refused; called on a timer.
     pub(super) fn tick(self) {
         if self.chat.with_untracked(|c| c.refresh_due(now())) {
             self.fetch_token();
+        }
+        // Member pages refused as over the request rate, asked for again.
+        let retrying = self
+            .chat
+            .with_untracked(|c| c.rooms.values().any(|r| r.members_retry_at.is_some()));
+        if retrying {
+            let outbox = self.chat.try_update(|c| {
+                c.retry_members(now());
+                std::mem::take(&mut c.outbox)
+            });
+            for frame in outbox.unwrap_or_default() {
+                self.send(&frame);
+            }
         }
     }
 

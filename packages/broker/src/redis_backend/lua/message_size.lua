@@ -10,7 +10,10 @@
 -- escapes in C; the second runs only when there are escapes besides the separators.
 local function message_size(fixed, id, text)
   local first = string.find(text, '\n', 1, true)
-  local second = string.find(text, '\n', first + 1, true)
+  local second = first and string.find(text, '\n', first + 1, true)
+  -- Not the codec's form (decoding it fails the read anyway): counted as it stands, escaped
+  -- at worst, rather than failing every join of the room here.
+  if not second then return fixed + 2 * #id + 6 * #text end
   local nonce_length = string.sub(text, first + 1, second - 1)
   local _, escapes = string.gsub(text, '[%z\1-\31"\\]', '')
   local extra = escapes
