@@ -82,8 +82,8 @@ impl Chat {
         any
     }
 
-    /// Asks again for the member pages whose retry time has come (see
-    /// [`Self::members_refused`]); the frames go to [`Chat::outbox`]. Called on a timer.
+    /// Asks again for the member pages whose retry time has come (a `rate_limited` refusal
+    /// while they were read sets it); the frames go to [`Chat::outbox`]. Called on a timer.
     pub fn retry_members(&mut self, now: f64) {
         let due: Vec<(String, String)> = self
             .rooms
