@@ -285,6 +285,9 @@ async fn half_sent_requests_are_capped_new_ones_wait_and_shutdown_is_not_held_up
         ServerConfig {
             limits: skat_server::Limits {
                 max_handshakes: 2,
+                // The total alone: every client here has one address (see admission.rs for
+                // the share of one).
+                max_handshakes_per_ip: Some(0),
                 ..Default::default()
             },
             shutdown_timeout: std::time::Duration::from_secs(1),
