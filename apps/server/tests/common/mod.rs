@@ -100,6 +100,26 @@ impl Node {
         Self::start_with(Arc::new(broker), config).await
     }
 
+    /// Like [`Node::redis_with`], with Redis commands allowed seconds rather than the default
+    /// half second: for tests that share the machine with browsers and node processes, where
+    /// a starved Redis answering late is not what they test.
+    pub async fn redis_patient(
+        url: &str,
+        prefix: &str,
+        config: ServerConfig,
+        stream_len: usize,
+    ) -> Node {
+        let broker = RedisBroker::connect(patient_redis_config(
+            url,
+            prefix,
+            &config.node_id,
+            stream_len,
+        ))
+        .await
+        .unwrap();
+        Self::start_with(Arc::new(broker), config).await
+    }
+
     /// `GET path` on this node; returns the status code.
     pub async fn http_status(&self, path: &str) -> u16 {
         http::request(self.addr, "GET", path, "", "").await.status()
@@ -157,6 +177,19 @@ pub fn redis_config(url: &str, prefix: &str, node_id: &str, stream_len: usize) -
         heartbeat: Duration::from_millis(200),
         command_timeout: Duration::from_millis(500),
         ..RedisConfig::new(url, node_id)
+    }
+}
+
+/// [`redis_config`] with a command timeout of seconds (see [`Node::redis_patient`]).
+pub fn patient_redis_config(
+    url: &str,
+    prefix: &str,
+    node_id: &str,
+    stream_len: usize,
+) -> RedisConfig {
+    RedisConfig {
+        command_timeout: Duration::from_secs(5),
+        ..redis_config(url, prefix, node_id, stream_len)
     }
 }
 

@@ -234,8 +234,8 @@ async fn two_browsers_on_two_nodes_chat_and_survive_a_node_restart() {
         static_dir: Some(static_dir.clone()),
         ..common::test_config()
     };
-    let node_a = Node::redis_with(&redis.url(), "e2e:", config("node-a"), 1000).await;
-    let node_b = Node::redis_with(&redis.url(), "e2e:", config("node-b"), 1000).await;
+    let node_a = Node::redis_patient(&redis.url(), "e2e:", config("node-a"), 1000).await;
+    let node_b = Node::redis_patient(&redis.url(), "e2e:", config("node-b"), 1000).await;
     let driver = Driver::start().await;
     let alice = driver.browser().await;
     let bob = driver.browser().await;
@@ -371,7 +371,7 @@ async fn two_browsers_on_two_nodes_chat_and_survive_a_node_restart() {
         m.iter().any(|b| b == "while you were away")
     })
     .await;
-    let broker = skat_broker::RedisBroker::connect(common::redis_config(
+    let broker = skat_broker::RedisBroker::connect(common::patient_redis_config(
         &redis.url(),
         "e2e:",
         "node-a",
@@ -519,7 +519,7 @@ async fn a_send_cut_off_by_a_crash_is_resent_and_appears_once() {
         node_id: "resend-b".into(),
         ..common::test_config()
     };
-    let node_b = Node::redis_with(&redis.url(), "skat:", config, 1000).await;
+    let node_b = Node::redis_patient(&redis.url(), "skat:", config, 1000).await;
     let mut bob = skat_client::Client::connect(&node_b.url, "bob")
         .await
         .unwrap();
