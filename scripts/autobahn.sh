@@ -11,7 +11,7 @@
 # (behaviorClose) is not OK or INFORMATIONAL: a server that echoes everything right but closes
 # wrongly (wrong code, not dropping TCP after the close handshake) fails too.
 #
-# Python 2.7 comes from PATH (python2.7); with pyenv, PYENV_VERSION defaults to 2.7.18.
+# Python 2.7 comes from PATH (python2.7); with pyenv, PYENV_VERSION is 2.7.18 unless a 2.7 was set.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -23,7 +23,12 @@ die() {
     exit 1
 }
 
-export PYENV_VERSION=${PYENV_VERSION:-2.7.18}
+# pyenv's shims (`just` itself may be one) set PYENV_VERSION to the default Python 3: a 2.7
+# wins only when one was chosen.
+case "${PYENV_VERSION:-}" in
+    2.7*) ;;
+    *) export PYENV_VERSION=2.7.18 ;;
+esac
 if ! python2.7 -c 'import sys; assert sys.version_info[:2] == (2, 7)' 2>/dev/null; then
     die "needs Python 2.7 as python2.7 on PATH (with pyenv: pyenv install 2.7.18)"
 fi
