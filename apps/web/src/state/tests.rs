@@ -27,6 +27,18 @@ fn joined(room: &str, messages: Vec<Message>, recovered: bool) -> ServerFrame {
     }
 }
 
+/// The `joined` of a room with more members than it lists: these first ones.
+fn crowded_joined(room: &str, members: &[&str]) -> ServerFrame {
+    ServerFrame::Joined {
+        room: room.into(),
+        members: members.iter().map(|&m| m.into()).collect(),
+        messages: Vec::new(),
+        recovered: false,
+        epoch: Some("e1".into()),
+        more_members: true,
+    }
+}
+
 /// The welcome of a reconnection.
 fn online_again(chat: &mut Chat) {
     chat.apply(
@@ -126,17 +138,7 @@ fn a_big_rooms_members_are_read_page_by_page() {
     let mut chat = Chat::new("me", "t");
     online(&mut chat);
     chat.join("big");
-    chat.apply(
-        ServerFrame::Joined {
-            room: "big".into(),
-            members: vec!["ann".into(), "me".into()],
-            messages: Vec::new(),
-            recovered: false,
-            epoch: Some("e1".into()),
-            more_members: true,
-        },
-        0.0,
-    );
+    chat.apply(crowded_joined("big", &["ann", "me"]), 0.0);
     let next_page = |after: &str| ClientFrame::Members {
         room: "big".into(),
         after: Some(after.into()),
@@ -171,17 +173,7 @@ fn a_member_page_refused_as_over_the_rate_is_asked_for_again() {
     let mut chat = Chat::new("me", "t");
     online(&mut chat);
     chat.join("big");
-    chat.apply(
-        ServerFrame::Joined {
-            room: "big".into(),
-            members: vec!["ann".into()],
-            messages: Vec::new(),
-            recovered: false,
-            epoch: None,
-            more_members: true,
-        },
-        0.0,
-    );
+    chat.apply(crowded_joined("big", &["ann"]), 0.0);
     let page = ClientFrame::Members {
         room: "big".into(),
         after: Some("ann".into()),

@@ -90,13 +90,7 @@ impl ReconnectingSocket {
             if matches!(frame, skat_protocol::ServerFrame::Welcome { .. }) {
                 self.failures.set_value(0);
             }
-            let outbox = self.chat.try_update(|chat| {
-                chat.apply(frame, now());
-                std::mem::take(&mut chat.outbox)
-            });
-            for frame in outbox.unwrap_or_default() {
-                self.send(&frame);
-            }
+            self.update_and_send(|chat| chat.apply(frame, now()));
         });
         let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
             // The socket (and this callback) is dropped by the next attempt, not from here.
@@ -131,13 +125,18 @@ impl ReconnectingSocket {
             .chat
             .with_untracked(|c| c.rooms.values().any(|r| r.members_retry_at.is_some()));
         if retrying {
-            let outbox = self.chat.try_update(|c| {
-                c.retry_members(now());
-                std::mem::take(&mut c.outbox)
-            });
-            for frame in outbox.unwrap_or_default() {
-                self.send(&frame);
-            }
+            self.update_and_send(|chat| chat.retry_members(now()));
+        }
+    }
+
+    /// Changes the state with `change`, then sends the frames it queued in [`Chat::outbox`].
+    fn update_and_send(self, change: impl FnOnce(&mut Chat)) {
+        let outbox = self.chat.try_update(|chat| {
+            change(chat);
+            std::mem::take(&mut chat.outbox)
+        });
+        for frame in outbox.unwrap_or_default() {
+            self.send(&frame);
         }
     }
 
