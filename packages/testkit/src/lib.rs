@@ -1,4 +1,5 @@
-//! Test harness: real `redis-server` processes for Skat's tests.
+//! Test harness: real `redis-server` processes for Skat's tests, and a [`Proxy`] to put
+//! network faults between a node and one of them.
 //!
 //! Tests never touch a shared Redis (such as one on 6379): each [`RedisServer`] is a child
 //! process on a free loopback port with its own temporary directory, killed and cleaned up on
@@ -14,8 +15,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 mod cluster;
+mod proxy;
 
 pub use cluster::RedisCluster;
+pub use proxy::Proxy;
 
 /// How long a start or restart may take before the test fails.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
