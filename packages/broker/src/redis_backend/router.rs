@@ -191,9 +191,10 @@ impl Route {
         }
     }
 
-    /// Starts holding live events back until [`Route::caught_up`].
+    /// Starts holding live events back until [`Route::caught_up`] (keeping what it holds
+    /// already).
     fn hold(&mut self) {
-        self.pending = Some(Box::default());
+        self.pending.get_or_insert_default();
     }
 
     /// Delivers a page read from the stream after the last id; returns how many of its
@@ -254,7 +255,16 @@ pub(super) async fn pubsub_task(
                 continue;
             }
         };
-        let channels: Vec<String> = lock(&router.rooms).keys().cloned().collect();
+        // Whatever is published from now on to the rooms listed here is only in their streams
+        // until the resubscription is answered: they hold live events back from now, and catch
+        // up from their streams after it. A room added later is subscribed on its own.
+        let channels: Vec<String> = lock(&router.rooms)
+            .iter_mut()
+            .map(|(channel, route)| {
+                route.hold();
+                channel.clone()
+            })
+            .collect();
         if !channels.is_empty() {
             let resubscribed = tokio::time::timeout(timeout, driver.subscribe(&channels)).await;
             if !matches!(resubscribed, Ok(Ok(()))) {
@@ -264,8 +274,6 @@ pub(super) async fn pubsub_task(
                 }
                 continue;
             }
-            // Whatever was published while we were away is in the streams: catch up from there.
-            lock(&router.rooms).values_mut().for_each(Route::hold);
             tracing::info!(
                 rooms = channels.len(),
                 "redis pub/sub reconnected; rooms resubscribed"
@@ -359,6 +367,23 @@ async fn catch_up_room(store: &Store, router: &Router, channel: &str) {
         return;
     };
     let (mut missed, mut delivered, mut after) = (0, 0, from);
+    if from.is_none() {
+        // Subscribed, but its subscription has not learned where the stream ended: nothing
+        // was delivered from it, so it starts at the end, as the subscription would.
+        let end = loop {
+            match store.read_stream(&room, Read::Before(None, 1)).await {
+                Ok(newest) => break newest.first().map_or(MessageId::MIN, |m| m.id),
+                Err(err) => {
+                    tracing::warn!(%room, error = %err, "catch-up failed; retrying");
+                    tokio::time::sleep(backoff.next()).await;
+                }
+            }
+        };
+        if let Some(route) = lock(&router.rooms).get_mut(channel) {
+            route.start_after(end);
+        }
+        after = Some(end);
+    }
     loop {
         let page = match store.read_stream(&room, Read::After(after, PAGE)).await {
             Ok(page) => page,
@@ -401,7 +426,7 @@ async fn catch_up_room(store: &Store, router: &Router, channel: &str) {
     let delivered_up_to = lock(&router.rooms)
         .get(channel)
         .and_then(|route| route.last);
-    if let Some(last) = delivered_up_to
+    if let Some(last) = delivered_up_to.filter(|last| *last > MessageId::MIN)
         && let Ok(newest) = store.read_stream(&room, Read::Before(None, 1)).await
         && newest.first().is_none_or(|newest| newest.id < last)
     {
@@ -521,6 +546,49 @@ mod tests {
                 RoomEvent::Disconnect { .. } => "disconnect".into(),
             })
             .collect()
+    }
+
+    /// A store and a router on a fresh `redis-server`.
+    async fn on_redis(redis: &skat_testkit::RedisServer) -> (Store, Router) {
+        let config = super::super::RedisConfig::new(redis.url(), "unit");
+        let (link, _) = super::super::link::connect(&config).await.unwrap();
+        let store = Store {
+            config,
+            conn: super::super::retry::Retrying::new(link),
+            scripts: super::super::scripts::Scripts::new(false),
+            held: Mutex::default(),
+            unheld: Mutex::default(),
+            instance: Mutex::new(Arc::from("unit:0")),
+        };
+        let (control, _) = mpsc::channel(1);
+        (store, Router::new(control, watch::channel(false).0))
+    }
+
+    /// A route subscribed but not yet told where the stream ended when its connection came back
+    /// (item 1 of issue 20) starts at the stream's end: the history is not replayed into it.
+    #[tokio::test]
+    async fn a_route_that_never_learned_its_start_is_not_replayed_the_history() {
+        let redis = skat_testkit::RedisServer::start().await;
+        let (store, router) = on_redis(&redis).await;
+        for seq in 1..=3 {
+            let entry = super::super::codec::encode_message("a", None, &seq.to_string());
+            let stream = store.key("r", "stream");
+            let added = redis
+                .command(&["XADD", &stream, &format!("5-{seq}"), "d", &entry])
+                .await;
+            assert!(added.is_some_and(|r| r.starts_with('$')));
+        }
+        let record = Arc::new(Record::default());
+        let channel = store.channel("r");
+        router.add(&channel, "r", Arc::clone(&record) as Arc<dyn RoomSink>);
+        lock(&router.rooms).get_mut(&channel).unwrap().hold();
+        catch_up_room(&store, &router, &channel).await;
+        assert!(seqs(&record).is_empty(), "{:?}", seqs(&record));
+        let mut rooms = lock(&router.rooms);
+        let route = rooms.get_mut(&channel).unwrap();
+        assert_eq!(route.last, Some(MessageId { ms: 5, seq: 3 }));
+        route.offer(RoomEvent::Message(message(4)), 8);
+        assert_eq!(seqs(&record), ["4"], "live again");
     }
 
     #[test]

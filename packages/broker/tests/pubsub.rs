@@ -1,0 +1,87 @@
+//! A node's live-event side under faults, against a real `redis-server`: rooms joined while the
+//! pub/sub connection comes back, histories that lost messages, presence changes missed during a
+//! gap. Faults come from `CLIENT KILL` and the testkit's [`Proxy`].
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use skat_broker::conformance::{self, Listener, listen, next_event};
+use skat_broker::{RedisBroker, RedisConfig, RedisSubscription, RoomEvent};
+use skat_testkit::{Proxy, RedisServer};
+
+fn config(redis: &RedisServer, prefix: &str, node: &str) -> RedisConfig {
+    RedisConfig {
+        prefix: prefix.to_owned(),
+        stream_len: 1000,
+        presence_ttl: Duration::from_millis(1000),
+        heartbeat: Duration::from_millis(200),
+        command_timeout: Duration::from_millis(500),
+        ..RedisConfig::new(redis.url(), node)
+    }
+}
+
+/// Kills every pub/sub connection of the server (every node's).
+async fn kill_pubsub(redis: &RedisServer) {
+    let killed = redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+    assert!(
+        killed.as_deref().is_some_and(|k| k.starts_with(':')),
+        "{killed:?}"
+    );
+}
+
+/// Item 1, deterministically: rooms joined while the node's resubscription is on its way (the
+/// proxy holds Redis's reply to it) are subscribed after it, and still get their messages.
+#[tokio::test]
+async fn rooms_joined_while_the_resubscription_is_answered_get_their_messages() {
+    let redis = RedisServer::start().await;
+    let proxy = Proxy::start(redis.port()).await;
+    let a = RedisBroker::connect(RedisConfig {
+        url: proxy.url(),
+        command_timeout: Duration::from_secs(2),
+        ..config(&redis, "held:", "node-a")
+    })
+    .await
+    .unwrap();
+    let b = RedisBroker::connect(config(&redis, "held:", "node-b"))
+        .await
+        .unwrap();
+    let mut lobby = listen(&a, "lobby").await.unwrap();
+    proxy.hold_replies_to("SUBSCRIBE");
+    kill_pubsub(&redis).await;
+    proxy.holding().await;
+    // Each join registers its room at once, then waits for the pub/sub side, which waits for
+    // the reply to its resubscription.
+    let rooms: Vec<String> = (0..5).map(|i| format!("room-{i}")).collect();
+    let mut joins: Vec<_> = rooms
+        .iter()
+        .map(|room| Box::pin(listen(&a, room)))
+        .collect();
+    std::future::poll_fn(|cx| {
+        for join in &mut joins {
+            assert!(
+                join.as_mut().poll(cx).is_pending(),
+                "joined before the reply"
+            );
+        }
+        std::task::Poll::Ready(())
+    })
+    .await;
+    proxy.release();
+    let mut subs = Vec::new();
+    for join in joins {
+        subs.push(join.await.unwrap());
+    }
+    for (room, sub) in rooms
+        .iter()
+        .zip(&mut subs)
+        .chain([(&"lobby".to_owned(), &mut lobby)])
+    {
+        let sent = conformance::publish_n(&b, room, 1).await;
+        assert_eq!(
+            next_event(sub).await,
+            RoomEvent::Message(sent[0].clone()),
+            "{room}"
+        );
+    }
+}
