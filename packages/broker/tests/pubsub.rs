@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use skat_broker::conformance::{self, Listener, listen, next_event};
-use skat_broker::{RedisBroker, RedisConfig, RedisSubscription, RoomEvent};
+use skat_broker::conformance::{self, listen, next_event};
+use skat_broker::{Broker, RedisBroker, RedisConfig, RoomEvent};
 use skat_testkit::{Proxy, RedisServer};
 
 fn config(redis: &RedisServer, prefix: &str, node: &str) -> RedisConfig {
@@ -83,5 +83,49 @@ async fn rooms_joined_while_the_resubscription_is_answered_get_their_messages() 
             RoomEvent::Message(sent[0].clone()),
             "{room}"
         );
+    }
+}
+
+/// Item 16: a failover to a master whose clock is behind. Its ids are below the last one the
+/// node delivered; once the node has noticed the lost history, it delivers them.
+#[tokio::test]
+async fn after_a_lost_history_messages_with_lower_ids_are_delivered() {
+    let redis = RedisServer::start().await;
+    let a = RedisBroker::connect(config(&redis, "behind:", "node-a"))
+        .await
+        .unwrap();
+    let b = RedisBroker::connect(config(&redis, "behind:", "node-b"))
+        .await
+        .unwrap();
+    let mut sub = listen(&a, "general").await.unwrap();
+    let first = conformance::publish_n(&b, "general", 1).await;
+    assert_eq!(
+        next_event(&mut sub).await,
+        RoomEvent::Message(first[0].clone())
+    );
+    // The old master's clock ran far ahead: its ids are in the future.
+    let ahead = redis
+        .command(&["XSETID", "behind:{general}:stream", "99999999999999-0"])
+        .await;
+    assert_eq!(ahead.as_deref(), Some("+OK\r\n"));
+    for message in conformance::publish_n(&b, "general", 2).await {
+        assert_eq!(message.id.ms, 99_999_999_999_999);
+        assert_eq!(next_event(&mut sub).await, RoomEvent::Message(message));
+    }
+    let before = a.epoch("general").await.unwrap();
+
+    // The failover loses the stream, and the node's pub/sub connection drops.
+    let lost = redis.command(&["DEL", "behind:{general}:stream"]).await;
+    assert_eq!(lost.as_deref(), Some(":1\r\n"));
+    kill_pubsub(&redis).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a.epoch("general").await.unwrap() == before {
+        assert!(tokio::time::Instant::now() < deadline, "no new epoch");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The new master's ids come from its own clock, far below the old ones.
+    let after = conformance::publish_n(&b, "general", 2).await;
+    for message in after {
+        assert_eq!(next_event(&mut sub).await, RoomEvent::Message(message));
     }
 }

@@ -431,6 +431,14 @@ async fn catch_up_room(store: &Store, router: &Router, channel: &str) {
         && newest.first().is_none_or(|newest| newest.id < last)
     {
         tracing::error!(%room, %last, "the room's stream lost messages this node delivered; starting a new epoch");
+        // The new history's ids may be below `last` (a new master whose clock is behind):
+        // live messages are compared with its newest id from now on, or none would pass.
+        let newest = newest.first().map_or(MessageId::MIN, |newest| newest.id);
+        if let Some(route) = lock(&router.rooms).get_mut(channel)
+            && route.last == Some(last)
+        {
+            route.last = Some(newest);
+        }
         if let Err(err) = store.forget_epoch(&room).await {
             tracing::warn!(%room, error = %err, "could not start a new epoch");
         }
