@@ -4,10 +4,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use skat_broker::conformance::{self, listen, next_event};
-use skat_broker::{Broker, RedisBroker, RedisConfig, RoomEvent};
+use skat_broker::conformance::{self, Listener, listen, next_event};
+use skat_broker::{Broker, RedisBroker, RedisConfig, RedisSubscription, RoomEvent};
 use skat_testkit::{Proxy, RedisServer};
 
 fn config(redis: &RedisServer, prefix: &str, node: &str) -> RedisConfig {
@@ -28,6 +29,21 @@ async fn kill_pubsub(redis: &RedisServer) {
         killed.as_deref().is_some_and(|k| k.starts_with(':')),
         "{killed:?}"
     );
+}
+
+/// Subscribes to `room`, again while the node answers `unavailable` (its pub/sub connection is
+/// being made again), as a client's join would be retried.
+async fn join(broker: &RedisBroker, room: &str) -> Listener<RedisSubscription> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match listen(broker, room).await {
+            Ok(sub) => return sub,
+            Err(err) => {
+                assert!(tokio::time::Instant::now() < deadline, "{room}: {err}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
 }
 
 /// Item 1, deterministically: rooms joined while the node's resubscription is on its way (the
@@ -86,6 +102,42 @@ async fn rooms_joined_while_the_resubscription_is_answered_get_their_messages() 
     }
 }
 
+/// The reproduction of item 1: 200 rooms joined concurrently while the node's pub/sub
+/// connection is made again; each gets what another node publishes there.
+#[tokio::test]
+async fn rooms_joined_while_pubsub_reconnects_all_get_their_messages() {
+    let redis = RedisServer::start().await;
+    let a = Arc::new(
+        RedisBroker::connect(config(&redis, "storm:", "node-a"))
+            .await
+            .unwrap(),
+    );
+    let b = RedisBroker::connect(config(&redis, "storm:", "node-b"))
+        .await
+        .unwrap();
+    let _lobby = listen(&*a, "lobby").await.unwrap();
+    kill_pubsub(&redis).await;
+    let joins: Vec<_> = (0..200)
+        .map(|i| {
+            let a = Arc::clone(&a);
+            tokio::spawn(async move { join(&a, &format!("room-{i}")).await })
+        })
+        .collect();
+    let mut subs = Vec::new();
+    for joined in joins {
+        subs.push(joined.await.unwrap());
+    }
+    for (i, sub) in subs.iter_mut().enumerate() {
+        let room = format!("room-{i}");
+        let sent = conformance::publish_n(&b, &room, 1).await;
+        assert_eq!(
+            next_event(sub).await,
+            RoomEvent::Message(sent[0].clone()),
+            "{room}"
+        );
+    }
+}
+
 /// Item 16: a failover to a master whose clock is behind. Its ids are below the last one the
 /// node delivered; once the node has noticed the lost history, it delivers them.
 #[tokio::test]
@@ -128,4 +180,45 @@ async fn after_a_lost_history_messages_with_lower_ids_are_delivered() {
     for message in after {
         assert_eq!(next_event(&mut sub).await, RoomEvent::Message(message));
     }
+}
+
+/// Item 7: presence changes published while the node's pub/sub connection was cut (the proxy
+/// held them, then cut the connection) reach its sinks once it is back.
+#[tokio::test]
+async fn presence_changes_missed_during_a_gap_are_delivered() {
+    let redis = RedisServer::start().await;
+    let proxy = Proxy::start(redis.port()).await;
+    let a = RedisBroker::connect(RedisConfig {
+        url: proxy.url(),
+        ..config(&redis, "gap7:", "node-a")
+    })
+    .await
+    .unwrap();
+    let b = RedisBroker::connect(config(&redis, "gap7:", "node-b"))
+        .await
+        .unwrap();
+    let presence = |user: &str, online| RoomEvent::Presence {
+        room: "general".into(),
+        user: user.into(),
+        online,
+    };
+    let mut sub = listen(&a, "general").await.unwrap();
+    b.presence_join("general", "carol").await.unwrap();
+    assert_eq!(next_event(&mut sub).await, presence("carol", true));
+
+    proxy.hold_replies_to("SUBSCRIBE");
+    b.presence_join("general", "bob").await.unwrap();
+    b.presence_leave("general", "carol").await.unwrap();
+    proxy.holding().await;
+    proxy.cut();
+    proxy.release();
+    assert_eq!(next_event(&mut sub).await, presence("carol", false));
+    assert_eq!(next_event(&mut sub).await, presence("bob", true));
+    // Nothing repeated: the next event is this typing.
+    b.typing("general", "bob").await.unwrap();
+    assert!(matches!(
+        next_event(&mut sub).await,
+        RoomEvent::Typing { .. }
+    ));
+    assert_eq!(a.stats().reconnects, 1);
 }

@@ -1,22 +1,22 @@
 //! The connections to Redis, to one server or to a Redis Cluster: [`Link`] carries commands,
-//! [`PubSubSource`] makes the live-event connections ([`Driver`]s) the router reads.
+//! [`PubSubSource`] makes the live-event connections (see `driver`).
 //!
 //! In a cluster, a room's keys and its channel share the hash tag `{room}`, so a room lives on
 //! one shard: its commands and scripts go to that shard's master (the `redis` crate's cluster
 //! client routes them and follows `MOVED`/`ASK`), and its live events travel on a *sharded*
 //! channel (`SPUBLISH`/`SSUBSCRIBE`), which only that shard carries, instead of a classic
-//! channel every shard would broadcast. The node's pub/sub connection is then one connection
-//! per shard (the cluster client's), not one per room.
+//! channel every shard would broadcast. The node's pub/sub connections are then one per shard,
+//! not one per room.
 
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, PushKind, RedisFuture, Value};
-use tokio::sync::mpsc;
+use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 
 use super::RedisConfig;
+use super::driver::PubSubSource;
 
 /// A command connection to one Redis server or to a cluster.
 #[derive(Clone)]
@@ -83,7 +83,7 @@ impl Link {
 }
 
 /// The cluster slot of `room`'s keys, all tagged `{room}`: CRC16 (XMODEM) of the tag, mod 16384.
-fn slot(room: &str) -> u16 {
+pub(super) fn slot(room: &str) -> u16 {
     let mut crc: u16 = 0;
     for byte in room.bytes() {
         crc ^= u16::from(byte) << 8;
@@ -98,17 +98,9 @@ fn slot(room: &str) -> u16 {
     crc & 0x3fff
 }
 
-/// Where live-event connections come from.
-pub(super) enum PubSubSource {
-    Single(Box<redis::Client>),
-    /// The settings a cluster client is built from, for each connection (a client's push
-    /// channel is fixed when it is built).
-    Cluster(Box<RedisConfig>),
-}
-
 /// Keepalive probes, so the kernel notices a peer that vanished, and no Nagle delay on small
 /// commands.
-fn tcp_settings() -> redis::io::tcp::TcpSettings {
+pub(super) fn tcp_settings() -> redis::io::tcp::TcpSettings {
     let keepalive = redis::io::tcp::socket2::TcpKeepalive::new()
         .with_time(Duration::from_secs(10))
         .with_interval(Duration::from_secs(5));
@@ -118,7 +110,7 @@ fn tcp_settings() -> redis::io::tcp::TcpSettings {
 }
 
 /// The TLS certificates to trust, when the config names a CA.
-fn certificates(config: &RedisConfig) -> Option<redis::TlsCertificates> {
+pub(super) fn certificates(config: &RedisConfig) -> Option<redis::TlsCertificates> {
     config.tls_ca.as_ref().map(|ca| redis::TlsCertificates {
         client_tls: None,
         root_cert: Some(ca.clone()),
@@ -126,7 +118,7 @@ fn certificates(config: &RedisConfig) -> Option<redis::TlsCertificates> {
 }
 
 /// The cluster's seed nodes: `config.url` split at commas.
-fn seeds(config: &RedisConfig) -> redis::RedisResult<Vec<ConnectionInfo>> {
+pub(super) fn seeds(config: &RedisConfig) -> redis::RedisResult<Vec<ConnectionInfo>> {
     config
         .url
         .split(',')
@@ -154,8 +146,7 @@ pub(super) async fn connect(config: &RedisConfig) -> redis::RedisResult<(Link, P
             .build()?
             .get_async_connection()
             .await?;
-        let source = PubSubSource::Cluster(Box::new(config.clone()));
-        return Ok((Link::Cluster(link), source));
+        return Ok((Link::Cluster(link), PubSubSource::new(config)?));
     }
     let info = config
         .url
@@ -171,126 +162,8 @@ pub(super) async fn connect(config: &RedisConfig) -> redis::RedisResult<(Link, P
         .set_response_timeout(Some(config.command_timeout))
         .set_number_of_retries(1)
         .set_max_delay(Duration::from_millis(500));
-    let link = ConnectionManager::new_with_config(client.clone(), manager_config).await?;
-    Ok((Link::Single(link), PubSubSource::Single(Box::new(client))))
-}
-
-/// What a live-event connection yields.
-pub(super) enum Incoming {
-    /// A message on a subscribed channel.
-    Message(redis::Msg),
-    /// The connection (or, in a cluster, one shard's) is gone: make it again and catch up.
-    Lost(&'static str),
-    /// A channel's subscription ended: our own `SUNSUBSCRIBE`, or the server dropping it
-    /// because its slot moved (then the channel is still routed, and it counts as lost).
-    Unsubscribed(String),
-}
-
-/// A live-event connection: subscribe, unsubscribe, check, read.
-pub(super) enum Driver {
-    Single {
-        sink: redis::aio::PubSubSink,
-        stream: redis::aio::PubSubStream,
-    },
-    Cluster {
-        conn: ClusterConnection,
-        pushes: mpsc::UnboundedReceiver<redis::PushInfo>,
-    },
-}
-
-impl PubSubSource {
-    /// A new live-event connection.
-    pub(super) async fn connect(&self) -> redis::RedisResult<Driver> {
-        match self {
-            Self::Single(client) => {
-                let (sink, stream) = client.get_async_pubsub().await?.split();
-                Ok(Driver::Single { sink, stream })
-            }
-            Self::Cluster(config) => {
-                let (tx, pushes) = mpsc::unbounded_channel();
-                let client = cluster_builder(config)?
-                    .use_protocol(redis::ProtocolVersion::RESP3)
-                    .push_sender(tx)
-                    .build()?;
-                let conn = client.get_async_connection().await?;
-                Ok(Driver::Cluster { conn, pushes })
-            }
-        }
-    }
-}
-
-impl Driver {
-    pub(super) async fn subscribe(&mut self, channels: &[String]) -> redis::RedisResult<()> {
-        match self {
-            Self::Single { sink, .. } => sink.subscribe(channels).await,
-            // One command per channel: a cluster routes each to the shard of its slot.
-            Self::Cluster { conn, .. } => {
-                for channel in channels {
-                    conn.ssubscribe(channel).await?;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    pub(super) async fn unsubscribe(&mut self, channels: &[String]) -> redis::RedisResult<()> {
-        match self {
-            Self::Single { sink, .. } => sink.unsubscribe(channels).await,
-            Self::Cluster { conn, .. } => {
-                for channel in channels {
-                    conn.sunsubscribe(channel).await?;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// Checks the connection answers.
-    pub(super) async fn ping(&mut self) -> redis::RedisResult<()> {
-        match self {
-            Self::Single { sink, .. } => sink.ping::<Value>().await.map(drop),
-            Self::Cluster { conn, .. } => redis::cmd("PING")
-                .query_async::<Value>(conn)
-                .await
-                .map(drop),
-        }
-    }
-
-    /// The next message, or the news that the connection is lost. Cancel-safe.
-    pub(super) async fn next(&mut self) -> Incoming {
-        match self {
-            Self::Single { stream, .. } => {
-                use futures_util::StreamExt as _;
-                match stream.next().await {
-                    Some(message) => Incoming::Message(message),
-                    None => Incoming::Lost("connection closed"),
-                }
-            }
-            Self::Cluster { pushes, .. } => loop {
-                let Some(push) = pushes.recv().await else {
-                    return Incoming::Lost("connection closed");
-                };
-                match push.kind {
-                    PushKind::SMessage => {
-                        if let Some(message) = redis::Msg::from_push_info(push) {
-                            return Incoming::Message(message);
-                        }
-                    }
-                    PushKind::Disconnection => {
-                        return Incoming::Lost("a shard's connection dropped");
-                    }
-                    PushKind::SUnsubscribe => {
-                        if let Some(Ok(channel)) =
-                            push.data.first().map(redis::from_redis_value_ref::<String>)
-                        {
-                            return Incoming::Unsubscribed(channel);
-                        }
-                    }
-                    _ => {}
-                }
-            },
-        }
-    }
+    let link = ConnectionManager::new_with_config(client, manager_config).await?;
+    Ok((Link::Single(link), PubSubSource::new(config)?))
 }
 
 #[cfg(test)]

@@ -40,14 +40,22 @@
 //! - **Order and storage.** `publish` runs one script doing `XADD` then `PUBLISH`, so ids come
 //!   from the stream and every node receives messages in stream order. Each message is stored
 //!   once, whatever the number of nodes.
-//! - **One subscription per room per node.** All rooms share one pub/sub connection per node,
-//!   owned by a background task that hands each channel message to its room's sinks directly
-//!   ([`router`]): no task and no queue per room.
-//! - **Gap repair.** Every room remembers the last message id its sinks got. When the pub/sub
-//!   connection drops, the task reconnects with backoff and resubscribes every room, and each room
-//!   re-reads its stream after that id before live messages (held back meanwhile) flow again.
-//!   Live messages at or below the last id are skipped, so delivery stays exactly-once and in
-//!   order.
+//! - **One subscription per room per node.** All rooms of a shard share one pub/sub connection
+//!   per node (one server: one connection; a cluster: one per master), owned by that shard's
+//!   driver, a task that hands each channel message to its room's sinks directly ([`router`],
+//!   [`shard`]): no task and no queue per room.
+//! - **Gap repair.** Every room remembers the last message id its sinks got. When a shard's
+//!   pub/sub connection drops, its driver reconnects with backoff, resubscribes that shard's
+//!   rooms in batches and catches each of them up: it re-reads the stream after that id before
+//!   live messages (held back meanwhile) flow again ([`catch_up`]). Live messages at or below
+//!   the last id are skipped, so delivery stays exactly-once and in order. Presence changes
+//!   missed meanwhile are announced after the catch-up, from the room's members then ([`route`]).
+//!   A room joined during the reconnection is not held with the others: it is subscribed on its
+//!   own and starts at its stream's end.
+//! - **Shards are isolated.** A shard's outage, failover or moved slot touches only the rooms
+//!   it serves: the other drivers go on ([`topology`] reads the cluster's shards again and
+//!   starts a driver for a new master). The node is ready while every shard's connection is up,
+//!   except shards the cluster itself reports failed (down for every node), and one at least is.
 //! - **Presence, at a cost that grows with nodes, not users.** Scripts keep each instance's set
 //!   and the count hash consistent and publish `online`/`offline` when a user's first entry
 //!   appears or last one goes. Entries do not expire: a node's heartbeat keeps only its claim
@@ -59,24 +67,29 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
+mod catch_up;
 mod claim;
 mod codec;
+mod driver;
 mod link;
 mod presence;
 mod retry;
+mod route;
 mod router;
 mod scripts;
+mod shard;
 mod store;
+mod topology;
 
 use claim::Claim;
 use codec::{Entries, decode_entries, encode_message, parse_id};
 use presence::heartbeat_task;
 use retry::Retrying;
 pub use router::RedisSubscription;
-use router::{Control, Router, pubsub_task};
+use router::Router;
 use scripts::Scripts;
 use store::{Read, Store};
 
@@ -188,10 +201,6 @@ impl Drop for RedisBroker {
     }
 }
 
-/// Subscribe requests that may wait for the pub/sub task; a subscriber finding it full waits
-/// (within its timeout) like one waiting for the answer.
-const CONTROL_QUEUE: usize = 256;
-
 impl RedisBroker {
     /// Connects to Redis and starts this node's pub/sub and heartbeat tasks.
     ///
@@ -200,7 +209,6 @@ impl RedisBroker {
     pub async fn connect(config: RedisConfig) -> Result<Self, RedisBrokerError> {
         let (link, pubsub) = link::connect(&config).await?;
         let conn = Retrying::new(link);
-        let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let (ready, mut ready_rx) = watch::channel(false);
         let scripts = Scripts::new(config.cluster);
         let store = Arc::new(Store {
@@ -214,12 +222,11 @@ impl RedisBroker {
         let claim = Arc::new(Claim::new(&store));
         claim.acquire(&store).await?;
         presence::start(&store).await?;
-        let router = Arc::new(Router::new(control, ready));
-        let pubsub = tokio::spawn(pubsub_task(
+        let router = Arc::new(Router::new(&store.config, ready));
+        let pubsub = tokio::spawn(topology::pubsub_task(
             Arc::clone(&store),
             Arc::clone(&router),
             pubsub,
-            control_rx,
         ))
         .abort_handle();
         let heartbeat =
@@ -306,27 +313,17 @@ impl Broker for RedisBroker {
         sink: Arc<dyn RoomSink>,
     ) -> Result<RedisSubscription, RedisBrokerError> {
         let channel = self.store.channel(room);
-        let id = self.router.add(&channel, room, sink);
+        let (id, start) = self.router.add(&channel, room, sink);
         // From here on, dropping `subscription` unregisters the sink.
         let subscription = RedisSubscription {
             router: Arc::clone(&self.router),
-            channel: channel.clone(),
+            channel,
             id,
         };
-        let (ack, acked) = oneshot::channel();
-        let control = &self.router.control;
-        let answered = tokio::time::timeout(self.store.config.command_timeout * 2, async {
-            control
-                .send(Control::Subscribe { channel, ack })
-                .await
-                .map_err(|_| RedisBrokerError::Unavailable)?;
-            acked.await.map_err(|_| RedisBrokerError::Unavailable)?
-        });
-        match answered.await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => return Err(err),
-            Err(_) => return Err(RedisBrokerError::Unavailable),
-        }
+        // Live from the stream's end as of now.
+        self.router
+            .subscribe(&self.store, &subscription.channel, start)
+            .await?;
         if room != NODES_ROOM {
             let _: i64 = redis::cmd("ZADD")
                 .arg(self.store.rooms_key())
@@ -335,11 +332,6 @@ impl Broker for RedisBroker {
                 .arg(room)
                 .query_async(&mut self.store.conn.clone())
                 .await?;
-        }
-        // Catch-up after an outage starts from the stream's end as of now.
-        let latest = self.store.read_stream(room, Read::Before(None, 1)).await?;
-        if let Some(latest) = latest.first() {
-            self.router.start_after(&subscription.channel, latest.id);
         }
         Ok(subscription)
     }
@@ -468,21 +460,7 @@ impl Broker for RedisBroker {
         after: Option<&str>,
         limit: usize,
     ) -> Result<MembersPage, RedisBrokerError> {
-        let keys = self.store.keys(room);
-        let (members, more): (Vec<String>, i64) = self
-            .store
-            .scripts
-            .members
-            .key(&keys.users)
-            .key(&keys.names)
-            .arg(after.unwrap_or(""))
-            .arg(limit)
-            .invoke_async(&mut self.store.conn.clone())
-            .await?;
-        Ok(MembersPage {
-            members,
-            has_more: more == 1,
-        })
+        self.store.members_page(room, after, limit).await
     }
 
     async fn typing(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {

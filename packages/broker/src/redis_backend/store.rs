@@ -4,12 +4,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::codec::{Entries, decode_entries, parse_id};
+use super::codec::{Entries, decode_entries};
 use super::presence::Held;
 use super::retry::Retrying;
 use super::scripts::Scripts;
 use super::{RedisBrokerError, RedisConfig};
-use crate::{Message, MessageId};
+use crate::{MembersPage, Message, MessageId};
 
 /// Which part of a room's stream to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,18 +227,51 @@ impl Store {
         Ok(())
     }
 
+    /// A page of the room's members by name, after `after` (from the first if `None`).
+    pub(super) async fn members_page(
+        &self,
+        room: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<MembersPage, RedisBrokerError> {
+        let keys = self.keys(room);
+        let (members, more): (Vec<String>, i64) = self
+            .scripts
+            .members
+            .key(&keys.users)
+            .key(&keys.names)
+            .arg(after.unwrap_or(""))
+            .arg(limit)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(MembersPage {
+            members,
+            has_more: more == 1,
+        })
+    }
+
     /// Reads and decodes a part of the room's stream.
     pub(super) async fn read_stream(
         &self,
         room: &str,
         read: Read,
     ) -> Result<Vec<Message>, RedisBrokerError> {
+        let Some(cmd) = self.stream_command(room, read) else {
+            return Ok(Vec::new());
+        };
+        let entries: Entries = cmd.query_async(&mut self.conn.clone()).await?;
+        decode_entries(room, entries)
+    }
+
+    /// The command reading a part of the room's stream (replying [`Entries`]), or `None` if
+    /// nothing can be there.
+    pub(super) fn stream_command(&self, room: &str, read: Read) -> Option<redis::Cmd> {
         let exclusive = |id: MessageId| format!("({id}");
         let (command, start, end, count) = match read {
             Read::At(id) => ("XRANGE", id.to_string(), id.to_string(), None),
             // Nothing is past the extreme ids, and Redis refuses exclusive ranges beyond them.
             Read::After(Some(MessageId::MAX), _) | Read::Before(Some(MessageId::MIN), _) => {
-                return Ok(Vec::new());
+                return None;
             }
             Read::After(after, count) => (
                 "XRANGE",
@@ -258,25 +291,6 @@ impl Store {
         if let Some(count) = count {
             cmd.arg("COUNT").arg(count);
         }
-        let entries: Entries = cmd.query_async(&mut self.conn.clone()).await?;
-        decode_entries(room, entries)
-    }
-
-    /// The newest id ever trimmed from the room's stream (`None` inside: never trimmed), or
-    /// `None` if the stream does not exist.
-    pub(super) async fn trimmed_up_to(
-        &self,
-        room: &str,
-    ) -> Result<Option<Option<MessageId>>, RedisBrokerError> {
-        let keys = self.keys(room);
-        let (exists, trimmed): (bool, Option<String>) = redis::pipe()
-            .exists(&keys.stream)
-            .get(&keys.trimmed)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        if !exists {
-            return Ok(None);
-        }
-        Ok(Some(trimmed.as_deref().map(parse_id).transpose()?))
+        Some(cmd)
     }
 }

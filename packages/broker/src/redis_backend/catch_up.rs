@@ -1,0 +1,321 @@
+//! Catching rooms up from Redis: after a shard's connection came back (only that shard's rooms),
+//! after a room moved to another shard, and when a room is first subscribed (its start).
+//!
+//! Each room is one round trip: its stream after the last id it delivered, the stream's newest
+//! id, the trimmed marker and its members are read at once (the command connection pipelines
+//! concurrent requests), and rooms are read [`CONCURRENCY`] at a time, so 25,000 rooms take
+//! hundreds of round trips, not 75,000. The route is then settled under the router's lock (see
+//! `route`): the page delivered, presence changes announced, held events released.
+//!
+//! A stream whose newest id is below the last one delivered lost acknowledged writes (a master
+//! failed over to a replica that had not got them): the room's epoch is dropped, so clients'
+//! `since` from the lost history recover nothing, and the route starts again from the new
+//! history's newest id, so a new master whose clock is behind is not taken for a repeat.
+
+use std::sync::atomic::Ordering;
+
+use futures_util::StreamExt as _;
+
+use redis::Value;
+
+use super::RedisBrokerError;
+use super::codec::{decode_entries, parse_id};
+use super::router::Router;
+use super::shard::Backoff;
+use super::store::{Read, Store};
+use crate::{Message, MessageId, NODES_ROOM};
+
+/// Rooms read at once.
+const CONCURRENCY: usize = 64;
+/// Messages, or members, read per request.
+const PAGE: usize = 1000;
+
+/// A room to catch up: its channel and the number of the hold it was listed under.
+pub(super) type Listed = (String, u32);
+
+/// Catches up every room listed after a reconnection, [`CONCURRENCY`] at a time; each is
+/// retried until Redis answers, or it is listed again, or unsubscribed.
+pub(super) async fn catch_up(store: &Store, router: &Router, listed: Vec<Listed>) {
+    futures_util::stream::iter(listed)
+        .for_each_concurrent(CONCURRENCY, |(channel, hold)| async move {
+            let mut backoff = Backoff::default();
+            loop {
+                match settle(store, router, &channel, hold).await {
+                    Ok(Settled::Done { delivered }) => {
+                        let repairs = router.repairs();
+                        repairs.catch_ups.fetch_add(1, Ordering::Relaxed);
+                        repairs
+                            .caught_up
+                            .fetch_add(delivered as u64, Ordering::Relaxed);
+                        return;
+                    }
+                    Ok(Settled::Elsewhere) => return,
+                    Err(err) => {
+                        tracing::warn!(%channel, error = %err, "catch-up failed; retrying");
+                        tokio::time::sleep(backoff.next()).await;
+                    }
+                }
+            }
+        })
+        .await;
+}
+
+/// Starts a route just subscribed (hold `hold`): from the stream's end as of now, with the
+/// room's members as they are; once, failing with Redis.
+pub(super) async fn start(
+    store: &Store,
+    router: &Router,
+    channel: &str,
+    hold: u32,
+) -> Result<(), RedisBrokerError> {
+    settle(store, router, channel, hold).await.map(drop)
+}
+
+/// How a catch-up ended.
+enum Settled {
+    /// The route is settled; `delivered` messages came from the stream.
+    Done { delivered: usize },
+    /// The route is gone, or another catch-up settles it.
+    Elsewhere,
+}
+
+/// What a settling step leaves to do.
+enum Step {
+    /// Nothing: another catch-up settles the route.
+    Superseded,
+    /// Nothing: the route is settled.
+    Done,
+    /// Read the stream on after this id.
+    ReadAfter(Option<MessageId>),
+}
+
+/// Reads the room and settles its route, if hold `hold` is still on.
+async fn settle(
+    store: &Store,
+    router: &Router,
+    channel: &str,
+    hold: u32,
+) -> Result<Settled, RedisBrokerError> {
+    let Some((room, from)) = router.with_route(channel, |route| (route.room.clone(), route.last))
+    else {
+        return Ok(Settled::Elsewhere);
+    };
+    let Found {
+        newest,
+        mut page,
+        trimmed,
+        mut members,
+    } = read(store, &room, from).await?;
+    if let (Some(from), Some(trimmed)) = (from, trimmed)
+        && trimmed > from
+    {
+        tracing::error!(%room, "stream trimmed past this node's position; messages lost for it");
+    }
+    let (mut delivered, mut lost, mut first) = (0, false, true);
+    loop {
+        let full = page.len() == PAGE;
+        let step = router.with_route(channel, |route| {
+            if !route.holding(hold) {
+                // Listed again since (its connection was lost again, or it moved), or settled
+                // by another catch-up: only what cannot be wrong for that one.
+                route.start_at(newest.unwrap_or(MessageId::MIN));
+                return Step::Superseded;
+            }
+            match route.last {
+                None => route.start_at(newest.unwrap_or(MessageId::MIN)),
+                Some(last)
+                    if std::mem::take(&mut first)
+                        && last > MessageId::MIN
+                        && newest.is_none_or(|newest| newest < last) =>
+                {
+                    lost = true;
+                    route.last = Some(newest.unwrap_or(MessageId::MIN));
+                }
+                Some(_) => delivered += route.replay(std::mem::take(&mut page)),
+            }
+            if full {
+                return Step::ReadAfter(route.last);
+            }
+            if let Some(members) = members.take() {
+                route.settle_members(members);
+            }
+            if route.caught_up() {
+                Step::Done
+            } else {
+                // Held events overflowed: they are in the stream, after the last id.
+                Step::ReadAfter(route.last)
+            }
+        });
+        match step.unwrap_or(Step::Superseded) {
+            Step::Superseded => return Ok(Settled::Elsewhere),
+            Step::Done => break,
+            Step::ReadAfter(after) => {
+                page = store.read_stream(&room, Read::After(after, PAGE)).await?;
+            }
+        }
+    }
+    if lost {
+        tracing::error!(%room, "the room's stream lost messages this node delivered; starting a new epoch");
+        if let Err(err) = store.forget_epoch(&room).await {
+            tracing::warn!(%room, error = %err, "could not start a new epoch");
+        }
+    }
+    if delivered > 0 {
+        tracing::debug!(%room, delivered, "caught up from stream");
+    }
+    Ok(Settled::Done { delivered })
+}
+
+/// What a catch-up first reads of a room.
+struct Found {
+    /// The stream's newest id.
+    newest: Option<MessageId>,
+    /// The first page after the route's last id (none for a route not started).
+    page: Vec<Message>,
+    /// The newest id trimmed from the stream.
+    trimmed: Option<MessageId>,
+    /// Every member (`None` for the notices room).
+    members: Option<Vec<String>>,
+}
+
+/// Reads what a catch-up needs of `room`, whose route delivered up to `from`, in one request
+/// (its keys share a slot).
+async fn read(
+    store: &Store,
+    room: &str,
+    from: Option<MessageId>,
+) -> Result<Found, RedisBrokerError> {
+    // The notices room has no members.
+    let presence = room != NODES_ROOM;
+    let after = from.and_then(|from| store.stream_command(room, Read::After(Some(from), PAGE)));
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    // From the end, there is always something to ask.
+    pipe.add_command(
+        store
+            .stream_command(room, Read::Before(None, 1))
+            .unwrap_or_default(),
+    );
+    pipe.get(store.key(room, "trimmed"));
+    if presence {
+        let keys = store.keys(room);
+        pipe.cmd("EVALSHA")
+            .arg(store.scripts.members.get_hash())
+            .arg(2)
+            .arg(&keys.users)
+            .arg(&keys.names)
+            .arg("")
+            .arg(PAGE);
+    }
+    if let Some(after) = after.clone() {
+        pipe.add_command(after);
+    }
+    let replies: Vec<Value> = pipe.query_async(&mut store.conn.clone()).await?;
+    let mut replies = replies.into_iter();
+    let newest = decode_entries(room, reply(replies.next())?)?;
+    let trimmed: Option<String> = reply(replies.next())?;
+    let members = match (presence, replies.next()) {
+        (false, _) => None,
+        // Not loaded on this server yet (a restart, a new master): loaded by the call.
+        (true, Some(Value::ServerError(err))) if err.code() == "NOSCRIPT" => {
+            Some(self::members(store, room, Vec::new()).await?)
+        }
+        (true, first) => {
+            let (first, more): (Vec<String>, i64) = reply(first)?;
+            Some(if more == 1 {
+                self::members(store, room, first).await?
+            } else {
+                first
+            })
+        }
+    };
+    let page = match after {
+        Some(_) => decode_entries(room, reply(replies.next())?)?,
+        None => Vec::new(),
+    };
+    Ok(Found {
+        newest: newest.first().map(|newest| newest.id),
+        page,
+        trimmed: trimmed.as_deref().map(parse_id).transpose()?,
+        members,
+    })
+}
+
+/// One reply of a pipeline, as `T`.
+fn reply<T: redis::FromRedisValue>(value: Option<Value>) -> Result<T, RedisBrokerError> {
+    match value {
+        None => Err(RedisBrokerError::Corrupt("a reply is missing".to_owned())),
+        Some(Value::ServerError(err)) => Err(redis::RedisError::from(err).into()),
+        Some(value) => Ok(redis::from_redis_value(value).map_err(redis::RedisError::from)?),
+    }
+}
+
+/// Every member of `room`, by name: `first` (a first page), then the pages after it.
+async fn members(
+    store: &Store,
+    room: &str,
+    mut all: Vec<String>,
+) -> Result<Vec<String>, RedisBrokerError> {
+    loop {
+        let page = store
+            .members_page(room, all.last().map(String::as_str), PAGE)
+            .await?;
+        all.extend(page.members);
+        if !page.has_more {
+            return Ok(all);
+        }
+    }
+}
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::super::route::Route;
+    use super::super::route::tests::{Record, message, seqs};
+    use super::*;
+    use crate::{RoomEvent, RoomSink};
+
+    /// A store and a router on a fresh `redis-server`.
+    async fn on_redis(redis: &skat_testkit::RedisServer) -> (Store, Router) {
+        let config = super::super::RedisConfig::new(redis.url(), "unit");
+        let (link, _) = super::super::link::connect(&config).await.unwrap();
+        let router = Router::new(&config, tokio::sync::watch::channel(false).0);
+        let store = Store {
+            config,
+            conn: super::super::retry::Retrying::new(link),
+            scripts: super::super::scripts::Scripts::new(false),
+            held: Mutex::default(),
+            unheld: Mutex::default(),
+            instance: Mutex::new(Arc::from("unit:0")),
+        };
+        (store, router)
+    }
+
+    /// A route subscribed but not yet told where the stream ended when its connection came back
+    /// (item 1 of issue 20) starts at the stream's end: the history is not replayed into it.
+    #[tokio::test]
+    async fn a_route_that_never_learned_its_start_is_not_replayed_the_history() {
+        let redis = skat_testkit::RedisServer::start().await;
+        let (store, router) = on_redis(&redis).await;
+        for seq in 1..=3 {
+            let entry = super::super::codec::encode_message("a", None, &seq.to_string());
+            let stream = store.key("r", "stream");
+            let added = redis
+                .command(&["XADD", &stream, &format!("5-{seq}"), "d", &entry])
+                .await;
+            assert!(added.is_some_and(|r| r.starts_with('$')));
+        }
+        let record = Arc::new(Record::default());
+        let channel = store.channel("r");
+        router.add(&channel, "r", Arc::clone(&record) as Arc<dyn RoomSink>);
+        let hold = router.with_route(&channel, Route::hold).unwrap();
+        catch_up(&store, &router, vec![(channel.clone(), hold)]).await;
+        assert!(seqs(&record).is_empty(), "{:?}", seqs(&record));
+        router.with_route(&channel, |route| {
+            assert_eq!(route.last, Some(MessageId { ms: 5, seq: 3 }));
+            route.offer(RoomEvent::Message(message(4)), 8);
+        });
+        assert_eq!(seqs(&record), ["4"], "live again");
+        assert_eq!(router.stats().catch_ups, 1);
+    }
+}
