@@ -172,7 +172,7 @@ struct Found {
     newest: Option<MessageId>,
     /// The first page after the route's last id (none for a route not started).
     page: Vec<Message>,
-    /// The newest id trimmed from the stream.
+    /// The newest id trimmed from the stream (not read for a route not started).
     trimmed: Option<MessageId>,
     /// Every member (`None` for the notices room).
     members: Option<Vec<String>>,
@@ -196,7 +196,9 @@ async fn read(
             .stream_command(room, Read::Before(None, 1))
             .unwrap_or_default(),
     );
-    pipe.get(store.key(room, "trimmed"));
+    if from.is_some() {
+        pipe.get(store.key(room, "trimmed"));
+    }
     if presence {
         let keys = store.keys(room);
         pipe.cmd("EVALSHA")
@@ -213,7 +215,10 @@ async fn read(
     let replies: Vec<Value> = pipe.query_async(&mut store.conn.clone()).await?;
     let mut replies = replies.into_iter();
     let newest = decode_entries(room, reply(replies.next())?)?;
-    let trimmed: Option<String> = reply(replies.next())?;
+    let trimmed: Option<String> = match from {
+        Some(_) => reply(replies.next())?,
+        None => None,
+    };
     let members = match (presence, replies.next()) {
         (false, _) => None,
         // Not loaded on this server yet (a restart, a new master): loaded by the call.
