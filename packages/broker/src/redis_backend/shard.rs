@@ -201,7 +201,8 @@ impl Session<'_> {
         for (channel, ack) in requests {
             if !self.handle.serves(key_slot(&channel)) {
                 let _ = ack.send(Err(Refusal::Elsewhere));
-            } else if self.subscribed.contains(&channel) {
+            } else if self.subscribed.contains(&channel) || !self.router.has_route(&channel) {
+                // Subscribed already (listed by a resubscription), or given up on meanwhile.
                 let _ = ack.send(Ok(()));
             } else {
                 wanted.push((channel, ack));
