@@ -107,14 +107,13 @@ async fn rooms_joined_while_the_resubscription_is_answered_get_their_messages() 
 #[tokio::test]
 async fn rooms_joined_while_pubsub_reconnects_all_get_their_messages() {
     let redis = RedisServer::start().await;
-    let a = Arc::new(
-        RedisBroker::connect(config(&redis, "storm:", "node-a"))
-            .await
-            .unwrap(),
-    );
-    let b = RedisBroker::connect(config(&redis, "storm:", "node-b"))
-        .await
-        .unwrap();
+    // A storm of joins on a loaded box (Redis fsyncs every write here): patient commands.
+    let patient = |node| RedisConfig {
+        command_timeout: Duration::from_secs(2),
+        ..config(&redis, "storm:", node)
+    };
+    let a = Arc::new(RedisBroker::connect(patient("node-a")).await.unwrap());
+    let b = RedisBroker::connect(patient("node-b")).await.unwrap();
     let _lobby = listen(&*a, "lobby").await.unwrap();
     kill_pubsub(&redis).await;
     let joins: Vec<_> = (0..200)
