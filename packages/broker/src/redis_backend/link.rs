@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, PushKind, RedisFuture, Value};
@@ -21,7 +21,11 @@ use super::RedisConfig;
 /// A command connection to one Redis server or to a cluster.
 #[derive(Clone)]
 pub(super) enum Link {
+    /// The node's shared connection to one server.
     Single(ConnectionManager),
+    /// A connection to one server that one caller uses at a time: a publish that waits for
+    /// replicas (see `waits`).
+    Own(MultiplexedConnection),
     Cluster(ClusterConnection),
 }
 
@@ -29,6 +33,7 @@ impl ConnectionLike for Link {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Single(conn) => conn.req_packed_command(cmd),
+            Self::Own(conn) => conn.req_packed_command(cmd),
             Self::Cluster(conn) => conn.req_packed_command(cmd),
         }
     }
@@ -41,6 +46,7 @@ impl ConnectionLike for Link {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Own(conn) => conn.req_packed_commands(pipeline, offset, count),
             Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
         }
     }
@@ -48,15 +54,17 @@ impl ConnectionLike for Link {
     fn get_db(&self) -> i64 {
         match self {
             Self::Single(conn) => conn.get_db(),
+            Self::Own(conn) => conn.get_db(),
             Self::Cluster(conn) => conn.get_db(),
         }
     }
 }
 
 impl Link {
-    /// Waits until `replicas` replicas have every write this node made on `room`'s shard (or
-    /// `timeout` passed); returns how many have. Sent to the room's master: in a cluster the
-    /// node has one connection per master, so that covers the room's writes.
+    /// Waits until `replicas` replicas have every write made on this connection to `room`'s
+    /// shard (or `timeout` passed); returns how many have. Sent to the room's master: a cluster
+    /// connection has one connection per master, so that covers the room's writes. It holds
+    /// the connection meanwhile, so only a connection of its own should wait (see `waits`).
     pub(super) async fn wait_replicas(
         &mut self,
         room: &str,
@@ -70,7 +78,7 @@ impl Link {
                 .max(1),
         );
         match self {
-            Self::Single(conn) => wait.query_async(conn).await,
+            Self::Single(_) | Self::Own(_) => wait.query_async(self).await,
             Self::Cluster(conn) => {
                 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
                 let route = Route::new(slot(room), SlotAddr::Master);
@@ -83,7 +91,7 @@ impl Link {
 }
 
 /// The cluster slot of `room`'s keys, all tagged `{room}`: CRC16 (XMODEM) of the tag, mod 16384.
-fn slot(room: &str) -> u16 {
+pub(super) fn slot(room: &str) -> u16 {
     let mut crc: u16 = 0;
     for byte in room.bytes() {
         crc ^= u16::from(byte) << 8;
@@ -136,7 +144,8 @@ fn seeds(config: &RedisConfig) -> redis::RedisResult<Vec<ConnectionInfo>> {
         .collect()
 }
 
-fn cluster_builder(config: &RedisConfig) -> redis::RedisResult<ClusterClientBuilder> {
+/// A cluster client's settings: the seeds, timeouts, keepalive and TLS.
+pub(super) fn cluster_builder(config: &RedisConfig) -> redis::RedisResult<ClusterClientBuilder> {
     let mut builder = ClusterClientBuilder::new(seeds(config)?)
         .connection_timeout(config.command_timeout)
         .response_timeout(config.command_timeout)
@@ -145,6 +154,19 @@ fn cluster_builder(config: &RedisConfig) -> redis::RedisResult<ClusterClientBuil
         builder = builder.certs(certificates);
     }
     Ok(builder)
+}
+
+/// A client of the one server `config.url` names, with keepalive and TLS.
+pub(super) fn client(config: &RedisConfig) -> redis::RedisResult<redis::Client> {
+    let info = config
+        .url
+        .as_str()
+        .into_connection_info()?
+        .set_tcp_settings(tcp_settings());
+    match certificates(config) {
+        Some(certificates) => redis::Client::build_with_tls(info, certificates),
+        None => redis::Client::open(info),
+    }
 }
 
 /// Connects the command link and prepares the pub/sub source, for one server or a cluster.
@@ -157,15 +179,7 @@ pub(super) async fn connect(config: &RedisConfig) -> redis::RedisResult<(Link, P
         let source = PubSubSource::Cluster(Box::new(config.clone()));
         return Ok((Link::Cluster(link), source));
     }
-    let info = config
-        .url
-        .as_str()
-        .into_connection_info()?
-        .set_tcp_settings(tcp_settings());
-    let client = match certificates(config) {
-        Some(certificates) => redis::Client::build_with_tls(info, certificates)?,
-        None => redis::Client::open(info)?,
-    };
+    let client = client(config)?;
     let manager_config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(config.command_timeout))
         .set_response_timeout(Some(config.command_timeout))

@@ -48,6 +48,10 @@
 //!   re-reads its stream after that id before live messages (held back meanwhile) flow again.
 //!   Live messages at or below the last id are skipped, so delivery stays exactly-once and in
 //!   order.
+//! - **A lagging replica slows only the sends.** With `wait_replicas`, a publish and its
+//!   `WAIT` run on a connection of their own ([`waits`]), never on the shared one the node's
+//!   other commands use, and not at all while the master has no replica in sync; a message
+//!   confirmed short of its replicas is a logged warning.
 //! - **Presence, at a cost that grows with nodes, not users.** Scripts keep each instance's set
 //!   and the count hash consistent and publish `online`/`offline` when a user's first entry
 //!   appears or last one goes. Entries do not expire: a node's heartbeat keeps only its claim
@@ -70,6 +74,7 @@ mod retry;
 mod router;
 mod scripts;
 mod store;
+mod waits;
 
 use claim::Claim;
 use codec::{Entries, decode_entries, encode_message, parse_id};
@@ -79,6 +84,7 @@ pub use router::RedisSubscription;
 use router::{Control, Router, pubsub_task};
 use scripts::Scripts;
 use store::{Read, Store};
+use waits::Waits;
 
 use crate::{
     Broker, BrokerStats, HistoryPage, MembersPage, Message, MessageId, NODES_ROOM, NewMessage,
@@ -117,9 +123,11 @@ pub struct RedisConfig {
     /// `url` is a comma-separated list of seed nodes of a Redis Cluster (Redis 7): rooms are
     /// spread over its shards and their live events use sharded pub/sub (see `link`).
     pub cluster: bool,
-    /// Replicas that must have a message before `publish` confirms it (Redis `WAIT`, within
-    /// `command_timeout`; 0: the master's own write is enough). With 1, a master that dies
-    /// and is replaced by its replica loses no confirmed message.
+    /// Replicas that should have a message before `publish` confirms it (Redis `WAIT`, for up
+    /// to a tenth of `command_timeout`; 0: the master's own write is enough). With 1, a master
+    /// that dies and is replaced by its replica loses no confirmed message, but for the
+    /// shortfalls `waits` describes (no replica in sync, a replica lagging past the wait),
+    /// which are logged as warnings.
     pub wait_replicas: u32,
 }
 
@@ -174,6 +182,8 @@ pub struct RedisBroker {
     router: Arc<Router>,
     /// This node's claim on its id.
     claim: Arc<Claim>,
+    /// With `wait_replicas`: the publishes that wait for replicas.
+    waits: Option<Waits>,
     tasks: Vec<AbortHandle>,
 }
 
@@ -199,6 +209,9 @@ impl RedisBroker {
     /// docs) and reported through [`Broker::is_ready`] and failed calls.
     pub async fn connect(config: RedisConfig) -> Result<Self, RedisBrokerError> {
         let (link, pubsub) = link::connect(&config).await?;
+        let waits = (config.wait_replicas > 0)
+            .then(|| Waits::new(&config))
+            .transpose()?;
         let conn = Retrying::new(link);
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let (ready, mut ready_rx) = watch::channel(false);
@@ -228,6 +241,7 @@ impl RedisBroker {
             store,
             router,
             claim,
+            waits,
             tasks: vec![pubsub, heartbeat],
         };
         let timeout = broker.store.config.command_timeout * 2;
@@ -272,16 +286,23 @@ impl Broker for RedisBroker {
             .arg(self.store.config.stream_len.max(1))
             .arg(&encoded)
             .arg(self.store.config.dedup_window.as_millis().max(1) as u64);
-        // Sent twice, a message without a nonce would be stored twice.
-        let (id, stored): (String, i64) = if new.nonce.is_some() {
-            invocation
-                .invoke_async(&mut self.store.conn.clone())
-                .await?
-        } else {
-            invocation.invoke_async(&mut self.store.conn.once()).await?
+        let wanted = match &self.waits {
+            Some(waits) => waits.wanted(&new.room).await,
+            None => 0,
+        };
+        let (id, stored): (String, i64) = match &self.waits {
+            Some(waits) if wanted > 0 => waits.publish(&invocation, &new.room, wanted).await?,
+            // Sent twice, a message without a nonce would be stored twice.
+            _ if new.nonce.is_none() => {
+                invocation.invoke_async(&mut self.store.conn.once()).await?
+            }
+            _ => {
+                invocation
+                    .invoke_async(&mut self.store.conn.clone())
+                    .await?
+            }
         };
         let id = parse_id(&id)?;
-        self.store.replicated(&new.room).await?;
         let as_sent = Message {
             room: new.room,
             id,

@@ -110,28 +110,6 @@ impl Store {
         }
     }
 
-    /// Waits (up to a tenth of the command timeout: 0.2 s by default) until `wait_replicas` replicas have this
-    /// node's writes on `room`'s shard; a no-op with 0. Best effort: a shard that has no
-    /// replica in sync (right after a failover, until the old master rejoins as one) cannot
-    /// have its writes replicated, and refusing every send there would stop the room, so the
-    /// message is confirmed anyway and the shortfall logged.
-    pub(super) async fn replicated(&self, room: &str) -> Result<(), RedisBrokerError> {
-        let wanted = self.config.wait_replicas;
-        if wanted == 0 {
-            return Ok(());
-        }
-        let timeout = self.config.command_timeout / 10;
-        let acked = self
-            .conn
-            .once()
-            .wait_replicas(room, wanted, timeout)
-            .await?;
-        if acked < wanted {
-            tracing::debug!(%room, acked, wanted, "message not on enough replicas in time");
-        }
-        Ok(())
-    }
-
     /// The command that publishes to a room's channel: sharded in a cluster, so a room's
     /// events reach only its shard's subscribers.
     pub(super) fn publish_command(&self) -> &'static str {

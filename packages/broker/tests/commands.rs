@@ -1,0 +1,193 @@
+//! The Redis backend's command side under faults, against real `redis-server`s and the
+//! testkit's [`Proxy`]: publishes that wait for a lagging replica, a command connection that goes
+//! silent or lands on a replica, a publish whose reply is lost, and the lifetime of a room's keys.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use skat_broker::{Broker, NewMessage, Recovery, RedisBroker, RedisConfig, Resume};
+use skat_testkit::{Proxy, RedisServer};
+
+fn config(url: String, prefix: &str) -> RedisConfig {
+    RedisConfig {
+        prefix: prefix.to_owned(),
+        stream_len: 100,
+        presence_ttl: Duration::from_millis(1000),
+        heartbeat: Duration::from_millis(200),
+        command_timeout: Duration::from_millis(500),
+        ..RedisConfig::new(url, "node-a")
+    }
+}
+
+fn message(room: &str, body: &str, nonce: Option<&str>) -> NewMessage {
+    NewMessage {
+        room: room.into(),
+        from: "alice".into(),
+        body: body.into(),
+        nonce: nonce.map(str::to_owned),
+    }
+}
+
+fn resume() -> Resume<'static> {
+    Resume {
+        since: None,
+        epoch: None,
+        recovery: Recovery::count(100),
+        page: 10,
+        members: 100,
+    }
+}
+
+/// The warnings logged while the returned guard lives, on this thread (a `#[tokio::test]` runs
+/// every task on its own thread).
+fn warnings() -> (Logs, tracing::subscriber::DefaultGuard) {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    (logs, tracing::subscriber::set_default(subscriber))
+}
+
+/// Log lines, shared with the subscriber that writes them.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// The lines that contain `text`.
+    fn count(&self, text: &str) -> usize {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|line| line.contains(text))
+            .count()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// With `wait_replicas`, a publish waits (up to a tenth of the command timeout) for a replica to
+/// have it. While the replica lags, that wait must cost the publishes only: the node's joins,
+/// history reads and presence writes to the same Redis answer at once, as without a replica.
+/// The shortfall is a warning, logged once, not once per message.
+#[tokio::test]
+async fn a_lagging_replica_delays_publishes_not_the_nodes_other_commands() {
+    let (logs, _guard) = warnings();
+    let master = RedisServer::start().await;
+    let replication = Proxy::start(master.port()).await;
+    let replica = RedisServer::start_replica_via(&master, replication.port()).await;
+    let broker = Arc::new(
+        RedisBroker::connect(RedisConfig {
+            wait_replicas: 1,
+            // Publishes wait up to 1 s for the replica.
+            command_timeout: Duration::from_secs(10),
+            ..config(master.url(), "lag:")
+        })
+        .await
+        .unwrap(),
+    );
+    // In sync: a confirmed message is on the replica.
+    broker
+        .publish(message("general", "first", Some("n0")))
+        .await
+        .unwrap();
+    let on_replica = replica.command(&["XLEN", "lag:{general}:stream"]).await;
+    assert_eq!(on_replica.as_deref(), Some(":1\r\n"));
+
+    // The replication link goes silent: the master still counts the replica, which gets
+    // nothing. Four senders keep publishing, each send waiting out the full second.
+    replication.set_blackhole(true);
+    let confirmed = Arc::new(AtomicUsize::new(0));
+    let senders: Vec<_> = (0..4)
+        .map(|sender| {
+            let broker = Arc::clone(&broker);
+            let confirmed = Arc::clone(&confirmed);
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let nonce = format!("s{sender}-{i}");
+                    let started = Instant::now();
+                    broker
+                        .publish(message("general", "lagging", Some(&nonce)))
+                        .await
+                        .unwrap();
+                    assert!(
+                        started.elapsed() >= Duration::from_millis(900),
+                        "the publish waited for the replica"
+                    );
+                    confirmed.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for round in 0..8 {
+        let started = Instant::now();
+        let room = format!("room-{round}");
+        broker
+            .join_snapshot(&room, "bob", true, resume())
+            .await
+            .unwrap();
+        broker.history("general", None, 10).await.unwrap();
+        broker.presence_join("general", "carol").await.unwrap();
+        broker.members("general", None, 10).await.unwrap();
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(300),
+            "round {round}: four commands took {took:?} behind the publishes' wait"
+        );
+    }
+    // Two publishes each, then: eight shortfalls.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while confirmed.load(Ordering::Relaxed) < 8 {
+        assert!(Instant::now() < deadline, "the publishes never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for sender in &senders {
+        assert!(!sender.is_finished(), "a sender failed");
+        sender.abort();
+    }
+    let shortfalls = logs.count("not on enough replicas");
+    assert_eq!(shortfalls, 1, "logged once, not per message");
+    drop(replica);
+}
+
+/// A master without a replica cannot replicate anything: waiting for one would only delay every
+/// send by the full wait. The node sees there is none and confirms at once, with a warning.
+#[tokio::test]
+async fn without_a_replica_publishes_do_not_wait() {
+    let (logs, _guard) = warnings();
+    let master = RedisServer::start().await;
+    let broker = RedisBroker::connect(RedisConfig {
+        wait_replicas: 1,
+        command_timeout: Duration::from_secs(10),
+        ..config(master.url(), "alone:")
+    })
+    .await
+    .unwrap();
+    let started = Instant::now();
+    for i in 0..5 {
+        broker
+            .publish(message("general", "alone", Some(&format!("n{i}"))))
+            .await
+            .unwrap();
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(500),
+        "five publishes took {took:?}: they waited for a replica there is none of"
+    );
+    assert_eq!(logs.count("no replica"), 1, "logged once");
+}
