@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use skat_broker::{Broker, NewMessage, Recovery, RedisBroker, RedisConfig, Resume};
+use skat_broker::{
+    Broker, NewMessage, Recovery, RedisBroker, RedisBrokerError, RedisConfig, Resume,
+};
 use skat_testkit::{Proxy, RedisServer};
 
 fn config(url: String, prefix: &str) -> RedisConfig {
@@ -190,4 +192,99 @@ async fn without_a_replica_publishes_do_not_wait() {
         "five publishes took {took:?}: they waited for a replica there is none of"
     );
     assert_eq!(logs.count("no replica"), 1, "logged once");
+}
+
+/// Polls `ready` until it says `want`, failing the test after `within`.
+async fn wait_ready(broker: &RedisBroker, want: bool, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    while broker.is_ready() != want {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A path to Redis that goes silent (a firewall or NAT dropping the flow) fails nothing at once:
+/// commands time out. The node must say it is not ready while its commands cannot get through,
+/// even though its pub/sub connection, idle, has not noticed yet; and once the path is back, its
+/// commands work and it is ready again, without a restart.
+#[tokio::test]
+async fn a_silent_command_path_makes_the_node_unready_until_it_answers_again() {
+    let redis = RedisServer::start().await;
+    let path = Proxy::start(redis.port()).await;
+    let broker = RedisBroker::connect(RedisConfig {
+        // The pub/sub side's own check would notice in a minute: too late to matter here.
+        pubsub_ping: Duration::from_secs(60),
+        ..config(path.url(), "silent:")
+    })
+    .await
+    .unwrap();
+    assert!(broker.is_ready());
+    path.set_blackhole(true);
+    // The heartbeat's commands time out (0.5 s): within a few, the node says so.
+    wait_ready(&broker, false, Duration::from_secs(3), "still ready, blackholed").await;
+    assert!(
+        broker.history("general", None, 10).await.is_err(),
+        "nothing gets through"
+    );
+    path.set_blackhole(false);
+    wait_ready(&broker, true, Duration::from_secs(5), "never ready again").await;
+    broker
+        .publish(message("general", "back", Some("n1")))
+        .await
+        .unwrap();
+}
+
+/// One command connection that stops answering (its replies held back, as a path dropping one
+/// flow would) is replaced after a command times out on it: the next commands go through a new
+/// connection instead of queuing behind the silent one until TCP gives up.
+#[tokio::test]
+async fn a_command_connection_that_stops_answering_is_replaced() {
+    let redis = RedisServer::start().await;
+    let path = Proxy::start(redis.port()).await;
+    let broker = RedisBroker::connect(config(path.url(), "stall:")).await.unwrap();
+    broker.history("general", None, 10).await.unwrap();
+    // From now on, the connection that reads streams hears nothing back.
+    path.hold_replies_to("XREVRANGE");
+    let stalled = broker.history("general", None, 10).await;
+    assert!(stalled.is_err(), "{stalled:?}");
+    let started = Instant::now();
+    broker.members("general", None, 10).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "members took {:?}",
+        started.elapsed()
+    );
+    wait_ready(&broker, true, Duration::from_secs(2), "not ready on a new connection").await;
+}
+
+/// A Redis demoted to a replica (a failover behind a fixed address, or an operator's
+/// `REPLICAOF`) refuses writes with READONLY. The node says it is not ready while its Redis is
+/// not a master, fails writes with that error, and is ready again once it is.
+#[tokio::test]
+async fn a_node_whose_redis_becomes_a_replica_is_unready_and_fails_writes_clearly() {
+    let redis = RedisServer::start().await;
+    let other = RedisServer::start().await;
+    let broker = RedisBroker::connect(config(redis.url(), "demoted:"))
+        .await
+        .unwrap();
+    let port = other.port().to_string();
+    let demoted = redis.command(&["REPLICAOF", "127.0.0.1", &port]).await;
+    assert_eq!(demoted.as_deref(), Some("+OK\r\n"));
+    let refused = broker
+        .publish(message("general", "refused", Some("n1")))
+        .await
+        .unwrap_err();
+    let readonly = redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly);
+    assert!(
+        matches!(refused, RedisBrokerError::Redis(ref err) if err.kind() == readonly),
+        "{refused}"
+    );
+    wait_ready(&broker, false, Duration::from_secs(3), "ready on a replica").await;
+    let promoted = redis.command(&["REPLICAOF", "NO", "ONE"]).await;
+    assert_eq!(promoted.as_deref(), Some("+OK\r\n"));
+    wait_ready(&broker, true, Duration::from_secs(5), "never ready again").await;
+    broker
+        .publish(message("general", "accepted", Some("n2")))
+        .await
+        .unwrap();
 }

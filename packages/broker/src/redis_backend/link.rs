@@ -10,32 +10,64 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{ConnectionLike, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, PushKind, RedisFuture, Value};
 use tokio::sync::mpsc;
 
 use super::RedisConfig;
+use super::watched::Watched;
 
 /// A command connection to one Redis server or to a cluster.
 #[derive(Clone)]
 pub(super) enum Link {
-    /// The node's shared connection to one server.
-    Single(ConnectionManager),
+    /// The node's shared connection to one server, watched (see `watched`).
+    Single(Watched),
     /// A connection to one server that one caller uses at a time: a publish that waits for
     /// replicas (see `waits`).
     Own(MultiplexedConnection),
     Cluster(ClusterConnection),
 }
 
+impl Link {
+    /// Sends one command. An `async fn`, so a caller that awaits it inside its own future (the
+    /// retry) allocates nothing more per command.
+    pub(super) async fn send(&mut self, cmd: &Cmd) -> redis::RedisResult<Value> {
+        match self {
+            Self::Single(conn) => conn.send(cmd).await,
+            Self::Own(conn) => conn.send_packed_command(cmd).await,
+            Self::Cluster(conn) => conn.req_packed_command(cmd).await,
+        }
+    }
+
+    /// Sends a pipeline (see [`Link::send`]).
+    pub(super) async fn send_pipeline(
+        &mut self,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisResult<Vec<Value>> {
+        match self {
+            Self::Single(conn) => conn.send_pipeline(pipeline, offset, count).await,
+            Self::Own(conn) => conn.send_packed_commands(pipeline, offset, count).await,
+            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count).await,
+        }
+    }
+
+    /// Whether commands get through: a watched connection's health (see `watched`); a cluster
+    /// client's shards are its own affair.
+    pub(super) fn is_up(&self) -> bool {
+        match self {
+            Self::Single(conn) => conn.is_up(),
+            Self::Own(_) | Self::Cluster(_) => true,
+        }
+    }
+}
+
 impl ConnectionLike for Link {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Single(conn) => conn.req_packed_command(cmd),
-            Self::Own(conn) => conn.req_packed_command(cmd),
-            Self::Cluster(conn) => conn.req_packed_command(cmd),
-        }
+        Box::pin(self.send(cmd))
     }
 
     fn req_packed_commands<'a>(
@@ -44,11 +76,7 @@ impl ConnectionLike for Link {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Self::Own(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
-        }
+        Box::pin(self.send_pipeline(pipeline, offset, count))
     }
 
     fn get_db(&self) -> i64 {
@@ -169,6 +197,11 @@ pub(super) fn client(config: &RedisConfig) -> redis::RedisResult<redis::Client> 
     }
 }
 
+/// How often a command link that is down is checked: a quarter of the command timeout, within
+/// these bounds.
+const PROBE_MIN: Duration = Duration::from_millis(50);
+const PROBE_MAX: Duration = Duration::from_secs(1);
+
 /// Connects the command link and prepares the pub/sub source, for one server or a cluster.
 pub(super) async fn connect(config: &RedisConfig) -> redis::RedisResult<(Link, PubSubSource)> {
     if config.cluster {
@@ -185,7 +218,8 @@ pub(super) async fn connect(config: &RedisConfig) -> redis::RedisResult<(Link, P
         .set_response_timeout(Some(config.command_timeout))
         .set_number_of_retries(1)
         .set_max_delay(Duration::from_millis(500));
-    let link = ConnectionManager::new_with_config(client.clone(), manager_config).await?;
+    let probe_every = (config.command_timeout / 4).clamp(PROBE_MIN, PROBE_MAX);
+    let link = Watched::connect(client.clone(), manager_config, probe_every).await?;
     Ok((Link::Single(link), PubSubSource::Single(Box::new(client))))
 }
 

@@ -48,6 +48,9 @@
 //!   re-reads its stream after that id before live messages (held back meanwhile) flow again.
 //!   Live messages at or below the last id are skipped, so delivery stays exactly-once and in
 //!   order.
+//! - **Readiness covers the commands too.** On one server the command connection is watched
+//!   ([`watched`]): a timeout or a READONLY replaces it, and [`Broker::is_ready`] says false
+//!   from any failure of it until a master answers again.
 //! - **A lagging replica slows only the sends.** With `wait_replicas`, a publish and its
 //!   `WAIT` run on a connection of their own ([`waits`]), never on the shared one the node's
 //!   other commands use, and not at all while the master has no replica in sync; a message
@@ -75,6 +78,7 @@ mod router;
 mod scripts;
 mod store;
 mod waits;
+mod watched;
 
 use claim::Claim;
 use codec::{Entries, decode_entries, encode_message, parse_id};
@@ -559,7 +563,8 @@ impl Broker for RedisBroker {
     }
 
     fn is_ready(&self) -> bool {
-        self.router.is_ready()
+        // The pub/sub side's, and the command connection's (see `watched`).
+        self.router.is_ready() && self.store.conn.is_up()
     }
 
     fn stats(&self) -> BrokerStats {

@@ -20,6 +20,11 @@ impl Retrying {
         Self(link)
     }
 
+    /// Whether commands get through (see [`Link::is_up`]).
+    pub(super) fn is_up(&self) -> bool {
+        self.0.is_up()
+    }
+
     /// The connection without the retry, for a command that must not run twice.
     pub(super) fn once(&self) -> Link {
         self.0.clone()
@@ -35,10 +40,10 @@ fn dropped(err: &redis::RedisError) -> bool {
 impl ConnectionLike for Retrying {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            match self.0.req_packed_command(cmd).await {
+            match self.0.send(cmd).await {
                 Err(err) if dropped(&err) => {
                     tracing::debug!(error = %err, "redis connection dropped; retrying once");
-                    self.0.req_packed_command(cmd).await
+                    self.0.send(cmd).await
                 }
                 other => other,
             }
@@ -52,10 +57,10 @@ impl ConnectionLike for Retrying {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            match self.0.req_packed_commands(pipeline, offset, count).await {
+            match self.0.send_pipeline(pipeline, offset, count).await {
                 Err(err) if dropped(&err) => {
                     tracing::debug!(error = %err, "redis connection dropped; retrying once");
-                    self.0.req_packed_commands(pipeline, offset, count).await
+                    self.0.send_pipeline(pipeline, offset, count).await
                 }
                 other => other,
             }

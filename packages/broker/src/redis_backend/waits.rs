@@ -255,7 +255,8 @@ impl Waits {
         let replicas = match &self.source {
             Source::Single { .. } => {
                 let role: Value = redis::cmd("ROLE").query_async(&mut link).await?;
-                Replicas::Single(replicas_of_role(&role))
+                // A replica has no one to wait for (the command link reports it).
+                Replicas::Single(master_replicas(&role).unwrap_or(0))
             }
             Source::Cluster(_) => {
                 let shards: Value = redis::cmd("CLUSTER")
@@ -280,17 +281,17 @@ impl Drop for Counting<'_> {
     }
 }
 
-/// The replicas a `ROLE` reply lists as connected to a master (0 from a replica, or a reply
-/// this does not understand: there is no one to wait for).
-fn replicas_of_role(role: &Value) -> u32 {
+/// The replicas a `ROLE` reply lists as connected to a master; `None` if it is not a master's
+/// (a replica's, or a reply this does not understand).
+pub(super) fn master_replicas(role: &Value) -> Option<u32> {
     match role {
         Value::Array(fields) => match (fields.first().and_then(text), fields.get(2)) {
             (Some("master"), Some(Value::Array(replicas))) => {
-                u32::try_from(replicas.len()).unwrap_or(u32::MAX)
+                Some(u32::try_from(replicas.len()).unwrap_or(u32::MAX))
             }
-            _ => 0,
+            _ => None,
         },
-        _ => 0,
+        _ => None,
     }
 }
 
@@ -395,10 +396,10 @@ mod tests {
     fn role_counts_a_masters_replicas() {
         let replica = Value::Array(vec![bulk("127.0.0.1"), bulk("7001"), bulk("42")]);
         let master = |replicas| Value::Array(vec![bulk("master"), Value::Int(42), replicas]);
-        assert_eq!(replicas_of_role(&master(Value::Array(vec![]))), 0);
+        assert_eq!(master_replicas(&master(Value::Array(vec![]))), Some(0));
         assert_eq!(
-            replicas_of_role(&master(Value::Array(vec![replica.clone(), replica]))),
-            2
+            master_replicas(&master(Value::Array(vec![replica.clone(), replica]))),
+            Some(2)
         );
         let demoted = Value::Array(vec![
             bulk("slave"),
@@ -407,8 +408,8 @@ mod tests {
             bulk("connected"),
             Value::Int(42),
         ]);
-        assert_eq!(replicas_of_role(&demoted), 0);
-        assert_eq!(replicas_of_role(&Value::Nil), 0);
+        assert_eq!(master_replicas(&demoted), None);
+        assert_eq!(master_replicas(&Value::Nil), None);
     }
 
     #[test]
