@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use skat_broker::{
-    Broker, NewMessage, Recovery, RedisBroker, RedisBrokerError, RedisConfig, Resume,
+    Broker, NewMessage, Published, Recovery, RedisBroker, RedisBrokerError, RedisConfig, Resume,
 };
 use skat_testkit::{Proxy, RedisServer};
 
@@ -287,4 +287,45 @@ async fn a_node_whose_redis_becomes_a_replica_is_unready_and_fails_writes_clearl
         .publish(message("general", "accepted", Some("n2")))
         .await
         .unwrap();
+}
+
+/// A publish whose first attempt ran but whose reply was lost on the way back (the connection
+/// dropped) is sent again, by the node's retry or a cluster client's own. Without a nonce of the
+/// sender's, the node gives it one of its own, so the second attempt finds the first: the
+/// message is stored and confirmed once, as sent, and the sender sees no nonce it did not send.
+#[tokio::test]
+async fn a_publish_without_a_nonce_whose_reply_was_lost_is_stored_once() {
+    let redis = RedisServer::start().await;
+    let path = Proxy::start(redis.port()).await;
+    let broker = RedisBroker::connect(RedisConfig {
+        // No heartbeat in the way: the publish's is the only reply on the connection.
+        presence_ttl: Duration::from_secs(60),
+        heartbeat: Duration::from_secs(30),
+        ..config(path.url(), "once:")
+    })
+    .await
+    .unwrap();
+    // Loads the script: from now on a publish is one EVALSHA.
+    broker
+        .publish(message("general", "first", None))
+        .await
+        .unwrap();
+    path.hold_replies_to("EVALSHA");
+    let lose_the_reply = async {
+        path.holding().await;
+        path.cut();
+        path.release();
+    };
+    let (published, ()) = tokio::join!(
+        broker.publish(message("general", "second", None)),
+        lose_the_reply
+    );
+    let Published::New(sent) = published.unwrap() else {
+        panic!("a message sent once is new to its sender");
+    };
+    assert_eq!((sent.body.as_str(), sent.nonce.as_deref()), ("second", None));
+    let stored = broker.history("general", None, 10).await.unwrap().messages;
+    let bodies: Vec<&str> = stored.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["first", "second"], "stored once");
+    assert_eq!(stored[1], sent, "confirmed as stored");
 }

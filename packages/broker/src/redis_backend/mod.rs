@@ -22,6 +22,10 @@
 //!   `scripts`).
 //! - `skat:{general}:trimmed`: the newest message id trimmed from the stream, so `recover` knows
 //!   exactly whether the messages after a client's `since` are all still there.
+//! - `skat:{general}:dedup:<sender>\n<nonce>`: the id of the message a sender sent with that
+//!   nonce, for the dedup window; `skat:{general}:sent:<instance>:<n>` the same for a publish
+//!   that came without a nonce, under one the node made ([`publish`]), so that a publish sent
+//!   twice by a retry is stored once.
 //! - `skat:{general}:epoch`: the room's history epoch ([`Broker::epoch`]), Redis's clock when
 //!   the room was first joined. If Redis loses the room's data, it loses this key too, and the
 //!   next join makes another: clients resuming from the old history then get `recovered: false`.
@@ -39,7 +43,8 @@
 //!
 //! - **Order and storage.** `publish` runs one script doing `XADD` then `PUBLISH`, so ids come
 //!   from the stream and every node receives messages in stream order. Each message is stored
-//!   once, whatever the number of nodes.
+//!   once, whatever the number of nodes, and whatever retries its publish takes: every publish
+//!   has a nonce, the node's own when the sender gave none ([`publish`]).
 //! - **One subscription per room per node.** All rooms share one pub/sub connection per node,
 //!   owned by a background task that hands each channel message to its room's sinks directly
 //!   ([`router`]): no task and no queue per room.
@@ -73,6 +78,7 @@ mod claim;
 mod codec;
 mod link;
 mod presence;
+mod publish;
 mod retry;
 mod router;
 mod scripts;
@@ -81,8 +87,9 @@ mod waits;
 mod watched;
 
 use claim::Claim;
-use codec::{Entries, decode_entries, encode_message, parse_id};
+use codec::{Entries, decode_entries};
 use presence::heartbeat_task;
+use publish::Nonces;
 use retry::Retrying;
 pub use router::RedisSubscription;
 use router::{Control, Router, pubsub_task};
@@ -188,6 +195,8 @@ pub struct RedisBroker {
     claim: Arc<Claim>,
     /// With `wait_replicas`: the publishes that wait for replicas.
     waits: Option<Waits>,
+    /// The nonces of publishes that came without one.
+    nonces: Nonces,
     tasks: Vec<AbortHandle>,
 }
 
@@ -242,6 +251,7 @@ impl RedisBroker {
         let heartbeat =
             tokio::spawn(heartbeat_task(Arc::clone(&store), Arc::clone(&claim))).abort_handle();
         let broker = Self {
+            nonces: Nonces::new(&store.instance()),
             store,
             router,
             claim,
@@ -274,55 +284,7 @@ impl Broker for RedisBroker {
     type Subscription = RedisSubscription;
 
     async fn publish(&self, new: NewMessage) -> Result<Published, RedisBrokerError> {
-        let keys = self.store.keys(&new.room);
-        let encoded = encode_message(&new.from, new.nonce.as_deref(), &new.body);
-        let mut invocation = self.store.scripts.publish.key(&keys.stream);
-        invocation.key(&keys.channel).key(&keys.trimmed);
-        if let Some(nonce) = &new.nonce {
-            // A room's key like the others (a cluster needs every key of a script in one
-            // slot); the sender's name cannot contain a newline.
-            invocation.key(
-                self.store
-                    .key(&new.room, &format!("dedup:{}\n{nonce}", new.from)),
-            );
-        }
-        invocation
-            .arg(self.store.config.stream_len.max(1))
-            .arg(&encoded)
-            .arg(self.store.config.dedup_window.as_millis().max(1) as u64);
-        let wanted = match &self.waits {
-            Some(waits) => waits.wanted(&new.room).await,
-            None => 0,
-        };
-        let (id, stored): (String, i64) = match &self.waits {
-            Some(waits) if wanted > 0 => waits.publish(&invocation, &new.room, wanted).await?,
-            // Sent twice, a message without a nonce would be stored twice.
-            _ if new.nonce.is_none() => {
-                invocation.invoke_async(&mut self.store.conn.once()).await?
-            }
-            _ => {
-                invocation
-                    .invoke_async(&mut self.store.conn.clone())
-                    .await?
-            }
-        };
-        let id = parse_id(&id)?;
-        let as_sent = Message {
-            room: new.room,
-            id,
-            from: new.from,
-            body: new.body,
-            ts: id.ms,
-            nonce: new.nonce,
-        };
-        if stored == 0 {
-            // The original, as stored (it may have been trimmed away since: then as sent now).
-            let stored = self.store.read_stream(&as_sent.room, Read::At(id)).await?;
-            return Ok(Published::Duplicate(
-                stored.into_iter().next().unwrap_or(as_sent),
-            ));
-        }
-        Ok(Published::New(as_sent))
+        self.send(new).await
     }
 
     async fn subscribe(

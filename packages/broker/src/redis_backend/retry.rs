@@ -1,10 +1,11 @@
 //! The command connection, retrying a command once when it finds the connection dropped.
 //!
 //! After Redis restarts, the node's command connection is dead until a command fails on it; the
-//! `ConnectionManager` (or the cluster client) then reconnects, but that first command has failed ("broken pipe"), and a
-//! user's join or send with it. Every command here is safe to send twice (reads, presence
-//! updates, nonce-deduplicated publishes), except a publish without a nonce, which goes through
-//! [`Retrying::once`] instead.
+//! `ConnectionManager` (or the cluster client) then reconnects, but that first command has
+//! failed ("broken pipe"), and a user's join or send with it. Every command here is safe to send
+//! twice, even one that ran before its reply was lost: reads, presence updates, and publishes,
+//! each deduplicated by a nonce (the node makes one for a publish that came without, see
+//! `publish`).
 
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
@@ -25,10 +26,6 @@ impl Retrying {
         self.0.is_up()
     }
 
-    /// The connection without the retry, for a command that must not run twice.
-    pub(super) fn once(&self) -> Link {
-        self.0.clone()
-    }
 }
 
 /// Whether a failed command may be sent again: its connection broke, so it most likely never
