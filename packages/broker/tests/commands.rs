@@ -221,7 +221,13 @@ async fn a_silent_command_path_makes_the_node_unready_until_it_answers_again() {
     assert!(broker.is_ready());
     path.set_blackhole(true);
     // The heartbeat's commands time out (0.5 s): within a few, the node says so.
-    wait_ready(&broker, false, Duration::from_secs(3), "still ready, blackholed").await;
+    wait_ready(
+        &broker,
+        false,
+        Duration::from_secs(3),
+        "still ready, blackholed",
+    )
+    .await;
     assert!(
         broker.history("general", None, 10).await.is_err(),
         "nothing gets through"
@@ -241,7 +247,9 @@ async fn a_silent_command_path_makes_the_node_unready_until_it_answers_again() {
 async fn a_command_connection_that_stops_answering_is_replaced() {
     let redis = RedisServer::start().await;
     let path = Proxy::start(redis.port()).await;
-    let broker = RedisBroker::connect(config(path.url(), "stall:")).await.unwrap();
+    let broker = RedisBroker::connect(config(path.url(), "stall:"))
+        .await
+        .unwrap();
     broker.history("general", None, 10).await.unwrap();
     // From now on, the connection that reads streams hears nothing back.
     path.hold_replies_to("XREVRANGE");
@@ -254,7 +262,13 @@ async fn a_command_connection_that_stops_answering_is_replaced() {
         "members took {:?}",
         started.elapsed()
     );
-    wait_ready(&broker, true, Duration::from_secs(2), "not ready on a new connection").await;
+    wait_ready(
+        &broker,
+        true,
+        Duration::from_secs(2),
+        "not ready on a new connection",
+    )
+    .await;
 }
 
 /// A Redis demoted to a replica (a failover behind a fixed address, or an operator's
@@ -323,9 +337,189 @@ async fn a_publish_without_a_nonce_whose_reply_was_lost_is_stored_once() {
     let Published::New(sent) = published.unwrap() else {
         panic!("a message sent once is new to its sender");
     };
-    assert_eq!((sent.body.as_str(), sent.nonce.as_deref()), ("second", None));
+    assert_eq!(
+        (sent.body.as_str(), sent.nonce.as_deref()),
+        ("second", None)
+    );
     let stored = broker.history("general", None, 10).await.unwrap().messages;
     let bodies: Vec<&str> = stored.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(bodies, ["first", "second"], "stored once");
     assert_eq!(stored[1], sent, "confirmed as stored");
+}
+
+/// The keys of `prefix`'s rooms (`<prefix>{<room>}:...`), with their TTL in ms (-1: none).
+async fn room_keys(redis: &RedisServer, prefix: &str) -> Vec<(String, i64)> {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}{{*"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for key in keys {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        out.push((key, ttl));
+    }
+    out
+}
+
+/// Joins `rooms` fresh rooms as a client would (subscribe, join with presence), then leaves
+/// them all.
+async fn join_and_leave(broker: &RedisBroker, rooms: usize) {
+    for room in 0..rooms {
+        let room = format!("fresh-{room}");
+        let sub = skat_broker::conformance::listen(broker, &room)
+            .await
+            .unwrap();
+        broker
+            .join_snapshot(&room, "anon", true, resume())
+            .await
+            .unwrap();
+        broker.presence_leave(&room, "anon").await.unwrap();
+        drop(sub);
+    }
+}
+
+/// Any client may join any valid room name, and each join of a fresh one makes keys: the room's
+/// epoch at least. A room that never had a message must leave nothing permanent: with the
+/// defaults (rooms with history kept for good), every key of those rooms expires.
+#[tokio::test]
+async fn joins_of_fresh_rooms_leave_no_permanent_key() {
+    let redis = RedisServer::start().await;
+    let broker = RedisBroker::connect(config(redis.url(), "fresh:"))
+        .await
+        .unwrap();
+    join_and_leave(&broker, 1000).await;
+    let keys = room_keys(&redis, "fresh:").await;
+    assert!(!keys.is_empty(), "the joins made epochs");
+    let permanent: Vec<_> = keys.iter().filter(|(_, ttl)| *ttl < 0).collect();
+    assert!(
+        permanent.is_empty(),
+        "{} permanent: {permanent:?}",
+        permanent.len()
+    );
+}
+
+/// With a room TTL, the same joins leave nothing once it has passed, and listing the rooms drops
+/// their names from the index.
+#[tokio::test]
+async fn with_a_room_ttl_fresh_rooms_vanish_and_leave_the_index() {
+    let redis = RedisServer::start().await;
+    let broker = RedisBroker::connect(RedisConfig {
+        room_ttl: Some(Duration::from_millis(500)),
+        ..config(redis.url(), "gone:")
+    })
+    .await
+    .unwrap();
+    join_and_leave(&broker, 200).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(room_keys(&redis, "gone:").await, []);
+    // The node unsubscribes in the background: the index is emptied once it has.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let page = broker.rooms(None, 100).await.unwrap();
+        assert_eq!(page.rooms, [], "no room is left to list");
+        let indexed = redis.command(&["ZCARD", "gone:rooms"]).await;
+        if indexed.as_deref() == Some(":0\r\n") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still indexed: {indexed:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A room with history lives while it is used: a publish or a join gives it the whole TTL again.
+/// Idle for the TTL, its history, epoch and index entry go; a client resuming from the old
+/// history then recovers nothing (`recovered: false`), with or without the epoch it had.
+#[tokio::test]
+async fn an_idle_room_expires_and_resuming_from_its_history_recovers_nothing() {
+    let redis = RedisServer::start().await;
+    let ttl = Duration::from_millis(800);
+    let broker = RedisBroker::connect(RedisConfig {
+        room_ttl: Some(ttl),
+        // Nonces are remembered for a while too, but never for good.
+        dedup_window: ttl,
+        ..config(redis.url(), "idle:")
+    })
+    .await
+    .unwrap();
+    let sub = skat_broker::conformance::listen(&broker, "general")
+        .await
+        .unwrap();
+    let joined = broker
+        .join_snapshot("general", "bob", false, resume())
+        .await
+        .unwrap();
+    let old = broker
+        .publish(message("general", "old", Some("n1")))
+        .await
+        .unwrap()
+        .into_message();
+    // Used more often than the TTL: kept.
+    for i in 0..3 {
+        tokio::time::sleep(ttl / 2).await;
+        if i % 2 == 0 {
+            broker
+                .publish(message("general", "more", Some(&format!("m{i}"))))
+                .await
+                .unwrap();
+        } else {
+            broker
+                .join_snapshot("general", "bob", false, resume())
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(
+        broker
+            .history("general", None, 10)
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        3
+    );
+    for (key, ttl_left) in room_keys(&redis, "idle:").await {
+        assert!(ttl_left > 0, "{key} has no TTL");
+    }
+    // Idle past the TTL: gone, and off the index once unused.
+    drop(sub);
+    tokio::time::sleep(ttl + Duration::from_millis(300)).await;
+    assert_eq!(room_keys(&redis, "idle:").await, []);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !broker.rooms(None, 10).await.unwrap().rooms.is_empty()
+        || redis.command(&["ZCARD", "idle:rooms"]).await.as_deref() != Some(":0\r\n")
+    {
+        assert!(Instant::now() < deadline, "still listed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The room starts over; a client of its old history resumes.
+    let new = broker
+        .publish(message("general", "new", Some("n2")))
+        .await
+        .unwrap()
+        .into_message();
+    for epoch in [Some(joined.epoch.as_str()), None] {
+        let snapshot = broker
+            .join_snapshot(
+                "general",
+                "bob",
+                false,
+                Resume {
+                    since: Some(old.id),
+                    epoch,
+                    ..resume()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(!snapshot.recovered, "epoch {epoch:?}");
+        assert_eq!(snapshot.messages, [new.clone()]);
+        assert_ne!(snapshot.epoch, joined.epoch, "a new history, a new epoch");
+    }
 }

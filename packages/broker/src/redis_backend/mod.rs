@@ -30,7 +30,14 @@
 //!   the room was first joined. If Redis loses the room's data, it loses this key too, and the
 //!   next join makes another: clients resuming from the old history then get `recovered: false`.
 //! - `skat:rooms`: every room some node subscribed to (its `~nodes` notices channel aside), a
-//!   sorted set with every score 0 so that [`Broker::rooms`] pages through it by name.
+//!   sorted set with every score 0 so that [`Broker::rooms`] pages through it by name; names of
+//!   rooms that are gone are dropped as listings pass them ([`rooms`]).
+//!
+//! Lifetimes: a room with history (a stream) keeps its stream, `trimmed` and `epoch` for good,
+//! or with `room_ttl` until it is unused that long (each publish and join gives them the whole
+//! TTL again); a room that never had a message keeps only an epoch, which expires after the
+//! room TTL or an hour, whichever is shorter, so no room name a client joins leaves a key for
+//! good. Presence keys are deleted as they empty; dedup keys expire after the dedup window.
 //! - `skat:{~nodes}:events`: the channel of node-wide notices ([`crate::NODES_ROOM`]): a user to
 //!   disconnect everywhere.
 //! - `skat:node:<node id>`: the claim of the live node running with that id ([`claim`]): one
@@ -53,6 +60,9 @@
 //!   re-reads its stream after that id before live messages (held back meanwhile) flow again.
 //!   Live messages at or below the last id are skipped, so delivery stays exactly-once and in
 //!   order.
+//! - **Keys do not pile up.** See the lifetimes above: what stays for good is the history of
+//!   rooms that had messages (unless `room_ttl` is set), one index entry per such room, and a
+//!   few keys per node.
 //! - **Readiness covers the commands too.** On one server the command connection is watched
 //!   ([`watched`]): a timeout or a READONLY replaces it, and [`Broker::is_ready`] says false
 //!   from any failure of it until a master answers again.
@@ -80,6 +90,7 @@ mod link;
 mod presence;
 mod publish;
 mod retry;
+mod rooms;
 mod router;
 mod scripts;
 mod store;
@@ -99,7 +110,7 @@ use waits::Waits;
 
 use crate::{
     Broker, BrokerStats, HistoryPage, MembersPage, Message, MessageId, NODES_ROOM, NewMessage,
-    Published, Recovery, Resume, RoomSink, RoomSummary, RoomsPage, Snapshot, lock,
+    Published, Recovery, Resume, RoomSink, RoomsPage, Snapshot, lock,
 };
 
 /// Settings of a [`RedisBroker`].
@@ -140,7 +151,17 @@ pub struct RedisConfig {
     /// shortfalls `waits` describes (no replica in sync, a replica lagging past the wait),
     /// which are logged as warnings.
     pub wait_replicas: u32,
+    /// How long a room with history is kept unused (no message sent, nobody joining) before its
+    /// history, epoch and trimmed marker expire; `None`: for good. A room that never had a
+    /// message keeps nothing for good either way: its epoch expires after this or an hour,
+    /// whichever is shorter.
+    pub room_ttl: Option<Duration>,
 }
+
+/// How long the epoch of a room without history (only joined) lives, at most: no room name a
+/// client joins leaves a key for good. A client that resumes it later gets `recovered: false`,
+/// which costs it nothing, since there was nothing to recover.
+const EMPTY_ROOM_TTL: Duration = Duration::from_secs(3600);
 
 impl RedisConfig {
     /// Defaults for the given URL and node id.
@@ -159,6 +180,7 @@ impl RedisConfig {
             tls_ca: None,
             cluster: false,
             wait_replicas: 0,
+            room_ttl: None,
         }
     }
 }
@@ -228,7 +250,7 @@ impl RedisBroker {
         let conn = Retrying::new(link);
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let (ready, mut ready_rx) = watch::channel(false);
-        let scripts = Scripts::new(config.cluster);
+        let scripts = Scripts::new(&config);
         let store = Arc::new(Store {
             config,
             conn,
@@ -314,15 +336,7 @@ impl Broker for RedisBroker {
             Ok(Err(err)) => return Err(err),
             Err(_) => return Err(RedisBrokerError::Unavailable),
         }
-        if room != NODES_ROOM {
-            let _: i64 = redis::cmd("ZADD")
-                .arg(self.store.rooms_key())
-                .arg("NX")
-                .arg(0)
-                .arg(room)
-                .query_async(&mut self.store.conn.clone())
-                .await?;
-        }
+        self.index_room(room).await;
         // Catch-up after an outage starts from the stream's end as of now.
         let latest = self.store.read_stream(room, Read::Before(None, 1)).await?;
         if let Some(latest) = latest.first() {
@@ -439,10 +453,13 @@ impl Broker for RedisBroker {
     }
 
     async fn epoch(&self, room: &str) -> Result<String, RedisBrokerError> {
+        let keys = self.store.keys(room);
         let epoch: String = self
             .store
             .scripts
             .epoch
+            .key(&keys.stream)
+            .key(&keys.trimmed)
             .key(self.store.epoch_key(room))
             .invoke_async(&mut self.store.conn.clone())
             .await?;
@@ -495,33 +512,7 @@ impl Broker for RedisBroker {
         after: Option<&str>,
         limit: usize,
     ) -> Result<RoomsPage, RedisBrokerError> {
-        let from = after.map_or_else(|| "-".to_owned(), |after| format!("({after}"));
-        let mut names: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.store.rooms_key())
-            .arg(from)
-            .arg("+")
-            .arg("BYLEX")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit.saturating_add(1))
-            .query_async(&mut self.store.conn.clone())
-            .await?;
-        let has_more = names.len() > limit;
-        names.truncate(limit);
-        let counts = futures_util::future::try_join_all(names.iter().map(|room| async {
-            let count: usize = redis::cmd("HLEN")
-                .arg(self.store.key(room, "users"))
-                .query_async(&mut self.store.conn.clone())
-                .await?;
-            Ok::<_, RedisBrokerError>(count)
-        }))
-        .await?;
-        let rooms = names
-            .into_iter()
-            .zip(counts)
-            .map(|(name, members)| RoomSummary { name, members })
-            .collect();
-        Ok(RoomsPage { rooms, has_more })
+        self.list_rooms(after, limit).await
     }
 
     fn is_ready(&self) -> bool {

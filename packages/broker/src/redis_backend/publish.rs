@@ -63,6 +63,7 @@ impl RedisBroker {
             .key(&keys.channel)
             .key(&keys.trimmed)
             .key(dedup)
+            .key(store.epoch_key(&new.room))
             .arg(store.config.stream_len.max(1))
             .arg(&encoded)
             .arg(store.config.dedup_window.as_millis().max(1) as u64);

@@ -25,7 +25,6 @@ impl Retrying {
     pub(super) fn is_up(&self) -> bool {
         self.0.is_up()
     }
-
 }
 
 /// Whether a failed command may be sent again: its connection broke, so it most likely never

@@ -4,9 +4,11 @@
 //! - `sweep.lua` removes a dead node instance's entries from one room (and announces `offline`);
 //!   the live nodes run it for each room the dead one listed (see `presence`).
 //! - Every script starts with `local PUBLISH = ...`: the command its fragments publish with
-//!   (`SPUBLISH` in a cluster, where a room's channel is sharded, else `PUBLISH`).
+//!   (`SPUBLISH` in a cluster, where a room's channel is sharded, else `PUBLISH`), then
+//!   `ROOM_TTL` and `EMPTY_TTL`, the lifetimes of a room's keys in ms (see `ensure_epoch.lua`).
 //! - `join_presence.lua` defines `join_presence()`; `ensure_epoch.lua` makes the room's epoch if
-//!   needed and reads it into `epoch` (the epoch key is always the script's last key);
+//!   needed and reads it into `epoch`, and gives the room's keys their lifetimes (the stream,
+//!   trimmed marker and epoch keys are always the script's last three keys);
 //!   `members_page.lua` defines `members_page()`, a page of the room's names index (repaired
 //!   first if a node of an older version left it out of step with the users hash), for `join`
 //!   and `members`.
@@ -14,7 +16,11 @@
 //!   as the protocol crate does; the join script gets the protocol's `NONCE_FRAMING` as a
 //!   constant before it, so the Lua and the Rust count from one source.
 
+use std::time::Duration;
+
 use redis::Script;
+
+use super::{EMPTY_ROOM_TTL, RedisConfig};
 
 /// Every script the backend runs.
 pub(super) struct Scripts {
@@ -28,14 +34,24 @@ pub(super) struct Scripts {
 }
 
 impl Scripts {
-    /// The scripts; `sharded`: they publish with `SPUBLISH` (in a cluster), else `PUBLISH`.
-    pub(super) fn new(sharded: bool) -> Self {
-        let publish = if sharded {
-            "local PUBLISH = 'SPUBLISH'\n"
+    /// The scripts of a node with `config`: they publish with `SPUBLISH` in a cluster, else
+    /// `PUBLISH`, and give a room's keys the lifetimes of `config.room_ttl`.
+    pub(super) fn new(config: &RedisConfig) -> Self {
+        let publish = if config.cluster {
+            "SPUBLISH"
         } else {
-            "local PUBLISH = 'PUBLISH'\n"
+            "PUBLISH"
         };
-        let script = |parts: &[&str]| Script::new(&[&[publish][..], parts].concat().concat());
+        let ms = |ttl: Duration| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let room_ttl = config.room_ttl.map_or(0, ms);
+        let empty_ttl = ms(config
+            .room_ttl
+            .map_or(EMPTY_ROOM_TTL, |ttl| ttl.min(EMPTY_ROOM_TTL)));
+        let constants = format!(
+            "local PUBLISH = '{publish}'\nlocal ROOM_TTL = {room_ttl}\nlocal EMPTY_TTL = {empty_ttl}\n"
+        );
+        let script =
+            |parts: &[&str]| Script::new(&[&[constants.as_str()][..], parts].concat().concat());
         Self {
             publish: script(&[include_str!("lua/publish.lua")]),
             presence_join: script(&[

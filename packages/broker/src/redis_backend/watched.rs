@@ -100,7 +100,10 @@ impl Watched {
             generation,
         } = self.current();
         let result = manager.send_packed_command(cmd).await;
-        if let Some(fault) = result.as_ref().map_or_else(Fault::of_error, Fault::of_reply) {
+        if let Some(fault) = result
+            .as_ref()
+            .map_or_else(Fault::of_error, Fault::of_reply)
+        {
             self.failed(generation, fault);
         }
         result
@@ -136,7 +139,10 @@ impl Watched {
         }
         let mut health = lock(&self.0.health);
         if health.up {
-            tracing::warn!(?fault, "redis command connection failed; checking it until a master answers");
+            tracing::warn!(
+                ?fault,
+                "redis command connection failed; checking it until a master answers"
+            );
         }
         health.up = false;
         if !health.probing {
