@@ -519,7 +519,7 @@ async fn an_idle_room_expires_and_resuming_from_its_history_recovers_nothing() {
             .await
             .unwrap();
         assert!(!snapshot.recovered, "epoch {epoch:?}");
-        assert_eq!(snapshot.messages, [new.clone()]);
+        assert_eq!(snapshot.messages, std::slice::from_ref(&new));
         assert_ne!(snapshot.epoch, joined.epoch, "a new history, a new epoch");
     }
 }
