@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use redis::Value;
 use redis::cluster::ClusterClient;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::link::{Link, client, cluster_builder, slot};
 use super::{RedisBrokerError, RedisConfig};
@@ -188,13 +188,7 @@ impl Waits {
         room: &str,
         wanted: u32,
     ) -> Result<T, RedisBrokerError> {
-        // Never closed: acquiring cannot fail.
-        let permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| RedisBrokerError::Unavailable)?;
-        let mut link = self.take().await?;
+        let (permit, mut link) = self.lease().await?;
         let reply = match invocation.invoke_async(&mut link).await {
             // An idle connection that died (Redis restarted): once more on a new one. Safe, as
             // every publish has a nonce.
@@ -205,8 +199,7 @@ impl Waits {
             reply => reply?,
         };
         let acked = link.wait_replicas(room, wanted, self.wait).await?;
-        lock(&self.idle).push(link);
-        drop(permit);
+        self.give_back(permit, link);
         let mut shortfalls = lock(&self.shortfalls);
         if acked < self.wanted {
             let why = if acked < wanted {
@@ -224,13 +217,26 @@ impl Waits {
         Ok(reply)
     }
 
-    /// An idle connection, or a new one.
-    async fn take(&self) -> redis::RedisResult<Link> {
+    /// A connection of the pool (an idle one, or a new one), with the permit that counts it.
+    /// Dropped instead of given back, the connection is closed (after an error, it may be dead).
+    async fn lease(&self) -> Result<(SemaphorePermit<'_>, Link), RedisBrokerError> {
+        // Never closed: acquiring cannot fail.
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| RedisBrokerError::Unavailable)?;
         let idle = lock(&self.idle).pop();
-        match idle {
-            Some(link) => Ok(link),
-            None => self.connect().await,
-        }
+        let link = match idle {
+            Some(link) => link,
+            None => self.connect().await?,
+        };
+        Ok((permit, link))
+    }
+
+    fn give_back(&self, permit: SemaphorePermit<'_>, link: Link) {
+        lock(&self.idle).push(link);
+        drop(permit);
     }
 
     async fn connect(&self) -> redis::RedisResult<Link> {
@@ -246,12 +252,7 @@ impl Waits {
 
     /// Counts the replicas in sync of every master, on a connection of the pool.
     async fn count(&self) -> Result<Replicas, RedisBrokerError> {
-        let permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| RedisBrokerError::Unavailable)?;
-        let mut link = self.take().await?;
+        let (permit, mut link) = self.lease().await?;
         let replicas = match &self.source {
             Source::Single { .. } => {
                 let role: Value = redis::cmd("ROLE").query_async(&mut link).await?;
@@ -266,8 +267,7 @@ impl Waits {
                 Replicas::Slots(replicas_of_shards(&shards))
             }
         };
-        lock(&self.idle).push(link);
-        drop(permit);
+        self.give_back(permit, link);
         Ok(replicas)
     }
 }
