@@ -368,6 +368,15 @@ async fn room_keys(redis: &RedisServer, prefix: &str) -> Vec<(String, i64)> {
     out
 }
 
+/// `config` with time to spare for each command: a test making a thousand rooms on a loaded
+/// machine is not about timeouts.
+fn patient(config: RedisConfig) -> RedisConfig {
+    RedisConfig {
+        command_timeout: Duration::from_secs(5),
+        ..config
+    }
+}
+
 /// Joins `rooms` fresh rooms as a client would (subscribe, join with presence), then leaves
 /// them all.
 async fn join_and_leave(broker: &RedisBroker, rooms: usize) {
@@ -391,7 +400,7 @@ async fn join_and_leave(broker: &RedisBroker, rooms: usize) {
 #[tokio::test]
 async fn joins_of_fresh_rooms_leave_no_permanent_key() {
     let redis = RedisServer::start().await;
-    let broker = RedisBroker::connect(config(redis.url(), "fresh:"))
+    let broker = RedisBroker::connect(patient(config(redis.url(), "fresh:")))
         .await
         .unwrap();
     join_and_leave(&broker, 1000).await;
@@ -412,7 +421,7 @@ async fn with_a_room_ttl_fresh_rooms_vanish_and_leave_the_index() {
     let redis = RedisServer::start().await;
     let broker = RedisBroker::connect(RedisConfig {
         room_ttl: Some(Duration::from_millis(500)),
-        ..config(redis.url(), "gone:")
+        ..patient(config(redis.url(), "gone:"))
     })
     .await
     .unwrap();
