@@ -26,6 +26,7 @@
 //!   first node arrives or last node leaves.
 
 mod memory;
+mod node_id;
 #[cfg(feature = "redis")]
 mod redis_backend;
 mod sinks;
@@ -40,6 +41,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use memory::{MemoryBroker, MemoryBrokerConfig, MemoryError, MemorySubscription};
+pub use node_id::{InvalidNodeId, NODE_ID_MAX_LEN, check_node_id};
 #[cfg(feature = "redis")]
 pub use redis_backend::{RedisBroker, RedisBrokerError, RedisConfig, RedisSubscription};
 pub use skat_protocol::{InvalidMessageId, Message, MessageId, message_size};

@@ -94,7 +94,8 @@ pub struct RedisConfig {
     pub prefix: String,
     /// Messages kept per room stream.
     pub stream_len: usize,
-    /// This node's id, which owns its presence entries.
+    /// This node's id, which owns its presence entries: unique among live nodes, and valid for
+    /// [`crate::check_node_id`] (no `:`).
     pub node_id: String,
     /// How long a presence entry lives without a heartbeat.
     pub presence_ttl: Duration,
@@ -161,6 +162,9 @@ pub enum RedisBrokerError {
         "node id {0:?} is held by another live node: every node needs its own SKAT_NODE_ID (a node that died holds it one presence TTL more)"
     )]
     NodeIdTaken(String),
+    /// The configured node id cannot name a node (see [`crate::check_node_id`]).
+    #[error(transparent)]
+    InvalidNodeId(#[from] crate::InvalidNodeId),
 }
 
 /// The Redis [`Broker`]: create it once per node with [`RedisBroker::connect`].
@@ -195,9 +199,11 @@ const CONTROL_QUEUE: usize = 256;
 impl RedisBroker {
     /// Connects to Redis and starts this node's pub/sub and heartbeat tasks.
     ///
-    /// Fails if Redis cannot be reached now; after that, outages are survived (see the module
-    /// docs) and reported through [`Broker::is_ready`] and failed calls.
+    /// Fails if the node id is invalid ([`crate::check_node_id`]) or Redis cannot be reached
+    /// now; after that, outages are survived (see the module docs) and reported through
+    /// [`Broker::is_ready`] and failed calls.
     pub async fn connect(config: RedisConfig) -> Result<Self, RedisBrokerError> {
+        crate::check_node_id(&config.node_id)?;
         let (link, pubsub) = link::connect(&config).await?;
         let conn = Retrying::new(link);
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);

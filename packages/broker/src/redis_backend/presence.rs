@@ -97,21 +97,31 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The node id and claim token of an instance (`<node id>:<token>`), split at the last `:`: a
+/// token has none, and neither has a valid node id, so the id is exact (an older node's id
+/// could hold one: `chat:2`'s instances are not `chat`'s).
+fn split_instance(instance: &str) -> Option<(&str, &str)> {
+    instance.rsplit_once(':')
+}
+
+/// The node id an instance belongs to.
+fn node_of(instance: &str) -> Option<&str> {
+    split_instance(instance).map(|(id, _)| id)
+}
+
 /// Before the node serves: sweeps what previous instances with this node's id left (they are
 /// dead: this one holds the claim) and registers this instance.
 pub(super) async fn start(store: &Store) -> Result<(), RedisBrokerError> {
     let own = store.instance();
-    let prefix = format!("{}:", store.config.node_id);
     let registered: Vec<String> = redis::cmd("ZRANGE")
         .arg(store.nodes_key())
         .arg(0)
         .arg(-1)
         .query_async(&mut store.conn.clone())
         .await?;
-    for previous in registered
-        .iter()
-        .filter(|i| i.starts_with(&prefix) && **i != *own)
-    {
+    let mine =
+        |i: &&String| node_of(i) == Some(store.config.node_id.as_str()) && i.as_str() != &*own;
+    for previous in registered.iter().filter(mine) {
         sweep_instance(store, previous).await?;
     }
     stamp(store, &own).await
@@ -241,7 +251,7 @@ async fn sweep_dead(store: &Store, own: &str) -> Result<(), RedisBrokerError> {
     for instance in stale.iter().filter(|i| i.as_str() != own) {
         // The claim, kept on Redis's clock, is the truth: a stale stamp may only be a skewed
         // clock.
-        if let Some((id, token)) = instance.rsplit_once(':') {
+        if let Some((id, token)) = split_instance(instance) {
             let holder: Option<String> = redis::cmd("GET")
                 .arg(store.claim_key(id))
                 .query_async(&mut store.conn.clone())
