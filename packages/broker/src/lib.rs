@@ -315,6 +315,10 @@ pub trait Broker: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Vec<Message>>, Self::Error>> + Send;
 
     /// Records that this node holds `user` in `room`; emits `online` if no node held it before.
+    ///
+    /// A node may call it again for a user it may already hold, when it cannot know whether an
+    /// earlier call took effect (a failed [`Broker::join_snapshot`] whose other connections of
+    /// the user stayed): a backend whose calls can fail must count a node's user once.
     fn presence_join(
         &self,
         room: &str,
