@@ -436,9 +436,10 @@ impl Broker for RedisBroker {
             page,
             members: members_bound,
         } = resume;
-        let writing = match join_presence {
-            true => Some(presence::writing(&self.store, room).await?),
-            false => None,
+        let writing = if join_presence {
+            Some(presence::writing(&self.store, room).await?)
+        } else {
+            None
         };
         let keys = self.store.keys(room);
         let held = writing.as_ref().map_or_else(
