@@ -43,8 +43,9 @@
 //! - `skat:node:<node id>`: the claim of the live node running with that id ([`claim`]): one
 //!   node per id; its value, a token, names the node's current instance.
 //! - `skat:nodes`: the registry of node instances, a sorted set scored by each one's last
-//!   heartbeat (Unix ms); `skat:instance:<instance>:rooms`: the rooms an instance has held
-//!   entries in; `skat:sweep:<instance>`: the lock of the node sweeping a dead instance.
+//!   heartbeat (Unix ms, on Redis's clock); `skat:instance:<instance>:rooms`: the rooms an
+//!   instance holds entries in (listed before the first, taken off after the last, see `held`);
+//!   `skat:sweep:<instance>`: the lock of the node sweeping a dead instance.
 //!
 //! # Guarantees, and how
 //!
@@ -74,18 +75,35 @@
 //!   and the count hash consistent and publish `online`/`offline` when a user's first entry
 //!   appears or last one goes. Entries do not expire: a node's heartbeat keeps only its claim
 //!   and its registry stamp alive (three commands, whatever it holds), and live nodes sweep the
-//!   entries of instances whose claim has lapsed ([`presence`]). Liveness is decided by the
-//!   claim, on Redis's clock, so node clocks do not matter.
+//!   entries of instances whose claim has lapsed ([`presence`], `sweep`). The claim is kept on
+//!   its own timer ([`claim`]), so no sweep or repair, however long, lets it lapse.
+//! - **A node cut off longer than the TTL** is swept by the others (its users go offline within
+//!   a TTL and a heartbeat). Every presence write goes under the instance's lease, which ends
+//!   before its claim can lapse and is checked by the scripts on Redis's clock: whatever the cut
+//!   off node sends as the swept instance (at once when Redis is back, or delayed on the way) is
+//!   refused, never left where no sweep finds it. Its first write after its return waits for
+//!   its claim to be made again, as a new instance, under which it then holds its users again.
+//! - **Clocks.** Liveness is decided by the claim's expiry, on Redis's clock; registry stamps
+//!   and the staleness cutoff are Redis's clock too (read by the claim's refresh), so node
+//!   clocks do not matter. A stale stamp whose claim is alive (an older node with a slow clock)
+//!   is stamped again by the sweeper, so it cannot hide dead instances behind it. In a cluster,
+//!   the claim and a room may be on shards with different clocks: the lease keeps a quarter of
+//!   the TTL as a margin for that.
+//! - **Lost replies.** The claim is the node's whenever its key holds the node's token: a claim
+//!   whose reply timed out, or whose retry found the key already set, still makes the node that
+//!   instance (checked on every refresh). A presence write whose reply is lost either ran or
+//!   did not; a leave that failed is tried again every heartbeat until Redis answers.
 //!
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
 mod claim;
 mod codec;
+mod held;
 mod link;
 mod presence;
 mod publish;
@@ -94,12 +112,13 @@ mod rooms;
 mod router;
 mod scripts;
 mod store;
+mod sweep;
 mod waits;
 mod watched;
 
-use claim::Claim;
+use claim::{Claim, Lease, claim_task};
 use codec::{Entries, decode_entries};
-use presence::heartbeat_task;
+use presence::maintenance_task;
 use publish::Nonces;
 use retry::Retrying;
 pub use router::RedisSubscription;
@@ -110,7 +129,7 @@ use waits::Waits;
 
 use crate::{
     Broker, BrokerStats, HistoryPage, MembersPage, Message, MessageId, NODES_ROOM, NewMessage,
-    Published, Recovery, Resume, RoomSink, RoomsPage, Snapshot, lock,
+    Published, Recovery, Resume, RoomSink, RoomsPage, Snapshot,
 };
 
 /// Settings of a [`RedisBroker`].
@@ -122,7 +141,8 @@ pub struct RedisConfig {
     pub prefix: String,
     /// Messages kept per room stream.
     pub stream_len: usize,
-    /// This node's id, which owns its presence entries.
+    /// This node's id, which owns its presence entries: unique among live nodes, and valid for
+    /// [`crate::check_node_id`] (no `:`).
     pub node_id: String,
     /// How long a presence entry lives without a heartbeat.
     pub presence_ttl: Duration,
@@ -202,6 +222,16 @@ pub enum RedisBrokerError {
         "node id {0:?} is held by another live node: every node needs its own SKAT_NODE_ID (a node that died holds it one presence TTL more)"
     )]
     NodeIdTaken(String),
+    /// The configured node id cannot name a node (see [`crate::check_node_id`]).
+    #[error(transparent)]
+    InvalidNodeId(#[from] crate::InvalidNodeId),
+    /// The node's claim on its id could not be kept alive lately (Redis was out of its reach),
+    /// so it may have lapsed: presence writes wait for it to be made again, and this one waited
+    /// in vain.
+    #[error(
+        "the node's claim on its id may have lapsed (Redis out of reach): presence not written"
+    )]
+    Lapsed,
 }
 
 /// The Redis [`Broker`]: create it once per node with [`RedisBroker::connect`].
@@ -240,9 +270,11 @@ const CONTROL_QUEUE: usize = 256;
 impl RedisBroker {
     /// Connects to Redis and starts this node's pub/sub and heartbeat tasks.
     ///
-    /// Fails if Redis cannot be reached now; after that, outages are survived (see the module
-    /// docs) and reported through [`Broker::is_ready`] and failed calls.
+    /// Fails if the node id is invalid ([`crate::check_node_id`]) or Redis cannot be reached
+    /// now; after that, outages are survived (see the module docs) and reported through
+    /// [`Broker::is_ready`] and failed calls.
     pub async fn connect(config: RedisConfig) -> Result<Self, RedisBrokerError> {
+        crate::check_node_id(&config.node_id)?;
         let (link, pubsub) = link::connect(&config).await?;
         let waits = (config.wait_replicas > 0)
             .then(|| Waits::new(&config))
@@ -257,11 +289,13 @@ impl RedisBroker {
             scripts,
             held: Mutex::default(),
             unheld: Mutex::default(),
-            instance: Mutex::new(Arc::from("")),
+            lease: watch::Sender::new(Lease::none()),
+            kick: Notify::new(),
+            exclusive_ended: Notify::new(),
         });
         let claim = Arc::new(Claim::new(&store));
         claim.acquire(&store).await?;
-        presence::start(&store).await?;
+        sweep::start(&store).await?;
         let router = Arc::new(Router::new(control, ready));
         let pubsub = tokio::spawn(pubsub_task(
             Arc::clone(&store),
@@ -270,15 +304,16 @@ impl RedisBroker {
             control_rx,
         ))
         .abort_handle();
-        let heartbeat =
-            tokio::spawn(heartbeat_task(Arc::clone(&store), Arc::clone(&claim))).abort_handle();
+        let claim_keeper =
+            tokio::spawn(claim_task(Arc::clone(&store), Arc::clone(&claim))).abort_handle();
+        let maintenance = tokio::spawn(maintenance_task(Arc::clone(&store))).abort_handle();
         let broker = Self {
             nonces: Nonces::new(&store.instance()),
             store,
             router,
             claim,
             waits,
-            tasks: vec![pubsub, heartbeat],
+            tasks: vec![pubsub, claim_keeper, maintenance],
         };
         let timeout = broker.store.config.command_timeout * 2;
         match tokio::time::timeout(timeout, ready_rx.wait_for(|ready| *ready)).await {
@@ -296,7 +331,7 @@ impl RedisBroker {
     /// claim to expire. Call it on an orderly stop, after the last connection is closed.
     /// It also removes the presence entries it still holds (announcing `offline` for them).
     pub async fn release_node_id(&self) -> Result<(), RedisBrokerError> {
-        presence::stop(&self.store).await?;
+        sweep::stop(&self.store).await?;
         self.claim.release(&self.store).await
     }
 }
@@ -381,19 +416,11 @@ impl Broker for RedisBroker {
     }
 
     async fn presence_join(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
-        self.store.presence_join(room, user).await?;
-        lock(&self.store.held).insert(room, user);
-        Ok(())
+        presence::join(&self.store, room, user).await
     }
 
     async fn presence_leave(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
-        lock(&self.store.held).remove(room, user);
-        let left = self.store.presence_leave(room, user).await;
-        if left.is_err() {
-            // Entries do not expire: the heartbeat removes it once Redis answers.
-            lock(&self.store.unheld).push((room.to_owned(), user.to_owned()));
-        }
-        left
+        presence::leave(&self.store, room, user).await
     }
 
     async fn join_snapshot(
@@ -410,32 +437,37 @@ impl Broker for RedisBroker {
             page,
             members: members_bound,
         } = resume;
-        if join_presence {
-            self.store.list_room(room).await?;
-        }
+        let writing = if join_presence {
+            Some(presence::writing(&self.store, room).await?)
+        } else {
+            None
+        };
         let keys = self.store.keys(room);
+        let held = writing.as_ref().map_or_else(
+            || self.store.own_held_key(room),
+            presence::Writing::held_key,
+        );
         type Reply = (Vec<String>, Entries, i64, String, i64);
-        let (members, entries, recovered, epoch, more_members): Reply = Store::with_presence_keys(
-            &self.store.scripts.join,
-            &self.store.own_held_key(room),
-            &keys,
-        )
-        .key(&keys.stream)
-        .key(&keys.trimmed)
-        .key(self.store.epoch_key(room))
-        .arg(user)
-        .arg(if join_presence { "1" } else { "0" })
-        .arg(since.map_or_else(String::new, |id| id.to_string()))
-        .arg(recovery.limit)
-        .arg(page)
-        .arg(recovery.max_bytes)
-        .arg(skat_protocol::MESSAGE_FRAMING + skat_protocol::escaped_len(room))
-        .arg(epoch.unwrap_or(""))
-        .arg(members_bound)
-        .invoke_async(&mut self.store.conn.clone())
-        .await?;
-        if join_presence {
-            lock(&self.store.held).insert(room, user);
+        let (members, entries, recovered, epoch, more_members): Reply =
+            Store::with_presence_keys(&self.store.scripts.join, &held, &keys)
+                .key(&keys.stream)
+                .key(&keys.trimmed)
+                .key(self.store.epoch_key(room))
+                .arg(user)
+                .arg(if join_presence { "1" } else { "0" })
+                .arg(since.map_or_else(String::new, |id| id.to_string()))
+                .arg(recovery.limit)
+                .arg(page)
+                .arg(recovery.max_bytes)
+                .arg(skat_protocol::MESSAGE_FRAMING + skat_protocol::escaped_len(room))
+                .arg(epoch.unwrap_or(""))
+                .arg(members_bound)
+                .arg(writing.as_ref().map_or(0, |writing| writing.lease.until_ms))
+                .invoke_async(&mut self.store.conn.clone())
+                .await
+                .map_err(|err| presence::refused(&self.store, err))?;
+        if let Some(writing) = writing {
+            writing.hold(user);
         }
         let mut messages = decode_entries(room, entries)?;
         let recovered = recovered == 1;

@@ -2,7 +2,9 @@
 //! in `lua/`, one file per script or shared fragment; a script is its fragments concatenated.
 //!
 //! - `sweep.lua` removes a dead node instance's entries from one room (and announces `offline`);
-//!   the live nodes run it for each room the dead one listed (see `presence`).
+//!   the live nodes run it for each room the dead one listed (see `sweep`).
+//! - `lease.lua` defines `check_lease()`, which refuses a presence write (`join_presence.lua`,
+//!   `list_room.lua`) sent under a lease that is over on Redis's clock (see `claim`).
 //! - Every script starts with `local PUBLISH = ...`: the command its fragments publish with
 //!   (`SPUBLISH` in a cluster, where a room's channel is sharded, else `PUBLISH`), then
 //!   `ROOM_TTL` and `EMPTY_TTL`, the lifetimes of a room's keys in ms (see `ensure_epoch.lua`).
@@ -28,6 +30,7 @@ pub(super) struct Scripts {
     pub(super) presence_join: Script,
     pub(super) presence_leave: Script,
     pub(super) sweep: Script,
+    pub(super) list_room: Script,
     pub(super) join: Script,
     pub(super) members: Script,
     pub(super) epoch: Script,
@@ -55,11 +58,16 @@ impl Scripts {
         Self {
             publish: script(&[include_str!("lua/publish.lua")]),
             presence_join: script(&[
+                include_str!("lua/lease.lua"),
                 include_str!("lua/join_presence.lua"),
                 include_str!("lua/presence_join.lua"),
             ]),
             presence_leave: script(&[include_str!("lua/presence_leave.lua")]),
             sweep: script(&[include_str!("lua/sweep.lua")]),
+            list_room: script(&[
+                include_str!("lua/lease.lua"),
+                include_str!("lua/list_room.lua"),
+            ]),
             epoch: script(&[
                 include_str!("lua/ensure_epoch.lua"),
                 include_str!("lua/epoch.lua"),
@@ -67,6 +75,7 @@ impl Scripts {
             join: script(&[
                 &format!("local NONCE_FRAMING = {}\n", skat_protocol::NONCE_FRAMING),
                 include_str!("lua/message_size.lua"),
+                include_str!("lua/lease.lua"),
                 include_str!("lua/join_presence.lua"),
                 include_str!("lua/members_page.lua"),
                 include_str!("lua/ensure_epoch.lua"),
