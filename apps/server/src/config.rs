@@ -21,7 +21,8 @@ use crate::auth::{JwtSecret, PublicKey, Verifier};
 /// Settings of one node, independent of how they were obtained (CLI, env, tests).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerConfig {
-    /// This node's id, reported to clients in `welcome` (default, or empty: a random one).
+    /// This node's id, reported to clients in `welcome` (default, or empty: a random one): 1 to
+    /// 64 ASCII letters, digits, `-`, `_` or `.`.
     #[arg(
         long,
         env = "SKAT_NODE_ID",
@@ -202,12 +203,16 @@ pub fn random_node_id() -> String {
 }
 
 /// A node id; none (empty) makes a random one, every time: clap parses a default value afresh
-/// on each parse, so every `ServerConfig::default()` has its own id.
+/// on each parse, so every `ServerConfig::default()` has its own id. Any other must pass
+/// [`skat_broker::check_node_id`], whichever broker the node runs on, so that an id accepted
+/// today is not refused the day the node moves to Redis.
 fn node_id(text: &str) -> Result<String, String> {
-    Ok(match text {
-        "" => random_node_id(),
-        id => id.to_owned(),
-    })
+    match text {
+        "" => Ok(random_node_id()),
+        id => skat_broker::check_node_id(id)
+            .map(|()| id.to_owned())
+            .map_err(|err| err.to_string()),
+    }
 }
 
 /// A yes-or-no option's value: `true`, `1`, `yes`, `on` or `false`, `0`, `no`, `off`, in any
@@ -411,6 +416,21 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains("tiny-api-key"), "the key leaked: {err}");
+    }
+
+    #[test]
+    fn node_ids_are_checked() {
+        assert_eq!(
+            parse(&["--node-id", "chat-2.eu"]).unwrap().node_id,
+            "chat-2.eu"
+        );
+        let err = parse(&["--node-id", "chat:2"]).unwrap_err().to_string();
+        assert!(
+            err.contains("--node-id") && err.contains("invalid node id \"chat:2\""),
+            "{err}"
+        );
+        assert!(parse(&["--node-id", "a b"]).is_err());
+        assert_eq!(skat_broker::check_node_id(&random_node_id()), Ok(()));
     }
 
     #[test]

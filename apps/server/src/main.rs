@@ -98,6 +98,11 @@ struct Serve {
     /// Messages kept per room stream in Redis.
     #[arg(long, env = "SKAT_STREAM_LEN", default_value_t = redis_defaults().stream_len)]
     stream_len: usize,
+    /// With Redis: seconds a room with history is kept while unused (no message sent, nobody
+    /// joining) before its history expires; 0 keeps it for good. A room that never had a
+    /// message keeps nothing for good either way.
+    #[arg(long, env = "SKAT_REDIS_ROOM_TTL", default_value_t = 0)]
+    redis_room_ttl: u64,
     /// With Redis: milliseconds after a node's last heartbeat before its claim lapses and the
     /// other nodes sweep its presence (its users go offline).
     #[arg(
@@ -234,6 +239,8 @@ async fn serve_node(serve: Serve) -> anyhow::Result<()> {
                 tls_ca,
                 cluster: serve.redis_cluster,
                 wait_replicas: serve.redis_wait_replicas,
+                room_ttl: (serve.redis_room_ttl > 0)
+                    .then(|| Duration::from_secs(serve.redis_room_ttl)),
                 ..RedisConfig::new(url, config.node_id.clone())
             };
             let broker = Arc::new(

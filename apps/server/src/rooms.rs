@@ -142,10 +142,32 @@ impl<B: Broker> Rooms<B> {
         match snapshot.await {
             Ok(snapshot) => Ok((joined, snapshot)),
             Err(err) => {
-                // The presence entry may or may not have been recorded: withdraw it anyway.
+                if joined.first_of_user {
+                    self.hand_over_presence(room, user).await;
+                }
+                // The presence entry may or may not have been recorded: withdraw it anyway,
+                // if this was the user's last connection here.
                 self.leave(room, conn, user).await;
                 Err(JoinError::Snapshot(err.to_string()))
             }
+        }
+    }
+
+    /// After the join of the user's first connection here (the one that records the user's
+    /// presence) failed, maybe before recording it: if other connections of the user joined
+    /// meanwhile (told it was not their first, so recording nothing), records it for them.
+    /// Called while the failed connection is still registered, so no other leave can be the
+    /// user's last and withdraw presence before this write lands; if the others are gone by
+    /// the time it has, [`Rooms::leave`] withdraws it after.
+    async fn hand_over_presence(&self, room: &str, user: &Arc<str>) {
+        let others = lock(&self.map)
+            .get(room)
+            .is_some_and(|entry| lock(&entry.members).users.count(&**user) > 1);
+        if !others {
+            return;
+        }
+        if let Err(err) = self.broker.presence_join(room, user).await {
+            tracing::warn!(%room, %user, error = %err, "presence_join failed; the user shows offline here until they join again");
         }
     }
 
@@ -327,6 +349,9 @@ pub(crate) fn encode(room: &Arc<str>, event: RoomEvent) -> Option<RoomFrame> {
         wire: crate::ws::text_frame(&encode_server(&frame)).into_boxed_slice(),
     })
 }
+
+#[cfg(test)]
+mod failed_join;
 
 #[cfg(test)]
 mod tests {

@@ -26,6 +26,7 @@
 //!   first node arrives or last node leaves.
 
 mod memory;
+mod node_id;
 #[cfg(feature = "redis")]
 mod redis_backend;
 mod sinks;
@@ -40,6 +41,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use memory::{MemoryBroker, MemoryBrokerConfig, MemoryError, MemorySubscription};
+pub use node_id::{InvalidNodeId, NODE_ID_MAX_LEN, check_node_id};
 #[cfg(feature = "redis")]
 pub use redis_backend::{RedisBroker, RedisBrokerError, RedisConfig, RedisSubscription};
 pub use skat_protocol::{InvalidMessageId, Message, MessageId, message_size};
@@ -313,6 +315,10 @@ pub trait Broker: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Vec<Message>>, Self::Error>> + Send;
 
     /// Records that this node holds `user` in `room`; emits `online` if no node held it before.
+    ///
+    /// A node may call it again for a user it may already hold, when it cannot know whether an
+    /// earlier call took effect (a failed [`Broker::join_snapshot`] whose other connections of
+    /// the user stayed): a backend whose calls can fail must count a node's user once.
     fn presence_join(
         &self,
         room: &str,

@@ -59,6 +59,15 @@ impl<K: Ord> Tally<K> {
         self.0.keys_after(after)
     }
 
+    /// How many times `key` is held (0 if not).
+    pub fn count<Q>(&self, key: &Q) -> usize
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        self.0.get(key).copied().unwrap_or(0)
+    }
+
     /// How many names are held.
     pub fn len(&self) -> usize {
         self.0.len()
@@ -86,6 +95,7 @@ mod tests {
         assert!(tally.add("alice".to_owned()));
         assert!(!tally.add("bob".to_owned()));
         assert_eq!(tally.keys().collect::<Vec<_>>(), ["alice", "bob"]);
+        assert_eq!((tally.count("bob"), tally.count("carol")), (2, 0));
         assert!(!tally.remove("bob"));
         assert!(!tally.remove("carol"), "not held: nothing to remove");
         assert!(tally.remove("bob"));

@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 
 mod cluster;
 mod proxy;
+mod replica;
 
 pub use cluster::RedisCluster;
 pub use proxy::Proxy;

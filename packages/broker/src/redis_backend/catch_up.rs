@@ -273,7 +273,7 @@ async fn members(
 }
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     use super::super::route::Route;
     use super::super::route::tests::{Record, message, seqs};
@@ -285,14 +285,7 @@ mod tests {
         let config = super::super::RedisConfig::new(redis.url(), "unit");
         let (link, _) = super::super::link::connect(&config).await.unwrap();
         let router = Router::new(&config, tokio::sync::watch::channel(false).0);
-        let store = Store {
-            config,
-            conn: super::super::retry::Retrying::new(link),
-            scripts: super::super::scripts::Scripts::new(false),
-            held: Mutex::default(),
-            unheld: Mutex::default(),
-            instance: Mutex::new(Arc::from("unit:0")),
-        };
+        let store = Store::new(config, super::super::retry::Retrying::new(link));
         (store, router)
     }
 

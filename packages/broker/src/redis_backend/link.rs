@@ -10,27 +10,64 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 
 use super::RedisConfig;
 use super::driver::PubSubSource;
+use super::watched::Watched;
 
 /// A command connection to one Redis server or to a cluster.
 #[derive(Clone)]
 pub(super) enum Link {
-    Single(ConnectionManager),
+    /// The node's shared connection to one server, watched (see `watched`).
+    Single(Watched),
+    /// A connection to one server that one caller uses at a time: a publish that waits for
+    /// replicas (see `waits`).
+    Own(MultiplexedConnection),
     Cluster(ClusterConnection),
+}
+
+impl Link {
+    /// Sends one command. An `async fn`, so a caller that awaits it inside its own future (the
+    /// retry) allocates nothing more per command.
+    pub(super) async fn send(&mut self, cmd: &Cmd) -> redis::RedisResult<Value> {
+        match self {
+            Self::Single(conn) => conn.send(cmd).await,
+            Self::Own(conn) => conn.send_packed_command(cmd).await,
+            Self::Cluster(conn) => conn.req_packed_command(cmd).await,
+        }
+    }
+
+    /// Sends a pipeline (see [`Link::send`]).
+    pub(super) async fn send_pipeline(
+        &mut self,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisResult<Vec<Value>> {
+        match self {
+            Self::Single(conn) => conn.send_pipeline(pipeline, offset, count).await,
+            Self::Own(conn) => conn.send_packed_commands(pipeline, offset, count).await,
+            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count).await,
+        }
+    }
+
+    /// Whether commands get through: a watched connection's health (see `watched`); a cluster
+    /// client's shards are its own affair.
+    pub(super) fn is_up(&self) -> bool {
+        match self {
+            Self::Single(conn) => conn.is_up(),
+            Self::Own(_) | Self::Cluster(_) => true,
+        }
+    }
 }
 
 impl ConnectionLike for Link {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Single(conn) => conn.req_packed_command(cmd),
-            Self::Cluster(conn) => conn.req_packed_command(cmd),
-        }
+        Box::pin(self.send(cmd))
     }
 
     fn req_packed_commands<'a>(
@@ -39,24 +76,23 @@ impl ConnectionLike for Link {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
-        }
+        Box::pin(self.send_pipeline(pipeline, offset, count))
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Self::Single(conn) => conn.get_db(),
+            Self::Own(conn) => conn.get_db(),
             Self::Cluster(conn) => conn.get_db(),
         }
     }
 }
 
 impl Link {
-    /// Waits until `replicas` replicas have every write this node made on `room`'s shard (or
-    /// `timeout` passed); returns how many have. Sent to the room's master: in a cluster the
-    /// node has one connection per master, so that covers the room's writes.
+    /// Waits until `replicas` replicas have every write made on this connection to `room`'s
+    /// shard (or `timeout` passed); returns how many have. Sent to the room's master: a cluster
+    /// connection has one connection per master, so that covers the room's writes. It holds
+    /// the connection meanwhile, so only a connection of its own should wait (see `waits`).
     pub(super) async fn wait_replicas(
         &mut self,
         room: &str,
@@ -70,7 +106,7 @@ impl Link {
                 .max(1),
         );
         match self {
-            Self::Single(conn) => wait.query_async(conn).await,
+            Self::Single(_) | Self::Own(_) => wait.query_async(self).await,
             Self::Cluster(conn) => {
                 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
                 let route = Route::new(slot(room), SlotAddr::Master);
@@ -128,7 +164,8 @@ pub(super) fn seeds(config: &RedisConfig) -> redis::RedisResult<Vec<ConnectionIn
         .collect()
 }
 
-fn cluster_builder(config: &RedisConfig) -> redis::RedisResult<ClusterClientBuilder> {
+/// A cluster client's settings: the seeds, timeouts, keepalive and TLS.
+pub(super) fn cluster_builder(config: &RedisConfig) -> redis::RedisResult<ClusterClientBuilder> {
     let mut builder = ClusterClientBuilder::new(seeds(config)?)
         .connection_timeout(config.command_timeout)
         .response_timeout(config.command_timeout)
@@ -139,6 +176,24 @@ fn cluster_builder(config: &RedisConfig) -> redis::RedisResult<ClusterClientBuil
     Ok(builder)
 }
 
+/// A client of the one server `config.url` names, with keepalive and TLS.
+pub(super) fn client(config: &RedisConfig) -> redis::RedisResult<redis::Client> {
+    let info = config
+        .url
+        .as_str()
+        .into_connection_info()?
+        .set_tcp_settings(tcp_settings());
+    match certificates(config) {
+        Some(certificates) => redis::Client::build_with_tls(info, certificates),
+        None => redis::Client::open(info),
+    }
+}
+
+/// How often a command link that is down is checked: a quarter of the command timeout, within
+/// these bounds.
+const PROBE_MIN: Duration = Duration::from_millis(50);
+const PROBE_MAX: Duration = Duration::from_secs(1);
+
 /// Connects the command link and prepares the pub/sub source, for one server or a cluster.
 pub(super) async fn connect(config: &RedisConfig) -> redis::RedisResult<(Link, PubSubSource)> {
     if config.cluster {
@@ -148,21 +203,14 @@ pub(super) async fn connect(config: &RedisConfig) -> redis::RedisResult<(Link, P
             .await?;
         return Ok((Link::Cluster(link), PubSubSource::new(config)?));
     }
-    let info = config
-        .url
-        .as_str()
-        .into_connection_info()?
-        .set_tcp_settings(tcp_settings());
-    let client = match certificates(config) {
-        Some(certificates) => redis::Client::build_with_tls(info, certificates)?,
-        None => redis::Client::open(info)?,
-    };
+    let client = client(config)?;
     let manager_config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(config.command_timeout))
         .set_response_timeout(Some(config.command_timeout))
         .set_number_of_retries(1)
         .set_max_delay(Duration::from_millis(500));
-    let link = ConnectionManager::new_with_config(client, manager_config).await?;
+    let probe_every = (config.command_timeout / 4).clamp(PROBE_MIN, PROBE_MAX);
+    let link = Watched::connect(client, manager_config, probe_every).await?;
     Ok((Link::Single(link), PubSubSource::new(config)?))
 }
 

@@ -22,24 +22,37 @@
 //!   `scripts`).
 //! - `skat:{general}:trimmed`: the newest message id trimmed from the stream, so `recover` knows
 //!   exactly whether the messages after a client's `since` are all still there.
+//! - `skat:{general}:dedup:<sender>\n<nonce>`: the id of the message a sender sent with that
+//!   nonce, for the dedup window; `skat:{general}:sent:<instance>:<n>` the same for a publish
+//!   that came without a nonce, under one the node made ([`publish`]), so that a publish sent
+//!   twice by a retry is stored once.
 //! - `skat:{general}:epoch`: the room's history epoch ([`Broker::epoch`]), Redis's clock when
 //!   the room was first joined. If Redis loses the room's data, it loses this key too, and the
 //!   next join makes another: clients resuming from the old history then get `recovered: false`.
 //! - `skat:rooms`: every room some node subscribed to (its `~nodes` notices channel aside), a
-//!   sorted set with every score 0 so that [`Broker::rooms`] pages through it by name.
+//!   sorted set with every score 0 so that [`Broker::rooms`] pages through it by name; names of
+//!   rooms that are gone are dropped as listings pass them ([`rooms`]).
+//!
+//! Lifetimes: a room with history (a stream) keeps its stream, `trimmed` and `epoch` for good,
+//! or with `room_ttl` until it is unused that long (each publish and join gives them the whole
+//! TTL again); a room that never had a message keeps only an epoch, which expires after the
+//! room TTL or an hour, whichever is shorter, so no room name a client joins leaves a key for
+//! good. Presence keys are deleted as they empty; dedup keys expire after the dedup window.
 //! - `skat:{~nodes}:events`: the channel of node-wide notices ([`crate::NODES_ROOM`]): a user to
 //!   disconnect everywhere.
 //! - `skat:node:<node id>`: the claim of the live node running with that id ([`claim`]): one
 //!   node per id; its value, a token, names the node's current instance.
 //! - `skat:nodes`: the registry of node instances, a sorted set scored by each one's last
-//!   heartbeat (Unix ms); `skat:instance:<instance>:rooms`: the rooms an instance has held
-//!   entries in; `skat:sweep:<instance>`: the lock of the node sweeping a dead instance.
+//!   heartbeat (Unix ms, on Redis's clock); `skat:instance:<instance>:rooms`: the rooms an
+//!   instance holds entries in (listed before the first, taken off after the last, see `held`);
+//!   `skat:sweep:<instance>`: the lock of the node sweeping a dead instance.
 //!
 //! # Guarantees, and how
 //!
 //! - **Order and storage.** `publish` runs one script doing `XADD` then `PUBLISH`, so ids come
 //!   from the stream and every node receives messages in stream order. Each message is stored
-//!   once, whatever the number of nodes.
+//!   once, whatever the number of nodes, and whatever retries its publish takes: every publish
+//!   has a nonce, the node's own when the sender gave none ([`publish`]).
 //! - **One subscription per room per node.** All rooms of a shard share one pub/sub connection
 //!   per node (one server: one connection; a cluster: one per master), owned by that shard's
 //!   driver, a task that hands each channel message to its room's sinks directly ([`router`],
@@ -54,17 +67,44 @@
 //!   own and starts at its stream's end.
 //! - **Shards are isolated.** A shard's outage, failover or moved slot touches only the rooms
 //!   it serves: the other drivers go on ([`topology`] reads the cluster's shards again and
-//!   starts a driver for a new master). The node is ready while every shard's connection is up,
-//!   except shards the cluster itself reports failed (down for every node), and one at least is.
+//!   starts a driver for a new master). The pub/sub side is ready while every shard's
+//!   connection is up, except shards the cluster itself reports failed (down for every node),
+//!   and one at least is.
+//! - **Keys do not pile up.** See the lifetimes above: what stays for good is the history of
+//!   rooms that had messages (unless `room_ttl` is set), one index entry per such room, and a
+//!   few keys per node.
+//! - **Readiness covers the commands too.** On one server the command connection is watched
+//!   ([`watched`]): a timeout or a READONLY replaces it, and [`Broker::is_ready`] says false
+//!   from any failure of it until a master answers again.
+//! - **A lagging replica slows only the sends.** With `wait_replicas`, a publish and its
+//!   `WAIT` run on a connection of their own ([`waits`]), never on the shared one the node's
+//!   other commands use, and not at all while the master has no replica in sync; a message
+//!   confirmed short of its replicas is a logged warning.
 //! - **Presence, at a cost that grows with nodes, not users.** Scripts keep each instance's set
 //!   and the count hash consistent and publish `online`/`offline` when a user's first entry
 //!   appears or last one goes. Entries do not expire: a node's heartbeat keeps only its claim
 //!   and its registry stamp alive (three commands, whatever it holds), and live nodes sweep the
-//!   entries of instances whose claim has lapsed ([`presence`]). Liveness is decided by the
-//!   claim, on Redis's clock, so node clocks do not matter.
+//!   entries of instances whose claim has lapsed ([`presence`], `sweep`). The claim is kept on
+//!   its own timer ([`claim`]), so no sweep or repair, however long, lets it lapse.
+//! - **A node cut off longer than the TTL** is swept by the others (its users go offline within
+//!   a TTL and a heartbeat). Every presence write goes under the instance's lease, which ends
+//!   before its claim can lapse and is checked by the scripts on Redis's clock: whatever the cut
+//!   off node sends as the swept instance (at once when Redis is back, or delayed on the way) is
+//!   refused, never left where no sweep finds it. Its first write after its return waits for
+//!   its claim to be made again, as a new instance, under which it then holds its users again.
+//! - **Clocks.** Liveness is decided by the claim's expiry, on Redis's clock; registry stamps
+//!   and the staleness cutoff are Redis's clock too (read by the claim's refresh), so node
+//!   clocks do not matter. A stale stamp whose claim is alive (an older node with a slow clock)
+//!   is stamped again by the sweeper, so it cannot hide dead instances behind it. In a cluster,
+//!   the claim and a room may be on shards with different clocks: the lease keeps a quarter of
+//!   the TTL as a margin for that.
+//! - **Lost replies.** The claim is the node's whenever its key holds the node's token: a claim
+//!   whose reply timed out, or whose retry found the key already set, still makes the node that
+//!   instance (checked on every refresh). A presence write whose reply is lost either ran or
+//!   did not; a leave that failed is tried again every heartbeat until Redis answers.
 //!
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -74,28 +114,35 @@ mod catch_up;
 mod claim;
 mod codec;
 mod driver;
+mod held;
 mod link;
 mod presence;
+mod publish;
 mod retry;
+mod rooms;
 mod route;
 mod router;
 mod scripts;
 mod shard;
 mod store;
+mod sweep;
 mod topology;
+mod waits;
+mod watched;
 
-use claim::Claim;
-use codec::{Entries, decode_entries, encode_message, parse_id};
-use presence::heartbeat_task;
+use claim::{Claim, claim_task};
+use codec::{Entries, decode_entries};
+use presence::maintenance_task;
+use publish::Nonces;
 use retry::Retrying;
 pub use router::RedisSubscription;
 use router::Router;
-use scripts::Scripts;
 use store::{Read, Store};
+use waits::Waits;
 
 use crate::{
     Broker, BrokerStats, HistoryPage, MembersPage, Message, MessageId, NODES_ROOM, NewMessage,
-    Published, Recovery, Resume, RoomSink, RoomSummary, RoomsPage, Snapshot, lock,
+    Published, Recovery, Resume, RoomSink, RoomsPage, Snapshot,
 };
 
 /// Settings of a [`RedisBroker`].
@@ -107,7 +154,8 @@ pub struct RedisConfig {
     pub prefix: String,
     /// Messages kept per room stream.
     pub stream_len: usize,
-    /// This node's id, which owns its presence entries.
+    /// This node's id, which owns its presence entries: unique among live nodes, and valid for
+    /// [`crate::check_node_id`] (no `:`).
     pub node_id: String,
     /// How long a presence entry lives without a heartbeat.
     pub presence_ttl: Duration,
@@ -130,11 +178,23 @@ pub struct RedisConfig {
     /// `url` is a comma-separated list of seed nodes of a Redis Cluster (Redis 7): rooms are
     /// spread over its shards and their live events use sharded pub/sub (see `link`).
     pub cluster: bool,
-    /// Replicas that must have a message before `publish` confirms it (Redis `WAIT`, within
-    /// `command_timeout`; 0: the master's own write is enough). With 1, a master that dies
-    /// and is replaced by its replica loses no confirmed message.
+    /// Replicas that should have a message before `publish` confirms it (Redis `WAIT`, for up
+    /// to a tenth of `command_timeout`; 0: the master's own write is enough). With 1, a master
+    /// that dies and is replaced by its replica loses no confirmed message, but for the
+    /// shortfalls `waits` describes (no replica in sync, a replica lagging past the wait),
+    /// which are logged as warnings.
     pub wait_replicas: u32,
+    /// How long a room with history is kept unused (no message sent, nobody joining) before its
+    /// history, epoch and trimmed marker expire; `None`: for good. A room that never had a
+    /// message keeps nothing for good either way: its epoch expires after this or an hour,
+    /// whichever is shorter.
+    pub room_ttl: Option<Duration>,
 }
+
+/// How long the epoch of a room without history (only joined) lives, at most: no room name a
+/// client joins leaves a key for good. A client that resumes it later gets `recovered: false`,
+/// which costs it nothing, since there was nothing to recover.
+const EMPTY_ROOM_TTL: Duration = Duration::from_secs(3600);
 
 impl RedisConfig {
     /// Defaults for the given URL and node id.
@@ -153,6 +213,7 @@ impl RedisConfig {
             tls_ca: None,
             cluster: false,
             wait_replicas: 0,
+            room_ttl: None,
         }
     }
 }
@@ -174,6 +235,16 @@ pub enum RedisBrokerError {
         "node id {0:?} is held by another live node: every node needs its own SKAT_NODE_ID (a node that died holds it one presence TTL more)"
     )]
     NodeIdTaken(String),
+    /// The configured node id cannot name a node (see [`crate::check_node_id`]).
+    #[error(transparent)]
+    InvalidNodeId(#[from] crate::InvalidNodeId),
+    /// The node's claim on its id could not be kept alive lately (Redis was out of its reach),
+    /// so it may have lapsed: presence writes wait for it to be made again, and this one waited
+    /// in vain.
+    #[error(
+        "the node's claim on its id may have lapsed (Redis out of reach): presence not written"
+    )]
+    Lapsed,
 }
 
 /// The Redis [`Broker`]: create it once per node with [`RedisBroker::connect`].
@@ -187,6 +258,10 @@ pub struct RedisBroker {
     router: Arc<Router>,
     /// This node's claim on its id.
     claim: Arc<Claim>,
+    /// With `wait_replicas`: the publishes that wait for replicas.
+    waits: Option<Waits>,
+    /// The nonces of publishes that came without one.
+    nonces: Nonces,
     tasks: Vec<AbortHandle>,
 }
 
@@ -204,24 +279,21 @@ impl Drop for RedisBroker {
 impl RedisBroker {
     /// Connects to Redis and starts this node's pub/sub and heartbeat tasks.
     ///
-    /// Fails if Redis cannot be reached now; after that, outages are survived (see the module
-    /// docs) and reported through [`Broker::is_ready`] and failed calls.
+    /// Fails if the node id is invalid ([`crate::check_node_id`]) or Redis cannot be reached
+    /// now; after that, outages are survived (see the module docs) and reported through
+    /// [`Broker::is_ready`] and failed calls.
     pub async fn connect(config: RedisConfig) -> Result<Self, RedisBrokerError> {
+        crate::check_node_id(&config.node_id)?;
         let (link, pubsub) = link::connect(&config).await?;
+        let waits = (config.wait_replicas > 0)
+            .then(|| Waits::new(&config))
+            .transpose()?;
         let conn = Retrying::new(link);
         let (ready, mut ready_rx) = watch::channel(false);
-        let scripts = Scripts::new(config.cluster);
-        let store = Arc::new(Store {
-            config,
-            conn,
-            scripts,
-            held: Mutex::default(),
-            unheld: Mutex::default(),
-            instance: Mutex::new(Arc::from("")),
-        });
+        let store = Arc::new(Store::new(config, conn));
         let claim = Arc::new(Claim::new(&store));
         claim.acquire(&store).await?;
-        presence::start(&store).await?;
+        sweep::start(&store).await?;
         let router = Arc::new(Router::new(&store.config, ready));
         let pubsub = tokio::spawn(topology::pubsub_task(
             Arc::clone(&store),
@@ -229,13 +301,16 @@ impl RedisBroker {
             pubsub,
         ))
         .abort_handle();
-        let heartbeat =
-            tokio::spawn(heartbeat_task(Arc::clone(&store), Arc::clone(&claim))).abort_handle();
+        let claim_keeper =
+            tokio::spawn(claim_task(Arc::clone(&store), Arc::clone(&claim))).abort_handle();
+        let maintenance = tokio::spawn(maintenance_task(Arc::clone(&store))).abort_handle();
         let broker = Self {
+            nonces: Nonces::new(&store.instance()),
             store,
             router,
             claim,
-            tasks: vec![pubsub, heartbeat],
+            waits,
+            tasks: vec![pubsub, claim_keeper, maintenance],
         };
         let timeout = broker.store.config.command_timeout * 2;
         match tokio::time::timeout(timeout, ready_rx.wait_for(|ready| *ready)).await {
@@ -253,7 +328,7 @@ impl RedisBroker {
     /// claim to expire. Call it on an orderly stop, after the last connection is closed.
     /// It also removes the presence entries it still holds (announcing `offline` for them).
     pub async fn release_node_id(&self) -> Result<(), RedisBrokerError> {
-        presence::stop(&self.store).await?;
+        sweep::stop(&self.store).await?;
         self.claim.release(&self.store).await
     }
 }
@@ -263,48 +338,7 @@ impl Broker for RedisBroker {
     type Subscription = RedisSubscription;
 
     async fn publish(&self, new: NewMessage) -> Result<Published, RedisBrokerError> {
-        let keys = self.store.keys(&new.room);
-        let encoded = encode_message(&new.from, new.nonce.as_deref(), &new.body);
-        let mut invocation = self.store.scripts.publish.key(&keys.stream);
-        invocation.key(&keys.channel).key(&keys.trimmed);
-        if let Some(nonce) = &new.nonce {
-            // A room's key like the others (a cluster needs every key of a script in one
-            // slot); the sender's name cannot contain a newline.
-            invocation.key(
-                self.store
-                    .key(&new.room, &format!("dedup:{}\n{nonce}", new.from)),
-            );
-        }
-        invocation
-            .arg(self.store.config.stream_len.max(1))
-            .arg(&encoded)
-            .arg(self.store.config.dedup_window.as_millis().max(1) as u64);
-        // Sent twice, a message without a nonce would be stored twice.
-        let (id, stored): (String, i64) = if new.nonce.is_some() {
-            invocation
-                .invoke_async(&mut self.store.conn.clone())
-                .await?
-        } else {
-            invocation.invoke_async(&mut self.store.conn.once()).await?
-        };
-        let id = parse_id(&id)?;
-        self.store.replicated(&new.room).await?;
-        let as_sent = Message {
-            room: new.room,
-            id,
-            from: new.from,
-            body: new.body,
-            ts: id.ms,
-            nonce: new.nonce,
-        };
-        if stored == 0 {
-            // The original, as stored (it may have been trimmed away since: then as sent now).
-            let stored = self.store.read_stream(&as_sent.room, Read::At(id)).await?;
-            return Ok(Published::Duplicate(
-                stored.into_iter().next().unwrap_or(as_sent),
-            ));
-        }
-        Ok(Published::New(as_sent))
+        self.send(new).await
     }
 
     async fn subscribe(
@@ -324,15 +358,7 @@ impl Broker for RedisBroker {
         self.router
             .subscribe(&self.store, &subscription.channel, start)
             .await?;
-        if room != NODES_ROOM {
-            let _: i64 = redis::cmd("ZADD")
-                .arg(self.store.rooms_key())
-                .arg("NX")
-                .arg(0)
-                .arg(room)
-                .query_async(&mut self.store.conn.clone())
-                .await?;
-        }
+        self.index_room(room).await;
         Ok(subscription)
     }
 
@@ -372,19 +398,11 @@ impl Broker for RedisBroker {
     }
 
     async fn presence_join(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
-        self.store.presence_join(room, user).await?;
-        lock(&self.store.held).insert(room, user);
-        Ok(())
+        presence::join(&self.store, room, user).await
     }
 
     async fn presence_leave(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
-        lock(&self.store.held).remove(room, user);
-        let left = self.store.presence_leave(room, user).await;
-        if left.is_err() {
-            // Entries do not expire: the heartbeat removes it once Redis answers.
-            lock(&self.store.unheld).push((room.to_owned(), user.to_owned()));
-        }
-        left
+        presence::leave(&self.store, room, user).await
     }
 
     async fn join_snapshot(
@@ -401,32 +419,37 @@ impl Broker for RedisBroker {
             page,
             members: members_bound,
         } = resume;
-        if join_presence {
-            self.store.list_room(room).await?;
-        }
+        let writing = if join_presence {
+            Some(presence::writing(&self.store, room).await?)
+        } else {
+            None
+        };
         let keys = self.store.keys(room);
+        let held = writing.as_ref().map_or_else(
+            || self.store.own_held_key(room),
+            presence::Writing::held_key,
+        );
         type Reply = (Vec<String>, Entries, i64, String, i64);
-        let (members, entries, recovered, epoch, more_members): Reply = Store::with_presence_keys(
-            &self.store.scripts.join,
-            &self.store.own_held_key(room),
-            &keys,
-        )
-        .key(&keys.stream)
-        .key(&keys.trimmed)
-        .key(self.store.epoch_key(room))
-        .arg(user)
-        .arg(if join_presence { "1" } else { "0" })
-        .arg(since.map_or_else(String::new, |id| id.to_string()))
-        .arg(recovery.limit)
-        .arg(page)
-        .arg(recovery.max_bytes)
-        .arg(skat_protocol::MESSAGE_FRAMING + skat_protocol::escaped_len(room))
-        .arg(epoch.unwrap_or(""))
-        .arg(members_bound)
-        .invoke_async(&mut self.store.conn.clone())
-        .await?;
-        if join_presence {
-            lock(&self.store.held).insert(room, user);
+        let (members, entries, recovered, epoch, more_members): Reply =
+            Store::with_presence_keys(&self.store.scripts.join, &held, &keys)
+                .key(&keys.stream)
+                .key(&keys.trimmed)
+                .key(self.store.epoch_key(room))
+                .arg(user)
+                .arg(if join_presence { "1" } else { "0" })
+                .arg(since.map_or_else(String::new, |id| id.to_string()))
+                .arg(recovery.limit)
+                .arg(page)
+                .arg(recovery.max_bytes)
+                .arg(skat_protocol::MESSAGE_FRAMING + skat_protocol::escaped_len(room))
+                .arg(epoch.unwrap_or(""))
+                .arg(members_bound)
+                .arg(writing.as_ref().map_or(0, |writing| writing.lease.until_ms))
+                .invoke_async(&mut self.store.conn.clone())
+                .await
+                .map_err(|err| presence::refused(&self.store, err))?;
+        if let Some(writing) = writing {
+            writing.hold(user);
         }
         let mut messages = decode_entries(room, entries)?;
         let recovered = recovered == 1;
@@ -444,10 +467,13 @@ impl Broker for RedisBroker {
     }
 
     async fn epoch(&self, room: &str) -> Result<String, RedisBrokerError> {
+        let keys = self.store.keys(room);
         let epoch: String = self
             .store
             .scripts
             .epoch
+            .key(&keys.stream)
+            .key(&keys.trimmed)
             .key(self.store.epoch_key(room))
             .invoke_async(&mut self.store.conn.clone())
             .await?;
@@ -486,37 +512,12 @@ impl Broker for RedisBroker {
         after: Option<&str>,
         limit: usize,
     ) -> Result<RoomsPage, RedisBrokerError> {
-        let from = after.map_or_else(|| "-".to_owned(), |after| format!("({after}"));
-        let mut names: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.store.rooms_key())
-            .arg(from)
-            .arg("+")
-            .arg("BYLEX")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit.saturating_add(1))
-            .query_async(&mut self.store.conn.clone())
-            .await?;
-        let has_more = names.len() > limit;
-        names.truncate(limit);
-        let counts = futures_util::future::try_join_all(names.iter().map(|room| async {
-            let count: usize = redis::cmd("HLEN")
-                .arg(self.store.key(room, "users"))
-                .query_async(&mut self.store.conn.clone())
-                .await?;
-            Ok::<_, RedisBrokerError>(count)
-        }))
-        .await?;
-        let rooms = names
-            .into_iter()
-            .zip(counts)
-            .map(|(name, members)| RoomSummary { name, members })
-            .collect();
-        Ok(RoomsPage { rooms, has_more })
+        self.list_rooms(after, limit).await
     }
 
     fn is_ready(&self) -> bool {
-        self.router.is_ready()
+        // The pub/sub side's, and the command connection's (see `watched`).
+        self.router.is_ready() && self.store.conn.is_up()
     }
 
     fn stats(&self) -> BrokerStats {

@@ -6,199 +6,287 @@
 //! `{room}:names` (a sorted set of the hash's keys, every score 0), which `members` pages by
 //! name. A join adds to the set and counts up, a leave removes and counts down, each in one
 //! script that, exactly when a count leaves or reaches zero, adds or removes the name and
-//! publishes `online`/`offline`. Entries carry no
-//! expiry and are never refreshed: an instance first lists each room it holds entries in
-//! (`instance:<instance>:rooms`), and its heartbeat only keeps its claim alive and stamps the
-//! registry of instances (`nodes`: instance → last heartbeat, Unix ms). Three commands per
-//! heartbeat per node, whatever it holds.
+//! publishes `online`/`offline`. Entries carry no expiry and are never refreshed: an instance
+//! lists each room it holds entries in (`instance:<instance>:rooms`) before its first entry
+//! there and takes it off after its last (see `held`), and its claim task keeps only its claim
+//! alive and its registry stamp fresh: two commands per heartbeat, whatever it holds.
 //!
-//! Every heartbeat, each node also looks in the registry for instances not stamped for a whole
-//! TTL. One whose claim no longer holds its token is dead: the first node to lock it sweeps it,
-//! one script per room it listed (removing its set, counting down, announcing `offline`), then
-//! drops its list and registry entry. So a crashed node's users are gone within a TTL and a
-//! heartbeat (30 s by default), and every node sees the same members, read from the same hash.
+//! Every write goes under the instance's lease (see `claim`): the scripts refuse one that
+//! arrives after the lease, which ends before the claim can lapse, so nothing an instance
+//! writes can follow a sweep of it. A node cut off from Redis for a whole TTL may be swept
+//! meanwhile (`sweep`: its users go offline within a TTL and a heartbeat); when it is back, its
+//! first write waits for its claim to be made again, as a new instance, and the node holds its
+//! entries again under that name (twice: at once, and at the next heartbeat, for joins that
+//! were under way). Its old instance, if nobody swept it yet, is swept like any dead one.
 //!
-//! A node restarted with the same id sweeps its previous instances before it serves, so nothing
-//! of them comes back. A node whose claim expired while Redis was out of its reach may have been
-//! swept: it becomes a new instance, holds its entries again under that name (twice: once at
-//! once, once at the next heartbeat, for joins that were under way) and sweeps the old one.
-//! An orderly stop sweeps the node's own instance.
+//! A second task does the rest of a heartbeat, independent of the claim: removing entries whose
+//! removal failed, holding entries again after a new claim, and sweeping dead instances.
 
-use std::collections::HashMap;
+use std::pin::pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::RedisBrokerError;
-use super::claim::{Claim, Refreshed};
+use super::claim::{Lease, fresh_lease};
+use super::held::Begin;
 use super::store::Store;
-use crate::sparse::ShrinkWhenSparse as _;
-use crate::{SortedMap, lock};
+use super::sweep::{CHUNK, sweep_dead};
+use crate::lock;
 
-/// The presence entries this node holds, by room: each room's name is kept once, not once per
-/// user in it (a node may hold one entry per connection). A set, as Redis holds one entry per
-/// instance and user; sorted per room, as most rooms have a few users (see [`SortedMap`]).
-#[derive(Debug, Default)]
-pub(super) struct Held(HashMap<Box<str>, SortedMap<Box<str>, ()>>);
+/// A presence write of this node to one room under way, counted until dropped (finished or
+/// cancelled): the room is not taken off the instance's list meanwhile.
+struct Busy<'a> {
+    store: &'a Store,
+    room: &'a str,
+}
 
-impl Held {
-    pub(super) fn insert(&mut self, room: &str, user: &str) {
-        let users = match self.0.get_mut(room) {
-            Some(users) => users,
-            None => self.0.entry(room.into()).or_default(),
-        };
-        users.get_or_insert_with(user.into(), || ());
-    }
-
-    pub(super) fn remove(&mut self, room: &str, user: &str) {
-        let Some(users) = self.0.get_mut(room) else {
-            return;
-        };
-        users.remove(user);
-        if users.is_empty() {
-            self.0.remove(room);
-            self.0.shrink_when_sparse();
+impl<'a> Busy<'a> {
+    /// Counts a write to `room` as under way, once no exclusive removal is (see `held`);
+    /// whether it must list the room under `instance` first.
+    async fn begin(store: &'a Store, room: &'a str, instance: &Arc<str>) -> (Self, bool) {
+        loop {
+            let mut ended = pin!(store.exclusive_ended.notified());
+            ended.as_mut().enable();
+            let begun = lock(&store.held).begin_write(room, instance);
+            match begun {
+                Begin::Go { list } => return (Self { store, room }, list),
+                Begin::Wait => ended.await,
+            }
         }
     }
+}
 
-    /// Whether this node holds `user` in `room`.
-    fn contains(&self, room: &str, user: &str) -> bool {
-        self.0
-            .get(room)
-            .is_some_and(|users| users.get(user).is_some())
-    }
-
-    /// Whether this node holds anyone in `room`.
-    pub(super) fn has_room(&self, room: &str) -> bool {
-        self.0.contains_key(room)
-    }
-
-    /// Every (room, user) held.
-    fn pairs(&self) -> Vec<(String, String)> {
-        self.0
-            .iter()
-            .flat_map(|(room, users)| {
-                users
-                    .keys()
-                    .map(|user| (room.to_string(), user.to_string()))
-            })
-            .collect()
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        lock(&self.store.held).end_write(self.room);
     }
 }
 
-/// Instances a heartbeat examines at most (the oldest first): a burst of dead nodes is swept
-/// over a few heartbeats.
-const SWEEPS_PER_BEAT: usize = 16;
-/// Entries written at once when holding everything again.
-const CHUNK: usize = 64;
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// An exclusive removal in a room (see `held`), ended when dropped (finished or cancelled),
+/// which wakes the writes waiting for it.
+struct Exclusive<'a> {
+    store: &'a Store,
+    room: &'a str,
+    /// The room was taken off the instance's list.
+    delisted: bool,
 }
 
-/// Before the node serves: sweeps what previous instances with this node's id left (they are
-/// dead: this one holds the claim) and registers this instance.
-pub(super) async fn start(store: &Store) -> Result<(), RedisBrokerError> {
-    let own = store.instance();
-    let prefix = format!("{}:", store.config.node_id);
-    let registered: Vec<String> = redis::cmd("ZRANGE")
-        .arg(store.nodes_key())
-        .arg(0)
-        .arg(-1)
+impl Drop for Exclusive<'_> {
+    fn drop(&mut self) {
+        lock(&self.store.held).end_exclusive(self.room, self.delisted);
+        self.store.exclusive_ended.notify_waiters();
+    }
+}
+
+/// A write of entries to one room under way: under a lease still running, with the room
+/// listed under the lease's instance.
+pub(super) struct Writing<'a> {
+    busy: Busy<'a>,
+    /// The instance to write as, and its lease.
+    pub(super) lease: Lease,
+}
+
+impl Writing<'_> {
+    /// The instance's set in the room.
+    pub(super) fn held_key(&self) -> String {
+        self.busy
+            .store
+            .held_key(self.busy.room, &self.lease.instance)
+    }
+
+    /// The write of `user`'s entry succeeded: the node holds it.
+    pub(super) fn hold(&self, user: &str) {
+        lock(&self.busy.store.held).insert(self.busy.room, user);
+    }
+}
+
+/// Starts a write of entries to `room` (see [`Writing`]).
+pub(super) async fn writing<'a>(
+    store: &'a Store,
+    room: &'a str,
+) -> Result<Writing<'a>, RedisBrokerError> {
+    let lease = fresh_lease(store).await?;
+    let (busy, list) = Busy::begin(store, room, &lease.instance).await;
+    if list {
+        let _: i64 = store
+            .scripts
+            .list_room
+            .key(store.instance_rooms_key(&lease.instance))
+            .arg(lease.until_ms)
+            .arg(room)
+            .invoke_async(&mut store.conn.clone())
+            .await
+            .map_err(|err| refused(store, err))?;
+        lock(&store.held).listed(room, &lease.instance);
+    }
+    Ok(Writing { busy, lease })
+}
+
+/// A script's error, telling the lease's refusal (`LAPSED`) apart: then the claim task is
+/// asked for a refresh at once.
+pub(super) fn refused(store: &Store, err: redis::RedisError) -> RedisBrokerError {
+    if err.code() == Some("LAPSED") {
+        store.kick.notify_one();
+        return RedisBrokerError::Lapsed;
+    }
+    err.into()
+}
+
+/// Writes `user`'s entry in the room of `writing`.
+async fn write_entry(writing: &Writing<'_>, user: &str) -> Result<(), RedisBrokerError> {
+    let store = writing.busy.store;
+    let keys = store.keys(writing.busy.room);
+    let _: i64 =
+        Store::with_presence_keys(&store.scripts.presence_join, &writing.held_key(), &keys)
+            .arg(user)
+            .arg(writing.lease.until_ms)
+            .invoke_async(&mut store.conn.clone())
+            .await
+            .map_err(|err| refused(store, err))?;
+    Ok(())
+}
+
+/// Records that this node holds `user` in `room`.
+pub(super) async fn join(store: &Store, room: &str, user: &str) -> Result<(), RedisBrokerError> {
+    let writing = writing(store, room).await?;
+    write_entry(&writing, user).await?;
+    writing.hold(user);
+    Ok(())
+}
+
+/// Withdraws this node's entry for `user` in `room`; on failure, the heartbeat tries again.
+pub(super) async fn leave(store: &Store, room: &str, user: &str) -> Result<(), RedisBrokerError> {
+    lock(&store.held).remove(room, user);
+    let instance = store.instance();
+    let (busy, _) = Busy::begin(store, room, &instance).await;
+    let left = remove_entry(store, room, user, &instance).await;
+    drop(busy);
+    match left {
+        Ok(emptied) => {
+            if emptied {
+                delist(store, room, &instance).await;
+            }
+            Ok(())
+        }
+        Err(err) => {
+            // Entries do not expire: the heartbeat removes it once Redis answers.
+            lock(&store.unheld).insert((room.to_owned(), user.to_owned()));
+            Err(err)
+        }
+    }
+}
+
+/// Removes `instance`'s entry for `user` in `room`; whether that left its set there empty.
+async fn remove_entry(
+    store: &Store,
+    room: &str,
+    user: &str,
+    instance: &str,
+) -> Result<bool, RedisBrokerError> {
+    let keys = store.keys(room);
+    let emptied: i64 = Store::with_presence_keys(
+        &store.scripts.presence_leave,
+        &store.held_key(room, instance),
+        &keys,
+    )
+    .arg(user)
+    .invoke_async(&mut store.conn.clone())
+    .await?;
+    Ok(emptied == 1)
+}
+
+/// Takes `room` off `instance`'s list, if nothing of the node is there or on its way there.
+async fn delist(store: &Store, room: &str, instance: &Arc<str>) {
+    if !lock(&store.held).start_delisting(room, instance) {
+        return;
+    }
+    let mut exclusive = Exclusive {
+        store,
+        room,
+        delisted: false,
+    };
+    let removed: Result<i64, _> = redis::cmd("SREM")
+        .arg(store.instance_rooms_key(instance))
+        .arg(room)
         .query_async(&mut store.conn.clone())
-        .await?;
-    for previous in registered
-        .iter()
-        .filter(|i| i.starts_with(&prefix) && **i != *own)
-    {
-        sweep_instance(store, previous).await?;
+        .await;
+    match removed {
+        Ok(_) => exclusive.delisted = true,
+        // Listed a while longer: a sweep finds nothing there.
+        Err(err) => tracing::debug!(%room, error = %err, "room not taken off the instance's list"),
     }
-    stamp(store, &own).await
 }
 
-/// On an orderly stop: removes whatever entries this instance still holds (connections the
-/// shutdown did not close in time), announcing `offline` for them.
-pub(super) async fn stop(store: &Store) -> Result<(), RedisBrokerError> {
-    sweep_instance(store, &store.instance()).await
-}
-
-/// Keeps the claim and the registry stamp alive and sweeps dead instances, every heartbeat.
-pub(super) async fn heartbeat_task(store: Arc<Store>, claim: Arc<Claim>) {
+/// Does a heartbeat's presence work besides the claim: entries to remove again, entries to
+/// hold again after a new claim (as soon as there is one), dead instances to sweep.
+pub(super) async fn maintenance_task(store: Arc<Store>) {
     let mut interval = tokio::time::interval(store.config.heartbeat);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut lease = store.lease.subscribe();
+    let mut seen = store.instance();
     let mut hold_again = 0u8;
-    let mut failures = Failures::default();
+    let mut failures = Failures::new("presence heartbeat");
     loop {
-        interval.tick().await;
-        match beat(&store, &claim, &mut hold_again).await {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = lease.wait_for(|lease| lease.instance != seen) => {}
+        }
+        let now = store.instance();
+        if now != seen {
+            seen = now;
+            hold_again = 2;
+        }
+        match maintain(&store, &mut hold_again).await {
             Ok(()) => failures.recovered(),
             Err(err) => failures.failed(&err),
         }
     }
 }
 
-/// One heartbeat; `hold_again` counts the beats that still hold every entry again.
-async fn beat(store: &Store, claim: &Claim, hold_again: &mut u8) -> Result<(), RedisBrokerError> {
-    match claim.refresh(store).await? {
-        Refreshed::Kept => {}
-        Refreshed::Expired => {
-            let old = store.instance();
-            if claim.renew(store).await? {
-                tracing::warn!(
-                    node = %store.config.node_id,
-                    "the node's claim expired (Redis was out of reach for a presence TTL): holding presence again as a new instance"
-                );
-                *hold_again = 2;
-                stamp(store, &store.instance()).await?;
-                hold_everything(store).await?;
-                *hold_again -= 1;
-                sweep_instance(store, &old).await?;
-            } else {
-                taken(store);
-            }
-        }
-        Refreshed::Taken => taken(store),
-    }
-    let own = store.instance();
-    stamp(store, &own).await?;
+/// One beat of [`maintenance_task`]; `hold_again` counts the beats that still hold every entry
+/// again.
+async fn maintain(store: &Store, hold_again: &mut u8) -> Result<(), RedisBrokerError> {
     remove_unheld(store).await?;
     if *hold_again > 0 {
         hold_everything(store).await?;
         *hold_again -= 1;
     }
-    sweep_dead(store, &own).await
+    sweep_dead(store).await
 }
 
-fn taken(store: &Store) {
-    tracing::error!(
-        node = %store.config.node_id,
-        "another node took this node's id (its claim expired while Redis was unreachable): presence is shared with it until one of them stops"
-    );
-}
-
-/// Stamps `instance`'s registry entry with the time.
-async fn stamp(store: &Store, instance: &str) -> Result<(), RedisBrokerError> {
-    let _: i64 = redis::cmd("ZADD")
-        .arg(store.nodes_key())
-        .arg(unix_ms())
-        .arg(instance)
-        .query_async(&mut store.conn.clone())
-        .await?;
-    Ok(())
-}
-
-/// Removes the entries whose removal failed earlier, unless they are held again.
+/// Removes the entries whose removal failed earlier, unless they are held again. Each is
+/// removed while no other write of the node is under way in its room (or waits for the next
+/// beat), so a join of the same user cannot land before the removal and be undone by it.
 async fn remove_unheld(store: &Store) -> Result<(), RedisBrokerError> {
-    let unheld = std::mem::take(&mut *lock(&store.unheld));
-    for (index, (room, user)) in unheld.iter().enumerate() {
-        if lock(&store.held).contains(room, user) {
-            continue;
-        }
-        if let Err(err) = store.presence_leave(room, user).await {
-            lock(&store.unheld).extend(unheld[index..].iter().cloned());
-            return Err(err);
-        }
+    let unheld: Vec<(String, String)> = {
+        let held = lock(&store.held);
+        let mut unheld = lock(&store.unheld);
+        unheld.retain(|(room, user)| !held.contains(room, user));
+        unheld.iter().cloned().collect()
+    };
+    let instance = store.instance();
+    for chunk in unheld.chunks(CHUNK) {
+        let removals = chunk.iter().map(|(room, user)| {
+            let instance = &instance;
+            async move {
+                if !lock(&store.held).begin_unheld(room, user) {
+                    return Ok(());
+                }
+                let exclusive = Exclusive {
+                    store,
+                    room,
+                    delisted: false,
+                };
+                let emptied = remove_entry(store, room, user, instance).await?;
+                drop(exclusive);
+                lock(&store.unheld).remove(&(room.clone(), user.clone()));
+                if emptied {
+                    delist(store, room, instance).await;
+                }
+                Ok::<_, RedisBrokerError>(())
+            }
+        });
+        futures_util::future::try_join_all(removals).await?;
     }
     Ok(())
 }
@@ -206,114 +294,35 @@ async fn remove_unheld(store: &Store) -> Result<(), RedisBrokerError> {
 /// Writes every entry this node holds again, under its current instance.
 async fn hold_everything(store: &Store) -> Result<(), RedisBrokerError> {
     let pairs = lock(&store.held).pairs();
-    let mut rooms: Vec<&str> = pairs.iter().map(|(room, _)| room.as_str()).collect();
-    rooms.dedup();
-    if !rooms.is_empty() {
-        let _: i64 = redis::cmd("SADD")
-            .arg(store.instance_rooms_key(&store.instance()))
-            .arg(&rooms)
-            .query_async(&mut store.conn.clone())
-            .await?;
-    }
-    // Every room is held, so `presence_join` lists none again.
     for chunk in pairs.chunks(CHUNK) {
         let writes = chunk
             .iter()
-            .map(|(room, user)| store.presence_join(room, user));
+            .map(|(room, user)| hold_entry_again(store, room, user));
         futures_util::future::try_join_all(writes).await?;
     }
     Ok(())
 }
 
-/// Sweeps the instances not stamped for a whole TTL whose claims have moved on.
-async fn sweep_dead(store: &Store, own: &str) -> Result<(), RedisBrokerError> {
-    let ttl = store.config.presence_ttl;
-    let cutoff = unix_ms().saturating_sub(ttl.as_millis() as u64);
-    let stale: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-        .arg(store.nodes_key())
-        .arg("-inf")
-        .arg(cutoff)
-        .arg("LIMIT")
-        .arg(0)
-        .arg(SWEEPS_PER_BEAT)
-        .query_async(&mut store.conn.clone())
-        .await?;
-    for instance in stale.iter().filter(|i| i.as_str() != own) {
-        // The claim, kept on Redis's clock, is the truth: a stale stamp may only be a skewed
-        // clock.
-        if let Some((id, token)) = instance.rsplit_once(':') {
-            let holder: Option<String> = redis::cmd("GET")
-                .arg(store.claim_key(id))
-                .query_async(&mut store.conn.clone())
-                .await?;
-            if holder.as_deref() == Some(token) {
-                continue;
-            }
-        }
-        let lock_key = format!("{}sweep:{instance}", store.config.prefix);
-        let locked: Option<String> = redis::cmd("SET")
-            .arg(&lock_key)
-            .arg(own)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl.as_millis() as u64)
-            .query_async(&mut store.conn.clone())
-            .await?;
-        if locked.is_some() {
-            sweep_instance(store, instance).await?;
-        }
+/// Writes `user`'s entry in `room` again, unless the user left; and removes it again if the
+/// user left while it was written.
+async fn hold_entry_again(store: &Store, room: &str, user: &str) -> Result<(), RedisBrokerError> {
+    if !lock(&store.held).contains(room, user) {
+        return Ok(());
+    }
+    let writing = writing(store, room).await?;
+    write_entry(&writing, user).await?;
+    drop(writing);
+    if !lock(&store.held).contains(room, user) {
+        leave(store, room, user).await?;
     }
     Ok(())
 }
 
-/// Removes every entry `instance` holds, room by room, announcing `offline` for users left
-/// without any; then its room list and registry entry.
-async fn sweep_instance(store: &Store, instance: &str) -> Result<(), RedisBrokerError> {
-    let list = store.instance_rooms_key(instance);
-    let rooms: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(&list)
-        .query_async(&mut store.conn.clone())
-        .await?;
-    let mut removed = 0;
-    for chunk in rooms.chunks(CHUNK) {
-        let sweeps = chunk.iter().map(|room| {
-            let (held, keys) = (store.held_key(room, instance), store.keys(room));
-            async move {
-                let removed: i64 = Store::with_presence_keys(&store.scripts.sweep, &held, &keys)
-                    .invoke_async(&mut store.conn.clone())
-                    .await?;
-                Ok::<_, RedisBrokerError>(removed)
-            }
-        });
-        removed += futures_util::future::try_join_all(sweeps)
-            .await?
-            .iter()
-            .sum::<i64>();
-    }
-    let _: i64 = redis::cmd("DEL")
-        .arg(&list)
-        .query_async(&mut store.conn.clone())
-        .await?;
-    let _: i64 = redis::cmd("ZREM")
-        .arg(store.nodes_key())
-        .arg(instance)
-        .query_async(&mut store.conn.clone())
-        .await?;
-    if removed > 0 || !rooms.is_empty() {
-        tracing::info!(
-            instance,
-            rooms = rooms.len(),
-            entries = removed,
-            "swept a node instance's presence"
-        );
-    }
-    Ok(())
-}
-
-/// Heartbeat failures, logged as one line when they start, then at most once a minute while
-/// they last, and once when they end: not one line per entry, room or beat.
-#[derive(Debug, Default)]
-struct Failures {
+/// Failures of a presence task, logged as one line when they start, then at most once a minute
+/// while they last, and once when they end: not one line per entry, room or beat.
+#[derive(Debug)]
+pub(super) struct Failures {
+    what: &'static str,
     count: u64,
     logged: Option<Instant>,
 }
@@ -321,18 +330,27 @@ struct Failures {
 impl Failures {
     const EVERY: Duration = Duration::from_secs(60);
 
-    fn failed(&mut self, err: &RedisBrokerError) {
+    pub(super) fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            count: 0,
+            logged: None,
+        }
+    }
+
+    pub(super) fn failed(&mut self, err: &RedisBrokerError) {
         self.count += 1;
         if self.logged.is_none_or(|at| at.elapsed() >= Self::EVERY) {
-            tracing::warn!(error = %err, failures = self.count, "presence heartbeat failed");
+            tracing::warn!(error = %err, failures = self.count, "{} failed", self.what);
             self.logged = Some(Instant::now());
         }
     }
 
-    fn recovered(&mut self) {
+    pub(super) fn recovered(&mut self) {
         if self.count > 0 {
-            tracing::info!(failures = self.count, "presence heartbeat recovered");
+            tracing::info!(failures = self.count, "{} recovered", self.what);
         }
-        *self = Self::default();
+        self.count = 0;
+        self.logged = None;
     }
 }

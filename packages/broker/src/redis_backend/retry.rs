@@ -1,10 +1,11 @@
 //! The command connection, retrying a command once when it finds the connection dropped.
 //!
 //! After Redis restarts, the node's command connection is dead until a command fails on it; the
-//! `ConnectionManager` (or the cluster client) then reconnects, but that first command has failed ("broken pipe"), and a
-//! user's join or send with it. Every command here is safe to send twice (reads, presence
-//! updates, nonce-deduplicated publishes), except a publish without a nonce, which goes through
-//! [`Retrying::once`] instead.
+//! `ConnectionManager` (or the cluster client) then reconnects, but that first command has
+//! failed ("broken pipe"), and a user's join or send with it. Every command here is safe to send
+//! twice, even one that ran before its reply was lost: reads, presence updates, and publishes,
+//! each deduplicated by a nonce (the node makes one for a publish that came without, see
+//! `publish`).
 
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
@@ -20,9 +21,9 @@ impl Retrying {
         Self(link)
     }
 
-    /// The connection without the retry, for a command that must not run twice.
-    pub(super) fn once(&self) -> Link {
-        self.0.clone()
+    /// Whether commands get through (see [`Link::is_up`]).
+    pub(super) fn is_up(&self) -> bool {
+        self.0.is_up()
     }
 }
 
@@ -35,10 +36,10 @@ fn dropped(err: &redis::RedisError) -> bool {
 impl ConnectionLike for Retrying {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            match self.0.req_packed_command(cmd).await {
+            match self.0.send(cmd).await {
                 Err(err) if dropped(&err) => {
                     tracing::debug!(error = %err, "redis connection dropped; retrying once");
-                    self.0.req_packed_command(cmd).await
+                    self.0.send(cmd).await
                 }
                 other => other,
             }
@@ -52,10 +53,10 @@ impl ConnectionLike for Retrying {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            match self.0.req_packed_commands(pipeline, offset, count).await {
+            match self.0.send_pipeline(pipeline, offset, count).await {
                 Err(err) if dropped(&err) => {
                     tracing::debug!(error = %err, "redis connection dropped; retrying once");
-                    self.0.req_packed_commands(pipeline, offset, count).await
+                    self.0.send_pipeline(pipeline, offset, count).await
                 }
                 other => other,
             }

@@ -2,11 +2,15 @@
 //! in `lua/`, one file per script or shared fragment; a script is its fragments concatenated.
 //!
 //! - `sweep.lua` removes a dead node instance's entries from one room (and announces `offline`);
-//!   the live nodes run it for each room the dead one listed (see `presence`).
+//!   the live nodes run it for each room the dead one listed (see `sweep`).
+//! - `lease.lua` defines `check_lease()`, which refuses a presence write (`join_presence.lua`,
+//!   `list_room.lua`) sent under a lease that is over on Redis's clock (see `claim`).
 //! - Every script starts with `local PUBLISH = ...`: the command its fragments publish with
-//!   (`SPUBLISH` in a cluster, where a room's channel is sharded, else `PUBLISH`).
+//!   (`SPUBLISH` in a cluster, where a room's channel is sharded, else `PUBLISH`), then
+//!   `ROOM_TTL` and `EMPTY_TTL`, the lifetimes of a room's keys in ms (see `ensure_epoch.lua`).
 //! - `join_presence.lua` defines `join_presence()`; `ensure_epoch.lua` makes the room's epoch if
-//!   needed and reads it into `epoch` (the epoch key is always the script's last key);
+//!   needed and reads it into `epoch`, and gives the room's keys their lifetimes (the stream,
+//!   trimmed marker and epoch keys are always the script's last three keys);
 //!   `members_page.lua` defines `members_page()`, a page of the room's names index (repaired
 //!   first if a node of an older version left it out of step with the users hash), for `join`
 //!   and `members`.
@@ -14,7 +18,11 @@
 //!   as the protocol crate does; the join script gets the protocol's `NONCE_FRAMING` as a
 //!   constant before it, so the Lua and the Rust count from one source.
 
+use std::time::Duration;
+
 use redis::Script;
+
+use super::{EMPTY_ROOM_TTL, RedisConfig};
 
 /// Every script the backend runs.
 pub(super) struct Scripts {
@@ -22,28 +30,44 @@ pub(super) struct Scripts {
     pub(super) presence_join: Script,
     pub(super) presence_leave: Script,
     pub(super) sweep: Script,
+    pub(super) list_room: Script,
     pub(super) join: Script,
     pub(super) members: Script,
     pub(super) epoch: Script,
 }
 
 impl Scripts {
-    /// The scripts; `sharded`: they publish with `SPUBLISH` (in a cluster), else `PUBLISH`.
-    pub(super) fn new(sharded: bool) -> Self {
-        let publish = if sharded {
-            "local PUBLISH = 'SPUBLISH'\n"
+    /// The scripts of a node with `config`: they publish with `SPUBLISH` in a cluster, else
+    /// `PUBLISH`, and give a room's keys the lifetimes of `config.room_ttl`.
+    pub(super) fn new(config: &RedisConfig) -> Self {
+        let publish = if config.cluster {
+            "SPUBLISH"
         } else {
-            "local PUBLISH = 'PUBLISH'\n"
+            "PUBLISH"
         };
-        let script = |parts: &[&str]| Script::new(&[&[publish][..], parts].concat().concat());
+        let ms = |ttl: Duration| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let room_ttl = config.room_ttl.map_or(0, ms);
+        let empty_ttl = ms(config
+            .room_ttl
+            .map_or(EMPTY_ROOM_TTL, |ttl| ttl.min(EMPTY_ROOM_TTL)));
+        let constants = format!(
+            "local PUBLISH = '{publish}'\nlocal ROOM_TTL = {room_ttl}\nlocal EMPTY_TTL = {empty_ttl}\n"
+        );
+        let script =
+            |parts: &[&str]| Script::new(&[&[constants.as_str()][..], parts].concat().concat());
         Self {
             publish: script(&[include_str!("lua/publish.lua")]),
             presence_join: script(&[
+                include_str!("lua/lease.lua"),
                 include_str!("lua/join_presence.lua"),
                 include_str!("lua/presence_join.lua"),
             ]),
             presence_leave: script(&[include_str!("lua/presence_leave.lua")]),
             sweep: script(&[include_str!("lua/sweep.lua")]),
+            list_room: script(&[
+                include_str!("lua/lease.lua"),
+                include_str!("lua/list_room.lua"),
+            ]),
             epoch: script(&[
                 include_str!("lua/ensure_epoch.lua"),
                 include_str!("lua/epoch.lua"),
@@ -51,6 +75,7 @@ impl Scripts {
             join: script(&[
                 &format!("local NONCE_FRAMING = {}\n", skat_protocol::NONCE_FRAMING),
                 include_str!("lua/message_size.lua"),
+                include_str!("lua/lease.lua"),
                 include_str!("lua/join_presence.lua"),
                 include_str!("lua/members_page.lua"),
                 include_str!("lua/ensure_epoch.lua"),

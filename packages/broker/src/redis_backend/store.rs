@@ -1,11 +1,16 @@
 //! The command side of the Redis backend: the command connection, the scripts, the keys of a
-//! room, stream reads, and this node's presence entries. It knows nothing of subscriptions (the
-//! router uses it to catch rooms up, never the other way round).
+//! room, stream reads, and this node's presence state (what it holds, the lease it writes
+//! under). It knows nothing of subscriptions (the router uses it to catch rooms up, never the
+//! other way round).
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::{Notify, watch};
+
+use super::claim::Lease;
 use super::codec::{Entries, decode_entries};
-use super::presence::Held;
+use super::held::Held;
 use super::retry::Retrying;
 use super::scripts::Scripts;
 use super::{RedisBrokerError, RedisConfig};
@@ -30,13 +35,18 @@ pub(super) struct Store {
     /// Commands; a command that finds the connection dropped is sent again once.
     pub(super) conn: Retrying,
     pub(super) scripts: Scripts,
-    /// Presence entries this node holds (see `presence`).
+    /// Presence entries this node holds (see `held`).
     pub(super) held: Mutex<Held>,
-    /// This node instance's name, `<node id>:<claim token>`, under which it holds presence
-    /// entries; a new claim (after the old one expired) makes a new instance.
-    pub(super) instance: Mutex<Arc<str>>,
-    /// Entries whose removal failed (Redis unreachable), removed again every heartbeat.
-    pub(super) unheld: Mutex<Vec<(String, String)>>,
+    /// The instance this node holds presence entries as (`<node id>:<claim token>`) and its
+    /// lease (see `claim`); a new claim (after the old one expired) makes a new instance.
+    pub(super) lease: watch::Sender<Lease>,
+    /// Asks the claim task for a refresh now (a write found the lease over).
+    pub(super) kick: Notify,
+    /// Wakes the writes waiting for an exclusive removal in their room to end (see `held`).
+    pub(super) exclusive_ended: Notify,
+    /// Entries (room, user) whose removal failed (Redis unreachable), removed again every
+    /// heartbeat.
+    pub(super) unheld: Mutex<HashSet<(String, String)>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -58,15 +68,29 @@ pub(super) struct Keys {
 }
 
 impl Store {
+    /// A store sending on `conn`, holding nothing yet, under no lease (see `claim`).
+    pub(super) fn new(config: RedisConfig, conn: Retrying) -> Self {
+        Self {
+            scripts: Scripts::new(&config),
+            config,
+            conn,
+            held: Mutex::default(),
+            unheld: Mutex::default(),
+            lease: watch::Sender::new(Lease::none()),
+            kick: Notify::new(),
+            exclusive_ended: Notify::new(),
+        }
+    }
+
     /// One key of a room: `<prefix>{<room>}:<kind>`, hash-tagged so a room's keys share a slot.
     /// The one place key names are made.
     pub(super) fn key(&self, room: &str, kind: &str) -> String {
         format!("{}{{{room}}}:{kind}", self.config.prefix)
     }
 
-    /// This node instance's name (see [`Store::instance`]).
+    /// The instance this node runs as now (see [`Store::lease`]).
     pub(super) fn instance(&self) -> Arc<str> {
-        Arc::clone(&crate::lock(&self.instance))
+        Arc::clone(&self.lease.borrow().instance)
     }
 
     /// The set of the users `instance` holds in `room`.
@@ -108,28 +132,6 @@ impl Store {
             names: self.key(room, "names"),
             trimmed: self.key(room, "trimmed"),
         }
-    }
-
-    /// Waits (up to a tenth of the command timeout: 0.2 s by default) until `wait_replicas` replicas have this
-    /// node's writes on `room`'s shard; a no-op with 0. Best effort: a shard that has no
-    /// replica in sync (right after a failover, until the old master rejoins as one) cannot
-    /// have its writes replicated, and refusing every send there would stop the room, so the
-    /// message is confirmed anyway and the shortfall logged.
-    pub(super) async fn replicated(&self, room: &str) -> Result<(), RedisBrokerError> {
-        let wanted = self.config.wait_replicas;
-        if wanted == 0 {
-            return Ok(());
-        }
-        let timeout = self.config.command_timeout / 10;
-        let acked = self
-            .conn
-            .once()
-            .wait_replicas(room, wanted, timeout)
-            .await?;
-        if acked < wanted {
-            tracing::debug!(%room, acked, wanted, "message not on enough replicas in time");
-        }
-        Ok(())
     }
 
     /// The command that publishes to a room's channel: sharded in a cluster, so a room's
@@ -175,56 +177,6 @@ impl Store {
             .key(&keys.channel)
             .key(&keys.names);
         invocation
-    }
-
-    /// Lists `room` among this instance's rooms before its first entry there, so that a
-    /// sweep after its death finds the entry.
-    pub(super) async fn list_room(&self, room: &str) -> Result<(), RedisBrokerError> {
-        if crate::lock(&self.held).has_room(room) {
-            return Ok(());
-        }
-        let _: i64 = redis::cmd("SADD")
-            .arg(self.instance_rooms_key(&self.instance()))
-            .arg(room)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(())
-    }
-
-    /// Records that this instance holds `user` in `room` (in Redis; the caller records it in
-    /// `held`).
-    pub(super) async fn presence_join(
-        &self,
-        room: &str,
-        user: &str,
-    ) -> Result<(), RedisBrokerError> {
-        self.list_room(room).await?;
-        let keys = self.keys(room);
-        let _: i64 =
-            Self::with_presence_keys(&self.scripts.presence_join, &self.own_held_key(room), &keys)
-                .arg(user)
-                .invoke_async(&mut self.conn.clone())
-                .await?;
-        Ok(())
-    }
-
-    /// Removes this instance's entry for `user` in `room` (in Redis; the caller forgets it in
-    /// `held`).
-    pub(super) async fn presence_leave(
-        &self,
-        room: &str,
-        user: &str,
-    ) -> Result<(), RedisBrokerError> {
-        let keys = self.keys(room);
-        let _: i64 = Self::with_presence_keys(
-            &self.scripts.presence_leave,
-            &self.own_held_key(room),
-            &keys,
-        )
-        .arg(user)
-        .invoke_async(&mut self.conn.clone())
-        .await?;
-        Ok(())
     }
 
     /// A page of the room's members by name, after `after` (from the first if `None`).

@@ -1,8 +1,23 @@
--- Makes the room's epoch if it has none (a new room, or one whose history Redis lost) and reads
--- it into `epoch`. The epoch key is the script's last key. The epoch is Redis's clock at
--- creation, `<seconds>.<microseconds>`, so a history that starts over gets another one.
--- `SET NX GET` (Redis 7) answers the epoch already there, or nil (false in Lua) if it set ours.
-local epoch_key = KEYS[#KEYS]
+-- Makes the room's epoch if it has none (a new room, or one whose history Redis lost or let
+-- expire) and reads it into `epoch`; keeps the room's keys alive. The script's last three keys are
+-- the room's stream, trimmed marker and epoch. The epoch is Redis's clock at creation,
+-- `<seconds>.<microseconds>`, so a history that starts over gets another one. `SET NX GET`
+-- (Redis 7) answers the epoch already there, or nil (false in Lua) if it set ours.
+-- Lifetimes (ROOM_TTL, EMPTY_TTL: ms, set before this fragment): a room with history keeps its
+-- keys for good with ROOM_TTL 0, else each use (this, or a publish) gives them ROOM_TTL again; a
+-- room without history (only joined) has an epoch that goes after EMPTY_TTL, so no name a client
+-- joins leaves a key for good. A publish makes it the history's (publish.lua).
+local stream_key, trimmed_key, epoch_key = KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
 local clock = redis.call('TIME')
 local made = string.format('%s.%06d', clock[1], tonumber(clock[2]))
-local epoch = redis.call('SET', epoch_key, made, 'NX', 'GET') or made
+local epoch
+if ROOM_TTL > 0 and redis.call('PEXPIRE', stream_key, ROOM_TTL) == 1 then
+  redis.call('PEXPIRE', trimmed_key, ROOM_TTL)
+  epoch = redis.call('SET', epoch_key, made, 'NX', 'GET', 'PX', ROOM_TTL)
+  if epoch then redis.call('PEXPIRE', epoch_key, ROOM_TTL) end
+elseif ROOM_TTL == 0 and redis.call('EXISTS', stream_key) == 1 then
+  epoch = redis.call('SET', epoch_key, made, 'NX', 'GET')
+else
+  epoch = redis.call('SET', epoch_key, made, 'NX', 'GET', 'PX', EMPTY_TTL)
+end
+epoch = epoch or made

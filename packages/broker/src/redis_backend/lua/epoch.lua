@@ -1,2 +1,2 @@
--- The room's epoch. KEYS: the epoch key. After ensure_epoch.lua.
+-- The room's epoch. KEYS: stream, trimmed marker, epoch. After ensure_epoch.lua.
 return epoch

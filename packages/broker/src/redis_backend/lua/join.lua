@@ -1,9 +1,9 @@
--- What a `joined` needs, in one round trip. After join_presence.lua, members_page.lua and
--- ensure_epoch.lua.
+-- What a `joined` needs, in one round trip. After lease.lua, join_presence.lua, members_page.lua
+-- and ensure_epoch.lua.
 -- KEYS: held, users, channel, names, stream, trimmed, epoch. ARGV: user, join presence (1/0),
 -- since ('' for none), recovery limit, page, recovery byte bound, bytes every message of the room
 -- counts beyond its fields (see message_size.lua), the client's epoch ('' for none), members listed
--- at most.
+-- at most, the end of the instance's lease (Unix ms; with join presence).
 -- Returns {members, entries, recovered (1/0), epoch, more members (1/0)}: the first members in
 -- name order; the messages after `since` if `since` is an id of this history and the messages
 -- after it are all kept and within both bounds (read in chunks, stopping as soon as they are
@@ -11,7 +11,7 @@
 local MAX_ID = '18446744073709551615-18446744073709551615'
 local MIN_ID = '0-0'
 local CHUNK = 100
-if ARGV[2] == '1' then join_presence() end
+if ARGV[2] == '1' then join_presence(ARGV[10]) end
 local members, more = members_page(KEYS[2], KEYS[4], '', tonumber(ARGV[9]))
 local since = ARGV[3]
 local same_history = ARGV[8] == '' or ARGV[8] == epoch

@@ -1,3 +1,4 @@
--- KEYS: held, users, channel, names. ARGV: user. After join_presence.lua.
-join_presence()
+-- KEYS: held, users, channel, names. ARGV: user, the lease's end (Unix ms). After
+-- join_presence.lua.
+join_presence(ARGV[2])
 return 1

@@ -1,0 +1,155 @@
+//! Sweeping the presence of node instances that are gone: dead ones found in the registry, a
+//! restarted node's previous ones, and a stopping node's own.
+//!
+//! Every heartbeat, each node reads the registry's instances not stamped for a whole TTL, on
+//! Redis's clock (stamps are Redis's clock too, see `claim`), so node clocks never enter into
+//! it. One whose claim still holds its token is alive (a node of an older version stamping with
+//! a slow clock, or whose stamps failed while its refreshes did not): it is stamped on its behalf,
+//! so that it leaves the oldest few the scan returns and cannot hide dead ones behind it forever.
+//! One whose claim moved on is dead: the first node to lock it sweeps it, one script per room it
+//! listed (removing its set, counting down, announcing `offline`), taking each room off its list
+//! as it goes, so a sweep that stops half way leaves exactly the rest for the next. Its registry
+//! entry goes last, once its list is empty. An instance's writes are fenced by its lease, which
+//! ends before its claim can lapse: nothing it writes arrives after the sweep.
+
+use super::RedisBrokerError;
+use super::claim::{Stamp, stamp};
+use super::store::Store;
+
+/// Instances a heartbeat examines at most (the oldest first): a burst of dead nodes is swept
+/// over a few heartbeats.
+const SWEEPS_PER_BEAT: usize = 16;
+/// Rooms swept at once.
+pub(super) const CHUNK: usize = 64;
+
+/// The node id and claim token of an instance (`<node id>:<token>`), split at the last `:`: a
+/// token has none, and neither has a valid node id, so the id is exact (an older node's id
+/// could hold one: `chat:2`'s instances are not `chat`'s).
+fn split_instance(instance: &str) -> Option<(&str, &str)> {
+    instance.rsplit_once(':')
+}
+
+/// The node id an instance belongs to.
+fn node_of(instance: &str) -> Option<&str> {
+    split_instance(instance).map(|(id, _)| id)
+}
+
+/// Before the node serves: sweeps what previous instances with this node's id left (they are
+/// dead: this one holds the claim) and registers this instance.
+pub(super) async fn start(store: &Store) -> Result<(), RedisBrokerError> {
+    let own = store.instance();
+    let registered: Vec<String> = redis::cmd("ZRANGE")
+        .arg(store.nodes_key())
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut store.conn.clone())
+        .await?;
+    let mine =
+        |i: &&String| node_of(i) == Some(store.config.node_id.as_str()) && i.as_str() != &*own;
+    for previous in registered.iter().filter(mine) {
+        sweep_instance(store, previous).await?;
+    }
+    stamp(store, &own, Stamp::Always).await
+}
+
+/// On an orderly stop: removes whatever entries this instance still holds (connections the
+/// shutdown did not close in time), announcing `offline` for them.
+pub(super) async fn stop(store: &Store) -> Result<(), RedisBrokerError> {
+    sweep_instance(store, &store.instance()).await
+}
+
+/// Sweeps the instances not stamped for a whole TTL whose claims have moved on.
+pub(super) async fn sweep_dead(store: &Store) -> Result<(), RedisBrokerError> {
+    let own = store.instance();
+    let ttl = store.config.presence_ttl;
+    let now = store.lease.borrow().redis_now();
+    let cutoff = now.saturating_sub(ttl.as_millis() as u64);
+    let stale: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+        .arg(store.nodes_key())
+        .arg("-inf")
+        .arg(cutoff)
+        .arg("LIMIT")
+        .arg(0)
+        .arg(SWEEPS_PER_BEAT)
+        .query_async(&mut store.conn.clone())
+        .await?;
+    for instance in stale.iter().filter(|i| i.as_str() != &*own) {
+        // The claim is the truth: a stale stamp may come from a clock or a failed stamp.
+        if let Some((id, token)) = split_instance(instance) {
+            let holder: Option<String> = redis::cmd("GET")
+                .arg(store.claim_key(id))
+                .query_async(&mut store.conn.clone())
+                .await?;
+            if holder.as_deref() == Some(token) {
+                stamp(store, instance, Stamp::Existing).await?;
+                continue;
+            }
+        }
+        let lock_key = format!("{}sweep:{instance}", store.config.prefix);
+        let locked: Option<String> = redis::cmd("SET")
+            .arg(&lock_key)
+            .arg(&*own)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(&mut store.conn.clone())
+            .await?;
+        if locked.is_some() {
+            sweep_instance(store, instance).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes every entry `instance` holds, room by room, announcing `offline` for users left
+/// without any, and each room from its list once swept; then its registry entry.
+pub(super) async fn sweep_instance(store: &Store, instance: &str) -> Result<(), RedisBrokerError> {
+    let list = store.instance_rooms_key(instance);
+    let rooms: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(&list)
+        .query_async(&mut store.conn.clone())
+        .await?;
+    let mut removed = 0;
+    for chunk in rooms.chunks(CHUNK) {
+        let sweeps = chunk.iter().map(|room| {
+            let (held, keys) = (store.held_key(room, instance), store.keys(room));
+            async move {
+                let removed: i64 = Store::with_presence_keys(&store.scripts.sweep, &held, &keys)
+                    .invoke_async(&mut store.conn.clone())
+                    .await?;
+                Ok::<_, RedisBrokerError>(removed)
+            }
+        });
+        removed += futures_util::future::try_join_all(sweeps)
+            .await?
+            .iter()
+            .sum::<i64>();
+        let _: i64 = redis::cmd("SREM")
+            .arg(&list)
+            .arg(chunk)
+            .query_async(&mut store.conn.clone())
+            .await?;
+    }
+    // A room listed meanwhile (only the instance itself could, while its lease lasted) keeps
+    // the entry for the next sweep.
+    let left: i64 = redis::cmd("SCARD")
+        .arg(&list)
+        .query_async(&mut store.conn.clone())
+        .await?;
+    if left == 0 {
+        let _: i64 = redis::cmd("ZREM")
+            .arg(store.nodes_key())
+            .arg(instance)
+            .query_async(&mut store.conn.clone())
+            .await?;
+    }
+    if removed > 0 || !rooms.is_empty() {
+        tracing::info!(
+            instance,
+            rooms = rooms.len(),
+            entries = removed,
+            "swept a node instance's presence"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,454 @@
+//! Publishes that wait for replicas (`wait_replicas`, Redis `WAIT`), on connections of their own.
+//!
+//! `WAIT` counts only the writes of the connection it is sent on, and blocks that connection
+//! until the replicas have them or the wait is over. On the node's shared, multiplexed command
+//! connection it would hold every other command of the node to that server (joins, history,
+//! presence, the heartbeat that keeps the node's claim) behind it, a whole wait each while a
+//! replica lags: joins would time out and the claim lapse. So a publish that waits takes a
+//! connection of its own from a small pool, runs the publish script and `WAIT` on it, and gives it
+//! back: a lagging replica slows the node's publishes, and nothing else.
+//!
+//! Waiting only helps when the master has a replica: right after a failover the new master has
+//! none until the old one rejoins, and every publish would wait out the full time for nothing.
+//! So the node counts each master's replicas in sync (`ROLE` on one server; one `CLUSTER SHARDS`
+//! for a whole cluster) every few seconds, and again soon after a shortfall, not per message; it
+//! waits for as many as there are, up to `wait_replicas`, and with none it publishes on the
+//! shared connection as without `wait_replicas` (one round trip).
+//!
+//! A message confirmed before enough replicas had it (none in sync, or a replica lagging past the
+//! wait) is a shortfall: logged as a warning when they start, at most once a minute while they
+//! last (with their count), and once when they end, not once per message.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::Value;
+use redis::cluster::ClusterClient;
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use super::link::{Link, client, cluster_builder, slot};
+use super::{RedisBrokerError, RedisConfig};
+use crate::lock;
+
+/// Connections a node's waiting publishes use at most at once: each holds one for a round trip
+/// and the replication (the whole wait while a replica lags). More publishes queue for one.
+const CONNECTIONS: usize = 8;
+/// How often the replicas are counted again.
+const RECOUNT: Duration = Duration::from_secs(5);
+/// How soon after a shortfall they are counted again (the replica may be gone).
+const RECOUNT_AFTER_SHORTFALL: Duration = Duration::from_secs(1);
+/// How often a shortfall that goes on is logged again.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Where the connections of waiting publishes come from.
+enum Source {
+    Single {
+        client: redis::Client,
+        config: redis::AsyncConnectionConfig,
+    },
+    Cluster(ClusterClient),
+}
+
+/// The publishes of a node that wait for replicas: their connections, what is known of the
+/// replicas, and the shortfalls.
+pub(super) struct Waits {
+    /// Replicas a message should reach (`wait_replicas`, at least 1).
+    wanted: u32,
+    /// How long a `WAIT` waits.
+    wait: Duration,
+    source: Source,
+    /// Connections no publish uses now.
+    idle: Mutex<Vec<Link>>,
+    /// One per connection in use or idle: [`CONNECTIONS`] at most.
+    permits: Semaphore,
+    known: Mutex<Known>,
+    /// Whether a publish is counting the replicas now (the others go on with what is known).
+    counting: AtomicBool,
+    shortfalls: Mutex<Shortfalls>,
+}
+
+impl std::fmt::Debug for Waits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waits")
+            .field("wanted", &self.wanted)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the node last learnt of the replicas.
+#[derive(Debug, Default)]
+struct Known {
+    /// When: `None` before the first count.
+    counted: Option<Instant>,
+    /// Whether a shortfall since asks for a count sooner.
+    doubted: bool,
+    replicas: Replicas,
+}
+
+/// Replicas in sync, by master.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+enum Replicas {
+    /// Not counted (yet, or the count failed): assume the wanted number.
+    #[default]
+    Unknown,
+    /// Of the one server.
+    Single(u32),
+    /// Of each shard of a cluster: its slot ranges (first, last, inclusive) and replicas.
+    Slots(Vec<(u16, u16, u32)>),
+}
+
+impl Replicas {
+    /// The replicas in sync with the master of `room`, if known.
+    fn of(&self, room: &str) -> Option<u32> {
+        match self {
+            Self::Unknown => None,
+            Self::Single(replicas) => Some(*replicas),
+            Self::Slots(ranges) => {
+                let slot = slot(room);
+                ranges
+                    .iter()
+                    .find(|(first, last, _)| (*first..=*last).contains(&slot))
+                    .map(|(_, _, replicas)| *replicas)
+            }
+        }
+    }
+}
+
+impl Waits {
+    /// The waits of a node with `config` (whose `wait_replicas` is at least 1); connects
+    /// nothing yet.
+    pub(super) fn new(config: &RedisConfig) -> redis::RedisResult<Self> {
+        let source = if config.cluster {
+            Source::Cluster(cluster_builder(config)?.build()?)
+        } else {
+            let timeout = Some(config.command_timeout);
+            Source::Single {
+                client: client(config)?,
+                config: redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(timeout)
+                    .set_response_timeout(timeout),
+            }
+        };
+        Ok(Self {
+            wanted: config.wait_replicas,
+            wait: config.command_timeout / 10,
+            source,
+            idle: Mutex::default(),
+            permits: Semaphore::new(CONNECTIONS),
+            known: Mutex::default(),
+            counting: AtomicBool::new(false),
+            shortfalls: Mutex::default(),
+        })
+    }
+
+    /// How many replicas a publish to `room` should wait for now: 0 if its master has none in
+    /// sync (a shortfall, logged). Counts them first when the count is due.
+    pub(super) async fn wanted(&self, room: &str) -> u32 {
+        if self.count_due() && !self.counting.swap(true, Ordering::Acquire) {
+            // Cleared however this ends, a publish given up on included.
+            let _counting = Counting(&self.counting);
+            let counted = self.count().await;
+            let mut known = lock(&self.known);
+            match counted {
+                Ok(replicas) => known.replicas = replicas,
+                Err(err) => {
+                    tracing::debug!(error = %err, "could not count the replicas");
+                    known.replicas = Replicas::Unknown;
+                }
+            }
+            known.counted = Some(Instant::now());
+            known.doubted = false;
+        }
+        let replicas = lock(&self.known).replicas.of(room);
+        let wanted = replicas.map_or(self.wanted, |replicas| replicas.min(self.wanted));
+        if wanted == 0 {
+            lock(&self.shortfalls).short(room, 0, self.wanted, "the master has no replica in sync");
+        }
+        wanted
+    }
+
+    fn count_due(&self) -> bool {
+        let known = lock(&self.known);
+        let after = if known.doubted {
+            RECOUNT_AFTER_SHORTFALL
+        } else {
+            RECOUNT
+        };
+        known.counted.is_none_or(|at| at.elapsed() >= after)
+    }
+
+    /// Runs the publish script `invocation` for `room`, then waits until `wanted` replicas (at
+    /// least 1) have it or the wait is over, on a connection nothing else uses meanwhile. A
+    /// shortfall is logged, not an error: the message is stored, and refusing it would stop
+    /// the room while a replica lags.
+    pub(super) async fn publish<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+        room: &str,
+        wanted: u32,
+    ) -> Result<T, RedisBrokerError> {
+        let (permit, mut link) = self.lease().await?;
+        let reply = match invocation.invoke_async(&mut link).await {
+            // An idle connection that died (Redis restarted): once more on a new one. Safe, as
+            // every publish has a nonce.
+            Err(err) if err.is_connection_dropped() => {
+                link = self.connect().await?;
+                invocation.invoke_async(&mut link).await?
+            }
+            reply => reply?,
+        };
+        let acked = link.wait_replicas(room, wanted, self.wait).await?;
+        self.give_back(permit, link);
+        let mut shortfalls = lock(&self.shortfalls);
+        if acked < self.wanted {
+            let why = if acked < wanted {
+                "a replica lags: the message is not on enough replicas in time"
+            } else {
+                "the master has fewer replicas in sync than wanted"
+            };
+            shortfalls.short(room, acked, self.wanted, why);
+            if acked < wanted {
+                lock(&self.known).doubted = true;
+            }
+        } else {
+            shortfalls.met();
+        }
+        Ok(reply)
+    }
+
+    /// A connection of the pool (an idle one, or a new one), with the permit that counts it.
+    /// Dropped instead of given back, the connection is closed (after an error, it may be dead).
+    async fn lease(&self) -> Result<(SemaphorePermit<'_>, Link), RedisBrokerError> {
+        // Never closed: acquiring cannot fail.
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| RedisBrokerError::Unavailable)?;
+        let idle = lock(&self.idle).pop();
+        let link = match idle {
+            Some(link) => link,
+            None => self.connect().await?,
+        };
+        Ok((permit, link))
+    }
+
+    fn give_back(&self, permit: SemaphorePermit<'_>, link: Link) {
+        lock(&self.idle).push(link);
+        drop(permit);
+    }
+
+    async fn connect(&self) -> redis::RedisResult<Link> {
+        match &self.source {
+            Source::Single { client, config } => Ok(Link::Own(
+                client
+                    .get_multiplexed_async_connection_with_config(config)
+                    .await?,
+            )),
+            Source::Cluster(client) => Ok(Link::Cluster(client.get_async_connection().await?)),
+        }
+    }
+
+    /// Counts the replicas in sync of every master, on a connection of the pool.
+    async fn count(&self) -> Result<Replicas, RedisBrokerError> {
+        let (permit, mut link) = self.lease().await?;
+        let replicas = match &self.source {
+            Source::Single { .. } => {
+                let role: Value = redis::cmd("ROLE").query_async(&mut link).await?;
+                // A replica has no one to wait for (the command link reports it).
+                Replicas::Single(master_replicas(&role).unwrap_or(0))
+            }
+            Source::Cluster(_) => {
+                let shards: Value = redis::cmd("CLUSTER")
+                    .arg("SHARDS")
+                    .query_async(&mut link)
+                    .await?;
+                Replicas::Slots(replicas_of_shards(&shards))
+            }
+        };
+        self.give_back(permit, link);
+        Ok(replicas)
+    }
+}
+
+/// Clears [`Waits::counting`] when dropped.
+struct Counting<'a>(&'a AtomicBool);
+
+impl Drop for Counting<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// The replicas a `ROLE` reply lists as connected to a master; `None` if it is not a master's
+/// (a replica's, or a reply this does not understand).
+pub(super) fn master_replicas(role: &Value) -> Option<u32> {
+    match role {
+        Value::Array(fields) => match (fields.first().and_then(text), fields.get(2)) {
+            (Some("master"), Some(Value::Array(replicas))) => {
+                Some(u32::try_from(replicas.len()).unwrap_or(u32::MAX))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Each shard's slot ranges and replicas in good health, from a `CLUSTER SHARDS` reply.
+fn replicas_of_shards(shards: &Value) -> Vec<(u16, u16, u32)> {
+    let Value::Array(shards) = shards else {
+        return Vec::new();
+    };
+    let mut ranges = Vec::new();
+    for shard in shards {
+        let online = match field(shard, "nodes") {
+            Some(Value::Array(nodes)) => nodes
+                .iter()
+                .filter(|node| {
+                    field(node, "role").and_then(text) == Some("replica")
+                        && field(node, "health").and_then(text) == Some("online")
+                })
+                .count(),
+            _ => 0,
+        };
+        let online = u32::try_from(online).unwrap_or(u32::MAX);
+        if let Some(Value::Array(slots)) = field(shard, "slots") {
+            for pair in slots.chunks_exact(2) {
+                if let [Value::Int(first), Value::Int(last)] = pair
+                    && let (Ok(first), Ok(last)) = (u16::try_from(*first), u16::try_from(*last))
+                {
+                    ranges.push((first, last, online));
+                }
+            }
+        }
+    }
+    ranges
+}
+
+/// The value of `name` in a reply that is a map (RESP3) or a flat list of names and values.
+fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    match value {
+        Value::Map(pairs) => pairs
+            .iter()
+            .find(|(key, _)| text(key) == Some(name))
+            .map(|(_, value)| value),
+        Value::Array(items) => items
+            .chunks_exact(2)
+            .find(|pair| text(&pair[0]) == Some(name))
+            .map(|pair| &pair[1]),
+        _ => None,
+    }
+}
+
+/// A reply's string, if it is one.
+fn text(value: &Value) -> Option<&str> {
+    match value {
+        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok(),
+        Value::SimpleString(text) => Some(text),
+        _ => None,
+    }
+}
+
+/// Messages confirmed before enough replicas had them, logged when they start, at most once a
+/// [`LOG_EVERY`] while they last, and when they end.
+#[derive(Debug, Default)]
+struct Shortfalls {
+    count: u64,
+    logged: Option<Instant>,
+}
+
+impl Shortfalls {
+    fn short(&mut self, room: &str, acked: u32, wanted: u32, why: &str) {
+        self.count += 1;
+        if self.logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
+            tracing::warn!(
+                %room,
+                acked,
+                wanted,
+                shortfalls = self.count,
+                "messages confirmed before reaching the wanted replicas: {why}"
+            );
+            self.logged = Some(Instant::now());
+        }
+    }
+
+    fn met(&mut self) {
+        if self.count > 0 {
+            tracing::info!(
+                shortfalls = self.count,
+                "messages reach the wanted replicas again"
+            );
+        }
+        *self = Self::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn role_counts_a_masters_replicas() {
+        let replica = Value::Array(vec![bulk("127.0.0.1"), bulk("7001"), bulk("42")]);
+        let master = |replicas| Value::Array(vec![bulk("master"), Value::Int(42), replicas]);
+        assert_eq!(master_replicas(&master(Value::Array(vec![]))), Some(0));
+        assert_eq!(
+            master_replicas(&master(Value::Array(vec![replica.clone(), replica]))),
+            Some(2)
+        );
+        let demoted = Value::Array(vec![
+            bulk("slave"),
+            bulk("127.0.0.1"),
+            Value::Int(7000),
+            bulk("connected"),
+            Value::Int(42),
+        ]);
+        assert_eq!(master_replicas(&demoted), None);
+        assert_eq!(master_replicas(&Value::Nil), None);
+    }
+
+    #[test]
+    fn cluster_shards_give_each_slot_range_its_healthy_replicas() {
+        let node = |role: &str, health: &str| {
+            Value::Array(vec![
+                bulk("id"),
+                bulk("abc"),
+                bulk("role"),
+                bulk(role),
+                bulk("health"),
+                bulk(health),
+            ])
+        };
+        let shard = |slots: Vec<i64>, nodes| {
+            Value::Array(vec![
+                bulk("slots"),
+                Value::Array(slots.into_iter().map(Value::Int).collect()),
+                bulk("nodes"),
+                Value::Array(nodes),
+            ])
+        };
+        let shards = Value::Array(vec![
+            shard(
+                vec![0, 100, 200, 300],
+                vec![node("master", "online"), node("replica", "online")],
+            ),
+            // Failed over: the old master is a replica that is down.
+            shard(
+                vec![101, 199],
+                vec![node("master", "online"), node("replica", "failed")],
+            ),
+        ]);
+        let ranges = replicas_of_shards(&shards);
+        assert_eq!(ranges, [(0, 100, 1), (200, 300, 1), (101, 199, 0)]);
+        let replicas = Replicas::Slots(ranges);
+        // "foo" is slot 12182, in no range here; "123456789" is 12739.
+        assert_eq!(replicas.of("foo"), None);
+        let map = Value::Map(vec![(bulk("slots"), Value::Array(vec![]))]);
+        assert!(field(&map, "slots").is_some());
+    }
+}
