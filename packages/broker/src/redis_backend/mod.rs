@@ -118,6 +118,7 @@ mod held;
 mod link;
 mod presence;
 mod publish;
+mod reply;
 mod retry;
 mod rooms;
 mod route;

@@ -16,6 +16,7 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 
 use super::driver::{Addr, PubSubSource};
+use super::reply::{field, int, text};
 use super::router::Router;
 use super::shard::{self, Backoff};
 use super::store::Store;
@@ -197,31 +198,6 @@ async fn read(
     Ok(topology)
 }
 
-/// The fields of a RESP3 map, or of a RESP2 array of alternating names and values.
-fn fields(value: &Value) -> Vec<(String, &Value)> {
-    let name = |v: &Value| redis::from_redis_value_ref::<String>(v).unwrap_or_default();
-    match value {
-        Value::Map(pairs) => pairs.iter().map(|(k, v)| (name(k), v)).collect(),
-        Value::Array(items) => items
-            .chunks_exact(2)
-            .map(|pair| (name(&pair[0]), &pair[1]))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn field<'a>(fields: &[(String, &'a Value)], name: &str) -> Option<&'a Value> {
-    fields.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
-}
-
-fn string(value: Option<&Value>) -> Option<String> {
-    value.and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
-}
-
-fn int(value: Option<&Value>) -> Option<i64> {
-    value.and_then(|v| redis::from_redis_value_ref::<i64>(v).ok())
-}
-
 /// Parses a `CLUSTER SHARDS` reply; `tls`: take the nodes' TLS ports.
 fn parse(reply: &Value, tls: bool) -> redis::RedisResult<Topology> {
     let malformed =
@@ -231,37 +207,32 @@ fn parse(reply: &Value, tls: bool) -> redis::RedisResult<Topology> {
     };
     let mut topology = Topology::default();
     for shard in shards {
-        let shard = fields(shard);
-        let Some(Value::Array(bounds)) = field(&shard, "slots") else {
+        let Some(Value::Array(bounds)) = field(shard, "slots") else {
             return Err(malformed());
         };
         let bounds: Vec<u16> = bounds
             .iter()
-            .filter_map(|b| int(Some(b)).and_then(|b| u16::try_from(b).ok()))
+            .filter_map(|b| int(b).and_then(|b| u16::try_from(b).ok()))
             .collect();
         let slots: Vec<(u16, u16)> = bounds.chunks_exact(2).map(|b| (b[0], b[1])).collect();
-        let Some(Value::Array(nodes)) = field(&shard, "nodes") else {
+        let Some(Value::Array(nodes)) = field(shard, "nodes") else {
             return Err(malformed());
         };
         let mut master = None;
         for node in nodes {
-            let node = fields(node);
-            let host = string(field(&node, "endpoint"))
-                .filter(|e| !e.is_empty() && e != "?")
-                .or_else(|| string(field(&node, "ip")));
-            let port = if tls {
-                int(field(&node, "tls-port"))
-            } else {
-                int(field(&node, "port"))
-            };
+            let named = |name| field(node, name).and_then(text);
+            let host = named("endpoint")
+                .filter(|e| !e.is_empty() && *e != "?")
+                .or_else(|| named("ip"));
+            let port = field(node, if tls { "tls-port" } else { "port" }).and_then(int);
             let (Some(host), Some(port)) = (host, port.and_then(|p| u16::try_from(p).ok())) else {
                 continue;
             };
             // "fail" on Redis 7.0, "failed" in its documentation.
-            let failed = string(field(&node, "health")).is_some_and(|h| h.starts_with("fail"));
-            let addr = (host, port);
+            let failed = named("health").is_some_and(|h| h.starts_with("fail"));
+            let addr = (host.to_owned(), port);
             topology.nodes.push(addr.clone());
-            let is_master = string(field(&node, "role")).is_some_and(|r| r == "master");
+            let is_master = named("role") == Some("master");
             // A failed master may still be listed beside the replica that replaced it.
             if is_master && master.as_ref().is_none_or(|(_, failed)| *failed) {
                 master = Some((addr, failed));

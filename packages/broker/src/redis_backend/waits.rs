@@ -28,6 +28,7 @@ use redis::cluster::ClusterClient;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::link::{Link, client, cluster_builder, slot};
+use super::reply::{field, text};
 use super::{RedisBrokerError, RedisConfig};
 use crate::lock;
 
@@ -324,30 +325,6 @@ fn replicas_of_shards(shards: &Value) -> Vec<(u16, u16, u32)> {
         }
     }
     ranges
-}
-
-/// The value of `name` in a reply that is a map (RESP3) or a flat list of names and values.
-fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
-    match value {
-        Value::Map(pairs) => pairs
-            .iter()
-            .find(|(key, _)| text(key) == Some(name))
-            .map(|(_, value)| value),
-        Value::Array(items) => items
-            .chunks_exact(2)
-            .find(|pair| text(&pair[0]) == Some(name))
-            .map(|pair| &pair[1]),
-        _ => None,
-    }
-}
-
-/// A reply's string, if it is one.
-fn text(value: &Value) -> Option<&str> {
-    match value {
-        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok(),
-        Value::SimpleString(text) => Some(text),
-        _ => None,
-    }
 }
 
 /// Messages confirmed before enough replicas had them, logged when they start, at most once a
