@@ -155,7 +155,13 @@ async fn settle(
         }
     }
     if lost {
-        tracing::error!(%room, "the room's stream lost messages this node delivered; starting a new epoch");
+        if newest.is_some() {
+            tracing::error!(%room, "the room's stream lost messages this node delivered; starting a new epoch");
+        } else {
+            // Expired (unused for `room_ttl`: its epoch went with it) or lost with Redis's data;
+            // the epoch is dropped all the same, in case it outlived the stream.
+            tracing::warn!(%room, "the room's stream is gone (expired, or lost with Redis's data): its history starts again");
+        }
         if let Err(err) = store.forget_epoch(&room).await {
             tracing::warn!(%room, error = %err, "could not start a new epoch");
         }
