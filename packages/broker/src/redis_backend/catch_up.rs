@@ -112,14 +112,25 @@ async fn settle(
         tracing::error!(%room, "stream trimmed past this node's position; messages lost for it");
     }
     let (mut delivered, mut lost, mut first) = (0, false, true);
+    // Where the route stood when its page was read.
+    let mut read_after = from;
     loop {
         let full = page.len() == PAGE;
         let step = router.with_route(channel, |route| {
             if !route.holding(hold) {
                 // Listed again since (its connection was lost again, or it moved), or settled
-                // by another catch-up: only what cannot be wrong for that one.
+                // by another catch-up: only what cannot be wrong for that one (starting a route
+                // that never started: everything after `newest` comes live or from that
+                // catch-up, which reads on from where the route stands).
                 route.start_at(newest.unwrap_or(MessageId::MIN));
                 return Step::Superseded;
+            }
+            if route.last != read_after {
+                // Started by a superseded catch-up after this one read its page from nowhere:
+                // what came after that start is not in the page, so read on from it.
+                first = false;
+                read_after = route.last;
+                return Step::ReadAfter(route.last);
             }
             match route.last {
                 None => route.start_at(newest.unwrap_or(MessageId::MIN)),
@@ -134,6 +145,7 @@ async fn settle(
                 Some(_) => delivered += route.replay(std::mem::take(&mut page)),
             }
             if full {
+                read_after = route.last;
                 return Step::ReadAfter(route.last);
             }
             if let Some(members) = members.take() {
@@ -143,6 +155,7 @@ async fn settle(
                 Step::Done
             } else {
                 // Held events overflowed: they are in the stream, after the last id.
+                read_after = route.last;
                 Step::ReadAfter(route.last)
             }
         });
@@ -288,11 +301,7 @@ mod tests {
 
     /// A store and a router on a fresh `redis-server`.
     async fn on_redis(redis: &skat_testkit::RedisServer) -> (Store, Router) {
-        let config = super::super::RedisConfig::new(redis.url(), "unit");
-        let (link, _) = super::super::link::connect(&config).await.unwrap();
-        let router = Router::new(&config, tokio::sync::watch::channel(false).0);
-        let store = Store::new(config, super::super::retry::Retrying::new(link));
-        (store, router)
+        on_url(redis.url()).await
     }
 
     /// A route subscribed but not yet told where the stream ended when its connection came back
@@ -321,5 +330,59 @@ mod tests {
         });
         assert_eq!(seqs(&record), ["4"], "live again");
         assert_eq!(router.stats().catch_ups, 1);
+    }
+
+    /// A route's start (the subscription's catch-up) is superseded by a re-listing (the
+    /// connection dropped) and sets the route's start after the newer catch-up read the room
+    /// from nowhere: the newer one reads on from that start, so a message published after it
+    /// reaches the sinks (the review's H1).
+    #[tokio::test]
+    async fn a_start_set_by_a_superseded_catch_up_is_read_on_from() {
+        let redis = skat_testkit::RedisServer::start().await;
+        let proxy = skat_testkit::Proxy::start(redis.port()).await;
+        let (store, router) = on_proxy(&proxy).await;
+        let stream = store.key("r", "stream");
+        let add = |seq: u64| {
+            let (redis, stream) = (&redis, &stream);
+            async move {
+                let entry = super::super::codec::encode_message("a", None, &seq.to_string());
+                let id = format!("5-{seq}");
+                let added = redis.command(&["XADD", stream, &id, "d", &entry]).await;
+                assert!(added.is_some_and(|r| r.starts_with('$')));
+            }
+        };
+        add(1).await;
+        let record = Arc::new(Record::default());
+        let channel = store.channel("r");
+        router.add(&channel, "r", Arc::clone(&record) as Arc<dyn RoomSink>);
+        // The subscription's start, then the re-listing after a drop.
+        router.with_route(&channel, Route::hold).unwrap();
+        let relisted = router.with_route(&channel, Route::hold).unwrap();
+        proxy.hold_replies_to("XREVRANGE");
+        let catching = catch_up(&store, &router, vec![(channel.clone(), relisted)]);
+        tokio::pin!(catching);
+        tokio::select! {
+            () = &mut catching => panic!("the read was not held"),
+            () = proxy.holding() => {}
+        }
+        // The superseded start settles what it can: where the route starts.
+        router.with_route(&channel, |route| route.start_at(MessageId { ms: 5, seq: 1 }));
+        add(2).await;
+        proxy.release();
+        catching.await;
+        assert_eq!(seqs(&record), ["2"]);
+    }
+
+    /// [`on_redis`], through `proxy`.
+    async fn on_proxy(proxy: &skat_testkit::Proxy) -> (Store, Router) {
+        on_url(proxy.url()).await
+    }
+
+    async fn on_url(url: String) -> (Store, Router) {
+        let config = super::super::RedisConfig::new(url, "unit");
+        let (link, _) = super::super::link::connect(&config).await.unwrap();
+        let router = Router::new(&config, tokio::sync::watch::channel(false).0);
+        let store = Store::new(config, super::super::retry::Retrying::new(link));
+        (store, router)
     }
 }
