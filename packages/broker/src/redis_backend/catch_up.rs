@@ -7,10 +7,13 @@
 //! hundreds of round trips, not 75,000. The route is then settled under the router's lock (see
 //! `route`): the page delivered, presence changes announced, held events released.
 //!
-//! A stream whose newest id is below the last one delivered lost acknowledged writes (a master
-//! failed over to a replica that had not got them): the room's epoch is dropped, so clients'
-//! `since` from the lost history recover nothing, and the route starts again from the new
-//! history's newest id, so a new master whose clock is behind is not taken for a repeat.
+//! A stream whose newest id is below the last one delivered, or that no longer holds that message
+//! though it was not trimmed away, lost acknowledged writes (a master failed over to a replica
+//! that had not got them): the room's epoch is dropped, so clients' `since` from the lost history
+//! recover nothing. The route goes on from the new history's newest id (so a new master whose
+//! clock is behind is not taken for a repeat), or, if the new history already has messages past
+//! the last one delivered, delivers those; what it holds below that id cannot be told from what
+//! the sinks had, and is not delivered live (clients rejoining get the latest page).
 
 use std::sync::atomic::Ordering;
 
@@ -104,8 +107,13 @@ async fn settle(
         newest,
         mut page,
         trimmed,
+        kept,
         mut members,
     } = read(store, &room, from).await?;
+    // The message delivered last is gone, and not by trimming: the history it was part of is
+    // lost, even when the new one already has messages with greater ids (a new master whose
+    // clock was behind, written to since).
+    let vanished = !kept && trimmed.is_none_or(|trimmed| from.is_some_and(|from| trimmed < from));
     if let (Some(from), Some(trimmed)) = (from, trimmed)
         && trimmed > from
     {
@@ -137,10 +145,16 @@ async fn settle(
                 Some(last)
                     if std::mem::take(&mut first)
                         && last > MessageId::MIN
-                        && newest.is_none_or(|newest| newest < last) =>
+                        && (vanished || newest.is_none_or(|newest| newest < last)) =>
                 {
                     lost = true;
-                    route.last = Some(newest.unwrap_or(MessageId::MIN));
+                    if vanished && newest.is_some_and(|newest| newest > last) {
+                        // What the new history holds past `last` is news to the sinks; what it
+                        // holds below cannot be told from what they had.
+                        delivered += route.replay(std::mem::take(&mut page));
+                    } else {
+                        route.last = Some(newest.unwrap_or(MessageId::MIN));
+                    }
                 }
                 Some(_) => delivered += route.replay(std::mem::take(&mut page)),
             }
@@ -193,6 +207,9 @@ struct Found {
     page: Vec<Message>,
     /// The newest id trimmed from the stream (not read for a route not started).
     trimmed: Option<MessageId>,
+    /// Whether the stream still holds the message the route delivered last (true for a route
+    /// not started).
+    kept: bool,
     /// Every member (`None` for the notices room).
     members: Option<Vec<String>>,
 }
@@ -215,8 +232,12 @@ async fn read(
             .stream_command(room, Read::Before(None, 1))
             .unwrap_or_default(),
     );
+    let at = from.and_then(|from| store.stream_command(room, Read::At(from)));
     if from.is_some() {
         pipe.get(store.key(room, "trimmed"));
+    }
+    if let Some(at) = at.clone() {
+        pipe.add_command(at);
     }
     if presence {
         let keys = store.keys(room);
@@ -237,6 +258,10 @@ async fn read(
     let trimmed: Option<String> = match from {
         Some(_) => reply(replies.next())?,
         None => None,
+    };
+    let kept = match at {
+        Some(_) => !decode_entries(room, reply(replies.next())?)?.is_empty(),
+        None => true,
     };
     let members = match (presence, replies.next()) {
         (false, _) => None,
@@ -261,6 +286,7 @@ async fn read(
         newest: newest.first().map(|newest| newest.id),
         page,
         trimmed: trimmed.as_deref().map(parse_id).transpose()?,
+        kept,
         members,
     })
 }
@@ -366,11 +392,50 @@ mod tests {
             () = proxy.holding() => {}
         }
         // The superseded start settles what it can: where the route starts.
-        router.with_route(&channel, |route| route.start_at(MessageId { ms: 5, seq: 1 }));
+        router.with_route(&channel, |route| {
+            route.start_at(MessageId { ms: 5, seq: 1 })
+        });
         add(2).await;
         proxy.release();
         catching.await;
         assert_eq!(seqs(&record), ["2"]);
+    }
+
+    /// The message a route delivered last is gone from a stream whose newest id is already
+    /// past it (a new master with a clock behind, written to since): the history is lost all
+    /// the same (a new epoch), and what the new one holds past that id is delivered (the
+    /// review's M3).
+    #[tokio::test]
+    async fn a_lost_history_is_noticed_when_the_new_one_has_greater_ids() {
+        let redis = skat_testkit::RedisServer::start().await;
+        let (store, router) = on_redis(&redis).await;
+        let stream = store.key("r", "stream");
+        let add = |id: &'static str| {
+            let (redis, stream) = (&redis, &stream);
+            async move {
+                let entry = super::super::codec::encode_message("a", None, id);
+                let added = redis.command(&["XADD", stream, id, "d", &entry]).await;
+                assert!(added.is_some_and(|r| r.starts_with('$')));
+            }
+        };
+        add("5-1").await;
+        let record = Arc::new(Record::default());
+        let channel = store.channel("r");
+        router.add(&channel, "r", Arc::clone(&record) as Arc<dyn RoomSink>);
+        router.with_route(&channel, |route| {
+            route.start_at(MessageId { ms: 5, seq: 1 })
+        });
+        let epoch = store.epoch_key("r");
+        assert!(redis.command(&["SET", &epoch, "old"]).await.is_some());
+        // Failed over: the new master never had 5-1, and its clock was behind.
+        assert!(redis.command(&["DEL", &stream]).await.is_some());
+        add("4-1").await;
+        add("6-1").await;
+        let hold = router.with_route(&channel, Route::hold).unwrap();
+        catch_up(&store, &router, vec![(channel.clone(), hold)]).await;
+        assert_eq!(seqs(&record), ["6-1"]);
+        let exists = redis.command(&["EXISTS", &epoch]).await;
+        assert_eq!(exists.as_deref(), Some(":0\r\n"), "a new epoch");
     }
 
     /// [`on_redis`], through `proxy`.
