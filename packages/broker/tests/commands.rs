@@ -442,6 +442,49 @@ async fn with_a_room_ttl_fresh_rooms_vanish_and_leave_the_index() {
     }
 }
 
+/// A page of rooms examines a bounded number of names once it has a room to list: a flood of
+/// made-up names (joined and left, so gone) is not read in one call; each page removes the gone
+/// names it passes, so the next ones make progress (the review's M4).
+#[tokio::test]
+async fn a_page_of_rooms_passes_a_bounded_number_of_gone_names() {
+    let redis = RedisServer::start().await;
+    let broker = RedisBroker::connect(patient(config(redis.url(), "flood:")))
+        .await
+        .unwrap();
+    for room in ["a", "z"] {
+        broker.publish(message(room, "hi", None)).await.unwrap();
+    }
+    let mut add = vec!["ZADD", "flood:rooms"];
+    let gone: Vec<String> = (0..2500).map(|i| format!("g-{i:04}")).collect();
+    for name in &gone {
+        add.extend(["0", name.as_str()]);
+    }
+    add.extend(["0", "a", "0", "z"]);
+    assert!(redis.command(&add).await.is_some());
+    let names = |page: &skat_broker::RoomsPage| -> Vec<String> {
+        page.rooms.iter().map(|room| room.name.clone()).collect()
+    };
+    let first = broker.rooms(None, 10).await.unwrap();
+    assert_eq!(
+        (names(&first), first.has_more),
+        (vec!["a".to_owned()], true)
+    );
+    let indexed = redis.command(&["ZCARD", "flood:rooms"]).await.unwrap();
+    let left: usize = indexed.trim_start_matches(':').trim().parse().unwrap();
+    assert!(
+        (1400..2502).contains(&left),
+        "{left} names left after one page"
+    );
+    // A page with nothing to list yet reads on to the next room.
+    let second = broker.rooms(Some("a"), 10).await.unwrap();
+    assert_eq!(
+        (names(&second), second.has_more),
+        (vec!["z".to_owned()], false)
+    );
+    let indexed = redis.command(&["ZCARD", "flood:rooms"]).await;
+    assert_eq!(indexed.as_deref(), Some(":2\r\n"));
+}
+
 /// A room with history lives while it is used: a publish or a join gives it the whole TTL again.
 /// Idle for the TTL, its history, epoch and index entry go; a client resuming from the old
 /// history then recovers nothing (`recovered: false`), with or without the epoch it had.

@@ -9,9 +9,15 @@
 //! after, so a room being joined for the first time is never dropped for good: the name is
 //! removed, the room looked at again, and put back if a node subscribed meanwhile). Each gone
 //! name costs one listing a few commands, once; a listing skips rooms with neither history nor
-//! members, as the embedded broker does, and reads on until its page is full.
+//! members, as the embedded broker does, and reads on until its page is full, or until it has
+//! examined [`GONE_PER_PAGE`] names more than it lists (then it ends early, with `has_more`).
 
 use redis::Value;
+
+/// Names a page of rooms examines beyond its limit, at most, once it has a room: the names of
+/// gone rooms it passes (made-up names joined and left) are removed on the way, a few commands
+/// each.
+const GONE_PER_PAGE: usize = 1000;
 
 use super::{RedisBroker, RedisBrokerError};
 use crate::{NODES_ROOM, RoomSummary, RoomsPage};
@@ -47,8 +53,16 @@ impl RedisBroker {
     ) -> Result<RoomsPage, RedisBrokerError> {
         let mut rooms = Vec::with_capacity(limit.min(1024));
         let mut from = after.map_or_else(|| "-".to_owned(), |after| format!("({after}"));
+        let mut examined = 0;
         loop {
-            let wanted = limit - rooms.len();
+            // Past the budget, a page that has rooms ends (the caller reads on after its last);
+            // one that has none reads on, since its caller would have no name to go on from:
+            // the names of gone rooms it passes are removed, so that work is done once.
+            let budget = (limit + GONE_PER_PAGE).saturating_sub(examined);
+            let wanted = match rooms.len() {
+                0 => limit,
+                listed => (limit - listed).min(budget.max(1)),
+            };
             let mut names: Vec<String> = redis::cmd("ZRANGE")
                 .arg(self.store.rooms_key())
                 .arg(&from)
@@ -61,6 +75,7 @@ impl RedisBroker {
                 .await?;
             let has_more = names.len() > wanted;
             names.truncate(wanted);
+            examined += names.len();
             let found = futures_util::future::try_join_all(
                 names.iter().map(|room| self.members_if_live(room)),
             )
@@ -80,7 +95,8 @@ impl RedisBroker {
                     members: members?,
                 })
             }));
-            if rooms.len() == limit || !has_more {
+            let spent = examined >= limit + GONE_PER_PAGE && !rooms.is_empty();
+            if rooms.len() == limit || !has_more || spent {
                 return Ok(RoomsPage { rooms, has_more });
             }
         }
