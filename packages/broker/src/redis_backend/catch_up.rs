@@ -15,6 +15,7 @@
 //! the last one delivered, delivers those; what it holds below that id cannot be told from what
 //! the sinks had, and is not delivered live (clients rejoining get the latest page).
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 use futures_util::StreamExt as _;
@@ -210,8 +211,9 @@ struct Found {
     /// Whether the stream still holds the message the route delivered last (true for a route
     /// not started).
     kept: bool,
-    /// Every member (`None` for the notices room).
-    members: Option<Vec<String>>,
+    /// Every member (`None` for the notices room), as a set made here rather than under the
+    /// router's lock.
+    members: Option<HashSet<Box<str>>>,
 }
 
 /// Reads what a catch-up needs of `room`, whose route delivered up to `from`, in one request
@@ -287,7 +289,7 @@ async fn read(
         page,
         trimmed: trimmed.as_deref().map(parse_id).transpose()?,
         kept,
-        members,
+        members: members.map(|members| members.into_iter().map(Into::into).collect()),
     })
 }
 

@@ -135,12 +135,12 @@ impl Route {
     /// Takes the room's members as read from Redis: the first time, as they are; after that,
     /// delivering who came and went since the sinks were last told (offline first, then online,
     /// each by name).
-    pub(super) fn settle_members(&mut self, now: Vec<String>) {
+    /// The set is built by the caller, outside the router's lock (a big room's is large).
+    pub(super) fn settle_members(&mut self, now: HashSet<Box<str>>) {
         let Some(members) = &mut self.members else {
-            self.members = Some(now.into_iter().map(Into::into).collect());
+            self.members = Some(now);
             return;
         };
-        let now: HashSet<Box<str>> = now.into_iter().map(Into::into).collect();
         let mut gone: Vec<&Box<str>> = members.difference(&now).collect();
         gone.sort_unstable();
         let mut came: Vec<&Box<str>> = now.difference(members).collect();
@@ -325,7 +325,7 @@ pub(super) mod tests {
     #[test]
     fn members_missed_during_a_gap_are_announced_once() {
         let (mut route, record) = route();
-        route.settle_members(vec!["alice".into(), "carol".into()]);
+        route.settle_members(["alice".into(), "carol".into()].into());
         assert!(
             seqs(&record).is_empty(),
             "the first read only sets what is known"
@@ -335,7 +335,7 @@ pub(super) mod tests {
         // Live after the reconnection, already in the members read below: not repeated.
         route.offer(presence("bob", true), 8);
         route.offer(presence("erin", false), 8);
-        route.settle_members(vec!["alice".into(), "bob".into(), "dave".into()]);
+        route.settle_members(["alice".into(), "bob".into(), "dave".into()].into());
         assert!(route.caught_up());
         assert_eq!(seqs(&record), ["+dave", "-carol", "+bob"]);
         route.offer(presence("bob", false), 8);
