@@ -395,7 +395,7 @@ mod tests {
         }
         // The superseded start settles what it can: where the route starts.
         router.with_route(&channel, |route| {
-            route.start_at(MessageId { ms: 5, seq: 1 })
+            route.start_at(MessageId { ms: 5, seq: 1 });
         });
         add(2).await;
         proxy.release();
@@ -425,7 +425,7 @@ mod tests {
         let channel = store.channel("r");
         router.add(&channel, "r", Arc::clone(&record) as Arc<dyn RoomSink>);
         router.with_route(&channel, |route| {
-            route.start_at(MessageId { ms: 5, seq: 1 })
+            route.start_at(MessageId { ms: 5, seq: 1 });
         });
         let epoch = store.epoch_key("r");
         assert!(redis.command(&["SET", &epoch, "old"]).await.is_some());
