@@ -32,12 +32,6 @@
 //! - `skat:rooms`: every room some node subscribed to (its `~nodes` notices channel aside), a
 //!   sorted set with every score 0 so that [`Broker::rooms`] pages through it by name; names of
 //!   rooms that are gone are dropped as listings pass them ([`rooms`]).
-//!
-//! Lifetimes: a room with history (a stream) keeps its stream, `trimmed` and `epoch` for good,
-//! or with `room_ttl` until it is unused that long (each publish and join gives them the whole
-//! TTL again); a room that never had a message keeps only an epoch, which expires after the
-//! room TTL or an hour, whichever is shorter, so no room name a client joins leaves a key for
-//! good. Presence keys are deleted as they empty; dedup keys expire after the dedup window.
 //! - `skat:{~nodes}:events`: the channel of node-wide notices ([`crate::NODES_ROOM`]): a user to
 //!   disconnect everywhere.
 //! - `skat:node:<node id>`: the claim of the live node running with that id ([`claim`]): one
@@ -46,6 +40,14 @@
 //!   heartbeat (Unix ms, on Redis's clock); `skat:instance:<instance>:rooms`: the rooms an
 //!   instance holds entries in (listed before the first, taken off after the last, see `held`);
 //!   `skat:sweep:<instance>`: the lock of the node sweeping a dead instance.
+//!
+//! Lifetimes: a room with history (a stream) keeps its stream, `trimmed` and `epoch` for good,
+//! or with `room_ttl` until it is unused that long (each publish and join gives them the whole
+//! TTL again); a room that never had a message keeps only an epoch, which expires after the
+//! room TTL or an hour, whichever is shorter, so no room name a client joins leaves a key for
+//! good. Presence keys are deleted as they empty; dedup keys expire after the dedup window. The
+//! rooms index keeps the name of every room some node subscribed to until a listing passes it
+//! and finds the room gone (each page removes at most about a thousand such names).
 //!
 //! # Guarantees, and how
 //!
@@ -71,8 +73,8 @@
 //!   connection is up, except shards the cluster itself reports failed (down for every node),
 //!   and one at least is.
 //! - **Keys do not pile up.** See the lifetimes above: what stays for good is the history of
-//!   rooms that had messages (unless `room_ttl` is set), one index entry per such room, and a
-//!   few keys per node.
+//!   rooms that had messages (unless `room_ttl` is set) and a few keys per node; the rooms
+//!   index also keeps the names of rooms that are gone until a listing passes them.
 //! - **Readiness covers the commands too.** On one server the command connection is watched
 //!   ([`watched`]): a timeout or a READONLY replaces it, and [`Broker::is_ready`] says false
 //!   from any failure of it until a master answers again.
