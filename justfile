@@ -140,6 +140,13 @@ test *ARGS: test-setup setup fmt-check lint web
     cargo test --workspace --all-targets {{ARGS}}
     cargo test --workspace --doc
 
+# The fault scenarios too long for `just test` (`#[ignore]`d there): today a node with 20,000
+# rooms on a Redis Cluster resubscribing and catching up after its shard connections drop (about
+# half a minute, mostly making the rooms). Extra args go to `cargo test`.
+# Run the long Redis fault scenarios.
+chaos *ARGS: setup
+    cargo test -p skat-broker --all-features --test cluster {{ARGS}} -- --ignored
+
 # Every shell script is checked (`scripts/*.sh`, `.ci/run`), not the recipe bodies here.
 # shellcheck on the shell scripts, clippy and the docs with warnings as errors.
 lint:
