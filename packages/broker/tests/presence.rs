@@ -402,3 +402,54 @@ async fn live_nodes_with_slow_clocks_do_not_hide_a_dead_one() {
     let registered = redis.command(&["ZCARD", &format!("{prefix}nodes")]).await;
     assert_eq!(registered.as_deref(), Some(":17\r\n"), "16 live and node-a");
 }
+
+/// The rooms instance `instance` lists (`instance:<instance>:rooms`), sorted.
+async fn listed_rooms(redis: &RedisServer, prefix: &str, instance: &str) -> Vec<String> {
+    let list = format!("{prefix}instance:{instance}:rooms");
+    let reply = redis.command(&["SMEMBERS", &list]).await.unwrap();
+    // `*n`, then `$len` and the name for each member.
+    let mut rooms: Vec<String> = reply
+        .lines()
+        .skip(1)
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    rooms.sort_unstable();
+    rooms
+}
+
+/// Review H3: A takes a room off its instance's list when its last user there leaves, and the
+/// `SREM` runs, but its reply is lost (held past the command timeout). A must not go on
+/// believing the room listed: its next join there lists it again, so when A then dies, the
+/// sweep finds the entry. Else the user stays online forever.
+#[tokio::test]
+async fn a_delisting_whose_reply_was_lost_leaves_nothing_for_the_sweep_to_miss() {
+    let redis = RedisServer::start().await;
+    let proxy = Proxy::start(redis.port()).await;
+    let prefix = "delist:";
+    let a = RedisBroker::connect(config(proxy.url(), prefix, "node-a"))
+        .await
+        .unwrap();
+    let b = RedisBroker::connect(config(redis.url(), prefix, "node-b"))
+        .await
+        .unwrap();
+    let mut r1 = listen(&b, "r1").await.unwrap();
+    a.presence_join("r1", "alice").await.unwrap();
+    assert_eq!(next_event(&mut r1).await, presence("r1", "alice", true));
+    let instance = format!("node-a:{}", claim_token(&redis, prefix, "node-a").await);
+    assert_eq!(listed_rooms(&redis, prefix, &instance).await, ["r1"]);
+
+    // The leave's `SREM` runs; its reply comes after A gave up on it.
+    proxy.hold_replies_to("SREM");
+    a.presence_leave("r1", "alice").await.unwrap();
+    assert_eq!(next_event(&mut r1).await, presence("r1", "alice", false));
+    assert!(listed_rooms(&redis, prefix, &instance).await.is_empty());
+    proxy.release();
+
+    // Alice comes back, then A dies (without giving its id back): B sweeps it.
+    a.presence_join("r1", "alice").await.unwrap();
+    assert_eq!(next_event(&mut r1).await, presence("r1", "alice", true));
+    drop(a);
+    empties(&b, "r1", &mut r1).await;
+}

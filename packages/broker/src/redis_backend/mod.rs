@@ -101,7 +101,9 @@
 //! - **Lost replies.** The claim is the node's whenever its key holds the node's token: a claim
 //!   whose reply timed out, or whose retry found the key already set, still makes the node that
 //!   instance (checked on every refresh). A presence write whose reply is lost either ran or
-//!   did not; a leave that failed is tried again every heartbeat until Redis answers.
+//!   did not; a leave that failed is tried again every heartbeat until Redis answers. Taking a
+//!   room off the instance's list counts as done however it ended (it may have run): the next
+//!   write there lists the room again, so no entry is ever out of a sweep's reach.
 //!
 
 use std::sync::Arc;

@@ -67,13 +67,11 @@ impl Drop for Busy<'_> {
 struct Exclusive<'a> {
     store: &'a Store,
     room: &'a str,
-    /// The room was taken off the instance's list.
-    delisted: bool,
 }
 
 impl Drop for Exclusive<'_> {
     fn drop(&mut self) {
-        lock(&self.store.held).end_exclusive(self.room, self.delisted);
+        lock(&self.store.held).end_exclusive(self.room);
         self.store.exclusive_ended.notify_waiters();
     }
 }
@@ -200,20 +198,17 @@ async fn delist(store: &Store, room: &str, instance: &Arc<str>) {
     if !lock(&store.held).start_delisting(room, instance) {
         return;
     }
-    let mut exclusive = Exclusive {
-        store,
-        room,
-        delisted: false,
-    };
+    // The room counts as not listed from here on, whatever comes of the `SREM` (see `held`).
+    let _exclusive = Exclusive { store, room };
     let removed: Result<i64, _> = redis::cmd("SREM")
         .arg(store.instance_rooms_key(instance))
         .arg(room)
         .query_async(&mut store.conn.clone())
         .await;
-    match removed {
-        Ok(_) => exclusive.delisted = true,
-        // Listed a while longer: a sweep finds nothing there.
-        Err(err) => tracing::debug!(%room, error = %err, "room not taken off the instance's list"),
+    if let Err(err) = removed {
+        // Maybe listed a while longer (a sweep finds nothing there), maybe not: the next write
+        // lists it again either way.
+        tracing::debug!(%room, error = %err, "room maybe not taken off the instance's list");
     }
 }
 
@@ -272,11 +267,7 @@ async fn remove_unheld(store: &Store) -> Result<(), RedisBrokerError> {
                 if !lock(&store.held).begin_unheld(room, user) {
                     return Ok(());
                 }
-                let exclusive = Exclusive {
-                    store,
-                    room,
-                    delisted: false,
-                };
+                let exclusive = Exclusive { store, room };
                 let emptied = remove_entry(store, room, user, instance).await?;
                 drop(exclusive);
                 lock(&store.unheld).remove(&(room.clone(), user.clone()));
