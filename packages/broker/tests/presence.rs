@@ -453,3 +453,87 @@ async fn a_delisting_whose_reply_was_lost_leaves_nothing_for_the_sweep_to_miss()
     drop(a);
     empties(&b, "r1", &mut r1).await;
 }
+
+/// Waits (up to 5 s) until `room` has no members.
+async fn no_members(broker: &RedisBroker, room: &str, why: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !conformance::all_members(broker, room).await.is_empty() {
+        assert!(Instant::now() < deadline, "{room}: {why}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Review M1: a leave whose removal keeps failing (its room's key holds the wrong type here; a
+/// shard down in a cluster) is tried again every beat, but it does not stop the beat's other
+/// work: a dead instance is still swept.
+#[tokio::test]
+async fn a_removal_that_keeps_failing_does_not_stop_the_sweeping() {
+    let redis = RedisServer::start().await;
+    let prefix = "stuck:";
+    let node = RedisBroker::connect(config(redis.url(), prefix, "node-a"))
+        .await
+        .unwrap();
+    node.presence_join("bad", "alice").await.unwrap();
+    let instance = format!("node-a:{}", claim_token(&redis, prefix, "node-a").await);
+    let held = format!("{prefix}{{bad}}:held:{instance}");
+    run(&redis, &["DEL", &held]).await;
+    run(&redis, &["SET", &held, "not a set"]).await;
+    assert!(node.presence_leave("bad", "alice").await.is_err());
+
+    fake_instance(&redis, prefix, "dead:t", 100, false).await;
+    fake_entry(&redis, prefix, "dead:t", "good", "zed").await;
+    no_members(&node, "good", "the dead instance was never swept").await;
+}
+
+/// Review M1: a dead instance listed a room whose sweep fails (its key holds the wrong type
+/// here; a shard down in a cluster). Its other rooms are swept all the same and taken off its
+/// list; the failing one stays listed, for the next sweep.
+#[tokio::test]
+async fn a_room_whose_sweep_fails_does_not_stop_the_others() {
+    let redis = RedisServer::start().await;
+    let prefix = "partial:";
+    fake_instance(&redis, prefix, "dead:t", 100, false).await;
+    for room in ["good-1", "good-2"] {
+        fake_entry(&redis, prefix, "dead:t", room, "zed").await;
+    }
+    let list = format!("{prefix}instance:dead:t:rooms");
+    run(&redis, &["SADD", &list, "bad"]).await;
+    let held = format!("{prefix}{{bad}}:held:dead:t");
+    run(&redis, &["SET", &held, "not a set"]).await;
+
+    let node = RedisBroker::connect(config(redis.url(), prefix, "node-a"))
+        .await
+        .unwrap();
+    no_members(&node, "good-1", "not swept").await;
+    no_members(&node, "good-2", "not swept").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while listed_rooms(&redis, prefix, "dead:t").await != ["bad"] {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            listed_rooms(&redis, prefix, "dead:t").await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Review M1: a node's previous instance listed a room whose sweep fails. The node starts all
+/// the same (the rest of that instance is swept later, like any dead one's), having swept its
+/// other rooms.
+#[tokio::test]
+async fn a_previous_instance_partly_swept_does_not_stop_the_start() {
+    let redis = RedisServer::start().await;
+    let prefix = "restart:";
+    fake_instance(&redis, prefix, "node-a:t0", unix_ms(), false).await;
+    fake_entry(&redis, prefix, "node-a:t0", "good", "zed").await;
+    let list = format!("{prefix}instance:node-a:t0:rooms");
+    run(&redis, &["SADD", &list, "bad"]).await;
+    let held = format!("{prefix}{{bad}}:held:node-a:t0");
+    run(&redis, &["SET", &held, "not a set"]).await;
+
+    let node = RedisBroker::connect(config(redis.url(), prefix, "node-a"))
+        .await
+        .unwrap();
+    assert!(conformance::all_members(&node, "good").await.is_empty());
+    assert_eq!(listed_rooms(&redis, prefix, "node-a:t0").await, ["bad"]);
+}
