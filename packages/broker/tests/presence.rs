@@ -537,3 +537,34 @@ async fn a_previous_instance_partly_swept_does_not_stop_the_start() {
     assert!(conformance::all_members(&node, "good").await.is_empty());
     assert_eq!(listed_rooms(&redis, prefix, "node-a:t0").await, ["bad"]);
 }
+
+/// Waits (up to 5 s) until `broker.is_ready()` is `ready`.
+async fn readiness(broker: &RedisBroker, ready: bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while broker.is_ready() != ready {
+        assert!(Instant::now() < deadline, "is_ready() never became {ready}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Review M2: while the node's claim cannot be kept (here another node took its id, as after a
+/// lapse; in a cluster, the claim's shard down), its lease runs out and every presence write is
+/// refused: the node is not ready, though its connections are fine. It is ready again once it
+/// holds a claim again.
+#[tokio::test]
+async fn a_node_without_a_lease_is_not_ready() {
+    let redis = RedisServer::start().await;
+    let prefix = "lease:";
+    let node = RedisBroker::connect(config(redis.url(), prefix, "node-a"))
+        .await
+        .unwrap();
+    assert!(node.is_ready());
+    let claim = format!("{prefix}node:node-a");
+    run(&redis, &["SET", &claim, "another-node", "PX", "60000"]).await;
+    readiness(&node, false).await;
+    assert!(node.presence_join("r1", "alice").await.is_err());
+
+    run(&redis, &["DEL", &claim]).await;
+    readiness(&node, true).await;
+    node.presence_join("r1", "alice").await.unwrap();
+}

@@ -75,7 +75,10 @@
 //!   few keys per node.
 //! - **Readiness covers the commands too.** On one server the command connection is watched
 //!   ([`watched`]): a timeout or a READONLY replaces it, and [`Broker::is_ready`] says false
-//!   from any failure of it until a master answers again.
+//!   from any failure of it until a master answers again. It also says false while the node's
+//!   lease has run out ([`claim`]): its claim could not be kept for ¾ of a TTL (in a cluster,
+//!   the claim's shard is down or failing over, whatever the other shards do), or another node
+//!   took its id; every join is refused meanwhile.
 //! - **A lagging replica slows only the sends.** With `wait_replicas`, a publish and its
 //!   `WAIT` run on a connection of their own ([`waits`]), never on the shared one the node's
 //!   other commands use, and not at all while the master has no replica in sync; a message
@@ -519,8 +522,9 @@ impl Broker for RedisBroker {
     }
 
     fn is_ready(&self) -> bool {
-        // The pub/sub side's, and the command connection's (see `watched`).
-        self.router.is_ready() && self.store.conn.is_up()
+        // The pub/sub side's, the command connection's (see `watched`), and the lease's: without
+        // one, presence writes (every join) are refused (see `claim`).
+        self.router.is_ready() && self.store.conn.is_up() && claim::lease_running(&self.store)
     }
 
     fn stats(&self) -> BrokerStats {
