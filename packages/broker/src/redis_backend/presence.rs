@@ -260,7 +260,7 @@ async fn maintain(store: &Store, hold_again: &mut u8) -> Result<(), RedisBrokerE
 }
 
 /// Runs `tasks` together to the end, all of them even when some fail: the first error.
-pub(super) async fn all_of<F>(tasks: impl IntoIterator<Item = F>) -> Result<(), RedisBrokerError>
+async fn all_of<F>(tasks: impl IntoIterator<Item = F>) -> Result<(), RedisBrokerError>
 where
     F: Future<Output = Result<(), RedisBrokerError>>,
 {
