@@ -402,3 +402,169 @@ async fn live_nodes_with_slow_clocks_do_not_hide_a_dead_one() {
     let registered = redis.command(&["ZCARD", &format!("{prefix}nodes")]).await;
     assert_eq!(registered.as_deref(), Some(":17\r\n"), "16 live and node-a");
 }
+
+/// The rooms instance `instance` lists (`instance:<instance>:rooms`), sorted.
+async fn listed_rooms(redis: &RedisServer, prefix: &str, instance: &str) -> Vec<String> {
+    let list = format!("{prefix}instance:{instance}:rooms");
+    let reply = redis.command(&["SMEMBERS", &list]).await.unwrap();
+    // `*n`, then `$len` and the name for each member.
+    let mut rooms: Vec<String> = reply
+        .lines()
+        .skip(1)
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    rooms.sort_unstable();
+    rooms
+}
+
+/// Review H3: A takes a room off its instance's list when its last user there leaves, and the
+/// `SREM` runs, but its reply is lost (held past the command timeout). A must not go on
+/// believing the room listed: its next join there lists it again, so when A then dies, the
+/// sweep finds the entry. Else the user stays online forever.
+#[tokio::test]
+async fn a_delisting_whose_reply_was_lost_leaves_nothing_for_the_sweep_to_miss() {
+    let redis = RedisServer::start().await;
+    let proxy = Proxy::start(redis.port()).await;
+    let prefix = "delist:";
+    let a = RedisBroker::connect(config(proxy.url(), prefix, "node-a"))
+        .await
+        .unwrap();
+    let b = RedisBroker::connect(config(redis.url(), prefix, "node-b"))
+        .await
+        .unwrap();
+    let mut r1 = listen(&b, "r1").await.unwrap();
+    a.presence_join("r1", "alice").await.unwrap();
+    assert_eq!(next_event(&mut r1).await, presence("r1", "alice", true));
+    let instance = format!("node-a:{}", claim_token(&redis, prefix, "node-a").await);
+    assert_eq!(listed_rooms(&redis, prefix, &instance).await, ["r1"]);
+
+    // The leave's `SREM` runs; its reply comes after A gave up on it.
+    proxy.hold_replies_to("SREM");
+    a.presence_leave("r1", "alice").await.unwrap();
+    assert_eq!(next_event(&mut r1).await, presence("r1", "alice", false));
+    assert!(listed_rooms(&redis, prefix, &instance).await.is_empty());
+    proxy.release();
+
+    // Alice comes back, then A dies (without giving its id back): B sweeps it.
+    a.presence_join("r1", "alice").await.unwrap();
+    assert_eq!(next_event(&mut r1).await, presence("r1", "alice", true));
+    drop(a);
+    empties(&b, "r1", &mut r1).await;
+}
+
+/// Waits (up to 5 s) until `room` has no members.
+async fn no_members(broker: &RedisBroker, room: &str, why: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !conformance::all_members(broker, room).await.is_empty() {
+        assert!(Instant::now() < deadline, "{room}: {why}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Review M1: a leave whose removal keeps failing (its room's key holds the wrong type here; a
+/// shard down in a cluster) is tried again every beat, but it does not stop the beat's other
+/// work: a dead instance is still swept.
+#[tokio::test]
+async fn a_removal_that_keeps_failing_does_not_stop_the_sweeping() {
+    let redis = RedisServer::start().await;
+    let prefix = "stuck:";
+    let node = RedisBroker::connect(config(redis.url(), prefix, "node-a"))
+        .await
+        .unwrap();
+    node.presence_join("bad", "alice").await.unwrap();
+    let instance = format!("node-a:{}", claim_token(&redis, prefix, "node-a").await);
+    let held = format!("{prefix}{{bad}}:held:{instance}");
+    run(&redis, &["DEL", &held]).await;
+    run(&redis, &["SET", &held, "not a set"]).await;
+    assert!(node.presence_leave("bad", "alice").await.is_err());
+
+    fake_instance(&redis, prefix, "dead:t", 100, false).await;
+    fake_entry(&redis, prefix, "dead:t", "good", "zed").await;
+    no_members(&node, "good", "the dead instance was never swept").await;
+}
+
+/// Review M1: a dead instance listed a room whose sweep fails (its key holds the wrong type
+/// here; a shard down in a cluster). Its other rooms are swept all the same and taken off its
+/// list; the failing one stays listed, for the next sweep.
+#[tokio::test]
+async fn a_room_whose_sweep_fails_does_not_stop_the_others() {
+    let redis = RedisServer::start().await;
+    let prefix = "partial:";
+    fake_instance(&redis, prefix, "dead:t", 100, false).await;
+    for room in ["good-1", "good-2"] {
+        fake_entry(&redis, prefix, "dead:t", room, "zed").await;
+    }
+    let list = format!("{prefix}instance:dead:t:rooms");
+    run(&redis, &["SADD", &list, "bad"]).await;
+    let held = format!("{prefix}{{bad}}:held:dead:t");
+    run(&redis, &["SET", &held, "not a set"]).await;
+
+    let node = RedisBroker::connect(config(redis.url(), prefix, "node-a"))
+        .await
+        .unwrap();
+    no_members(&node, "good-1", "not swept").await;
+    no_members(&node, "good-2", "not swept").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while listed_rooms(&redis, prefix, "dead:t").await != ["bad"] {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            listed_rooms(&redis, prefix, "dead:t").await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Review M1: a node's previous instance listed a room whose sweep fails. The node starts all
+/// the same (the rest of that instance is swept later, like any dead one's), having swept its
+/// other rooms.
+#[tokio::test]
+async fn a_previous_instance_partly_swept_does_not_stop_the_start() {
+    let redis = RedisServer::start().await;
+    let prefix = "restart:";
+    fake_instance(&redis, prefix, "node-a:t0", unix_ms(), false).await;
+    fake_entry(&redis, prefix, "node-a:t0", "good", "zed").await;
+    let list = format!("{prefix}instance:node-a:t0:rooms");
+    run(&redis, &["SADD", &list, "bad"]).await;
+    let held = format!("{prefix}{{bad}}:held:node-a:t0");
+    run(&redis, &["SET", &held, "not a set"]).await;
+
+    let node = RedisBroker::connect(config(redis.url(), prefix, "node-a"))
+        .await
+        .unwrap();
+    assert!(conformance::all_members(&node, "good").await.is_empty());
+    assert_eq!(listed_rooms(&redis, prefix, "node-a:t0").await, ["bad"]);
+}
+
+/// Waits (up to 5 s) until `broker.is_ready()` is `ready`.
+async fn readiness(broker: &RedisBroker, ready: bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while broker.is_ready() != ready {
+        assert!(Instant::now() < deadline, "is_ready() never became {ready}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Review M2: while the node's claim cannot be kept (here another node took its id, as after a
+/// lapse; in a cluster, the claim's shard down), its lease runs out and every presence write is
+/// refused: the node is not ready, though its connections are fine. It is ready again once it
+/// holds a claim again.
+#[tokio::test]
+async fn a_node_without_a_lease_is_not_ready() {
+    let redis = RedisServer::start().await;
+    let prefix = "lease:";
+    let node = RedisBroker::connect(config(redis.url(), prefix, "node-a"))
+        .await
+        .unwrap();
+    assert!(node.is_ready());
+    let claim = format!("{prefix}node:node-a");
+    run(&redis, &["SET", &claim, "another-node", "PX", "60000"]).await;
+    readiness(&node, false).await;
+    assert!(node.presence_join("r1", "alice").await.is_err());
+
+    run(&redis, &["DEL", &claim]).await;
+    readiness(&node, true).await;
+    node.presence_join("r1", "alice").await.unwrap();
+}

@@ -30,6 +30,11 @@
 //! from when it sent the refresh, and does not send writes past it: it asks for a refresh
 //! instead and waits for it. The quarter is a margin for Redis Cluster, where the claim and a
 //! room may live on shards whose clocks differ; with one Redis it is one clock.
+//!
+//! So the node's presence hangs on the one shard holding its claim: while that shard is out of
+//! the node's reach for ¾ of a TTL (down, failing over, partitioned), or another node holds its
+//! id, every presence write (every join) is refused, on every shard. The node then says it is
+//! not ready ([`lease_running`]), until a refresh or a new claim gives it a lease again.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -322,6 +327,13 @@ pub(super) async fn fresh_lease(store: &Store) -> Result<Lease, RedisBrokerError
             _ => return Err(RedisBrokerError::Lapsed),
         }
     }
+}
+
+/// Whether the node's lease runs now, on its own clock: else every presence write waits for a
+/// claim and most likely fails, and the node is not ready ([`super::RedisBroker`]'s `is_ready`,
+/// polled by `/readyz`: one read of the lease, no command).
+pub(super) fn lease_running(store: &Store) -> bool {
+    store.lease.borrow().local_until > Instant::now()
 }
 
 /// Which registry entries [`stamp`] writes.

@@ -10,7 +10,10 @@
 //! node is under way there, and writes wait while it is being taken off. So a write's listing
 //! always comes after the removal, never between the removal and the emptiness it relied on.
 //! Removing an entry again after its removal failed is exclusive the same way, so that a join
-//! of the same user cannot land before it and be undone by it.
+//! of the same user cannot land before it and be undone by it. A removal from the list whose
+//! outcome is unknown (an error, a lost reply, a cancellation) counts as done: a room wrongly
+//! believed listed would keep its next entry out of every sweep's reach, while listing it again
+//! costs one idempotent `SADD`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -111,7 +114,11 @@ impl Held {
 
     /// After `instance`'s set in `room` was found empty: whether to take the room off its list
     /// now (nobody held, no write under way, listed under it). If so, writes wait until
-    /// [`Held::end_exclusive`].
+    /// [`Held::end_exclusive`], and the room counts as not listed from now on, whatever comes
+    /// of the removal: one that failed may have run (its reply lost, or the removal cancelled
+    /// after it was sent), and a room believed listed but not would be skipped by the next
+    /// write's listing, its entry then out of every sweep's reach. Listing it again is one
+    /// idempotent `SADD`.
     pub(super) fn start_delisting(&mut self, room: &str, instance: &Arc<str>) -> bool {
         let Some(entry) = self.0.get_mut(room) else {
             return false;
@@ -121,6 +128,7 @@ impl Held {
             return false;
         }
         entry.exclusive = true;
+        entry.listed = None;
         true
     }
 
@@ -138,13 +146,10 @@ impl Held {
         free
     }
 
-    /// The exclusive removal begun is over; `delisted`: the room is off the list.
-    pub(super) fn end_exclusive(&mut self, room: &str, delisted: bool) {
+    /// The exclusive removal begun is over (done, failed or cancelled).
+    pub(super) fn end_exclusive(&mut self, room: &str) {
         if let Some(entry) = self.0.get_mut(room) {
             entry.exclusive = false;
-            if delisted {
-                entry.listed = None;
-            }
             self.forget_if_idle(room);
         }
     }
@@ -196,21 +201,23 @@ mod tests {
         assert!(held.start_delisting("r", &x));
         assert_eq!(held.begin_write("r", &x), Begin::Wait, "writes wait");
         assert!(!held.start_delisting("r", &x), "once at a time");
-        held.end_exclusive("r", true);
+        held.end_exclusive("r");
         assert!(held.0.is_empty(), "nothing left to remember");
         assert_eq!(held.begin_write("r", &x), Begin::Go { list: true });
     }
 
     #[test]
-    fn a_failed_delisting_keeps_the_room_listed() {
+    fn a_delisting_forgets_the_listing_whatever_its_outcome() {
         let x: Arc<str> = Arc::from("n:x");
         let mut held = Held::default();
         assert_eq!(held.begin_write("r", &x), Begin::Go { list: true });
         held.listed("r", &x);
         held.end_write("r");
         assert!(held.start_delisting("r", &x));
-        held.end_exclusive("r", false);
-        assert_eq!(held.begin_write("r", &x), Begin::Go { list: false });
+        // The removal failed, or its reply was lost: it may have run.
+        held.end_exclusive("r");
+        assert_eq!(held.begin_write("r", &x), Begin::Go { list: true });
+        held.listed("r", &x);
         held.end_write("r");
         // Removing an entry again waits for writes, and writes for it.
         assert_eq!(held.begin_write("r", &x), Begin::Go { list: false });
@@ -221,7 +228,7 @@ mod tests {
         held.remove("r", "bob");
         assert!(held.begin_unheld("r", "bob"));
         assert_eq!(held.begin_write("r", &x), Begin::Wait);
-        held.end_exclusive("r", false);
+        held.end_exclusive("r");
         assert_eq!(held.begin_write("r", &x), Begin::Go { list: false });
     }
 }

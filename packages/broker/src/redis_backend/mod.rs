@@ -77,7 +77,10 @@
 //!   index also keeps the names of rooms that are gone until a listing passes them.
 //! - **Readiness covers the commands too.** On one server the command connection is watched
 //!   ([`watched`]): a timeout or a READONLY replaces it, and [`Broker::is_ready`] says false
-//!   from any failure of it until a master answers again.
+//!   from any failure of it until a master answers again. It also says false while the node's
+//!   lease has run out ([`claim`]): its claim could not be kept for ¾ of a TTL (in a cluster,
+//!   the claim's shard is down or failing over, whatever the other shards do), or another node
+//!   took its id; every join is refused meanwhile.
 //! - **A lagging replica slows only the sends.** With `wait_replicas`, a publish and its
 //!   `WAIT` run on a connection of their own ([`waits`]), never on the shared one the node's
 //!   other commands use, and not at all while the master has no replica in sync; a message
@@ -103,7 +106,9 @@
 //! - **Lost replies.** The claim is the node's whenever its key holds the node's token: a claim
 //!   whose reply timed out, or whose retry found the key already set, still makes the node that
 //!   instance (checked on every refresh). A presence write whose reply is lost either ran or
-//!   did not; a leave that failed is tried again every heartbeat until Redis answers.
+//!   did not; a leave that failed is tried again every heartbeat until Redis answers. Taking a
+//!   room off the instance's list counts as done however it ended (it may have run): the next
+//!   write there lists the room again, so no entry is ever out of a sweep's reach.
 //!
 
 use std::sync::Arc;
@@ -519,8 +524,9 @@ impl Broker for RedisBroker {
     }
 
     fn is_ready(&self) -> bool {
-        // The pub/sub side's, and the command connection's (see `watched`).
-        self.router.is_ready() && self.store.conn.is_up()
+        // The pub/sub side's, the command connection's (see `watched`), and the lease's: without
+        // one, presence writes (every join) are refused (see `claim`).
+        self.router.is_ready() && self.store.conn.is_up() && claim::lease_running(&self.store)
     }
 
     fn stats(&self) -> BrokerStats {

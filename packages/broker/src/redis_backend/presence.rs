@@ -20,7 +20,9 @@
 //! were under way). Its old instance, if nobody swept it yet, is swept like any dead one.
 //!
 //! A second task does the rest of a heartbeat, independent of the claim: removing entries whose
-//! removal failed, holding entries again after a new claim, and sweeping dead instances.
+//! removal failed, holding entries again after a new claim, and sweeping dead instances. Each
+//! step runs whatever came of the others, and goes through all its rooms, so one room that keeps
+//! failing (on a cluster shard that is down) is retried every beat without holding up the rest.
 
 use std::pin::pin;
 use std::sync::Arc;
@@ -67,13 +69,11 @@ impl Drop for Busy<'_> {
 struct Exclusive<'a> {
     store: &'a Store,
     room: &'a str,
-    /// The room was taken off the instance's list.
-    delisted: bool,
 }
 
 impl Drop for Exclusive<'_> {
     fn drop(&mut self) {
-        lock(&self.store.held).end_exclusive(self.room, self.delisted);
+        lock(&self.store.held).end_exclusive(self.room);
         self.store.exclusive_ended.notify_waiters();
     }
 }
@@ -200,20 +200,17 @@ async fn delist(store: &Store, room: &str, instance: &Arc<str>) {
     if !lock(&store.held).start_delisting(room, instance) {
         return;
     }
-    let mut exclusive = Exclusive {
-        store,
-        room,
-        delisted: false,
-    };
+    // The room counts as not listed from here on, whatever comes of the `SREM` (see `held`).
+    let _exclusive = Exclusive { store, room };
     let removed: Result<i64, _> = redis::cmd("SREM")
         .arg(store.instance_rooms_key(instance))
         .arg(room)
         .query_async(&mut store.conn.clone())
         .await;
-    match removed {
-        Ok(_) => exclusive.delisted = true,
-        // Listed a while longer: a sweep finds nothing there.
-        Err(err) => tracing::debug!(%room, error = %err, "room not taken off the instance's list"),
+    if let Err(err) = removed {
+        // Maybe listed a while longer (a sweep finds nothing there), maybe not: the next write
+        // lists it again either way.
+        tracing::debug!(%room, error = %err, "room maybe not taken off the instance's list");
     }
 }
 
@@ -244,14 +241,33 @@ pub(super) async fn maintenance_task(store: Arc<Store>) {
 }
 
 /// One beat of [`maintenance_task`]; `hold_again` counts the beats that still hold every entry
-/// again.
+/// again. Each step runs whatever the others did, and each goes through all of its rooms: a
+/// room that keeps failing (on a shard that is down, say) is tried again every beat without
+/// stopping the rest. The first error is returned.
 async fn maintain(store: &Store, hold_again: &mut u8) -> Result<(), RedisBrokerError> {
-    remove_unheld(store).await?;
-    if *hold_again > 0 {
-        hold_everything(store).await?;
-        *hold_again -= 1;
-    }
-    sweep_dead(store).await
+    let removed = remove_unheld(store).await;
+    let held = if *hold_again > 0 {
+        let held = hold_everything(store).await;
+        if held.is_ok() {
+            *hold_again -= 1;
+        }
+        held
+    } else {
+        Ok(())
+    };
+    let swept = sweep_dead(store).await;
+    removed.and(held).and(swept)
+}
+
+/// Runs `tasks` together to the end, all of them even when some fail: the first error.
+async fn all_of<F>(tasks: impl IntoIterator<Item = F>) -> Result<(), RedisBrokerError>
+where
+    F: Future<Output = Result<(), RedisBrokerError>>,
+{
+    futures_util::future::join_all(tasks)
+        .await
+        .into_iter()
+        .collect()
 }
 
 /// Removes the entries whose removal failed earlier, unless they are held again. Each is
@@ -265,6 +281,7 @@ async fn remove_unheld(store: &Store) -> Result<(), RedisBrokerError> {
         unheld.iter().cloned().collect()
     };
     let instance = store.instance();
+    let mut outcome = Ok(());
     for chunk in unheld.chunks(CHUNK) {
         let removals = chunk.iter().map(|(room, user)| {
             let instance = &instance;
@@ -272,11 +289,7 @@ async fn remove_unheld(store: &Store) -> Result<(), RedisBrokerError> {
                 if !lock(&store.held).begin_unheld(room, user) {
                     return Ok(());
                 }
-                let exclusive = Exclusive {
-                    store,
-                    room,
-                    delisted: false,
-                };
+                let exclusive = Exclusive { store, room };
                 let emptied = remove_entry(store, room, user, instance).await?;
                 drop(exclusive);
                 lock(&store.unheld).remove(&(room.clone(), user.clone()));
@@ -286,21 +299,22 @@ async fn remove_unheld(store: &Store) -> Result<(), RedisBrokerError> {
                 Ok::<_, RedisBrokerError>(())
             }
         });
-        futures_util::future::try_join_all(removals).await?;
+        outcome = outcome.and(all_of(removals).await);
     }
-    Ok(())
+    outcome
 }
 
 /// Writes every entry this node holds again, under its current instance.
 async fn hold_everything(store: &Store) -> Result<(), RedisBrokerError> {
     let pairs = lock(&store.held).pairs();
+    let mut outcome = Ok(());
     for chunk in pairs.chunks(CHUNK) {
         let writes = chunk
             .iter()
             .map(|(room, user)| hold_entry_again(store, room, user));
-        futures_util::future::try_join_all(writes).await?;
+        outcome = outcome.and(all_of(writes).await);
     }
-    Ok(())
+    outcome
 }
 
 /// Writes `user`'s entry in `room` again, unless the user left; and removes it again if the

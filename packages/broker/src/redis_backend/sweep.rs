@@ -8,8 +8,9 @@
 //! so that it leaves the oldest few the scan returns and cannot hide dead ones behind it forever.
 //! One whose claim moved on is dead: the first node to lock it sweeps it, one script per room it
 //! listed (removing its set, counting down, announcing `offline`), taking each room off its list
-//! as it goes, so a sweep that stops half way leaves exactly the rest for the next. Its registry
-//! entry goes last, once its list is empty. An instance's writes are fenced by its lease, which
+//! as it goes, so a sweep that stops half way leaves exactly the rest for the next. A room whose
+//! sweep fails (its shard down) stays listed and does not stop the others, nor the sweep of
+//! other instances, nor a node's start. Its registry entry goes last, once its list is empty. An instance's writes are fenced by its lease, which
 //! ends before its claim can lapse: nothing it writes arrives after the sweep.
 
 use super::RedisBrokerError;
@@ -47,7 +48,10 @@ pub(super) async fn start(store: &Store) -> Result<(), RedisBrokerError> {
     let mine =
         |i: &&String| node_of(i) == Some(store.config.node_id.as_str()) && i.as_str() != &*own;
     for previous in registered.iter().filter(mine) {
-        sweep_instance(store, previous).await?;
+        // What is left (rooms on a shard that is down) is swept later like any dead instance's.
+        if let Err(err) = sweep_instance(store, previous).await {
+            tracing::warn!(instance = %previous, error = %err, "a previous instance of this node is only partly swept: the rest is swept later");
+        }
     }
     stamp(store, &own, Stamp::Always).await
 }
@@ -58,7 +62,9 @@ pub(super) async fn stop(store: &Store) -> Result<(), RedisBrokerError> {
     sweep_instance(store, &store.instance()).await
 }
 
-/// Sweeps the instances not stamped for a whole TTL whose claims have moved on.
+/// Sweeps the instances not stamped for a whole TTL whose claims have moved on; one that fails
+/// (its claim or some of its rooms on a shard that is down) does not stop the others. The first
+/// error.
 pub(super) async fn sweep_dead(store: &Store) -> Result<(), RedisBrokerError> {
     let own = store.instance();
     let ttl = store.config.presence_ttl;
@@ -73,63 +79,95 @@ pub(super) async fn sweep_dead(store: &Store) -> Result<(), RedisBrokerError> {
         .arg(SWEEPS_PER_BEAT)
         .query_async(&mut store.conn.clone())
         .await?;
+    let mut outcome = Ok(());
     for instance in stale.iter().filter(|i| i.as_str() != &*own) {
-        // The claim is the truth: a stale stamp may come from a clock or a failed stamp.
-        if let Some((id, token)) = split_instance(instance) {
-            let holder: Option<String> = redis::cmd("GET")
-                .arg(store.claim_key(id))
-                .query_async(&mut store.conn.clone())
-                .await?;
-            if holder.as_deref() == Some(token) {
-                stamp(store, instance, Stamp::Existing).await?;
-                continue;
-            }
-        }
-        let lock_key = format!("{}sweep:{instance}", store.config.prefix);
-        let locked: Option<String> = redis::cmd("SET")
-            .arg(&lock_key)
-            .arg(&*own)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl.as_millis() as u64)
+        outcome = outcome.and(sweep_if_dead(store, instance, &own).await);
+    }
+    outcome
+}
+
+/// Sweeps stale `instance` unless its claim still holds its token, if this node (`own`) is the
+/// first to lock it.
+async fn sweep_if_dead(store: &Store, instance: &str, own: &str) -> Result<(), RedisBrokerError> {
+    // The claim is the truth: a stale stamp may come from a clock or a failed stamp.
+    if let Some((id, token)) = split_instance(instance) {
+        let holder: Option<String> = redis::cmd("GET")
+            .arg(store.claim_key(id))
             .query_async(&mut store.conn.clone())
             .await?;
-        if locked.is_some() {
-            sweep_instance(store, instance).await?;
+        if holder.as_deref() == Some(token) {
+            return stamp(store, instance, Stamp::Existing).await;
         }
+    }
+    let lock_key = format!("{}sweep:{instance}", store.config.prefix);
+    let locked: Option<String> = redis::cmd("SET")
+        .arg(&lock_key)
+        .arg(own)
+        .arg("NX")
+        .arg("PX")
+        .arg(store.config.presence_ttl.as_millis() as u64)
+        .query_async(&mut store.conn.clone())
+        .await?;
+    if locked.is_some() {
+        sweep_instance(store, instance).await?;
     }
     Ok(())
 }
 
 /// Removes every entry `instance` holds, room by room, announcing `offline` for users left
-/// without any, and each room from its list once swept; then its registry entry.
+/// without any, and each room from its list once swept; then its registry entry. A room whose
+/// sweep fails (on a shard that is down) stays listed for the next sweep and does not stop the
+/// others: the first error is returned once every room was tried.
 pub(super) async fn sweep_instance(store: &Store, instance: &str) -> Result<(), RedisBrokerError> {
     let list = store.instance_rooms_key(instance);
     let rooms: Vec<String> = redis::cmd("SMEMBERS")
         .arg(&list)
         .query_async(&mut store.conn.clone())
         .await?;
-    let mut removed = 0;
+    let (mut removed, mut swept_rooms) = (0, 0);
+    let mut outcome: Result<(), RedisBrokerError> = Ok(());
     for chunk in rooms.chunks(CHUNK) {
         let sweeps = chunk.iter().map(|room| {
             let (held, keys) = (store.held_key(room, instance), store.keys(room));
             async move {
-                let removed: i64 = Store::with_presence_keys(&store.scripts.sweep, &held, &keys)
-                    .invoke_async(&mut store.conn.clone())
-                    .await?;
-                Ok::<_, RedisBrokerError>(removed)
+                let removed: redis::RedisResult<i64> =
+                    Store::with_presence_keys(&store.scripts.sweep, &held, &keys)
+                        .invoke_async(&mut store.conn.clone())
+                        .await;
+                (room, removed)
             }
         });
-        removed += futures_util::future::try_join_all(sweeps)
-            .await?
-            .iter()
-            .sum::<i64>();
-        let _: i64 = redis::cmd("SREM")
+        let mut swept = Vec::with_capacity(chunk.len());
+        for (room, result) in futures_util::future::join_all(sweeps).await {
+            match result {
+                Ok(n) => {
+                    removed += n;
+                    swept.push(room);
+                }
+                Err(err) => outcome = outcome.and(Err(err.into())),
+            }
+        }
+        if swept.is_empty() {
+            continue;
+        }
+        swept_rooms += swept.len();
+        let delisted: redis::RedisResult<i64> = redis::cmd("SREM")
             .arg(&list)
-            .arg(chunk)
+            .arg(swept)
             .query_async(&mut store.conn.clone())
-            .await?;
+            .await;
+        // Not taken off: swept again (a no-op) by the next sweep.
+        outcome = outcome.and(delisted.map(drop).map_err(Into::into));
     }
+    if removed > 0 || swept_rooms > 0 {
+        tracing::info!(
+            instance,
+            rooms = swept_rooms,
+            entries = removed,
+            "swept a node instance's presence"
+        );
+    }
+    outcome?;
     // A room listed meanwhile (only the instance itself could, while its lease lasted) keeps
     // the entry for the next sweep.
     let left: i64 = redis::cmd("SCARD")
@@ -142,14 +180,6 @@ pub(super) async fn sweep_instance(store: &Store, instance: &str) -> Result<(), 
             .arg(instance)
             .query_async(&mut store.conn.clone())
             .await?;
-    }
-    if removed > 0 || !rooms.is_empty() {
-        tracing::info!(
-            instance,
-            rooms = rooms.len(),
-            entries = removed,
-            "swept a node instance's presence"
-        );
     }
     Ok(())
 }
