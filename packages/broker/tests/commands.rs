@@ -532,3 +532,45 @@ async fn an_idle_room_expires_and_resuming_from_its_history_recovers_nothing() {
         assert_ne!(snapshot.epoch, joined.epoch, "a new history, a new epoch");
     }
 }
+
+/// Review L2: the dedup key of a publish that came without a nonce (the node's own, `sent:`)
+/// only has to outlive the node's own retries of that publish, which all start within a couple
+/// of command timeouts: it lives a few command timeouts, not the whole dedup window (at 10k
+/// messages a second, 2 minutes of them is hundreds of MB of Redis memory). A sender's nonce
+/// is still remembered for the whole window, as its client may send again much later.
+#[tokio::test]
+async fn the_nodes_own_nonces_live_a_few_command_timeouts_not_the_dedup_window() {
+    let redis = RedisServer::start().await;
+    let broker = RedisBroker::connect(config(redis.url(), "nonce:"))
+        .await
+        .unwrap();
+    broker
+        .publish(message("general", "own", None))
+        .await
+        .unwrap();
+    broker
+        .publish(message("general", "senders", Some("n1")))
+        .await
+        .unwrap();
+    let keys = room_keys(&redis, "nonce:").await;
+    let ttl = |kind: &str| {
+        let found: Vec<i64> = keys
+            .iter()
+            .filter(|(key, _)| key.contains(kind))
+            .map(|(_, ttl)| *ttl)
+            .collect();
+        assert_eq!(found.len(), 1, "one {kind} key in {keys:?}");
+        found[0]
+    };
+    // A command timeout of 0.5 s: retries all start within about 1 s.
+    let own = ttl(":sent:");
+    assert!(
+        (1..=2_500).contains(&own),
+        "the node's own nonce lives {own} ms"
+    );
+    let senders = ttl(":dedup:");
+    assert!(
+        senders > 100_000,
+        "a sender's nonce lives the dedup window, not {senders} ms"
+    );
+}

@@ -25,7 +25,8 @@
 //! - `skat:{general}:dedup:<sender>\n<nonce>`: the id of the message a sender sent with that
 //!   nonce, for the dedup window; `skat:{general}:sent:<instance>:<n>` the same for a publish
 //!   that came without a nonce, under one the node made ([`publish`]), so that a publish sent
-//!   twice by a retry is stored once.
+//!   twice by a retry is stored once: for a few command timeouts only, as only the node's own
+//!   retries, all made within two, can repeat it.
 //! - `skat:{general}:epoch`: the room's history epoch ([`Broker::epoch`]), Redis's clock when
 //!   the room was first joined. If Redis loses the room's data, it loses this key too, and the
 //!   next join makes another: clients resuming from the old history then get `recovered: false`.
@@ -37,7 +38,8 @@
 //! or with `room_ttl` until it is unused that long (each publish and join gives them the whole
 //! TTL again); a room that never had a message keeps only an epoch, which expires after the
 //! room TTL or an hour, whichever is shorter, so no room name a client joins leaves a key for
-//! good. Presence keys are deleted as they empty; dedup keys expire after the dedup window.
+//! good. Presence keys are deleted as they empty; dedup keys expire after the dedup window
+//! (the node's own: after a few command timeouts).
 //! - `skat:{~nodes}:events`: the channel of node-wide notices ([`crate::NODES_ROOM`]): a user to
 //!   disconnect everywhere.
 //! - `skat:node:<node id>`: the claim of the live node running with that id ([`claim`]): one
