@@ -271,6 +271,54 @@ async fn a_command_connection_that_stops_answering_is_replaced() {
     .await;
 }
 
+/// Review L3: one slow moment of Redis (a slow script, an fsync stall: here every client paused
+/// for 1.3 command timeouts) times a command out, but Redis answers again within the next
+/// timeout: the node must not say it is unready for that (every node would, at once). It checks
+/// the new connection first, and only a check that fails too marks it down (the blackhole test
+/// above still sees that).
+#[tokio::test]
+async fn one_slow_moment_of_redis_does_not_make_the_node_unready() {
+    let redis = RedisServer::start().await;
+    let broker = Arc::new(
+        RedisBroker::connect(RedisConfig {
+            command_timeout: Duration::from_secs(1),
+            // Neither the claim nor the pub/sub side's own check are what this is about.
+            presence_ttl: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(5),
+            pubsub_ping: Duration::from_secs(60),
+            ..config(redis.url(), "slow:")
+        })
+        .await
+        .unwrap(),
+    );
+    assert!(broker.is_ready());
+    let unready = Arc::new(AtomicUsize::new(0));
+    let watcher = {
+        let (broker, unready) = (Arc::clone(&broker), Arc::clone(&unready));
+        tokio::spawn(async move {
+            loop {
+                if !broker.is_ready() {
+                    unready.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let paused = redis.command(&["CLIENT", "PAUSE", "1300", "ALL"]).await;
+    assert_eq!(paused.as_deref(), Some("+OK\r\n"));
+    let slow = broker.history("general", None, 10).await;
+    assert!(slow.is_err(), "the command timed out: {slow:?}");
+    // The pause ends 0.3 s after that; the check on a new connection answers then.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    broker.history("general", None, 10).await.unwrap();
+    watcher.abort();
+    assert_eq!(
+        unready.load(Ordering::Relaxed),
+        0,
+        "the node said it was unready for one slow moment"
+    );
+}
+
 /// A Redis demoted to a replica (a failover behind a fixed address, or an operator's
 /// `REPLICAOF`) refuses writes with READONLY. The node says it is not ready while its Redis is
 /// not a master, fails writes with that error, and is ready again once it is.

@@ -77,7 +77,8 @@
 //!   few keys per node.
 //! - **Readiness covers the commands too.** On one server the command connection is watched
 //!   ([`watched`]): a timeout or a READONLY replaces it, and [`Broker::is_ready`] says false
-//!   from any failure of it until a master answers again.
+//!   from a READONLY, or a timeout or drop that a check on a new connection confirms, until a
+//!   master answers again (one slow moment of Redis is not a failure of the node).
 //! - **A lagging replica slows only the sends.** With `wait_replicas`, a publish and its
 //!   `WAIT` run on a connection of their own ([`waits`]), never on the shared one the node's
 //!   other commands use, and not at all while the master has no replica in sync; a message
