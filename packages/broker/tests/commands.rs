@@ -194,6 +194,48 @@ async fn without_a_replica_publishes_do_not_wait() {
     assert_eq!(logs.count("no replica"), 1, "logged once");
 }
 
+/// Review H2: once the publish script ran, the message is stored (and broadcast): a `WAIT` that
+/// then fails (here refused by an ACL; in a cluster, one that landed on a replica) is a
+/// shortfall, logged, not an error. An error would have the sender send again, and a message
+/// without a nonce would be stored twice.
+#[tokio::test]
+async fn a_wait_that_fails_after_the_publish_is_a_shortfall_not_an_error() {
+    let (logs, _guard) = warnings();
+    let master = RedisServer::start().await;
+    let replica = RedisServer::start_replica_of(&master).await;
+    // The node counts the replicas the master lists as in sync.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !master
+        .command(&["INFO", "replication"])
+        .await
+        .unwrap_or_default()
+        .contains("state=online")
+    {
+        assert!(Instant::now() < deadline, "the replica never got in sync");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let denied = master.command(&["ACL", "SETUSER", "default", "-wait"]).await;
+    assert_eq!(denied.as_deref(), Some("+OK\r\n"));
+    let broker = RedisBroker::connect(RedisConfig {
+        wait_replicas: 1,
+        ..config(master.url(), "waitfails:")
+    })
+    .await
+    .unwrap();
+    for body in ["first", "second"] {
+        let published = broker.publish(message("general", body, None)).await;
+        assert!(
+            matches!(published, Ok(Published::New(_))),
+            "stored, so confirmed: {published:?}"
+        );
+    }
+    let stored = broker.history("general", None, 10).await.unwrap().messages;
+    let bodies: Vec<&str> = stored.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["first", "second"]);
+    assert_eq!(logs.count("the wait for replicas failed"), 1, "logged once");
+    drop(replica);
+}
+
 /// Polls `ready` until it says `want`, failing the test after `within`.
 async fn wait_ready(broker: &RedisBroker, want: bool, within: Duration, what: &str) {
     let deadline = Instant::now() + within;

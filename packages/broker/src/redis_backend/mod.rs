@@ -81,8 +81,10 @@
 //!   master answers again (one slow moment of Redis is not a failure of the node).
 //! - **A lagging replica slows only the sends.** With `wait_replicas`, a publish and its
 //!   `WAIT` run on a connection of their own ([`waits`]), never on the shared one the node's
-//!   other commands use, and not at all while the master has no replica in sync; a message
-//!   confirmed short of its replicas is a logged warning.
+//!   other commands use, and not at all while the master has no replica in sync; the two go to
+//!   the room's master as one pipeline (so the `WAIT` follows the write through a stale slot
+//!   map), within two command timeouts; a message confirmed short of its replicas (a `WAIT` that
+//!   failed included) is a logged warning, never an error once it is stored.
 //! - **Presence, at a cost that grows with nodes, not users.** Scripts keep each instance's set
 //!   and the count hash consistent and publish `online`/`offline` when a user's first entry
 //!   appears or last one goes. Entries do not expire: a node's heartbeat keeps only its claim
