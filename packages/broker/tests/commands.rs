@@ -214,7 +214,9 @@ async fn a_wait_that_fails_after_the_publish_is_a_shortfall_not_an_error() {
         assert!(Instant::now() < deadline, "the replica never got in sync");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let denied = master.command(&["ACL", "SETUSER", "default", "-wait"]).await;
+    let denied = master
+        .command(&["ACL", "SETUSER", "default", "-wait"])
+        .await;
     assert_eq!(denied.as_deref(), Some("+OK\r\n"));
     let broker = RedisBroker::connect(RedisConfig {
         wait_replicas: 1,

@@ -198,15 +198,18 @@ impl Waits {
         room: &str,
         wanted: u32,
     ) -> Result<T, RedisBrokerError> {
-        tokio::time::timeout(self.deadline, self.publish_and_wait(invocation, room, wanted))
-            .await
-            .unwrap_or_else(|_| {
-                let late = std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "a publish waiting for replicas took too long",
-                );
-                Err(redis::RedisError::from(late).into())
-            })
+        tokio::time::timeout(
+            self.deadline,
+            self.publish_and_wait(invocation, room, wanted),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            let late = std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "a publish waiting for replicas took too long",
+            );
+            Err(redis::RedisError::from(late).into())
+        })
     }
 
     async fn publish_and_wait<T: redis::FromRedisValue>(
@@ -286,11 +289,15 @@ impl Waits {
 
     fn pipeline(&self, invocation: &redis::ScriptInvocation<'_>, wanted: u32) -> Pipeline {
         let mut pipeline = redis::pipe();
-        pipeline.invoke_script(invocation).cmd("WAIT").arg(wanted).arg(
-            u64::try_from(self.wait.as_millis())
-                .unwrap_or(u64::MAX)
-                .max(1),
-        );
+        pipeline
+            .invoke_script(invocation)
+            .cmd("WAIT")
+            .arg(wanted)
+            .arg(
+                u64::try_from(self.wait.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            );
         pipeline
     }
 
