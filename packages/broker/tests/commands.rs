@@ -194,6 +194,50 @@ async fn without_a_replica_publishes_do_not_wait() {
     assert_eq!(logs.count("no replica"), 1, "logged once");
 }
 
+/// Review H2: once the publish script ran, the message is stored (and broadcast): a `WAIT` that
+/// then fails (here refused by an ACL; in a cluster, one that landed on a replica) is a
+/// shortfall, logged, not an error. An error would have the sender send again, and a message
+/// without a nonce would be stored twice.
+#[tokio::test]
+async fn a_wait_that_fails_after_the_publish_is_a_shortfall_not_an_error() {
+    let (logs, _guard) = warnings();
+    let master = RedisServer::start().await;
+    let replica = RedisServer::start_replica_of(&master).await;
+    // The node counts the replicas the master lists as in sync.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !master
+        .command(&["INFO", "replication"])
+        .await
+        .unwrap_or_default()
+        .contains("state=online")
+    {
+        assert!(Instant::now() < deadline, "the replica never got in sync");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let denied = master
+        .command(&["ACL", "SETUSER", "default", "-wait"])
+        .await;
+    assert_eq!(denied.as_deref(), Some("+OK\r\n"));
+    let broker = RedisBroker::connect(RedisConfig {
+        wait_replicas: 1,
+        ..config(master.url(), "waitfails:")
+    })
+    .await
+    .unwrap();
+    for body in ["first", "second"] {
+        let published = broker.publish(message("general", body, None)).await;
+        assert!(
+            matches!(published, Ok(Published::New(_))),
+            "stored, so confirmed: {published:?}"
+        );
+    }
+    let stored = broker.history("general", None, 10).await.unwrap().messages;
+    let bodies: Vec<&str> = stored.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["first", "second"]);
+    assert_eq!(logs.count("the wait for replicas failed"), 1, "logged once");
+    drop(replica);
+}
+
 /// Polls `ready` until it says `want`, failing the test after `within`.
 async fn wait_ready(broker: &RedisBroker, want: bool, within: Duration, what: &str) {
     let deadline = Instant::now() + within;
@@ -269,6 +313,54 @@ async fn a_command_connection_that_stops_answering_is_replaced() {
         "not ready on a new connection",
     )
     .await;
+}
+
+/// Review L3: one slow moment of Redis (a slow script, an fsync stall: here every client paused
+/// for 1.3 command timeouts) times a command out, but Redis answers again within the next
+/// timeout: the node must not say it is unready for that (every node would, at once). It checks
+/// the new connection first, and only a check that fails too marks it down (the blackhole test
+/// above still sees that).
+#[tokio::test]
+async fn one_slow_moment_of_redis_does_not_make_the_node_unready() {
+    let redis = RedisServer::start().await;
+    let broker = Arc::new(
+        RedisBroker::connect(RedisConfig {
+            command_timeout: Duration::from_secs(1),
+            // Neither the claim nor the pub/sub side's own check are what this is about.
+            presence_ttl: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(5),
+            pubsub_ping: Duration::from_secs(60),
+            ..config(redis.url(), "slow:")
+        })
+        .await
+        .unwrap(),
+    );
+    assert!(broker.is_ready());
+    let unready = Arc::new(AtomicUsize::new(0));
+    let watcher = {
+        let (broker, unready) = (Arc::clone(&broker), Arc::clone(&unready));
+        tokio::spawn(async move {
+            loop {
+                if !broker.is_ready() {
+                    unready.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let paused = redis.command(&["CLIENT", "PAUSE", "1300", "ALL"]).await;
+    assert_eq!(paused.as_deref(), Some("+OK\r\n"));
+    let slow = broker.history("general", None, 10).await;
+    assert!(slow.is_err(), "the command timed out: {slow:?}");
+    // The pause ends 0.3 s after that; the check on a new connection answers then.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    broker.history("general", None, 10).await.unwrap();
+    watcher.abort();
+    assert_eq!(
+        unready.load(Ordering::Relaxed),
+        0,
+        "the node said it was unready for one slow moment"
+    );
 }
 
 /// A Redis demoted to a replica (a failover behind a fixed address, or an operator's
@@ -574,4 +666,46 @@ async fn an_idle_room_expires_and_resuming_from_its_history_recovers_nothing() {
         assert_eq!(snapshot.messages, std::slice::from_ref(&new));
         assert_ne!(snapshot.epoch, joined.epoch, "a new history, a new epoch");
     }
+}
+
+/// Review L2: the dedup key of a publish that came without a nonce (the node's own, `sent:`)
+/// only has to outlive the node's own retries of that publish, which all start within a couple
+/// of command timeouts: it lives a few command timeouts, not the whole dedup window (at 10k
+/// messages a second, 2 minutes of them is hundreds of MB of Redis memory). A sender's nonce
+/// is still remembered for the whole window, as its client may send again much later.
+#[tokio::test]
+async fn the_nodes_own_nonces_live_a_few_command_timeouts_not_the_dedup_window() {
+    let redis = RedisServer::start().await;
+    let broker = RedisBroker::connect(config(redis.url(), "nonce:"))
+        .await
+        .unwrap();
+    broker
+        .publish(message("general", "own", None))
+        .await
+        .unwrap();
+    broker
+        .publish(message("general", "senders", Some("n1")))
+        .await
+        .unwrap();
+    let keys = room_keys(&redis, "nonce:").await;
+    let ttl = |kind: &str| {
+        let found: Vec<i64> = keys
+            .iter()
+            .filter(|(key, _)| key.contains(kind))
+            .map(|(_, ttl)| *ttl)
+            .collect();
+        assert_eq!(found.len(), 1, "one {kind} key in {keys:?}");
+        found[0]
+    };
+    // A command timeout of 0.5 s: retries all start within about 1 s.
+    let own = ttl(":sent:");
+    assert!(
+        (1..=2_500).contains(&own),
+        "the node's own nonce lives {own} ms"
+    );
+    let senders = ttl(":dedup:");
+    assert!(
+        senders > 100_000,
+        "a sender's nonce lives the dedup window, not {senders} ms"
+    );
 }

@@ -89,30 +89,30 @@ impl ConnectionLike for Link {
 }
 
 impl Link {
-    /// Waits until `replicas` replicas have every write made on this connection to `room`'s
-    /// shard (or `timeout` passed); returns how many have. Sent to the room's master: a cluster
-    /// connection has one connection per master, so that covers the room's writes. It holds
-    /// the connection meanwhile, so only a connection of its own should wait (see `waits`).
-    pub(super) async fn wait_replicas(
+    /// Sends `pipeline` of `count` commands to `room`'s master, as one: in a cluster it is
+    /// routed by the room's slot as a whole, and a `MOVED` or `ASK` sends it all on to the node
+    /// named, so every command of it runs on the same connection of the same master. A `WAIT`
+    /// sent after a write on its own would be routed by the connection's slot map alone, which
+    /// may be stale after a failover or a slot move: it could run on a replica (an error) or on
+    /// another master (a false count).
+    pub(super) async fn send_to_master_of(
         &mut self,
         room: &str,
-        replicas: u32,
-        timeout: Duration,
-    ) -> redis::RedisResult<u32> {
-        let mut wait = redis::cmd("WAIT");
-        wait.arg(replicas).arg(
-            u64::try_from(timeout.as_millis())
-                .unwrap_or(u64::MAX)
-                .max(1),
-        );
+        pipeline: Pipeline,
+        count: usize,
+    ) -> redis::RedisResult<Vec<Value>> {
         match self {
-            Self::Single(_) | Self::Own(_) => wait.query_async(self).await,
+            Self::Single(_) | Self::Own(_) => self.send_pipeline(&pipeline, 0, count).await,
             Self::Cluster(conn) => {
-                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
                 let route = Route::new(slot(room), SlotAddr::Master);
-                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-                let acked = conn.route_command(wait, routing).await?;
-                redis::from_redis_value(acked).map_err(Into::into)
+                conn.route_pipeline(
+                    pipeline,
+                    0,
+                    count,
+                    SingleNodeRoutingInfo::SpecificNode(route),
+                )
+                .await
             }
         }
     }
@@ -164,11 +164,23 @@ pub(super) fn seeds(config: &RedisConfig) -> redis::RedisResult<Vec<ConnectionIn
         .collect()
 }
 
-/// A cluster client's settings: the seeds, timeouts, keepalive and TLS.
+/// Retries of a cluster client's command (after a redirect, a dropped connection, or a
+/// `CLUSTERDOWN`/`TRYAGAIN` during a failover), and how long it sleeps before one that waits
+/// (ms). The crate's defaults (16 retries, sleeps from 1.28 s, doubling) would sleep past the
+/// command timeout, which bounds each command with all its retries anyway: a few short sleeps
+/// instead let a command that meets a failover's last moments still succeed within it.
+const CLUSTER_RETRIES: u32 = 3;
+const CLUSTER_RETRY_WAIT_MS: (u64, u64) = (100, 500);
+
+/// A cluster client's settings: the seeds, timeouts (a command's, retries included, is the
+/// command timeout), retries, keepalive and TLS.
 pub(super) fn cluster_builder(config: &RedisConfig) -> redis::RedisResult<ClusterClientBuilder> {
     let mut builder = ClusterClientBuilder::new(seeds(config)?)
         .connection_timeout(config.command_timeout)
         .response_timeout(config.command_timeout)
+        .retries(CLUSTER_RETRIES)
+        .min_retry_wait(CLUSTER_RETRY_WAIT_MS.0)
+        .max_retry_wait(CLUSTER_RETRY_WAIT_MS.1)
         .tcp_settings(tcp_settings());
     if let Some(certificates) = certificates(config) {
         builder = builder.certs(certificates);

@@ -25,7 +25,8 @@
 //! - `skat:{general}:dedup:<sender>\n<nonce>`: the id of the message a sender sent with that
 //!   nonce, for the dedup window; `skat:{general}:sent:<instance>:<n>` the same for a publish
 //!   that came without a nonce, under one the node made ([`publish`]), so that a publish sent
-//!   twice by a retry is stored once.
+//!   twice by a retry is stored once: for a few command timeouts only, as only the node's own
+//!   retries, all made within two, can repeat it.
 //! - `skat:{general}:epoch`: the room's history epoch ([`Broker::epoch`]), Redis's clock when
 //!   the room was first joined. If Redis loses the room's data, it loses this key too, and the
 //!   next join makes another: clients resuming from the old history then get `recovered: false`.
@@ -45,9 +46,10 @@
 //! or with `room_ttl` until it is unused that long (each publish and join gives them the whole
 //! TTL again); a room that never had a message keeps only an epoch, which expires after the
 //! room TTL or an hour, whichever is shorter, so no room name a client joins leaves a key for
-//! good. Presence keys are deleted as they empty; dedup keys expire after the dedup window. The
-//! rooms index keeps the name of every room some node subscribed to until a listing passes it
-//! and finds the room gone (each page removes at most about a thousand such names).
+//! good. Presence keys are deleted as they empty; dedup keys expire after the dedup window (the
+//! node's own: after a few command timeouts). The rooms index keeps the name of every room some
+//! node subscribed to until a listing passes it and finds the room gone (each page removes at
+//! most about a thousand such names).
 //!
 //! # Guarantees, and how
 //!
@@ -77,14 +79,17 @@
 //!   index also keeps the names of rooms that are gone until a listing passes them.
 //! - **Readiness covers the commands too.** On one server the command connection is watched
 //!   ([`watched`]): a timeout or a READONLY replaces it, and [`Broker::is_ready`] says false
-//!   from any failure of it until a master answers again. It also says false while the node's
-//!   lease has run out ([`claim`]): its claim could not be kept for ¾ of a TTL (in a cluster,
-//!   the claim's shard is down or failing over, whatever the other shards do), or another node
-//!   took its id; every join is refused meanwhile.
+//!   from a READONLY, or a timeout or drop that a check on a new connection confirms, until a
+//!   master answers again (one slow moment of Redis is not a failure of the node). It also says
+//!   false while the node's lease has run out ([`claim`]): its claim could not be kept for ¾ of
+//!   a TTL (in a cluster, the claim's shard is down or failing over, whatever the other shards
+//!   do), or another node took its id; every join is refused meanwhile.
 //! - **A lagging replica slows only the sends.** With `wait_replicas`, a publish and its
 //!   `WAIT` run on a connection of their own ([`waits`]), never on the shared one the node's
-//!   other commands use, and not at all while the master has no replica in sync; a message
-//!   confirmed short of its replicas is a logged warning.
+//!   other commands use, and not at all while the master has no replica in sync; the two go to
+//!   the room's master as one pipeline (so the `WAIT` follows the write through a stale slot
+//!   map), within two command timeouts; a message confirmed short of its replicas (a `WAIT` that
+//!   failed included) is a logged warning, never an error once it is stored.
 //! - **Presence, at a cost that grows with nodes, not users.** Scripts keep each instance's set
 //!   and the count hash consistent and publish `online`/`offline` when a user's first entry
 //!   appears or last one goes. Entries do not expire: a node's heartbeat keeps only its claim

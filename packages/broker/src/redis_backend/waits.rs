@@ -6,7 +6,11 @@
 //! presence, the heartbeat that keeps the node's claim) behind it, a whole wait each while a
 //! replica lags: joins would time out and the claim lapse. So a publish that waits takes a
 //! connection of its own from a small pool, runs the publish script and `WAIT` on it, and gives it
-//! back: a lagging replica slows the node's publishes, and nothing else.
+//! back: a lagging replica slows the node's publishes, and nothing else. The script and the
+//! `WAIT` go as one pipeline to the room's master (in a cluster, routed by the room's slot, and
+//! moved on as a whole by a `MOVED`), so the `WAIT` counts the replicas of the write it follows
+//! even when the connection's slot map is stale, as right after a failover. A publish that
+//! waits takes two command timeouts at most, a free connection to wait for included.
 //!
 //! Waiting only helps when the master has a replica: right after a failover the new master has
 //! none until the old one rejoins, and every publish would wait out the full time for nothing.
@@ -15,16 +19,16 @@
 //! waits for as many as there are, up to `wait_replicas`, and with none it publishes on the
 //! shared connection as without `wait_replicas` (one round trip).
 //!
-//! A message confirmed before enough replicas had it (none in sync, or a replica lagging past the
-//! wait) is a shortfall: logged as a warning when they start, at most once a minute while they
+//! A message confirmed before enough replicas had it (none in sync, a replica lagging past the
+//! wait, or a `WAIT` that failed once the script had stored it) is a shortfall: logged as a warning when they start, at most once a minute while they
 //! last (with their count), and once when they end, not once per message.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use redis::Value;
 use redis::cluster::ClusterClient;
+use redis::{Pipeline, ServerErrorKind, Value};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::link::{Link, client, cluster_builder, slot};
@@ -58,6 +62,9 @@ pub(super) struct Waits {
     wanted: u32,
     /// How long a `WAIT` waits.
     wait: Duration,
+    /// How long a publish that waits may take in all, a free connection to wait for included:
+    /// two command timeouts.
+    deadline: Duration,
     source: Source,
     /// Connections no publish uses now.
     idle: Mutex<Vec<Link>>,
@@ -134,6 +141,7 @@ impl Waits {
         Ok(Self {
             wanted: config.wait_replicas,
             wait: config.command_timeout / 10,
+            deadline: config.command_timeout * 2,
             source,
             idle: Mutex::default(),
             permits: Semaphore::new(CONNECTIONS),
@@ -180,28 +188,64 @@ impl Waits {
     }
 
     /// Runs the publish script `invocation` for `room`, then waits until `wanted` replicas (at
-    /// least 1) have it or the wait is over, on a connection nothing else uses meanwhile. A
-    /// shortfall is logged, not an error: the message is stored, and refusing it would stop
-    /// the room while a replica lags.
+    /// least 1) have it or the wait is over, on a connection nothing else uses meanwhile, all
+    /// within [`Waits::deadline`]. A shortfall (a `WAIT` that failed included) is logged, not an
+    /// error: the message is stored, and refusing it would stop the room while a replica lags
+    /// (and, for a sender without a nonce, have it stored again when sent again).
     pub(super) async fn publish<T: redis::FromRedisValue>(
         &self,
         invocation: &redis::ScriptInvocation<'_>,
         room: &str,
         wanted: u32,
     ) -> Result<T, RedisBrokerError> {
+        tokio::time::timeout(
+            self.deadline,
+            self.publish_and_wait(invocation, room, wanted),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            let late = std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "a publish waiting for replicas took too long",
+            );
+            Err(redis::RedisError::from(late).into())
+        })
+    }
+
+    async fn publish_and_wait<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+        room: &str,
+        wanted: u32,
+    ) -> Result<T, RedisBrokerError> {
         let (permit, mut link) = self.lease().await?;
-        let reply = match invocation.invoke_async(&mut link).await {
+        let replies = match self.send(&mut link, invocation, room, wanted).await {
             // An idle connection that died (Redis restarted): once more on a new one. Safe, as
             // every publish has a nonce.
             Err(err) if err.is_connection_dropped() => {
                 link = self.connect().await?;
-                invocation.invoke_async(&mut link).await?
+                self.send(&mut link, invocation, room, wanted).await?
             }
-            reply => reply?,
+            replies => replies?,
         };
-        let acked = link.wait_replicas(room, wanted, self.wait).await?;
+        let mut replies = replies.into_iter();
+        let stored = replies.next().unwrap_or(Value::Nil).extract_error()?;
+        let reply = redis::from_redis_value(stored).map_err(redis::RedisError::from)?;
         self.give_back(permit, link);
+        let acked = match replies.next() {
+            Some(Value::Int(acked)) => Ok(u32::try_from(acked).unwrap_or(0)),
+            other => Err(other),
+        };
         let mut shortfalls = lock(&self.shortfalls);
+        let acked = match acked {
+            Ok(acked) => acked,
+            Err(failed) => {
+                tracing::debug!(?failed, %room, "WAIT failed after the publish");
+                shortfalls.short(room, 0, self.wanted, "the wait for replicas failed");
+                lock(&self.known).doubted = true;
+                return Ok(reply);
+            }
+        };
         if acked < self.wanted {
             let why = if acked < wanted {
                 "a replica lags: the message is not on enough replicas in time"
@@ -216,6 +260,45 @@ impl Waits {
             shortfalls.met();
         }
         Ok(reply)
+    }
+
+    /// Sends the publish script `invocation` and a `WAIT` for `wanted` replicas as one pipeline
+    /// to `room`'s master (see [`Link::send_to_master_of`]): their replies. A server that does
+    /// not have the script yet gets it, and the pipeline again.
+    async fn send(
+        &self,
+        link: &mut Link,
+        invocation: &redis::ScriptInvocation<'_>,
+        room: &str,
+        wanted: u32,
+    ) -> redis::RedisResult<Vec<Value>> {
+        let replies = link
+            .send_to_master_of(room, self.pipeline(invocation, wanted), 2)
+            .await?;
+        let no_script = matches!(
+            replies.first(),
+            Some(Value::ServerError(err)) if err.kind() == Some(ServerErrorKind::NoScript)
+        );
+        if !no_script {
+            return Ok(replies);
+        }
+        invocation.load_async(link).await?;
+        link.send_to_master_of(room, self.pipeline(invocation, wanted), 2)
+            .await
+    }
+
+    fn pipeline(&self, invocation: &redis::ScriptInvocation<'_>, wanted: u32) -> Pipeline {
+        let mut pipeline = redis::pipe();
+        pipeline
+            .invoke_script(invocation)
+            .cmd("WAIT")
+            .arg(wanted)
+            .arg(
+                u64::try_from(self.wait.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            );
+        pipeline
     }
 
     /// A connection of the pool (an idle one, or a new one), with the permit that counts it.

@@ -11,11 +11,17 @@
 //! - a command that times out, or is refused with READONLY, replaces the manager with a new one:
 //!   a new connection (a new flow, and a new look-up of the address, which may lead to the
 //!   promoted master), unless a failure on the same connection replaced it already;
-//! - any failure of the connection itself (those two, a drop, a connect that fails) marks the
-//!   link down, and a probe asks `ROLE` every [`Watched::connect`]'s `probe_every` until a master
-//!   answers: only then is the link up again. Other commands that succeed meanwhile do not count,
-//!   since a replica answers reads. The node's heartbeat sends commands every beat, so a link
-//!   that fails is noticed within a beat and a command timeout even when nothing else is sent.
+//! - any failure of the connection itself (those two, a drop, a connect that fails) starts a
+//!   probe, which asks `ROLE` at once (on the new connection, within the command timeout) and
+//!   then every [`Watched::connect`]'s `probe_every` until a master answers: only then is the
+//!   link up again. Other commands that succeed meanwhile do not count, since a replica answers
+//!   reads. The node's heartbeat sends commands every beat, so a link that fails is noticed
+//!   within a beat and a command timeout even when nothing else is sent;
+//! - the link is marked down (unready) by a READONLY at once, as that is certain, but by a
+//!   timeout or a drop only when the probe's first check fails too: one slow moment of Redis
+//!   (a slow script, an fsync stall) times out the commands of every node at once, and if it
+//!   ends within a command timeout, no node says it is unready for it. A path gone silent fails
+//!   the check as well: unready within about two command timeouts.
 //!
 //! Commands in flight on a replaced connection finish there (it closes with its last user).
 
@@ -131,12 +137,26 @@ impl Watched {
         result
     }
 
-    /// A command on connection `generation` met `fault`: the link is down until a probe says
-    /// otherwise, and a silent or demoted connection is replaced.
+    /// A command on connection `generation` met `fault`: a silent or demoted connection is
+    /// replaced, and a probe checks the link (a demoted one is down at once, see the module
+    /// docs).
     fn failed(&self, generation: u64, fault: Fault) {
         if matches!(fault, Fault::Silent | Fault::Demoted) {
             self.replace(generation);
         }
+        if fault == Fault::Demoted {
+            self.down(fault);
+        }
+        let mut health = lock(&self.0.health);
+        if !health.probing {
+            health.probing = true;
+            tracing::debug!(?fault, "redis command failed; checking the connection");
+            tokio::spawn(probe(Arc::downgrade(&self.0)));
+        }
+    }
+
+    /// Marks the link down (until a probe finds a master), after `fault`.
+    fn down(&self, fault: Fault) {
         let mut health = lock(&self.0.health);
         if health.up {
             tracing::warn!(
@@ -145,10 +165,6 @@ impl Watched {
             );
         }
         health.up = false;
-        if !health.probing {
-            health.probing = true;
-            tokio::spawn(probe(Arc::downgrade(&self.0)));
-        }
     }
 
     /// Makes a new connection in place of connection `generation`, unless that was done already.
@@ -172,31 +188,40 @@ impl Watched {
     }
 }
 
-/// Asks `ROLE` every `probe_every` until a master answers, then marks the link up. Ends with the
-/// link.
+/// Asks `ROLE` at once, then every `probe_every` until a master answers, marking the link down
+/// while none does, and up when one does. Ends with the link.
 async fn probe(inner: Weak<Inner>) {
+    let mut first = true;
     loop {
         let Some(every) = inner.upgrade().map(|inner| inner.probe_every) else {
             return;
         };
-        tokio::time::sleep(every).await;
+        if !std::mem::take(&mut first) {
+            tokio::time::sleep(every).await;
+        }
         let Some(link) = inner.upgrade().map(Watched) else {
             return;
         };
         let generation = link.current().generation;
         match link.send(&redis::cmd("ROLE")).await {
             Ok(role) if master_replicas(&role).is_some() => {
-                *lock(&link.0.health) = Health {
+                let mut health = lock(&link.0.health);
+                if !health.up {
+                    tracing::info!("redis command connection works again");
+                }
+                *health = Health {
                     up: true,
                     probing: false,
                 };
-                tracing::info!("redis command connection works again");
                 return;
             }
             // A replica: another connection may reach the master (a name whose address moved).
-            Ok(_) => link.replace(generation),
-            // `send` saw to it.
-            Err(_) => {}
+            Ok(_) => {
+                link.down(Fault::Demoted);
+                link.replace(generation);
+            }
+            // `send` replaced a silent connection.
+            Err(err) => link.down(Fault::of_error(&err).unwrap_or(Fault::Broken)),
         }
     }
 }

@@ -1,8 +1,9 @@
 -- Stores a message in the room's stream and publishes it, in one step, so every node receives
 -- messages in stream order.
 -- KEYS: stream, channel, trimmed marker, dedup key (of the sender's nonce, or of the node's
--- own: every publish has one), epoch. ARGV: maxlen, encoded message, dedup window ms. Returns
--- {id, 1} when stored, {original id, 0} for a retry of a message accepted within the window.
+-- own: every publish has one), epoch. ARGV: maxlen, encoded message, how long the dedup key
+-- lives in ms (a sender's: the dedup window; the node's own: a few command timeouts). Returns
+-- {id, 1} when stored, {original id, 0} for a retry of a message accepted within that time.
 -- Before trimming, remembers the newest id about to go, so a recovery knows exactly which
 -- `since` values still have no gap. The room has history now: its keys live for good with
 -- ROOM_TTL 0 (the epoch a join made while it had none included), else ROOM_TTL more.
