@@ -130,6 +130,7 @@ impl PubSubSource {
             pushes,
             sharded: self.cluster,
             leaving: HashMap::new(),
+            held: None,
         })
     }
 }
@@ -176,6 +177,8 @@ pub(super) struct Driver {
     /// yet: their confirmation is not news of a moved slot, even if the room was joined again
     /// meanwhile.
     leaving: HashMap<String, u32>,
+    /// What [`Driver::try_message`] read that was not a message: [`Driver::next`]'s next answer.
+    held: Option<Incoming>,
 }
 
 impl Driver {
@@ -293,27 +296,47 @@ impl Driver {
 
     /// The next message, or news of the connection or of a channel. Cancel-safe.
     pub(super) async fn next(&mut self) -> Incoming {
+        if let Some(held) = self.held.take() {
+            return held;
+        }
         loop {
             let Some(push) = self.pushes.recv().await else {
                 return Incoming::Lost("connection closed");
             };
-            match push.kind {
-                PushKind::Message | PushKind::SMessage => {
-                    if let Some(message) = redis::Msg::from_push_info(push) {
-                        return Incoming::Message(message);
-                    }
-                }
-                PushKind::Disconnection => return Incoming::Lost("connection closed"),
-                PushKind::Unsubscribe | PushKind::SUnsubscribe => {
-                    if let Some(Ok(channel)) =
-                        push.data.first().map(redis::from_redis_value_ref::<String>)
-                        && !self.left(&channel)
-                    {
-                        return Incoming::Moved(channel);
-                    }
-                }
-                _ => {}
+            if let Some(incoming) = self.incoming(push) {
+                return incoming;
             }
+        }
+    }
+
+    /// A message already received, if the next thing received is one (anything else waits for
+    /// [`Driver::next`]): so that the messages of one read from the server are routed in one go,
+    /// not one wakeup of the shard's task (and one poll of all its other concerns) each.
+    pub(super) fn try_message(&mut self) -> Option<redis::Msg> {
+        while self.held.is_none() {
+            let push = self.pushes.try_recv().ok()?;
+            match self.incoming(push)? {
+                Incoming::Message(message) => return Some(message),
+                other => self.held = Some(other),
+            }
+        }
+        None
+    }
+
+    /// What a push means to the shard, if anything.
+    fn incoming(&mut self, push: PushInfo) -> Option<Incoming> {
+        match push.kind {
+            PushKind::Message | PushKind::SMessage => {
+                redis::Msg::from_push_info(push).map(Incoming::Message)
+            }
+            PushKind::Disconnection => Some(Incoming::Lost("connection closed")),
+            PushKind::Unsubscribe | PushKind::SUnsubscribe => {
+                match push.data.first().map(redis::from_redis_value_ref::<String>) {
+                    Some(Ok(channel)) if !self.left(&channel) => Some(Incoming::Moved(channel)),
+                    _ => None,
+                }
+            }
+            _ => None,
         }
     }
 }

@@ -33,6 +33,8 @@ const BATCH: usize = 1000;
 /// Subscribe requests that may wait for a driver; a subscriber finding it full waits (within
 /// its timeout) like one waiting for the answer.
 const CONTROL_QUEUE: usize = 256;
+/// Live events routed at most per wakeup of a shard's task, when they arrived together.
+const DRAIN: usize = 256;
 
 /// A subscription's request to a shard's driver (unsubscribing goes through
 /// [`ShardHandle::unsubscribed`] instead, as a `Drop` cannot wait for room in a bounded
@@ -368,11 +370,20 @@ async fn run(
                     }
                 },
                 incoming = session.driver.next() => match incoming {
-                    Incoming::Message(message) => router.route(
-                        message.get_channel_name(),
-                        message.get_payload_bytes(),
-                        config.channel_capacity,
-                    ),
+                    Incoming::Message(message) => {
+                        let route = |message: &redis::Msg| router.route(
+                            message.get_channel_name(),
+                            message.get_payload_bytes(),
+                            config.channel_capacity,
+                        );
+                        route(&message);
+                        // The rest of what arrived with it, up to a bound (the other concerns
+                        // wait meanwhile).
+                        for _ in 1..DRAIN {
+                            let Some(message) = session.driver.try_message() else { break };
+                            route(&message);
+                        }
+                    }
                     Incoming::Lost(reason) => break reason,
                     Incoming::Moved(channel) => {
                         session.subscribed.remove(&channel);
