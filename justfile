@@ -153,7 +153,8 @@ lint:
     shellcheck scripts/*.sh .ci/run
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p web --target wasm32-unknown-unknown -- -D warnings
-    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --quiet
+    RUSTDOCFLAGS="-D warnings" cargo doc -p skat-broker --all-features --no-deps --document-private-items --quiet
 
 # The benchmark suite (apps/bench), about 6-10 minutes: floor, one embedded node and 2 nodes on
 # Redis; chat shape at 80k and 160k deliveries/s, busy room at write delays 0/5/20 ms, a

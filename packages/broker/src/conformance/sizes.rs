@@ -1,5 +1,5 @@
 //! Reply bounds count encoded bytes: every backend measures a recovery as
-//! [`message_size`](crate::message_size) does (the JSON the client will get, escapes included),
+//! [`message_size`] does (the JSON the client will get, escapes included),
 //! not the raw text, and they agree to the byte (the Redis backend counts in its join script).
 
 #![allow(clippy::unwrap_used, missing_docs)]

@@ -424,7 +424,7 @@ impl Broker for MemoryBroker {
 }
 
 impl Drop for MemoryBroker {
-    /// Ends every live subscription: their `recv` returns `None` once drained.
+    /// Ends every live subscription: each sink hears [`RoomSink::closed`].
     fn drop(&mut self) {
         for log in lock(&self.rooms).values() {
             lock(&log.state).subscribers.close();

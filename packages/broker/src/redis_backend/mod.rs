@@ -170,9 +170,12 @@ pub struct RedisConfig {
     /// This node's id, which owns its presence entries: unique among live nodes, and valid for
     /// [`crate::check_node_id`] (no `:`).
     pub node_id: String,
-    /// How long a presence entry lives without a heartbeat.
+    /// How long the node's claim on its id lives without a refresh: a node that stops
+    /// heartbeating (a crash, a partition) is swept by the others, its users offline, about this
+    /// long after its last refresh. Presence entries themselves never expire (see `presence`).
     pub presence_ttl: Duration,
-    /// How often this node refreshes its presence entries.
+    /// How often this node refreshes its claim and stamps the registry, and sweeps dead
+    /// instances (at most half the presence TTL).
     pub heartbeat: Duration,
     /// Live events a room holds back while it catches up from its stream after the pub/sub
     /// connection came back; past it, held messages are dropped and read from the stream again.

@@ -159,7 +159,7 @@ impl Store {
         Ok(())
     }
 
-    /// The key of the room's epoch (see [`Broker::epoch`]).
+    /// The key of the room's epoch (see [`Broker::epoch`](crate::Broker::epoch)).
     pub(super) fn epoch_key(&self, room: &str) -> String {
         self.key(room, "epoch")
     }
