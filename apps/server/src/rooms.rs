@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
 use skat_broker::{Broker, MessageId, Resume, RoomEvent, RoomSink, Snapshot, SortedMap, Tally};
@@ -176,10 +175,8 @@ impl<B: Broker> Rooms<B> {
     pub(crate) async fn leave(&self, room: &str, conn: ConnId, user: &Arc<str>) -> bool {
         let last_of_user = self.exit(room, conn, user);
         if last_of_user {
-            let started = Instant::now();
-            let left = self.broker.presence_leave(room, user).await;
-            self.metrics
-                .broker_call(BrokerCall::Leave, started.elapsed());
+            let left = self.broker.presence_leave(room, user);
+            let left = self.metrics.timed(BrokerCall::Leave, left).await;
             if let Err(err) = left {
                 tracing::warn!(%room, %user, error = %err, "presence_leave failed");
             }

@@ -1,7 +1,5 @@
 //! The endpoints of the server API (see `API.md`), each annotated for the OpenAPI document.
 
-use std::time::Instant;
-
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -95,10 +93,10 @@ pub(super) async fn publish<B: Broker>(
         body: post.body,
         nonce: post.nonce,
     };
-    let started = Instant::now();
-    let published = state.broker().publish(new).await;
     let metrics = state.metrics();
-    metrics.broker_call(BrokerCall::Publish, started.elapsed());
+    let published = metrics
+        .timed(BrokerCall::Publish, state.broker().publish(new))
+        .await;
     match published {
         Ok(Published::New(message)) => {
             metrics.message_accepted(Source::Api, true);
@@ -147,11 +145,8 @@ pub(super) async fn history<B: Broker>(
         Ok(before) => before,
         Err(err) => return failure(StatusCode::BAD_REQUEST, "invalid_id", &err.to_string()),
     };
-    let started = Instant::now();
-    let page = state.broker().history(&room, before, limit).await;
-    state
-        .metrics()
-        .broker_call(BrokerCall::History, started.elapsed());
+    let page = state.broker().history(&room, before, limit);
+    let page = state.metrics().timed(BrokerCall::History, page).await;
     match page {
         Ok(mut page) => {
             let cut = keep_newest_within(&mut page.messages, state.config().max_reply_bytes);
@@ -192,14 +187,8 @@ pub(super) async fn members<B: Broker>(
         Ok(limit) => limit as usize,
         Err(refused) => return invalid(&refused),
     };
-    let started = Instant::now();
-    let page = state
-        .broker()
-        .members(&room, query.after.as_deref(), limit)
-        .await;
-    state
-        .metrics()
-        .broker_call(BrokerCall::Members, started.elapsed());
+    let page = state.broker().members(&room, query.after.as_deref(), limit);
+    let page = state.metrics().timed(BrokerCall::Members, page).await;
     match page {
         Ok(page) => {
             let next = page.next().map(str::to_owned);

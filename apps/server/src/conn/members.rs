@@ -2,8 +2,6 @@
 //! first ones (so its frame stays small in a huge room); this is how a client reads the rest,
 //! checked and limited like `history` (member-only, the join/history request budget).
 
-use std::time::Instant;
-
 use skat_broker::Broker;
 use skat_protocol::{ErrorCode, ServerFrame, validate_members_limit, validate_name};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -38,16 +36,11 @@ where
         if let Some(Err(invalid)) = after.as_deref().map(validate_name) {
             return self.reply_invalid(invalid, None);
         }
-        let started = Instant::now();
         let page = self
             .state
             .broker()
-            .members(&room, after.as_deref(), limit as usize)
-            .await;
-        let elapsed = started.elapsed();
-        self.state
-            .metrics()
-            .broker_call(BrokerCall::Members, elapsed);
+            .members(&room, after.as_deref(), limit as usize);
+        let page = self.state.metrics().timed(BrokerCall::Members, page).await;
         match page {
             Ok(page) => {
                 let next = page.next().map(str::to_owned);

@@ -238,14 +238,12 @@ where
             // A huge room's members are paged with `members`, not sent in one frame.
             members: MAX_MEMBERS_LIMIT as usize,
         };
-        let started = Instant::now();
         let joining = self
             .state
             .rooms()
             .join(&room, self.id, user, &self.outbox, resume);
-        let joining = joining.await;
         let metrics = self.state.metrics();
-        metrics.broker_call(BrokerCall::Join, started.elapsed());
+        let joining = metrics.timed(BrokerCall::Join, joining).await;
         let (joined, snapshot) = match joining {
             Ok(joined) => joined,
             Err(err) => {
@@ -338,10 +336,9 @@ where
             nonce: nonce.clone(),
         };
         // On success the confirmation is our own copy of the message, arriving through the room.
-        let started = Instant::now();
-        let published = self.state.broker().publish(new).await;
         let metrics = self.state.metrics();
-        metrics.broker_call(BrokerCall::Publish, started.elapsed());
+        let published = self.state.broker().publish(new);
+        let published = metrics.timed(BrokerCall::Publish, published).await;
         match published {
             Ok(Published::New(_)) => metrics.message_accepted(Source::WebSocket, true),
             // A retry of a send already accepted (e.g. before a reconnect): only the sender
@@ -373,12 +370,12 @@ where
                 None,
             );
         }
-        let started = Instant::now();
-        let relayed = self.state.broker().typing(&room, user).await;
-        let elapsed = started.elapsed();
-        self.state
+        let relayed = self.state.broker().typing(&room, user);
+        let relayed = self
+            .state
             .metrics()
-            .broker_call(BrokerCall::Typing, elapsed);
+            .timed(BrokerCall::Typing, relayed)
+            .await;
         if let Err(err) = relayed {
             // Typing notifications are transient; losing one is harmless.
             conn_event!(self, Level::DEBUG, error = %err, "typing not relayed");
@@ -400,16 +397,8 @@ where
             Ok(before) => before,
             Err(err) => return self.reply_error(ErrorCode::InvalidId, &err.to_string(), None),
         };
-        let started = Instant::now();
-        let page = self
-            .state
-            .broker()
-            .history(&room, before, limit as usize)
-            .await;
-        let elapsed = started.elapsed();
-        self.state
-            .metrics()
-            .broker_call(BrokerCall::History, elapsed);
+        let page = self.state.broker().history(&room, before, limit as usize);
+        let page = self.state.metrics().timed(BrokerCall::History, page).await;
         match page {
             Ok(mut page) => {
                 let cut =
