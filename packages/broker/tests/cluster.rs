@@ -83,11 +83,7 @@ async fn a_room_keeps_its_events_when_its_slot_moves() {
 
 /// Waits up to 20 s for `done`.
 async fn eventually(what: &str, done: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    conformance::eventually(what, Duration::from_secs(20), done).await;
 }
 
 /// Items 6 and 8 of issue 20: a master dies and has no replica to take over. Its rooms are

@@ -240,11 +240,7 @@ async fn a_wait_that_fails_after_the_publish_is_a_shortfall_not_an_error() {
 
 /// Polls `ready` until it says `want`, failing the test after `within`.
 async fn wait_ready(broker: &RedisBroker, want: bool, within: Duration, what: &str) {
-    let deadline = Instant::now() + within;
-    while broker.is_ready() != want {
-        assert!(Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    skat_broker::conformance::eventually(what, within, || broker.is_ready() == want).await;
 }
 
 /// A path to Redis that goes silent (a firewall or NAT dropping the flow) fails nothing at once:

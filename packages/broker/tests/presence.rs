@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use skat_broker::conformance::{self, Listener, listen, next_event};
-use skat_broker::{Broker, RedisBroker, RedisBrokerError, RedisConfig, RoomEvent};
+use skat_broker::{
+    Broker, RedisBroker, RedisBrokerError, RedisConfig, RedisSubscription, RoomEvent,
+};
 use skat_testkit::{Proxy, RedisServer};
 use tokio::time::Instant;
 
@@ -134,6 +136,29 @@ async fn empties<S>(broker: &RedisBroker, room: &str, sub: &mut Listener<S>) {
     assert!(last.values().all(|online| !online), "{room}: {last:?}");
 }
 
+/// Node A, reaching Redis only through `proxy`, holds alice in `r1`; node B, straight on Redis,
+/// listens to `r1`. Then A is cut off until its claim lapses and B has swept it (alice offline
+/// on `r1`, which is returned). Each node's keys under `prefix`.
+async fn swept_node(
+    redis: &RedisServer,
+    proxy: &Proxy,
+    prefix: &str,
+) -> (RedisBroker, RedisBroker, Listener<RedisSubscription>) {
+    let a = RedisBroker::connect(config(proxy.url(), prefix, "node-a"))
+        .await
+        .unwrap();
+    let b = RedisBroker::connect(config(redis.url(), prefix, "node-b"))
+        .await
+        .unwrap();
+    let mut r1 = listen(&b, "r1").await.unwrap();
+    a.presence_join("r1", "alice").await.unwrap();
+    assert_eq!(next_event(&mut r1).await, presence("r1", "alice", true));
+    proxy.set_down(true);
+    // A's claim lapses; B sweeps A's instance.
+    assert_eq!(next_event(&mut r1).await, presence("r1", "alice", false));
+    (a, b, r1)
+}
+
 /// Item 2: node A is cut off for longer than the TTL, and B sweeps it. What A writes once Redis
 /// is back (before its heartbeat noticed anything) is not left behind when its users leave:
 /// whatever A wrote as the swept instance, another sweep finds, or A did not write it.
@@ -141,20 +166,8 @@ async fn empties<S>(broker: &RedisBroker, room: &str, sub: &mut Listener<S>) {
 async fn presence_written_by_a_swept_node_is_never_left_behind() {
     let redis = RedisServer::start().await;
     let proxy = Proxy::start(redis.port()).await;
-    let a = RedisBroker::connect(config(proxy.url(), "part:", "node-a"))
-        .await
-        .unwrap();
-    let b = RedisBroker::connect(config(redis.url(), "part:", "node-b"))
-        .await
-        .unwrap();
-    let mut r1 = listen(&b, "r1").await.unwrap();
+    let (a, b, mut r1) = swept_node(&redis, &proxy, "part:").await;
     let mut r2 = listen(&b, "r2").await.unwrap();
-    a.presence_join("r1", "alice").await.unwrap();
-    assert_eq!(next_event(&mut r1).await, presence("r1", "alice", true));
-
-    proxy.set_down(true);
-    // A's claim lapses; B sweeps A's instance.
-    assert_eq!(next_event(&mut r1).await, presence("r1", "alice", false));
     assert!(
         a.presence_join("r2", "carol").await.is_err(),
         "A is cut off"
@@ -189,17 +202,7 @@ async fn presence_written_by_a_swept_node_is_never_left_behind() {
 async fn a_claim_whose_reply_was_lost_is_the_nodes_new_instance() {
     let redis = RedisServer::start().await;
     let proxy = Proxy::start(redis.port()).await;
-    let a = RedisBroker::connect(config(proxy.url(), "lost:", "node-a"))
-        .await
-        .unwrap();
-    let b = RedisBroker::connect(config(redis.url(), "lost:", "node-b"))
-        .await
-        .unwrap();
-    let mut r1 = listen(&b, "r1").await.unwrap();
-    a.presence_join("r1", "alice").await.unwrap();
-    assert_eq!(next_event(&mut r1).await, presence("r1", "alice", true));
-    proxy.set_down(true);
-    assert_eq!(next_event(&mut r1).await, presence("r1", "alice", false));
+    let (_a, b, mut r1) = swept_node(&redis, &proxy, "lost:").await;
 
     // The claim's `SET` runs; its reply comes after A gave up on it.
     proxy.hold_replies_to("SET");
@@ -229,17 +232,7 @@ async fn a_claim_whose_reply_was_lost_is_the_nodes_new_instance() {
 async fn a_claim_sent_twice_is_the_nodes_all_the_same() {
     let redis = RedisServer::start().await;
     let proxy = Proxy::start(redis.port()).await;
-    let a = RedisBroker::connect(config(proxy.url(), "twice:", "node-a"))
-        .await
-        .unwrap();
-    let b = RedisBroker::connect(config(redis.url(), "twice:", "node-b"))
-        .await
-        .unwrap();
-    let mut r1 = listen(&b, "r1").await.unwrap();
-    a.presence_join("r1", "alice").await.unwrap();
-    assert_eq!(next_event(&mut r1).await, presence("r1", "alice", true));
-    proxy.set_down(true);
-    assert_eq!(next_event(&mut r1).await, presence("r1", "alice", false));
+    let (_a, b, mut r1) = swept_node(&redis, &proxy, "twice:").await;
 
     proxy.hold_replies_to("SET");
     proxy.set_down(false);
@@ -540,11 +533,8 @@ async fn a_previous_instance_partly_swept_does_not_stop_the_start() {
 
 /// Waits (up to 5 s) until `broker.is_ready()` is `ready`.
 async fn readiness(broker: &RedisBroker, ready: bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while broker.is_ready() != ready {
-        assert!(Instant::now() < deadline, "is_ready() never became {ready}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("is_ready() never became {ready}");
+    conformance::eventually(&what, Duration::from_secs(5), || broker.is_ready() == ready).await;
 }
 
 /// Review M2: while the node's claim cannot be kept (here another node took its id, as after a

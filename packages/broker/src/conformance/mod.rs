@@ -105,6 +105,16 @@ impl RoomSink for Forward {
     }
 }
 
+/// Waits until `done` holds (checking every 10 ms), failing the test with `what` after
+/// `within`: for what a backend reaches by itself, such as readiness after a fault.
+pub async fn eventually(what: &str, within: Duration, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Subscribes to `room` with a sink a test can read back.
 pub async fn listen<B: Broker>(
     broker: &B,
