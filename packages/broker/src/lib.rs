@@ -68,6 +68,20 @@ pub struct NewMessage {
     pub nonce: Option<String>,
 }
 
+impl NewMessage {
+    /// The message as stored under `id`: its time is the id's milliseconds, in every backend.
+    pub fn stored_as(self, id: MessageId) -> Message {
+        Message {
+            room: self.room,
+            id,
+            from: self.from,
+            body: self.body,
+            ts: id.ms,
+            nonce: self.nonce,
+        }
+    }
+}
+
 /// Something that happened in a room, as delivered to a node's room subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomEvent {

@@ -231,25 +231,11 @@ impl Broker for MemoryBroker {
                 .binary_search_by_key(&original, |m| m.id)
                 .ok()
                 .map(|i| state.history[i].clone());
-            let message = stored.unwrap_or(Message {
-                room: new.room,
-                id: original,
-                from: new.from,
-                body: new.body,
-                ts: original.ms,
-                nonce: new.nonce,
-            });
+            let message = stored.unwrap_or_else(|| new.stored_as(original));
             return Ok(Published::Duplicate(message));
         }
         let id = MessageId::next_after(state.last_id, now_ms());
-        let message = Message {
-            room: new.room,
-            id,
-            from: new.from,
-            body: new.body,
-            ts: id.ms,
-            nonce: new.nonce,
-        };
+        let message = new.stored_as(id);
         state.last_id = Some(id);
         state.history.push_back(message.clone());
         while state.history.len() > self.config.history_len {

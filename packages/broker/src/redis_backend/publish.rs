@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::codec::{encode_message, parse_id};
 use super::store::Read;
 use super::{RedisBroker, RedisBrokerError};
-use crate::{Message, NewMessage, Published};
+use crate::{NewMessage, Published};
 
 /// How many command timeouts the dedup key of a node's own nonce lives (at most the dedup
 /// window): the node's attempts of one publish start within two; the rest is a margin for an
@@ -94,14 +94,7 @@ impl RedisBroker {
         };
         let id = parse_id(&id)?;
         let own_nonce = new.nonce.is_none();
-        let as_sent = Message {
-            room: new.room,
-            id,
-            from: new.from,
-            body: new.body,
-            ts: id.ms,
-            nonce: new.nonce,
-        };
+        let as_sent = new.stored_as(id);
         if stored == 0 && !own_nonce {
             // The original, as stored (it may have been trimmed away since: then as sent now).
             let stored = store.read_stream(&as_sent.room, Read::At(id)).await?;
