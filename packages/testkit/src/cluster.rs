@@ -1,46 +1,66 @@
-//! [`RedisCluster`]: a Redis Cluster of [`RedisServer`]s, for tests of cluster mode, failover
-//! and resharding.
+//! [`RedisCluster`]: a Redis Cluster of [`RedisServer`]s: masters with replicas for tests of
+//! cluster mode, failover and resharding, or masters alone for the benchmark.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::RedisServer;
+use crate::{Error, RedisOptions, RedisServer};
 
-/// A Redis Cluster of `redis-server` processes on free loopback ports: masters, each with
-/// replicas, made with `redis-cli --cluster create`. A node down for a second is failed over.
+/// How long a cluster may take to serve every slot.
+const HEALTHY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A Redis Cluster of `redis-server` processes on free loopback ports.
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
     masters: usize,
 }
 
+/// Starts `count` cluster-enabled servers as `options` say, with `extra` arguments.
+async fn cluster_nodes(
+    count: usize,
+    options: &RedisOptions,
+    extra: &[&str],
+) -> Result<Vec<RedisServer>, Error> {
+    let mut nodes = Vec::new();
+    for _ in 0..count {
+        let mut node = RedisServer::prepare(options.clone())?;
+        node.extra = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|arg| (*arg).to_owned())
+        .collect();
+        node.spawn_and_wait().await?;
+        nodes.push(node);
+    }
+    Ok(nodes)
+}
+
 impl RedisCluster {
-    /// Starts `masters` masters with `replicas` replicas each and waits until the cluster is
-    /// healthy (every slot served, seen by every node).
+    /// Starts `masters` masters with `replicas` replicas each, made a cluster with `redis-cli
+    /// --cluster create` (so at least 3 masters), and waits until it is healthy (every slot
+    /// served, seen by every node) and every replica is in sync. A node down for a second is
+    /// failed over.
     ///
     /// # Panics
     ///
     /// If `redis-server` or `redis-cli` is missing, or the cluster does not come up in 30 s.
     pub async fn start(masters: usize, replicas: usize) -> RedisCluster {
-        let mut nodes = Vec::new();
-        for _ in 0..masters * (1 + replicas) {
-            let mut node = RedisServer::new();
-            node.extra = [
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                "1000",
-                // Replicas sync at once instead of after the default 5 s.
-                "--repl-diskless-sync-delay",
-                "0",
-            ]
-            .map(str::to_owned)
-            .to_vec();
-            node.spawn_and_wait().await;
-            nodes.push(node);
-        }
+        let extra = [
+            "--cluster-node-timeout",
+            "1000",
+            // Replicas sync at once instead of after the default 5 s.
+            "--repl-diskless-sync-delay",
+            "0",
+        ];
+        let nodes = cluster_nodes(masters * (1 + replicas), &RedisOptions::default(), &extra)
+            .await
+            .unwrap_or_else(|err| panic!("{err}\n(is redis-server installed? run `just setup`)"));
         let addresses: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
@@ -61,6 +81,41 @@ impl RedisCluster {
         cluster.wait_healthy(None).await;
         cluster.wait_replicated(masters * replicas).await;
         cluster
+    }
+
+    /// Starts `masters` masters (any number, one included) as `options` say, without replicas
+    /// and with Redis's default timeouts, gives each an even share of the slots (`CLUSTER
+    /// ADDSLOTSRANGE`), introduces them (`CLUSTER MEET`) and waits until every one says the
+    /// cluster serves.
+    ///
+    /// # Errors
+    ///
+    /// If a server cannot start, refuses a step, or the cluster does not serve within 30 s.
+    pub async fn launch_masters(
+        masters: usize,
+        options: &RedisOptions,
+    ) -> Result<RedisCluster, Error> {
+        let nodes = cluster_nodes(masters, options, &[]).await?;
+        let count = nodes.len() as u32;
+        for (i, node) in (0u32..).zip(&nodes) {
+            let (first, last) = (16384 * i / count, 16384 * (i + 1) / count - 1);
+            let (first, last) = (first.to_string(), last.to_string());
+            node.command_ok(&["CLUSTER", "ADDSLOTSRANGE", &first, &last])
+                .await?;
+            if i > 0 {
+                let seed = nodes[0].port.to_string();
+                node.command_ok(&["CLUSTER", "MEET", "127.0.0.1", &seed])
+                    .await?;
+            }
+        }
+        let cluster = RedisCluster { nodes, masters };
+        cluster.healthy(None).await?;
+        Ok(cluster)
+    }
+
+    /// Its servers, to own apart from the cluster (their pids and ports, say).
+    pub fn into_nodes(self) -> Vec<RedisServer> {
+        self.nodes
     }
 
     /// Waits until `replicas` replicas are in sync with their masters, in total.
@@ -203,7 +258,7 @@ impl RedisCluster {
             ok(from_node.command(&migrate).await, "migrate");
         }
         for node in &self.nodes {
-            if node.child.is_some() {
+            if node.pid().is_some() {
                 let _ = node
                     .command(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id])
                     .await;
@@ -213,24 +268,43 @@ impl RedisCluster {
 
     /// Waits until every running node reports `cluster_state:ok` (after a failover, too);
     /// `except`: a node known to be down.
+    ///
+    /// # Panics
+    ///
+    /// If the cluster is not healthy after 30 s.
     pub async fn wait_healthy(&self, except: Option<usize>) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        self.healthy(except)
+            .await
+            .unwrap_or_else(|err| panic!("the Redis Cluster is not healthy after 30 s: {err}"));
+    }
+
+    /// [`RedisCluster::wait_healthy`], failing with the first node not healthy in time.
+    async fn healthy(&self, except: Option<usize>) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + HEALTHY_TIMEOUT;
         loop {
-            let mut healthy = true;
+            let mut sick = None;
             for (i, node) in self.nodes.iter().enumerate() {
                 if Some(i) == except {
                     continue;
                 }
-                let info = node.command(&["CLUSTER", "INFO"]).await.unwrap_or_default();
-                healthy &= info.contains("cluster_state:ok");
+                let info = node.command(&["CLUSTER", "INFO"]).await;
+                if !info
+                    .as_deref()
+                    .is_some_and(|i| i.contains("cluster_state:ok"))
+                {
+                    sick.get_or_insert((node.port, info));
+                }
             }
-            if healthy {
-                return;
+            let Some((port, reply)) = sick else {
+                return Ok(());
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Redis {
+                    port,
+                    command: "CLUSTER INFO".to_owned(),
+                    reply,
+                });
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the Redis Cluster is not healthy after 30 s"
-            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -255,4 +329,25 @@ fn bulk_strings(reply: &str) -> Vec<String> {
         rest = after.get(len + 2..).unwrap_or_default();
     }
     strings
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn masters_alone_share_every_slot_and_persist_nothing() {
+        let options = RedisOptions::default().without_persistence();
+        let cluster = RedisCluster::launch_masters(2, &options).await.unwrap();
+        let (a, b) = (cluster.master_of("a").await, cluster.master_of("b").await);
+        assert_ne!(a, b, "slot 15495 (a) and 3300 (b) are on different halves");
+        let nodes = cluster.into_nodes();
+        let aof = nodes[0].command(&["CONFIG", "GET", "appendonly"]).await;
+        assert!(aof.unwrap().contains("no"));
+        let pid = nodes[1].pid().unwrap();
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        assert!(comm.starts_with("redis-server"), "{comm}");
+    }
 }

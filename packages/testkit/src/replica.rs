@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use super::{RedisServer, START_TIMEOUT};
+use crate::RedisServer;
+use crate::redis::START_TIMEOUT;
 
 impl RedisServer {
     /// Starts a replica of `master` and waits until it is in sync.
@@ -28,9 +29,12 @@ impl RedisServer {
             .command(&["CONFIG", "SET", "repl-diskless-sync-delay", "0"])
             .await;
         assert_eq!(set.as_deref(), Some("+OK\r\n"), "configure the master");
-        let mut replica = RedisServer::new();
+        let mut replica = RedisServer::prepare(master.options.clone()).expect("a redis dir");
         replica.extra = vec!["--replicaof".into(), "127.0.0.1".into(), port.to_string()];
-        replica.spawn_and_wait().await;
+        replica
+            .spawn_and_wait()
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         loop {
             let info = replica

@@ -24,7 +24,7 @@ use common::process::NodeProcess;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use skat_server::ServerConfig;
-use skat_testkit::RedisServer;
+use skat_testkit::{RedisServer, TempDir};
 
 /// How long the page may take to show an expected state.
 const UI_DEADLINE: Duration = Duration::from_secs(20);
@@ -79,11 +79,7 @@ struct Driver {
 
 impl Driver {
     async fn start() -> Driver {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = skat_testkit::free_port().unwrap();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -531,13 +527,10 @@ async fn a_send_cut_off_by_a_crash_is_resent_and_appears_once() {
     let static_env = static_dir.to_string_lossy().into_owned();
     let extra = [("SKAT_STATIC_DIR", static_env.as_str())];
     let redis = RedisServer::start().await;
-    let logs = std::env::temp_dir().join(format!("skat-e2e-resend-{}", std::process::id()));
-    std::fs::create_dir_all(&logs).unwrap();
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut node_a = NodeProcess::spawn_with("resend-a", addr, &redis.url(), &logs, &extra).await;
+    let logs = TempDir::new("e2e-resend").unwrap();
+    let addr = common::free_addr();
+    let mut node_a =
+        NodeProcess::spawn_with("resend-a", addr, &redis.url(), logs.path(), &extra).await;
     // Bob listens on another node; the process uses the default key prefix.
     let config = ServerConfig {
         node_id: "resend-b".into(),
@@ -569,7 +562,8 @@ async fn a_send_cut_off_by_a_crash_is_resent_and_appears_once() {
     .await;
     let resumed = redis.command(&["CLIENT", "UNPAUSE"]).await;
     assert_eq!(resumed.as_deref(), Some("+OK\r\n"));
-    let _node_a = NodeProcess::spawn_with("resend-a2", addr, &redis.url(), &logs, &extra).await;
+    let _node_a =
+        NodeProcess::spawn_with("resend-a2", addr, &redis.url(), logs.path(), &extra).await;
 
     // The page reconnects by itself and re-sends with the same nonce: shown once, not pending.
     wait_text(&alice, "#status", "Connected again", |t| t == "Connected").await;
@@ -597,5 +591,4 @@ async fn a_send_cut_off_by_a_crash_is_resent_and_appears_once() {
     }
     assert_eq!(seen, 1, "bob got it {seen} times");
     alice.close().await.unwrap();
-    let _ = std::fs::remove_dir_all(&logs);
 }

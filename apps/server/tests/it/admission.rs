@@ -10,7 +10,6 @@
 use crate::common;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +17,7 @@ use common::http::{connect_from, upgrade};
 use common::{DEADLINE, Node, test_config};
 use skat_broker::MemoryBroker;
 use skat_server::{Limits, ServerConfig};
+use skat_testkit::TempDir;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -30,23 +30,12 @@ fn ip(text: &str) -> IpAddr {
 }
 
 /// A static directory holding `files` (name, size in bytes), removed on drop.
-struct StaticDir(PathBuf);
-
-impl StaticDir {
-    fn new(tag: &str, files: &[(&str, usize)]) -> StaticDir {
-        let dir = std::env::temp_dir().join(format!("skat-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        for (name, size) in files {
-            std::fs::write(dir.join(name), vec![b'x'; *size]).unwrap();
-        }
-        StaticDir(dir)
+fn static_dir(tag: &str, files: &[(&str, usize)]) -> TempDir {
+    let dir = TempDir::new(tag).unwrap();
+    for (name, size) in files {
+        std::fs::write(dir.path().join(name), vec![b'x'; *size]).unwrap();
     }
-}
-
-impl Drop for StaticDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    dir
 }
 
 async fn node(config: ServerConfig) -> Node {
@@ -81,7 +70,7 @@ async fn healthy_from(from: &str, addr: SocketAddr) -> bool {
 /// slots, each pipelining large responses and thousands of `/healthz` and never reading.
 #[tokio::test]
 async fn one_address_cannot_take_every_handshake_slot() {
-    let files = StaticDir::new("admission", &[("big.bin", 3 << 20)]);
+    let files = static_dir("admission", &[("big.bin", 3 << 20)]);
     let limits = Limits {
         max_handshakes: 50,
         http_timeout: Duration::from_secs(4),
@@ -91,7 +80,7 @@ async fn one_address_cannot_take_every_handshake_slot() {
     assert!(share > 1 && share < 50, "{share}");
     let deadline = limits.http_timeout;
     let node = node(ServerConfig {
-        static_dir: Some(files.0.clone()),
+        static_dir: Some(files.path().to_owned()),
         limits,
         ..test_config()
     })
@@ -208,9 +197,9 @@ async fn keep_alive_serves_a_page_load_and_is_bounded() {
         ("web-0123456789_bg.wasm", 600_000),
         ("style-0123456789.css", 3000),
     ];
-    let dir = StaticDir::new("keep-alive", &files);
+    let dir = static_dir("keep-alive", &files);
     let node = node(ServerConfig {
-        static_dir: Some(dir.0.clone()),
+        static_dir: Some(dir.path().to_owned()),
         ..test_config()
     })
     .await;

@@ -15,7 +15,6 @@
 use crate::common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
@@ -23,7 +22,7 @@ use std::time::Duration;
 use common::process::{NodeProcess, http_status};
 use skat_client::{Client, ClientError};
 use skat_protocol::{Message, MessageId, ServerFrame};
-use skat_testkit::RedisServer;
+use skat_testkit::{RedisServer, TempDir};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout, timeout_at};
 
@@ -49,20 +48,17 @@ const PERMANENT: &str = "bad_frame unknown_type hello_required invalid_room inva
 struct Cluster {
     nodes: Vec<NodeProcess>,
     redis: RedisServer,
-    dir: PathBuf,
+    dir: TempDir,
 }
 
 impl Cluster {
     async fn start(name: &str) -> Cluster {
-        let dir = format!("skat-chaos-{name}-{}", std::process::id());
-        let dir = std::env::temp_dir().join(dir);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new(&format!("chaos-{name}")).unwrap();
         let redis = RedisServer::start().await;
         let mut nodes = Vec::new();
         for id in ["node-a", "node-b"] {
             let addr = common::free_addr();
-            nodes.push(NodeProcess::spawn(id, addr, &redis.url(), &dir).await);
+            nodes.push(NodeProcess::spawn(id, addr, &redis.url(), dir.path()).await);
         }
         Cluster { nodes, redis, dir }
     }
@@ -77,8 +73,8 @@ impl Cluster {
     /// Starts node `i` again, as a new process on the port it had.
     async fn respawn(&mut self, i: usize) {
         let (id, addr) = (self.nodes[i].id.clone(), self.nodes[i].addr);
-        let (url, dir) = (self.redis.url(), self.dir.clone());
-        self.nodes[i] = NodeProcess::spawn(&id, addr, &url, &dir).await;
+        let url = self.redis.url();
+        self.nodes[i] = NodeProcess::spawn(&id, addr, &url, self.dir.path()).await;
     }
 }
 
@@ -86,9 +82,8 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.nodes.clear();
         if std::thread::panicking() {
-            eprintln!("node logs kept in {}", self.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
+            self.dir.keep();
+            eprintln!("node logs kept in {}", self.dir.path().display());
         }
     }
 }

@@ -12,6 +12,7 @@ use skat_broker::MemoryBroker;
 use skat_client::Client;
 use skat_protocol::{ClientFrame, encode_client};
 use skat_server::ServerConfig;
+use skat_testkit::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -169,11 +170,10 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
 
 #[tokio::test]
 async fn healthz_and_static_files() {
-    let dir = std::env::temp_dir().join(format!("skat-static-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("index.html"), "<h1>skat</h1>").unwrap();
+    let dir = TempDir::new("static").unwrap();
+    std::fs::write(dir.path().join("index.html"), "<h1>skat</h1>").unwrap();
     let config = ServerConfig {
-        static_dir: Some(dir.clone()),
+        static_dir: Some(dir.path().to_owned()),
         ..common::test_config()
     };
     let node = Node::start_with(Arc::new(MemoryBroker::default()), config).await;
@@ -193,7 +193,6 @@ async fn healthz_and_static_files() {
     );
 
     node.stop().await.unwrap();
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// A GET with extra request headers, returning (status line, lowercased response headers, body).
@@ -208,8 +207,7 @@ async fn http_get_with(
 
 #[tokio::test]
 async fn web_files_go_out_precompressed_with_cache_headers_by_name() {
-    let dir = std::env::temp_dir().join(format!("skat-assets-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("assets").unwrap();
     // The server sends precompressed copies as they are: their bytes only need to differ.
     for (name, body) in [
         ("index.html", "<h1>skat</h1>"),
@@ -218,10 +216,10 @@ async fn web_files_go_out_precompressed_with_cache_headers_by_name() {
         ("web-0123456789.js", "export default 1;"),
         ("web-0123456789.js.br", "brotli js"),
     ] {
-        std::fs::write(dir.join(name), body).unwrap();
+        std::fs::write(dir.path().join(name), body).unwrap();
     }
     let config = ServerConfig {
-        static_dir: Some(dir.clone()),
+        static_dir: Some(dir.path().to_owned()),
         ..common::test_config()
     };
     let node = Node::start_with(Arc::new(MemoryBroker::default()), config).await;
@@ -275,7 +273,6 @@ async fn web_files_go_out_precompressed_with_cache_headers_by_name() {
     );
 
     node.stop().await.unwrap();
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use common::process::NodeProcess;
 use common::{DEADLINE, join};
 use skat_client::Client;
 use skat_protocol::ServerFrame;
-use skat_testkit::RedisServer;
+use skat_testkit::{RedisServer, TempDir};
 use tokio::time::Instant;
 
 /// Presence settings of the nodes: a short TTL so the test is quick.
@@ -71,13 +71,12 @@ async fn presence_until(client: &mut Client, marker: &str) -> Vec<(String, bool)
 
 #[tokio::test]
 async fn nodes_agree_on_members_and_a_killed_node_leaves_nothing_behind() {
-    let dir = std::env::temp_dir().join(format!("skat-presence-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let temp = TempDir::new("presence").unwrap();
+    let dir = temp.path();
     let redis = RedisServer::start().await;
     let addr_a = common::free_addr();
-    let mut a = spawn("node-a", addr_a, &redis.url(), &dir).await;
-    let b = spawn("node-b", common::free_addr(), &redis.url(), &dir).await;
+    let mut a = spawn("node-a", addr_a, &redis.url(), dir).await;
+    let b = spawn("node-b", common::free_addr(), &redis.url(), dir).await;
 
     // Users across both nodes; Carol is on both.
     let mut bob = client(&b, "bob").await;
@@ -141,7 +140,7 @@ async fn nodes_agree_on_members_and_a_killed_node_leaves_nothing_behind() {
     assert_eq!(members_seen_from(&b, "general").await, ["bob", "carol"]);
 
     // Node A comes back with the same id: nothing of its previous life reappears.
-    a = spawn("node-a", addr_a, &redis.url(), &dir).await;
+    a = spawn("node-a", addr_a, &redis.url(), dir).await;
     assert_eq!(members_seen_from(&a, "general").await, ["bob", "carol"]);
     tokio::time::sleep(TTL).await;
     assert_eq!(members_seen_from(&b, "general").await, ["bob", "carol"]);
@@ -162,5 +161,4 @@ async fn nodes_agree_on_members_and_a_killed_node_leaves_nothing_behind() {
     erin.send_message("general", "back", None).await.unwrap();
     presence_until(&mut carol_b, "back").await;
     drop(a);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,15 +6,15 @@
 
 use crate::common;
 
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 use common::{DEADLINE, Node, free_addr, join, message};
 use skat_client::Client;
 use skat_server::{Limits, ServerConfig};
-use skat_testkit::RedisServer;
+use skat_testkit::{Launch, Probe, Process, RedisServer, TempDir};
 
 /// nginx's binary, installed from apt if missing (CI runs as root on Debian).
 fn nginx_binary() -> PathBuf {
@@ -41,14 +41,14 @@ fn nginx_binary() -> PathBuf {
 
 /// nginx serving `deploy/nginx/skat.conf` on `listen`, proxying to `nodes`; killed on drop.
 struct Nginx {
-    child: Child,
-    dir: PathBuf,
+    _process: Process,
+    _dir: TempDir,
 }
 
 impl Nginx {
     async fn start(listen: SocketAddr, nodes: [SocketAddr; 2]) -> Nginx {
-        let dir = std::env::temp_dir().join(format!("skat-nginx-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let temp = TempDir::new("nginx").unwrap();
+        let dir = temp.path();
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/nginx/skat.conf");
         let site = std::fs::read_to_string(shipped).unwrap();
         let site = site
@@ -68,38 +68,32 @@ impl Nginx {
              include {d}/skat.conf;\n}}\n"
         );
         std::fs::write(dir.join("nginx.conf"), main).unwrap();
-        let child = Command::new(nginx_binary())
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .args(["-g", "daemon off;"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+        let (conf, errors) = (dir.join("nginx.conf"), dir.join("error.log"));
+        let args: [&OsStr; 8] = [
+            "-p".as_ref(),
+            dir.as_ref(),
+            "-c".as_ref(),
+            conf.as_ref(),
+            "-e".as_ref(),
+            errors.as_ref(),
+            "-g".as_ref(),
+            "daemon off;".as_ref(),
+        ];
+        let mut process = Launch::new("nginx", nginx_binary())
+            .args(args)
+            .spawn(dir)
             .unwrap();
-        let nginx = Nginx { child, dir };
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        while tokio::net::TcpStream::connect(listen).await.is_err() {
-            let log = std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default();
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "nginx did not start: {log}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Err(err) = process
+            .wait_ready(listen.port(), Probe::Connect, DEADLINE)
+            .await
+        {
+            let log = std::fs::read_to_string(&errors).unwrap_or_default();
+            panic!("nginx did not start: {err}\n{log}");
         }
-        nginx
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        Nginx {
+            _process: process,
+            _dir: temp,
+        }
     }
 }
 

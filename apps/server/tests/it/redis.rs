@@ -12,7 +12,7 @@ use common::process::NodeProcess;
 use common::{DEADLINE, Node, join, message, next, next_where};
 use skat_broker::{Broker, MessageId, RedisBroker};
 use skat_protocol::{ErrorCode, Message, ServerFrame};
-use skat_testkit::RedisServer;
+use skat_testkit::{RedisServer, TempDir};
 
 #[tokio::test]
 async fn two_nodes_deliver_the_same_messages_in_the_same_order() {
@@ -561,13 +561,13 @@ async fn clients_hear_the_shutdown_before_the_node_leaves_rooms_in_redis() {
 #[tokio::test]
 async fn the_binary_chats_through_redis_over_tls() {
     let redis = RedisServer::start_tls().await;
-    let dir = std::env::temp_dir().join(format!("skat-tls-node-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = dir.join("ca.pem");
+    let dir = TempDir::new("tls-node").unwrap();
+    let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, redis.ca_pem()).unwrap();
     let addr = common::free_addr();
     let extra = [("SKAT_REDIS_CA_CERT", ca.to_str().unwrap())];
-    let _node = NodeProcess::spawn_with("tls-node", addr, &redis.tls_url(), &dir, &extra).await;
+    let _node =
+        NodeProcess::spawn_with("tls-node", addr, &redis.tls_url(), dir.path(), &extra).await;
     let url = format!("ws://{addr}/ws");
     let mut alice = skat_client::Client::connect(&url, "alice").await.unwrap();
     join(&mut alice, "general").await;
@@ -576,5 +576,4 @@ async fn the_binary_chats_through_redis_over_tls() {
         .await
         .unwrap();
     assert_eq!(message(&mut alice).await.body, "over tls");
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -139,8 +139,7 @@ pub(crate) fn test_config() -> ServerConfig {
 
 /// A loopback address nobody listens on right now (for a process or listener started later).
 pub(crate) fn free_addr() -> std::net::SocketAddr {
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    free.local_addr().unwrap()
+    std::net::SocketAddr::from(([127, 0, 0, 1], skat_testkit::free_port().unwrap()))
 }
 
 /// Redis broker settings for tests: short presence TTL and heartbeat.

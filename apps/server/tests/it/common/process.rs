@@ -2,13 +2,14 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
+use skat_testkit::{Process, SkatServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::timeout;
 
-/// How long a node may take to start or stop.
+/// How long a node may take to stop.
 const STEP: Duration = Duration::from_secs(10);
 
 /// `GET path` over a raw HTTP/1.1 connection; `None` if the node does not answer.
@@ -27,11 +28,11 @@ pub(crate) async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
         .flatten()
 }
 
-/// A `skat-server` child process, killed (SIGKILL) on drop.
+/// A `skat-server` child process (testkit's [`SkatServer`]), killed (SIGKILL) on drop.
 pub(crate) struct NodeProcess {
-    pub id: String,
-    pub addr: SocketAddr,
-    child: Child,
+    pub(crate) id: String,
+    pub(crate) addr: SocketAddr,
+    process: Process,
 }
 
 impl NodeProcess {
@@ -48,70 +49,37 @@ impl NodeProcess {
         dir: &Path,
         extra: &[(&str, &str)],
     ) -> NodeProcess {
-        let path = dir.join(format!("{id}.log"));
-        let log = std::fs::File::create(&path).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_skat-server"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("SKAT_") {
-                command.env_remove(key);
-            }
+        let mut server = SkatServer::new(env!("CARGO_BIN_EXE_skat-server"), id, addr)
+            .redis(redis)
+            .env("SKAT_MESSAGES_PER_SEC", "1000")
+            .env("SKAT_MESSAGES_BURST", "1000")
+            .env("SKAT_MAX_CONNS_PER_IP", "0")
+            .env("SKAT_SHUTDOWN_TIMEOUT", "5");
+        for (key, value) in extra {
+            server = server.env(key, value);
         }
-        command.envs([
-            ("SKAT_BIND", &*addr.to_string()),
-            ("SKAT_NODE_ID", id),
-            ("SKAT_REDIS_URL", redis),
-            ("SKAT_MESSAGES_PER_SEC", "1000"),
-            ("SKAT_MESSAGES_BURST", "1000"),
-            ("SKAT_MAX_CONNS_PER_IP", "0"),
-            ("SKAT_SHUTDOWN_TIMEOUT", "5"),
-            ("RUST_LOG", "warn"),
-        ]);
-        command.envs(extra.iter().copied());
-        let stdout = log.try_clone().unwrap();
-        command.stdin(Stdio::null()).stdout(stdout).stderr(log);
-        let child = command.spawn().unwrap();
-        let mut node = NodeProcess {
+        let process = server
+            .start(dir)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+        NodeProcess {
             id: id.to_owned(),
             addr,
-            child,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http_status(addr, "/readyz").await != Some(200) {
-            let log = std::fs::read_to_string(&path).unwrap_or_default();
-            if let Some(status) = node.child.try_wait().unwrap() {
-                panic!("{id} exited ({status}): {log}");
-            }
-            assert!(Instant::now() < deadline, "{id} not ready: {log}");
-            sleep(Duration::from_millis(50)).await;
+            process,
         }
-        node
     }
 
     /// SIGKILL, as a crash would.
     pub(crate) fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
     }
 
     /// SIGTERM, as an orchestrator stopping the node for a rolling restart does; then waits for
     /// the process to exit by itself.
     pub(crate) async fn terminate(&mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status();
-        assert!(status.unwrap().success(), "kill -TERM {pid}");
-        let deadline = Instant::now() + STEP;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "{} still running", self.id);
-            sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        self.kill();
+        self.process
+            .terminate(STEP)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"))
     }
 }
