@@ -65,7 +65,7 @@ pub(crate) async fn run(
     if pids.len() != deployment.urls.len() {
         bail!("idle memory needs the pid of every node (--pid, in URL order)");
     }
-    let redis = deployment.redis.first().map(|r| r.pid);
+    let redis = deployment.redis_pid();
     // Let the nodes finish starting before the baseline.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = rss_all(&pids)?;

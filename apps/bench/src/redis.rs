@@ -1,60 +1,8 @@
-//! The bench's Redis: starting a server or a cluster's masters, and reading what they did
-//! (`INFO stats` counters), for the measurements that cost Redis work out per unit.
-
-use std::path::Path;
-use std::time::Duration;
+//! What the bench's Redis servers did (their `INFO stats` counters), for the measurements that
+//! cost Redis work out per unit. Starting them is the test harness's (`skat-testkit`).
 
 use anyhow::Context as _;
 use serde::Serialize;
-
-use crate::procs::{Probe, Proc, free_port, wait_ready};
-
-/// Starts `shards` redis-servers from `bin` (cluster-enabled masters if `cluster`, which then
-/// get the slots); returns them and their ports.
-pub(crate) async fn start(
-    bin: &Path,
-    cluster: bool,
-    shards: usize,
-    cpus: Option<&str>,
-    dir: &Path,
-) -> anyhow::Result<(Vec<Proc>, Vec<u16>)> {
-    let (mut procs, mut ports) = (Vec::new(), Vec::new());
-    for shard in 0..shards {
-        let port = free_port()?;
-        let (port_arg, dir_arg) = (port.to_string(), dir.to_string_lossy().into_owned());
-        let config = format!("nodes-{port}.conf");
-        let mut args = vec![
-            "--port",
-            &port_arg,
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            &dir_arg,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-        ];
-        if cluster {
-            args.extend(["--cluster-enabled", "yes", "--cluster-config-file", &config]);
-        }
-        let role = if shards == 1 {
-            "redis".to_owned()
-        } else {
-            format!("redis{}", shard + 1)
-        };
-        let mut proc = Proc::spawn(&role, bin, &args, &[], cpus, dir)?;
-        wait_ready(&mut proc, port, Probe::RedisPing).await?;
-        procs.push(proc);
-        ports.push(port);
-    }
-    if cluster {
-        create_cluster(&ports).await?;
-    }
-    Ok((procs, ports))
-}
 
 /// What Redis servers did so far, summed over them (`INFO stats`).
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
@@ -100,60 +48,4 @@ pub(crate) async fn counters(ports: &[u16]) -> anyhow::Result<Counters> {
         total.net_out += field("total_net_output_bytes")?;
     }
     Ok(total)
-}
-
-/// Makes a Redis Cluster of the masters on `ports` (no replicas; any number of them, where
-/// `redis-cli --cluster create` wants three) and waits until it serves.
-pub(crate) async fn create_cluster(ports: &[u16]) -> anyhow::Result<()> {
-    let cli = |port: u16, args: &[String]| -> anyhow::Result<()> {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-p", &port.to_string()])
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .context("cannot run redis-cli")?;
-        let reply = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() || reply.starts_with("ERR") {
-            anyhow::bail!("redis-cli {args:?} on port {port}: {reply}");
-        }
-        Ok(())
-    };
-    let count = ports.len() as u32;
-    for (i, &port) in ports.iter().enumerate() {
-        let i = i as u32;
-        let (first, last) = (16384 * i / count, 16384 * (i + 1) / count - 1);
-        cli(
-            port,
-            &[
-                "cluster",
-                "addslotsrange",
-                &first.to_string(),
-                &last.to_string(),
-            ]
-            .map(str::to_owned),
-        )?;
-        if i > 0 {
-            cli(
-                port,
-                &["cluster", "meet", "127.0.0.1", &ports[0].to_string()].map(str::to_owned),
-            )?;
-        }
-    }
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    for port in ports {
-        loop {
-            let info = std::process::Command::new("redis-cli")
-                .args(["-p", &port.to_string(), "cluster", "info"])
-                .output()
-                .context("cannot run redis-cli")?;
-            if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
-                break;
-            }
-            if std::time::Instant::now() > deadline {
-                anyhow::bail!("the Redis Cluster is not ready after 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    Ok(())
 }

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde::Serialize;
 use skat_broker::{Broker, NewMessage, RedisBroker, RedisConfig, RoomEvent, RoomSink};
+use skat_testkit::{RedisCluster, RedisOptions, RedisServer};
 
 use crate::procfs::{clock_ticks, read_cpu};
-use crate::procs::TempDir;
 use crate::redis::{Counters, counters};
 
 /// What one simulated fleet is and does.
@@ -95,13 +95,16 @@ pub(crate) async fn run(
     nodes: usize,
     mix: &Mix,
 ) -> anyhow::Result<SimResult> {
-    let dir = TempDir::new("simnodes")?;
-    let (procs, ports) = crate::redis::start(redis_bin, true, mix.shards, cpus, dir.path()).await?;
-    let pids: Vec<u32> = procs.iter().map(|p| p.pid).collect();
-    let seeds: Vec<String> = ports
-        .iter()
-        .map(|p| format!("redis://127.0.0.1:{p}/"))
-        .collect();
+    let options = RedisOptions::default()
+        .bin(redis_bin)
+        .pinned(cpus)
+        .without_persistence();
+    let redis = RedisCluster::launch_masters(mix.shards, &options)
+        .await?
+        .into_nodes();
+    let pids: Vec<u32> = redis.iter().filter_map(RedisServer::pid).collect();
+    let ports: Vec<u16> = redis.iter().map(RedisServer::port).collect();
+    let seeds: Vec<String> = redis.iter().map(RedisServer::url).collect();
     let mut brokers = Vec::with_capacity(nodes);
     for n in 0..nodes {
         let config = RedisConfig {
@@ -151,7 +154,7 @@ pub(crate) async fn run(
     let subscribed = subscriptions.len();
     drop(subscriptions);
     drop(brokers);
-    drop(procs);
+    drop(redis);
     Ok(SimResult {
         nodes,
         subscriptions: subscribed,

@@ -160,7 +160,7 @@ pub(crate) async fn measure(args: &UnitsArgs) -> anyhow::Result<Units> {
 
     // Joins.
     let deployment = Deployment::start(&common.server(TargetKind::Redis, false, 0)).await?;
-    let redis_pid = deployment.redis.first().map(|r| r.pid);
+    let redis_pid = deployment.redis_pid();
     let cpu = |pid: Option<u32>| pid.map_or(Ok(0), |pid| read_cpu(pid).map(|t| t.user + t.system));
     let (before, cpu_before) = (counters(&deployment.redis_ports).await?, cpu(redis_pid)?);
     let storm =
