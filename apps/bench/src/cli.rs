@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::procs::{ServerSpec, TargetKind};
+use crate::deploy::{ServerSpec, TargetKind};
 
 /// Skat's load and benchmark tool.
 ///

@@ -6,10 +6,10 @@ use std::time::Duration;
 use crate::cli::{
     CapacityArgs, Common, IdleArgs, LoadArgs, SimArgs, StormArgs, TargetArgs, UnitsArgs,
 };
-use crate::fleet::Harness;
-use crate::load::{Phase, Session, Shape};
-use crate::procs::Deployment;
+use crate::clients::fleet::Harness;
+use crate::deploy::Deployment;
 use crate::report::{self, Metric, Table, TargetResults};
+use crate::scenarios::load::{Phase, Session, Shape};
 
 /// The servers to measure, and the column name.
 async fn deployment(common: &Common, target: &TargetArgs) -> anyhow::Result<(Deployment, String)> {
@@ -84,7 +84,8 @@ pub(crate) async fn storm(args: StormArgs) -> anyhow::Result<()> {
     let harness = harness(&args.common, &args.target);
     let timeout = Duration::from_secs(args.timeout);
     let result =
-        crate::storm::run(&deployment, &harness, args.clients, args.rooms, timeout).await?;
+        crate::scenarios::storm::run(&deployment, &harness, args.clients, args.rooms, timeout)
+            .await?;
     let mut results = TargetResults::new(&name);
     results.storm = Some(result);
     emit(&args.common, &results, &[])
@@ -94,7 +95,8 @@ pub(crate) async fn storm(args: StormArgs) -> anyhow::Result<()> {
 pub(crate) async fn idle(args: IdleArgs) -> anyhow::Result<()> {
     let (deployment, name) = deployment(&args.common, &args.target).await?;
     let harness = harness(&args.common, &args.target);
-    let result = crate::idle::run(&deployment, &harness, args.clients, args.rooms).await?;
+    let result =
+        crate::scenarios::idle::run(&deployment, &harness, args.clients, args.rooms).await?;
     let mut results = TargetResults::new(&name);
     results.idle = Some(result);
     emit(&args.common, &results, &[])
@@ -102,7 +104,7 @@ pub(crate) async fn idle(args: IdleArgs) -> anyhow::Result<()> {
 
 /// `skat-bench simnodes`: one row per node count.
 pub(crate) async fn simnodes(args: SimArgs) -> anyhow::Result<()> {
-    let mix = crate::simnodes::Mix {
+    let mix = crate::capacity::simnodes::Mix {
         users: args.users,
         rooms: args.rooms,
         rate: args.rate,
@@ -129,7 +131,8 @@ pub(crate) async fn simnodes(args: SimArgs) -> anyhow::Result<()> {
     let mut results = Vec::new();
     for &nodes in &args.nodes {
         let result =
-            crate::simnodes::run(&args.redis_bin, Some(&args.redis_cpus), nodes, &mix).await?;
+            crate::capacity::simnodes::run(&args.redis_bin, Some(&args.redis_cpus), nodes, &mix)
+                .await?;
         table.rows.push(vec![
             nodes.to_string(),
             result.subscriptions.to_string(),
@@ -150,7 +153,7 @@ pub(crate) async fn simnodes(args: SimArgs) -> anyhow::Result<()> {
 
 /// `skat-bench units`: measures, prints and (with --out) writes the units.
 pub(crate) async fn units(args: UnitsArgs) -> anyhow::Result<()> {
-    let units = crate::units::measure(&args).await?;
+    let units = crate::capacity::units::measure(&args).await?;
     let text = serde_json::to_string_pretty(&units)?;
     println!("{text}");
     if let Some(path) = &args.common.out {
@@ -169,7 +172,7 @@ pub(crate) fn capacity(args: &CapacityArgs) -> anyhow::Result<()> {
             args.units.display()
         )
     })?;
-    let units: crate::units::Units = serde_json::from_str(&text)?;
+    let units: crate::capacity::units::Units = serde_json::from_str(&text)?;
     let assumed = crate::capacity::assumptions(args);
     let plans: Vec<_> = args
         .users

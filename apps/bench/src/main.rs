@@ -7,24 +7,18 @@
 // A command-line tool: its results go to stdout.
 #![allow(clippy::print_stdout)]
 
+// Top down: the commands (cli, commands, suite) compose the measurements (scenarios,
+// capacity) and report them (report); those run against a deployment (deploy) with a fleet of
+// clients (clients), measuring with the instruments of `measure`, which know nothing above them.
 mod capacity;
 mod cli;
+mod clients;
 mod commands;
-mod fleet;
-mod hist;
-mod idle;
-mod load;
-mod procfs;
-mod procs;
-mod proto;
-mod redis;
+mod deploy;
+mod measure;
 mod report;
-mod simnodes;
-mod storm;
+mod scenarios;
 mod suite;
-mod units;
-mod wire;
-mod worker;
 
 use std::process::ExitCode;
 
@@ -36,7 +30,7 @@ use crate::cli::{Cli, Command};
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Worker) {
-        return worker::main().map(|()| ExitCode::SUCCESS);
+        return clients::worker::main().map(|()| ExitCode::SUCCESS);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -6,36 +6,9 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::hist::Histogram;
-use crate::idle::IdleResult;
-use crate::load::LoadResult;
-use crate::storm::StormResult;
-
-/// Latency percentiles, in milliseconds.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub(crate) struct Percentiles {
-    /// Median.
-    pub(crate) p50: f64,
-    /// 99th percentile.
-    pub(crate) p99: f64,
-    /// 99.9th percentile.
-    pub(crate) p999: f64,
-    /// Largest.
-    pub(crate) max: f64,
-}
-
-impl Percentiles {
-    /// Percentiles of a histogram of microseconds.
-    pub(crate) fn of(h: &Histogram) -> Self {
-        let ms = |us: u64| us as f64 / 1000.0;
-        Self {
-            p50: ms(h.quantile(0.50)),
-            p99: ms(h.quantile(0.99)),
-            p999: ms(h.quantile(0.999)),
-            max: ms(h.max()),
-        }
-    }
-}
+use crate::scenarios::idle::IdleResult;
+use crate::scenarios::load::LoadResult;
+use crate::scenarios::storm::StormResult;
 
 /// Everything measured on one target.
 #[derive(Debug, Clone, Serialize)]
@@ -432,16 +405,5 @@ mod tests {
         );
         assert_eq!(table.header, ["measurement", "embedded"]);
         assert_eq!(table.rows[0], ["x", "1"]);
-    }
-
-    #[test]
-    fn percentiles_in_ms() {
-        let mut h = Histogram::default();
-        for v in [1000, 2000, 3000] {
-            h.record(v);
-        }
-        let p = Percentiles::of(&h);
-        assert!((p.max - 3.0).abs() < 1e-9);
-        assert!(p.p50 >= 2.0 && p.p50 < 2.05);
     }
 }

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::cli::{Common, Item, SuiteArgs};
-use crate::fleet::Harness;
-use crate::load::{LoadResult, Phase, Session, Shape};
-use crate::procs::{Deployment, TargetKind};
+use crate::clients::fleet::Harness;
+use crate::deploy::{Deployment, TargetKind};
 use crate::report::{self, Metric, Table, TargetResults};
+use crate::scenarios::load::{LoadResult, Phase, Session, Shape};
 
 /// The chat shape: 2000 clients in 20 rooms of 100, 10 % of them sending.
 const CHAT: Shape = Shape {
@@ -33,11 +33,11 @@ const MANY_ROOMS: usize = 150;
 /// Phase lengths.
 #[derive(Debug, Clone, Copy, Serialize)]
 struct Timing {
-    #[serde(serialize_with = "crate::load::secs")]
+    #[serde(serialize_with = "crate::scenarios::load::secs")]
     warmup: Duration,
-    #[serde(serialize_with = "crate::load::secs")]
+    #[serde(serialize_with = "crate::scenarios::load::secs")]
     duration: Duration,
-    #[serde(serialize_with = "crate::load::secs")]
+    #[serde(serialize_with = "crate::scenarios::load::secs")]
     drain: Duration,
 }
 
@@ -104,7 +104,7 @@ struct Host {
 /// Runs the suite.
 pub(crate) async fn run(args: SuiteArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let started_unix = crate::worker::now_us() / 1_000_000;
+    let started_unix = crate::measure::clock::now_us() / 1_000_000;
     let common = &args.common;
     let pin = !args.no_pin;
     let harness = Harness::new(
@@ -264,7 +264,7 @@ impl Suite<'_> {
             Item::Storm => {
                 let deployment = self.start(kind, 0).await?;
                 let clients = self.args.storm_clients;
-                let result = crate::storm::run(
+                let result = crate::scenarios::storm::run(
                     &deployment,
                     self.harness,
                     clients,
@@ -285,7 +285,7 @@ impl Suite<'_> {
             }
             Item::Idle => {
                 let deployment = self.start(kind, 0).await?;
-                let result = crate::idle::run(
+                let result = crate::scenarios::idle::run(
                     &deployment,
                     self.harness,
                     self.args.idle_clients,

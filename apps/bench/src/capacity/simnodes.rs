@@ -19,8 +19,8 @@ use serde::Serialize;
 use skat_broker::{Broker, NewMessage, RedisBroker, RedisConfig, RoomEvent, RoomSink};
 use skat_testkit::{RedisCluster, RedisOptions, RedisServer};
 
-use crate::procfs::{clock_ticks, read_cpu};
-use crate::redis::{Counters, counters};
+use crate::measure::procfs::{clock_ticks, read_cpu};
+use crate::measure::redis_stats::{Counters, counters};
 
 /// What one simulated fleet is and does.
 #[derive(Debug, Clone, Serialize)]

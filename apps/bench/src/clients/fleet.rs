@@ -11,7 +11,9 @@ use anyhow::{Context as _, bail};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
-use crate::proto::{Command, ConnectPlan, ConnectReport, Layout, Reply, Setup, WorkerReport};
+use crate::clients::proto::{
+    Command, ConnectPlan, ConnectReport, Layout, Reply, Setup, WorkerReport,
+};
 
 /// Most clients one worker may hold: each is a socket, and a process may open 20,000 files.
 pub(crate) const MAX_CLIENTS_PER_WORKER: usize = 18_000;
@@ -38,13 +40,13 @@ pub(crate) struct Harness {
 impl Harness {
     /// A harness with a fresh run id.
     pub(crate) fn new(clients_per_worker: usize, min_workers: usize, cpus: Option<String>) -> Self {
-        let now = crate::worker::now_us();
+        let now = crate::measure::clock::now_us();
         let run_id = (now ^ (u64::from(std::process::id()) << 24)) as u32;
         Self {
             clients_per_worker: clients_per_worker.clamp(1, MAX_CLIENTS_PER_WORKER),
             min_workers: min_workers.max(1),
             cpus,
-            ticks_per_sec: crate::procfs::clock_ticks(),
+            ticks_per_sec: crate::measure::procfs::clock_ticks(),
             run_id,
             tests: Cell::new(0),
             // Spread consecutive invocations over different addresses as well.
@@ -267,13 +269,13 @@ pub(crate) struct Connected {
     /// Joined clients per node.
     pub(crate) node_clients: Vec<u64>,
     /// Per client, from starting to connect to `joined` (ms): p50, p99, max.
-    pub(crate) setup_ms: crate::report::Percentiles,
+    pub(crate) setup_ms: crate::measure::percentiles::Percentiles,
 }
 
 /// Sums the workers' connect reports.
 pub(crate) fn sum_connects(reports: &[ConnectReport]) -> Connected {
     let mut out = Connected::default();
-    let mut times = crate::hist::Histogram::default();
+    let mut times = crate::measure::hist::Histogram::default();
     let start = reports.iter().map(|r| r.started_at_us).min().unwrap_or(0);
     let end = reports.iter().map(|r| r.done_at_us).max().unwrap_or(0);
     for r in reports {
@@ -291,7 +293,7 @@ pub(crate) fn sum_connects(reports: &[ConnectReport]) -> Connected {
         times.merge(&r.setup_times);
     }
     out.seconds = end.saturating_sub(start) as f64 / 1e6;
-    out.setup_ms = crate::report::Percentiles::of(&times);
+    out.setup_ms = crate::measure::percentiles::Percentiles::of(&times);
     out
 }
 

@@ -17,11 +17,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{Common, UnitsArgs};
-use crate::fleet::Harness;
-use crate::load::{LoadResult, Phase, Session, Shape};
-use crate::procfs::{clock_ticks, read_cpu, read_loopback_tx};
-use crate::procs::{Deployment, TargetKind};
-use crate::redis::counters;
+use crate::clients::fleet::Harness;
+use crate::deploy::{Deployment, TargetKind};
+use crate::measure::procfs::{clock_ticks, read_cpu, read_loopback_tx};
+use crate::measure::redis_stats::counters;
+use crate::scenarios::load::{LoadResult, Phase, Session, Shape};
 
 /// The figures, each per one unit of work.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -164,7 +164,8 @@ pub(crate) async fn measure(args: &UnitsArgs) -> anyhow::Result<Units> {
     let cpu = |pid: Option<u32>| pid.map_or(Ok(0), |pid| read_cpu(pid).map(|t| t.user + t.system));
     let (before, cpu_before) = (counters(&deployment.redis_ports).await?, cpu(redis_pid)?);
     let storm =
-        crate::storm::run(&deployment, &harness, 5000, 500, Duration::from_secs(60)).await?;
+        crate::scenarios::storm::run(&deployment, &harness, 5000, 500, Duration::from_secs(60))
+            .await?;
     let joins = storm.connect.ok.max(1) as f64;
     let redis = before.until(counters(&deployment.redis_ports).await?);
     let ticks = cpu(redis_pid)?.saturating_sub(cpu_before) as f64;
@@ -177,13 +178,14 @@ pub(crate) async fn measure(args: &UnitsArgs) -> anyhow::Result<Units> {
     let harness = &harness;
     let idle = |rooms| async move {
         let deployment = Deployment::start(&common.server(TargetKind::Redis, false, 0)).await?;
-        crate::idle::run(&deployment, harness, 10_000, rooms).await
+        crate::scenarios::idle::run(&deployment, harness, 10_000, rooms).await
     };
     let few = idle(100).await?;
     let many = idle(5000).await?;
-    let grown = |i: &crate::idle::IdleResult| i.kib_per_conn * i.connect.ok as f64;
-    let redis_grown =
-        |i: &crate::idle::IdleResult| i.redis_kib_per_conn.unwrap_or(0.0) * i.connect.ok as f64;
+    let grown = |i: &crate::scenarios::idle::IdleResult| i.kib_per_conn * i.connect.ok as f64;
+    let redis_grown = |i: &crate::scenarios::idle::IdleResult| {
+        i.redis_kib_per_conn.unwrap_or(0.0) * i.connect.ok as f64
+    };
     units.node_kib_per_room = (grown(&many) - grown(&few)) / (5000.0 - 100.0);
     units.node_kib_per_conn = few.kib_per_conn - units.node_kib_per_room * 100.0 / 10_000.0;
     units.redis_kib_per_room = (redis_grown(&many) - redis_grown(&few)) / (5000.0 - 100.0);
@@ -193,7 +195,7 @@ pub(crate) async fn measure(args: &UnitsArgs) -> anyhow::Result<Units> {
         few.redis_commands_per_sec_per_1000.unwrap_or(0.0) * 60.0 / 1000.0;
 
     // Pub/sub pushes and idle nodes, from simulated nodes.
-    let mix = crate::simnodes::Mix {
+    let mix = crate::capacity::simnodes::Mix {
         users: 8000,
         rooms: 400,
         rate: 400,
@@ -202,8 +204,8 @@ pub(crate) async fn measure(args: &UnitsArgs) -> anyhow::Result<Units> {
         body_bytes: 100,
     };
     let cpus = Some(common.server_cpus.as_str());
-    let ten = crate::simnodes::run(&common.redis_bin, cpus, 10, &mix).await?;
-    let forty = crate::simnodes::run(&common.redis_bin, cpus, 40, &mix).await?;
+    let ten = crate::capacity::simnodes::run(&common.redis_bin, cpus, 10, &mix).await?;
+    let forty = crate::capacity::simnodes::run(&common.redis_bin, cpus, 40, &mix).await?;
     let pushes = forty.node_deliveries_per_sec - ten.node_deliveries_per_sec;
     let idle_cores = forty.idle.cpu_cores - ten.idle.cpu_cores;
     let traffic_cores = forty.traffic.cpu_cores - ten.traffic.cpu_cores - idle_cores;

@@ -16,10 +16,11 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::receive::live;
-use super::{Client, Conn, Worker, now_us, sleep_until_us};
-use crate::hist::Histogram;
-use crate::proto::{ConnectPlan, ConnectReport};
-use crate::wire;
+use super::{Client, Conn, Worker};
+use crate::clients::proto::{ConnectPlan, ConnectReport};
+use crate::clients::wire;
+use crate::measure::clock::{now_us, sleep_until_us};
+use crate::measure::hist::Histogram;
 
 /// Opens every client of the worker at `plan.start_at_us`, then reports once each has joined
 /// or failed; the joined ones stay open, read by their own tasks.

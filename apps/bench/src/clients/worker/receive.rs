@@ -10,8 +10,9 @@ use std::rc::Rc;
 
 use tokio::io::Interest;
 
-use super::{Conn, Stats, Worker, now_us};
-use crate::wire::{self, Kind};
+use super::{Conn, Stats, Worker};
+use crate::clients::wire::{self, Kind};
+use crate::measure::clock::now_us;
 
 /// Bytes read from a socket at once, shared by every connection of the worker.
 const READ_CHUNK: usize = 256 * 1024;

@@ -1,6 +1,6 @@
 //! The client side, one process of many (`skat-bench worker`, started by the coordinator): its
 //! share of the clients on one thread. Commands come from stdin and answers go to stdout, one
-//! JSON line each ([`crate::proto`]); this module holds that command loop and the state the
+//! JSON line each ([`super::proto`]); this module holds that command loop and the state the
 //! commands act on: the worker's clients, their connections and the counters it reports.
 //!
 //! The data flows through three submodules: [`connect`] opens the clients (connect, upgrade,
@@ -19,31 +19,15 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::net::TcpStream;
 use tokio::task::LocalSet;
 
-use crate::hist::Histogram;
-use crate::proto::{Command, Layout, Reply, Setup, WorkerReport};
-use crate::wire;
-
-/// Microseconds since the Unix epoch.
-pub(crate) fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
-/// Sleeps until `at_us` (µs since the epoch); returns at once if it has passed.
-pub(crate) async fn sleep_until_us(at_us: u64) {
-    let now = now_us();
-    if at_us > now {
-        tokio::time::sleep(Duration::from_micros(at_us - now)).await;
-    }
-}
+use crate::clients::proto::{Command, Layout, Reply, Setup, WorkerReport};
+use crate::clients::wire;
+use crate::measure::hist::Histogram;
 
 /// Runs the worker until stdin closes or `quit` arrives.
 pub(crate) fn main() -> anyhow::Result<()> {

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 
-use crate::fleet::{Connected, Fleet, Harness, sum_connects};
-use crate::procfs::read_rss_kib;
-use crate::procs::Deployment;
-use crate::proto::ConnectPlan;
+use crate::clients::fleet::{Connected, Fleet, Harness, sum_connects};
+use crate::clients::proto::ConnectPlan;
+use crate::deploy::Deployment;
+use crate::measure::procfs::read_rss_kib;
 
 /// One node's memory.
 #[derive(Debug, Clone, Serialize)]
@@ -88,9 +88,9 @@ pub(crate) async fn run(
     let redis_commands_per_sec = if deployment.redis_ports.is_empty() {
         None
     } else {
-        let start = crate::redis::counters(&deployment.redis_ports).await?;
+        let start = crate::measure::redis_stats::counters(&deployment.redis_ports).await?;
         tokio::time::sleep(REDIS_WINDOW).await;
-        let end = crate::redis::counters(&deployment.redis_ports).await?;
+        let end = crate::measure::redis_stats::counters(&deployment.redis_ports).await?;
         // Twenty more seconds of idling: the later, more settled memory reading.
         after = rss_all(&pids)?;
         Some(start.until(end).commands as f64 / REDIS_WINDOW.as_secs_f64())

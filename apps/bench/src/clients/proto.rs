@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hist::Sparse;
+use crate::measure::hist::Sparse;
 
 /// Who is who in a run: client `i` (0-based, over all workers) joins room `i % rooms`, connects
 /// to node `(i / rooms) % nodes` (so every room spans the nodes), lives in worker `i % workers`

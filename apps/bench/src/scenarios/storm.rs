@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::fleet::{Connected, Fleet, Harness, sum_connects};
-use crate::procfs::{TcpCounters, read_tcp_counters};
-use crate::procs::Deployment;
-use crate::proto::ConnectPlan;
-use crate::worker::now_us;
+use crate::clients::fleet::{Connected, Fleet, Harness, sum_connects};
+use crate::clients::proto::ConnectPlan;
+use crate::deploy::Deployment;
+use crate::measure::clock::now_us;
+use crate::measure::procfs::{TcpCounters, read_tcp_counters};
 
 /// The outcome of a storm.
 #[derive(Debug, Clone, Serialize)]

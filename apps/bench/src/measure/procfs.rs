@@ -2,8 +2,7 @@
 //! CPU time (`/proc/<pid>/stat`) and resident memory (`/proc/<pid>/status`), each CPU's busy
 //! time (`/proc/stat`) and the kernel's TCP counters (`/proc/net/netstat`). Each is a pure parser
 //! (tested on sample text) plus a reader of the live file. These are plain counters read before
-//! and after a phase; the callers take the differences. Starting and stopping the processes is
-//! [`crate::procs`].
+//! and after a phase; the callers take the differences.
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::Command;

@@ -9,13 +9,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::fleet::{Connected, Fleet, Harness, sum_connects};
-use crate::hist::Histogram;
-use crate::procfs::{CpuTicks, read_cpu, read_cpu_busy};
-use crate::procs::{Deployment, parse_cpu_list};
-use crate::proto::{Command, ConnectPlan, Layout, RunPlan};
-use crate::report::Percentiles;
-use crate::worker::{now_us, sleep_until_us};
+use crate::clients::fleet::{Connected, Fleet, Harness, sum_connects};
+use crate::clients::proto::{Command, ConnectPlan, Layout, RunPlan};
+use crate::deploy::{Deployment, parse_cpu_list};
+use crate::measure::clock::{now_us, sleep_until_us};
+use crate::measure::hist::Histogram;
+use crate::measure::percentiles::Percentiles;
+use crate::measure::procfs::{CpuTicks, read_cpu, read_cpu_busy};
 
 /// Who is connected.
 #[derive(Debug, Clone, Copy, Serialize)]

@@ -1,11 +1,15 @@
 //! The capacity model: what a deployment of N users needs, scaled from the per-unit figures
-//! `units` measures. `CAPACITY.md` explains each formula; this is the one place they are
-//! computed, so the document's tables are this command's output.
+//! [`units`] measures on this box (with [`simnodes`] for what grows with the number of nodes).
+//! `CAPACITY.md` explains each formula; this is the one place they are computed, so the
+//! document's tables are this command's output.
+
+pub(crate) mod simnodes;
+pub(crate) mod units;
 
 use serde::Serialize;
 
 use crate::cli::CapacityArgs;
-use crate::units::Units;
+use units::Units;
 
 /// The assumptions a size is computed under (the command's options).
 #[derive(Debug, Clone, Serialize)]

@@ -6,9 +6,10 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::{Conn, Worker, now_us, sleep_until_us};
-use crate::proto::RunPlan;
-use crate::wire;
+use super::{Conn, Worker};
+use crate::clients::proto::RunPlan;
+use crate::clients::wire;
+use crate::measure::clock::{now_us, sleep_until_us};
 
 impl Conn {
     /// Queues a frame and writes what the socket takes now.

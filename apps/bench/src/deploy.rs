@@ -1,7 +1,7 @@
 //! What the bench measures: floor, Skat nodes and Redis, as a [`Deployment`] started through
 //! the test harness (`skat-testkit`, optionally pinned with `taskset`) or given by URL. A
 //! deployment drops its processes and temp dir with it, so an error or Ctrl-C leaves nothing
-//! running. What `/proc` says about them is [`crate::procfs`].
+//! running. What `/proc` says about them is [`crate::measure::procfs`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,8 +11,7 @@ use anyhow::{Context as _, bail};
 use clap::ValueEnum;
 use serde::Serialize;
 use skat_testkit::{
-    Launch, Probe, Process, RedisCluster, RedisOptions, RedisServer, SkatServer, TempDir,
-    free_port,
+    Launch, Probe, Process, RedisCluster, RedisOptions, RedisServer, SkatServer, TempDir, free_port,
 };
 
 /// What the bench measures.
@@ -119,7 +118,9 @@ impl Deployment {
                     .env("WRITE_DELAY_MS", &delay)
                     .pinned(cpus)
                     .spawn(dir.path())?;
-                floor.wait_ready(port, Probe::Connect, READY_TIMEOUT).await?;
+                floor
+                    .wait_ready(port, Probe::Connect, READY_TIMEOUT)
+                    .await?;
                 nodes.push(floor);
                 urls.push(format!("ws://127.0.0.1:{port}/ws"));
             }
