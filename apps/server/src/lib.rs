@@ -26,6 +26,7 @@ mod conn;
 mod limits;
 mod listen;
 mod metrics;
+mod ops;
 mod outbox;
 mod proxy;
 mod refusals;

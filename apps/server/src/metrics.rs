@@ -98,6 +98,10 @@ pub(crate) enum BrokerCall {
     Typing,
     /// Leaving a room: `Broker::presence_leave` with the node's last connection of the user.
     Leave,
+    /// The API's rooms page: `Broker::rooms`.
+    Rooms,
+    /// The API's disconnect: `Broker::disconnect`.
+    Disconnect,
 }
 
 impl BrokerCall {
@@ -109,6 +113,8 @@ impl BrokerCall {
             Self::Members => "members",
             Self::Typing => "typing",
             Self::Leave => "leave",
+            Self::Rooms => "rooms",
+            Self::Disconnect => "disconnect",
         }
     }
 }

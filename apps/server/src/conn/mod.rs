@@ -21,11 +21,11 @@
 //! a slow consumer, nor reads more requests; output that makes no progress for a whole idle
 //! timeout closes it.
 //!
-//! The requests themselves (`hello`, `join`, …) are in `requests` (`members` in `members`); the
-//! ways a connection ends, and the close frame of each, in `stop`.
+//! The requests themselves (`hello`, `join`, …) are in `requests`, each the connection's part
+//! around the operation in `ops`; the ways a connection ends, and the close frame of each, in
+//! `stop`.
 
 mod clock;
-mod members;
 mod requests;
 mod stop;
 

@@ -1,0 +1,35 @@
+//! A typing notification: a WebSocket `typing`, relayed to the room's other members.
+
+use skat_broker::Broker;
+use skat_protocol::{Invalid, validate_room};
+
+use crate::AppState;
+use crate::metrics::BrokerCall;
+
+/// A checked typing notification in `room`.
+pub(crate) struct Typing {
+    room: String,
+}
+
+impl Typing {
+    /// Checks the room and `access` (see the module docs).
+    pub(crate) fn parse(
+        room: String,
+        access: impl FnOnce(&str) -> Result<(), Invalid>,
+    ) -> Result<Self, Invalid> {
+        validate_room(&room)?;
+        access(&room)?;
+        Ok(Self { room })
+    }
+
+    /// Relays that `user` is typing. Typing notifications are transient: a caller may drop the
+    /// error (after logging it).
+    pub(crate) async fn run<B: Broker>(
+        self,
+        state: &AppState<B>,
+        user: &str,
+    ) -> Result<(), B::Error> {
+        let relayed = state.broker().typing(&self.room, user);
+        state.metrics().timed(BrokerCall::Typing, relayed).await
+    }
+}
