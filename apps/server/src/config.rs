@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use clap::error::ErrorKind;
 
-use crate::Limits;
 use crate::api::ApiKey;
 use crate::auth::{JwtSecret, PublicKey, Verifier};
+use crate::limits::Limits;
 
 /// Settings of one node, independent of how they were obtained (CLI, env, tests).
 #[derive(Debug, Clone, clap::Args)]

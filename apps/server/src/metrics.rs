@@ -375,8 +375,9 @@ mod tests {
 
     use skat_broker::{MemoryBroker, Recovery, Resume};
 
+    use crate::config::ServerConfig;
     use crate::outbox::{Bounds, Outbox};
-    use crate::{AppState, ServerConfig};
+    use crate::state::AppState;
 
     /// `/metrics` may be on the public port: a scrape must not wait on, or hold up, fan-out.
     #[tokio::test]

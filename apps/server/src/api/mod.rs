@@ -24,7 +24,7 @@ use skat_protocol::Invalid;
 use skat_protocol::api::{ApiError, encode_api};
 use subtle::ConstantTimeEq as _;
 
-use crate::AppState;
+use crate::state::AppState;
 
 /// The shortest API key accepted, in bytes.
 pub const MIN_API_KEY_BYTES: usize = 16;

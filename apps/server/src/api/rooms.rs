@@ -12,9 +12,9 @@ use skat_protocol::api::{
 };
 
 use super::{Authorized, failure, invalid, json, unavailable};
-use crate::AppState;
 use crate::metrics::Source;
 use crate::ops::{self, History, Publish, RoomList, Sender};
+use crate::state::AppState;
 
 /// `?before=&limit=` of a history page.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

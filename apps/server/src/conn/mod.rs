@@ -46,11 +46,11 @@ use tokio::time::Sleep;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::Level;
 
-use crate::AppState;
 use crate::access::RoomGrants;
 use crate::limits::{IpSlot, TokenBucket};
 use crate::outbox::{Batch, Bounds, Eviction, Outbox};
 use crate::rooms::{ConnId, FrameKind, RoomFrame};
+use crate::state::AppState;
 use crate::ws::{self, Incoming, ReadError, WsStream};
 
 /// How long a closing handshake may take before the socket is simply dropped.
@@ -465,7 +465,8 @@ mod tests {
 
     use skat_broker::MemoryBroker;
 
-    use crate::{AppState, ServerConfig};
+    use crate::config::ServerConfig;
+    use crate::state::AppState;
 
     /// Every idle connection is one task holding this future: what it costs is most of a
     /// connection's memory. Growing it by accident (an inline request future, a second timer)

@@ -6,8 +6,8 @@
 use skat_broker::Broker;
 use skat_protocol::{Invalid, validate_name};
 
-use crate::AppState;
 use crate::metrics::BrokerCall;
+use crate::state::AppState;
 
 /// The reason a disconnected user sees when the caller gives none.
 const DEFAULT_REASON: &str = "disconnected by the application";

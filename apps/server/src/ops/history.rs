@@ -4,8 +4,8 @@
 use skat_broker::{Broker, Message, MessageId};
 use skat_protocol::{Invalid, keep_newest_within, validate_history_limit, validate_room};
 
-use crate::AppState;
 use crate::metrics::BrokerCall;
+use crate::state::AppState;
 
 /// A checked request for a page of `room`'s messages before `before` (the latest without it).
 pub(crate) struct History {

@@ -9,10 +9,10 @@ use skat_protocol::{
     DEFAULT_HISTORY_LIMIT, ErrorCode, Invalid, MAX_MEMBERS_LIMIT, keep_newest_within, validate_room,
 };
 
-use crate::AppState;
 use crate::metrics::BrokerCall;
 use crate::outbox::Outbox;
 use crate::rooms::{ConnId, JoinError};
+use crate::state::AppState;
 
 /// The longest epoch a `join` may carry (the brokers' are about 17 bytes).
 const MAX_EPOCH_BYTES: usize = 64;

@@ -5,8 +5,8 @@
 use skat_broker::Broker;
 use skat_protocol::{Invalid, validate_members_limit, validate_name, validate_room};
 
-use crate::AppState;
 use crate::metrics::BrokerCall;
+use crate::state::AppState;
 
 /// A checked request for a page of `room`'s members after `after`.
 pub(crate) struct Members {

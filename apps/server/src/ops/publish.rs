@@ -7,8 +7,8 @@ use skat_protocol::{
     Invalid, SYSTEM_SENDER, validate_body, validate_name, validate_nonce, validate_room,
 };
 
-use crate::AppState;
 use crate::metrics::{BrokerCall, Source};
+use crate::state::AppState;
 
 /// Who a message is from.
 pub(crate) enum Sender<'a> {

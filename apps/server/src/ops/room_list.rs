@@ -3,8 +3,8 @@
 use skat_broker::{Broker, RoomsPage};
 use skat_protocol::{ErrorCode, Invalid};
 
-use crate::AppState;
 use crate::metrics::BrokerCall;
+use crate::state::AppState;
 
 /// Rooms listed per page by default, and at most.
 const DEFAULT_ROOMS: usize = 100;

@@ -3,8 +3,8 @@
 use skat_broker::Broker;
 use skat_protocol::{Invalid, validate_room};
 
-use crate::AppState;
 use crate::metrics::BrokerCall;
+use crate::state::AppState;
 
 /// A checked typing notification in `room`.
 pub(crate) struct Typing {
