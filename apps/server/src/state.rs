@@ -17,8 +17,9 @@ use crate::auth::Verifier;
 use crate::config::ServerConfig;
 use crate::limits::PerIp;
 use crate::metrics::{self, Metrics};
+use crate::outbox::ConnId;
 use crate::refusals::Refusals;
-use crate::rooms::{ConnId, Rooms};
+use crate::rooms::Rooms;
 use crate::sessions::{self, Sessions};
 
 /// Shared state of a node, cheap to clone.

@@ -48,8 +48,7 @@ use tracing::Level;
 
 use crate::access::RoomGrants;
 use crate::limits::{IpSlot, TokenBucket};
-use crate::outbox::{Batch, Bounds, Eviction, Outbox};
-use crate::rooms::{ConnId, FrameKind, RoomFrame};
+use crate::outbox::{Batch, Bounds, ConnId, Eviction, FrameKind, Outbox, RoomFrame};
 use crate::state::AppState;
 use crate::ws::{self, Incoming, ReadError, WsStream};
 

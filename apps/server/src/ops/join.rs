@@ -10,8 +10,8 @@ use skat_protocol::{
 };
 
 use crate::metrics::BrokerCall;
-use crate::outbox::Outbox;
-use crate::rooms::{ConnId, JoinError};
+use crate::outbox::{ConnId, Outbox};
+use crate::rooms::JoinError;
 use crate::state::AppState;
 
 /// The longest epoch a `join` may carry (the brokers' are about 17 bytes).
