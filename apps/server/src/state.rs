@@ -172,3 +172,46 @@ impl<B: Broker> AppState<B> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use skat_broker::{MemoryBroker, Recovery, Resume};
+
+    use super::AppState;
+    use crate::config::ServerConfig;
+    use crate::outbox::{Bounds, Outbox};
+
+    /// `/metrics` may be on the public port: a scrape must not wait on, or hold up, fan-out.
+    #[tokio::test]
+    async fn a_scrape_takes_no_rooms_lock() {
+        let state = AppState::new(Arc::new(MemoryBroker::default()), ServerConfig::default());
+        let queues = Arc::clone(&state.metrics().queues);
+        let outbox = Arc::new(Outbox::new(Bounds::frames(8), queues));
+        let user: Arc<str> = Arc::from("alice");
+        let resume = Resume {
+            since: None,
+            epoch: None,
+            recovery: Recovery::count(0),
+            page: 0,
+            members: 0,
+        };
+        let rooms = state.rooms();
+        rooms
+            .join("general", 1, &user, &outbox, resume)
+            .await
+            .unwrap();
+        let scraped = rooms.with_members_locked("general", || {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let scraper = state.clone();
+            std::thread::spawn(move || tx.send(scraper.scrape()));
+            rx.recv_timeout(Duration::from_secs(2))
+        });
+        let text = scraped.expect("the scrape waited for a room's lock");
+        assert!(text.contains("\nskat_rooms 1\n"), "{text}");
+        // Alice's own `online` event waits in her queue.
+        assert!(text.contains("\nskat_outbound_queued_frames 1\n"), "{text}");
+    }
+}
