@@ -16,12 +16,16 @@
 //! A secret must be at least [`MIN_SECRET_BYTES`] long: an empty or short HS256 key can be
 //! guessed, and a node configured with one would accept tokens anyone can forge. [`JwtSecret`] is
 //! the only way to hold one, so no code path can use a key that was not checked.
+//!
+//! The server API's callers, application backends, authenticate with an [`ApiKey`] instead
+//! (`--api-key`, at least [`MIN_API_KEY_BYTES`] long), compared in constant time.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq as _;
 
 use crate::access::RoomGrants;
 
@@ -102,6 +106,39 @@ impl PublicKey {
 impl std::fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "PublicKey({:?})", self.algorithm)
+    }
+}
+
+/// The shortest API key accepted, in bytes.
+pub const MIN_API_KEY_BYTES: usize = 16;
+
+/// The key application backends authenticate with (see the module docs).
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Checks `key`'s length: a short key could be guessed.
+    pub fn new(key: impl Into<String>) -> Result<Self, String> {
+        let key = key.into();
+        if key.len() < MIN_API_KEY_BYTES {
+            return Err(format!(
+                "the API key is {} bytes long; it must be at least {MIN_API_KEY_BYTES}",
+                key.len()
+            ));
+        }
+        Ok(Self(key))
+    }
+
+    /// Whether `given` is the key, in time independent of where they differ.
+    pub(crate) fn matches(&self, given: &str) -> bool {
+        bool::from(self.0.as_bytes().ct_eq(given.as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    /// Never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(..)")
     }
 }
 
@@ -534,5 +571,16 @@ mod tests {
             exp: 1,
         };
         assert_eq!(long_gone.remaining(), Duration::ZERO);
+    }
+
+    #[test]
+    fn keys_are_long_and_compared_whole() {
+        assert!(ApiKey::new("short").is_err());
+        let key = ApiKey::new("an-api-key-of-enough-bytes").unwrap();
+        assert!(key.matches("an-api-key-of-enough-bytes"));
+        assert!(!key.matches("an-api-key-of-enough-byte"));
+        assert!(!key.matches("an-api-key-of-enough-bytesX"));
+        assert!(!key.matches(""));
+        assert_eq!(format!("{key:?}"), "ApiKey(..)");
     }
 }

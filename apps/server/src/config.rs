@@ -6,6 +6,10 @@
 //! [`Default`] reads the same `#[arg]` defaults with the environment ignored, which is what
 //! tests and embedders get.
 
+mod limits;
+
+pub use limits::Limits;
+
 use std::ffi::OsStr;
 use std::hash::{BuildHasher, RandomState};
 use std::path::PathBuf;
@@ -14,9 +18,7 @@ use std::time::Duration;
 
 use clap::error::ErrorKind;
 
-use crate::api::ApiKey;
-use crate::auth::{JwtSecret, PublicKey, Verifier};
-use crate::limits::Limits;
+use crate::auth::{ApiKey, JwtSecret, PublicKey, Verifier};
 
 /// Settings of one node, independent of how they were obtained (CLI, env, tests).
 #[derive(Debug, Clone, clap::Args)]

@@ -29,12 +29,12 @@ pub mod autobahn;
 pub mod bench;
 mod config;
 mod conn;
-mod limits;
 mod listen;
 mod metrics;
 mod ops;
 mod outbox;
 mod proxy;
+mod quota;
 mod refusals;
 mod rooms;
 mod routes;
@@ -49,8 +49,7 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-pub use config::{ServerConfig, random_node_id, yes_or_no};
-pub use limits::Limits;
+pub use config::{Limits, ServerConfig, random_node_id, yes_or_no};
 pub use listen::{DEFAULT_BACKLOG, bind};
 pub use state::AppState;
 

@@ -16,9 +16,9 @@ use skat_broker::Broker;
 use tokio::net::TcpListener;
 
 use crate::conn;
-use crate::limits::{IpSlot, PerIp};
 use crate::metrics;
 use crate::proxy;
+use crate::quota::{IpSlot, PerIp};
 use crate::refusals::Refusal;
 use crate::state::AppState;
 use crate::ws;

@@ -15,9 +15,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Verifier;
 use crate::config::ServerConfig;
-use crate::limits::PerIp;
 use crate::metrics::{self, Metrics};
 use crate::outbox::ConnId;
+use crate::quota::PerIp;
 use crate::refusals::Refusals;
 use crate::rooms::Rooms;
 use crate::sessions::{self, Sessions};

@@ -47,8 +47,8 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::Level;
 
 use crate::access::RoomGrants;
-use crate::limits::{IpSlot, TokenBucket};
 use crate::outbox::{Batch, Bounds, ConnId, Eviction, FrameKind, Outbox, RoomFrame};
+use crate::quota::{IpSlot, TokenBucket};
 use crate::state::AppState;
 use crate::ws::{self, Incoming, ReadError, WsStream};
 
