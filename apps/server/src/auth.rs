@@ -20,150 +20,26 @@
 //! The server API's callers, application backends, authenticate with an [`ApiKey`] instead
 //! (`--api-key`, at least [`MIN_API_KEY_BYTES`] long), compared in constant time.
 
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq as _;
 
 use crate::access::RoomGrants;
 
-/// The shortest secret accepted, in bytes.
-pub const MIN_SECRET_BYTES: usize = 16;
+mod keys;
+
+pub use keys::{ApiKey, JwtSecret, KeyError, MIN_API_KEY_BYTES, MIN_SECRET_BYTES, PublicKey};
 
 /// Seconds of clock skew allowed between the backend that mints tokens and the node, on `exp`
 /// and `nbf`. A connection's identity also lasts this long past `exp`, so that a token accepted
 /// at the edge of its life is not cut off at once.
 pub const LEEWAY_SECS: u64 = 5;
 
-/// An HS256 secret long enough to sign with (see the module docs).
-#[derive(Clone)]
-pub struct JwtSecret(String);
-
-impl JwtSecret {
-    /// Checks `secret`'s length.
-    pub fn new(secret: impl Into<String>) -> Result<Self, AuthError> {
-        let secret = secret.into();
-        if secret.len() < MIN_SECRET_BYTES {
-            return Err(AuthError::WeakSecret { len: secret.len() });
-        }
-        Ok(Self(secret))
-    }
-
-    fn bytes(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
-
-impl std::fmt::Debug for JwtSecret {
-    /// Never prints the secret.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("JwtSecret(..)")
-    }
-}
-
-/// A public key that verifies RS256 (an RSA key) or ES256 (a P-256 key) tokens.
-#[derive(Clone)]
-pub struct PublicKey {
-    key: DecodingKey,
-    algorithm: Algorithm,
-}
-
-impl PublicKey {
-    /// Parses a PEM public key (`BEGIN PUBLIC KEY` or `BEGIN RSA PUBLIC KEY`).
-    pub fn from_pem(pem: &[u8]) -> Result<Self, AuthError> {
-        if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
-            return Ok(Self {
-                key,
-                algorithm: Algorithm::RS256,
-            });
-        }
-        match DecodingKey::from_ec_pem(pem) {
-            Ok(key) => Ok(Self {
-                key,
-                algorithm: Algorithm::ES256,
-            }),
-            Err(_) => Err(AuthError::BadKey),
-        }
-    }
-
-    /// Reads and parses a PEM public key file.
-    pub fn read(path: &Path) -> Result<Self, AuthError> {
-        let pem = std::fs::read(path).map_err(|err| AuthError::KeyFile {
-            path: path.display().to_string(),
-            err,
-        })?;
-        Self::from_pem(&pem)
-    }
-
-    /// `RS256` or `ES256`.
-    pub fn algorithm(&self) -> Algorithm {
-        self.algorithm
-    }
-}
-
-impl std::fmt::Debug for PublicKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PublicKey({:?})", self.algorithm)
-    }
-}
-
-/// The shortest API key accepted, in bytes.
-pub const MIN_API_KEY_BYTES: usize = 16;
-
-/// The key application backends authenticate with (see the module docs).
-#[derive(Clone)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    /// Checks `key`'s length: a short key could be guessed.
-    pub fn new(key: impl Into<String>) -> Result<Self, String> {
-        let key = key.into();
-        if key.len() < MIN_API_KEY_BYTES {
-            return Err(format!(
-                "the API key is {} bytes long; it must be at least {MIN_API_KEY_BYTES}",
-                key.len()
-            ));
-        }
-        Ok(Self(key))
-    }
-
-    /// Whether `given` is the key, in time independent of where they differ.
-    pub(crate) fn matches(&self, given: &str) -> bool {
-        bool::from(self.0.as_bytes().ct_eq(given.as_bytes()))
-    }
-}
-
-impl std::fmt::Debug for ApiKey {
-    /// Never prints the key.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ApiKey(..)")
-    }
-}
-
-/// Why a token was refused or could not be made.
+/// Why a token was refused or could not be made. (What a key of the configuration may be is
+/// [`KeyError`]'s.)
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    /// The configured secret is too short to sign with.
-    #[error(
-        "the JWT secret is {len} bytes long; it must be at least {MIN_SECRET_BYTES} (an empty or short key lets anyone forge tokens)"
-    )]
-    WeakSecret {
-        /// Its length in bytes.
-        len: usize,
-    },
-    /// The public key file could not be read.
-    #[error("cannot read the public key file {path}: {err}")]
-    KeyFile {
-        /// The file.
-        path: String,
-        /// Why.
-        err: std::io::Error,
-    },
-    /// The public key is neither an RSA nor an EC (P-256) key in PEM.
-    #[error("the public key is not an RSA or P-256 EC public key in PEM")]
-    BadKey,
     /// No token in `hello`.
     #[error("a signed token is required: hello must carry \"token\"")]
     Missing,
@@ -235,7 +111,7 @@ impl Verifier {
 
     /// Tokens signed with the private half of `key`.
     pub fn public(key: &PublicKey) -> Self {
-        Self::new(key.key.clone(), key.algorithm)
+        Self::new(key.decoding_key().clone(), key.algorithm())
     }
 
     fn new(key: DecodingKey, algorithm: Algorithm) -> Self {
@@ -318,6 +194,8 @@ pub fn mint_token(
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     const SECRET: &str = "a-test-secret-of-32-bytes-length";
@@ -341,18 +219,6 @@ mod tests {
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs()
-    }
-
-    #[test]
-    fn short_secrets_are_refused() {
-        for weak in ["", "abc", "fifteen-bytes!!"] {
-            assert!(
-                matches!(JwtSecret::new(weak), Err(AuthError::WeakSecret { len }) if len == weak.len()),
-                "{weak:?}"
-            );
-        }
-        assert!(JwtSecret::new("sixteen-bytes!!!").is_ok());
-        assert_eq!(format!("{:?}", secret(SECRET)), "JwtSecret(..)");
     }
 
     #[test]
@@ -522,11 +388,11 @@ mod tests {
         );
         assert!(matches!(
             PublicKey::from_pem(b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"),
-            Err(AuthError::BadKey)
+            Err(KeyError::BadKey)
         ));
         assert!(matches!(
             PublicKey::read(Path::new("/nonexistent/key.pem")),
-            Err(AuthError::KeyFile { .. })
+            Err(KeyError::KeyFile { .. })
         ));
     }
 
@@ -571,16 +437,5 @@ mod tests {
             exp: 1,
         };
         assert_eq!(long_gone.remaining(), Duration::ZERO);
-    }
-
-    #[test]
-    fn keys_are_long_and_compared_whole() {
-        assert!(ApiKey::new("short").is_err());
-        let key = ApiKey::new("an-api-key-of-enough-bytes").unwrap();
-        assert!(key.matches("an-api-key-of-enough-bytes"));
-        assert!(!key.matches("an-api-key-of-enough-byte"));
-        assert!(!key.matches("an-api-key-of-enough-bytesX"));
-        assert!(!key.matches(""));
-        assert_eq!(format!("{key:?}"), "ApiKey(..)");
     }
 }

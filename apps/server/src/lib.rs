@@ -49,7 +49,7 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-pub use config::{Limits, ServerConfig, random_node_id, yes_or_no};
+pub use config::{ConfigError, Limits, ServerConfig, random_node_id, yes_or_no};
 pub use listen::{DEFAULT_BACKLOG, bind};
 pub use state::AppState;
 
