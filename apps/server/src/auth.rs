@@ -9,7 +9,7 @@
 //! A [`Verifier`] holds the key and what else a token must show: optionally an issuer (`iss`)
 //! and an audience (`aud`). A token's `exp` bounds the connection's identity: the connection is
 //! closed when it passes, unless a `refresh` frame brought a newer token for the same user
-//! ([`Identity::exp`]). An application backend mints tokens with any JWT library (claims `sub`,
+//! (`Identity::exp`). An application backend mints tokens with any JWT library (claims `sub`,
 //! `exp`, optionally `rooms`, `iss`, `aud`, `nbf`); [`mint_token`] and `skat-server token <name>`
 //! do it for local use with a secret.
 //!
@@ -81,16 +81,16 @@ where
 
 /// What a valid token vouches for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// The rooms its `rooms` claim grants, if it has one.
-    pub grants: Option<RoomGrants>,
+    pub(crate) grants: Option<RoomGrants>,
     /// When it expires, in Unix seconds.
-    pub exp: u64,
+    pub(crate) exp: u64,
 }
 
 impl Identity {
     /// How long from now the identity lasts: until `exp`, plus the [leeway](LEEWAY_SECS).
-    pub fn remaining(&self) -> Duration {
+    pub(crate) fn remaining(&self) -> Duration {
         let end = Duration::from_secs(self.exp.saturating_add(LEEWAY_SECS));
         end.saturating_sub(unix_now())
     }
@@ -105,12 +105,12 @@ pub struct Verifier {
 
 impl Verifier {
     /// Tokens signed HS256 with `secret`.
-    pub fn hs256(secret: &JwtSecret) -> Self {
+    pub(crate) fn hs256(secret: &JwtSecret) -> Self {
         Self::new(DecodingKey::from_secret(secret.bytes()), Algorithm::HS256)
     }
 
     /// Tokens signed with the private half of `key`.
-    pub fn public(key: &PublicKey) -> Self {
+    pub(crate) fn public(key: &PublicKey) -> Self {
         Self::new(key.decoding_key().clone(), key.algorithm())
     }
 
@@ -124,7 +124,7 @@ impl Verifier {
     }
 
     /// Also requires `iss` to be `issuer`.
-    pub fn with_issuer(mut self, issuer: &str) -> Self {
+    pub(crate) fn with_issuer(mut self, issuer: &str) -> Self {
         self.validation.set_issuer(&[issuer]);
         self.validation
             .required_spec_claims
@@ -133,7 +133,7 @@ impl Verifier {
     }
 
     /// Also requires `aud` to be (or contain) `audience`.
-    pub fn with_audience(mut self, audience: &str) -> Self {
+    pub(crate) fn with_audience(mut self, audience: &str) -> Self {
         self.validation.set_audience(&[audience]);
         self.validation.validate_aud = true;
         self.validation
@@ -144,7 +144,7 @@ impl Verifier {
 
     /// Checks that `token` is a valid token for `name`: signed with the key, unexpired, past its
     /// `nbf` if it has one, from the issuer and for the audience if those are required.
-    pub fn verify(&self, name: &str, token: Option<&str>) -> Result<Identity, AuthError> {
+    pub(crate) fn verify(&self, name: &str, token: Option<&str>) -> Result<Identity, AuthError> {
         let token = token.ok_or(AuthError::Missing)?;
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)?;
         if data.claims.sub != name {

@@ -10,7 +10,7 @@ mod limits;
 mod values;
 
 pub use limits::Limits;
-pub use values::{ConfigError, random_node_id, yes_or_no};
+pub use values::{ConfigError, yes_or_no};
 pub(crate) use values::{parse_proxy, positive_seconds};
 
 use std::path::PathBuf;
@@ -301,7 +301,10 @@ mod tests {
             "{err}"
         );
         assert!(parse(&["--node-id", "a b"]).is_err());
-        assert_eq!(skat_broker::check_node_id(&random_node_id()), Ok(()));
+        assert_eq!(
+            skat_broker::check_node_id(&values::random_node_id()),
+            Ok(())
+        );
     }
 
     #[test]

@@ -18,9 +18,18 @@
 //!   members, and the fan-out of each room event (encoded once) to those members' bounded
 //!   queues, the `outbox`es; `sessions` keeps each user's connections.
 //! - `state` is what they all share ([`AppState`]); `config` the node's settings.
+//!
+//! The public surface is what the binary, the tests and the benchmarks use, and no more: the
+//! settings ([`ServerConfig`], [`Limits`], [`yes_or_no`] and its [`ConfigError`]), [`bind`],
+//! [`app`], [`run`] and, for tests that drive a connection over a pipe, [`AppState`] and
+//! [`serve_socket`]; [`auth`] for the keys and tokens of signed mode and the API. Two hidden
+//! modules serve the targets that are crates of their own and see only public items: `bench`
+//! (the criterion benchmark and `examples/room_cost.rs` drive the fan-out and the registry
+//! without sockets) and `autobahn` (`examples/autobahn_echo.rs` puts the WebSocket layer in
+//! front of Autobahn|Testsuite).
 
-pub mod access;
-pub mod api;
+mod access;
+mod api;
 mod assets;
 pub mod auth;
 #[doc(hidden)]
@@ -49,7 +58,7 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-pub use config::{ConfigError, Limits, ServerConfig, random_node_id, yes_or_no};
+pub use config::{ConfigError, Limits, ServerConfig, yes_or_no};
 pub use listen::{DEFAULT_BACKLOG, bind};
 pub use state::AppState;
 

@@ -46,7 +46,7 @@ pub enum ConfigError {
 }
 
 /// An 8-hex-digit id, different for every call and process.
-pub fn random_node_id() -> String {
+pub(super) fn random_node_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let seed = (
         std::process::id(),
