@@ -35,11 +35,24 @@ pub(crate) use publish::{Publish, Sender};
 pub(crate) use room_list::RoomList;
 pub(crate) use typing::Typing;
 
-use skat_protocol::{ErrorCode, Invalid, InvalidMessageId, MessageId};
+use skat_protocol::{ErrorCode, Invalid, InvalidMessageId, MessageId, validate_room};
+
+/// What a transport checks of a request's room once its name is valid, before the request's
+/// other fields (see the module docs): any `FnOnce(&str) -> Result<(), Invalid>`.
+pub(crate) trait Access: FnOnce(&str) -> Result<(), Invalid> {}
+
+impl<F: FnOnce(&str) -> Result<(), Invalid>> Access for F {}
 
 /// The API's `access`: its key covers every room.
 pub(crate) fn any_room(_room: &str) -> Result<(), Invalid> {
     Ok(())
+}
+
+/// Checks a request's room: its name, then the transport's `access` to it (see the module
+/// docs). Every operation on a room starts here.
+fn check_room(room: &str, access: impl Access) -> Result<(), Invalid> {
+    validate_room(room)?;
+    access(room)
 }
 
 /// A message id a request carries (`join.since`, `history.before`), parsed where the request's

@@ -2,8 +2,9 @@
 //! `GET /rooms/{room}/messages`.
 
 use skat_broker::{Broker, Message, MessageId};
-use skat_protocol::{Invalid, keep_newest_within, validate_history_limit, validate_room};
+use skat_protocol::{Invalid, keep_newest_within, validate_history_limit};
 
+use super::Access;
 use crate::metrics::BrokerCall;
 use crate::state::AppState;
 
@@ -30,10 +31,9 @@ impl History {
         room: String,
         before: Option<&str>,
         limit: Option<u32>,
-        access: impl FnOnce(&str) -> Result<(), Invalid>,
+        access: impl Access,
     ) -> Result<Self, Invalid> {
-        validate_room(&room)?;
-        access(&room)?;
+        super::check_room(&room, access)?;
         let limit = validate_history_limit(limit)? as usize;
         let before = super::message_id(before)?;
         Ok(Self {

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use skat_broker::{Broker, MessageId, Recovery, Resume, Snapshot};
 use skat_protocol::{
-    DEFAULT_HISTORY_LIMIT, ErrorCode, Invalid, MAX_MEMBERS_LIMIT, keep_newest_within, validate_room,
+    DEFAULT_HISTORY_LIMIT, ErrorCode, Invalid, MAX_MEMBERS_LIMIT, keep_newest_within,
 };
 
+use super::Access;
 use crate::metrics::BrokerCall;
 use crate::outbox::{ConnId, Outbox};
 use crate::rooms::JoinError;
@@ -41,10 +42,9 @@ impl Join {
         room: String,
         since: Option<&str>,
         epoch: Option<String>,
-        access: impl FnOnce(&str) -> Result<(), Invalid>,
+        access: impl Access,
     ) -> Result<Self, Invalid> {
-        validate_room(&room)?;
-        access(&room)?;
+        super::check_room(&room, access)?;
         let since = super::message_id(since)?;
         if epoch.as_ref().is_some_and(|e| e.len() > MAX_EPOCH_BYTES) {
             return Err(Invalid {

@@ -3,8 +3,9 @@
 //! a huge room); this is how the rest are read.
 
 use skat_broker::Broker;
-use skat_protocol::{Invalid, validate_members_limit, validate_name, validate_room};
+use skat_protocol::{Invalid, validate_members_limit, validate_name};
 
+use super::Access;
 use crate::metrics::BrokerCall;
 use crate::state::AppState;
 
@@ -31,10 +32,9 @@ impl Members {
         room: String,
         after: Option<String>,
         limit: Option<u32>,
-        access: impl FnOnce(&str) -> Result<(), Invalid>,
+        access: impl Access,
     ) -> Result<Self, Invalid> {
-        validate_room(&room)?;
-        access(&room)?;
+        super::check_room(&room, access)?;
         let limit = validate_members_limit(limit)? as usize;
         if let Some(after) = &after {
             validate_name(after)?;

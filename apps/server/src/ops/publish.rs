@@ -3,10 +3,9 @@
 use std::sync::Arc;
 
 use skat_broker::{Broker, NewMessage, Published};
-use skat_protocol::{
-    Invalid, SYSTEM_SENDER, validate_body, validate_name, validate_nonce, validate_room,
-};
+use skat_protocol::{Invalid, SYSTEM_SENDER, validate_body, validate_name, validate_nonce};
 
+use super::Access;
 use crate::metrics::{BrokerCall, Source};
 use crate::state::AppState;
 
@@ -31,15 +30,11 @@ impl Publish<'_> {
     /// Checks the message: its nonce first (so that after any other refusal the nonce is valid,
     /// and a transport that answers with it may echo it), its room, `access` (see the module
     /// docs), a named sender, its body.
-    pub(crate) fn check(
-        &self,
-        access: impl FnOnce(&str) -> Result<(), Invalid>,
-    ) -> Result<(), Invalid> {
+    pub(crate) fn check(&self, access: impl Access) -> Result<(), Invalid> {
         if let Some(nonce) = &self.nonce {
             validate_nonce(nonce)?;
         }
-        validate_room(&self.room)?;
-        access(&self.room)?;
+        super::check_room(&self.room, access)?;
         if let Sender::Named(Some(name)) = &self.from {
             validate_name(name)?;
         }

@@ -1,8 +1,9 @@
 //! A typing notification: a WebSocket `typing`, relayed to the room's other members.
 
 use skat_broker::Broker;
-use skat_protocol::{Invalid, validate_room};
+use skat_protocol::Invalid;
 
+use super::Access;
 use crate::metrics::BrokerCall;
 use crate::state::AppState;
 
@@ -13,12 +14,8 @@ pub(crate) struct Typing {
 
 impl Typing {
     /// Checks the room and `access` (see the module docs).
-    pub(crate) fn parse(
-        room: String,
-        access: impl FnOnce(&str) -> Result<(), Invalid>,
-    ) -> Result<Self, Invalid> {
-        validate_room(&room)?;
-        access(&room)?;
+    pub(crate) fn parse(room: String, access: impl Access) -> Result<Self, Invalid> {
+        super::check_room(&room, access)?;
         Ok(Self { room })
     }
 
