@@ -231,7 +231,7 @@ where
             Ok(entered) => entered,
             Err(err) => {
                 // The broker's own words stay in the log: clients get no internals.
-                conn_event!(self, Level::WARN, room = join.room(), error = %err, "join failed");
+                conn_event!(self, Level::WARN, room = %join.room(), error = %err, "join failed");
                 return self.reply_error(ErrorCode::Unavailable, ROOM_UNAVAILABLE, None);
             }
         };
