@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use skat_protocol::{Message, MessageId};
 
-use crate::state::ROOM_WINDOW;
+/// Messages a room keeps: past it, live messages push the oldest out (they can be loaded again
+/// with "load older"), so a busy room costs the page the same after an hour as after a minute.
+pub const ROOM_WINDOW: usize = 500;
 
 /// A message we sent and have not seen confirmed yet (or that failed).
 #[derive(Debug, Clone, PartialEq)]

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use skat_protocol::{ClientFrame, ErrorCode, ServerFrame};
 
-pub use crate::room::{Pending, Room};
+pub use crate::room::{Pending, ROOM_WINDOW, Room};
 pub use crate::session::{Fetched, Session};
 
 /// How long a "typing" notice stays visible without a new typing frame, in ms.
@@ -33,9 +33,6 @@ pub const TYPING_VISIBLE_MS: f64 = 4000.0;
 pub const TYPING_THROTTLE_MS: f64 = 2000.0;
 /// How long after a `rate_limited` refusal a page of members is asked for again, in ms.
 pub const MEMBERS_RETRY_MS: f64 = 1000.0;
-/// Messages a room keeps: past it, live messages push the oldest out (they can be loaded again
-/// with "load older"), so a busy room costs the page the same after an hour as after a minute.
-pub const ROOM_WINDOW: usize = 500;
 /// How old an unconfirmed send may be and still be re-sent by itself after a reconnect: within
 /// the server's 2-minute deduplication window (with a margin), a repeat of a send it already
 /// stored is answered with the original, never stored twice. An older one is left to the user.
