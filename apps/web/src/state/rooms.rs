@@ -57,7 +57,7 @@ impl Chat {
             return None;
         }
         r.loading_older = true;
-        let before = r.messages.first().map(|m| m.id.to_string());
+        let before = r.messages().first().map(|m| m.id.to_string());
         Some(ClientFrame::History {
             room: room.to_owned(),
             before,
@@ -92,17 +92,9 @@ impl Chat {
         };
         r.joined = true;
         r.members = members.into_iter().collect();
-        if !recovered && !r.messages.is_empty() {
+        if !recovered && !r.messages().is_empty() {
             // A gap we cannot fill: start over from the latest page.
-            let pending = std::mem::take(&mut r.pending);
-            *r = Room {
-                joined: true,
-                members: std::mem::take(&mut r.members),
-                pending,
-                // Never repeats, so views always see the change.
-                version: r.version + 1,
-                ..Room::default()
-            };
+            r.start_over();
         }
         r.history_epoch = epoch;
         if !recovered {
@@ -122,12 +114,7 @@ impl Chat {
         };
         r.loading_older = false;
         r.has_more = has_more;
-        let older: Vec<Message> = messages
-            .into_iter()
-            .filter(|m| r.ids.insert(m.id))
-            .collect();
-        r.messages.splice(0..0, older);
-        r.version += 1;
+        r.prepend(messages);
     }
 
     /// The oldest join awaiting its answer was refused: its room says why (`why` is given the

@@ -129,7 +129,7 @@ fn welcome_and_join() {
     );
     let room = chat.active_room().unwrap();
     assert!(room.joined);
-    assert_eq!(room.messages.len(), 1);
+    assert_eq!(room.messages().len(), 1);
     assert_eq!(room.unread, 0, "the latest page is not unread");
 }
 
@@ -222,7 +222,7 @@ fn dedups_by_id_and_counts_unread_only_elsewhere() {
     chat.apply(ServerFrame::Message(msg("a", "1-0", "bob", "x", None)), 0.0);
     chat.apply(ServerFrame::Message(msg("a", "1-0", "bob", "x", None)), 0.0);
     chat.apply(ServerFrame::Message(msg("b", "1-1", "bob", "y", None)), 0.0);
-    assert_eq!(chat.rooms["a"].messages.len(), 1, "duplicate id ignored");
+    assert_eq!(chat.rooms["a"].messages().len(), 1, "duplicate id ignored");
     assert_eq!(chat.rooms["a"].unread, 1);
     assert_eq!(chat.rooms["b"].unread, 0, "active room is read");
     chat.apply(
@@ -333,7 +333,7 @@ fn reconnect_rejoins_with_since_and_recovers_without_duplicates() {
         0.0,
     );
     let room = &chat.rooms["a"];
-    let bodies: Vec<&str> = room.messages.iter().map(|m| m.body.as_str()).collect();
+    let bodies: Vec<&str> = room.messages().iter().map(|m| m.body.as_str()).collect();
     assert_eq!(bodies, ["one", "two", "three"]);
     assert_eq!(chat.node.as_deref(), Some("n2"));
     // Our unconfirmed send was not in the recovery: re-sent with its nonce (the server
@@ -353,7 +353,7 @@ fn reconnect_rejoins_with_since_and_recovers_without_duplicates() {
         0.0,
     );
     assert!(chat.rooms["a"].pending.is_empty());
-    assert_eq!(chat.rooms["a"].messages.len(), 4);
+    assert_eq!(chat.rooms["a"].messages().len(), 4);
 }
 
 #[test]
@@ -408,8 +408,8 @@ fn a_room_keeps_a_bounded_window_of_messages() {
         chat.apply(ServerFrame::Message(msg("a", &id, "bob", "x", None)), 0.0);
     }
     let room = &chat.rooms["a"];
-    assert_eq!(room.messages.len(), ROOM_WINDOW);
-    assert_eq!(room.messages[0].id.to_string(), "1-10", "the oldest went");
+    assert_eq!(room.messages().len(), ROOM_WINDOW);
+    assert_eq!(room.messages()[0].id.to_string(), "1-10", "the oldest went");
     assert!(room.has_more, "and can be loaded again");
     assert!(room.version() > before);
     // A message pushed out is new again if a page brings it back.
@@ -422,7 +422,7 @@ fn a_room_keeps_a_bounded_window_of_messages() {
         },
         0.0,
     );
-    assert_eq!(chat.rooms["a"].messages[0].id.to_string(), "1-9");
+    assert_eq!(chat.rooms["a"].messages()[0].id.to_string(), "1-9");
     assert!(chat.rooms["a"].version() > v);
 }
 
@@ -442,7 +442,7 @@ fn a_gap_that_cannot_be_recovered_resets_the_room() {
         0.0,
     );
     let bodies: Vec<&str> = chat.rooms["a"]
-        .messages
+        .messages()
         .iter()
         .map(|m| m.body.as_str())
         .collect();
@@ -476,8 +476,8 @@ fn history_pages_prepend_and_presence_and_typing_update() {
         },
         0.0,
     );
-    assert_eq!(chat.rooms["a"].messages[0].id.to_string(), "8-0");
-    assert_eq!(chat.rooms["a"].messages.len(), 52);
+    assert_eq!(chat.rooms["a"].messages()[0].id.to_string(), "8-0");
+    assert_eq!(chat.rooms["a"].messages().len(), 52);
     assert_eq!(chat.load_older("a"), None, "nothing older");
 
     chat.apply(

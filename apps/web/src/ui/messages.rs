@@ -31,7 +31,7 @@ pub(super) fn Messages() -> impl IntoView {
         shown.track();
         chat.with_untracked(|c| {
             c.active_room()
-                .map(|r| r.messages.clone())
+                .map(|r| r.messages().to_vec())
                 .unwrap_or_default()
         })
     });
