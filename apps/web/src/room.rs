@@ -23,8 +23,9 @@ pub struct Pending {
     pub body: String,
     /// Why it failed, once it has.
     pub error: Option<String>,
-    /// The connection it was sent on (see [`Chat::on_open`](crate::state::Chat::on_open)).
-    pub epoch: u64,
+    /// The generation of the connection it was (last) sent on: each connection has the next
+    /// (see [`Chat::on_open`](crate::state::Chat::on_open)).
+    pub generation: u64,
     /// When it was first sent, in ms.
     pub sent_at: f64,
 }
@@ -195,7 +196,7 @@ mod tests {
             nonce: "n".into(),
             body: "kept".into(),
             error: None,
-            epoch: 1,
+            generation: 1,
             sent_at: 0.0,
         });
         let v = room.version();

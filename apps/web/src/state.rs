@@ -79,8 +79,9 @@ pub struct Chat {
     next_nonce: u64,
     /// Random per page load, so nonces of two tabs never collide.
     nonce_prefix: String,
-    /// Counts connections, to tell sends of an earlier connection from current ones.
-    epoch: u64,
+    /// Counts connections (the connection's generation), to tell sends of an earlier
+    /// connection from current ones. Not the server's history epoch (`Room::history_epoch`).
+    generation: u64,
     /// Frames the state wants sent (re-sends after a reconnect); the UI drains it.
     pub outbox: Vec<ClientFrame>,
     /// Signed mode: the token for `name`, and where fresh ones come from.
@@ -102,7 +103,7 @@ impl Chat {
             notice: None,
             next_nonce: 0,
             nonce_prefix: nonce_prefix.into(),
-            epoch: 0,
+            generation: 0,
             outbox: Vec::new(),
             session: Session::default(),
             joining: VecDeque::new(),

@@ -14,7 +14,7 @@ impl Chat {
     /// `since` = the last message seen so the server sends exactly what we missed.
     pub fn on_open(&mut self) -> Vec<ClientFrame> {
         self.connection = Connection::Connecting;
-        self.epoch += 1;
+        self.generation += 1;
         // A token is for one name, its `sub`: claim that one (a token fetched from the
         // operator's token URL decides who the page is, whatever it was opened as).
         let name = self.session.token.as_deref().and_then(token_subject);

@@ -16,7 +16,7 @@ impl Chat {
         if self.connection != Connection::Online {
             return None;
         }
-        let epoch = self.epoch;
+        let generation = self.generation;
         let r = self.rooms.get_mut(room).filter(|r| r.refused.is_none())?;
         if body.trim().is_empty() {
             return None;
@@ -27,7 +27,7 @@ impl Chat {
             nonce: nonce.clone(),
             body: body.to_owned(),
             error: None,
-            epoch,
+            generation,
             sent_at: now,
         });
         r.last_typing_sent = None;
@@ -44,11 +44,11 @@ impl Chat {
         if self.connection != Connection::Online {
             return None;
         }
-        let epoch = self.epoch;
+        let generation = self.generation;
         let r = self.rooms.get_mut(room)?;
         let p = r.pending.iter_mut().find(|p| p.nonce == nonce)?;
         p.error = None;
-        p.epoch = epoch;
+        p.generation = generation;
         Some(ClientFrame::Send {
             room: room.to_owned(),
             body: p.body.clone(),
@@ -84,16 +84,16 @@ impl Chat {
     /// Too old to be sure of that, they are left to the user. Sends made on this connection are
     /// simply still on their way.
     pub(super) fn resend_unconfirmed(&mut self, room: &str, now: f64) {
-        let epoch = self.epoch;
+        let generation = self.generation;
         let Some(r) = self.rooms.get_mut(room) else {
             return;
         };
-        for p in r.pending.iter_mut().filter(|p| p.epoch < epoch) {
+        for p in r.pending.iter_mut().filter(|p| p.generation < generation) {
             if p.error.is_some() {
                 continue;
             }
             if now - p.sent_at <= RESEND_WITHIN_MS {
-                p.epoch = epoch;
+                p.generation = generation;
                 self.outbox.push(ClientFrame::Send {
                     room: room.to_owned(),
                     body: p.body.clone(),
