@@ -2,6 +2,9 @@
 //!
 //! Pure Rust, no browser APIs, so it is unit-tested natively. The UI (`ui/`, wasm only) keeps a
 //! [`Chat`] in a signal, feeds it every frame from the socket, and sends the frames it returns.
+//! Returning them is the state's one way to emit frames: every transition that may call for
+//! frames (a server frame applied, a user's command, a timer) returns them ([`Outgoing`]), marked
+//! `#[must_use]`, and the state keeps none queued, so none waits for someone to drain it.
 //! Everything a user would notice going wrong lives here: deduplication by message id, unread
 //! counts, pending sends and their failures, typing expiry, and the bookkeeping that lets a
 //! reconnect rejoin every room with `since` so nothing is lost or shown twice, a refused join
@@ -82,8 +85,6 @@ pub struct Chat {
     /// Counts connections (the connection's generation), to tell sends of an earlier
     /// connection from current ones. Not the server's history epoch (`Room::history_epoch`).
     generation: u64,
-    /// Frames the state wants sent (re-sends after a reconnect); the UI drains it.
-    pub outbox: Vec<ClientFrame>,
     /// Signed mode: the token for `name`, and where fresh ones come from.
     pub session: Session,
     /// Rooms whose `join` awaits its answer, in the order sent: the server answers requests in
@@ -104,7 +105,6 @@ impl Chat {
             next_nonce: 0,
             nonce_prefix: nonce_prefix.into(),
             generation: 0,
-            outbox: Vec::new(),
             session: Session::default(),
             joining: VecDeque::new(),
         }
@@ -115,8 +115,11 @@ impl Chat {
         self.active.as_ref().and_then(|r| self.rooms.get(r))
     }
 
-    /// Applies a frame from the server at time `now` (ms).
-    pub fn apply(&mut self, frame: ServerFrame, now: f64) {
+    /// Applies a frame from the server at time `now` (ms); returns the frames it calls for: after
+    /// a `joined`, the re-sends of what an earlier connection left unconfirmed and the next page
+    /// of a big room's members; after a `members` page, the next one.
+    #[must_use = "the frames it returns are to be sent"]
+    pub fn apply(&mut self, frame: ServerFrame, now: f64) -> Vec<ClientFrame> {
         match frame {
             ServerFrame::Welcome {
                 user, node, exp, ..
@@ -129,16 +132,17 @@ impl Chat {
                 epoch,
                 more_members,
             } => {
-                self.on_joined(&room, members, messages, recovered, epoch, now);
+                let mut frames = self.on_joined(&room, members, messages, recovered, epoch, now);
                 if more_members {
-                    self.read_more_members(&room);
+                    frames.extend(self.read_more_members(&room));
                 }
+                return frames;
             }
             ServerFrame::Members {
                 room,
                 members,
                 next,
-            } => self.on_members(&room, members, next),
+            } => return self.on_members(&room, members, next).into_iter().collect(),
             ServerFrame::Left { .. } => {}
             ServerFrame::Refreshed { exp } => self.session.on_refreshed(exp, now),
             ServerFrame::Message(message) => self.on_message(message, false),
@@ -155,6 +159,7 @@ impl Chat {
                 nonce,
             } => self.on_error(code, message, nonce, now),
         }
+        Vec::new()
     }
 
     /// An error: about one of our sends (kept, with the reason), a refused `refresh` (the old
@@ -194,6 +199,58 @@ impl Chat {
     }
 }
 
+/// What a transition of the state returns: the frames to send, in order, with whatever else it
+/// says (why a send was not made, what a fetched token is for). The UI sends [`frames`] of every
+/// value a transition returns, and sends nothing else.
+///
+/// [`frames`]: Outgoing::frames
+pub trait Outgoing {
+    /// The frames to send, in order.
+    fn frames(&self) -> &[ClientFrame];
+}
+
+impl Outgoing for Vec<ClientFrame> {
+    fn frames(&self) -> &[ClientFrame] {
+        self
+    }
+}
+
+impl Outgoing for Option<ClientFrame> {
+    fn frames(&self) -> &[ClientFrame] {
+        self.as_slice()
+    }
+}
+
+impl<E> Outgoing for Result<ClientFrame, E> {
+    fn frames(&self) -> &[ClientFrame] {
+        self.as_ref().map_or(&[], std::slice::from_ref)
+    }
+}
+
+impl Outgoing for Fetched {
+    fn frames(&self) -> &[ClientFrame] {
+        match self {
+            Fetched::Refresh(frame) => std::slice::from_ref(frame),
+            Fetched::Connect | Fetched::Keep => &[],
+        }
+    }
+}
+
+/// Why [`Chat::send`] sent nothing, for the composer to tell the user or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsent {
+    /// The text is blank.
+    Blank,
+    /// The connection is not live; `retrying`: whether it comes back by itself (if not, the
+    /// header says why).
+    Offline {
+        /// Whether the app is reconnecting.
+        retrying: bool,
+    },
+    /// The room is not one we are in: unknown, or it refused us.
+    NotJoined,
+}
+
 /// Reconnect delay: exponential from 500 ms, capped at 30 s, with "equal jitter" (half fixed,
 /// half random) so a node restart does not bring every client back at the same instant.
 /// `random` is in `[0, 1)`.
@@ -213,4 +270,6 @@ pub fn check_room(room: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
+// The tests drive the state and look at it, dropping the frames they do not check.
+#[allow(unused_must_use)]
 mod tests;
