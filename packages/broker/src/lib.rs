@@ -43,7 +43,9 @@ use std::sync::Arc;
 pub use memory::{MemoryBroker, MemoryBrokerConfig, MemoryError, MemorySubscription};
 pub use node_id::{InvalidNodeId, NODE_ID_MAX_LEN, check_node_id};
 #[cfg(feature = "redis")]
-pub use redis_backend::{RedisBroker, RedisBrokerError, RedisConfig, RedisSubscription};
+pub use redis_backend::{
+    ConfigError, RedisBroker, RedisBrokerError, RedisConfig, RedisSubscription,
+};
 pub use skat_protocol::{InvalidMessageId, Message, MessageId, message_size};
 pub use sorted::SortedMap;
 pub use tally::Tally;
