@@ -38,10 +38,15 @@ pub struct MemoryBrokerConfig {
     pub dedup_window: Duration,
 }
 
+impl MemoryBrokerConfig {
+    /// Messages retained per room by default.
+    pub const DEFAULT_HISTORY_LEN: usize = 1000;
+}
+
 impl Default for MemoryBrokerConfig {
     fn default() -> Self {
         Self {
-            history_len: 1000,
+            history_len: Self::DEFAULT_HISTORY_LEN,
             dedup_window: crate::DEFAULT_DEDUP_WINDOW,
         }
     }
