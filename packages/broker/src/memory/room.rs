@@ -6,9 +6,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::collections::Tally;
 use crate::sinks::Sinks;
 use crate::sparse::ShrinkWhenSparse as _;
-use crate::{Message, MessageId, RoomEvent, Tally};
+use crate::{Message, MessageId, RoomEvent};
 
 /// A room, shared by the broker's map and the calls and subscriptions using it.
 #[derive(Debug, Default)]
