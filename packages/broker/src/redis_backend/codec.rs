@@ -20,16 +20,6 @@ pub(super) struct Names {
     prefix: Box<str>,
 }
 
-/// Key names of one room, as most calls need them together.
-pub(super) struct Keys {
-    pub(super) stream: String,
-    pub(super) channel: String,
-    pub(super) users: String,
-    /// The names of `users`' keys, a sorted set with every score 0, so members page by name.
-    pub(super) names: String,
-    pub(super) trimmed: String,
-}
-
 impl Names {
     pub(super) fn new(prefix: &str) -> Self {
         Self {
@@ -40,17 +30,6 @@ impl Names {
     /// One key of a room: `<prefix>{<room>}:<kind>`, hash-tagged so a room's keys share a slot.
     fn key(&self, room: &str, kind: &str) -> String {
         format!("{}{{{room}}}:{kind}", self.prefix)
-    }
-
-    /// The keys most calls need together.
-    pub(super) fn room(&self, room: &str) -> Keys {
-        Keys {
-            stream: self.stream(room),
-            channel: self.channel(room),
-            users: self.users(room),
-            names: self.key(room, "names"),
-            trimmed: self.trimmed(room),
-        }
     }
 
     /// The room's messages, a Redis Stream.
@@ -71,6 +50,12 @@ impl Names {
     /// The room's count hash of members (user → instances holding it).
     pub(super) fn users(&self, room: &str) -> String {
         self.key(room, "users")
+    }
+
+    /// The names of the room's members: the users hash's keys as a sorted set with every score
+    /// 0, so members page by name.
+    pub(super) fn by_name(&self, room: &str) -> String {
+        self.key(room, "names")
     }
 
     /// The room's history epoch (see [`Broker::epoch`](crate::Broker::epoch)).
@@ -271,10 +256,9 @@ mod tests {
     #[test]
     fn names_are_hash_tagged_by_room() {
         let names = Names::new("skat:");
-        let keys = names.room("general");
-        assert_eq!(keys.stream, "skat:{general}:stream");
-        assert_eq!(keys.channel, "skat:{general}:events");
-        assert_eq!(keys.names, "skat:{general}:names");
+        assert_eq!(names.stream("general"), "skat:{general}:stream");
+        assert_eq!(names.channel("general"), "skat:{general}:events");
+        assert_eq!(names.by_name("general"), "skat:{general}:names");
         assert_eq!(names.held("general", "n:t"), "skat:{general}:held:n:t");
         assert_eq!(
             names.dedup("general", "bob", "c-1"),

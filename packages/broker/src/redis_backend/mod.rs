@@ -327,9 +327,8 @@ impl Broker for RedisBroker {
         join_presence: bool,
         resume: Resume<'_>,
     ) -> Result<Snapshot, RedisBrokerError> {
-        self.presence
-            .join_snapshot(room, user, join_presence, resume)
-            .await
+        let holding = join_presence.then_some(user);
+        self.presence.snapshot(room, holding, resume).await
     }
 
     async fn epoch(&self, room: &str) -> Result<String, RedisBrokerError> {

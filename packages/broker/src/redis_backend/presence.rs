@@ -167,25 +167,24 @@ impl Presence {
         Ok(())
     }
 
-    /// What `user` joining `room` is told (see [`Store::join`]), holding the user there too
-    /// with `join_presence`, in the same script.
-    pub(super) async fn join_snapshot(
+    /// What a connection joining `room` is told (see [`Store::join`]); with `holding`, this
+    /// node holds that user there too, written in the same script.
+    pub(super) async fn snapshot(
         &self,
         room: &str,
-        user: &str,
-        join_presence: bool,
+        holding: Option<&str>,
         resume: Resume<'_>,
     ) -> Result<Snapshot, RedisBrokerError> {
-        let writing = if join_presence {
-            Some(self.writing(room).await?)
-        } else {
-            None
+        let writing = match holding {
+            Some(_) => Some(self.writing(room).await?),
+            None => None,
         };
         let held = match &writing {
             Some(writing) => writing.held_key(),
             None => self.store.names.held(room, &self.leases.instance()),
         };
         let until = writing.as_ref().map(|writing| writing.lease.until_ms);
+        let user = holding.unwrap_or_default();
         let joined = self.store.join(room, &held, user, until, resume).await;
         let snapshot = self.leases.noticed(joined)?;
         if let Some(writing) = writing {
@@ -226,7 +225,7 @@ impl Presence {
             presence: self,
             room,
         };
-        if let Err(err) = self.store.delist_room(instance, room).await {
+        if let Err(err) = self.store.delist(instance, &[room]).await {
             // Maybe listed a while longer (a sweep finds nothing there), maybe not: the next
             // write lists it again either way.
             tracing::debug!(%room, error = %err, "room maybe not taken off the instance's list");

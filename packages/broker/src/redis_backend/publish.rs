@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::codec::{encode_message, parse_id};
 use super::error::RedisBrokerError;
 use super::store::{Read, Store};
-use super::waits::Waits;
+use super::waits::{self, Waits};
 use crate::{NewMessage, Published};
 
 /// How many command timeouts the dedup key of a node's own nonce lives (at most the dedup
@@ -78,12 +78,16 @@ impl Publisher {
         };
         let stream = store.names.stream(room);
         let invocation = store.publish_script(room, &stream, &encoded, &dedup, remembered);
+        let target = waits::Room {
+            name: room,
+            key: &stream,
+        };
         let wanted = match &self.waits {
-            Some(waits) => waits.wanted(room, &stream).await,
+            Some(waits) => waits.wanted(target).await,
             None => 0,
         };
         let (id, stored): (String, i64) = match &self.waits {
-            Some(waits) if wanted > 0 => waits.publish(&invocation, room, &stream, wanted).await?,
+            Some(waits) if wanted > 0 => waits.publish(&invocation, target, wanted).await?,
             _ => store.run(&invocation).await?,
         };
         let id = parse_id(&id)?;

@@ -114,6 +114,7 @@ impl ShardHandle {
 pub(super) type ShardDriver = (Arc<ShardHandle>, AbortHandle);
 
 /// The shards' drivers, and the node's readiness they make.
+#[derive(Debug)]
 pub(super) struct Shards {
     /// The drivers, one per shard.
     drivers: Mutex<Vec<ShardDriver>>,
@@ -123,14 +124,6 @@ pub(super) struct Shards {
     ready: watch::Sender<bool>,
     /// How long a subscription waits for its driver.
     timeout: Duration,
-}
-
-impl std::fmt::Debug for Shards {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shards")
-            .field("drivers", &lock(&self.drivers).len())
-            .finish_non_exhaustive()
-    }
 }
 
 impl Shards {

@@ -117,7 +117,7 @@ async fn sweep_instance(store: &Store, instance: &str) -> Result<(), RedisBroker
             match result {
                 Ok(n) => {
                     removed += n;
-                    swept.push(room);
+                    swept.push(room.as_str());
                 }
                 Err(err) => outcome = outcome.and(Err(err.into())),
             }
@@ -127,7 +127,7 @@ async fn sweep_instance(store: &Store, instance: &str) -> Result<(), RedisBroker
         }
         swept_rooms += swept.len();
         // Not taken off: swept again (a no-op) by the next sweep.
-        outcome = outcome.and(store.delist_rooms(instance, &swept).await);
+        outcome = outcome.and(store.delist(instance, &swept).await);
     }
     if removed > 0 || swept_rooms > 0 {
         tracing::info!(

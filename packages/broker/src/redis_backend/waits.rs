@@ -48,6 +48,14 @@ const RECOUNT_AFTER_SHORTFALL: Duration = Duration::from_secs(1);
 /// How often a shortfall that goes on is logged again.
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
+/// The room a publish goes to: its name (for the logs) and a key of it (its slot names its
+/// master).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Room<'a> {
+    pub(super) name: &'a str,
+    pub(super) key: &'a str,
+}
+
 /// Where the connections of waiting publishes come from.
 enum Source {
     Single {
@@ -124,10 +132,9 @@ impl Waits {
         })
     }
 
-    /// How many replicas a publish to `room` (whose keys include `key`) should wait for now: 0
-    /// if its master has none in sync (a shortfall, logged). Counts them first when the count is
-    /// due.
-    pub(super) async fn wanted(&self, room: &str, key: &str) -> u32 {
+    /// How many replicas a publish to `room` should wait for now: 0 if its master has none in
+    /// sync (a shortfall, logged). Counts them first when the count is due.
+    pub(super) async fn wanted(&self, room: Room<'_>) -> u32 {
         if self.count_due() && !self.counting.swap(true, Ordering::Acquire) {
             // Cleared however this ends, a publish given up on included.
             let _counting = Counting(&self.counting);
@@ -143,10 +150,15 @@ impl Waits {
             known.counted = Some(Instant::now());
             known.doubted = false;
         }
-        let replicas = lock(&self.known).replicas.of(key_slot(key));
+        let replicas = lock(&self.known).replicas.of(key_slot(room.key));
         let wanted = replicas.map_or(self.wanted, |replicas| replicas.min(self.wanted));
         if wanted == 0 {
-            lock(&self.shortfalls).short(room, 0, self.wanted, "the master has no replica in sync");
+            lock(&self.shortfalls).short(
+                room.name,
+                0,
+                self.wanted,
+                "the master has no replica in sync",
+            );
         }
         wanted
     }
@@ -161,7 +173,7 @@ impl Waits {
         known.counted.is_none_or(|at| at.elapsed() >= after)
     }
 
-    /// Runs the publish script `invocation` for `room` (whose keys include `key`), then waits until `wanted` replicas (at
+    /// Runs the publish script `invocation` for `room`, then waits until `wanted` replicas (at
     /// least 1) have it or the wait is over, on a connection nothing else uses meanwhile, all
     /// within [`Waits::deadline`]. A shortfall (a `WAIT` that failed included) is logged, not an
     /// error: the message is stored, and refusing it would stop the room while a replica lags
@@ -169,13 +181,12 @@ impl Waits {
     pub(super) async fn publish<T: redis::FromRedisValue>(
         &self,
         invocation: &redis::ScriptInvocation<'_>,
-        room: &str,
-        key: &str,
+        room: Room<'_>,
         wanted: u32,
     ) -> Result<T, RedisBrokerError> {
         tokio::time::timeout(
             self.deadline,
-            self.publish_and_wait(invocation, room, key, wanted),
+            self.publish_and_wait(invocation, room, wanted),
         )
         .await
         .unwrap_or_else(|_| {
@@ -190,11 +201,11 @@ impl Waits {
     async fn publish_and_wait<T: redis::FromRedisValue>(
         &self,
         invocation: &redis::ScriptInvocation<'_>,
-        room: &str,
-        key: &str,
+        room: Room<'_>,
         wanted: u32,
     ) -> Result<T, RedisBrokerError> {
         let (permit, mut link) = self.lease().await?;
+        let Room { name: room, key } = room;
         let replies = match self.send(&mut link, invocation, key, wanted).await {
             // An idle connection that died (Redis restarted): once more on a new one. Safe, as
             // every publish has a nonce.

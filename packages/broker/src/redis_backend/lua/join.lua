@@ -1,6 +1,7 @@
 -- What a `joined` needs, in one round trip. After lease.lua, join_presence.lua, members_page.lua,
 -- message_size.lua, recover.lua and ensure_epoch.lua.
--- KEYS: held, users, channel, names, stream, trimmed, epoch. ARGV: user, join presence (1/0),
+-- KEYS: held, users, channel, names, stream, trimmed, epoch. ARGV: user (with join presence, else
+-- ''), join presence (1/0),
 -- since ('' for none), recovery limit, page, recovery byte bound, bytes every message of the room
 -- counts beyond its fields (see message_size.lua), the client's epoch ('' for none), members listed
 -- at most, the end of the instance's lease (Unix ms; with join presence).

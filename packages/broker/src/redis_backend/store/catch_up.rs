@@ -54,10 +54,7 @@ impl Store {
             pipe.add_command(at);
         }
         if presence {
-            let keys = self.names.room(room);
-            let mut members = self.scripts.members.key(&keys.users);
-            members.key(&keys.names).arg("").arg(page);
-            pipe.invoke_script(&members);
+            pipe.invoke_script(&self.members_script(room, None, page));
         }
         if let Some(after) = after.clone() {
             pipe.add_command(after);

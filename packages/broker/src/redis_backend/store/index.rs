@@ -3,7 +3,7 @@
 
 use redis::{AsyncCommands as _, SortedSetAddOptions, Value};
 
-use super::Store;
+use super::{Store, limit};
 use crate::redis_backend::error::RedisBrokerError;
 
 impl Store {
@@ -12,16 +12,11 @@ impl Store {
         &self,
         room: &str,
     ) -> Result<(), RedisBrokerError> {
-        let _: i64 = self
+        let add_only = SortedSetAddOptions::add_only();
+        Ok(self
             .conn()
-            .zadd_options(
-                self.names.rooms(),
-                room,
-                0,
-                &SortedSetAddOptions::add_only(),
-            )
-            .await?;
-        Ok(())
+            .zadd_options(self.names.rooms(), room, 0, &add_only)
+            .await?)
     }
 
     /// Takes `room` off the index.
@@ -29,8 +24,7 @@ impl Store {
         &self,
         room: &str,
     ) -> Result<(), RedisBrokerError> {
-        let _: i64 = self.conn().zrem(self.names.rooms(), room).await?;
-        Ok(())
+        Ok(self.conn().zrem(self.names.rooms(), room).await?)
     }
 
     /// Up to `count` names of the index after `after` (from the first if `None`), by name.
@@ -40,12 +34,10 @@ impl Store {
         count: usize,
     ) -> Result<Vec<String>, RedisBrokerError> {
         let from = after.map_or_else(|| "-".to_owned(), |after| format!("({after}"));
-        let count = isize::try_from(count).unwrap_or(isize::MAX);
-        let names: Vec<String> = self
-            .conn()
-            .zrangebylex_limit(self.names.rooms(), from, "+", 0, count)
-            .await?;
-        Ok(names)
+        let mut conn = self.conn();
+        Ok(conn
+            .zrangebylex_limit(self.names.rooms(), from, "+", 0, limit(count))
+            .await?)
     }
 
     /// The room's member count if it has history or members, else `None`.

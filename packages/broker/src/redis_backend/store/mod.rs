@@ -133,20 +133,45 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<MembersPage, RedisBrokerError> {
-        let keys = self.names.room(room);
         let (members, more): (Vec<String>, i64) = self
-            .scripts
-            .members
-            .key(&keys.users)
-            .key(&keys.names)
-            .arg(after.unwrap_or(""))
-            .arg(limit)
+            .members_script(room, after, limit)
             .invoke_async(&mut self.conn())
             .await?;
         Ok(MembersPage {
             members,
             has_more: more == 1,
         })
+    }
+
+    /// `script` with `room`'s presence keys, as every presence script takes them first: an
+    /// instance's held set (`held`), the users hash, the channel, the names index.
+    fn presence_script<'a>(
+        &self,
+        script: &'a redis::Script,
+        room: &str,
+        held: &str,
+    ) -> ScriptInvocation<'a> {
+        let mut invocation = script.key(held);
+        invocation
+            .key(self.names.users(room))
+            .key(self.names.channel(room))
+            .key(self.names.by_name(room));
+        invocation
+    }
+
+    /// The script of a page of `room`'s members after `after` (from the first if `None`).
+    fn members_script(
+        &self,
+        room: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> ScriptInvocation<'_> {
+        let mut invocation = self.scripts.members.key(self.names.users(room));
+        invocation
+            .key(self.names.by_name(room))
+            .arg(after.unwrap_or(""))
+            .arg(limit);
+        invocation
     }
 
     /// The room's epoch, made if it has none (see `ensure_epoch.lua`).
@@ -187,26 +212,25 @@ impl Store {
             page,
             members: members_bound,
         } = resume;
-        let keys = self.names.room(room);
         type Reply = (Vec<String>, Entries, i64, String, i64);
-        let (members, entries, recovered, epoch, more_members): Reply =
-            with_presence_keys(&self.scripts.join, held, &keys)
-                .key(&keys.stream)
-                .key(&keys.trimmed)
-                .key(self.names.epoch(room))
-                .arg(user)
-                .arg(if lease_until.is_some() { "1" } else { "0" })
-                .arg(since.map_or_else(String::new, |id| id.to_string()))
-                .arg(recovery.limit)
-                .arg(page)
-                .arg(recovery.max_bytes)
-                .arg(message_framing(room))
-                .arg(epoch.unwrap_or(""))
-                .arg(members_bound)
-                .arg(lease_until.unwrap_or(0))
-                .invoke_async(&mut self.conn())
-                .await
-                .map_err(lapsed)?;
+        let (members, entries, recovered, epoch, more_members): Reply = self
+            .presence_script(&self.scripts.join, room, held)
+            .key(self.names.stream(room))
+            .key(self.names.trimmed(room))
+            .key(self.names.epoch(room))
+            .arg(user)
+            .arg(if lease_until.is_some() { "1" } else { "0" })
+            .arg(since.map_or_else(String::new, |id| id.to_string()))
+            .arg(recovery.limit)
+            .arg(page)
+            .arg(recovery.max_bytes)
+            .arg(message_framing(room))
+            .arg(epoch.unwrap_or(""))
+            .arg(members_bound)
+            .arg(lease_until.unwrap_or(0))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(lapsed)?;
         let mut messages = decode_entries(room, entries)?;
         let recovered = recovered == 1;
         if !recovered {
@@ -310,19 +334,9 @@ fn message_framing(room: &str) -> usize {
     skat_protocol::MESSAGE_FRAMING + skat_protocol::escaped_len(room)
 }
 
-/// `script` with the room's presence keys, as every presence script takes them first: an
-/// instance's held set (`held`), the users hash, the channel, the names index.
-fn with_presence_keys<'a>(
-    script: &'a redis::Script,
-    held: &str,
-    keys: &super::codec::Keys,
-) -> ScriptInvocation<'a> {
-    let mut invocation = script.key(held);
-    invocation
-        .key(&keys.users)
-        .key(&keys.channel)
-        .key(&keys.names);
-    invocation
+/// A count of a command's `LIMIT`, which the crate takes signed.
+fn limit(count: usize) -> isize {
+    isize::try_from(count).unwrap_or(isize::MAX)
 }
 
 /// A script's error, with the lease's refusal (`LAPSED`, see `lease.lua`) told apart.

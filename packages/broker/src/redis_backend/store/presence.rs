@@ -5,9 +5,12 @@
 
 use std::time::Duration;
 
-use redis::{AsyncCommands as _, ExistenceCheck, SetExpiry, SetOptions, SortedSetAddOptions};
+use redis::{
+    AsyncCommands as _, ExistenceCheck, ScriptInvocation, SetExpiry, SetOptions,
+    SortedSetAddOptions,
+};
 
-use super::{Store, lapsed, with_presence_keys};
+use super::{Store, lapsed, limit};
 use crate::redis_backend::error::RedisBrokerError;
 
 /// Which registry entries [`Store::stamp`] writes.
@@ -27,6 +30,13 @@ fn set_nx(ttl: Duration) -> SetOptions {
 }
 
 impl Store {
+    /// Runs a script that writes under a lease (see `lease.lua`): its refusal is
+    /// [`RedisBrokerError::Lapsed`].
+    async fn run_leased(&self, script: &ScriptInvocation<'_>) -> Result<(), RedisBrokerError> {
+        let _: i64 = self.run(script).await.map_err(lapsed)?;
+        Ok(())
+    }
+
     /// Lists `room` under `instance` (before its first entry there), under the lease ending at
     /// `lease_until` (see `list_room.lua`).
     pub(in crate::redis_backend) async fn list_room(
@@ -35,29 +45,12 @@ impl Store {
         room: &str,
         lease_until: u64,
     ) -> Result<(), RedisBrokerError> {
-        let _: i64 = self
+        let mut list = self
             .scripts
             .list_room
-            .key(self.names.instance_rooms(instance))
-            .arg(lease_until)
-            .arg(room)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(lapsed)?;
-        Ok(())
-    }
-
-    /// Takes `room` off `instance`'s list.
-    pub(in crate::redis_backend) async fn delist_room(
-        &self,
-        instance: &str,
-        room: &str,
-    ) -> Result<(), RedisBrokerError> {
-        let _: i64 = self
-            .conn()
-            .srem(self.names.instance_rooms(instance), room)
-            .await?;
-        Ok(())
+            .key(self.names.instance_rooms(instance));
+        list.arg(lease_until).arg(room);
+        self.run_leased(&list).await
     }
 
     /// Writes `user`'s entry in `room`, in `held` (an instance's set there), under the lease
@@ -69,14 +62,9 @@ impl Store {
         user: &str,
         lease_until: u64,
     ) -> Result<(), RedisBrokerError> {
-        let keys = self.names.room(room);
-        let _: i64 = with_presence_keys(&self.scripts.presence_join, held, &keys)
-            .arg(user)
-            .arg(lease_until)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(lapsed)?;
-        Ok(())
+        let mut join = self.presence_script(&self.scripts.presence_join, room, held);
+        join.arg(user).arg(lease_until);
+        self.run_leased(&join).await
     }
 
     /// Removes `instance`'s entry for `user` in `room`; whether that left its set there empty.
@@ -86,9 +74,9 @@ impl Store {
         user: &str,
         instance: &str,
     ) -> Result<bool, RedisBrokerError> {
-        let keys = self.names.room(room);
         let held = self.names.held(room, instance);
-        let emptied: i64 = with_presence_keys(&self.scripts.presence_leave, &held, &keys)
+        let emptied: i64 = self
+            .presence_script(&self.scripts.presence_leave, room, &held)
             .arg(user)
             .invoke_async(&mut self.conn())
             .await?;
@@ -101,9 +89,8 @@ impl Store {
         room: &str,
         instance: &str,
     ) -> redis::RedisResult<i64> {
-        let keys = self.names.room(room);
         let held = self.names.held(room, instance);
-        with_presence_keys(&self.scripts.sweep, &held, &keys)
+        self.presence_script(&self.scripts.sweep, room, &held)
             .invoke_async(&mut self.conn())
             .await
     }
@@ -113,59 +100,48 @@ impl Store {
         &self,
         instance: &str,
     ) -> Result<Vec<String>, RedisBrokerError> {
-        let rooms: Vec<String> = self
-            .conn()
-            .smembers(self.names.instance_rooms(instance))
-            .await?;
-        Ok(rooms)
+        let list = self.names.instance_rooms(instance);
+        Ok(self.conn().smembers(list).await?)
     }
 
-    /// Takes swept `rooms` off `instance`'s list.
-    pub(in crate::redis_backend) async fn delist_rooms(
+    /// Takes `rooms` off `instance`'s list.
+    pub(in crate::redis_backend) async fn delist(
         &self,
         instance: &str,
-        rooms: &[&String],
+        rooms: &[&str],
     ) -> Result<(), RedisBrokerError> {
-        let _: i64 = self
-            .conn()
-            .srem(self.names.instance_rooms(instance), rooms)
-            .await?;
-        Ok(())
+        let list = self.names.instance_rooms(instance);
+        Ok(self.conn().srem(list, rooms).await?)
     }
 
     /// How many rooms `instance`'s list still has.
     pub(in crate::redis_backend) async fn rooms_listed(
         &self,
         instance: &str,
-    ) -> Result<i64, RedisBrokerError> {
-        let left: i64 = self
-            .conn()
-            .scard(self.names.instance_rooms(instance))
-            .await?;
-        Ok(left)
+    ) -> Result<usize, RedisBrokerError> {
+        let list = self.names.instance_rooms(instance);
+        Ok(self.conn().scard(list).await?)
     }
 
     /// Every instance in the registry.
     pub(in crate::redis_backend) async fn registered(
         &self,
     ) -> Result<Vec<String>, RedisBrokerError> {
-        let registered: Vec<String> = self.conn().zrange(self.names.nodes(), 0, -1).await?;
-        Ok(registered)
+        Ok(self.conn().zrange(self.names.nodes(), 0, -1).await?)
     }
 
-    /// Up to `limit` instances of the registry stamped at `cutoff` (Unix ms) or before, the
+    /// Up to `count` instances of the registry stamped at `cutoff` (Unix ms) or before, the
     /// oldest first.
     pub(in crate::redis_backend) async fn stamped_before(
         &self,
         cutoff: u64,
-        limit: usize,
+        count: usize,
     ) -> Result<Vec<String>, RedisBrokerError> {
-        let limit = isize::try_from(limit).unwrap_or(isize::MAX);
-        let stale: Vec<String> = self
-            .conn()
-            .zrangebyscore_limit(self.names.nodes(), "-inf", cutoff, 0, limit)
-            .await?;
-        Ok(stale)
+        let nodes = self.names.nodes();
+        let mut conn = self.conn();
+        Ok(conn
+            .zrangebyscore_limit(nodes, "-inf", cutoff, 0, limit(count))
+            .await?)
     }
 
     /// Stamps `instance`'s registry entry with `now` (Unix ms, Redis's clock).
@@ -179,11 +155,11 @@ impl Store {
             Stamp::Always => SortedSetAddOptions::add_or_update(None),
             Stamp::Existing => SortedSetAddOptions::update_only(None),
         };
-        let _: i64 = self
+        let nodes = self.names.nodes();
+        Ok(self
             .conn()
-            .zadd_options(self.names.nodes(), instance, now, &options)
-            .await?;
-        Ok(())
+            .zadd_options(nodes, instance, now, &options)
+            .await?)
     }
 
     /// Takes `instance` out of the registry.
@@ -191,8 +167,7 @@ impl Store {
         &self,
         instance: &str,
     ) -> Result<(), RedisBrokerError> {
-        let _: i64 = self.conn().zrem(self.names.nodes(), instance).await?;
-        Ok(())
+        Ok(self.conn().zrem(self.names.nodes(), instance).await?)
     }
 
     /// Locks the sweep of dead `instance` for this node (`own`), for `ttl`: whether it got it.
@@ -214,8 +189,7 @@ impl Store {
         &self,
         node_id: &str,
     ) -> Result<Option<String>, RedisBrokerError> {
-        let holder: Option<String> = self.conn().get(self.names.claim(node_id)).await?;
-        Ok(holder)
+        Ok(self.conn().get(self.names.claim(node_id)).await?)
     }
 
     /// Claims `node_id` with `token` for `ttl` if nobody holds it (`SET NX`), or finds it
