@@ -40,6 +40,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::codec::instance_name;
 use super::error::RedisBrokerError;
 use super::failures::Failures;
 use super::lease::Leases;
@@ -136,7 +137,7 @@ impl Claim {
     /// `sent` (ours): the node writes as its instance until the lease ends. Whether that
     /// instance is new.
     fn grant(&self, token: &str, sent: Instant, redis_ms: u64) -> bool {
-        let instance = format!("{}:{token}", self.node_id());
+        let instance = instance_name(self.node_id(), token);
         let span = lease_span(self.store.config.presence_ttl);
         self.leases.grant(&instance, redis_ms, sent, span)
     }

@@ -6,7 +6,8 @@
 //! prefixes `m<id>\n`; presence events are `p1<user>` / `p0<user>` (written by the scripts),
 //! typing events `t<user>`, disconnect notices `k<user>\n<reason>`.
 //!
-//! Every key and channel name is made by [`Names`], under the configured prefix (see the
+//! A node instance is named `<node id>:<claim token>` ([`instance_name`]). Every key and channel
+//! name is made by [`Names`], under the configured prefix (see the
 //! backend's module docs for what each holds): a room's are hash-tagged `{<room>}`, so that they
 //! share a cluster slot.
 
@@ -105,6 +106,18 @@ impl Names {
     pub(super) fn rooms(&self) -> String {
         format!("{}rooms", self.prefix)
     }
+}
+
+/// The name of node `node_id`'s instance holding the claim `token`: `<node id>:<token>`.
+pub(super) fn instance_name(node_id: &str, token: &str) -> String {
+    format!("{node_id}:{token}")
+}
+
+/// The node id and claim token of an instance (`<node id>:<token>`), split at the last `:`: a
+/// token has none, and neither has a valid node id, so the id is exact (an older node's id
+/// could hold one: `chat:2`'s instances are not `chat`'s).
+pub(super) fn split_instance(instance: &str) -> Option<(&str, &str)> {
+    instance.rsplit_once(':')
 }
 
 /// Encodes a message for the stream: `<from>\n<nonce byte length or ->\n<nonce><body>`.
@@ -269,6 +282,8 @@ mod tests {
             "skat:{general}:sent:n:t:7"
         );
         assert_eq!(names.instance_rooms("n:t"), "skat:instance:n:t:rooms");
+        assert_eq!(instance_name("chat", "t"), "chat:t");
+        assert_eq!(split_instance("chat:2:t"), Some(("chat:2", "t")));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! An instance's writes are fenced by its lease, which ends before its claim can lapse:
 //! nothing it writes arrives after the sweep.
 
+use super::codec::split_instance;
 use super::error::RedisBrokerError;
 use super::lease::Leases;
 use super::store::{Stamp, Store};
@@ -24,25 +25,14 @@ const SWEEPS_PER_BEAT: usize = 16;
 /// Rooms swept at once.
 pub(super) const CHUNK: usize = 64;
 
-/// The node id and claim token of an instance (`<node id>:<token>`), split at the last `:`: a
-/// token has none, and neither has a valid node id, so the id is exact (an older node's id
-/// could hold one: `chat:2`'s instances are not `chat`'s).
-fn split_instance(instance: &str) -> Option<(&str, &str)> {
-    instance.rsplit_once(':')
-}
-
-/// The node id an instance belongs to.
-fn node_of(instance: &str) -> Option<&str> {
-    split_instance(instance).map(|(id, _)| id)
-}
-
 /// Before the node serves: sweeps what previous instances with this node's id left (they are
 /// dead: this one holds the claim) and registers this instance.
 pub(super) async fn start(store: &Store, leases: &Leases) -> Result<(), RedisBrokerError> {
     let own = leases.instance();
     let registered = store.registered().await?;
-    let mine =
-        |i: &&String| node_of(i) == Some(store.config.node_id.as_str()) && i.as_str() != &*own;
+    let mine = |i: &&String| {
+        split_instance(i).is_some_and(|(id, _)| id == store.config.node_id) && i.as_str() != &*own
+    };
     for previous in registered.iter().filter(mine) {
         // What is left (rooms on a shard that is down) is swept later like any dead instance's.
         if let Err(err) = sweep_instance(store, previous).await {
