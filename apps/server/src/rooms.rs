@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
-use skat_broker::{Broker, Resume, RoomEvent, RoomSink, Snapshot, SortedMap, Tally};
+use skat_broker::collections::{SortedMap, Tally};
+use skat_broker::{Broker, Resume, RoomEvent, RoomSink, Snapshot};
 use skat_protocol::{ServerFrame, encode_server};
 use tokio::sync::OnceCell;
 

@@ -25,14 +25,13 @@
 //!   The broker turns these into `online`/`offline` [`RoomEvent::Presence`] events when a user's
 //!   first node arrives or last node leaves.
 
+pub mod collections;
 mod memory;
 mod node_id;
 #[cfg(feature = "redis")]
 mod redis_backend;
 mod sinks;
-mod sorted;
 mod sparse;
-mod tally;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -43,10 +42,10 @@ use std::sync::Arc;
 pub use memory::{MemoryBroker, MemoryBrokerConfig, MemoryError, MemorySubscription};
 pub use node_id::{InvalidNodeId, NODE_ID_MAX_LEN, check_node_id};
 #[cfg(feature = "redis")]
-pub use redis_backend::{RedisBroker, RedisBrokerError, RedisConfig, RedisSubscription};
+pub use redis_backend::{
+    ConfigError, RedisBroker, RedisBrokerError, RedisConfig, RedisSubscription,
+};
 pub use skat_protocol::{InvalidMessageId, Message, MessageId, message_size};
-pub use sorted::SortedMap;
-pub use tally::Tally;
 
 /// Locks `m`, ignoring poisoning. A poisoned lock means a panic while holding it; the state is
 /// still consistent because every critical section in this crate finishes its writes before
