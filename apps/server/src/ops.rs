@@ -3,12 +3,13 @@
 //!
 //! An operation is two steps, as a mini-redis command is parsed and then applied:
 //!
-//! - `parse` (or `check`) takes the request's fields as the transport received them and checks
-//!   them in the order PROTOCOL.md gives, turning them into typed values. Right after the room's
-//!   name it calls `access`, the transport's own check of the room: for the WebSocket, that the
-//!   connection joined it (and, for reads, its request budget); for the API, nothing
-//!   ([`any_room`]: its key covers every room). A refusal is the protocol's [`Invalid`], a code
-//!   and a message, which each transport answers its way (an `error` frame, a 400).
+//! - `parse` (or `check`) takes the request's fields as the transport received them, in the
+//!   order PROTOCOL.md checks them, checks them in that order and turns them into typed values.
+//!   Right after the room's name comes `access`, the transport's own check of the room: for the
+//!   WebSocket, that the connection joined it (and, for reads, its request budget); for the
+//!   API, nothing ([`any_room`]: its key covers every room). A refusal is the protocol's
+//!   [`Invalid`], a code and a message, which each transport answers its way (an `error` frame,
+//!   a 400).
 //! - `run` calls the broker, timed (`Metrics::timed`), bounds what the reply carries
 //!   (`--max-reply-bytes`, counted as the bytes on the wire: `skat_protocol::keep_newest_within`)
 //!   and returns a typed outcome, or the broker's error, which the transport logs and answers as

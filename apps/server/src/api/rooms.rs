@@ -106,7 +106,7 @@ pub(super) async fn history<B: Broker>(
     Path(room): Path<String>,
     Query(query): Query<HistoryQuery>,
 ) -> Response {
-    let history = History::parse(room, query.before.as_deref(), query.limit, ops::any_room);
+    let history = History::parse(room, ops::any_room, query.limit, query.before.as_deref());
     let history = match history {
         Ok(history) => history,
         Err(refused) => return invalid(&refused),
@@ -143,7 +143,7 @@ pub(super) async fn members<B: Broker>(
     Path(room): Path<String>,
     Query(query): Query<MembersQuery>,
 ) -> Response {
-    let members = ops::Members::parse(room, query.after, query.limit, ops::any_room);
+    let members = ops::Members::parse(room, ops::any_room, query.limit, query.after);
     let members = match members {
         Ok(members) => members,
         Err(refused) => return invalid(&refused),

@@ -77,6 +77,19 @@ where
         self.reply_error(code, &message, nonce);
     }
 
+    /// The broker could not serve `request`: its words stay in the log (clients get no
+    /// internals), the client is told `message` (and its nonce, for a `send`).
+    fn unavailable(
+        &mut self,
+        request: &str,
+        err: &dyn std::fmt::Display,
+        message: &str,
+        nonce: Option<String>,
+    ) {
+        conn_event!(self, Level::WARN, error = %err, "{request} failed");
+        self.reply_error(ErrorCode::Unavailable, message, nonce);
+    }
+
     /// Takes a `join`/`history`/`members`/`refresh` token, answering `rate_limited` if there is
     /// none.
     fn request_allowed(&mut self) -> bool {
@@ -220,9 +233,12 @@ where
         since: Option<String>,
         epoch: Option<String>,
     ) {
-        let join = Join::parse(room, since.as_deref(), epoch, |room| {
-            self.join_access(user, room)
-        });
+        let join = Join::parse(
+            room,
+            |room| self.join_access(user, room),
+            since.as_deref(),
+            epoch,
+        );
         let join = match join {
             Ok(join) => join,
             Err(invalid) => return self.reply_invalid(invalid, None),
@@ -338,14 +354,12 @@ where
             // A retry of a send already accepted (e.g. before a reconnect): only the sender
             // gets the original again, as its confirmation.
             Ok(Published::Duplicate(original)) => self.reply(&ServerFrame::Message(original)),
-            Err(err) => {
-                conn_event!(self, Level::WARN, error = %err, "publish failed");
-                self.reply_error(
-                    ErrorCode::Unavailable,
-                    "message not sent: the broker is unavailable, retry",
-                    nonce,
-                );
-            }
+            Err(err) => self.unavailable(
+                "publish",
+                &err,
+                "message not sent: the broker is unavailable, retry",
+                nonce,
+            ),
         }
     }
 
@@ -372,9 +386,12 @@ where
     }
 
     async fn history(&mut self, room: String, before: Option<String>, limit: Option<u32>) {
-        let history = History::parse(room, before.as_deref(), limit, |room| {
-            self.read_access(room)
-        });
+        let history = History::parse(
+            room,
+            |room| self.read_access(room),
+            limit,
+            before.as_deref(),
+        );
         let history = match history {
             Ok(history) => history,
             Err(invalid) => return self.reply_invalid(invalid, None),
@@ -386,12 +403,7 @@ where
                 has_more: page.has_more,
             }),
             Err(err) => {
-                conn_event!(self, Level::WARN, error = %err, "history failed");
-                self.reply_error(
-                    ErrorCode::Unavailable,
-                    "history is unavailable, retry later",
-                    None,
-                );
+                self.unavailable("history", &err, "history is unavailable, retry later", None);
             }
         }
     }
@@ -399,7 +411,7 @@ where
     /// A page of a joined room's members after `after`, in name order (`joined` lists only the
     /// first ones); checked and limited like `history`.
     async fn members(&mut self, room: String, after: Option<String>, limit: Option<u32>) {
-        let members = Members::parse(room, after, limit, |room| self.read_access(room));
+        let members = Members::parse(room, |room| self.read_access(room), limit, after);
         let members = match members {
             Ok(members) => members,
             Err(invalid) => return self.reply_invalid(invalid, None),
@@ -410,14 +422,12 @@ where
                 members: page.members,
                 next: page.next,
             }),
-            Err(err) => {
-                conn_event!(self, Level::WARN, error = %err, "members failed");
-                self.reply_error(
-                    ErrorCode::Unavailable,
-                    "members are unavailable, retry later",
-                    None,
-                );
-            }
+            Err(err) => self.unavailable(
+                "members",
+                &err,
+                "members are unavailable, retry later",
+                None,
+            ),
         }
     }
 }

@@ -11,35 +11,26 @@ use crate::state::AppState;
 /// A checked request for a page of `room`'s messages before `before` (the latest without it).
 pub(crate) struct History {
     room: String,
-    before: Option<MessageId>,
     limit: usize,
-}
-
-/// A page of history, bounded in bytes, oldest first.
-pub(crate) struct Page {
-    pub(crate) room: String,
-    pub(crate) messages: Vec<Message>,
-    /// Whether older messages remain: the broker's page did not reach the start, or the bound
-    /// left its oldest messages out.
-    pub(crate) has_more: bool,
+    before: Option<MessageId>,
 }
 
 impl History {
-    /// Checks the room, `access` (see the module docs), the limit (default 50, at most 100) and
-    /// `before`.
+    /// Checks, in this order, the room, `access` (see the module docs), the limit (default 50,
+    /// at most 100) and `before`.
     pub(crate) fn parse(
         room: String,
-        before: Option<&str>,
-        limit: Option<u32>,
         access: impl Access,
+        limit: Option<u32>,
+        before: Option<&str>,
     ) -> Result<Self, Invalid> {
         super::check_room(&room, access)?;
         let limit = validate_history_limit(limit)? as usize;
         let before = super::message_id(before)?;
         Ok(Self {
             room,
-            before,
             limit,
+            before,
         })
     }
 
@@ -54,4 +45,13 @@ impl History {
             has_more: page.has_more || cut,
         })
     }
+}
+
+/// A page of history, bounded in bytes, oldest first.
+pub(crate) struct Page {
+    pub(crate) room: String,
+    pub(crate) messages: Vec<Message>,
+    /// Whether older messages remain: the broker's page did not reach the start, or the bound
+    /// left its oldest messages out.
+    pub(crate) has_more: bool,
 }

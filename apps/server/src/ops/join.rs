@@ -37,12 +37,13 @@ pub(crate) struct Entered {
 }
 
 impl Join {
-    /// Checks the room, `access` (see the module docs), `since` and the epoch's length.
+    /// Checks, in this order, the room, `access` (see the module docs), `since` and the epoch's
+    /// length.
     pub(crate) fn parse(
         room: String,
+        access: impl Access,
         since: Option<&str>,
         epoch: Option<String>,
-        access: impl Access,
     ) -> Result<Self, Invalid> {
         super::check_room(&room, access)?;
         let since = super::message_id(since)?;

@@ -12,34 +12,26 @@ use crate::state::AppState;
 /// A checked request for a page of `room`'s members after `after`.
 pub(crate) struct Members {
     room: String,
-    after: Option<String>,
     limit: usize,
-}
-
-/// A page of members, in name order.
-pub(crate) struct Page {
-    pub(crate) room: String,
-    pub(crate) members: Vec<String>,
-    /// The cursor of the next page (the last name), if more members follow.
-    pub(crate) next: Option<String>,
+    after: Option<String>,
 }
 
 impl Members {
-    /// Checks the room, `access` (see the module docs), the limit (default and most: 1000) and
-    /// the cursor, which must be a user name: anything else is a client's mistake, said as
-    /// such.
+    /// Checks, in this order, the room, `access` (see the module docs), the limit (default and
+    /// most: 1000) and the cursor, which must be a user name: anything else is a client's
+    /// mistake, said as such.
     pub(crate) fn parse(
         room: String,
-        after: Option<String>,
-        limit: Option<u32>,
         access: impl Access,
+        limit: Option<u32>,
+        after: Option<String>,
     ) -> Result<Self, Invalid> {
         super::check_room(&room, access)?;
         let limit = validate_members_limit(limit)? as usize;
         if let Some(after) = &after {
             validate_name(after)?;
         }
-        Ok(Self { room, after, limit })
+        Ok(Self { room, limit, after })
     }
 
     /// Reads the page.
@@ -55,4 +47,12 @@ impl Members {
             next,
         })
     }
+}
+
+/// A page of members, in name order.
+pub(crate) struct Page {
+    pub(crate) room: String,
+    pub(crate) members: Vec<String>,
+    /// The cursor of the next page (the last name), if more members follow.
+    pub(crate) next: Option<String>,
 }

@@ -13,7 +13,7 @@ pub(crate) struct Typing {
 }
 
 impl Typing {
-    /// Checks the room and `access` (see the module docs).
+    /// Checks the room, then `access` (see the module docs).
     pub(crate) fn parse(room: String, access: impl Access) -> Result<Self, Invalid> {
         super::check_room(&room, access)?;
         Ok(Self { room })
