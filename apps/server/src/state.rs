@@ -178,7 +178,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use skat_broker::{MemoryBroker, Recovery, Resume};
+    use skat_broker::{MemoryBroker, Resume};
 
     use super::AppState;
     use crate::config::ServerConfig;
@@ -191,13 +191,7 @@ mod tests {
         let queues = Arc::clone(&state.metrics().queues);
         let outbox = Arc::new(Outbox::new(Bounds::frames(8), queues));
         let user: Arc<str> = Arc::from("alice");
-        let resume = Resume {
-            since: None,
-            epoch: None,
-            recovery: Recovery::count(0),
-            page: 0,
-            members: 0,
-        };
+        let resume = Resume::latest(0);
         let rooms = state.rooms();
         rooms
             .join("general", 1, &user, &outbox, resume)

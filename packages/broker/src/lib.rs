@@ -231,6 +231,21 @@ pub struct Resume<'a> {
     pub members: usize,
 }
 
+impl Resume<'static> {
+    /// A first join, with nothing to resume: the latest `page` messages and up to `page`
+    /// members, a recovery (should the caller set `since`) of `page` messages whatever their
+    /// size.
+    pub const fn latest(page: usize) -> Self {
+        Self {
+            since: None,
+            epoch: None,
+            recovery: Recovery::count(page),
+            page,
+            members: page,
+        }
+    }
+}
+
 /// What a connection joining a room is told: see [`Broker::join_snapshot`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
