@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::result_large_err)]
 
+// The helpers of `it`; this binary uses a few of them.
+#[allow(dead_code)]
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;

@@ -6,7 +6,9 @@
 
 #![allow(clippy::unwrap_used, clippy::result_large_err)]
 
-#[path = "../common/mod.rs"]
+// The helpers of `it`; this binary uses a few of them.
+#[allow(dead_code)]
+#[path = "../it/common/mod.rs"]
 mod common;
 mod signed;
 
@@ -26,6 +28,28 @@ use skat_testkit::RedisServer;
 
 /// How long the page may take to show an expected state.
 const UI_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A node on the Redis at `url` like `Node::redis_with`, with Redis commands allowed seconds
+/// rather than half a second: these tests share the machine with browsers and node processes,
+/// and a starved Redis answering late is not what they test.
+async fn patient_node(url: &str, prefix: &str, config: ServerConfig, stream_len: usize) -> Node {
+    let redis = patient_redis_config(url, prefix, &config.node_id, stream_len);
+    let broker = skat_broker::RedisBroker::connect(redis).await.unwrap();
+    Node::start_with(Arc::new(broker), config).await
+}
+
+/// `common::redis_config` with a command timeout of seconds (see [`patient_node`]).
+fn patient_redis_config(
+    url: &str,
+    prefix: &str,
+    node_id: &str,
+    stream_len: usize,
+) -> skat_broker::RedisConfig {
+    skat_broker::RedisConfig {
+        command_timeout: Duration::from_secs(5),
+        ..common::redis_config(url, prefix, node_id, stream_len)
+    }
+}
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -234,8 +258,8 @@ async fn two_browsers_on_two_nodes_chat_and_survive_a_node_restart() {
         static_dir: Some(static_dir.clone()),
         ..common::test_config()
     };
-    let node_a = Node::redis_patient(&redis.url(), "e2e:", config("node-a"), 1000).await;
-    let node_b = Node::redis_patient(&redis.url(), "e2e:", config("node-b"), 1000).await;
+    let node_a = patient_node(&redis.url(), "e2e:", config("node-a"), 1000).await;
+    let node_b = patient_node(&redis.url(), "e2e:", config("node-b"), 1000).await;
     let driver = Driver::start().await;
     let alice = driver.browser().await;
     let bob = driver.browser().await;
@@ -371,7 +395,7 @@ async fn two_browsers_on_two_nodes_chat_and_survive_a_node_restart() {
         m.iter().any(|b| b == "while you were away")
     })
     .await;
-    let broker = skat_broker::RedisBroker::connect(common::patient_redis_config(
+    let broker = skat_broker::RedisBroker::connect(patient_redis_config(
         &redis.url(),
         "e2e:",
         "node-a",
@@ -519,7 +543,7 @@ async fn a_send_cut_off_by_a_crash_is_resent_and_appears_once() {
         node_id: "resend-b".into(),
         ..common::test_config()
     };
-    let node_b = Node::redis_patient(&redis.url(), "skat:", config, 1000).await;
+    let node_b = patient_node(&redis.url(), "skat:", config, 1000).await;
     let mut bob = skat_client::Client::connect(&node_b.url, "bob")
         .await
         .unwrap();

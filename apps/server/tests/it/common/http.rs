@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 /// A response: status line, lowercased headers, body.
-pub struct Response {
+pub(crate) struct Response {
     pub status_line: String,
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
@@ -15,7 +15,7 @@ pub struct Response {
 
 impl Response {
     /// The status code.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         self.status_line
             .split(' ')
             .nth(1)
@@ -24,13 +24,13 @@ impl Response {
     }
 
     /// The body as text.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8(self.body.clone()).unwrap()
     }
 }
 
 /// Sends `method path` with extra `headers` (each line ending in `\r\n`) and `body`.
-pub async fn request(
+pub(crate) async fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -67,7 +67,7 @@ pub async fn request(
 /// A TCP connection to `addr` from local address `from`: loopback has 127.0.0.0/8, so a test
 /// can be several clients to the node. With `receive_buffer`, the socket takes at most about
 /// that much before its peer's writes block (a client that does not read).
-pub async fn connect_from(
+pub(crate) async fn connect_from(
     from: std::net::IpAddr,
     addr: SocketAddr,
     receive_buffer: Option<u32>,
@@ -86,7 +86,7 @@ pub async fn connect_from(
 /// A WebSocket handshake with `addr` from local address `from`, with extra `headers` (each
 /// line ending in `\r\n`): the answer's status code, and the connection (a WebSocket after a
 /// 101, held open as long as the caller keeps it).
-pub async fn upgrade(addr: SocketAddr, from: &str, headers: &str) -> (u16, TcpStream) {
+pub(crate) async fn upgrade(addr: SocketAddr, from: &str, headers: &str) -> (u16, TcpStream) {
     let mut stream = connect_from(from.parse().unwrap(), addr, None)
         .await
         .unwrap();

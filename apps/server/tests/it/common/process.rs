@@ -12,7 +12,7 @@ use tokio::time::{Instant, sleep, timeout};
 const STEP: Duration = Duration::from_secs(10);
 
 /// `GET path` over a raw HTTP/1.1 connection; `None` if the node does not answer.
-pub async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+pub(crate) async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
     let request = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
         let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
@@ -28,7 +28,7 @@ pub async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
 }
 
 /// A `skat-server` child process, killed (SIGKILL) on drop.
-pub struct NodeProcess {
+pub(crate) struct NodeProcess {
     pub id: String,
     pub addr: SocketAddr,
     child: Child,
@@ -36,12 +36,12 @@ pub struct NodeProcess {
 
 impl NodeProcess {
     /// Starts node `id` on `addr` (logging to `dir`) and waits until `/readyz` answers 200.
-    pub async fn spawn(id: &str, addr: SocketAddr, redis: &str, dir: &Path) -> NodeProcess {
+    pub(crate) async fn spawn(id: &str, addr: SocketAddr, redis: &str, dir: &Path) -> NodeProcess {
         Self::spawn_with(id, addr, redis, dir, &[]).await
     }
 
     /// Like [`NodeProcess::spawn`], with more environment variables.
-    pub async fn spawn_with(
+    pub(crate) async fn spawn_with(
         id: &str,
         addr: SocketAddr,
         redis: &str,
@@ -88,14 +88,14 @@ impl NodeProcess {
     }
 
     /// SIGKILL, as a crash would.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// SIGTERM, as an orchestrator stopping the node for a rolling restart does; then waits for
     /// the process to exit by itself.
-    pub async fn terminate(&mut self) -> ExitStatus {
+    pub(crate) async fn terminate(&mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
         let status = Command::new("kill").args(["-TERM", &pid]).status();
         assert!(status.unwrap().success(), "kill -TERM {pid}");

@@ -7,12 +7,12 @@
 //! with its original nonce (the server deduplicates retried nonces, so a retry never stores a
 //! message twice); a send refused with a retryable error is re-sent after a backoff. Each
 //! scenario proves that every message is accepted exactly once and reaches every receiver exactly
-//! once, in id order, and prints its figures (`cargo test -p skat-server --test chaos --
-//! --nocapture`). Node logs go to a temp dir, kept and named on stderr if a test fails.
+//! once, in id order, and prints its figures (`cargo test -p skat-server --test it chaos::
+//! -- --nocapture`). Node logs go to a temp dir, kept and named on stderr if a test fails.
 
 #![allow(clippy::unwrap_used, clippy::result_large_err)]
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::result_large_err)]
 
-mod common;
+use crate::common;
 
 use common::{Node, closed, error, join, message, next};
 use skat_client::RawFrame;

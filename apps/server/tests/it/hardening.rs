@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::result_large_err)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,7 +7,7 @@ use super::{Node, join, joined, message};
 /// no gap and no duplicate; once the broker's history (`history_len` messages) has moved past
 /// what was missed, the latest page comes instead. `a` and `b` share a broker (and may be the
 /// same node).
-pub async fn recovery(a: &Node, b: &Node, history_len: usize) {
+pub(crate) async fn recovery(a: &Node, b: &Node, history_len: usize) {
     let mut alice = a.client("alice").await;
     join(&mut alice, "general").await;
     let mut sent = Vec::new();

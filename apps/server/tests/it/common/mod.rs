@@ -1,16 +1,11 @@
 //! Helpers shared by the server's integration tests: in-process nodes on port 0 and clients that
 //! await frames with a deadline instead of sleeping.
 
-#![allow(
-    dead_code,
-    unreachable_pub,
-    clippy::result_large_err,
-    clippy::unwrap_used
-)]
+#![allow(clippy::result_large_err, clippy::unwrap_used)]
 
-pub mod http;
-pub mod process;
-pub mod scenarios;
+pub(crate) mod http;
+pub(crate) mod process;
+pub(crate) mod scenarios;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,10 +19,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// How long any single expected event may take before the test fails.
-pub const DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
 
 /// A server node running in this process.
-pub struct Node {
+pub(crate) struct Node {
     pub addr: std::net::SocketAddr,
     pub url: String,
     pub node_id: String,
@@ -37,12 +32,12 @@ pub struct Node {
 
 impl Node {
     /// Starts a node with its own embedded broker and default settings.
-    pub async fn start() -> Node {
+    pub(crate) async fn start() -> Node {
         Self::start_with(Arc::new(MemoryBroker::default()), test_config()).await
     }
 
     /// Starts a node whose broker keeps `history_len` messages per room.
-    pub async fn with_history(history_len: usize) -> Node {
+    pub(crate) async fn with_history(history_len: usize) -> Node {
         let broker = MemoryBroker::new(MemoryBrokerConfig {
             history_len,
             ..Default::default()
@@ -51,12 +46,12 @@ impl Node {
     }
 
     /// Starts a node on `broker` (which other nodes may share) with `config`.
-    pub async fn start_with<B: Broker>(broker: Arc<B>, config: ServerConfig) -> Node {
+    pub(crate) async fn start_with<B: Broker>(broker: Arc<B>, config: ServerConfig) -> Node {
         Self::start_on("127.0.0.1:0".parse().unwrap(), broker, config).await
     }
 
     /// Starts a node listening on `addr` (to restart one on the port it had).
-    pub async fn start_on<B: Broker>(
+    pub(crate) async fn start_on<B: Broker>(
         addr: std::net::SocketAddr,
         broker: Arc<B>,
         config: ServerConfig,
@@ -79,7 +74,7 @@ impl Node {
 
     /// Starts a node named `node_id` on the Redis at `url`, with fast presence heartbeats and
     /// keys under `prefix` (so tests sharing a server stay apart).
-    pub async fn redis(url: &str, prefix: &str, node_id: &str, stream_len: usize) -> Node {
+    pub(crate) async fn redis(url: &str, prefix: &str, node_id: &str, stream_len: usize) -> Node {
         let config = ServerConfig {
             node_id: node_id.to_owned(),
             ..test_config()
@@ -88,7 +83,7 @@ impl Node {
     }
 
     /// Like [`Node::redis`], with a full server config (its node id names the node).
-    pub async fn redis_with(
+    pub(crate) async fn redis_with(
         url: &str,
         prefix: &str,
         config: ServerConfig,
@@ -100,33 +95,13 @@ impl Node {
         Self::start_with(Arc::new(broker), config).await
     }
 
-    /// Like [`Node::redis_with`], with Redis commands allowed seconds rather than the default
-    /// half second: for tests that share the machine with browsers and node processes, where
-    /// a starved Redis answering late is not what they test.
-    pub async fn redis_patient(
-        url: &str,
-        prefix: &str,
-        config: ServerConfig,
-        stream_len: usize,
-    ) -> Node {
-        let broker = RedisBroker::connect(patient_redis_config(
-            url,
-            prefix,
-            &config.node_id,
-            stream_len,
-        ))
-        .await
-        .unwrap();
-        Self::start_with(Arc::new(broker), config).await
-    }
-
     /// `GET path` on this node; returns the status code.
-    pub async fn http_status(&self, path: &str) -> u16 {
+    pub(crate) async fn http_status(&self, path: &str) -> u16 {
         http::request(self.addr, "GET", path, "", "").await.status()
     }
 
     /// A client connected and welcomed as `name`.
-    pub async fn client(&self, name: &str) -> Client {
+    pub(crate) async fn client(&self, name: &str) -> Client {
         tokio::time::timeout(DEADLINE, Client::connect(&self.url, name))
             .await
             .expect("connect timed out")
@@ -134,12 +109,12 @@ impl Node {
     }
 
     /// A client connected without `hello`.
-    pub async fn raw_client(&self) -> Client {
+    pub(crate) async fn raw_client(&self) -> Client {
         Client::connect_raw(&self.url).await.unwrap()
     }
 
     /// Triggers shutdown and waits for `run` to return.
-    pub async fn stop(mut self) -> std::io::Result<()> {
+    pub(crate) async fn stop(mut self) -> std::io::Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -152,7 +127,7 @@ impl Node {
 
 /// Server settings for tests: default limits, except that sending is not rate-limited (tests
 /// send bursts; the rate limit has its own test).
-pub fn test_config() -> ServerConfig {
+pub(crate) fn test_config() -> ServerConfig {
     ServerConfig {
         limits: skat_server::Limits {
             messages_per_sec: 0,
@@ -163,13 +138,18 @@ pub fn test_config() -> ServerConfig {
 }
 
 /// A loopback address nobody listens on right now (for a process or listener started later).
-pub fn free_addr() -> std::net::SocketAddr {
+pub(crate) fn free_addr() -> std::net::SocketAddr {
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     free.local_addr().unwrap()
 }
 
 /// Redis broker settings for tests: short presence TTL and heartbeat.
-pub fn redis_config(url: &str, prefix: &str, node_id: &str, stream_len: usize) -> RedisConfig {
+pub(crate) fn redis_config(
+    url: &str,
+    prefix: &str,
+    node_id: &str,
+    stream_len: usize,
+) -> RedisConfig {
     RedisConfig {
         prefix: prefix.to_owned(),
         stream_len,
@@ -180,21 +160,8 @@ pub fn redis_config(url: &str, prefix: &str, node_id: &str, stream_len: usize) -
     }
 }
 
-/// [`redis_config`] with a command timeout of seconds (see [`Node::redis_patient`]).
-pub fn patient_redis_config(
-    url: &str,
-    prefix: &str,
-    node_id: &str,
-    stream_len: usize,
-) -> RedisConfig {
-    RedisConfig {
-        command_timeout: Duration::from_secs(5),
-        ..redis_config(url, prefix, node_id, stream_len)
-    }
-}
-
 /// The next frame, failing the test after [`DEADLINE`].
-pub async fn next(client: &mut Client) -> ServerFrame {
+pub(crate) async fn next(client: &mut Client) -> ServerFrame {
     match tokio::time::timeout(DEADLINE, client.next_event()).await {
         Ok(Ok(frame)) => frame,
         Ok(Err(err)) => panic!("connection failed while waiting for a frame: {err}"),
@@ -203,7 +170,7 @@ pub async fn next(client: &mut Client) -> ServerFrame {
 }
 
 /// The next frame that `pick` accepts, skipping presence and typing frames only.
-pub async fn next_where<T>(
+pub(crate) async fn next_where<T>(
     client: &mut Client,
     what: &str,
     pick: impl Fn(ServerFrame) -> Result<T, ServerFrame>,
@@ -218,7 +185,7 @@ pub async fn next_where<T>(
 }
 
 /// Waits for `joined`; returns (members, messages, recovered).
-pub async fn joined(client: &mut Client, room: &str) -> (Vec<String>, Vec<Message>, bool) {
+pub(crate) async fn joined(client: &mut Client, room: &str) -> (Vec<String>, Vec<Message>, bool) {
     let (r, members, messages, recovered) = next_where(client, "joined", |f| match f {
         ServerFrame::Joined {
             room,
@@ -235,13 +202,13 @@ pub async fn joined(client: &mut Client, room: &str) -> (Vec<String>, Vec<Messag
 }
 
 /// Joins `room` and waits for `joined`.
-pub async fn join(client: &mut Client, room: &str) -> (Vec<String>, Vec<Message>, bool) {
+pub(crate) async fn join(client: &mut Client, room: &str) -> (Vec<String>, Vec<Message>, bool) {
     client.join(room).await.unwrap();
     joined(client, room).await
 }
 
 /// Waits for the next chat message, skipping presence and typing.
-pub async fn message(client: &mut Client) -> Message {
+pub(crate) async fn message(client: &mut Client) -> Message {
     next_where(client, "message", |f| match f {
         ServerFrame::Message(m) => Ok(m),
         other => Err(other),
@@ -250,7 +217,7 @@ pub async fn message(client: &mut Client) -> Message {
 }
 
 /// Waits for an error frame; returns (code, nonce).
-pub async fn error(client: &mut Client) -> (ErrorCode, Option<String>) {
+pub(crate) async fn error(client: &mut Client) -> (ErrorCode, Option<String>) {
     next_where(client, "error", |f| match f {
         ServerFrame::Error { code, nonce, .. } => Ok((code, nonce)),
         other => Err(other),
@@ -259,7 +226,7 @@ pub async fn error(client: &mut Client) -> (ErrorCode, Option<String>) {
 }
 
 /// Reads until the server closes the connection; returns the close code, if a close frame came.
-pub async fn closed(client: &mut Client) -> Option<u16> {
+pub(crate) async fn closed(client: &mut Client) -> Option<u16> {
     loop {
         match tokio::time::timeout(DEADLINE, client.next_event())
             .await
@@ -273,7 +240,7 @@ pub async fn closed(client: &mut Client) -> Option<u16> {
 }
 
 /// Reads until the server closes the connection; returns the close code and reason.
-pub async fn close_of(client: &mut Client) -> (Option<u16>, String) {
+pub(crate) async fn close_of(client: &mut Client) -> (Option<u16>, String) {
     loop {
         match tokio::time::timeout(DEADLINE, client.next_event())
             .await
