@@ -16,16 +16,16 @@
 
 /// The rooms a token's `rooms` claim names: exact names, and prefixes written `prefix*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoomGrants(Box<[String]>);
+pub(crate) struct RoomGrants(Box<[String]>);
 
 impl RoomGrants {
     /// The grants of a `rooms` claim.
-    pub fn new(rooms: Vec<String>) -> Self {
+    pub(crate) fn new(rooms: Vec<String>) -> Self {
         Self(rooms.into_boxed_slice())
     }
 
     /// Whether `room` is one of the names, or starts with one of the prefixes.
-    pub fn allows(&self, room: &str) -> bool {
+    pub(crate) fn allows(&self, room: &str) -> bool {
         self.0.iter().any(|grant| match grant.strip_suffix('*') {
             Some(prefix) => room.starts_with(prefix),
             None => grant == room,
@@ -33,8 +33,6 @@ impl RoomGrants {
     }
 }
 
-/// The direct-message room of users `a` and `b` (the protocol crate's, re-exported here).
-pub use skat_protocol::dm_room;
 use skat_protocol::dm_users;
 
 /// Whether `user` may join `room`; the reason to give if not.
@@ -66,6 +64,8 @@ pub(crate) fn may_join(
 
 #[cfg(test)]
 mod tests {
+    use skat_protocol::dm_room;
+
     use super::*;
 
     #[test]

@@ -9,15 +9,17 @@
 //! A [`Verifier`] holds the key and what else a token must show: optionally an issuer (`iss`)
 //! and an audience (`aud`). A token's `exp` bounds the connection's identity: the connection is
 //! closed when it passes, unless a `refresh` frame brought a newer token for the same user
-//! ([`Identity::exp`]). An application backend mints tokens with any JWT library (claims `sub`,
+//! (`Identity::exp`). An application backend mints tokens with any JWT library (claims `sub`,
 //! `exp`, optionally `rooms`, `iss`, `aud`, `nbf`); [`mint_token`] and `skat-server token <name>`
 //! do it for local use with a secret.
 //!
 //! A secret must be at least [`MIN_SECRET_BYTES`] long: an empty or short HS256 key can be
 //! guessed, and a node configured with one would accept tokens anyone can forge. [`JwtSecret`] is
 //! the only way to hold one, so no code path can use a key that was not checked.
+//!
+//! The server API's callers, application backends, authenticate with an [`ApiKey`] instead
+//! (`--api-key`, at least [`MIN_API_KEY_BYTES`] long), compared in constant time.
 
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -25,108 +27,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::RoomGrants;
 
-/// The shortest secret accepted, in bytes.
-pub const MIN_SECRET_BYTES: usize = 16;
+mod keys;
+
+pub use keys::{ApiKey, JwtSecret, KeyError, MIN_API_KEY_BYTES, MIN_SECRET_BYTES, PublicKey};
 
 /// Seconds of clock skew allowed between the backend that mints tokens and the node, on `exp`
 /// and `nbf`. A connection's identity also lasts this long past `exp`, so that a token accepted
 /// at the edge of its life is not cut off at once.
 pub const LEEWAY_SECS: u64 = 5;
 
-/// An HS256 secret long enough to sign with (see the module docs).
-#[derive(Clone)]
-pub struct JwtSecret(String);
-
-impl JwtSecret {
-    /// Checks `secret`'s length.
-    pub fn new(secret: impl Into<String>) -> Result<Self, AuthError> {
-        let secret = secret.into();
-        if secret.len() < MIN_SECRET_BYTES {
-            return Err(AuthError::WeakSecret { len: secret.len() });
-        }
-        Ok(Self(secret))
-    }
-
-    fn bytes(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
-
-impl std::fmt::Debug for JwtSecret {
-    /// Never prints the secret.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("JwtSecret(..)")
-    }
-}
-
-/// A public key that verifies RS256 (an RSA key) or ES256 (a P-256 key) tokens.
-#[derive(Clone)]
-pub struct PublicKey {
-    key: DecodingKey,
-    algorithm: Algorithm,
-}
-
-impl PublicKey {
-    /// Parses a PEM public key (`BEGIN PUBLIC KEY` or `BEGIN RSA PUBLIC KEY`).
-    pub fn from_pem(pem: &[u8]) -> Result<Self, AuthError> {
-        if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
-            return Ok(Self {
-                key,
-                algorithm: Algorithm::RS256,
-            });
-        }
-        match DecodingKey::from_ec_pem(pem) {
-            Ok(key) => Ok(Self {
-                key,
-                algorithm: Algorithm::ES256,
-            }),
-            Err(_) => Err(AuthError::BadKey),
-        }
-    }
-
-    /// Reads and parses a PEM public key file.
-    pub fn read(path: &Path) -> Result<Self, AuthError> {
-        let pem = std::fs::read(path).map_err(|err| AuthError::KeyFile {
-            path: path.display().to_string(),
-            err,
-        })?;
-        Self::from_pem(&pem)
-    }
-
-    /// `RS256` or `ES256`.
-    pub fn algorithm(&self) -> Algorithm {
-        self.algorithm
-    }
-}
-
-impl std::fmt::Debug for PublicKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PublicKey({:?})", self.algorithm)
-    }
-}
-
-/// Why a token was refused or could not be made.
+/// Why a token was refused or could not be made. (What a key of the configuration may be is
+/// [`KeyError`]'s.)
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    /// The configured secret is too short to sign with.
-    #[error(
-        "the JWT secret is {len} bytes long; it must be at least {MIN_SECRET_BYTES} (an empty or short key lets anyone forge tokens)"
-    )]
-    WeakSecret {
-        /// Its length in bytes.
-        len: usize,
-    },
-    /// The public key file could not be read.
-    #[error("cannot read the public key file {path}: {err}")]
-    KeyFile {
-        /// The file.
-        path: String,
-        /// Why.
-        err: std::io::Error,
-    },
-    /// The public key is neither an RSA nor an EC (P-256) key in PEM.
-    #[error("the public key is not an RSA or P-256 EC public key in PEM")]
-    BadKey,
     /// No token in `hello`.
     #[error("a signed token is required: hello must carry \"token\"")]
     Missing,
@@ -168,16 +81,16 @@ where
 
 /// What a valid token vouches for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// The rooms its `rooms` claim grants, if it has one.
-    pub grants: Option<RoomGrants>,
+    pub(crate) grants: Option<RoomGrants>,
     /// When it expires, in Unix seconds.
-    pub exp: u64,
+    pub(crate) exp: u64,
 }
 
 impl Identity {
     /// How long from now the identity lasts: until `exp`, plus the [leeway](LEEWAY_SECS).
-    pub fn remaining(&self) -> Duration {
+    pub(crate) fn remaining(&self) -> Duration {
         let end = Duration::from_secs(self.exp.saturating_add(LEEWAY_SECS));
         end.saturating_sub(unix_now())
     }
@@ -192,13 +105,13 @@ pub struct Verifier {
 
 impl Verifier {
     /// Tokens signed HS256 with `secret`.
-    pub fn hs256(secret: &JwtSecret) -> Self {
+    pub(crate) fn hs256(secret: &JwtSecret) -> Self {
         Self::new(DecodingKey::from_secret(secret.bytes()), Algorithm::HS256)
     }
 
     /// Tokens signed with the private half of `key`.
-    pub fn public(key: &PublicKey) -> Self {
-        Self::new(key.key.clone(), key.algorithm)
+    pub(crate) fn public(key: &PublicKey) -> Self {
+        Self::new(key.decoding_key().clone(), key.algorithm())
     }
 
     fn new(key: DecodingKey, algorithm: Algorithm) -> Self {
@@ -211,7 +124,7 @@ impl Verifier {
     }
 
     /// Also requires `iss` to be `issuer`.
-    pub fn with_issuer(mut self, issuer: &str) -> Self {
+    pub(crate) fn with_issuer(mut self, issuer: &str) -> Self {
         self.validation.set_issuer(&[issuer]);
         self.validation
             .required_spec_claims
@@ -220,7 +133,7 @@ impl Verifier {
     }
 
     /// Also requires `aud` to be (or contain) `audience`.
-    pub fn with_audience(mut self, audience: &str) -> Self {
+    pub(crate) fn with_audience(mut self, audience: &str) -> Self {
         self.validation.set_audience(&[audience]);
         self.validation.validate_aud = true;
         self.validation
@@ -231,7 +144,7 @@ impl Verifier {
 
     /// Checks that `token` is a valid token for `name`: signed with the key, unexpired, past its
     /// `nbf` if it has one, from the issuer and for the audience if those are required.
-    pub fn verify(&self, name: &str, token: Option<&str>) -> Result<Identity, AuthError> {
+    pub(crate) fn verify(&self, name: &str, token: Option<&str>) -> Result<Identity, AuthError> {
         let token = token.ok_or(AuthError::Missing)?;
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)?;
         if data.claims.sub != name {
@@ -281,6 +194,8 @@ pub fn mint_token(
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     const SECRET: &str = "a-test-secret-of-32-bytes-length";
@@ -304,18 +219,6 @@ mod tests {
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs()
-    }
-
-    #[test]
-    fn short_secrets_are_refused() {
-        for weak in ["", "abc", "fifteen-bytes!!"] {
-            assert!(
-                matches!(JwtSecret::new(weak), Err(AuthError::WeakSecret { len }) if len == weak.len()),
-                "{weak:?}"
-            );
-        }
-        assert!(JwtSecret::new("sixteen-bytes!!!").is_ok());
-        assert_eq!(format!("{:?}", secret(SECRET)), "JwtSecret(..)");
     }
 
     #[test]
@@ -485,11 +388,11 @@ mod tests {
         );
         assert!(matches!(
             PublicKey::from_pem(b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"),
-            Err(AuthError::BadKey)
+            Err(KeyError::BadKey)
         ));
         assert!(matches!(
             PublicKey::read(Path::new("/nonexistent/key.pem")),
-            Err(AuthError::KeyFile { .. })
+            Err(KeyError::KeyFile { .. })
         ));
     }
 

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use skat_broker::{MemoryBroker, Recovery, Resume, RoomEvent};
+use skat_broker::{MemoryBroker, Resume, RoomEvent};
 use skat_protocol::{Message, MessageId};
 
 use crate::outbox::{Bounds, Outbox};
@@ -104,13 +104,7 @@ impl Registry {
         let conn = self.members.len() as u64;
         let user: Arc<str> = Arc::from(user);
         let outbox = Arc::new(Outbox::new(Bounds::frames(64), Arc::default()));
-        let resume = Resume {
-            since: None,
-            epoch: None,
-            recovery: Recovery::count(0),
-            page: 0,
-            members: 0,
-        };
+        let resume = Resume::latest(0);
         self.rooms.join(room, conn, &user, &outbox, resume).await?;
         self.members.push((room.to_owned(), conn, user, outbox));
         Ok(())

@@ -6,17 +6,18 @@
 //! [`Default`] reads the same `#[arg]` defaults with the environment ignored, which is what
 //! tests and embedders get.
 
-use std::ffi::OsStr;
-use std::hash::{BuildHasher, RandomState};
+mod limits;
+mod values;
+
+pub use limits::Limits;
+pub use values::{ConfigError, yes_or_no};
+pub(crate) use values::{parse_proxy, positive_seconds};
+
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use clap::error::ErrorKind;
-
-use crate::Limits;
-use crate::api::ApiKey;
-use crate::auth::{JwtSecret, PublicKey, Verifier};
+use crate::auth::{ApiKey, JwtSecret, PublicKey, Verifier};
+use values::{SecretParser, at_least_one, millis, node_id, public_key, seconds};
 
 /// Settings of one node, independent of how they were obtained (CLI, env, tests).
 #[derive(Debug, Clone, clap::Args)]
@@ -99,9 +100,7 @@ pub struct ServerConfig {
         long,
         env = "SKAT_JWT_SECRET",
         hide_env_values = true,
-        value_parser = SecretParser::new("SKAT_JWT_SECRET / --jwt-secret", |s| {
-            JwtSecret::new(s).map_err(|err| err.to_string())
-        })
+        value_parser = SecretParser::new("SKAT_JWT_SECRET / --jwt-secret", |s| JwtSecret::new(s))
     )]
     pub jwt_secret: Option<JwtSecret>,
     /// Signed mode with a public key: `hello` must carry an RS256 or ES256 JWT whose signature
@@ -150,7 +149,7 @@ pub struct ServerConfig {
         long,
         env = "SKAT_TRUSTED_PROXIES",
         value_delimiter = ',',
-        value_parser = crate::proxy::parse_proxy
+        value_parser = parse_proxy
     )]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
@@ -191,137 +190,9 @@ pub(crate) fn defaults<T: clap::Args + clap::FromArgMatches>() -> T {
     parsed.expect("every setting has a default")
 }
 
-/// An 8-hex-digit id, different for every call and process.
-pub fn random_node_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let seed = (
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        std::time::SystemTime::now(),
-    );
-    format!("{:08x}", RandomState::new().hash_one(seed) as u32)
-}
-
-/// A node id; none (empty) makes a random one, every time: clap parses a default value afresh
-/// on each parse, so every `ServerConfig::default()` has its own id. Any other must pass
-/// [`skat_broker::check_node_id`], whichever broker the node runs on, so that an id accepted
-/// today is not refused the day the node moves to Redis.
-fn node_id(text: &str) -> Result<String, String> {
-    match text {
-        "" => Ok(random_node_id()),
-        id => skat_broker::check_node_id(id)
-            .map(|()| id.to_owned())
-            .map_err(|err| err.to_string()),
-    }
-}
-
-/// A yes-or-no option's value: `true`, `1`, `yes`, `on` or `false`, `0`, `no`, `off`, in any
-/// case, and empty as no (an unset variable passed on as `VAR=` by a compose file or a unit).
-/// Every `bool` option of the node takes it (`value_parser = yes_or_no`): clap's own default for
-/// a flag's variable accepts only `true` and `false`, so `SKAT_REDIS_CLUSTER=1` stopped the node.
-/// The flag alone on the command line still means yes.
-pub fn yes_or_no(text: &str) -> Result<bool, String> {
-    const YES: [&str; 4] = ["true", "1", "yes", "on"];
-    const NO: [&str; 5] = ["false", "0", "no", "off", ""];
-    let text = text.trim();
-    if YES.iter().any(|yes| text.eq_ignore_ascii_case(yes)) {
-        Ok(true)
-    } else if NO.iter().any(|no| text.eq_ignore_ascii_case(no)) {
-        Ok(false)
-    } else {
-        Err("expected true, 1, yes or on, or false, 0, no or off".to_owned())
-    }
-}
-
-/// A duration given in milliseconds.
-pub(crate) fn millis(text: &str) -> Result<Duration, String> {
-    let ms: u64 = text
-        .parse()
-        .map_err(|_| "expected milliseconds".to_owned())?;
-    Ok(Duration::from_millis(ms))
-}
-
-/// A duration given in whole seconds.
-pub(crate) fn seconds(text: &str) -> Result<Duration, String> {
-    let secs: u64 = text.parse().map_err(|_| "expected seconds".to_owned())?;
-    Ok(Duration::from_secs(secs))
-}
-
-/// A duration given in whole seconds, at least one.
-pub(crate) fn positive_seconds(text: &str) -> Result<Duration, String> {
-    match seconds(text)? {
-        Duration::ZERO => Err("must be at least 1 second".to_owned()),
-        duration => Ok(duration),
-    }
-}
-
-/// A count of at least one.
-fn at_least_one(text: &str) -> Result<usize, String> {
-    match text.parse() {
-        Ok(0) | Err(_) => Err("expected a number of at least 1".to_owned()),
-        Ok(n) => Ok(n),
-    }
-}
-
-/// Reads `--jwt-public-key`'s file.
-fn public_key(path: &str) -> Result<PublicKey, String> {
-    PublicKey::read(std::path::Path::new(path)).map_err(|err| err.to_string())
-}
-
-/// Parses a secret (`--jwt-secret`, `--api-key`) without ever echoing it: clap's own errors
-/// quote the bad value.
-#[derive(Clone, Copy)]
-struct SecretParser<T> {
-    /// The variable and flag, for errors.
-    names: &'static str,
-    parse: fn(&str) -> Result<T, String>,
-}
-
-impl<T> SecretParser<T> {
-    fn new(names: &'static str, parse: fn(&str) -> Result<T, String>) -> Self {
-        Self { names, parse }
-    }
-}
-
-impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for SecretParser<T> {
-    type Value = T;
-
-    fn parse_ref(
-        &self,
-        command: &clap::Command,
-        _arg: Option<&clap::Arg>,
-        value: &OsStr,
-    ) -> Result<T, clap::Error> {
-        let refuse = |why: String| {
-            clap::Error::raw(
-                ErrorKind::ValueValidation,
-                format!("{}: {why}\n", self.names),
-            )
-            .with_cmd(command)
-        };
-        let text = value
-            .to_str()
-            .ok_or_else(|| refuse("not valid UTF-8".to_owned()))?;
-        (self.parse)(text).map_err(refuse)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn yes_or_no_reads_the_usual_spellings() {
-        for yes in ["true", "1", "yes", "on", "TRUE", "Yes", " on "] {
-            assert_eq!(yes_or_no(yes), Ok(true), "{yes:?}");
-        }
-        for no in ["false", "0", "no", "off", "OFF", "No", ""] {
-            assert_eq!(yes_or_no(no), Ok(false), "{no:?}");
-        }
-        for neither in ["maybe", "2", "y", "enabled"] {
-            assert!(yes_or_no(neither).is_err(), "{neither:?}");
-        }
-    }
 
     #[test]
     fn defaults_are_the_documented_ones() {
@@ -430,7 +301,10 @@ mod tests {
             "{err}"
         );
         assert!(parse(&["--node-id", "a b"]).is_err());
-        assert_eq!(skat_broker::check_node_id(&random_node_id()), Ok(()));
+        assert_eq!(
+            skat_broker::check_node_id(&values::random_node_id()),
+            Ok(())
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::ServerConfig;
+use crate::config::ServerConfig;
 use crate::refusals::{Refusal, Refusals};
 use admission::{Admission, Slot};
 

@@ -2,15 +2,18 @@
 
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use skat_broker::{MemoryBroker, MemoryBrokerConfig, RedisBroker, RedisConfig};
+use skat_broker::{MemoryBroker, RedisBroker};
 use skat_server::ServerConfig;
 use tracing_subscriber::EnvFilter;
+
+mod broker_args;
+
+use broker_args::{BrokerArgs, BrokerConfig};
 
 /// jemalloc rather than the system allocator. A connection storm allocates and frees many small
 /// replies in between long-lived connection state; glibc's malloc keeps the holes they leave
@@ -52,16 +55,12 @@ enum Command {
 
 // The node's own settings (`ServerConfig`, with `Limits`) are `clap::Args` of the library,
 // defaults included; the options here are those of the process (where to listen) and of the
-// broker, whose defaults are the broker library's.
+// broker (`BrokerArgs`), whose defaults are the broker library's.
 //
 // Every yes-or-no option (a `bool` field, a flag on the command line) takes
 // `value_parser = skat_server::yes_or_no`: clap's default for a flag's environment variable
 // accepts only `true` and `false`, and `SKAT_REDIS_CLUSTER=1` would stop the node. A test walks
 // every flag with a variable and fails if one is missing it.
-
-fn redis_defaults() -> RedisConfig {
-    RedisConfig::new("", "")
-}
 
 /// Options of the server: the node's settings, where it listens and which broker it uses.
 #[derive(Debug, Args)]
@@ -74,56 +73,8 @@ struct Serve {
     /// one-second SYN retries.
     #[arg(long, env = "SKAT_LISTEN_BACKLOG", default_value_t = skat_server::DEFAULT_BACKLOG)]
     listen_backlog: u32,
-    /// Redis URL (e.g. redis://127.0.0.1:6379/, or rediss://... for TLS): share rooms with
-    /// every node using the same Redis. Without it the node runs the embedded single-node
-    /// broker.
-    #[arg(long, env = "SKAT_REDIS_URL", hide_env_values = true)]
-    redis_url: Option<String>,
-    /// `--redis-url` is a comma-separated list of seed nodes of a Redis Cluster (Redis 7):
-    /// rooms spread over its shards, and each room's events travel on a sharded channel that
-    /// only its shard carries.
-    #[arg(long, env = "SKAT_REDIS_CLUSTER", value_parser = skat_server::yes_or_no)]
-    redis_cluster: bool,
-    /// Replicas that must have a message before a send is confirmed (Redis WAIT; 0: the
-    /// master's write is enough). 1 makes a failover lose no confirmed message.
-    #[arg(long, env = "SKAT_REDIS_WAIT_REPLICAS", default_value_t = redis_defaults().wait_replicas)]
-    redis_wait_replicas: u32,
-    /// With a `rediss://` URL (TLS): a PEM file of the CAs to trust for Redis's certificate,
-    /// instead of the system's.
-    #[arg(long, env = "SKAT_REDIS_CA_CERT")]
-    redis_ca_cert: Option<PathBuf>,
-    /// Prefix of every Redis key and channel.
-    #[arg(long, env = "SKAT_REDIS_PREFIX", default_value_t = redis_defaults().prefix)]
-    redis_prefix: String,
-    /// Messages kept per room stream in Redis.
-    #[arg(long, env = "SKAT_STREAM_LEN", default_value_t = redis_defaults().stream_len)]
-    stream_len: usize,
-    /// With Redis: seconds a room with history is kept while unused (no message sent, nobody
-    /// joining) before its history expires; 0 keeps it for good. A room that never had a
-    /// message keeps nothing for good either way.
-    #[arg(long, env = "SKAT_REDIS_ROOM_TTL", default_value_t = 0)]
-    redis_room_ttl: u64,
-    /// With Redis: milliseconds after a node's last heartbeat before its claim lapses and the
-    /// other nodes sweep its presence (its users go offline).
-    #[arg(
-        long,
-        env = "SKAT_PRESENCE_TTL_MS",
-        default_value_t = redis_defaults().presence_ttl.as_millis() as u64,
-        value_parser = clap::value_parser!(u64).range(100..)
-    )]
-    presence_ttl_ms: u64,
-    /// With Redis: milliseconds between a node's heartbeats (claim, registry stamp, sweeps of
-    /// dead nodes); less than half the presence TTL.
-    #[arg(
-        long,
-        env = "SKAT_HEARTBEAT_MS",
-        default_value_t = redis_defaults().heartbeat.as_millis() as u64,
-        value_parser = clap::value_parser!(u64).range(10..)
-    )]
-    heartbeat_ms: u64,
-    /// Messages kept per room by the embedded broker.
-    #[arg(long, env = "SKAT_HISTORY_LEN", default_value_t = MemoryBrokerConfig::default().history_len)]
-    history_len: usize,
+    #[command(flatten)]
+    broker: BrokerArgs,
     /// Log lines: `text` for people (colored only on a terminal, and never with NO_COLOR set),
     /// `json` for log shippers (one object per line, with the node's and the connection's
     /// span). The level follows RUST_LOG (default `info`).
@@ -216,33 +167,8 @@ async fn serve_node(serve: Serve) -> anyhow::Result<()> {
     }
     let listener = skat_server::bind(serve.bind, serve.listen_backlog)
         .with_context(|| format!("cannot listen on {}", serve.bind))?;
-    match serve.redis_url {
-        Some(url) => {
-            let tls_ca = serve
-                .redis_ca_cert
-                .map(|path| {
-                    std::fs::read(&path)
-                        .with_context(|| format!("cannot read the CA file {}", path.display()))
-                })
-                .transpose()?;
-            anyhow::ensure!(
-                serve.heartbeat_ms * 2 <= serve.presence_ttl_ms,
-                "the heartbeat ({} ms) must be at most half the presence TTL ({} ms)",
-                serve.heartbeat_ms,
-                serve.presence_ttl_ms
-            );
-            let redis = RedisConfig {
-                prefix: serve.redis_prefix,
-                presence_ttl: Duration::from_millis(serve.presence_ttl_ms),
-                heartbeat: Duration::from_millis(serve.heartbeat_ms),
-                stream_len: serve.stream_len,
-                tls_ca,
-                cluster: serve.redis_cluster,
-                wait_replicas: serve.redis_wait_replicas,
-                room_ttl: (serve.redis_room_ttl > 0)
-                    .then(|| Duration::from_secs(serve.redis_room_ttl)),
-                ..RedisConfig::new(url, config.node_id.clone())
-            };
+    match serve.broker.into_config(&config.node_id)? {
+        BrokerConfig::Redis(redis) => {
             let broker = Arc::new(
                 RedisBroker::connect(redis)
                     .await
@@ -257,11 +183,7 @@ async fn serve_node(serve: Serve) -> anyhow::Result<()> {
             }
             served
         }
-        None => {
-            let memory = MemoryBrokerConfig {
-                history_len: serve.history_len,
-                ..Default::default()
-            };
+        BrokerConfig::Memory(memory) => {
             tracing::info!(broker = "memory", "starting");
             let broker = Arc::new(MemoryBroker::new(memory));
             skat_server::run(listener, broker, config, shutdown_signal()).await
@@ -350,7 +272,7 @@ mod tests {
         assert!(checked.contains(&"redis_cluster".to_owned()), "{checked:?}");
 
         let on = Cli::try_parse_from(["skat-server", "--redis-cluster"]).unwrap();
-        assert!(on.serve.redis_cluster, "the flag alone means true");
+        assert!(on.serve.broker.redis_cluster, "the flag alone means true");
     }
 
     #[test]

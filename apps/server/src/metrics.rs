@@ -98,6 +98,10 @@ pub(crate) enum BrokerCall {
     Typing,
     /// Leaving a room: `Broker::presence_leave` with the node's last connection of the user.
     Leave,
+    /// The API's rooms page: `Broker::rooms`.
+    Rooms,
+    /// The API's disconnect: `Broker::disconnect`.
+    Disconnect,
 }
 
 impl BrokerCall {
@@ -109,6 +113,8 @@ impl BrokerCall {
             Self::Members => "members",
             Self::Typing => "typing",
             Self::Leave => "leave",
+            Self::Rooms => "rooms",
+            Self::Disconnect => "disconnect",
         }
     }
 }
@@ -361,45 +367,3 @@ pub(crate) fn render(metrics: &Metrics, live: Live) -> String {
 
 /// The content type of [`render`]'s text.
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use skat_broker::{MemoryBroker, Recovery, Resume};
-
-    use crate::outbox::{Bounds, Outbox};
-    use crate::{AppState, ServerConfig};
-
-    /// `/metrics` may be on the public port: a scrape must not wait on, or hold up, fan-out.
-    #[tokio::test]
-    async fn a_scrape_takes_no_rooms_lock() {
-        let state = AppState::new(Arc::new(MemoryBroker::default()), ServerConfig::default());
-        let queues = Arc::clone(&state.metrics().queues);
-        let outbox = Arc::new(Outbox::new(Bounds::frames(8), queues));
-        let user: Arc<str> = Arc::from("alice");
-        let resume = Resume {
-            since: None,
-            epoch: None,
-            recovery: Recovery::count(0),
-            page: 0,
-            members: 0,
-        };
-        let rooms = state.rooms();
-        rooms
-            .join("general", 1, &user, &outbox, resume)
-            .await
-            .unwrap();
-        let scraped = rooms.with_members_locked("general", || {
-            let (tx, rx) = std::sync::mpsc::channel();
-            let scraper = state.clone();
-            std::thread::spawn(move || tx.send(scraper.scrape()));
-            rx.recv_timeout(Duration::from_secs(2))
-        });
-        let text = scraped.expect("the scrape waited for a room's lock");
-        assert!(text.contains("\nskat_rooms 1\n"), "{text}");
-        // Alice's own `online` event waits in her queue.
-        assert!(text.contains("\nskat_outbound_queued_frames 1\n"), "{text}");
-    }
-}

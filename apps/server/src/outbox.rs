@@ -1,4 +1,5 @@
-//! A connection's outbound queue of room frames, and the way it is evicted.
+//! A connection's outbound queue of room frames ([`RoomFrame`]: what the rooms' fan-out hands
+//! every member), and the way it is evicted.
 //!
 //! Room fan-out pushes shared, already-framed events into each member's [`Outbox`]; the
 //! connection task takes everything queued at once on its next wakeup and writes it with one
@@ -20,8 +21,37 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
+use skat_broker::MessageId;
+
 use crate::lock;
-use crate::rooms::RoomFrame;
+
+/// Identifies a connection within this node: the rooms and the sessions know a connection by
+/// its id and its outbox. The node's state mints them, counting from 1.
+pub(crate) type ConnId = u64;
+
+/// One room event, encoded and framed once (by the room, see `rooms`), shared by every local
+/// member's queue.
+#[derive(Debug)]
+pub(crate) struct RoomFrame {
+    /// The room's name, the same `Arc` as the registry's (`rooms::Joined::name`): connections
+    /// match it by pointer.
+    pub(crate) room: Arc<str>,
+    pub(crate) kind: FrameKind,
+    /// The whole WebSocket text frame, header included.
+    pub(crate) wire: Box<[u8]>,
+}
+
+/// What a connection needs to know about a [`RoomFrame`] without decoding it.
+#[derive(Debug)]
+pub(crate) enum FrameKind {
+    /// A message; connections skip ids they already delivered in `joined`.
+    Message(MessageId),
+    /// A typing notification; the typist's own connections skip it.
+    Typing(Arc<str>),
+    /// A presence change; the user's own connections skip it (they know they are online, and
+    /// their `joined` already lists them).
+    Presence(Arc<str>),
+}
 
 /// Why a connection is evicted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,7 +318,6 @@ impl Drop for Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rooms::FrameKind;
     use std::future::poll_fn;
 
     fn frame(text: &str) -> Arc<RoomFrame> {

@@ -9,34 +9,13 @@
 //!
 //! Every address is canonical: a dual-stack listener (`--bind [::]:3000`) sees IPv4 peers as
 //! `::ffff:a.b.c.d`, which no IPv4 entry of `--trusted-proxies` would match, so peers, hops
-//! and IPv4-mapped entries are all read as the IPv4 addresses they are.
+//! and IPv4-mapped entries (those by `config`'s parser) are all read as the IPv4 addresses they
+//! are.
 
 use std::net::IpAddr;
 
 use axum::http::HeaderMap;
-use ipnet::{IpNet, Ipv4Net};
-
-/// Parses a `--trusted-proxies` entry: a CIDR (`10.0.0.0/8`) or a single address.
-pub(crate) fn parse_proxy(text: &str) -> Result<IpNet, String> {
-    let text = text.trim();
-    text.parse::<IpNet>()
-        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
-        .map(canonical_net)
-        .map_err(|_| format!("{text:?} is neither an IP address nor a CIDR (10.0.0.0/8)"))
-}
-
-/// `net` with an IPv4-mapped IPv6 range (`::ffff:10.0.0.0/104`) read as the IPv4 one
-/// (`10.0.0.0/8`), since peers are matched in their canonical form.
-fn canonical_net(net: IpNet) -> IpNet {
-    if let IpNet::V6(v6) = net
-        && let Some(v4) = v6.network().to_ipv4_mapped()
-        && let Some(len) = v6.prefix_len().checked_sub(96)
-        && let Ok(v4) = Ipv4Net::new(v4, len)
-    {
-        return IpNet::V4(v4);
-    }
-    net
-}
+use ipnet::IpNet;
 
 /// Whether `peer` is one of the `trusted` proxies.
 pub(crate) fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
@@ -81,6 +60,7 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::parse_proxy;
 
     fn headers(values: &[&str]) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -156,36 +136,5 @@ mod tests {
             client_ip(ip("::ffff:8.8.8.8"), &headers(&["1.2.3.4"]), &trusted),
             ip("8.8.8.8")
         );
-    }
-
-    #[test]
-    fn ipv4_mapped_proxy_entries_are_read_as_ipv4() {
-        assert_eq!(
-            parse_proxy("::ffff:10.0.0.0/104").unwrap(),
-            parse_proxy("10.0.0.0/8").unwrap()
-        );
-        assert_eq!(
-            parse_proxy("::ffff:192.168.1.1").unwrap(),
-            parse_proxy("192.168.1.1/32").unwrap()
-        );
-        // Wider than the mapped range, or plain IPv6: kept.
-        assert_eq!(
-            parse_proxy("::/64").unwrap().to_string(),
-            "::/64",
-            "not a mapped range"
-        );
-        assert_eq!(
-            parse_proxy("2001:db8::/32").unwrap().to_string(),
-            "2001:db8::/32"
-        );
-    }
-
-    #[test]
-    fn proxies_are_cidrs_or_addresses() {
-        assert!(parse_proxy("10.0.0.0/8").is_ok());
-        assert!(parse_proxy("::1").is_ok());
-        assert!(parse_proxy(" 192.168.1.1 ").is_ok());
-        assert!(parse_proxy("proxy.example").is_err());
-        assert!(parse_proxy("10.0.0.0/33").is_err());
     }
 }

@@ -12,38 +12,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
-use skat_broker::{Broker, MessageId, Resume, RoomEvent, RoomSink, Snapshot, SortedMap, Tally};
+use skat_broker::collections::{SortedMap, Tally};
+use skat_broker::{Broker, Resume, RoomEvent, RoomSink, Snapshot};
 use skat_protocol::{ServerFrame, encode_server};
 use tokio::sync::OnceCell;
 
 use crate::lock;
 use crate::metrics::{BrokerCall, Metrics};
-use crate::outbox::{Eviction, Outbox};
-
-/// Identifies a connection within this node.
-pub(crate) type ConnId = u64;
-
-/// One room event, encoded and framed once, shared by every local member's queue.
-#[derive(Debug)]
-pub(crate) struct RoomFrame {
-    /// The room's name, the same `Arc` as [`Joined::name`]: connections match it by pointer.
-    pub(crate) room: Arc<str>,
-    pub(crate) kind: FrameKind,
-    /// The whole WebSocket text frame, header included.
-    pub(crate) wire: Box<[u8]>,
-}
-
-/// What a connection needs to know about a [`RoomFrame`] without decoding it.
-#[derive(Debug)]
-pub(crate) enum FrameKind {
-    /// A message; connections skip ids they already delivered in `joined`.
-    Message(MessageId),
-    /// A typing notification; the typist's own connections skip it.
-    Typing(Arc<str>),
-    /// A presence change; the user's own connections skip it (they know they are online, and
-    /// their `joined` already lists them).
-    Presence(Arc<str>),
-}
+use crate::outbox::{ConnId, Eviction, FrameKind, Outbox, RoomFrame};
+use crate::ws;
 
 /// Why a room cannot be joined right now.
 #[derive(Debug, thiserror::Error)]
@@ -343,7 +320,7 @@ pub(crate) fn encode(room: &Arc<str>, event: RoomEvent) -> Option<RoomFrame> {
     Some(RoomFrame {
         room: Arc::clone(room),
         kind,
-        wire: crate::ws::text_frame(&encode_server(&frame)).into_boxed_slice(),
+        wire: ws::text_frame(&encode_server(&frame)).into_boxed_slice(),
     })
 }
 

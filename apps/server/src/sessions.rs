@@ -17,8 +17,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::lock;
-use crate::outbox::{Eviction, Outbox};
-use crate::rooms::ConnId;
+use crate::outbox::{ConnId, Eviction, Outbox};
 
 /// Longest close reason sent, in bytes: a close frame's payload is at most 125 bytes, two of
 /// them the code.

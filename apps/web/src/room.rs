@@ -1,10 +1,18 @@
 //! One joined room as the UI shows it, and our sends awaiting confirmation in it.
+//!
+//! A room keeps its messages itself: they change only through its own methods ([`Room::push`],
+//! [`Room::prepend`], [`Room::start_over`]), which keep the two promises views and the reducer
+//! rely on: each id is shown once (`ids` is exactly the ids of `messages`), and `version`
+//! changes whenever the messages do, never repeating, so a view memoized on it re-renders
+//! exactly then.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use skat_protocol::{Message, MessageId};
 
-use crate::state::ROOM_WINDOW;
+/// Messages a room keeps: past it, live messages push the oldest out (they can be loaded again
+/// with "load older"), so a busy room costs the page the same after an hour as after a minute.
+pub const ROOM_WINDOW: usize = 500;
 
 /// A message we sent and have not seen confirmed yet (or that failed).
 #[derive(Debug, Clone, PartialEq)]
@@ -15,8 +23,9 @@ pub struct Pending {
     pub body: String,
     /// Why it failed, once it has.
     pub error: Option<String>,
-    /// The connection it was sent on (see [`Chat::on_open`](crate::state::Chat::on_open)).
-    pub epoch: u64,
+    /// The generation of the connection it was (last) sent on: each connection has the next
+    /// (see [`Chat::on_open`](crate::state::Chat::on_open)).
+    pub generation: u64,
     /// When it was first sent, in ms.
     pub sent_at: f64,
 }
@@ -25,9 +34,9 @@ pub struct Pending {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Room {
     /// Messages in server order, oldest first, each id once.
-    pub messages: Vec<Message>,
+    messages: Vec<Message>,
     /// The ids of `messages`, to drop a message seen twice (live and in a page).
-    pub ids: HashSet<MessageId>,
+    ids: HashSet<MessageId>,
     /// Users online in the room.
     pub members: BTreeSet<String>,
     /// Messages received while the room was not the active one.
@@ -49,7 +58,7 @@ pub struct Room {
     /// history the server lost is not mistaken for what we missed.
     pub history_epoch: Option<String>,
     /// Bumped whenever `messages` changes, so views re-render the list only then.
-    pub version: u64,
+    version: u64,
     /// When we last sent a typing frame, in ms.
     pub last_typing_sent: Option<f64>,
     /// While the member list is read page by page (`joined` said there are more): the `after`
@@ -79,6 +88,32 @@ impl Room {
         true
     }
 
+    /// A page of older messages, put before what the room has (those it already shows are
+    /// skipped).
+    pub fn prepend(&mut self, page: Vec<Message>) {
+        let older: Vec<Message> = page.into_iter().filter(|m| self.ids.insert(m.id)).collect();
+        self.messages.splice(0..0, older);
+        self.version += 1;
+    }
+
+    /// A gap in the history that cannot be filled: the room starts over, keeping only whether
+    /// it is joined, its members and our pending sends (the version moves on, so views see the
+    /// change).
+    pub fn start_over(&mut self) {
+        *self = Room {
+            joined: self.joined,
+            members: std::mem::take(&mut self.members),
+            pending: std::mem::take(&mut self.pending),
+            version: self.version + 1,
+            ..Room::default()
+        };
+    }
+
+    /// The messages, oldest first, each id once.
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
     /// Changes whenever the messages do.
     pub fn version(&self) -> u64 {
         self.version
@@ -96,5 +131,81 @@ impl Room {
             .filter(|(_, until)| **until > now)
             .map(|(u, _)| u.as_str())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(id: &str) -> Message {
+        Message {
+            room: "a".into(),
+            id: id.parse().unwrap(),
+            from: "bob".into(),
+            body: "x".into(),
+            ts: 1,
+            nonce: None,
+        }
+    }
+
+    fn ids(room: &Room) -> Vec<String> {
+        room.messages().iter().map(|m| m.id.to_string()).collect()
+    }
+
+    #[test]
+    fn each_id_is_shown_once_and_every_change_moves_the_version() {
+        let mut room = Room::default();
+        assert!(room.push(msg("1-0")));
+        let v = room.version();
+        assert!(!room.push(msg("1-0")), "seen already");
+        assert_eq!(room.version(), v, "nothing changed");
+        room.prepend(vec![msg("0-1"), msg("1-0")]);
+        assert_eq!(ids(&room), ["0-1", "1-0"], "the known one skipped");
+        assert!(room.version() > v);
+        assert_eq!(
+            room.last_id().map(|id| id.to_string()).as_deref(),
+            Some("1-0")
+        );
+    }
+
+    #[test]
+    fn past_the_window_the_oldest_go_and_may_come_back() {
+        let mut room = Room::default();
+        for i in 0..=ROOM_WINDOW {
+            room.push(msg(&format!("1-{i}")));
+        }
+        assert_eq!(room.messages().len(), ROOM_WINDOW);
+        assert!(room.has_more);
+        assert_eq!(ids(&room)[0], "1-1");
+        // Gone from the window, so new again when a page brings it back.
+        room.prepend(vec![msg("1-0")]);
+        assert_eq!(ids(&room)[0], "1-0");
+    }
+
+    #[test]
+    fn starting_over_keeps_members_and_pending_sends_only() {
+        let mut room = Room {
+            joined: true,
+            unread: 3,
+            ..Room::default()
+        };
+        room.push(msg("1-0"));
+        room.members.insert("bob".into());
+        room.pending.push(Pending {
+            nonce: "n".into(),
+            body: "kept".into(),
+            error: None,
+            generation: 1,
+            sent_at: 0.0,
+        });
+        let v = room.version();
+        room.start_over();
+        assert!(room.messages().is_empty());
+        assert!(room.joined && room.members.contains("bob") && room.pending.len() == 1);
+        assert_eq!(room.unread, 0);
+        assert!(room.version() > v);
+        // The messages it dropped are new again.
+        assert!(room.push(msg("1-0")));
     }
 }

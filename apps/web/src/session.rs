@@ -8,6 +8,7 @@
 //! [`Chat`](crate::state::Chat), which owns a `Session`.
 
 use skat_protocol::ClientFrame;
+use skat_protocol::api::{TokenResponse, TokenSubject, decode_api};
 
 /// A token is refreshed once this share of its remaining life has passed...
 pub const REFRESH_SHARE: f64 = 0.8;
@@ -31,14 +32,14 @@ pub fn refresh_time(expires_ms: f64, now: f64) -> f64 {
     at.max(now)
 }
 
-/// Reads the token URL's answer: a JSON object with a string `token`.
+/// Reads the token URL's answer: a JSON object with a string `token` ([`TokenResponse`]).
 pub fn parse_token_response(body: &str) -> Result<String, String> {
-    let value: serde_json::Value = serde_json::from_str(body)
-        .map_err(|e| format!("the token URL did not answer JSON: {e}"))?;
-    match value.get("token").and_then(serde_json::Value::as_str) {
-        Some(token) if !token.is_empty() => Ok(token.to_owned()),
-        _ => Err("the token URL's answer has no \"token\" string".to_owned()),
+    let TokenResponse { token } = decode_api(body)
+        .map_err(|e| format!("the token URL did not answer {{\"token\": \"...\"}}: {e}"))?;
+    if token.is_empty() {
+        return Err("the token URL's answer has an empty \"token\"".to_owned());
     }
+    Ok(token)
 }
 
 /// The `sub` of a JWT, read without checking the signature (the server checks it): the name the
@@ -46,8 +47,8 @@ pub fn parse_token_response(body: &str) -> Result<String, String> {
 /// token URL thus decides who the page is, whatever name the page was opened with.
 pub fn token_subject(token: &str) -> Option<String> {
     let payload = base64url_decode(token.split('.').nth(1)?)?;
-    let claims: serde_json::Value = serde_json::from_slice(&payload).ok()?;
-    claims.get("sub")?.as_str().map(str::to_owned)
+    let claims: TokenSubject = decode_api(std::str::from_utf8(&payload).ok()?).ok()?;
+    Some(claims.sub)
 }
 
 /// Decodes base64url (RFC 4648 section 5, as JWTs use it: padding optional); `None` on any

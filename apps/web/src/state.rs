@@ -2,6 +2,9 @@
 //!
 //! Pure Rust, no browser APIs, so it is unit-tested natively. The UI (`ui/`, wasm only) keeps a
 //! [`Chat`] in a signal, feeds it every frame from the socket, and sends the frames it returns.
+//! Returning them is the state's one way to emit frames: every transition that may call for
+//! frames (a server frame applied, a user's command, a timer) returns them ([`Outgoing`]), marked
+//! `#[must_use]`, and the state keeps none queued, so none waits for someone to drain it.
 //! Everything a user would notice going wrong lives here: deduplication by message id, unread
 //! counts, pending sends and their failures, typing expiry, and the bookkeeping that lets a
 //! reconnect rejoin every room with `since` so nothing is lost or shown twice, a refused join
@@ -24,7 +27,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use skat_protocol::{ClientFrame, ErrorCode, ServerFrame};
 
-pub use crate::room::{Pending, Room};
+pub use crate::room::{Pending, ROOM_WINDOW, Room};
 pub use crate::session::{Fetched, Session};
 
 /// How long a "typing" notice stays visible without a new typing frame, in ms.
@@ -33,9 +36,6 @@ pub const TYPING_VISIBLE_MS: f64 = 4000.0;
 pub const TYPING_THROTTLE_MS: f64 = 2000.0;
 /// How long after a `rate_limited` refusal a page of members is asked for again, in ms.
 pub const MEMBERS_RETRY_MS: f64 = 1000.0;
-/// Messages a room keeps: past it, live messages push the oldest out (they can be loaded again
-/// with "load older"), so a busy room costs the page the same after an hour as after a minute.
-pub const ROOM_WINDOW: usize = 500;
 /// How old an unconfirmed send may be and still be re-sent by itself after a reconnect: within
 /// the server's 2-minute deduplication window (with a margin), a repeat of a send it already
 /// stored is answered with the original, never stored twice. An older one is left to the user.
@@ -82,10 +82,9 @@ pub struct Chat {
     next_nonce: u64,
     /// Random per page load, so nonces of two tabs never collide.
     nonce_prefix: String,
-    /// Counts connections, to tell sends of an earlier connection from current ones.
-    epoch: u64,
-    /// Frames the state wants sent (re-sends after a reconnect); the UI drains it.
-    pub outbox: Vec<ClientFrame>,
+    /// Counts connections (the connection's generation), to tell sends of an earlier
+    /// connection from current ones. Not the server's history epoch (`Room::history_epoch`).
+    generation: u64,
     /// Signed mode: the token for `name`, and where fresh ones come from.
     pub session: Session,
     /// Rooms whose `join` awaits its answer, in the order sent: the server answers requests in
@@ -105,8 +104,7 @@ impl Chat {
             notice: None,
             next_nonce: 0,
             nonce_prefix: nonce_prefix.into(),
-            epoch: 0,
-            outbox: Vec::new(),
+            generation: 0,
             session: Session::default(),
             joining: VecDeque::new(),
         }
@@ -117,8 +115,11 @@ impl Chat {
         self.active.as_ref().and_then(|r| self.rooms.get(r))
     }
 
-    /// Applies a frame from the server at time `now` (ms).
-    pub fn apply(&mut self, frame: ServerFrame, now: f64) {
+    /// Applies a frame from the server at time `now` (ms); returns the frames it calls for: after
+    /// a `joined`, the re-sends of what an earlier connection left unconfirmed and the next page
+    /// of a big room's members; after a `members` page, the next one.
+    #[must_use = "the frames it returns are to be sent"]
+    pub fn apply(&mut self, frame: ServerFrame, now: f64) -> Vec<ClientFrame> {
         match frame {
             ServerFrame::Welcome {
                 user, node, exp, ..
@@ -131,16 +132,17 @@ impl Chat {
                 epoch,
                 more_members,
             } => {
-                self.on_joined(&room, members, messages, recovered, epoch, now);
+                let mut frames = self.on_joined(&room, members, messages, recovered, epoch, now);
                 if more_members {
-                    self.read_more_members(&room);
+                    frames.extend(self.read_more_members(&room));
                 }
+                return frames;
             }
             ServerFrame::Members {
                 room,
                 members,
                 next,
-            } => self.on_members(&room, members, next),
+            } => return self.on_members(&room, members, next).into_iter().collect(),
             ServerFrame::Left { .. } => {}
             ServerFrame::Refreshed { exp } => self.session.on_refreshed(exp, now),
             ServerFrame::Message(message) => self.on_message(message, false),
@@ -157,6 +159,7 @@ impl Chat {
                 nonce,
             } => self.on_error(code, message, nonce, now),
         }
+        Vec::new()
     }
 
     /// An error: about one of our sends (kept, with the reason), a refused `refresh` (the old
@@ -196,6 +199,58 @@ impl Chat {
     }
 }
 
+/// What a transition of the state returns: the frames to send, in order, with whatever else it
+/// says (why a send was not made, what a fetched token is for). The UI sends [`frames`] of every
+/// value a transition returns, and sends nothing else.
+///
+/// [`frames`]: Outgoing::frames
+pub trait Outgoing {
+    /// The frames to send, in order.
+    fn frames(&self) -> &[ClientFrame];
+}
+
+impl Outgoing for Vec<ClientFrame> {
+    fn frames(&self) -> &[ClientFrame] {
+        self
+    }
+}
+
+impl Outgoing for Option<ClientFrame> {
+    fn frames(&self) -> &[ClientFrame] {
+        self.as_slice()
+    }
+}
+
+impl<E> Outgoing for Result<ClientFrame, E> {
+    fn frames(&self) -> &[ClientFrame] {
+        self.as_ref().map_or(&[], std::slice::from_ref)
+    }
+}
+
+impl Outgoing for Fetched {
+    fn frames(&self) -> &[ClientFrame] {
+        match self {
+            Fetched::Refresh(frame) => std::slice::from_ref(frame),
+            Fetched::Connect | Fetched::Keep => &[],
+        }
+    }
+}
+
+/// Why [`Chat::send`] sent nothing, for the composer to tell the user or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsent {
+    /// The text is blank.
+    Blank,
+    /// The connection is not live; `retrying`: whether it comes back by itself (if not, the
+    /// header says why).
+    Offline {
+        /// Whether the app is reconnecting.
+        retrying: bool,
+    },
+    /// The room is not one we are in: unknown, or it refused us.
+    NotJoined,
+}
+
 /// Reconnect delay: exponential from 500 ms, capped at 30 s, with "equal jitter" (half fixed,
 /// half random) so a node restart does not bring every client back at the same instant.
 /// `random` is in `[0, 1)`.
@@ -215,4 +270,6 @@ pub fn check_room(room: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
+// The tests drive the state and look at it, dropping the frames they do not check.
+#[allow(unused_must_use)]
 mod tests;

@@ -25,14 +25,13 @@
 //!   The broker turns these into `online`/`offline` [`RoomEvent::Presence`] events when a user's
 //!   first node arrives or last node leaves.
 
+pub mod collections;
 mod memory;
 mod node_id;
 #[cfg(feature = "redis")]
 mod redis_backend;
 mod sinks;
-mod sorted;
 mod sparse;
-mod tally;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -43,10 +42,10 @@ use std::sync::Arc;
 pub use memory::{MemoryBroker, MemoryBrokerConfig, MemoryError, MemorySubscription};
 pub use node_id::{InvalidNodeId, NODE_ID_MAX_LEN, check_node_id};
 #[cfg(feature = "redis")]
-pub use redis_backend::{RedisBroker, RedisBrokerError, RedisConfig, RedisSubscription};
+pub use redis_backend::{
+    ConfigError, RedisBroker, RedisBrokerError, RedisConfig, RedisSubscription,
+};
 pub use skat_protocol::{InvalidMessageId, Message, MessageId, message_size};
-pub use sorted::SortedMap;
-pub use tally::Tally;
 
 /// Locks `m`, ignoring poisoning. A poisoned lock means a panic while holding it; the state is
 /// still consistent because every critical section in this crate finishes its writes before
@@ -230,6 +229,21 @@ pub struct Resume<'a> {
     /// Members listed at most (the first in name order; the client pages the rest with
     /// [`Broker::members`]), so that a join into a huge room stays cheap.
     pub members: usize,
+}
+
+impl Resume<'static> {
+    /// A first join, with nothing to resume: the latest `page` messages and up to `page`
+    /// members, a recovery (should the caller set `since`) of `page` messages whatever their
+    /// size.
+    pub const fn latest(page: usize) -> Self {
+        Self {
+            since: None,
+            epoch: None,
+            recovery: Recovery::count(page),
+            page,
+            members: page,
+        }
+    }
 }
 
 /// What a connection joining a room is told: see [`Broker::join_snapshot`].

@@ -35,11 +35,9 @@ fn message(room: &str, body: &str, nonce: Option<&str>) -> NewMessage {
 
 fn resume() -> Resume<'static> {
     Resume {
-        since: None,
-        epoch: None,
         recovery: Recovery::count(100),
-        page: 10,
         members: 100,
+        ..Resume::latest(10)
     }
 }
 

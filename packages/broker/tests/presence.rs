@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use skat_broker::conformance::{self, Listener, listen, next_event};
 use skat_broker::{
-    Broker, RedisBroker, RedisBrokerError, RedisConfig, RedisSubscription, RoomEvent,
+    Broker, ConfigError, RedisBroker, RedisBrokerError, RedisConfig, RedisSubscription, RoomEvent,
 };
 use skat_testkit::{Proxy, RedisServer};
 use tokio::time::Instant;
@@ -68,7 +68,7 @@ async fn fake_entry(redis: &RedisServer, prefix: &str, instance: &str, room: &st
 async fn a_node_id_with_a_colon_is_refused() {
     let redis = RedisServer::start().await;
     let refused = RedisBroker::connect(config(redis.url(), "ids:", "chat:2")).await;
-    let Err(RedisBrokerError::InvalidNodeId(err)) = refused else {
+    let Err(RedisBrokerError::Config(ConfigError::NodeId(err))) = refused else {
         panic!("{refused:?}");
     };
     assert!(err.to_string().contains("\"chat:2\""), "{err}");

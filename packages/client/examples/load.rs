@@ -92,7 +92,7 @@ async fn main() {
             }
             // Close politely and read until the server closes too: dropping a socket with
             // unread echoes resets it, and the kernel would discard our last frames unread.
-            let _ = client.send_ws(tokio_tungstenite::tungstenite::Message::Close(None)).await;
+            let _ = client.send_ws(skat_client::RawFrame::Close).await;
             while client.next_event().await.is_ok() {}
         }));
     }

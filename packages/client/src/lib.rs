@@ -1,7 +1,9 @@
 //! A typed async client for Skat servers.
 //!
 //! It speaks the wire protocol through [`skat_protocol`] types over `tokio-tungstenite`, for
-//! integration tests, bots, load tools and terminal clients.
+//! integration tests, bots, load tools and terminal clients. No `tungstenite` type appears in
+//! its API (errors carry the transport's as an opaque source, raw frames are [`RawFrame`]), so
+//! an upgrade of the WebSocket library does not break its users.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), skat_client::ClientError> {
@@ -24,15 +26,23 @@ use skat_protocol::{
     ClientFrame, DecodeError, ErrorCode, MessageId, ServerFrame, decode_server, encode_client,
 };
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Everything that can go wrong talking to a server.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The WebSocket could not be opened or failed.
+    /// The WebSocket could not be opened or failed (the WebSocket library's error, as an
+    /// opaque source).
     #[error("websocket error: {0}")]
-    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    WebSocket(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The server answered the WebSocket upgrade with this HTTP status instead (say 403 for a
+    /// refused origin, 429 past the connections allowed per address).
+    #[error("websocket upgrade refused with HTTP status {status}")]
+    Rejected {
+        /// The HTTP status code.
+        status: u16,
+    },
     /// The server closed the connection.
     #[error("connection closed by the server (code {code:?}): {reason}")]
     Closed {
@@ -55,6 +65,46 @@ pub enum ClientError {
     /// The server answered `hello` with something else than `welcome` or an error.
     #[error("expected welcome, got {0:?}")]
     Unexpected(Box<ServerFrame>),
+}
+
+/// An error of the WebSocket library, before it becomes a [`ClientError`] (a private type, so
+/// that no `From` impl names the library in the public API).
+struct Transport(tungstenite::Error);
+
+impl From<Transport> for ClientError {
+    fn from(Transport(err): Transport) -> Self {
+        match err {
+            tungstenite::Error::Http(response) => Self::Rejected {
+                status: response.status().as_u16(),
+            },
+            other => Self::WebSocket(Box::new(other)),
+        }
+    }
+}
+
+/// A WebSocket frame that is not a protocol message, for tools and tests that send what a
+/// normal client would not ([`Client::send_ws`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawFrame {
+    /// A binary frame (the protocol is text only).
+    Binary(Vec<u8>),
+    /// A ping with this payload.
+    Ping(Vec<u8>),
+    /// A pong with this payload (unsolicited, if no ping asked for it).
+    Pong(Vec<u8>),
+    /// A close frame without a code: the server closes too, after the frames it has queued.
+    Close,
+}
+
+impl From<RawFrame> for WsMessage {
+    fn from(frame: RawFrame) -> Self {
+        match frame {
+            RawFrame::Binary(data) => Self::Binary(data.into()),
+            RawFrame::Ping(data) => Self::Ping(data.into()),
+            RawFrame::Pong(data) => Self::Pong(data.into()),
+            RawFrame::Close => Self::Close(None),
+        }
+    }
 }
 
 /// A connection to a Skat server.
@@ -86,7 +136,9 @@ impl Client {
     /// Opens the WebSocket without sending `hello`.
     pub async fn connect_raw(url: &str) -> Result<Self, ClientError> {
         // Nagle's algorithm would delay small frames behind unacknowledged ones.
-        let (ws, _response) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
+        let (ws, _response) = tokio_tungstenite::connect_async_with_config(url, None, true)
+            .await
+            .map_err(Transport)?;
         Ok(Self {
             ws,
             user: None,
@@ -248,13 +300,16 @@ impl Client {
 
     /// Sends arbitrary text as one frame (tools and tests use it to send invalid input).
     pub async fn send_raw(&mut self, text: impl Into<String>) -> Result<(), ClientError> {
-        self.ws.send(WsMessage::text(text.into())).await?;
+        self.ws
+            .send(WsMessage::text(text.into()))
+            .await
+            .map_err(Transport)?;
         Ok(())
     }
 
-    /// Sends a raw WebSocket message (e.g. a binary frame).
-    pub async fn send_ws(&mut self, message: WsMessage) -> Result<(), ClientError> {
-        self.ws.send(message).await?;
+    /// Sends a WebSocket frame that is not a protocol message (e.g. a binary frame).
+    pub async fn send_ws(&mut self, frame: RawFrame) -> Result<(), ClientError> {
+        self.ws.send(frame.into()).await.map_err(Transport)?;
         Ok(())
     }
 
@@ -282,7 +337,7 @@ impl Client {
                     });
                 }
                 Some(Ok(_)) => continue,
-                Some(Err(err)) => return Err(err.into()),
+                Some(Err(err)) => return Err(Transport(err).into()),
                 None => {
                     return Err(ClientError::Closed {
                         code: None,
@@ -305,14 +360,14 @@ impl Client {
                     });
                 }
                 Some(Ok(_)) => continue,
-                Some(Err(err)) => return Err(err.into()),
+                Some(Err(err)) => return Err(Transport(err).into()),
             }
         }
     }
 
     /// Closes the connection politely.
     pub async fn close(mut self) -> Result<(), ClientError> {
-        self.ws.close(None).await?;
+        self.ws.close(None).await.map_err(Transport)?;
         Ok(())
     }
 }

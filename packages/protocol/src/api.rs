@@ -3,6 +3,10 @@
 //! `API.md` at the repository root documents each endpoint; the server's
 //! `/api/v1/openapi.json` is generated from these types (with the `openapi` feature). Like the
 //! frames, they follow the compatibility rule: fields are added, never renamed or removed.
+//!
+//! Beside them, the two bodies a client reads from the application rather than from the
+//! server: what an application's token URL answers ([`TokenResponse`]) and the claim of a
+//! signed-mode token a client reads without checking it ([`TokenSubject`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -89,13 +93,30 @@ pub struct ApiError {
     pub message: String,
 }
 
+/// What an application's token URL answers (README, "Web app"): a fresh signed-mode token for
+/// the page's user. Other fields are ignored. The application serves it, not the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    /// The token (a JWT).
+    pub token: String,
+}
+
+/// The claim of a signed-mode token (a JWT's payload: `PROTOCOL.md`, "Signed mode") that a
+/// client reads without checking the token: whom it is for. The server checks the signature
+/// and every other claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenSubject {
+    /// `sub`: the user's name.
+    pub sub: String,
+}
+
 /// Encodes an API body.
 pub fn encode_api<T: Serialize>(value: &T) -> String {
     // These types hold strings, numbers and vectors only: serializing cannot fail.
     serde_json::to_string(value).unwrap_or_default()
 }
 
-/// Decodes an API request body; the error says what is wrong with it.
+/// Decodes an API body (or another body of this module); the error says what is wrong with it.
 pub fn decode_api<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, String> {
     serde_json::from_str(text).map_err(|err| err.to_string())
 }
@@ -125,5 +146,10 @@ mod tests {
             encode_api(&rooms),
             r#"{"rooms":[{"name":"general","members":2}],"has_more":false}"#
         );
+        let answer: TokenResponse = decode_api(r#"{"token":"a.b.c","exp":1}"#).unwrap();
+        assert_eq!(answer.token, "a.b.c", "other fields ignored");
+        assert!(decode_api::<TokenResponse>(r#"{"token":5}"#).is_err());
+        let claims: TokenSubject = decode_api(r#"{"sub":"grace","exp":1}"#).unwrap();
+        assert_eq!(claims.sub, "grace");
     }
 }

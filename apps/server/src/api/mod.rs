@@ -22,42 +22,8 @@ use axum::routing::{get, post};
 use skat_broker::Broker;
 use skat_protocol::Invalid;
 use skat_protocol::api::{ApiError, encode_api};
-use subtle::ConstantTimeEq as _;
 
-use crate::AppState;
-
-/// The shortest API key accepted, in bytes.
-pub const MIN_API_KEY_BYTES: usize = 16;
-
-/// The key application backends authenticate with (see the module docs).
-#[derive(Clone)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    /// Checks `key`'s length: a short key could be guessed.
-    pub fn new(key: impl Into<String>) -> Result<Self, String> {
-        let key = key.into();
-        if key.len() < MIN_API_KEY_BYTES {
-            return Err(format!(
-                "the API key is {} bytes long; it must be at least {MIN_API_KEY_BYTES}",
-                key.len()
-            ));
-        }
-        Ok(Self(key))
-    }
-
-    /// Whether `given` is the key, in time independent of where they differ.
-    fn matches(&self, given: &str) -> bool {
-        bool::from(self.0.as_bytes().ct_eq(given.as_bytes()))
-    }
-}
-
-impl std::fmt::Debug for ApiKey {
-    /// Never prints the key.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ApiKey(..)")
-    }
-}
+use crate::state::AppState;
 
 /// The `/api/v1` routes, when the API is on.
 pub(crate) fn router<B: Broker>() -> Router<AppState<B>> {
@@ -137,20 +103,4 @@ fn unavailable(what: &str, err: &dyn std::error::Error) -> Response {
         "unavailable",
         "the broker is unavailable, retry",
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_are_long_and_compared_whole() {
-        assert!(ApiKey::new("short").is_err());
-        let key = ApiKey::new("an-api-key-of-enough-bytes").unwrap();
-        assert!(key.matches("an-api-key-of-enough-bytes"));
-        assert!(!key.matches("an-api-key-of-enough-byte"));
-        assert!(!key.matches("an-api-key-of-enough-bytesX"));
-        assert!(!key.matches(""));
-        assert_eq!(format!("{key:?}"), "ApiKey(..)");
-    }
 }

@@ -4,26 +4,17 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-use skat_broker::{Broker, MessageId, NewMessage, Published};
+use skat_broker::{Broker, Published};
+use skat_protocol::Message;
 use skat_protocol::api::{
     ApiError, Disconnect, Members, MessagesPage, PostMessage, RoomInfo, Rooms, decode_api,
     encode_api,
 };
-use skat_protocol::{
-    Message, SYSTEM_SENDER, keep_newest_within, validate_body, validate_history_limit,
-    validate_members_limit, validate_name, validate_nonce, validate_room,
-};
 
 use super::{Authorized, failure, invalid, json, unavailable};
-use crate::AppState;
-use crate::metrics::{BrokerCall, Source};
-
-/// The reason a disconnected user sees when the backend gives none.
-const DEFAULT_REASON: &str = "disconnected by the application";
-
-/// Rooms listed per page by default, and at most.
-const DEFAULT_ROOMS: usize = 100;
-const MAX_ROOMS: usize = 1000;
+use crate::metrics::Source;
+use crate::ops::{self, History, Publish, RoomList, Sender};
+use crate::state::AppState;
 
 /// `?before=&limit=` of a history page.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -80,32 +71,18 @@ pub(super) async fn publish<B: Broker>(
         Ok(post) => post,
         Err(err) => return failure(StatusCode::BAD_REQUEST, "bad_request", &err),
     };
-    let checked = validate_room(&room)
-        .and_then(|()| post.from.as_deref().map_or(Ok(()), validate_name))
-        .and_then(|()| validate_body(&post.body))
-        .and_then(|()| post.nonce.as_deref().map_or(Ok(()), validate_nonce));
-    if let Err(refused) = checked {
-        return invalid(&refused);
-    }
-    let new = NewMessage {
+    let post = Publish {
         room,
-        from: post.from.unwrap_or_else(|| SYSTEM_SENDER.to_owned()),
+        from: Sender::Named(post.from),
         body: post.body,
         nonce: post.nonce,
     };
-    let metrics = state.metrics();
-    let published = metrics
-        .timed(BrokerCall::Publish, state.broker().publish(new))
-        .await;
-    match published {
-        Ok(Published::New(message)) => {
-            metrics.message_accepted(Source::Api, true);
-            json(StatusCode::CREATED, encode_api(&message))
-        }
-        Ok(Published::Duplicate(message)) => {
-            metrics.message_accepted(Source::Api, false);
-            json(StatusCode::OK, encode_api(&message))
-        }
+    if let Err(refused) = post.check(ops::any_room) {
+        return invalid(&refused);
+    }
+    match post.run(&state, Source::Api).await {
+        Ok(Published::New(message)) => json(StatusCode::CREATED, encode_api(&message)),
+        Ok(Published::Duplicate(message)) => json(StatusCode::OK, encode_api(&message)),
         Err(err) => unavailable("publish", &err),
     }
 }
@@ -129,31 +106,17 @@ pub(super) async fn history<B: Broker>(
     Path(room): Path<String>,
     Query(query): Query<HistoryQuery>,
 ) -> Response {
-    if let Err(refused) = validate_room(&room) {
-        return invalid(&refused);
-    }
-    let limit = match validate_history_limit(query.limit) {
-        Ok(limit) => limit as usize,
+    let history = History::parse(room, ops::any_room, query.limit, query.before.as_deref());
+    let history = match history {
+        Ok(history) => history,
         Err(refused) => return invalid(&refused),
     };
-    let before = match query
-        .before
-        .as_deref()
-        .map(str::parse::<MessageId>)
-        .transpose()
-    {
-        Ok(before) => before,
-        Err(err) => return failure(StatusCode::BAD_REQUEST, "invalid_id", &err.to_string()),
-    };
-    let page = state.broker().history(&room, before, limit);
-    let page = state.metrics().timed(BrokerCall::History, page).await;
-    match page {
-        Ok(mut page) => {
-            let cut = keep_newest_within(&mut page.messages, state.config().max_reply_bytes);
+    match history.run(&state).await {
+        Ok(page) => {
             let page = MessagesPage {
-                room,
+                room: page.room,
                 messages: page.messages,
-                has_more: page.has_more || cut,
+                has_more: page.has_more,
             };
             json(StatusCode::OK, encode_api(&page))
         }
@@ -180,22 +143,17 @@ pub(super) async fn members<B: Broker>(
     Path(room): Path<String>,
     Query(query): Query<MembersQuery>,
 ) -> Response {
-    let checked = validate_room(&room)
-        .and_then(|()| query.after.as_deref().map_or(Ok(()), validate_name))
-        .and_then(|()| validate_members_limit(query.limit));
-    let limit = match checked {
-        Ok(limit) => limit as usize,
+    let members = ops::Members::parse(room, ops::any_room, query.limit, query.after);
+    let members = match members {
+        Ok(members) => members,
         Err(refused) => return invalid(&refused),
     };
-    let page = state.broker().members(&room, query.after.as_deref(), limit);
-    let page = state.metrics().timed(BrokerCall::Members, page).await;
-    match page {
+    match members.run(&state).await {
         Ok(page) => {
-            let next = page.next().map(str::to_owned);
             let members = Members {
-                room,
+                room: page.room,
                 members: page.members,
-                next,
+                next: page.next,
             };
             json(StatusCode::OK, encode_api(&members))
         }
@@ -223,9 +181,10 @@ pub(super) async fn disconnect<B: Broker>(
     Path(name): Path<String>,
     body: String,
 ) -> Response {
-    if let Err(refused) = validate_name(&name) {
-        return invalid(&refused);
-    }
+    let disconnect = match ops::Disconnect::parse(name) {
+        Ok(disconnect) => disconnect,
+        Err(refused) => return invalid(&refused),
+    };
     let request: Disconnect = if body.trim().is_empty() {
         Disconnect::default()
     } else {
@@ -234,11 +193,7 @@ pub(super) async fn disconnect<B: Broker>(
             Err(err) => return failure(StatusCode::BAD_REQUEST, "bad_request", &err),
         }
     };
-    let reason = request
-        .reason
-        .filter(|r| !r.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_REASON.to_owned());
-    match state.broker().disconnect(&name, &reason).await {
+    match disconnect.run(&state, request.reason).await {
         Ok(()) => json(StatusCode::NO_CONTENT, String::new()),
         Err(err) => unavailable("disconnect", &err),
     }
@@ -263,12 +218,11 @@ pub(super) async fn list<B: Broker>(
     _: Authorized,
     Query(query): Query<RoomsQuery>,
 ) -> Response {
-    let limit = query.limit.unwrap_or(DEFAULT_ROOMS);
-    if !(1..=MAX_ROOMS).contains(&limit) {
-        let message = format!("limit must be between 1 and {MAX_ROOMS}");
-        return failure(StatusCode::BAD_REQUEST, "invalid_limit", &message);
-    }
-    match state.broker().rooms(query.after.as_deref(), limit).await {
+    let list = match RoomList::parse(query.after, query.limit) {
+        Ok(list) => list,
+        Err(refused) => return invalid(&refused),
+    };
+    match list.run(&state).await {
         Ok(page) => {
             let rooms = Rooms {
                 rooms: page

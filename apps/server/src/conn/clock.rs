@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use super::{Conn, Flush, Stop};
-use crate::Limits;
+use crate::config::Limits;
 use crate::ws;
 
 /// The connection's own deadlines (the token's lives in `Signed`, the flush window in `Flush`).

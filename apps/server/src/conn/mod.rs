@@ -21,11 +21,11 @@
 //! a slow consumer, nor reads more requests; output that makes no progress for a whole idle
 //! timeout closes it.
 //!
-//! The requests themselves (`hello`, `join`, …) are in `requests` (`members` in `members`); the
-//! ways a connection ends, and the close frame of each, in `stop`.
+//! The requests themselves (`hello`, `join`, …) are in `requests`, each the connection's part
+//! around the operation in `ops`; the ways a connection ends, and the close frame of each, in
+//! `stop`.
 
 mod clock;
-mod members;
 mod requests;
 mod stop;
 
@@ -46,11 +46,10 @@ use tokio::time::Sleep;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::Level;
 
-use crate::AppState;
 use crate::access::RoomGrants;
-use crate::limits::{IpSlot, TokenBucket};
-use crate::outbox::{Batch, Bounds, Eviction, Outbox};
-use crate::rooms::{ConnId, FrameKind, RoomFrame};
+use crate::outbox::{Batch, Bounds, ConnId, Eviction, FrameKind, Outbox, RoomFrame};
+use crate::quota::{IpSlot, TokenBucket};
+use crate::state::AppState;
 use crate::ws::{self, Incoming, ReadError, WsStream};
 
 /// How long a closing handshake may take before the socket is simply dropped.
@@ -465,7 +464,8 @@ mod tests {
 
     use skat_broker::MemoryBroker;
 
-    use crate::{AppState, ServerConfig};
+    use crate::config::ServerConfig;
+    use crate::state::AppState;
 
     /// Every idle connection is one task holding this future: what it costs is most of a
     /// connection's memory. Growing it by accident (an inline request future, a second timer)

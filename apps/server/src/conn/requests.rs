@@ -1,4 +1,6 @@
-//! The client's requests, one method each: validation, rate limits, the broker call, the reply.
+//! The client's requests, one method each: the connection's own part of each (its joined
+//! rooms, its rate buckets, its identity) around the operation itself (`ops`: the checks of the
+//! request, the broker call, the bound on the reply), and the reply.
 //!
 //! Replies are queued on the connection's output (see the parent module), so a request never
 //! waits on a slow socket; only broker calls are awaited.
@@ -6,11 +8,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use skat_broker::{Broker, MessageId, NewMessage, Published, Recovery, Resume, Snapshot};
+use skat_broker::{Broker, Published, Snapshot};
 use skat_protocol::{
-    ClientFrame, DEFAULT_HISTORY_LIMIT, ErrorCode, Invalid, MAX_MEMBERS_LIMIT, PROTOCOL_VERSION,
-    ServerFrame, decode_client, keep_newest_within, validate_body, validate_history_limit,
-    validate_name, validate_nonce, validate_room,
+    ClientFrame, ErrorCode, Invalid, PROTOCOL_VERSION, ServerFrame, decode_client, validate_name,
+    validate_nonce, validate_room,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -19,11 +20,9 @@ use tracing::Level;
 use super::{Conn, JoinedRoom, Signed, Stop, conn_event};
 use crate::access;
 use crate::auth::Identity;
-use crate::metrics::{BrokerCall, Source};
+use crate::metrics::Source;
+use crate::ops::{History, Join, Members, Publish, Sender, Typing};
 use crate::refusals::Refusal;
-
-/// The longest epoch a `join` may carry (the brokers' are about 17 bytes).
-const MAX_EPOCH_BYTES: usize = 64;
 
 /// What a client is told when the broker cannot serve a join (the reason is logged, not sent).
 const ROOM_UNAVAILABLE: &str = "the room is unavailable, retry later";
@@ -78,19 +77,49 @@ where
         self.reply_error(code, &message, nonce);
     }
 
-    /// Takes a `join`/`history`/`members` token, answering `rate_limited` if there is none.
-    pub(super) fn request_allowed(&mut self) -> bool {
+    /// The broker could not serve `request`: its words stay in the log (clients get no
+    /// internals), the client is told `message` (and its nonce, for a `send`).
+    fn unavailable(
+        &mut self,
+        request: &str,
+        err: &dyn std::fmt::Display,
+        message: &str,
+        nonce: Option<String>,
+    ) {
+        conn_event!(self, Level::WARN, error = %err, "{request} failed");
+        self.reply_error(ErrorCode::Unavailable, message, nonce);
+    }
+
+    /// Takes a `join`/`history`/`members`/`refresh` token, answering `rate_limited` if there is
+    /// none.
+    fn request_allowed(&mut self) -> bool {
+        match self.take_request() {
+            Ok(()) => true,
+            Err(invalid) => {
+                self.reply_invalid(invalid, None);
+                false
+            }
+        }
+    }
+
+    /// Takes a token of the request budget, or says why not.
+    fn take_request(&mut self) -> Result<(), Invalid> {
         if self.requests.try_take(Instant::now()) {
-            return true;
+            return Ok(());
         }
         // The metric's label predates `members`, which shares the budget; dashboards keep it.
         self.state.metrics().rate_limited("join_or_history");
-        self.reply_error(
-            ErrorCode::RateLimited,
-            "too many join, history or members requests; retry shortly",
-            None,
-        );
-        false
+        Err(Invalid {
+            code: ErrorCode::RateLimited,
+            message: "too many join, history or members requests; retry shortly".into(),
+        })
+    }
+
+    /// The `access` of a read (`history`, `members`; see `ops`): the room joined, then a token
+    /// of the request budget.
+    fn read_access(&mut self, room: &str) -> Result<(), Invalid> {
+        self.check_joined(room, true)?;
+        self.take_request()
     }
 
     fn hello(&mut self, name: String, token: Option<&str>) -> Result<(), Stop> {
@@ -172,8 +201,13 @@ where
     }
 
     /// Checks a room name and that this connection has (or has not) joined it.
-    pub(super) fn check_room(&self, room: &str, must_be_joined: bool) -> Result<(), Invalid> {
+    fn check_room(&self, room: &str, must_be_joined: bool) -> Result<(), Invalid> {
         validate_room(room)?;
+        self.check_joined(room, must_be_joined)
+    }
+
+    /// Checks that this connection has (or has not) joined `room`.
+    fn check_joined(&self, room: &str, must_be_joined: bool) -> Result<(), Invalid> {
         match (self.joined(room).is_some(), must_be_joined) {
             (false, true) => Err(Invalid {
                 code: ErrorCode::NotJoined,
@@ -199,83 +233,38 @@ where
         since: Option<String>,
         epoch: Option<String>,
     ) {
-        if let Err(invalid) = self.check_room(&room, false) {
-            return self.reply_invalid(invalid, None);
-        }
-        let config = self.state.config();
-        let signed = self.state.verifier().is_some();
-        let grants = self.signed.as_ref().and_then(|s| s.grants.as_ref());
-        if let Err(why) = access::may_join(signed, &config.private_prefix, user, grants, &room) {
-            return self.reply_error(ErrorCode::Forbidden, why, None);
-        }
-        if !self.request_allowed() {
-            return;
-        }
-        let max_rooms = self.state.config().limits.max_rooms_per_conn;
-        if self.rooms.len() >= max_rooms {
-            let message =
-                format!("a connection may be in at most {max_rooms} rooms; leave one first");
-            return self.reply_error(ErrorCode::TooManyRooms, &message, None);
-        }
-        let since = match since.as_deref().map(str::parse::<MessageId>).transpose() {
-            Ok(since) => since,
-            Err(err) => return self.reply_error(ErrorCode::InvalidId, &err.to_string(), None),
+        let join = Join::parse(
+            room,
+            |room| self.join_access(user, room),
+            since.as_deref(),
+            epoch,
+        );
+        let join = match join {
+            Ok(join) => join,
+            Err(invalid) => return self.reply_invalid(invalid, None),
         };
-        if epoch.as_ref().is_some_and(|e| e.len() > MAX_EPOCH_BYTES) {
-            let message = format!("an epoch is at most {MAX_EPOCH_BYTES} bytes");
-            return self.reply_error(ErrorCode::InvalidId, &message, None);
-        }
-        // From here on the room's events queue up in our outbox; they are filtered against the
-        // page below once it is known, so nothing falls between history and live delivery.
-        let resume = Resume {
-            since,
-            epoch: epoch.as_deref(),
-            recovery: Recovery {
-                limit: self.state.config().recovery_limit,
-                max_bytes: self.state.config().max_reply_bytes,
-            },
-            page: DEFAULT_HISTORY_LIMIT as usize,
-            // A huge room's members are paged with `members`, not sent in one frame.
-            members: MAX_MEMBERS_LIMIT as usize,
-        };
-        let joining = self
-            .state
-            .rooms()
-            .join(&room, self.id, user, &self.outbox, resume);
-        let metrics = self.state.metrics();
-        let joining = metrics.timed(BrokerCall::Join, joining).await;
-        let (joined, snapshot) = match joining {
-            Ok(joined) => joined,
+        let entered = match join.run(&self.state, self.id, user, &self.outbox).await {
+            Ok(entered) => entered,
             Err(err) => {
                 // The broker's own words stay in the log: clients get no internals.
-                conn_event!(self, Level::WARN, %room, error = %err, "join failed");
+                conn_event!(self, Level::WARN, room = %join.room(), error = %err, "join failed");
                 return self.reply_error(ErrorCode::Unavailable, ROOM_UNAVAILABLE, None);
             }
         };
         let Snapshot {
             members,
             more_members,
-            mut messages,
+            messages,
             recovered,
             epoch,
-        } = snapshot;
-        if since.is_some() {
-            self.state.metrics().recovery(recovered);
-        }
-        if !recovered {
-            // The latest page, like any page, within the reply bound.
-            keep_newest_within(&mut messages, self.state.config().max_reply_bytes);
-        }
-        let watermark = messages
-            .last()
-            .map(|m| m.id)
-            .or(if recovered { since } else { None });
+        } = entered.snapshot;
         // Most connections are in one or two rooms: grow one slot at a time.
         self.rooms.reserve_exact(1);
         self.rooms.push(JoinedRoom {
-            name: joined.name,
-            watermark,
+            name: entered.name,
+            watermark: entered.watermark,
         });
+        let room = join.into_room();
         conn_event!(self, Level::DEBUG, %room, recovered, "joined");
         self.reply(&ServerFrame::Joined {
             room,
@@ -285,6 +274,32 @@ where
             epoch: Some(epoch),
             more_members,
         });
+    }
+
+    /// The `access` of a `join` (see `ops`): not joined yet, allowed by the connection's
+    /// identity, a token of the request budget, and a room to spare.
+    fn join_access(&mut self, user: &Arc<str>, room: &str) -> Result<(), Invalid> {
+        self.check_joined(room, false)?;
+        let config = self.state.config();
+        let signed = self.state.verifier().is_some();
+        let grants = self.signed.as_ref().and_then(|s| s.grants.as_ref());
+        if let Err(why) = access::may_join(signed, &config.private_prefix, user, grants, room) {
+            return Err(Invalid {
+                code: ErrorCode::Forbidden,
+                message: why.into(),
+            });
+        }
+        self.take_request()?;
+        let max_rooms = self.state.config().limits.max_rooms_per_conn;
+        if self.rooms.len() >= max_rooms {
+            return Err(Invalid {
+                code: ErrorCode::TooManyRooms,
+                message: format!(
+                    "a connection may be in at most {max_rooms} rooms; leave one first"
+                ),
+            });
+        }
+        Ok(())
     }
 
     async fn leave(&mut self, user: &Arc<str>, room: String) {
@@ -310,14 +325,17 @@ where
     }
 
     async fn send(&mut self, user: &Arc<str>, room: String, body: String, nonce: Option<String>) {
-        // The nonce is checked first: an invalid one is never echoed, a valid one always is.
-        if let Some(Err(invalid)) = nonce.as_deref().map(validate_nonce) {
-            return self.reply_invalid(invalid, None);
-        }
-        let checked = self
-            .check_room(&room, true)
-            .and_then(|()| validate_body(&body));
-        if let Err(invalid) = checked {
+        let post = Publish {
+            room,
+            from: Sender::User(user),
+            body,
+            nonce,
+        };
+        if let Err(invalid) = post.check(|room| self.check_joined(room, true)) {
+            // The nonce is checked first: an invalid one is never echoed, a valid one always is.
+            let nonce = post
+                .nonce
+                .filter(|_| invalid.code != ErrorCode::InvalidNonce);
             return self.reply_invalid(invalid, nonce);
         }
         if !self.messages.try_take(Instant::now()) {
@@ -327,96 +345,89 @@ where
                 limits.messages_per_sec, limits.messages_burst
             );
             self.state.metrics().rate_limited("send");
-            return self.reply_error(ErrorCode::RateLimited, &message, nonce);
+            return self.reply_error(ErrorCode::RateLimited, &message, post.nonce);
         }
-        let new = NewMessage {
-            room,
-            from: user.to_string(),
-            body,
-            nonce: nonce.clone(),
-        };
+        let nonce = post.nonce.clone();
         // On success the confirmation is our own copy of the message, arriving through the room.
-        let metrics = self.state.metrics();
-        let published = self.state.broker().publish(new);
-        let published = metrics.timed(BrokerCall::Publish, published).await;
-        match published {
-            Ok(Published::New(_)) => metrics.message_accepted(Source::WebSocket, true),
+        match post.run(&self.state, Source::WebSocket).await {
+            Ok(Published::New(_)) => {}
             // A retry of a send already accepted (e.g. before a reconnect): only the sender
             // gets the original again, as its confirmation.
-            Ok(Published::Duplicate(original)) => {
-                metrics.message_accepted(Source::WebSocket, false);
-                self.reply(&ServerFrame::Message(original));
-            }
-            Err(err) => {
-                conn_event!(self, Level::WARN, error = %err, "publish failed");
-                self.reply_error(
-                    ErrorCode::Unavailable,
-                    "message not sent: the broker is unavailable, retry",
-                    nonce,
-                );
-            }
+            Ok(Published::Duplicate(original)) => self.reply(&ServerFrame::Message(original)),
+            Err(err) => self.unavailable(
+                "publish",
+                &err,
+                "message not sent: the broker is unavailable, retry",
+                nonce,
+            ),
         }
     }
 
     async fn typing(&mut self, user: &Arc<str>, room: String) {
-        if let Err(invalid) = self.check_room(&room, true) {
-            return self.reply_invalid(invalid, None);
-        }
-        if !self.typing.try_take(Instant::now()) {
+        let typing = Typing::parse(room, |room| {
+            self.check_joined(room, true)?;
+            if self.typing.try_take(Instant::now()) {
+                return Ok(());
+            }
             self.state.metrics().rate_limited("typing");
-            return self.reply_error(
-                ErrorCode::RateLimited,
-                "too many typing notifications",
-                None,
-            );
-        }
-        let relayed = self.state.broker().typing(&room, user);
-        let relayed = self
-            .state
-            .metrics()
-            .timed(BrokerCall::Typing, relayed)
-            .await;
-        if let Err(err) = relayed {
+            Err(Invalid {
+                code: ErrorCode::RateLimited,
+                message: "too many typing notifications".into(),
+            })
+        });
+        let typing = match typing {
+            Ok(typing) => typing,
+            Err(invalid) => return self.reply_invalid(invalid, None),
+        };
+        if let Err(err) = typing.run(&self.state, user).await {
             // Typing notifications are transient; losing one is harmless.
             conn_event!(self, Level::DEBUG, error = %err, "typing not relayed");
         }
     }
 
     async fn history(&mut self, room: String, before: Option<String>, limit: Option<u32>) {
-        if let Err(invalid) = self.check_room(&room, true) {
-            return self.reply_invalid(invalid, None);
-        }
-        if !self.request_allowed() {
-            return;
-        }
-        let limit = match validate_history_limit(limit) {
-            Ok(limit) => limit,
+        let history = History::parse(
+            room,
+            |room| self.read_access(room),
+            limit,
+            before.as_deref(),
+        );
+        let history = match history {
+            Ok(history) => history,
             Err(invalid) => return self.reply_invalid(invalid, None),
         };
-        let before = match before.as_deref().map(str::parse::<MessageId>).transpose() {
-            Ok(before) => before,
-            Err(err) => return self.reply_error(ErrorCode::InvalidId, &err.to_string(), None),
-        };
-        let page = self.state.broker().history(&room, before, limit as usize);
-        let page = self.state.metrics().timed(BrokerCall::History, page).await;
-        match page {
-            Ok(mut page) => {
-                let cut =
-                    keep_newest_within(&mut page.messages, self.state.config().max_reply_bytes);
-                self.reply(&ServerFrame::History {
-                    room,
-                    messages: page.messages,
-                    has_more: page.has_more || cut,
-                });
-            }
+        match history.run(&self.state).await {
+            Ok(page) => self.reply(&ServerFrame::History {
+                room: page.room,
+                messages: page.messages,
+                has_more: page.has_more,
+            }),
             Err(err) => {
-                conn_event!(self, Level::WARN, error = %err, "history failed");
-                self.reply_error(
-                    ErrorCode::Unavailable,
-                    "history is unavailable, retry later",
-                    None,
-                );
+                self.unavailable("history", &err, "history is unavailable, retry later", None);
             }
+        }
+    }
+
+    /// A page of a joined room's members after `after`, in name order (`joined` lists only the
+    /// first ones); checked and limited like `history`.
+    async fn members(&mut self, room: String, after: Option<String>, limit: Option<u32>) {
+        let members = Members::parse(room, |room| self.read_access(room), limit, after);
+        let members = match members {
+            Ok(members) => members,
+            Err(invalid) => return self.reply_invalid(invalid, None),
+        };
+        match members.run(&self.state).await {
+            Ok(page) => self.reply(&ServerFrame::Members {
+                room: page.room,
+                members: page.members,
+                next: page.next,
+            }),
+            Err(err) => self.unavailable(
+                "members",
+                &err,
+                "members are unavailable, retry later",
+                None,
+            ),
         }
     }
 }

@@ -14,8 +14,9 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
-use crate::limits::{IpSlot, Limits, PerIp};
+use crate::config::Limits;
 use crate::proxy;
+use crate::quota::{IpSlot, PerIp};
 
 /// The node's handshake slots and each address's share of them.
 pub(crate) struct Admission {

@@ -123,13 +123,7 @@ impl Broker for FailingJoins {
 }
 
 fn resume() -> Resume<'static> {
-    Resume {
-        since: None,
-        epoch: None,
-        recovery: Recovery::count(10),
-        page: 10,
-        members: 10,
-    }
+    Resume::latest(10)
 }
 
 fn outbox() -> Arc<Outbox> {

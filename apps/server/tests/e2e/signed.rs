@@ -16,7 +16,7 @@ async fn signed_node(id: &str) -> (Node, skat_server::auth::JwtSecret) {
         node_id: id.into(),
         static_dir: Some(bundle()),
         jwt_secret: Some(secret.clone()),
-        api_key: Some(skat_server::api::ApiKey::new(API_KEY).unwrap()),
+        api_key: Some(skat_server::auth::ApiKey::new(API_KEY).unwrap()),
         ..common::test_config()
     };
     let node = Node::start_with(Arc::new(skat_broker::MemoryBroker::default()), config).await;

@@ -11,9 +11,8 @@ use std::time::Duration;
 use common::{Node, error, join, message, test_config};
 use skat_broker::MemoryBroker;
 use skat_client::Client;
-use skat_protocol::ErrorCode;
+use skat_protocol::{ErrorCode, dm_room};
 use skat_server::ServerConfig;
-use skat_server::access::dm_room;
 use skat_server::auth::{JwtSecret, mint_token};
 
 const SECRET: &str = "a-test-secret-of-32-bytes-length";

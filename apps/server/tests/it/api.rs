@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use skat_broker::MemoryBroker;
 use skat_protocol::{SYSTEM_SENDER, close};
 use skat_server::ServerConfig;
-use skat_server::api::ApiKey;
+use skat_server::auth::ApiKey;
 use skat_testkit::RedisServer;
 
 const KEY: &str = "an-api-key-for-the-tests";

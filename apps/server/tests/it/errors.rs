@@ -6,8 +6,8 @@
 use crate::common;
 
 use common::{Node, closed, error, join, message, next};
+use skat_client::RawFrame;
 use skat_protocol::{ErrorCode, ServerFrame};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// Sends `raw` and expects an error with `code` (and `nonce`).
 async fn expect_error(
@@ -105,7 +105,7 @@ async fn malformed_frames_get_clear_errors_and_the_connection_survives() {
     )
     .await;
     alice
-        .send_ws(WsMessage::binary(vec![1u8, 2, 3]))
+        .send_ws(RawFrame::Binary(vec![1u8, 2, 3]))
         .await
         .unwrap();
     assert_eq!(error(&mut alice).await.0, ErrorCode::BadFrame);

@@ -20,11 +20,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{Node, close_of, join, message, test_config};
 use skat_broker::MemoryBroker;
+use skat_client::RawFrame;
 use skat_protocol::{ClientFrame, close, encode_client};
 use skat_server::auth::{JwtSecret, LEEWAY_SECS};
 use skat_server::{AppState, Limits, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 const OP_TEXT: u8 = 0x1;
 const OP_BINARY: u8 = 0x2;
@@ -293,10 +293,7 @@ async fn answering_the_servers_pings_is_never_charged() {
     // Its own pongs, though, are.
     let mut chatty = node.client("chatty").await;
     for _ in 0..5 {
-        chatty
-            .send_ws(WsMessage::Pong(Default::default()))
-            .await
-            .unwrap();
+        chatty.send_ws(RawFrame::Pong(Vec::new())).await.unwrap();
     }
     assert_eq!(
         close_of(&mut chatty).await,

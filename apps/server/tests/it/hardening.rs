@@ -159,8 +159,8 @@ async fn connections_per_address_are_limited() {
     let first = node.client("a").await;
     let _second = node.client("b").await;
     match Client::connect_raw(&node.url).await {
-        Err(ClientError::WebSocket(tokio_tungstenite::tungstenite::Error::Http(response))) => {
-            assert_eq!(response.status().as_u16(), 429);
+        Err(ClientError::Rejected { status }) => {
+            assert_eq!(status, 429);
         }
         other => panic!("expected 429, got {other:?}"),
     }

@@ -14,7 +14,7 @@ use common::{Node, error, join, next, next_where, test_config};
 use skat_broker::{Broker, MemoryBroker, RedisBroker, RedisConfig};
 use skat_client::Client;
 use skat_protocol::{ClientFrame, ErrorCode, MAX_MEMBERS_LIMIT, ServerFrame};
-use skat_server::api::ApiKey;
+use skat_server::auth::ApiKey;
 use skat_server::{Limits, ServerConfig};
 use skat_testkit::RedisServer;
 

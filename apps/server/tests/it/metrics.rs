@@ -203,7 +203,7 @@ async fn counters_follow_the_traffic() {
 async fn api_messages_are_counted_by_source() {
     const KEY: &str = "an-api-key-for-the-tests";
     let config = ServerConfig {
-        api_key: Some(skat_server::api::ApiKey::new(KEY).unwrap()),
+        api_key: Some(skat_server::auth::ApiKey::new(KEY).unwrap()),
         ..common::test_config()
     };
     let node = Node::start_with(Arc::new(MemoryBroker::default()), config).await;

@@ -17,7 +17,7 @@ use skat_client::Client;
 use skat_protocol::api::{MessagesPage, decode_api, encode_api};
 use skat_protocol::{Message, MessageId, ServerFrame, decode_server, encode_server};
 use skat_server::ServerConfig;
-use skat_server::api::ApiKey;
+use skat_server::auth::ApiKey;
 
 const KEY: &str = "an-api-key-for-the-tests";
 

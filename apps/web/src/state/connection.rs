@@ -12,9 +12,10 @@ use crate::session::token_subject;
 impl Chat {
     /// The frames to send once the socket opens: `hello`, then a `join` per known room, with
     /// `since` = the last message seen so the server sends exactly what we missed.
+    #[must_use = "the frames it returns are to be sent"]
     pub fn on_open(&mut self) -> Vec<ClientFrame> {
         self.connection = Connection::Connecting;
-        self.epoch += 1;
+        self.generation += 1;
         // A token is for one name, its `sub`: claim that one (a token fetched from the
         // operator's token URL decides who the page is, whatever it was opened as).
         let name = self.session.token.as_deref().and_then(token_subject);
@@ -100,7 +101,9 @@ impl Chat {
         self.connection == Connection::Online && self.session.refresh_due(now)
     }
 
-    /// The UI fetched a fresh token: what to do with it (see [`Fetched`]).
+    /// The UI fetched a fresh token: what to do with it (see [`Fetched`]), a `refresh` to send
+    /// among others.
+    #[must_use = "the frames it returns are to be sent"]
     pub fn token_fetched(&mut self, token: String) -> Fetched {
         let online = self.connection == Connection::Online;
         self.session.fetched(token, online)

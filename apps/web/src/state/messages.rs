@@ -5,33 +5,40 @@
 
 use skat_protocol::{ClientFrame, Message};
 
-use super::{Chat, Connection, Pending, RESEND_WITHIN_MS};
+use super::{Chat, Connection, Pending, RESEND_WITHIN_MS, Unsent};
 
 impl Chat {
-    /// Queues a message; returns the `send` frame, or `None` if the text is blank, the room
-    /// unknown or the connection not live (the UI then keeps the text in the composer). The
-    /// message shows as pending until its echo arrives. The server handles a connection's frames
-    /// in order, so a send right after a join needs no wait for `joined`.
-    pub fn send(&mut self, room: &str, body: &str, now: f64) -> Option<ClientFrame> {
-        if self.connection != Connection::Online {
-            return None;
-        }
-        let epoch = self.epoch;
-        let r = self.rooms.get_mut(room).filter(|r| r.refused.is_none())?;
+    /// Queues a message; returns the `send` frame, or why there is none (the UI then keeps the
+    /// text in the composer): the text is blank, the connection not live, or the room not
+    /// joined. The message shows as pending until its echo arrives. The server handles a
+    /// connection's frames in order, so a send right after a join needs no wait for `joined`.
+    #[must_use = "the frames it returns are to be sent"]
+    pub fn send(&mut self, room: &str, body: &str, now: f64) -> Result<ClientFrame, Unsent> {
         if body.trim().is_empty() {
-            return None;
+            return Err(Unsent::Blank);
         }
+        if self.connection != Connection::Online {
+            return Err(Unsent::Offline {
+                retrying: self.should_reconnect(),
+            });
+        }
+        let generation = self.generation;
+        let r = self
+            .rooms
+            .get_mut(room)
+            .filter(|r| r.refused.is_none())
+            .ok_or(Unsent::NotJoined)?;
         let nonce = format!("{}-{}", self.nonce_prefix, self.next_nonce);
         self.next_nonce += 1;
         r.pending.push(Pending {
             nonce: nonce.clone(),
             body: body.to_owned(),
             error: None,
-            epoch,
+            generation,
             sent_at: now,
         });
         r.last_typing_sent = None;
-        Some(ClientFrame::Send {
+        Ok(ClientFrame::Send {
             room: room.to_owned(),
             body: body.to_owned(),
             nonce: Some(nonce),
@@ -40,15 +47,16 @@ impl Chat {
 
     /// Re-sends a failed message with its nonce (a repeat of an accepted send is answered with
     /// the original, never stored twice); returns the frame.
+    #[must_use = "the frames it returns are to be sent"]
     pub fn retry(&mut self, room: &str, nonce: &str) -> Option<ClientFrame> {
         if self.connection != Connection::Online {
             return None;
         }
-        let epoch = self.epoch;
+        let generation = self.generation;
         let r = self.rooms.get_mut(room)?;
         let p = r.pending.iter_mut().find(|p| p.nonce == nonce)?;
         p.error = None;
-        p.epoch = epoch;
+        p.generation = generation;
         Some(ClientFrame::Send {
             room: room.to_owned(),
             body: p.body.clone(),
@@ -82,19 +90,20 @@ impl Chat {
     /// Sends of an earlier connection that the recovery (or latest page) did not confirm:
     /// re-sent with their nonce, which the server answers with the original if it stored them.
     /// Too old to be sure of that, they are left to the user. Sends made on this connection are
-    /// simply still on their way.
-    pub(super) fn resend_unconfirmed(&mut self, room: &str, now: f64) {
-        let epoch = self.epoch;
+    /// simply still on their way. Returns the re-sends.
+    pub(super) fn resend_unconfirmed(&mut self, room: &str, now: f64) -> Vec<ClientFrame> {
+        let generation = self.generation;
         let Some(r) = self.rooms.get_mut(room) else {
-            return;
+            return Vec::new();
         };
-        for p in r.pending.iter_mut().filter(|p| p.epoch < epoch) {
+        let mut frames = Vec::new();
+        for p in r.pending.iter_mut().filter(|p| p.generation < generation) {
             if p.error.is_some() {
                 continue;
             }
             if now - p.sent_at <= RESEND_WITHIN_MS {
-                p.epoch = epoch;
-                self.outbox.push(ClientFrame::Send {
+                p.generation = generation;
+                frames.push(ClientFrame::Send {
                     room: room.to_owned(),
                     body: p.body.clone(),
                     nonce: Some(p.nonce.clone()),
@@ -103,5 +112,6 @@ impl Chat {
                 p.error = Some("not sent: connection lost".to_owned());
             }
         }
+        frames
     }
 }

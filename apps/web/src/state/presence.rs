@@ -8,6 +8,7 @@ use super::{Chat, MEMBERS_RETRY_MS, TYPING_THROTTLE_MS, TYPING_VISIBLE_MS};
 
 impl Chat {
     /// A `typing` frame for `room` unless one was sent less than the throttle interval ago.
+    #[must_use = "the frames it returns are to be sent"]
     pub fn typing(&mut self, room: &str, now: f64) -> Option<ClientFrame> {
         let r = self.rooms.get_mut(room)?;
         if !r.joined
@@ -46,26 +47,31 @@ impl Chat {
     }
 
     /// A page of a room's members (`joined` lists only the first ones in a big room): added to
-    /// the list, and the next page asked for while there is one.
-    pub(super) fn on_members(&mut self, room: &str, members: Vec<String>, next: Option<String>) {
-        let Some(r) = self.rooms.get_mut(room) else {
-            return;
-        };
+    /// the list; returns the request for the next page while there is one.
+    pub(super) fn on_members(
+        &mut self,
+        room: &str,
+        members: Vec<String>,
+        next: Option<String>,
+    ) -> Option<ClientFrame> {
+        let r = self.rooms.get_mut(room)?;
         r.members.extend(members);
         r.members_retry_at = None;
         match next {
             // The answer to a request repeated after a refusal: that page is already asked for.
-            Some(after) if r.members_after.as_ref() == Some(&after) => {}
-            Some(after) => self.request_members(room, after),
-            None => r.members_after = None,
+            Some(after) if r.members_after.as_ref() == Some(&after) => None,
+            Some(after) => Some(self.request_members(room, after)),
+            None => {
+                r.members_after = None;
+                None
+            }
         }
     }
 
     /// Asks for the members after the last one the room lists: `joined` said there are more.
-    pub(super) fn read_more_members(&mut self, room: &str) {
-        if let Some(last) = self.rooms.get(room).and_then(|r| r.members.last()).cloned() {
-            self.request_members(room, last);
-        }
+    pub(super) fn read_more_members(&mut self, room: &str) -> Option<ClientFrame> {
+        let last = self.rooms.get(room)?.members.last()?.clone();
+        Some(self.request_members(room, last))
     }
 
     /// A `rate_limited` refusal while member pages are being read: most likely one of them (a
@@ -83,8 +89,9 @@ impl Chat {
     }
 
     /// Asks again for the member pages whose retry time has come (a `rate_limited` refusal
-    /// while they were read sets it); the frames go to [`Chat::outbox`]. Called on a timer.
-    pub fn retry_members(&mut self, now: f64) {
+    /// while they were read sets it); returns the requests. Called on a timer.
+    #[must_use = "the frames it returns are to be sent"]
+    pub fn retry_members(&mut self, now: f64) -> Vec<ClientFrame> {
         let due: Vec<(String, String)> = self
             .rooms
             .iter_mut()
@@ -94,20 +101,21 @@ impl Chat {
                 Some((name.clone(), r.members_after.clone()?))
             })
             .collect();
-        for (room, after) in due {
-            self.request_members(&room, after);
-        }
+        due.into_iter()
+            .map(|(room, after)| self.request_members(&room, after))
+            .collect()
     }
 
-    fn request_members(&mut self, room: &str, after: String) {
+    /// The request for `room`'s members after `after`, remembered as the one in flight.
+    fn request_members(&mut self, room: &str, after: String) -> ClientFrame {
         if let Some(r) = self.rooms.get_mut(room) {
             r.members_after = Some(after.clone());
         }
-        self.outbox.push(ClientFrame::Members {
+        ClientFrame::Members {
             room: room.to_owned(),
             after: Some(after),
             limit: None,
-        });
+        }
     }
 
     /// Someone is typing: shown for a while.

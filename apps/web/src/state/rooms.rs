@@ -10,6 +10,7 @@ use crate::label::room_label;
 impl Chat {
     /// Starts joining `room` (or just switches to it if already joined); returns the frame to send.
     /// A room refused earlier is asked for again.
+    #[must_use = "the frames it returns are to be sent"]
     pub fn join(&mut self, room: &str) -> Option<ClientFrame> {
         self.active = Some(room.to_owned());
         if let Some(existing) = self.rooms.get_mut(room) {
@@ -36,6 +37,7 @@ impl Chat {
     }
 
     /// Leaves `room`; returns the frame to send (none for a room the server refused).
+    #[must_use = "the frames it returns are to be sent"]
     pub fn leave(&mut self, room: &str) -> Option<ClientFrame> {
         let left = self.rooms.remove(room)?;
         if self.active.as_deref() == Some(room) {
@@ -51,13 +53,14 @@ impl Chat {
 
     /// A `history` frame for the page before the oldest message of `room`, unless one is in
     /// flight or there is nothing older.
+    #[must_use = "the frames it returns are to be sent"]
     pub fn load_older(&mut self, room: &str) -> Option<ClientFrame> {
         let r = self.rooms.get_mut(room)?;
         if r.loading_older || !r.has_more || !r.joined {
             return None;
         }
         r.loading_older = true;
-        let before = r.messages.first().map(|m| m.id.to_string());
+        let before = r.messages().first().map(|m| m.id.to_string());
         Some(ClientFrame::History {
             room: room.to_owned(),
             before,
@@ -65,7 +68,7 @@ impl Chat {
         })
     }
 
-    /// A join confirmed: members, the recovery (or, after a gap, the latest page), and the
+    /// A join confirmed: members, the recovery (or, after a gap, the latest page); returns the
     /// re-sends of what an earlier connection left unconfirmed.
     pub(super) fn on_joined(
         &mut self,
@@ -75,7 +78,7 @@ impl Chat {
         recovered: bool,
         epoch: Option<String>,
         now: f64,
-    ) {
+    ) -> Vec<ClientFrame> {
         // Joins answered before this one without a `joined` were refused with an error that
         // could not name them (`unavailable`, `rate_limited`): shown, to be tried again.
         while let Some(earlier) = self.joining.pop_front() {
@@ -88,21 +91,13 @@ impl Chat {
             }
         }
         let Some(r) = self.rooms.get_mut(room) else {
-            return;
+            return Vec::new();
         };
         r.joined = true;
         r.members = members.into_iter().collect();
-        if !recovered && !r.messages.is_empty() {
+        if !recovered && !r.messages().is_empty() {
             // A gap we cannot fill: start over from the latest page.
-            let pending = std::mem::take(&mut r.pending);
-            *r = Room {
-                joined: true,
-                members: std::mem::take(&mut r.members),
-                pending,
-                // Never repeats, so views always see the change.
-                version: r.version + 1,
-                ..Room::default()
-            };
+            r.start_over();
         }
         r.history_epoch = epoch;
         if !recovered {
@@ -112,7 +107,7 @@ impl Chat {
         for message in messages {
             self.on_message(message, !recovered);
         }
-        self.resend_unconfirmed(room, now);
+        self.resend_unconfirmed(room, now)
     }
 
     /// A page of older messages, put before what the room has.
@@ -122,12 +117,7 @@ impl Chat {
         };
         r.loading_older = false;
         r.has_more = has_more;
-        let older: Vec<Message> = messages
-            .into_iter()
-            .filter(|m| r.ids.insert(m.id))
-            .collect();
-        r.messages.splice(0..0, older);
-        r.version += 1;
+        r.prepend(messages);
     }
 
     /// The oldest join awaiting its answer was refused: its room says why (`why` is given the

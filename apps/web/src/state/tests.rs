@@ -129,7 +129,7 @@ fn welcome_and_join() {
     );
     let room = chat.active_room().unwrap();
     assert!(room.joined);
-    assert_eq!(room.messages.len(), 1);
+    assert_eq!(room.messages().len(), 1);
     assert_eq!(room.unread, 0, "the latest page is not unread");
 }
 
@@ -138,14 +138,16 @@ fn a_big_rooms_members_are_read_page_by_page() {
     let mut chat = Chat::new("me", "t");
     online(&mut chat);
     chat.join("big");
-    chat.apply(crowded_joined("big", &["ann", "me"]), 0.0);
     let next_page = |after: &str| ClientFrame::Members {
         room: "big".into(),
         after: Some(after.into()),
         limit: None,
     };
-    assert_eq!(std::mem::take(&mut chat.outbox), [next_page("me")]);
-    chat.apply(
+    assert_eq!(
+        chat.apply(crowded_joined("big", &["ann", "me"]), 0.0),
+        [next_page("me")]
+    );
+    let sent = chat.apply(
         ServerFrame::Members {
             room: "big".into(),
             members: vec!["ned".into(), "ole".into()],
@@ -153,8 +155,8 @@ fn a_big_rooms_members_are_read_page_by_page() {
         },
         0.0,
     );
-    assert_eq!(std::mem::take(&mut chat.outbox), [next_page("ole")]);
-    chat.apply(
+    assert_eq!(sent, [next_page("ole")]);
+    let sent = chat.apply(
         ServerFrame::Members {
             room: "big".into(),
             members: vec!["zed".into()],
@@ -162,7 +164,7 @@ fn a_big_rooms_members_are_read_page_by_page() {
         },
         0.0,
     );
-    assert!(chat.outbox.is_empty(), "the last page asks for nothing");
+    assert!(sent.is_empty(), "the last page asks for nothing");
     let members: Vec<_> = chat.rooms["big"].members.iter().cloned().collect();
     assert_eq!(members, ["ann", "me", "ned", "ole", "zed"]);
     assert_eq!(chat.rooms["big"].members_after, None, "done");
@@ -173,14 +175,13 @@ fn a_member_page_refused_as_over_the_rate_is_asked_for_again() {
     let mut chat = Chat::new("me", "t");
     online(&mut chat);
     chat.join("big");
-    chat.apply(crowded_joined("big", &["ann"]), 0.0);
     let page = ClientFrame::Members {
         room: "big".into(),
         after: Some("ann".into()),
         limit: None,
     };
     assert_eq!(
-        std::mem::take(&mut chat.outbox),
+        chat.apply(crowded_joined("big", &["ann"]), 0.0),
         std::slice::from_ref(&page)
     );
     chat.apply(
@@ -192,22 +193,22 @@ fn a_member_page_refused_as_over_the_rate_is_asked_for_again() {
         10_000.0,
     );
     assert_eq!(chat.notice, None, "handled, not shown");
-    chat.retry_members(10_500.0);
-    assert!(chat.outbox.is_empty(), "not yet");
-    chat.retry_members(11_000.0);
-    assert_eq!(std::mem::take(&mut chat.outbox), [page]);
+    assert!(chat.retry_members(10_500.0).is_empty(), "not yet");
+    assert_eq!(chat.retry_members(11_000.0), [page]);
     // The answer to the first request, late after all, then the retry's: one next request.
-    for _ in 0..2 {
-        chat.apply(
-            ServerFrame::Members {
-                room: "big".into(),
-                members: vec!["bob".into()],
-                next: Some("bob".into()),
-            },
-            11_100.0,
-        );
-    }
-    assert_eq!(chat.outbox.len(), 1, "{:?}", chat.outbox);
+    let sent: Vec<ClientFrame> = (0..2)
+        .flat_map(|_| {
+            chat.apply(
+                ServerFrame::Members {
+                    room: "big".into(),
+                    members: vec!["bob".into()],
+                    next: Some("bob".into()),
+                },
+                11_100.0,
+            )
+        })
+        .collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
 }
 
 #[test]
@@ -222,7 +223,7 @@ fn dedups_by_id_and_counts_unread_only_elsewhere() {
     chat.apply(ServerFrame::Message(msg("a", "1-0", "bob", "x", None)), 0.0);
     chat.apply(ServerFrame::Message(msg("a", "1-0", "bob", "x", None)), 0.0);
     chat.apply(ServerFrame::Message(msg("b", "1-1", "bob", "y", None)), 0.0);
-    assert_eq!(chat.rooms["a"].messages.len(), 1, "duplicate id ignored");
+    assert_eq!(chat.rooms["a"].messages().len(), 1, "duplicate id ignored");
     assert_eq!(chat.rooms["a"].unread, 1);
     assert_eq!(chat.rooms["b"].unread, 0, "active room is read");
     chat.apply(
@@ -240,14 +241,18 @@ fn pending_sends_confirm_by_nonce_or_fail_keeping_the_text() {
     online(&mut chat);
     chat.join("a");
     chat.apply(joined("a", vec![], false), 0.0);
-    assert_eq!(chat.send("a", "   ", 0.0), None, "blank text is not sent");
-    let Some(ClientFrame::Send {
+    assert_eq!(
+        chat.send("a", "   ", 0.0),
+        Err(Unsent::Blank),
+        "blank text is not sent"
+    );
+    let Ok(ClientFrame::Send {
         nonce: Some(n1), ..
     }) = chat.send("a", "hello", 0.0)
     else {
         panic!()
     };
-    let Some(ClientFrame::Send {
+    let Ok(ClientFrame::Send {
         nonce: Some(n2), ..
     }) = chat.send("a", "x".repeat(5000).as_str(), 0.0)
     else {
@@ -292,7 +297,7 @@ fn reconnect_rejoins_with_since_and_recovers_without_duplicates() {
         ServerFrame::Message(msg("a", "1-1", "bob", "two", None)),
         0.0,
     );
-    let Some(ClientFrame::Send {
+    let Ok(ClientFrame::Send {
         nonce: Some(lost), ..
     }) = chat.send("a", "did it go?", 0.0)
     else {
@@ -321,7 +326,7 @@ fn reconnect_rejoins_with_since_and_recovers_without_duplicates() {
 
     online_again(&mut chat);
     // The recovery overlaps what we had (1-1) and brings what we missed (1-2).
-    chat.apply(
+    let resent = chat.apply(
         joined(
             "a",
             vec![
@@ -333,14 +338,14 @@ fn reconnect_rejoins_with_since_and_recovers_without_duplicates() {
         0.0,
     );
     let room = &chat.rooms["a"];
-    let bodies: Vec<&str> = room.messages.iter().map(|m| m.body.as_str()).collect();
+    let bodies: Vec<&str> = room.messages().iter().map(|m| m.body.as_str()).collect();
     assert_eq!(bodies, ["one", "two", "three"]);
     assert_eq!(chat.node.as_deref(), Some("n2"));
     // Our unconfirmed send was not in the recovery: re-sent with its nonce (the server
     // answers a repeat of a stored send with the original), still pending, no error.
     assert_eq!(room.pending[0].error, None);
     assert_eq!(
-        std::mem::take(&mut chat.outbox),
+        resent,
         [ClientFrame::Send {
             room: "a".into(),
             body: "did it go?".into(),
@@ -353,7 +358,7 @@ fn reconnect_rejoins_with_since_and_recovers_without_duplicates() {
         0.0,
     );
     assert!(chat.rooms["a"].pending.is_empty());
-    assert_eq!(chat.rooms["a"].messages.len(), 4);
+    assert_eq!(chat.rooms["a"].messages().len(), 4);
 }
 
 #[test]
@@ -364,16 +369,15 @@ fn only_sends_of_an_earlier_connection_are_resent_and_old_ones_are_left_to_the_u
     chat.apply(joined("a", vec![], false), 0.0);
     let old = chat.send("a", "ancient", 0.0);
     let recent = chat.send("a", "recent", RESEND_WITHIN_MS);
-    assert!(old.is_some() && recent.is_some());
+    assert!(old.is_ok() && recent.is_ok());
     chat.on_close(1, 500);
     chat.on_open();
     online_again(&mut chat);
     // Sent on this connection before its joined arrived: neither failed nor re-sent.
     let current = chat.send("a", "now", RESEND_WITHIN_MS + 1.0);
-    assert!(current.is_some());
-    chat.apply(joined("a", vec![], true), RESEND_WITHIN_MS + 1.0);
+    assert!(current.is_ok());
     let resent: Vec<String> = chat
-        .outbox
+        .apply(joined("a", vec![], true), RESEND_WITHIN_MS + 1.0)
         .iter()
         .map(|f| match f {
             ClientFrame::Send { body, .. } => body.clone(),
@@ -408,8 +412,8 @@ fn a_room_keeps_a_bounded_window_of_messages() {
         chat.apply(ServerFrame::Message(msg("a", &id, "bob", "x", None)), 0.0);
     }
     let room = &chat.rooms["a"];
-    assert_eq!(room.messages.len(), ROOM_WINDOW);
-    assert_eq!(room.messages[0].id.to_string(), "1-10", "the oldest went");
+    assert_eq!(room.messages().len(), ROOM_WINDOW);
+    assert_eq!(room.messages()[0].id.to_string(), "1-10", "the oldest went");
     assert!(room.has_more, "and can be loaded again");
     assert!(room.version() > before);
     // A message pushed out is new again if a page brings it back.
@@ -422,7 +426,7 @@ fn a_room_keeps_a_bounded_window_of_messages() {
         },
         0.0,
     );
-    assert_eq!(chat.rooms["a"].messages[0].id.to_string(), "1-9");
+    assert_eq!(chat.rooms["a"].messages()[0].id.to_string(), "1-9");
     assert!(chat.rooms["a"].version() > v);
 }
 
@@ -442,7 +446,7 @@ fn a_gap_that_cannot_be_recovered_resets_the_room() {
         0.0,
     );
     let bodies: Vec<&str> = chat.rooms["a"]
-        .messages
+        .messages()
         .iter()
         .map(|m| m.body.as_str())
         .collect();
@@ -476,8 +480,8 @@ fn history_pages_prepend_and_presence_and_typing_update() {
         },
         0.0,
     );
-    assert_eq!(chat.rooms["a"].messages[0].id.to_string(), "8-0");
-    assert_eq!(chat.rooms["a"].messages.len(), 52);
+    assert_eq!(chat.rooms["a"].messages()[0].id.to_string(), "8-0");
+    assert_eq!(chat.rooms["a"].messages().len(), 52);
     assert_eq!(chat.load_older("a"), None, "nothing older");
 
     chat.apply(
@@ -742,7 +746,7 @@ fn a_forbidden_join_is_shown_in_its_room_and_not_rejoined() {
     );
     assert!(chat.rooms["random"].joined && chat.rooms["random"].refused.is_none());
     assert_eq!(chat.notice, None, "shown in the room, not as a banner");
-    assert_eq!(chat.send("private-ops", "hi", 0.0), None);
+    assert_eq!(chat.send("private-ops", "hi", 0.0), Err(Unsent::NotJoined));
     // A reconnect rejoins the others only.
     chat.on_socket_closed(1012, "");
     let rejoined: Vec<String> = chat
@@ -804,4 +808,41 @@ fn a_direct_message_room_is_refused_with_its_label() {
         chat.rooms[&dm].refused.as_deref(),
         Some("You don't have access to @bob: private rooms need signed mode")
     );
+}
+
+#[test]
+fn a_send_that_cannot_go_says_why() {
+    let mut chat = Chat::new("me", "t");
+    chat.join("a");
+    assert_eq!(
+        chat.send("a", "hi", 0.0),
+        Err(Unsent::Offline { retrying: true }),
+        "still connecting"
+    );
+    assert_eq!(chat.send("a", " ", 0.0), Err(Unsent::Blank));
+    online(&mut chat);
+    assert_eq!(chat.send("b", "hi", 0.0), Err(Unsent::NotJoined));
+    chat.on_socket_closed(close::DISCONNECTED, "bye");
+    assert_eq!(
+        chat.send("a", "hi", 0.0),
+        Err(Unsent::Offline { retrying: false }),
+        "not coming back: the header says why"
+    );
+    assert!(
+        chat.rooms["a"].pending.is_empty(),
+        "nothing kept: the text stays in the composer"
+    );
+}
+
+#[test]
+fn what_a_transition_returns_carries_its_frames() {
+    let frame = ClientFrame::Typing { room: "a".into() };
+    let one = std::slice::from_ref(&frame);
+    assert_eq!(Some(frame.clone()).frames(), one);
+    assert_eq!(vec![frame.clone()].frames(), one);
+    assert_eq!(Ok::<_, Unsent>(frame.clone()).frames(), one);
+    assert!(Err::<ClientFrame, _>(Unsent::Blank).frames().is_empty());
+    let refresh = ClientFrame::Refresh { token: "t".into() };
+    assert_eq!(Fetched::Refresh(refresh.clone()).frames(), [refresh]);
+    assert!(Fetched::Connect.frames().is_empty() && Fetched::Keep.frames().is_empty());
 }

@@ -6,7 +6,7 @@
 use leptos::prelude::*;
 
 use super::{chat, now, socket};
-use skat_web::state::Chat;
+use skat_web::state::Unsent;
 
 /// Message input: Enter sends, Shift+Enter inserts a new line.
 #[component]
@@ -18,24 +18,22 @@ pub(super) fn Composer() -> impl IntoView {
             return;
         };
         let text = el.value();
-        let room = chat.with_untracked(|c| c.active.clone());
-        let frame =
-            room.and_then(|room| chat.try_update(|c| c.send(&room, &text, now())).flatten());
-        match frame {
-            Some(frame) => {
-                socket.send(&frame);
-                el.set_value("");
-            }
+        let sent = socket.dispatch(|c| {
+            let room = c.active.clone().ok_or(Unsent::NotJoined)?;
+            c.send(&room, &text, now())
+        });
+        match sent {
+            Some(Ok(_)) => el.set_value(""),
             // Not connected (reconnecting): keep the text. (After a disconnection that is not
             // retried, the header says why.)
-            None if !text.trim().is_empty() && chat.with_untracked(Chat::should_reconnect) => {
+            Some(Err(Unsent::Offline { retrying: true })) => {
                 chat.update(|c| {
                     c.notice = Some(
                         "not connected: your message is kept, send it again once connected".into(),
                     );
                 });
             }
-            None => {}
+            Some(Err(_)) | None => {}
         }
     };
     let on_keydown = move |ev: leptos::ev::KeyboardEvent| {
@@ -45,12 +43,10 @@ pub(super) fn Composer() -> impl IntoView {
         }
     };
     let on_input = move |_| {
-        let room = chat.with_untracked(|c| c.active.clone());
-        if let Some(frame) =
-            room.and_then(|room| chat.try_update(|c| c.typing(&room, now())).flatten())
-        {
-            socket.send(&frame);
-        }
+        socket.dispatch(|c| {
+            let room = c.active.clone()?;
+            c.typing(&room, now())
+        });
     };
     view! {
         <form class="composer" on:submit=move |ev| {

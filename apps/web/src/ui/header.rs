@@ -80,16 +80,16 @@ pub(super) fn RefusedRoom() -> impl IntoView {
     let (chat, socket) = (chat(), socket());
     let reason = move || chat.with(|c| c.active_room().and_then(|r| r.refused.clone()));
     let again = move |_| {
-        let room = chat.with_untracked(|c| c.active.clone());
-        if let Some(frame) = room.and_then(|room| chat.try_update(|c| c.join(&room)).flatten()) {
-            socket.send(&frame);
-        }
+        socket.dispatch(|c| {
+            let room = c.active.clone()?;
+            c.join(&room)
+        });
     };
     let close = move |_| {
-        let room = chat.with_untracked(|c| c.active.clone());
-        if let Some(frame) = room.and_then(|room| chat.try_update(|c| c.leave(&room)).flatten()) {
-            socket.send(&frame);
-        }
+        socket.dispatch(|c| {
+            let room = c.active.clone()?;
+            c.leave(&room)
+        });
     };
     view! {
         <section class="refused-room" role="alert">

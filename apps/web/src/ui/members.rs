@@ -31,9 +31,7 @@ pub(super) fn Members() -> impl IntoView {
         })
     };
     let open = move |room: &str| {
-        if let Some(frame) = chat.try_update(|c| c.join(room)).flatten() {
-            socket.send(&frame);
-        }
+        socket.dispatch(|c| c.join(room));
     };
     view! {
         <aside class="members" aria-label="Members online">

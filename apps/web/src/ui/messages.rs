@@ -31,7 +31,7 @@ pub(super) fn Messages() -> impl IntoView {
         shown.track();
         chat.with_untracked(|c| {
             c.active_room()
-                .map(|r| r.messages.clone())
+                .map(|r| r.messages().to_vec())
                 .unwrap_or_default()
         })
     });
@@ -63,12 +63,10 @@ pub(super) fn Messages() -> impl IntoView {
         }
     };
     let load_older = move |_| {
-        let room = chat.with_untracked(|c| c.active.clone());
-        if let Some(frame) =
-            room.and_then(|room| chat.try_update(|c| c.load_older(&room)).flatten())
-        {
-            socket.send(&frame);
-        }
+        socket.dispatch(|c| {
+            let room = c.active.clone()?;
+            c.load_older(&room)
+        });
     };
 
     view! {
@@ -117,12 +115,10 @@ fn PendingRow(
     let failed = pending.error.is_some();
     let (retry_nonce, edit_nonce) = (pending.nonce.clone(), pending.nonce.clone());
     let retry = move |_| {
-        let room = chat.with_untracked(|c| c.active.clone());
-        if let Some(frame) =
-            room.and_then(|room| chat.try_update(|c| c.retry(&room, &retry_nonce)).flatten())
-        {
-            socket.send(&frame);
-        }
+        socket.dispatch(|c| {
+            let room = c.active.clone()?;
+            c.retry(&room, &retry_nonce)
+        });
     };
     let edit = move |_| {
         let room = chat.with_untracked(|c| c.active.clone());

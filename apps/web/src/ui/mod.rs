@@ -1,8 +1,9 @@
 //! The chat UI: Leptos components and the WebSocket connection (wasm only).
 //!
 //! One [`Chat`] lives in a signal; the socket feeds it server frames and sends the client frames
-//! it returns. Both are in the context ([`chat`], [`socket`]) for the components, one per file,
-//! which only read the state. User text is always rendered as text nodes, never as HTML.
+//! it returns. Both are in the context ([`chat()`], [`socket()`]) for the components, one per file,
+//! which read the state, and change it through the socket's `dispatch` whenever the change may
+//! call for frames (it sends them). User text is always rendered as text nodes, never as HTML.
 //! Fresh tokens come from the application's token URL ([`token`]).
 
 use std::time::Duration;
@@ -176,11 +177,12 @@ fn ChatView(
     let socket = ReconnectingSocket::new(chat);
     provide_context(chat);
     provide_context(socket);
+    // Not connected yet: the joins go with the connection's `hello`.
     let rooms = load(ROOMS_KEY).unwrap_or_else(|| DEFAULT_ROOM.to_owned());
+    for room in rooms.split(',').filter(|r| state::check_room(r).is_ok()) {
+        socket.dispatch(|c| c.join(room));
+    }
     chat.update(|c| {
-        for room in rooms.split(',').filter(|r| state::check_room(r).is_ok()) {
-            c.join(room);
-        }
         if let Some(first) = c.rooms.keys().next().cloned() {
             c.switch_to(&first);
         }

@@ -18,9 +18,7 @@ pub(super) fn Sidebar() -> impl IntoView {
     let join = move |room: String| {
         let room = room.to_lowercase();
         state::check_room(&room)?;
-        if let Some(frame) = chat.try_update(|c| c.join(&room)).flatten() {
-            socket.send(&frame);
-        }
+        socket.dispatch(|c| c.join(&room));
         Ok(())
     };
     let tabs = move || {
@@ -71,9 +69,7 @@ pub(super) fn Sidebar() -> impl IntoView {
                                     title="Leave room"
                                     aria-label=format!("Leave {title}")
                                     on:click=move |_| {
-                                        if let Some(frame) = chat.try_update(|c| c.leave(&leave_name)).flatten() {
-                                            socket.send(&frame);
-                                        }
+                                        socket.dispatch(|c| c.leave(&leave_name));
                                     }
                                 >
                                     "×"

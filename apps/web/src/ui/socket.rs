@@ -1,7 +1,9 @@
 //! The WebSocket, reconnected with backoff: it feeds server frames to the [`Chat`] state and
-//! sends the client frames the state returns. It also fetches fresh tokens when the state asks
-//! (before a connection that needs one, or to refresh the live connection's), since a token is
-//! for the connection.
+//! sends the client frames the state returns. Every change that may call for frames, the
+//! components' included, goes through [`ReconnectingSocket::dispatch`], which sends what the
+//! change returned: the one place where frames leave. It also fetches fresh tokens when the
+//! state asks (before a connection that needs one, or to refresh the live connection's), since
+//! a token is for the connection.
 
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
 use super::token::fetch_token;
 use super::{now, ws_url};
-use skat_web::state::{self, Chat, Fetched};
+use skat_web::state::{self, Chat, Fetched, Outgoing};
 
 /// The connection and its reconnect bookkeeping; cheap to copy into callbacks.
 #[derive(Clone, Copy)]
@@ -51,8 +53,20 @@ impl ReconnectingSocket {
         }
     }
 
-    /// Sends a frame if the socket is open (frames are regenerated from state on reconnect).
-    pub(super) fn send(self, frame: &ClientFrame) {
+    /// Changes the state with `change` and sends the frames it returns ([`Outgoing`]); returns
+    /// what it returned, for whatever else it says (`None` once the state is gone with its
+    /// view). Frames of a change made while the socket is not open are not sent: the state
+    /// regenerates what matters when the next connection opens.
+    pub(super) fn dispatch<R: Outgoing>(self, change: impl FnOnce(&mut Chat) -> R) -> Option<R> {
+        let outcome = self.chat.try_update(change)?;
+        for frame in outcome.frames() {
+            self.send(frame);
+        }
+        Some(outcome)
+    }
+
+    /// Sends a frame if the socket is open.
+    fn send(self, frame: &ClientFrame) {
         self.socket.with_value(|socket| {
             if let Some(socket) = socket
                 .as_ref()
@@ -74,10 +88,7 @@ impl ReconnectingSocket {
             return self.retry_later();
         };
         let on_open = Closure::<dyn FnMut()>::new(move || {
-            let frames = self.chat.try_update(Chat::on_open).unwrap_or_default();
-            for frame in &frames {
-                self.send(frame);
-            }
+            self.dispatch(Chat::on_open);
         });
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
             let Some(text) = event.data().as_string() else {
@@ -90,7 +101,7 @@ impl ReconnectingSocket {
             if matches!(frame, skat_protocol::ServerFrame::Welcome { .. }) {
                 self.failures.set_value(0);
             }
-            self.update_and_send(|chat| chat.apply(frame, now()));
+            self.dispatch(|chat| chat.apply(frame, now()));
         });
         let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
             // The socket (and this callback) is dropped by the next attempt, not from here.
@@ -125,18 +136,7 @@ impl ReconnectingSocket {
             .chat
             .with_untracked(|c| c.rooms.values().any(|r| r.members_retry_at.is_some()));
         if retrying {
-            self.update_and_send(|chat| chat.retry_members(now()));
-        }
-    }
-
-    /// Changes the state with `change`, then sends the frames it queued in [`Chat::outbox`].
-    fn update_and_send(self, change: impl FnOnce(&mut Chat)) {
-        let outbox = self.chat.try_update(|chat| {
-            change(chat);
-            std::mem::take(&mut chat.outbox)
-        });
-        for frame in outbox.unwrap_or_default() {
-            self.send(&frame);
+            self.dispatch(|chat| chat.retry_members(now()));
         }
     }
 
@@ -148,11 +148,12 @@ impl ReconnectingSocket {
         };
         leptos::task::spawn_local(async move {
             match fetch_token(&url).await {
-                Ok(token) => match self.chat.try_update(|c| c.token_fetched(token)) {
-                    Some(Fetched::Refresh(frame)) => self.send(&frame),
-                    Some(Fetched::Connect) => self.connect(),
-                    Some(Fetched::Keep) | None => {}
-                },
+                // A `refresh` is sent by the dispatch.
+                Ok(token) => {
+                    if let Some(Fetched::Connect) = self.dispatch(|c| c.token_fetched(token)) {
+                        self.connect();
+                    }
+                }
                 Err(error) => {
                     if self
                         .chat

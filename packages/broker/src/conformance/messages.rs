@@ -170,11 +170,9 @@ pub async fn recovery<B: Broker>(broker: &B, history_len: usize) {
 /// A join that recovers up to 100 messages, else gets the latest `page`.
 pub(super) fn resume(page: usize) -> Resume<'static> {
     Resume {
-        since: None,
-        epoch: None,
         recovery: Recovery::count(100),
-        page,
         members: 100,
+        ..Resume::latest(page)
     }
 }
 

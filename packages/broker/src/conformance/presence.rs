@@ -84,11 +84,9 @@ pub async fn members_are_paged_by_name<B: Broker>(broker: &B) {
     );
 
     let join = |members| Resume {
-        since: None,
-        epoch: None,
         recovery: Recovery::count(100),
-        page: 5,
         members,
+        ..Resume::latest(5)
     };
     let bounded = broker
         .join_snapshot(room, "u00", false, join(10))

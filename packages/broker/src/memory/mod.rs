@@ -12,20 +12,21 @@
 //! Rooms are cheap: nothing is allocated for a room beyond its state and its members, and the
 //! tables a burst grew (dedup, presence) are given back once expired.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod room;
 mod subscription;
 
+use room::RoomLog;
 pub use subscription::MemorySubscription;
 
 use crate::lock;
-use crate::sinks::Sinks;
 use crate::sparse::ShrinkWhenSparse as _;
 use crate::{
     Broker, HistoryPage, MembersPage, Message, MessageId, NODES_ROOM, NewMessage, Published,
-    Recovery, RoomEvent, RoomSink, RoomSummary, RoomsPage, Tally,
+    Recovery, RoomEvent, RoomSink, RoomSummary, RoomsPage,
 };
 
 /// Tuning of a [`MemoryBroker`].
@@ -37,10 +38,15 @@ pub struct MemoryBrokerConfig {
     pub dedup_window: Duration,
 }
 
+impl MemoryBrokerConfig {
+    /// Messages retained per room by default.
+    pub const DEFAULT_HISTORY_LEN: usize = 1000;
+}
+
 impl Default for MemoryBrokerConfig {
     fn default() -> Self {
         Self {
-            history_len: 1000,
+            history_len: Self::DEFAULT_HISTORY_LEN,
             dedup_window: crate::DEFAULT_DEDUP_WINDOW,
         }
     }
@@ -58,93 +64,6 @@ pub struct MemoryBroker {
     /// process start, for a node).
     epoch: String,
     rooms: Mutex<HashMap<String, Arc<RoomLog>>>,
-}
-
-#[derive(Debug, Default)]
-struct RoomLog {
-    state: Mutex<RoomState>,
-}
-
-#[derive(Debug, Default)]
-struct RoomState {
-    /// Retained messages in id order.
-    history: VecDeque<Message>,
-    /// Id of the latest message ever published.
-    last_id: Option<MessageId>,
-    /// Id of the newest message dropped from the history.
-    trimmed: Option<MessageId>,
-    /// Number of nodes holding each online user.
-    presence: Tally<String>,
-    /// The sink of each live subscription (each removes its own when dropped).
-    subscribers: Sinks,
-    /// Recently accepted nonces, while there are any: most rooms are idle, and an idle room
-    /// should not carry two empty tables.
-    dedup: Option<Box<Dedup>>,
-}
-
-/// The nonces a room remembers for idempotent sends.
-#[derive(Debug, Default)]
-struct Dedup {
-    /// Ids of recently accepted messages by (sender, nonce).
-    ids: HashMap<(String, String), MessageId>,
-    /// When each entry expires, oldest first.
-    order: VecDeque<(Instant, (String, String))>,
-}
-
-impl RoomState {
-    /// Hands a live event to every subscriber, if any.
-    fn emit(&self, event: RoomEvent) {
-        self.subscribers.deliver(event);
-    }
-
-    /// Forgets nonces whose window has passed (they expire in insertion order), giving back the
-    /// space a burst of sends grew.
-    fn expire_dedup(&mut self, now: Instant) {
-        let Some(dedup) = &mut self.dedup else {
-            return;
-        };
-        let before = dedup.order.len();
-        while dedup.order.front().is_some_and(|(until, _)| *until <= now) {
-            if let Some((_, key)) = dedup.order.pop_front() {
-                dedup.ids.remove(&key);
-            }
-        }
-        if dedup.order.is_empty() {
-            self.dedup = None;
-        } else if dedup.order.len() < before {
-            dedup.order.shrink_when_sparse();
-            dedup.ids.shrink_when_sparse();
-        }
-    }
-
-    /// The id of the message accepted under `key`, if it is remembered.
-    fn deduplicated(&self, key: &(String, String)) -> Option<MessageId> {
-        self.dedup.as_ref()?.ids.get(key).copied()
-    }
-
-    /// Whether the room holds nothing worth keeping.
-    fn is_idle(&self) -> bool {
-        self.history.is_empty()
-            && self.presence.is_empty()
-            && self.dedup.is_none()
-            && self.subscribers.is_empty()
-    }
-
-    /// Whether `since` is an id this history knows, so that what follows it is exactly what a
-    /// client that saw it missed (see [`Broker::recover`]): a retained message's, the newest
-    /// one trimmed away, or one of the two anchors every history has.
-    fn knows(&self, since: MessageId) -> bool {
-        since == MessageId::MAX
-            || (since == MessageId::MIN && self.trimmed.is_none())
-            || self.trimmed == Some(since)
-            || self.history.binary_search_by_key(&since, |m| m.id).is_ok()
-    }
-
-    /// Messages with ids above `after`, oldest first.
-    fn after(&self, after: Option<MessageId>) -> impl Iterator<Item = &Message> {
-        let start = after.map_or(0, |a| self.history.partition_point(|m| m.id <= a));
-        self.history.range(start..)
-    }
 }
 
 /// `<unix seconds>.<microseconds>`, like the Redis backend's: a new one each time a broker starts.

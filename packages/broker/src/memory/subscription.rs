@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use super::{RoomLog, lock};
+use super::room::RoomLog;
+use crate::lock;
 
 /// A node's subscription to one room of a [`MemoryBroker`](super::MemoryBroker); dropping it
 /// unsubscribes.

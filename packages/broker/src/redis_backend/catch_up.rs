@@ -15,27 +15,20 @@
 //! the last one delivered, delivers those; what it holds below that id cannot be told from what
 //! the sinks had, and is not delivered live (clients rejoining get the latest page).
 
-use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 use futures_util::StreamExt as _;
 
-use redis::Value;
-
-use super::RedisBrokerError;
-use super::codec::{decode_entries, parse_id};
-use super::router::Router;
-use super::shard::Backoff;
-use super::store::{Read, Store};
-use crate::{Message, MessageId, NODES_ROOM};
+use super::backoff::Backoff;
+use super::error::RedisBrokerError;
+use super::router::{Listed, Router};
+use super::store::{Found, Read, Store};
+use crate::MessageId;
 
 /// Rooms read at once.
 const CONCURRENCY: usize = 64;
 /// Messages, or members, read per request.
 const PAGE: usize = 1000;
-
-/// A room to catch up: its channel and the number of the hold it was listed under.
-pub(super) type Listed = (String, u32);
 
 /// Catches up every room listed after a reconnection, [`CONCURRENCY`] at a time; each is
 /// retried until Redis answers, or it is listed again, or unsubscribed.
@@ -110,7 +103,7 @@ async fn settle(
         trimmed,
         kept,
         mut members,
-    } = read(store, &room, from).await?;
+    } = store.catch_up_read(&room, from, PAGE).await?;
     // The message delivered last is gone, and not by trimming: the history it was part of is
     // lost, even when the new one already has messages with greater ids (a new master whose
     // clock was behind, written to since).
@@ -200,124 +193,6 @@ async fn settle(
     Ok(Settled::Done { delivered })
 }
 
-/// What a catch-up first reads of a room.
-struct Found {
-    /// The stream's newest id.
-    newest: Option<MessageId>,
-    /// The first page after the route's last id (none for a route not started).
-    page: Vec<Message>,
-    /// The newest id trimmed from the stream (not read for a route not started).
-    trimmed: Option<MessageId>,
-    /// Whether the stream still holds the message the route delivered last (true for a route
-    /// not started).
-    kept: bool,
-    /// Every member (`None` for the notices room), as a set made here rather than under the
-    /// router's lock.
-    members: Option<HashSet<Box<str>>>,
-}
-
-/// Reads what a catch-up needs of `room`, whose route delivered up to `from`, in one request
-/// (its keys share a slot).
-async fn read(
-    store: &Store,
-    room: &str,
-    from: Option<MessageId>,
-) -> Result<Found, RedisBrokerError> {
-    // The notices room has no members.
-    let presence = room != NODES_ROOM;
-    let after = from.and_then(|from| store.stream_command(room, Read::After(Some(from), PAGE)));
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
-    // From the end, there is always something to ask.
-    pipe.add_command(
-        store
-            .stream_command(room, Read::Before(None, 1))
-            .unwrap_or_default(),
-    );
-    let at = from.and_then(|from| store.stream_command(room, Read::At(from)));
-    if from.is_some() {
-        pipe.get(store.key(room, "trimmed"));
-    }
-    if let Some(at) = at.clone() {
-        pipe.add_command(at);
-    }
-    if presence {
-        let keys = store.keys(room);
-        pipe.cmd("EVALSHA")
-            .arg(store.scripts.members.get_hash())
-            .arg(2)
-            .arg(&keys.users)
-            .arg(&keys.names)
-            .arg("")
-            .arg(PAGE);
-    }
-    if let Some(after) = after.clone() {
-        pipe.add_command(after);
-    }
-    let replies: Vec<Value> = pipe.query_async(&mut store.conn.clone()).await?;
-    let mut replies = replies.into_iter();
-    let newest = decode_entries(room, reply(replies.next())?)?;
-    let trimmed: Option<String> = match from {
-        Some(_) => reply(replies.next())?,
-        None => None,
-    };
-    let kept = match at {
-        Some(_) => !decode_entries(room, reply(replies.next())?)?.is_empty(),
-        None => true,
-    };
-    let members = match (presence, replies.next()) {
-        (false, _) => None,
-        // Not loaded on this server yet (a restart, a new master): loaded by the call.
-        (true, Some(Value::ServerError(err))) if err.code() == "NOSCRIPT" => {
-            Some(self::members(store, room, Vec::new()).await?)
-        }
-        (true, first) => {
-            let (first, more): (Vec<String>, i64) = reply(first)?;
-            Some(if more == 1 {
-                self::members(store, room, first).await?
-            } else {
-                first
-            })
-        }
-    };
-    let page = match after {
-        Some(_) => decode_entries(room, reply(replies.next())?)?,
-        None => Vec::new(),
-    };
-    Ok(Found {
-        newest: newest.first().map(|newest| newest.id),
-        page,
-        trimmed: trimmed.as_deref().map(parse_id).transpose()?,
-        kept,
-        members: members.map(|members| members.into_iter().map(Into::into).collect()),
-    })
-}
-
-/// One reply of a pipeline, as `T`.
-fn reply<T: redis::FromRedisValue>(value: Option<Value>) -> Result<T, RedisBrokerError> {
-    match value {
-        None => Err(RedisBrokerError::Corrupt("a reply is missing".to_owned())),
-        Some(Value::ServerError(err)) => Err(redis::RedisError::from(err).into()),
-        Some(value) => Ok(redis::from_redis_value(value).map_err(redis::RedisError::from)?),
-    }
-}
-
-/// Every member of `room`, by name: `first` (a first page), then the pages after it.
-async fn members(
-    store: &Store,
-    room: &str,
-    mut all: Vec<String>,
-) -> Result<Vec<String>, RedisBrokerError> {
-    loop {
-        let page = store
-            .members_page(room, all.last().map(String::as_str), PAGE)
-            .await?;
-        all.extend(page.members);
-        if !page.has_more {
-            return Ok(all);
-        }
-    }
-}
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -340,14 +215,14 @@ mod tests {
         let (store, router) = on_redis(&redis).await;
         for seq in 1..=3 {
             let entry = super::super::codec::encode_message("a", None, &seq.to_string());
-            let stream = store.key("r", "stream");
+            let stream = store.names.stream("r");
             let added = redis
                 .command(&["XADD", &stream, &format!("5-{seq}"), "d", &entry])
                 .await;
             assert!(added.is_some_and(|r| r.starts_with('$')));
         }
         let record = Arc::new(Record::default());
-        let channel = store.channel("r");
+        let channel = store.names.channel("r");
         router.add(&channel, "r", Arc::clone(&record) as Arc<dyn RoomSink>);
         let hold = router.with_route(&channel, Route::hold).unwrap();
         catch_up(&store, &router, vec![(channel.clone(), hold)]).await;
@@ -369,7 +244,7 @@ mod tests {
         let redis = skat_testkit::RedisServer::start().await;
         let proxy = skat_testkit::Proxy::start(redis.port()).await;
         let (store, router) = on_proxy(&proxy).await;
-        let stream = store.key("r", "stream");
+        let stream = store.names.stream("r");
         let add = |seq: u64| {
             let (redis, stream) = (&redis, &stream);
             async move {
@@ -381,7 +256,7 @@ mod tests {
         };
         add(1).await;
         let record = Arc::new(Record::default());
-        let channel = store.channel("r");
+        let channel = store.names.channel("r");
         router.add(&channel, "r", Arc::clone(&record) as Arc<dyn RoomSink>);
         // The subscription's start, then the re-listing after a drop.
         router.with_route(&channel, Route::hold).unwrap();
@@ -411,7 +286,7 @@ mod tests {
     async fn a_lost_history_is_noticed_when_the_new_one_has_greater_ids() {
         let redis = skat_testkit::RedisServer::start().await;
         let (store, router) = on_redis(&redis).await;
-        let stream = store.key("r", "stream");
+        let stream = store.names.stream("r");
         let add = |id: &'static str| {
             let (redis, stream) = (&redis, &stream);
             async move {
@@ -422,12 +297,12 @@ mod tests {
         };
         add("5-1").await;
         let record = Arc::new(Record::default());
-        let channel = store.channel("r");
+        let channel = store.names.channel("r");
         router.add(&channel, "r", Arc::clone(&record) as Arc<dyn RoomSink>);
         router.with_route(&channel, |route| {
             route.start_at(MessageId { ms: 5, seq: 1 });
         });
-        let epoch = store.epoch_key("r");
+        let epoch = store.names.epoch("r");
         assert!(redis.command(&["SET", &epoch, "old"]).await.is_some());
         // Failed over: the new master never had 5-1, and its clock was behind.
         assert!(redis.command(&["DEL", &stream]).await.is_some());
@@ -446,9 +321,9 @@ mod tests {
     }
 
     async fn on_url(url: String) -> (Store, Router) {
-        let config = super::super::RedisConfig::new(url, "unit");
-        let (link, _) = super::super::link::connect(&config).await.unwrap();
-        let router = Router::new(&config, tokio::sync::watch::channel(false).0);
+        let config = super::super::config::RedisConfig::new(url, "unit");
+        let link = super::super::link::connect(&config).await.unwrap();
+        let router = Router::new();
         let store = Store::new(config, super::super::retry::Retrying::new(link));
         (store, router)
     }

@@ -1,12 +1,124 @@
-//! The private encoding of messages and events in Redis.
+//! The private encodings of the Redis backend: the names of its keys and channels, and the
+//! text form of messages and events.
 //!
 //! Messages are stored and published in a compact text form private to this module (this crate
 //! does not speak JSON): `<from>\n<nonce byte length or ->\n<nonce><body>`. The published form
-//! prefixes `m<id>\n`; presence events are `p1<user>` / `p0<user>`, typing events `t<user>`,
-//! disconnect notices `k<user>\n<reason>`.
+//! prefixes `m<id>\n`; presence events are `p1<user>` / `p0<user>` (written by the scripts),
+//! typing events `t<user>`, disconnect notices `k<user>\n<reason>`.
+//!
+//! A node instance is named `<node id>:<claim token>` ([`instance_name`]). Every key and channel
+//! name is made by [`Names`], under the configured prefix (see the
+//! backend's module docs for what each holds): a room's are hash-tagged `{<room>}`, so that they
+//! share a cluster slot.
 
-use super::RedisBrokerError;
+use super::error::RedisBrokerError;
 use crate::{Message, MessageId, RoomEvent};
+
+/// The names of the backend's keys and channels, under the configured prefix: the one place
+/// they are made.
+#[derive(Debug, Clone)]
+pub(super) struct Names {
+    prefix: Box<str>,
+}
+
+impl Names {
+    pub(super) fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// One key of a room: `<prefix>{<room>}:<kind>`, hash-tagged so a room's keys share a slot.
+    fn key(&self, room: &str, kind: &str) -> String {
+        format!("{}{{{room}}}:{kind}", self.prefix)
+    }
+
+    /// The room's messages, a Redis Stream.
+    pub(super) fn stream(&self, room: &str) -> String {
+        self.key(room, "stream")
+    }
+
+    /// The room's pub/sub channel.
+    pub(super) fn channel(&self, room: &str) -> String {
+        self.key(room, "events")
+    }
+
+    /// The newest message id trimmed from the room's stream.
+    pub(super) fn trimmed(&self, room: &str) -> String {
+        self.key(room, "trimmed")
+    }
+
+    /// The room's count hash of members (user → instances holding it).
+    pub(super) fn users(&self, room: &str) -> String {
+        self.key(room, "users")
+    }
+
+    /// The names of the room's members: the users hash's keys as a sorted set with every score
+    /// 0, so members page by name.
+    pub(super) fn by_name(&self, room: &str) -> String {
+        self.key(room, "names")
+    }
+
+    /// The room's history epoch (see [`Broker::epoch`](crate::Broker::epoch)).
+    pub(super) fn epoch(&self, room: &str) -> String {
+        self.key(room, "epoch")
+    }
+
+    /// The set of the users node instance `instance` holds in `room`.
+    pub(super) fn held(&self, room: &str, instance: &str) -> String {
+        format!("{}{{{room}}}:held:{instance}", self.prefix)
+    }
+
+    /// The dedup key of a sender's nonce: a room's key like the others (a cluster needs every
+    /// key of a script in one slot); the sender's name cannot contain a newline.
+    pub(super) fn dedup(&self, room: &str, from: &str, nonce: &str) -> String {
+        format!("{}{{{room}}}:dedup:{from}\n{nonce}", self.prefix)
+    }
+
+    /// The dedup key of a publish that came without a nonce, under the node's own `n`th
+    /// (`tag`: the node's instance at start): `sent:` cannot be mistaken for a sender's
+    /// `dedup:`.
+    pub(super) fn own_dedup(&self, room: &str, tag: &str, n: u64) -> String {
+        format!("{}{{{room}}}:sent:{tag}:{n}", self.prefix)
+    }
+
+    /// The rooms `instance` has held entries in.
+    pub(super) fn instance_rooms(&self, instance: &str) -> String {
+        format!("{}instance:{instance}:rooms", self.prefix)
+    }
+
+    /// The claim on node id `node_id` (see `claim`).
+    pub(super) fn claim(&self, node_id: &str) -> String {
+        format!("{}node:{node_id}", self.prefix)
+    }
+
+    /// The registry of node instances: instance → its last heartbeat (Unix ms).
+    pub(super) fn nodes(&self) -> String {
+        format!("{}nodes", self.prefix)
+    }
+
+    /// The lock of the node sweeping dead instance `instance`.
+    pub(super) fn sweep_lock(&self, instance: &str) -> String {
+        format!("{}sweep:{instance}", self.prefix)
+    }
+
+    /// The index of rooms ([`Broker::rooms`](crate::Broker::rooms)).
+    pub(super) fn rooms(&self) -> String {
+        format!("{}rooms", self.prefix)
+    }
+}
+
+/// The name of node `node_id`'s instance holding the claim `token`: `<node id>:<token>`.
+pub(super) fn instance_name(node_id: &str, token: &str) -> String {
+    format!("{node_id}:{token}")
+}
+
+/// The node id and claim token of an instance (`<node id>:<token>`), split at the last `:`: a
+/// token has none, and neither has a valid node id, so the id is exact (an older node's id
+/// could hold one: `chat:2`'s instances are not `chat`'s).
+pub(super) fn split_instance(instance: &str) -> Option<(&str, &str)> {
+    instance.rsplit_once(':')
+}
 
 /// Encodes a message for the stream: `<from>\n<nonce byte length or ->\n<nonce><body>`.
 pub(super) fn encode_message(from: &str, nonce: Option<&str>, body: &str) -> String {
@@ -14,6 +126,11 @@ pub(super) fn encode_message(from: &str, nonce: Option<&str>, body: &str) -> Str
         Some(nonce) => format!("{from}\n{}\n{nonce}{body}", nonce.len()),
         None => format!("{from}\n-\n{body}"),
     }
+}
+
+/// Encodes a typing event: `t<user>`.
+pub(super) fn encode_typing(user: &str) -> String {
+    format!("t{user}")
 }
 
 /// Encodes a disconnect notice: `k<user>\n<reason>`.
@@ -150,6 +267,26 @@ mod tests {
     }
 
     #[test]
+    fn names_are_hash_tagged_by_room() {
+        let names = Names::new("skat:");
+        assert_eq!(names.stream("general"), "skat:{general}:stream");
+        assert_eq!(names.channel("general"), "skat:{general}:events");
+        assert_eq!(names.by_name("general"), "skat:{general}:names");
+        assert_eq!(names.held("general", "n:t"), "skat:{general}:held:n:t");
+        assert_eq!(
+            names.dedup("general", "bob", "c-1"),
+            "skat:{general}:dedup:bob\nc-1"
+        );
+        assert_eq!(
+            names.own_dedup("general", "n:t", 7),
+            "skat:{general}:sent:n:t:7"
+        );
+        assert_eq!(names.instance_rooms("n:t"), "skat:instance:n:t:rooms");
+        assert_eq!(instance_name("chat", "t"), "chat:t");
+        assert_eq!(split_instance("chat:2:t"), Some(("chat:2", "t")));
+    }
+
+    #[test]
     fn events_decode() {
         assert_eq!(
             decode_event("r", b"p1bob").unwrap(),
@@ -173,6 +310,10 @@ mod tests {
                 room: "r".into(),
                 user: "bob".into()
             }
+        );
+        assert_eq!(
+            decode_event("r", encode_typing("bob").as_bytes()).unwrap(),
+            decode_event("r", b"tbob").unwrap()
         );
         assert_eq!(
             decode_event("~nodes", encode_disconnect("bob", "bye\nnow").as_bytes()).unwrap(),

@@ -23,7 +23,7 @@ use redis::{
 };
 use tokio::sync::mpsc;
 
-use super::RedisConfig;
+use super::config::RedisConfig;
 use super::link::{certificates, seeds, tcp_settings};
 
 /// The address of one Redis server: host and port.
@@ -198,6 +198,8 @@ impl Driver {
         kind: PushKind,
         channels: &[&str],
     ) -> Result<Vec<String>, DriverError> {
+        // One command per channel, pipelined, each reply checked: the connection's
+        // `subscribe` methods send one channel per round trip and keep no such check.
         let mut pipe = redis::pipe();
         for channel in channels {
             pipe.cmd(command).arg(channel);
@@ -285,7 +287,7 @@ impl Driver {
 
     /// Checks the connection answers, and in step.
     pub(super) async fn ping(&mut self) -> Result<(), DriverError> {
-        match redis::cmd("PING")
+        match redis::Cmd::ping()
             .query_async::<Value>(&mut self.conn)
             .await?
         {

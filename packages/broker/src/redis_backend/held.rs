@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::SortedMap;
+use crate::collections::SortedMap;
 use crate::sparse::ShrinkWhenSparse as _;
 
 /// The presence entries this node holds, by room: each room's name is kept once, not once per

@@ -1,5 +1,6 @@
-//! The connections to Redis, to one server or to a Redis Cluster: [`Link`] carries commands,
-//! [`PubSubSource`] makes the live-event connections (see `driver`).
+//! The command connections to Redis, to one server or to a Redis Cluster ([`Link`]), and the
+//! settings every connection of the node shares (TCP keepalive, TLS, the cluster's seeds), which
+//! the live-event connections use too (see `driver`).
 //!
 //! In a cluster, a room's keys and its channel share the hash tag `{room}`, so a room lives on
 //! one shard: its commands and scripts go to that shard's master (the `redis` crate's cluster
@@ -15,8 +16,7 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 
-use super::RedisConfig;
-use super::driver::PubSubSource;
+use super::config::RedisConfig;
 use super::watched::Watched;
 
 /// A command connection to one Redis server or to a cluster.
@@ -89,15 +89,15 @@ impl ConnectionLike for Link {
 }
 
 impl Link {
-    /// Sends `pipeline` of `count` commands to `room`'s master, as one: in a cluster it is
-    /// routed by the room's slot as a whole, and a `MOVED` or `ASK` sends it all on to the node
+    /// Sends `pipeline` of `count` commands to the master of `key` (a room's key: the master
+    /// of the room), as one: in a cluster it is routed by the key's slot as a whole, and a `MOVED` or `ASK` sends it all on to the node
     /// named, so every command of it runs on the same connection of the same master. A `WAIT`
     /// sent after a write on its own would be routed by the connection's slot map alone, which
     /// may be stale after a failover or a slot move: it could run on a replica (an error) or on
     /// another master (a false count).
     pub(super) async fn send_to_master_of(
         &mut self,
-        room: &str,
+        key: &str,
         pipeline: Pipeline,
         count: usize,
     ) -> redis::RedisResult<Vec<Value>> {
@@ -105,7 +105,7 @@ impl Link {
             Self::Single(_) | Self::Own(_) => self.send_pipeline(&pipeline, 0, count).await,
             Self::Cluster(conn) => {
                 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
-                let route = Route::new(slot(room), SlotAddr::Master);
+                let route = Route::with_key(key, SlotAddr::Master);
                 conn.route_pipeline(
                     pipeline,
                     0,
@@ -116,22 +116,6 @@ impl Link {
             }
         }
     }
-}
-
-/// The cluster slot of `room`'s keys, all tagged `{room}`: CRC16 (XMODEM) of the tag, mod 16384.
-pub(super) fn slot(room: &str) -> u16 {
-    let mut crc: u16 = 0;
-    for byte in room.bytes() {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc & 0x3fff
 }
 
 /// Keepalive probes, so the kernel notices a peer that vanished, and no Nagle delay on small
@@ -206,14 +190,14 @@ pub(super) fn client(config: &RedisConfig) -> redis::RedisResult<redis::Client> 
 const PROBE_MIN: Duration = Duration::from_millis(50);
 const PROBE_MAX: Duration = Duration::from_secs(1);
 
-/// Connects the command link and prepares the pub/sub source, for one server or a cluster.
-pub(super) async fn connect(config: &RedisConfig) -> redis::RedisResult<(Link, PubSubSource)> {
+/// Connects the command link, to one server or a cluster.
+pub(super) async fn connect(config: &RedisConfig) -> redis::RedisResult<Link> {
     if config.cluster {
         let link = cluster_builder(config)?
             .build()?
             .get_async_connection()
             .await?;
-        return Ok((Link::Cluster(link), PubSubSource::new(config)?));
+        return Ok(Link::Cluster(link));
     }
     let client = client(config)?;
     let manager_config = ConnectionManagerConfig::new()
@@ -223,18 +207,5 @@ pub(super) async fn connect(config: &RedisConfig) -> redis::RedisResult<(Link, P
         .set_max_delay(Duration::from_millis(500));
     let probe_every = (config.command_timeout / 4).clamp(PROBE_MIN, PROBE_MAX);
     let link = Watched::connect(client, manager_config, probe_every).await?;
-    Ok((Link::Single(link), PubSubSource::new(config)?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slots_match_redis() {
-        // `CLUSTER KEYSLOT` of the same strings on Redis 7.
-        assert_eq!(slot("123456789"), 12739);
-        assert_eq!(slot("foo"), 12182);
-        assert_eq!(slot("general"), slot("general"));
-    }
+    Ok(Link::Single(link))
 }

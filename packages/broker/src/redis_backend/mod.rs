@@ -117,19 +117,24 @@
 //!
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
+mod backoff;
 mod catch_up;
 mod claim;
 mod codec;
+mod config;
 mod driver;
+mod error;
+mod failures;
 mod held;
+mod lease;
 mod link;
 mod presence;
 mod publish;
+mod replicas;
 mod reply;
 mod retry;
 mod rooms;
@@ -137,147 +142,53 @@ mod route;
 mod router;
 mod scripts;
 mod shard;
+mod shards;
+mod slots;
 mod store;
+mod subscription;
 mod sweep;
 mod topology;
 mod waits;
 mod watched;
 
-use claim::{Claim, claim_task};
-use codec::{Entries, decode_entries};
-use presence::maintenance_task;
-use publish::Nonces;
+use claim::Claim;
+pub use config::{ConfigError, RedisConfig};
+use driver::PubSubSource;
+pub use error::RedisBrokerError;
+use lease::Leases;
+use presence::Presence;
+use publish::Publisher;
 use retry::Retrying;
-pub use router::RedisSubscription;
 use router::Router;
+use shard::PubSub;
+use shards::Shards;
 use store::{Read, Store};
+pub use subscription::RedisSubscription;
 use waits::Waits;
 
 use crate::{
-    Broker, BrokerStats, HistoryPage, MembersPage, Message, MessageId, NODES_ROOM, NewMessage,
-    Published, Recovery, Resume, RoomSink, RoomsPage, Snapshot,
+    Broker, BrokerStats, HistoryPage, MembersPage, Message, MessageId, NewMessage, Published,
+    Recovery, Resume, RoomSink, RoomsPage, Snapshot,
 };
-
-/// Settings of a [`RedisBroker`].
-#[derive(Debug, Clone)]
-pub struct RedisConfig {
-    /// Redis URL, e.g. `redis://127.0.0.1:6379/`.
-    pub url: String,
-    /// Prefix of every key and channel.
-    pub prefix: String,
-    /// Messages kept per room stream.
-    pub stream_len: usize,
-    /// This node's id, which owns its presence entries: unique among live nodes, and valid for
-    /// [`crate::check_node_id`] (no `:`).
-    pub node_id: String,
-    /// How long the node's claim on its id lives without a refresh: a node that stops
-    /// heartbeating (a crash, a partition) is swept by the others, its users offline, about this
-    /// long after its last refresh. Presence entries themselves never expire (see `presence`).
-    pub presence_ttl: Duration,
-    /// How often this node refreshes its claim and stamps the registry, and sweeps dead
-    /// instances (at most half the presence TTL).
-    pub heartbeat: Duration,
-    /// Live events a room holds back while it catches up from its stream after the pub/sub
-    /// connection came back; past it, held messages are dropped and read from the stream again.
-    /// A bound, not an allocation.
-    pub channel_capacity: usize,
-    /// Timeout of each Redis command and connection attempt.
-    pub command_timeout: Duration,
-    /// How often the pub/sub connection is checked with a PING (answered within
-    /// `command_timeout`, or the connection is made again and every room caught up).
-    pub pubsub_ping: Duration,
-    /// How long a sender's nonce is remembered for idempotent sends.
-    pub dedup_window: Duration,
-    /// With a `rediss://` URL: the PEM certificates of the CAs to trust for Redis's
-    /// certificate, instead of the system's.
-    pub tls_ca: Option<Vec<u8>>,
-    /// `url` is a comma-separated list of seed nodes of a Redis Cluster (Redis 7): rooms are
-    /// spread over its shards and their live events use sharded pub/sub (see `link`).
-    pub cluster: bool,
-    /// Replicas that should have a message before `publish` confirms it (Redis `WAIT`, for up
-    /// to a tenth of `command_timeout`; 0: the master's own write is enough). With 1, a master
-    /// that dies and is replaced by its replica loses no confirmed message, but for the
-    /// shortfalls `waits` describes (no replica in sync, a replica lagging past the wait),
-    /// which are logged as warnings.
-    pub wait_replicas: u32,
-    /// How long a room with history is kept unused (no message sent, nobody joining) before its
-    /// history, epoch and trimmed marker expire; `None`: for good. A room that never had a
-    /// message keeps nothing for good either way: its epoch expires after this or an hour,
-    /// whichever is shorter.
-    pub room_ttl: Option<Duration>,
-}
-
-/// How long the epoch of a room without history (only joined) lives, at most: no room name a
-/// client joins leaves a key for good. A client that resumes it later gets `recovered: false`,
-/// which costs it nothing, since there was nothing to recover.
-const EMPTY_ROOM_TTL: Duration = Duration::from_secs(3600);
-
-impl RedisConfig {
-    /// Defaults for the given URL and node id.
-    pub fn new(url: impl Into<String>, node_id: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            prefix: "skat:".to_owned(),
-            stream_len: 10_000,
-            node_id: node_id.into(),
-            presence_ttl: Duration::from_secs(25),
-            heartbeat: Duration::from_secs(5),
-            channel_capacity: 4096,
-            command_timeout: Duration::from_secs(2),
-            pubsub_ping: Duration::from_secs(5),
-            dedup_window: crate::DEFAULT_DEDUP_WINDOW,
-            tls_ca: None,
-            cluster: false,
-            wait_replicas: 0,
-            room_ttl: None,
-        }
-    }
-}
-
-/// Errors of the Redis backend.
-#[derive(Debug, thiserror::Error)]
-pub enum RedisBrokerError {
-    /// A Redis command failed or could not be sent.
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    /// The node's pub/sub connection is down, so it cannot subscribe.
-    #[error("redis pub/sub connection is down")]
-    Unavailable,
-    /// Redis holds data this backend did not write.
-    #[error("malformed data in redis: {0}")]
-    Corrupt(String),
-    /// Another live node runs with this node's id.
-    #[error(
-        "node id {0:?} is held by another live node: every node needs its own SKAT_NODE_ID (a node that died holds it one presence TTL more)"
-    )]
-    NodeIdTaken(String),
-    /// The configured node id cannot name a node (see [`crate::check_node_id`]).
-    #[error(transparent)]
-    InvalidNodeId(#[from] crate::InvalidNodeId),
-    /// The node's claim on its id could not be kept alive lately (Redis was out of its reach),
-    /// so it may have lapsed: presence writes wait for it to be made again, and this one waited
-    /// in vain.
-    #[error(
-        "the node's claim on its id may have lapsed (Redis out of reach): presence not written"
-    )]
-    Lapsed,
-}
 
 /// The Redis [`Broker`]: create it once per node with [`RedisBroker::connect`].
 ///
 /// Dropping it stops its background tasks (pub/sub and heartbeats).
 #[derive(Debug)]
 pub struct RedisBroker {
-    /// Commands, scripts and the presence this node holds.
+    /// Commands and scripts.
     store: Arc<Store>,
-    /// The pub/sub side: rooms and their sinks.
-    router: Arc<Router>,
+    /// The instance this node runs as, and its lease.
+    leases: Arc<Leases>,
+    /// The presence this node holds.
+    presence: Arc<Presence>,
     /// This node's claim on its id.
     claim: Arc<Claim>,
-    /// With `wait_replicas`: the publishes that wait for replicas.
-    waits: Option<Waits>,
-    /// The nonces of publishes that came without one.
-    nonces: Nonces,
+    /// The send path.
+    publisher: Publisher,
+    /// The pub/sub side: rooms and their sinks, and the shards' drivers.
+    router: Arc<Router>,
+    shards: Arc<Shards>,
     tasks: Vec<AbortHandle>,
 }
 
@@ -288,6 +199,7 @@ impl Drop for RedisBroker {
         for task in &self.tasks {
             task.abort();
         }
+        self.shards.stop_all();
         self.router.close_all();
     }
 }
@@ -295,41 +207,48 @@ impl Drop for RedisBroker {
 impl RedisBroker {
     /// Connects to Redis and starts this node's pub/sub and heartbeat tasks.
     ///
-    /// Fails if the node id is invalid ([`crate::check_node_id`]) or Redis cannot be reached
-    /// now; after that, outages are survived (see the module docs) and reported through
-    /// [`Broker::is_ready`] and failed calls.
+    /// Fails if the settings cannot work ([`RedisConfig::validate`]: nothing is connected then)
+    /// or Redis cannot be reached now; after that, outages are survived (see the module docs)
+    /// and reported through [`Broker::is_ready`] and failed calls.
     pub async fn connect(config: RedisConfig) -> Result<Self, RedisBrokerError> {
-        crate::check_node_id(&config.node_id)?;
-        let (link, pubsub) = link::connect(&config).await?;
+        config.validate()?;
+        let link = link::connect(&config).await?;
+        let source = Arc::new(PubSubSource::new(&config)?);
         let waits = (config.wait_replicas > 0)
             .then(|| Waits::new(&config))
             .transpose()?;
-        let conn = Retrying::new(link);
         let (ready, mut ready_rx) = watch::channel(false);
-        let store = Arc::new(Store::new(config, conn));
-        let claim = Arc::new(Claim::new(&store));
-        claim.acquire(&store).await?;
-        sweep::start(&store).await?;
-        let router = Arc::new(Router::new(&store.config, ready));
-        let pubsub = tokio::spawn(topology::pubsub_task(
-            Arc::clone(&store),
-            Arc::clone(&router),
-            pubsub,
-        ))
-        .abort_handle();
-        let claim_keeper =
-            tokio::spawn(claim_task(Arc::clone(&store), Arc::clone(&claim))).abort_handle();
-        let maintenance = tokio::spawn(maintenance_task(Arc::clone(&store))).abort_handle();
-        let broker = Self {
-            nonces: Nonces::new(&store.instance()),
-            store,
-            router,
-            claim,
-            waits,
-            tasks: vec![pubsub, claim_keeper, maintenance],
+        let timeout = config.command_timeout;
+        let store = Arc::new(Store::new(config, Retrying::new(link)));
+        let leases = Arc::new(Leases::new());
+        let claim = Arc::new(Claim::new(Arc::clone(&store), Arc::clone(&leases)));
+        claim.acquire().await?;
+        sweep::start(&store, &leases).await?;
+        let presence = Arc::new(Presence::new(Arc::clone(&store), Arc::clone(&leases)));
+        let router = Arc::new(Router::new());
+        let shards = Arc::new(Shards::new(timeout, ready));
+        let pubsub = PubSub {
+            store: Arc::clone(&store),
+            router: Arc::clone(&router),
+            shards: Arc::clone(&shards),
+            source,
         };
-        let timeout = broker.store.config.command_timeout * 2;
-        match tokio::time::timeout(timeout, ready_rx.wait_for(|ready| *ready)).await {
+        let tasks = vec![
+            tokio::spawn(topology::pubsub_task(pubsub)).abort_handle(),
+            tokio::spawn(Arc::clone(&claim).task()).abort_handle(),
+            tokio::spawn(Arc::clone(&presence).maintenance_task()).abort_handle(),
+        ];
+        let broker = Self {
+            publisher: Publisher::new(Arc::clone(&store), waits, &leases.instance()),
+            store,
+            leases,
+            presence,
+            claim,
+            router,
+            shards,
+            tasks,
+        };
+        match tokio::time::timeout(timeout * 2, ready_rx.wait_for(|ready| *ready)).await {
             Ok(Ok(_)) => Ok(broker),
             _ => Err(RedisBrokerError::Unavailable),
         }
@@ -344,8 +263,8 @@ impl RedisBroker {
     /// claim to expire. Call it on an orderly stop, after the last connection is closed.
     /// It also removes the presence entries it still holds (announcing `offline` for them).
     pub async fn release_node_id(&self) -> Result<(), RedisBrokerError> {
-        sweep::stop(&self.store).await?;
-        self.claim.release(&self.store).await
+        sweep::stop(&self.store, &self.leases).await?;
+        self.claim.release().await
     }
 }
 
@@ -354,7 +273,7 @@ impl Broker for RedisBroker {
     type Subscription = RedisSubscription;
 
     async fn publish(&self, new: NewMessage) -> Result<Published, RedisBrokerError> {
-        self.send(new).await
+        self.publisher.publish(new).await
     }
 
     async fn subscribe(
@@ -362,19 +281,9 @@ impl Broker for RedisBroker {
         room: &str,
         sink: Arc<dyn RoomSink>,
     ) -> Result<RedisSubscription, RedisBrokerError> {
-        let channel = self.store.channel(room);
-        let (id, start) = self.router.add(&channel, room, sink);
-        // From here on, dropping `subscription` unregisters the sink.
-        let subscription = RedisSubscription {
-            router: Arc::clone(&self.router),
-            channel,
-            id,
-        };
-        // Live from the stream's end as of now.
-        self.router
-            .subscribe(&self.store, &subscription.channel, start)
-            .await?;
-        self.index_room(room).await;
+        let subscription =
+            subscription::subscribe(&self.store, &self.router, &self.shards, room, sink).await?;
+        rooms::index(&self.store, room).await;
         Ok(subscription)
     }
 
@@ -400,25 +309,15 @@ impl Broker for RedisBroker {
         since: MessageId,
         bounds: Recovery,
     ) -> Result<Option<Vec<Message>>, RedisBrokerError> {
-        // The join script without presence: the trimmed check and the chunked reads are one
-        // atomic script there, so nothing is trimmed between the check and the read.
-        let resume = Resume {
-            since: Some(since),
-            epoch: None,
-            recovery: bounds,
-            page: 1,
-            members: 0,
-        };
-        let snapshot = self.join_snapshot(room, "", false, resume).await?;
-        Ok(snapshot.recovered.then_some(snapshot.messages))
+        self.store.recover(room, since, bounds).await
     }
 
     async fn presence_join(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
-        presence::join(&self.store, room, user).await
+        self.presence.join(room, user).await
     }
 
     async fn presence_leave(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
-        presence::leave(&self.store, room, user).await
+        self.presence.leave(room, user).await
     }
 
     async fn join_snapshot(
@@ -428,72 +327,12 @@ impl Broker for RedisBroker {
         join_presence: bool,
         resume: Resume<'_>,
     ) -> Result<Snapshot, RedisBrokerError> {
-        let Resume {
-            since,
-            epoch,
-            recovery,
-            page,
-            members: members_bound,
-        } = resume;
-        let writing = if join_presence {
-            Some(presence::writing(&self.store, room).await?)
-        } else {
-            None
-        };
-        let keys = self.store.keys(room);
-        let held = writing.as_ref().map_or_else(
-            || self.store.own_held_key(room),
-            presence::Writing::held_key,
-        );
-        type Reply = (Vec<String>, Entries, i64, String, i64);
-        let (members, entries, recovered, epoch, more_members): Reply =
-            Store::with_presence_keys(&self.store.scripts.join, &held, &keys)
-                .key(&keys.stream)
-                .key(&keys.trimmed)
-                .key(self.store.epoch_key(room))
-                .arg(user)
-                .arg(if join_presence { "1" } else { "0" })
-                .arg(since.map_or_else(String::new, |id| id.to_string()))
-                .arg(recovery.limit)
-                .arg(page)
-                .arg(recovery.max_bytes)
-                .arg(skat_protocol::MESSAGE_FRAMING + skat_protocol::escaped_len(room))
-                .arg(epoch.unwrap_or(""))
-                .arg(members_bound)
-                .arg(writing.as_ref().map_or(0, |writing| writing.lease.until_ms))
-                .invoke_async(&mut self.store.conn.clone())
-                .await
-                .map_err(|err| presence::refused(&self.store, err))?;
-        if let Some(writing) = writing {
-            writing.hold(user);
-        }
-        let mut messages = decode_entries(room, entries)?;
-        let recovered = recovered == 1;
-        if !recovered {
-            // The latest page comes newest first.
-            messages.reverse();
-        }
-        Ok(Snapshot {
-            members,
-            more_members: more_members == 1,
-            messages,
-            recovered,
-            epoch,
-        })
+        let holding = join_presence.then_some(user);
+        self.presence.snapshot(room, holding, resume).await
     }
 
     async fn epoch(&self, room: &str) -> Result<String, RedisBrokerError> {
-        let keys = self.store.keys(room);
-        let epoch: String = self
-            .store
-            .scripts
-            .epoch
-            .key(&keys.stream)
-            .key(&keys.trimmed)
-            .key(self.store.epoch_key(room))
-            .invoke_async(&mut self.store.conn.clone())
-            .await?;
-        Ok(epoch)
+        self.store.epoch(room).await
     }
 
     async fn members(
@@ -506,21 +345,11 @@ impl Broker for RedisBroker {
     }
 
     async fn typing(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
-        let _: i64 = redis::cmd(self.store.publish_command())
-            .arg(self.store.channel(room))
-            .arg(format!("t{user}"))
-            .query_async(&mut self.store.conn.clone())
-            .await?;
-        Ok(())
+        self.store.typing(room, user).await
     }
 
     async fn disconnect(&self, user: &str, reason: &str) -> Result<(), RedisBrokerError> {
-        let _: i64 = redis::cmd(self.store.publish_command())
-            .arg(self.store.channel(NODES_ROOM))
-            .arg(codec::encode_disconnect(user, reason))
-            .query_async(&mut self.store.conn.clone())
-            .await?;
-        Ok(())
+        self.store.disconnect(user, reason).await
     }
 
     async fn rooms(
@@ -528,13 +357,13 @@ impl Broker for RedisBroker {
         after: Option<&str>,
         limit: usize,
     ) -> Result<RoomsPage, RedisBrokerError> {
-        self.list_rooms(after, limit).await
+        rooms::list(&self.store, after, limit).await
     }
 
     fn is_ready(&self) -> bool {
         // The pub/sub side's, the command connection's (see `watched`), and the lease's: without
         // one, presence writes (every join) are refused (see `claim`).
-        self.router.is_ready() && self.store.conn.is_up() && claim::lease_running(&self.store)
+        self.shards.is_ready() && self.store.is_up() && self.leases.running()
     }
 
     fn stats(&self) -> BrokerStats {

@@ -20,11 +20,13 @@
 //! up after two). A sender's nonce is kept the whole window, as its client may send again much
 //! later. At 10,000 nonce-less messages a second that is ~20 MB of keys instead of ~240 MB.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::codec::{encode_message, parse_id};
-use super::store::Read;
-use super::{RedisBroker, RedisBrokerError};
+use super::error::RedisBrokerError;
+use super::store::{Read, Store};
+use super::waits::{self, Waits};
 use crate::{NewMessage, Published};
 
 /// How many command timeouts the dedup key of a node's own nonce lives (at most the dedup
@@ -32,65 +34,61 @@ use crate::{NewMessage, Published};
 /// attempt still on its way to Redis when the node gave up on it.
 const OWN_NONCE_TIMEOUTS: u32 = 5;
 
-/// Makes the nonces of a node's publishes that came without one.
+/// The node's send path.
 #[derive(Debug)]
-pub(super) struct Nonces {
-    /// The node's instance when it started: unique among nodes and runs.
+pub(super) struct Publisher {
+    store: Arc<Store>,
+    /// With `wait_replicas`: the publishes that wait for replicas.
+    waits: Option<Waits>,
+    /// The node's instance when it started: unique among nodes and runs, it tags the nonces
+    /// of publishes that came without one.
     tag: Box<str>,
+    /// The next of those nonces.
     next: AtomicU64,
 }
 
-impl Nonces {
-    pub(super) fn new(instance: &str) -> Self {
+impl Publisher {
+    /// The send path of the node `store` names, which started as `instance`.
+    pub(super) fn new(store: Arc<Store>, waits: Option<Waits>, instance: &str) -> Self {
         Self {
+            store,
+            waits,
             tag: instance.into(),
             next: AtomicU64::new(0),
         }
     }
 
-    /// The kind of the next dedup key of the node's own (see `Store::key`): `sent:` cannot be
-    /// mistaken for a sender's `dedup:`.
-    fn next(&self) -> String {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        format!("sent:{}:{n}", self.tag)
-    }
-}
-
-impl RedisBroker {
     /// [`Broker::publish`](crate::Broker::publish).
-    pub(super) async fn send(&self, new: NewMessage) -> Result<Published, RedisBrokerError> {
+    pub(super) async fn publish(&self, new: NewMessage) -> Result<Published, RedisBrokerError> {
         let store = &self.store;
-        let keys = store.keys(&new.room);
-        let encoded = encode_message(&new.from, new.nonce.as_deref(), &new.body);
-        // A room's key like the others (a cluster needs every key of a script in one slot); the
-        // sender's name cannot contain a newline.
         let config = &store.config;
+        let room = new.room.as_str();
+        let encoded = encode_message(&new.from, new.nonce.as_deref(), &new.body);
         let (dedup, remembered) = match &new.nonce {
             Some(nonce) => (
-                store.key(&new.room, &format!("dedup:{}\n{nonce}", new.from)),
+                store.names.dedup(room, &new.from, nonce),
                 config.dedup_window,
             ),
             None => (
-                store.key(&new.room, &self.nonces.next()),
+                store
+                    .names
+                    .own_dedup(room, &self.tag, self.next.fetch_add(1, Ordering::Relaxed)),
                 (config.command_timeout * OWN_NONCE_TIMEOUTS).min(config.dedup_window),
             ),
         };
-        let mut invocation = store.scripts.publish.key(&keys.stream);
-        invocation
-            .key(&keys.channel)
-            .key(&keys.trimmed)
-            .key(dedup)
-            .key(store.epoch_key(&new.room))
-            .arg(config.stream_len.max(1))
-            .arg(&encoded)
-            .arg(remembered.as_millis().max(1) as u64);
+        let stream = store.names.stream(room);
+        let invocation = store.publish_script(room, &stream, &encoded, &dedup, remembered);
+        let target = waits::Room {
+            name: room,
+            key: &stream,
+        };
         let wanted = match &self.waits {
-            Some(waits) => waits.wanted(&new.room).await,
+            Some(waits) => waits.wanted(target).await,
             None => 0,
         };
         let (id, stored): (String, i64) = match &self.waits {
-            Some(waits) if wanted > 0 => waits.publish(&invocation, &new.room, wanted).await?,
-            _ => invocation.invoke_async(&mut store.conn.clone()).await?,
+            Some(waits) if wanted > 0 => waits.publish(&invocation, target, wanted).await?,
+            _ => store.run(&invocation).await?,
         };
         let id = parse_id(&id)?;
         let own_nonce = new.nonce.is_none();

@@ -14,15 +14,25 @@
 //!   `members_page.lua` defines `members_page()`, a page of the room's names index (repaired
 //!   first if a node of an older version left it out of step with the users hash), for `join`
 //!   and `members`.
+//! - `recover.lua` defines `recover()`, the recovery of what followed a client's `since` (the
+//!   trimmed check, the check that `since` is an id of this history, the chunked read), for
+//!   `join` and `recovery` (a recovery on its own).
 //! - `message_size.lua` defines `message_size()`, which counts a stored message's encoded size
-//!   as the protocol crate does; the join script gets the protocol's `NONCE_FRAMING` as a
-//!   constant before it, so the Lua and the Rust count from one source.
+//!   as the protocol crate does; the scripts that recover get the protocol's `NONCE_FRAMING` as
+//!   a constant before it, so the Lua and the Rust count from one source.
+//! - `claim_refresh.lua` and `claim_release.lua` keep and give back a node's claim on its id
+//!   (see `claim`); they touch no room.
 
 use std::time::Duration;
 
 use redis::Script;
 
-use super::{EMPTY_ROOM_TTL, RedisConfig};
+use super::config::RedisConfig;
+
+/// How long the epoch of a room without history (only joined) lives, at most: no room name a
+/// client joins leaves a key for good. A client that resumes it later gets `recovered: false`,
+/// which costs it nothing, since there was nothing to recover.
+const EMPTY_ROOM_TTL: Duration = Duration::from_secs(3600);
 
 /// Every script the backend runs.
 pub(super) struct Scripts {
@@ -32,8 +42,11 @@ pub(super) struct Scripts {
     pub(super) sweep: Script,
     pub(super) list_room: Script,
     pub(super) join: Script,
+    pub(super) recovery: Script,
     pub(super) members: Script,
     pub(super) epoch: Script,
+    pub(super) claim_refresh: Script,
+    pub(super) claim_release: Script,
 }
 
 impl Scripts {
@@ -55,6 +68,7 @@ impl Scripts {
         );
         let script =
             |parts: &[&str]| Script::new(&[&[constants.as_str()][..], parts].concat().concat());
+        let nonce_framing = format!("local NONCE_FRAMING = {}\n", skat_protocol::NONCE_FRAMING);
         Self {
             publish: script(&[include_str!("lua/publish.lua")]),
             presence_join: script(&[
@@ -73,18 +87,28 @@ impl Scripts {
                 include_str!("lua/epoch.lua"),
             ]),
             join: script(&[
-                &format!("local NONCE_FRAMING = {}\n", skat_protocol::NONCE_FRAMING),
+                &nonce_framing,
                 include_str!("lua/message_size.lua"),
+                include_str!("lua/recover.lua"),
                 include_str!("lua/lease.lua"),
                 include_str!("lua/join_presence.lua"),
                 include_str!("lua/members_page.lua"),
                 include_str!("lua/ensure_epoch.lua"),
                 include_str!("lua/join.lua"),
             ]),
+            recovery: script(&[
+                &nonce_framing,
+                include_str!("lua/message_size.lua"),
+                include_str!("lua/recover.lua"),
+                include_str!("lua/ensure_epoch.lua"),
+                include_str!("lua/recovery.lua"),
+            ]),
             members: script(&[
                 include_str!("lua/members_page.lua"),
                 include_str!("lua/members.lua"),
             ]),
+            claim_refresh: Script::new(include_str!("lua/claim_refresh.lua")),
+            claim_release: Script::new(include_str!("lua/claim_release.lua")),
         }
     }
 }
@@ -94,9 +118,9 @@ mod tests {
     use crate::MessageId;
 
     #[test]
-    fn the_join_script_knows_the_extreme_ids() {
-        let join = include_str!("lua/join.lua");
-        assert!(join.contains(&format!("local MAX_ID = '{}'", MessageId::MAX)));
-        assert!(join.contains(&format!("local MIN_ID = '{}'", MessageId::MIN)));
+    fn the_recovery_knows_the_extreme_ids() {
+        let recover = include_str!("lua/recover.lua");
+        assert!(recover.contains(&format!("local MAX_ID = '{}'", MessageId::MAX)));
+        assert!(recover.contains(&format!("local MIN_ID = '{}'", MessageId::MIN)));
     }
 }

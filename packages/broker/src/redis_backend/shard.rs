@@ -14,125 +14,55 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
-use tokio::sync::{Notify, mpsc, oneshot, watch};
-use tokio::task::AbortHandle;
+use tokio::sync::{mpsc, oneshot};
 
-use super::catch_up::{Listed, catch_up};
+use super::backoff::Backoff;
+use super::catch_up::catch_up;
 use super::driver::{Addr, Driver, Incoming, PubSubSource};
-use super::router::Router;
+use super::router::{Listed, Router};
+use super::shards::{Control, Refusal, ShardDriver, ShardHandle, Shards};
+use super::slots::{SlotSet, key_slot};
 use super::store::Store;
-use super::topology::{SlotSet, key_slot};
 
 /// Channels subscribed per pipeline after a reconnection.
 const BATCH: usize = 1000;
-/// Subscribe requests that may wait for a driver; a subscriber finding it full waits (within
-/// its timeout) like one waiting for the answer.
-const CONTROL_QUEUE: usize = 256;
 /// Live events routed at most per wakeup of a shard's task, when they arrived together.
 const DRAIN: usize = 256;
-
-/// A subscription's request to a shard's driver (unsubscribing goes through
-/// [`ShardHandle::unsubscribed`] instead, as a `Drop` cannot wait for room in a bounded
-/// channel).
-pub(super) enum Control {
-    Subscribe {
-        channel: String,
-        ack: oneshot::Sender<Result<(), Refusal>>,
-    },
-}
-
-/// Why a driver did not subscribe a channel.
-#[derive(Debug)]
-pub(super) enum Refusal {
-    /// Its connection is down.
-    Unavailable,
-    /// The channel's slot is served by another shard now: ask again.
-    Elsewhere,
-}
-
-/// What the router and the topology task know of a shard's driver.
-#[derive(Debug)]
-pub(super) struct ShardHandle {
-    /// Its master (`None`: the configured server).
-    pub(super) addr: Option<Addr>,
-    pub(super) control: mpsc::Sender<Control>,
-    /// Wakes the driver when a room it may carry lost its last local subscription.
-    pub(super) unsubscribed: Notify,
-    /// The slots it serves.
-    slots: watch::Sender<SlotSet>,
-    /// Connected, with every room it serves subscribed.
-    up: AtomicBool,
-    /// The cluster reports its master failed: its rooms are down for every node.
-    failed: AtomicBool,
-}
-
-impl ShardHandle {
-    pub(super) fn serves(&self, slot: u16) -> bool {
-        self.slots.borrow().contains(slot)
-    }
-
-    pub(super) fn is_up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
-    }
-
-    pub(super) fn is_failed(&self) -> bool {
-        self.failed.load(Ordering::Relaxed)
-    }
-
-    /// Gives it `slots` (its driver subscribes the rooms it gained and drops the others).
-    pub(super) fn assign(&self, slots: SlotSet, failed: bool) {
-        self.slots.send_if_modified(|old| {
-            let changed = *old != slots;
-            *old = slots;
-            changed
-        });
-        self.failed.store(failed, Ordering::Relaxed);
-    }
-}
-
-/// A shard's driver: what is known of it, and its task.
-pub(super) type ShardDriver = (Arc<ShardHandle>, AbortHandle);
 
 /// Starts the driver of the shard at `addr` (`None`: the configured server) serving `slots`;
 /// `first`: its first connection is not counted as a reconnection.
 pub(super) fn spawn(
-    store: &Arc<Store>,
-    router: &Arc<Router>,
-    source: &Arc<PubSubSource>,
+    pubsub: &PubSub,
     addr: Option<Addr>,
     slots: SlotSet,
     first: bool,
 ) -> ShardDriver {
-    let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
-    let handle = Arc::new(ShardHandle {
-        addr,
-        control,
-        unsubscribed: Notify::new(),
-        slots: watch::Sender::new(slots),
-        up: AtomicBool::new(false),
-        failed: AtomicBool::new(false),
-    });
-    let task = tokio::spawn(run(
-        Arc::clone(store),
-        Arc::clone(router),
-        Arc::clone(source),
-        Arc::clone(&handle),
-        control_rx,
-        first,
-    ))
-    .abort_handle();
+    let (handle, control) = ShardHandle::new(addr, slots);
+    let task =
+        tokio::spawn(run(pubsub.clone(), Arc::clone(&handle), control, first)).abort_handle();
     (handle, task)
+}
+
+/// What every driver works with: the commands (for catch-ups), the routes, the other drivers
+/// (for readiness and the topology), and where connections come from.
+#[derive(Clone)]
+pub(super) struct PubSub {
+    pub(super) store: Arc<Store>,
+    pub(super) router: Arc<Router>,
+    pub(super) shards: Arc<Shards>,
+    pub(super) source: Arc<PubSubSource>,
 }
 
 /// One connection's state: what it subscribed.
 struct Session<'a> {
     driver: Driver,
     router: &'a Router,
+    shards: &'a Shards,
     handle: &'a ShardHandle,
     subscribed: HashSet<String>,
     timeout: Duration,
@@ -145,7 +75,7 @@ impl Session<'_> {
     /// Subscribes the rooms this shard serves that are not subscribed yet, holding each one's
     /// live events back as it lists it; returns them, to be caught up.
     async fn add_missing(&mut self) -> Result<Vec<Listed>, &'static str> {
-        let slots = self.handle.slots.borrow().clone();
+        let slots = self.handle.slots();
         let listed = self.router.hold_missing(&slots, &self.subscribed);
         self.unsettled = false;
         let mut subscribed = Vec::with_capacity(listed.len());
@@ -176,12 +106,12 @@ impl Session<'_> {
     /// A room of this shard's is served elsewhere now: read the topology again, and try again.
     fn moved(&mut self) {
         self.unsettled = true;
-        self.router.refresh.notify_one();
+        self.shards.refresh.notify_one();
     }
 
     /// Unsubscribes the channels no local room of this shard's needs any more.
     async fn drop_stale(&mut self) -> Result<(), &'static str> {
-        let slots = self.handle.slots.borrow().clone();
+        let slots = self.handle.slots();
         let stale = self.router.stale(&slots, &self.subscribed);
         for batch in stale.chunks(BATCH) {
             let channels: Vec<&str> = batch.iter().map(String::as_str).collect();
@@ -247,16 +177,20 @@ type Subscribe = (String, oneshot::Sender<Result<(), Refusal>>);
 
 /// The driver's task: (re)connects, resubscribes, routes, handles control, catches rooms up.
 async fn run(
-    store: Arc<Store>,
-    router: Arc<Router>,
-    source: Arc<PubSubSource>,
+    pubsub: PubSub,
     handle: Arc<ShardHandle>,
     mut control: mpsc::Receiver<Control>,
     mut first: bool,
 ) {
+    let PubSub {
+        store,
+        router,
+        shards,
+        source,
+    } = &pubsub;
     let config = &store.config;
     let timeout = config.command_timeout;
-    let mut slots = handle.slots.subscribe();
+    let mut slots = handle.watch_slots();
     let mut backoff = Backoff::default();
     let master = handle
         .addr
@@ -272,7 +206,7 @@ async fn run(
                     _ => "timed out".to_owned(),
                 };
                 tracing::warn!(?master, error = %reason, "redis pub/sub connection failed; retrying");
-                router.refresh.notify_one();
+                shards.refresh.notify_one();
                 if !refuse_while_waiting(&mut control, backoff.next()).await {
                     return;
                 }
@@ -281,7 +215,8 @@ async fn run(
         };
         let mut session = Session {
             driver,
-            router: &router,
+            router,
+            shards,
             handle: &handle,
             subscribed: HashSet::new(),
             timeout,
@@ -309,10 +244,10 @@ async fn run(
             );
         }
         backoff = Backoff::default();
-        handle.up.store(true, Ordering::Relaxed);
-        router.update_ready();
+        handle.set_up(true);
+        shards.update_ready();
         let mut catch_ups = FuturesUnordered::new();
-        catch_ups.push(catch_up(&store, &router, listed));
+        catch_ups.push(catch_up(store, router, listed));
         let period = config.pubsub_ping;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -350,13 +285,13 @@ async fn run(
                         Err(reason) => Err(reason),
                     };
                     match added {
-                        Ok(listed) => catch_ups.push(catch_up(&store, &router, listed)),
+                        Ok(listed) => catch_ups.push(catch_up(store, router, listed)),
                         Err(reason) => break reason,
                     }
                 },
                 () = &mut retry, if session.unsettled => {
                     match session.add_missing().await {
-                        Ok(listed) => catch_ups.push(catch_up(&store, &router, listed)),
+                        Ok(listed) => catch_ups.push(catch_up(store, router, listed)),
                         Err(reason) => break reason,
                     }
                     if !session.unsettled {
@@ -397,9 +332,9 @@ async fn run(
                 Some(()) = catch_ups.next(), if !catch_ups.is_empty() => {},
             }
         };
-        handle.up.store(false, Ordering::Relaxed);
-        router.update_ready();
-        router.refresh.notify_one();
+        handle.set_up(false);
+        shards.update_ready();
+        shards.refresh.notify_one();
         tracing::warn!(
             ?master,
             reason = lost,
@@ -422,24 +357,5 @@ async fn refuse_while_waiting(control: &mut mpsc::Receiver<Control>, delay: Dura
                 }
             },
         }
-    }
-}
-
-/// Exponential backoff from 50 ms to 2 s, with jitter.
-#[derive(Default)]
-pub(super) struct Backoff {
-    attempt: u32,
-}
-
-impl Backoff {
-    pub(super) fn next(&mut self) -> Duration {
-        let base = 50u64 << self.attempt.min(6);
-        self.attempt += 1;
-        let jitter = u64::from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos()),
-        ) % (base / 2 + 1);
-        Duration::from_millis((base + jitter).min(2000))
     }
 }

@@ -10,12 +10,14 @@
 //! listed (removing its set, counting down, announcing `offline`), taking each room off its list
 //! as it goes, so a sweep that stops half way leaves exactly the rest for the next. A room whose
 //! sweep fails (its shard down) stays listed and does not stop the others, nor the sweep of
-//! other instances, nor a node's start. Its registry entry goes last, once its list is empty. An instance's writes are fenced by its lease, which
-//! ends before its claim can lapse: nothing it writes arrives after the sweep.
+//! other instances, nor a node's start. Its registry entry goes last, once its list is empty.
+//! An instance's writes are fenced by its lease, which ends before its claim can lapse:
+//! nothing it writes arrives after the sweep.
 
-use super::RedisBrokerError;
-use super::claim::{Stamp, stamp};
-use super::store::Store;
+use super::codec::split_instance;
+use super::error::RedisBrokerError;
+use super::lease::Leases;
+use super::store::{Stamp, Store};
 
 /// Instances a heartbeat examines at most (the oldest first): a burst of dead nodes is swept
 /// over a few heartbeats.
@@ -23,92 +25,66 @@ const SWEEPS_PER_BEAT: usize = 16;
 /// Rooms swept at once.
 pub(super) const CHUNK: usize = 64;
 
-/// The node id and claim token of an instance (`<node id>:<token>`), split at the last `:`: a
-/// token has none, and neither has a valid node id, so the id is exact (an older node's id
-/// could hold one: `chat:2`'s instances are not `chat`'s).
-fn split_instance(instance: &str) -> Option<(&str, &str)> {
-    instance.rsplit_once(':')
-}
-
-/// The node id an instance belongs to.
-fn node_of(instance: &str) -> Option<&str> {
-    split_instance(instance).map(|(id, _)| id)
-}
-
 /// Before the node serves: sweeps what previous instances with this node's id left (they are
 /// dead: this one holds the claim) and registers this instance.
-pub(super) async fn start(store: &Store) -> Result<(), RedisBrokerError> {
-    let own = store.instance();
-    let registered: Vec<String> = redis::cmd("ZRANGE")
-        .arg(store.nodes_key())
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut store.conn.clone())
-        .await?;
-    let mine =
-        |i: &&String| node_of(i) == Some(store.config.node_id.as_str()) && i.as_str() != &*own;
+pub(super) async fn start(store: &Store, leases: &Leases) -> Result<(), RedisBrokerError> {
+    let own = leases.instance();
+    let registered = store.registered().await?;
+    let mine = |i: &&String| {
+        split_instance(i).is_some_and(|(id, _)| id == store.config.node_id) && i.as_str() != &*own
+    };
     for previous in registered.iter().filter(mine) {
         // What is left (rooms on a shard that is down) is swept later like any dead instance's.
         if let Err(err) = sweep_instance(store, previous).await {
             tracing::warn!(instance = %previous, error = %err, "a previous instance of this node is only partly swept: the rest is swept later");
         }
     }
-    stamp(store, &own, Stamp::Always).await
+    store.stamp(&own, leases.redis_now(), Stamp::Always).await
 }
 
 /// On an orderly stop: removes whatever entries this instance still holds (connections the
 /// shutdown did not close in time), announcing `offline` for them.
-pub(super) async fn stop(store: &Store) -> Result<(), RedisBrokerError> {
-    sweep_instance(store, &store.instance()).await
+pub(super) async fn stop(store: &Store, leases: &Leases) -> Result<(), RedisBrokerError> {
+    sweep_instance(store, &leases.instance()).await
 }
 
 /// Sweeps the instances not stamped for a whole TTL whose claims have moved on; one that fails
 /// (its claim or some of its rooms on a shard that is down) does not stop the others. The first
 /// error.
-pub(super) async fn sweep_dead(store: &Store) -> Result<(), RedisBrokerError> {
-    let own = store.instance();
+pub(super) async fn sweep_dead(store: &Store, leases: &Leases) -> Result<(), RedisBrokerError> {
+    let own = leases.instance();
     let ttl = store.config.presence_ttl;
-    let now = store.lease.borrow().redis_now();
+    let now = leases.redis_now();
     let cutoff = now.saturating_sub(ttl.as_millis() as u64);
-    let stale: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-        .arg(store.nodes_key())
-        .arg("-inf")
-        .arg(cutoff)
-        .arg("LIMIT")
-        .arg(0)
-        .arg(SWEEPS_PER_BEAT)
-        .query_async(&mut store.conn.clone())
-        .await?;
+    let stale = store.stamped_before(cutoff, SWEEPS_PER_BEAT).await?;
     let mut outcome = Ok(());
     for instance in stale.iter().filter(|i| i.as_str() != &*own) {
-        outcome = outcome.and(sweep_if_dead(store, instance, &own).await);
+        outcome = outcome.and(sweep_if_dead(store, leases, instance, &own).await);
     }
     outcome
 }
 
 /// Sweeps stale `instance` unless its claim still holds its token, if this node (`own`) is the
 /// first to lock it.
-async fn sweep_if_dead(store: &Store, instance: &str, own: &str) -> Result<(), RedisBrokerError> {
+async fn sweep_if_dead(
+    store: &Store,
+    leases: &Leases,
+    instance: &str,
+    own: &str,
+) -> Result<(), RedisBrokerError> {
     // The claim is the truth: a stale stamp may come from a clock or a failed stamp.
     if let Some((id, token)) = split_instance(instance) {
-        let holder: Option<String> = redis::cmd("GET")
-            .arg(store.claim_key(id))
-            .query_async(&mut store.conn.clone())
-            .await?;
+        let holder = store.claim_holder(id).await?;
         if holder.as_deref() == Some(token) {
-            return stamp(store, instance, Stamp::Existing).await;
+            return store
+                .stamp(instance, leases.redis_now(), Stamp::Existing)
+                .await;
         }
     }
-    let lock_key = format!("{}sweep:{instance}", store.config.prefix);
-    let locked: Option<String> = redis::cmd("SET")
-        .arg(&lock_key)
-        .arg(own)
-        .arg("NX")
-        .arg("PX")
-        .arg(store.config.presence_ttl.as_millis() as u64)
-        .query_async(&mut store.conn.clone())
-        .await?;
-    if locked.is_some() {
+    if store
+        .lock_sweep(instance, own, store.config.presence_ttl)
+        .await?
+    {
         sweep_instance(store, instance).await?;
     }
     Ok(())
@@ -118,31 +94,20 @@ async fn sweep_if_dead(store: &Store, instance: &str, own: &str) -> Result<(), R
 /// without any, and each room from its list once swept; then its registry entry. A room whose
 /// sweep fails (on a shard that is down) stays listed for the next sweep and does not stop the
 /// others: the first error is returned once every room was tried.
-pub(super) async fn sweep_instance(store: &Store, instance: &str) -> Result<(), RedisBrokerError> {
-    let list = store.instance_rooms_key(instance);
-    let rooms: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(&list)
-        .query_async(&mut store.conn.clone())
-        .await?;
+async fn sweep_instance(store: &Store, instance: &str) -> Result<(), RedisBrokerError> {
+    let rooms = store.instance_rooms(instance).await?;
     let (mut removed, mut swept_rooms) = (0, 0);
     let mut outcome: Result<(), RedisBrokerError> = Ok(());
     for chunk in rooms.chunks(CHUNK) {
-        let sweeps = chunk.iter().map(|room| {
-            let (held, keys) = (store.held_key(room, instance), store.keys(room));
-            async move {
-                let removed: redis::RedisResult<i64> =
-                    Store::with_presence_keys(&store.scripts.sweep, &held, &keys)
-                        .invoke_async(&mut store.conn.clone())
-                        .await;
-                (room, removed)
-            }
-        });
+        let sweeps = chunk
+            .iter()
+            .map(|room| async move { (room, store.sweep_room(room, instance).await) });
         let mut swept = Vec::with_capacity(chunk.len());
         for (room, result) in futures_util::future::join_all(sweeps).await {
             match result {
                 Ok(n) => {
                     removed += n;
-                    swept.push(room);
+                    swept.push(room.as_str());
                 }
                 Err(err) => outcome = outcome.and(Err(err.into())),
             }
@@ -151,13 +116,8 @@ pub(super) async fn sweep_instance(store: &Store, instance: &str) -> Result<(), 
             continue;
         }
         swept_rooms += swept.len();
-        let delisted: redis::RedisResult<i64> = redis::cmd("SREM")
-            .arg(&list)
-            .arg(swept)
-            .query_async(&mut store.conn.clone())
-            .await;
         // Not taken off: swept again (a no-op) by the next sweep.
-        outcome = outcome.and(delisted.map(drop).map_err(Into::into));
+        outcome = outcome.and(store.delist(instance, &swept).await);
     }
     if removed > 0 || swept_rooms > 0 {
         tracing::info!(
@@ -170,16 +130,8 @@ pub(super) async fn sweep_instance(store: &Store, instance: &str) -> Result<(), 
     outcome?;
     // A room listed meanwhile (only the instance itself could, while its lease lasted) keeps
     // the entry for the next sweep.
-    let left: i64 = redis::cmd("SCARD")
-        .arg(&list)
-        .query_async(&mut store.conn.clone())
-        .await?;
-    if left == 0 {
-        let _: i64 = redis::cmd("ZREM")
-            .arg(store.nodes_key())
-            .arg(instance)
-            .query_async(&mut store.conn.clone())
-            .await?;
+    if store.rooms_listed(instance).await? == 0 {
+        store.unregister(instance).await?;
     }
     Ok(())
 }

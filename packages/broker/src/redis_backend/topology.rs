@@ -7,68 +7,18 @@
 //! a replica at another address) or a channel's slot moved (Redis dropped the subscription, or
 //! refused it with `MOVED`), and every few seconds while some shard is down. A shard whose
 //! master the cluster itself reports failed is marked so: its rooms are down for every node,
-//! and the node stays ready for the others (see `Router::is_ready`).
+//! and the node stays ready for the others (see `Shards::is_ready`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 
+use super::backoff::Backoff;
 use super::driver::{Addr, PubSubSource};
 use super::reply::{field, int, text};
-use super::router::Router;
-use super::shard::{self, Backoff};
-use super::store::Store;
-
-/// The slots of a Redis Cluster.
-const SLOTS: usize = 16384;
-
-/// A set of cluster slots (on one server, every slot).
-#[derive(Clone, PartialEq, Eq)]
-pub(super) struct SlotSet(Box<[u64; SLOTS / 64]>);
-
-impl std::fmt::Debug for SlotSet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let count: u32 = self.0.iter().map(|word| word.count_ones()).sum();
-        write!(f, "SlotSet({count} slots)")
-    }
-}
-
-impl SlotSet {
-    pub(super) fn all() -> Self {
-        Self(Box::new([u64::MAX; SLOTS / 64]))
-    }
-
-    /// The slots in the inclusive `ranges`.
-    fn from_ranges(ranges: &[(u16, u16)]) -> Self {
-        let mut set = Self(Box::new([0; SLOTS / 64]));
-        for &(start, end) in ranges {
-            for slot in start..=end.min(SLOTS as u16 - 1) {
-                set.0[usize::from(slot) / 64] |= 1 << (slot % 64);
-            }
-        }
-        set
-    }
-
-    pub(super) fn contains(&self, slot: u16) -> bool {
-        self.0
-            .get(usize::from(slot) / 64)
-            .is_some_and(|word| word & (1 << (slot % 64)) != 0)
-    }
-}
-
-/// The cluster slot of `key`: of its hash tag (the text between its first `{` and the next
-/// `}`, if not empty), else of the whole key, as Redis computes it.
-pub(super) fn key_slot(key: &str) -> u16 {
-    let tag = key
-        .split_once('{')
-        .and_then(|(_, rest)| rest.split_once('}'))
-        .map(|(tag, _)| tag)
-        .filter(|tag| !tag.is_empty())
-        .unwrap_or(key);
-    super::link::slot(tag)
-}
+use super::shard::{self, PubSub};
+use super::slots::SlotSet;
 
 /// One shard as the cluster reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,11 +39,11 @@ struct Topology {
 
 /// Keeps the node's shard drivers in step with the deployment's shards, for as long as the
 /// broker lives.
-pub(super) async fn pubsub_task(store: Arc<Store>, router: Arc<Router>, source: PubSubSource) {
-    let source = Arc::new(source);
+pub(super) async fn pubsub_task(pubsub: PubSub) {
+    let PubSub { source, shards, .. } = &pubsub;
     if !source.cluster {
-        let driver = shard::spawn(&store, &router, &source, None, SlotSet::all(), true);
-        router.with_shards(|drivers| drivers.push(driver));
+        let driver = shard::spawn(&pubsub, None, SlotSet::all(), true);
+        shards.with_drivers(|drivers| drivers.push(driver));
         return;
     }
     let mut known = source.seeds.clone();
@@ -101,7 +51,7 @@ pub(super) async fn pubsub_task(store: Arc<Store>, router: Arc<Router>, source: 
     let mut started = false;
     let mut backoff = Backoff::default();
     loop {
-        let read = read(&source, &known, &mut conn).await;
+        let read = read(source, &known, &mut conn).await;
         let settled = match read {
             Ok(topology) => {
                 known = source.seeds.clone();
@@ -110,9 +60,9 @@ pub(super) async fn pubsub_task(store: Arc<Store>, router: Arc<Router>, source: 
                         known.push(node);
                     }
                 }
-                apply(&store, &router, &source, topology.shards, !started);
+                apply(&pubsub, topology.shards, !started);
                 started = true;
-                router.all_shards_up()
+                shards.all_up()
             }
             Err(err) => {
                 tracing::warn!(error = %err, "could not read the Redis Cluster's shards; retrying");
@@ -123,10 +73,10 @@ pub(super) async fn pubsub_task(store: Arc<Store>, router: Arc<Router>, source: 
         // shard is down, every few seconds (a failover may have replaced its master).
         if settled {
             backoff = Backoff::default();
-            router.refresh.notified().await;
+            shards.refresh.notified().await;
         } else {
             tokio::select! {
-                () = router.refresh.notified() => {}
+                () = shards.refresh.notified() => {}
                 () = tokio::time::sleep(backoff.next()) => {}
             }
         }
@@ -137,14 +87,8 @@ pub(super) async fn pubsub_task(store: Arc<Store>, router: Arc<Router>, source: 
 
 /// Gives each shard's slots to its driver: a new master gets a new driver (its rooms are
 /// subscribed there and caught up), a master gone stops its.
-fn apply(
-    store: &Arc<Store>,
-    router: &Arc<Router>,
-    source: &Arc<PubSubSource>,
-    shards: Vec<Shard>,
-    first: bool,
-) {
-    router.with_shards(|drivers| {
+fn apply(pubsub: &PubSub, shards: Vec<Shard>, first: bool) {
+    pubsub.shards.with_drivers(|drivers| {
         let mut kept = Vec::with_capacity(shards.len());
         for shard in shards {
             let slots = SlotSet::from_ranges(&shard.slots);
@@ -153,7 +97,7 @@ fn apply(
                 .position(|(handle, _)| handle.addr.as_ref() == Some(&shard.master));
             let driver = match existing {
                 Some(at) => drivers.swap_remove(at),
-                None => shard::spawn(store, router, source, Some(shard.master), slots.clone(), first),
+                None => shard::spawn(pubsub, Some(shard.master), slots.clone(), first),
             };
             driver.0.assign(slots, shard.failed);
             kept.push(driver);
@@ -255,24 +199,6 @@ mod tests {
 
     fn bulk(s: &str) -> Value {
         Value::BulkString(s.as_bytes().to_vec())
-    }
-
-    #[test]
-    fn hash_tags_decide_the_slot() {
-        assert_eq!(
-            key_slot("skat:{general}:events"),
-            super::super::link::slot("general")
-        );
-        assert_eq!(key_slot("{}x"), super::super::link::slot("{}x"));
-        assert_eq!(key_slot("foo"), 12182);
-    }
-
-    #[test]
-    fn slot_sets_hold_their_ranges() {
-        let set = SlotSet::from_ranges(&[(0, 10), (16383, 16383)]);
-        assert!(set.contains(0) && set.contains(10) && set.contains(16383));
-        assert!(!set.contains(11));
-        assert!(SlotSet::all().contains(5000));
     }
 
     #[test]

@@ -31,9 +31,11 @@ use redis::cluster::ClusterClient;
 use redis::{Pipeline, ServerErrorKind, Value};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::link::{Link, client, cluster_builder, slot};
-use super::reply::{field, text};
-use super::{RedisBrokerError, RedisConfig};
+use super::config::RedisConfig;
+use super::error::RedisBrokerError;
+use super::link::{Link, client, cluster_builder};
+use super::replicas::{Replicas, master_replicas, replicas_of_shards};
+use super::slots::key_slot;
 use crate::lock;
 
 /// Connections a node's waiting publishes use at most at once: each holds one for a round trip
@@ -45,6 +47,14 @@ const RECOUNT: Duration = Duration::from_secs(5);
 const RECOUNT_AFTER_SHORTFALL: Duration = Duration::from_secs(1);
 /// How often a shortfall that goes on is logged again.
 const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// The room a publish goes to: its name (for the logs) and a key of it (its slot names its
+/// master).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Room<'a> {
+    pub(super) name: &'a str,
+    pub(super) key: &'a str,
+}
 
 /// Where the connections of waiting publishes come from.
 enum Source {
@@ -94,35 +104,6 @@ struct Known {
     replicas: Replicas,
 }
 
-/// Replicas in sync, by master.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-enum Replicas {
-    /// Not counted (yet, or the count failed): assume the wanted number.
-    #[default]
-    Unknown,
-    /// Of the one server.
-    Single(u32),
-    /// Of each shard of a cluster: its slot ranges (first, last, inclusive) and replicas.
-    Slots(Vec<(u16, u16, u32)>),
-}
-
-impl Replicas {
-    /// The replicas in sync with the master of `room`, if known.
-    fn of(&self, room: &str) -> Option<u32> {
-        match self {
-            Self::Unknown => None,
-            Self::Single(replicas) => Some(*replicas),
-            Self::Slots(ranges) => {
-                let slot = slot(room);
-                ranges
-                    .iter()
-                    .find(|(first, last, _)| (*first..=*last).contains(&slot))
-                    .map(|(_, _, replicas)| *replicas)
-            }
-        }
-    }
-}
-
 impl Waits {
     /// The waits of a node with `config` (whose `wait_replicas` is at least 1); connects
     /// nothing yet.
@@ -153,7 +134,7 @@ impl Waits {
 
     /// How many replicas a publish to `room` should wait for now: 0 if its master has none in
     /// sync (a shortfall, logged). Counts them first when the count is due.
-    pub(super) async fn wanted(&self, room: &str) -> u32 {
+    pub(super) async fn wanted(&self, room: Room<'_>) -> u32 {
         if self.count_due() && !self.counting.swap(true, Ordering::Acquire) {
             // Cleared however this ends, a publish given up on included.
             let _counting = Counting(&self.counting);
@@ -169,10 +150,15 @@ impl Waits {
             known.counted = Some(Instant::now());
             known.doubted = false;
         }
-        let replicas = lock(&self.known).replicas.of(room);
+        let replicas = lock(&self.known).replicas.of(key_slot(room.key));
         let wanted = replicas.map_or(self.wanted, |replicas| replicas.min(self.wanted));
         if wanted == 0 {
-            lock(&self.shortfalls).short(room, 0, self.wanted, "the master has no replica in sync");
+            lock(&self.shortfalls).short(
+                room.name,
+                0,
+                self.wanted,
+                "the master has no replica in sync",
+            );
         }
         wanted
     }
@@ -195,7 +181,7 @@ impl Waits {
     pub(super) async fn publish<T: redis::FromRedisValue>(
         &self,
         invocation: &redis::ScriptInvocation<'_>,
-        room: &str,
+        room: Room<'_>,
         wanted: u32,
     ) -> Result<T, RedisBrokerError> {
         tokio::time::timeout(
@@ -215,16 +201,17 @@ impl Waits {
     async fn publish_and_wait<T: redis::FromRedisValue>(
         &self,
         invocation: &redis::ScriptInvocation<'_>,
-        room: &str,
+        room: Room<'_>,
         wanted: u32,
     ) -> Result<T, RedisBrokerError> {
         let (permit, mut link) = self.lease().await?;
-        let replies = match self.send(&mut link, invocation, room, wanted).await {
+        let Room { name: room, key } = room;
+        let replies = match self.send(&mut link, invocation, key, wanted).await {
             // An idle connection that died (Redis restarted): once more on a new one. Safe, as
             // every publish has a nonce.
             Err(err) if err.is_connection_dropped() => {
                 link = self.connect().await?;
-                self.send(&mut link, invocation, room, wanted).await?
+                self.send(&mut link, invocation, key, wanted).await?
             }
             replies => replies?,
         };
@@ -263,17 +250,17 @@ impl Waits {
     }
 
     /// Sends the publish script `invocation` and a `WAIT` for `wanted` replicas as one pipeline
-    /// to `room`'s master (see [`Link::send_to_master_of`]): their replies. A server that does
-    /// not have the script yet gets it, and the pipeline again.
+    /// to the master of `key` (see [`Link::send_to_master_of`]): their replies. A server that
+    /// does not have the script yet gets it, and the pipeline again.
     async fn send(
         &self,
         link: &mut Link,
         invocation: &redis::ScriptInvocation<'_>,
-        room: &str,
+        key: &str,
         wanted: u32,
     ) -> redis::RedisResult<Vec<Value>> {
         let replies = link
-            .send_to_master_of(room, self.pipeline(invocation, wanted), 2)
+            .send_to_master_of(key, self.pipeline(invocation, wanted), 2)
             .await?;
         let no_script = matches!(
             replies.first(),
@@ -283,7 +270,7 @@ impl Waits {
             return Ok(replies);
         }
         invocation.load_async(link).await?;
-        link.send_to_master_of(room, self.pipeline(invocation, wanted), 2)
+        link.send_to_master_of(key, self.pipeline(invocation, wanted), 2)
             .await
     }
 
@@ -365,51 +352,6 @@ impl Drop for Counting<'_> {
     }
 }
 
-/// The replicas a `ROLE` reply lists as connected to a master; `None` if it is not a master's
-/// (a replica's, or a reply this does not understand).
-pub(super) fn master_replicas(role: &Value) -> Option<u32> {
-    match role {
-        Value::Array(fields) => match (fields.first().and_then(text), fields.get(2)) {
-            (Some("master"), Some(Value::Array(replicas))) => {
-                Some(u32::try_from(replicas.len()).unwrap_or(u32::MAX))
-            }
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// Each shard's slot ranges and replicas in good health, from a `CLUSTER SHARDS` reply.
-fn replicas_of_shards(shards: &Value) -> Vec<(u16, u16, u32)> {
-    let Value::Array(shards) = shards else {
-        return Vec::new();
-    };
-    let mut ranges = Vec::new();
-    for shard in shards {
-        let online = match field(shard, "nodes") {
-            Some(Value::Array(nodes)) => nodes
-                .iter()
-                .filter(|node| {
-                    field(node, "role").and_then(text) == Some("replica")
-                        && field(node, "health").and_then(text) == Some("online")
-                })
-                .count(),
-            _ => 0,
-        };
-        let online = u32::try_from(online).unwrap_or(u32::MAX);
-        if let Some(Value::Array(slots)) = field(shard, "slots") {
-            for pair in slots.chunks_exact(2) {
-                if let [Value::Int(first), Value::Int(last)] = pair
-                    && let (Ok(first), Ok(last)) = (u16::try_from(*first), u16::try_from(*last))
-                {
-                    ranges.push((first, last, online));
-                }
-            }
-        }
-    }
-    ranges
-}
-
 /// Messages confirmed before enough replicas had them, logged when they start, at most once a
 /// [`LOG_EVERY`] while they last, and when they end.
 #[derive(Debug, Default)]
@@ -441,74 +383,5 @@ impl Shortfalls {
             );
         }
         *self = Self::default();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bulk(text: &str) -> Value {
-        Value::BulkString(text.as_bytes().to_vec())
-    }
-
-    #[test]
-    fn role_counts_a_masters_replicas() {
-        let replica = Value::Array(vec![bulk("127.0.0.1"), bulk("7001"), bulk("42")]);
-        let master = |replicas| Value::Array(vec![bulk("master"), Value::Int(42), replicas]);
-        assert_eq!(master_replicas(&master(Value::Array(vec![]))), Some(0));
-        assert_eq!(
-            master_replicas(&master(Value::Array(vec![replica.clone(), replica]))),
-            Some(2)
-        );
-        let demoted = Value::Array(vec![
-            bulk("slave"),
-            bulk("127.0.0.1"),
-            Value::Int(7000),
-            bulk("connected"),
-            Value::Int(42),
-        ]);
-        assert_eq!(master_replicas(&demoted), None);
-        assert_eq!(master_replicas(&Value::Nil), None);
-    }
-
-    #[test]
-    fn cluster_shards_give_each_slot_range_its_healthy_replicas() {
-        let node = |role: &str, health: &str| {
-            Value::Array(vec![
-                bulk("id"),
-                bulk("abc"),
-                bulk("role"),
-                bulk(role),
-                bulk("health"),
-                bulk(health),
-            ])
-        };
-        let shard = |slots: Vec<i64>, nodes| {
-            Value::Array(vec![
-                bulk("slots"),
-                Value::Array(slots.into_iter().map(Value::Int).collect()),
-                bulk("nodes"),
-                Value::Array(nodes),
-            ])
-        };
-        let shards = Value::Array(vec![
-            shard(
-                vec![0, 100, 200, 300],
-                vec![node("master", "online"), node("replica", "online")],
-            ),
-            // Failed over: the old master is a replica that is down.
-            shard(
-                vec![101, 199],
-                vec![node("master", "online"), node("replica", "failed")],
-            ),
-        ]);
-        let ranges = replicas_of_shards(&shards);
-        assert_eq!(ranges, [(0, 100, 1), (200, 300, 1), (101, 199, 0)]);
-        let replicas = Replicas::Slots(ranges);
-        // "foo" is slot 12182, in no range here; "123456789" is 12739.
-        assert_eq!(replicas.of("foo"), None);
-        let map = Value::Map(vec![(bulk("slots"), Value::Array(vec![]))]);
-        assert!(field(&map, "slots").is_some());
     }
 }

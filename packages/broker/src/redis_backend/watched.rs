@@ -31,7 +31,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Pipeline, RedisError, RedisResult, ServerErrorKind, Value};
 
-use super::waits::master_replicas;
+use super::replicas::master_replicas;
 use crate::lock;
 
 /// The watched command connection; clones share it.

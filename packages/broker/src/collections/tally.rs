@@ -5,7 +5,7 @@
 
 use std::borrow::Borrow;
 
-use crate::SortedMap;
+use super::sorted::SortedMap;
 
 /// A sorted multiset of names: each held name with how many times it is held.
 #[derive(Debug, Clone, PartialEq, Eq)]

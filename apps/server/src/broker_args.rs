@@ -1,0 +1,179 @@
+//! The binary's broker options: which broker the node uses (Redis with `--redis-url`, else the
+//! embedded one) and its settings, one `clap::Args` struct flattened into the command line and
+//! converted into the broker crate's `RedisConfig` or `MemoryBrokerConfig`.
+//!
+//! The defaults are the broker crate's (`RedisConfig::DEFAULT_*`,
+//! `MemoryBrokerConfig::DEFAULT_HISTORY_LEN`), written once there and named in each `#[arg]`;
+//! the rules the settings must keep together (the heartbeat at most half the presence TTL, no
+//! zero length) are the broker config's own (`RedisConfig::validate`), so the command line, the
+//! tests and the benchmark cannot build a broker that breaks them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use skat_broker::{MemoryBrokerConfig, RedisConfig};
+
+/// Options of the broker.
+#[derive(Debug, Args)]
+pub(crate) struct BrokerArgs {
+    /// Redis URL (e.g. redis://127.0.0.1:6379/, or rediss://... for TLS): share rooms with
+    /// every node using the same Redis. Without it the node runs the embedded single-node
+    /// broker.
+    #[arg(long, env = "SKAT_REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// `--redis-url` is a comma-separated list of seed nodes of a Redis Cluster (Redis 7):
+    /// rooms spread over its shards, and each room's events travel on a sharded channel that
+    /// only its shard carries.
+    #[arg(long, env = "SKAT_REDIS_CLUSTER", value_parser = skat_server::yes_or_no)]
+    pub(crate) redis_cluster: bool,
+    /// Replicas that must have a message before a send is confirmed (Redis WAIT; 0: the
+    /// master's write is enough). 1 makes a failover lose no confirmed message.
+    #[arg(long, env = "SKAT_REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    redis_wait_replicas: u32,
+    /// With a `rediss://` URL (TLS): a PEM file of the CAs to trust for Redis's certificate,
+    /// instead of the system's.
+    #[arg(long, env = "SKAT_REDIS_CA_CERT")]
+    redis_ca_cert: Option<PathBuf>,
+    /// Prefix of every Redis key and channel.
+    #[arg(long, env = "SKAT_REDIS_PREFIX", default_value = RedisConfig::DEFAULT_PREFIX)]
+    redis_prefix: String,
+    /// Messages kept per room stream in Redis.
+    #[arg(long, env = "SKAT_STREAM_LEN", default_value_t = RedisConfig::DEFAULT_STREAM_LEN)]
+    stream_len: usize,
+    /// With Redis: seconds a room with history is kept while unused (no message sent, nobody
+    /// joining) before its history expires; 0 keeps it for good. A room that never had a
+    /// message keeps nothing for good either way.
+    #[arg(long, env = "SKAT_REDIS_ROOM_TTL", default_value_t = 0)]
+    redis_room_ttl: u64,
+    /// With Redis: milliseconds after a node's last heartbeat before its claim lapses and the
+    /// other nodes sweep its presence (its users go offline).
+    #[arg(
+        long,
+        env = "SKAT_PRESENCE_TTL_MS",
+        default_value_t = RedisConfig::DEFAULT_PRESENCE_TTL.as_millis() as u64,
+        value_parser = clap::value_parser!(u64).range(100..)
+    )]
+    presence_ttl_ms: u64,
+    /// With Redis: milliseconds between a node's heartbeats (claim, registry stamp, sweeps of
+    /// dead nodes); at most half the presence TTL.
+    #[arg(
+        long,
+        env = "SKAT_HEARTBEAT_MS",
+        default_value_t = RedisConfig::DEFAULT_HEARTBEAT.as_millis() as u64,
+        value_parser = clap::value_parser!(u64).range(10..)
+    )]
+    heartbeat_ms: u64,
+    /// Messages kept per room by the embedded broker.
+    #[arg(long, env = "SKAT_HISTORY_LEN", default_value_t = MemoryBrokerConfig::DEFAULT_HISTORY_LEN)]
+    history_len: usize,
+}
+
+/// The broker the options choose, with its settings.
+#[derive(Debug)]
+pub(crate) enum BrokerConfig {
+    /// Nodes sharing Redis.
+    Redis(RedisConfig),
+    /// The embedded single-node broker.
+    Memory(MemoryBrokerConfig),
+}
+
+impl BrokerArgs {
+    /// The broker of node `node_id`: Redis with `--redis-url` (its CA file read, its settings
+    /// checked), else the embedded one.
+    pub(crate) fn into_config(self, node_id: &str) -> anyhow::Result<BrokerConfig> {
+        let Some(url) = self.redis_url else {
+            return Ok(BrokerConfig::Memory(MemoryBrokerConfig {
+                history_len: self.history_len,
+                ..MemoryBrokerConfig::default()
+            }));
+        };
+        let tls_ca = self
+            .redis_ca_cert
+            .map(|path| {
+                std::fs::read(&path)
+                    .with_context(|| format!("cannot read the CA file {}", path.display()))
+            })
+            .transpose()?;
+        let redis = RedisConfig {
+            prefix: self.redis_prefix,
+            presence_ttl: Duration::from_millis(self.presence_ttl_ms),
+            heartbeat: Duration::from_millis(self.heartbeat_ms),
+            stream_len: self.stream_len,
+            tls_ca,
+            cluster: self.redis_cluster,
+            wait_replicas: self.redis_wait_replicas,
+            room_ttl: (self.redis_room_ttl > 0).then(|| Duration::from_secs(self.redis_room_ttl)),
+            ..RedisConfig::new(url, node_id)
+        };
+        redis.validate().context("invalid Redis broker settings")?;
+        Ok(BrokerConfig::Redis(redis))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        broker: BrokerArgs,
+    }
+
+    fn parse(args: &[&str]) -> anyhow::Result<BrokerConfig> {
+        let cli = Cli::try_parse_from([&["skat-server"], args].concat())?;
+        cli.broker.into_config("node-a")
+    }
+
+    #[test]
+    fn the_defaults_are_the_broker_crates() {
+        let Ok(BrokerConfig::Memory(memory)) = parse(&[]) else {
+            panic!("no --redis-url: the embedded broker");
+        };
+        assert_eq!(memory, MemoryBrokerConfig::default());
+        let Ok(BrokerConfig::Redis(redis)) = parse(&["--redis-url", "redis://127.0.0.1/"]) else {
+            panic!("--redis-url: Redis");
+        };
+        let defaults = RedisConfig::new("redis://127.0.0.1/", "node-a");
+        assert_eq!(redis.prefix, defaults.prefix);
+        assert_eq!(redis.stream_len, defaults.stream_len);
+        assert_eq!(redis.presence_ttl, defaults.presence_ttl);
+        assert_eq!(redis.heartbeat, defaults.heartbeat);
+        assert_eq!(redis.wait_replicas, defaults.wait_replicas);
+        assert_eq!(redis.room_ttl, None);
+        assert!(!redis.cluster && redis.tls_ca.is_none());
+    }
+
+    #[test]
+    fn a_heartbeat_over_half_the_presence_ttl_is_refused() {
+        let url = ["--redis-url", "redis://127.0.0.1/"];
+        let refused = parse(
+            &[
+                &url[..],
+                &["--presence-ttl-ms", "1000", "--heartbeat-ms", "501"],
+            ]
+            .concat(),
+        );
+        let err = refused.expect_err("refused");
+        assert!(
+            format!("{err:#}").contains("at most half the presence TTL"),
+            "{err:#}"
+        );
+        assert!(
+            parse(
+                &[
+                    &url[..],
+                    &["--presence-ttl-ms", "1000", "--heartbeat-ms", "500"]
+                ]
+                .concat()
+            )
+            .is_ok()
+        );
+        let err = parse(&[&url[..], &["--stream-len", "0"]].concat()).expect_err("refused");
+        assert!(format!("{err:#}").contains("stream_len"), "{err:#}");
+    }
+}

@@ -1,0 +1,71 @@
+//! Publishing a message: a WebSocket `send`, or the API's `POST /rooms/{room}/messages`.
+
+use std::sync::Arc;
+
+use skat_broker::{Broker, NewMessage, Published};
+use skat_protocol::{Invalid, SYSTEM_SENDER, validate_body, validate_name, validate_nonce};
+
+use super::Access;
+use crate::metrics::{BrokerCall, Source};
+use crate::state::AppState;
+
+/// Who a message is from.
+pub(crate) enum Sender<'a> {
+    /// A connection's user, checked when it said `hello`.
+    User(&'a Arc<str>),
+    /// The sender an API call names (checked here); none: the system (`~system`).
+    Named(Option<String>),
+}
+
+/// A message to publish, as a transport received it.
+pub(crate) struct Publish<'a> {
+    pub(crate) room: String,
+    pub(crate) from: Sender<'a>,
+    pub(crate) body: String,
+    /// The sender's, to match the outcome and to make retries safe.
+    pub(crate) nonce: Option<String>,
+}
+
+impl Publish<'_> {
+    /// Checks the message: its nonce first (so that after any other refusal the nonce is valid,
+    /// and a transport that answers with it may echo it), its room, `access` (see the module
+    /// docs), a named sender, its body.
+    pub(crate) fn check(&self, access: impl Access) -> Result<(), Invalid> {
+        if let Some(nonce) = &self.nonce {
+            validate_nonce(nonce)?;
+        }
+        super::check_room(&self.room, access)?;
+        if let Sender::Named(Some(name)) = &self.from {
+            validate_name(name)?;
+        }
+        validate_body(&self.body)
+    }
+
+    /// Publishes the checked message and counts it as accepted from `source`: stored
+    /// ([`Published::New`], which reaches the room's members, the sender's connections too), or
+    /// the original of a retried nonce ([`Published::Duplicate`], stored once).
+    ///
+    /// The hot path of a `send`: the message's fields move into the broker's, and the sender's
+    /// name is the one string made here.
+    pub(crate) async fn run<B: Broker>(
+        self,
+        state: &AppState<B>,
+        source: Source,
+    ) -> Result<Published, B::Error> {
+        let from = match self.from {
+            Sender::User(user) => user.to_string(),
+            Sender::Named(name) => name.unwrap_or_else(|| SYSTEM_SENDER.to_owned()),
+        };
+        let new = NewMessage {
+            room: self.room,
+            from,
+            body: self.body,
+            nonce: self.nonce,
+        };
+        let metrics = state.metrics();
+        let published = state.broker().publish(new);
+        let published = metrics.timed(BrokerCall::Publish, published).await?;
+        metrics.message_accepted(source, matches!(published, Published::New(_)));
+        Ok(published)
+    }
+}
