@@ -1,12 +1,14 @@
 //! Smoke test of the whole bench (coordinator, worker processes, frame scanning, report): a tiny
-//! in-process fan-out speaking the protocol subset the bench uses, and `skat-bench load --url`
-//! against it for about a second. Checks counts only, never timings.
+//! in-process fan-out speaking the protocol subset the bench uses (through `skat-protocol`'s
+//! codec), and `skat-bench load --url` against it for about a second. Checks counts only, never
+//! timings; the bench's own JSON report is read with `serde_json`.
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use skat_protocol::{ClientFrame, Message, MessageId, ServerFrame, decode_client, encode_server};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -81,32 +83,50 @@ async fn serve(stream: TcpStream, rooms: Rooms) {
             if opcode == 8 {
                 return;
             }
-            let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
-            let room = v["room"].as_str().unwrap_or_default().to_owned();
-            match v["type"].as_str().unwrap() {
-                "hello" => {
-                    name = v["name"].as_str().unwrap().to_owned();
-                    let welcome = serde_json::json!({"type": "welcome", "user": name, "node": "smoke", "protocol": 1});
-                    let _ = tx.send(frame(&welcome.to_string()));
+            let text = std::str::from_utf8(&payload).unwrap();
+            match decode_client(text).unwrap() {
+                ClientFrame::Hello { name: hello, .. } => {
+                    name = hello;
+                    let welcome = ServerFrame::Welcome {
+                        user: name.clone(),
+                        node: "smoke".to_owned(),
+                        protocol: 1,
+                        exp: None,
+                    };
+                    let _ = tx.send(frame(&encode_server(&welcome)));
                 }
-                "join" => {
+                ClientFrame::Join { room, .. } => {
                     rooms
                         .lock()
                         .unwrap()
                         .entry(room.clone())
                         .or_default()
                         .push(tx.clone());
-                    let joined = serde_json::json!({"type": "joined", "room": room, "members": [], "messages": [], "recovered": false});
-                    let _ = tx.send(frame(&joined.to_string()));
+                    let joined = ServerFrame::Joined {
+                        room,
+                        members: Vec::new(),
+                        messages: Vec::new(),
+                        recovered: false,
+                        epoch: None,
+                        more_members: false,
+                    };
+                    let _ = tx.send(frame(&encode_server(&joined)));
                 }
-                "send" => {
-                    let message = serde_json::json!({"type": "message", "room": room, "id": "1-0", "from": name, "body": v["body"], "ts": 1, "nonce": v["nonce"]});
-                    let bytes = frame(&message.to_string());
+                ClientFrame::Send { room, body, nonce } => {
+                    let message = ServerFrame::Message(Message {
+                        room: room.clone(),
+                        id: MessageId::MIN,
+                        from: name.clone(),
+                        body,
+                        ts: 1,
+                        nonce,
+                    });
+                    let bytes = frame(&encode_server(&message));
                     for member in rooms.lock().unwrap().get(&room).into_iter().flatten() {
                         let _ = member.send(bytes.clone());
                     }
                 }
-                other => panic!("unexpected frame type {other}"),
+                other => panic!("unexpected frame {other:?}"),
             }
         }
     }

@@ -1,12 +1,20 @@
-//! The little of WebSocket (RFC 6455) and of Skat's JSON that the load clients need, kept cheap:
-//! the upgrade request, server frames parsed in place from a big read buffer, client frames
-//! masked with an all-zero key (valid, and the payload needs no copy or XOR), and a scan of
-//! `message` frames that extracts only the send time carried at the start of the body.
+//! The little of WebSocket (RFC 6455) and of Skat's frames that the load clients need, kept
+//! cheap: the upgrade request, server frames parsed in place from a big read buffer, client
+//! frames masked with an all-zero key (valid, and the payload needs no copy or XOR), and a scan
+//! of `message` frames that extracts only the send time carried at the start of the body.
+//!
+//! What the clients send is encoded by `skat-protocol`, the one crate that writes Skat's JSON.
+//! What they receive is scanned, not decoded: a `message` frame's type and the digits at the
+//! start of its body are found in the bytes, so a worker spends next to nothing per delivery
+//! (it must stay cheaper than the server it measures), and floor's frames, whose keys come in
+//! another order, read the same.
 
+use std::fmt::Write as _;
 use std::sync::LazyLock;
 
 use anyhow::{Context as _, bail};
 use memchr::memmem::Finder;
+use skat_protocol::{ClientFrame, encode_client};
 
 /// Continuation frame.
 pub(crate) const OP_CONTINUATION: u8 = 0x0;
@@ -205,20 +213,31 @@ pub(crate) fn close_reason(payload: &[u8]) -> (u16, String) {
     }
 }
 
-/// A `send` frame's JSON: `body` is `"<sent_at> xxx…"`, padded with `x` to `body_bytes`.
-pub(crate) fn send_json(
-    out: &mut Vec<u8>,
+/// Appends `frame` to `out` as a client text frame, its JSON encoded by the protocol crate.
+pub(crate) fn encode_client_text(out: &mut Vec<u8>, frame: &ClientFrame) {
+    encode_client_frame(out, OP_TEXT, encode_client(frame).as_bytes());
+}
+
+/// The `send` of a measured message: its body is `"<sent_at> xxx…"`, the send time (µs since
+/// the epoch, read back by [`body_sent_at`]) padded with `x` to `body_bytes` (one at least).
+pub(crate) fn stamped_send(
     room: &str,
     sent_at: u64,
     body_bytes: usize,
-    nonce: &str,
-) {
-    use std::io::Write as _;
-    out.clear();
-    let _ = write!(out, r#"{{"type":"send","room":"{room}","body":"{sent_at} "#);
+    nonce: String,
+) -> ClientFrame {
     let stamp = sent_at.checked_ilog10().unwrap_or(0) as usize + 2;
-    out.resize(out.len() + body_bytes.saturating_sub(stamp).max(1), b'x');
-    let _ = write!(out, r#"","nonce":"{nonce}"}}"#);
+    let mut body = String::with_capacity(body_bytes.max(stamp + 1));
+    let _ = write!(body, "{sent_at} ");
+    body.extend(std::iter::repeat_n(
+        'x',
+        body_bytes.saturating_sub(stamp).max(1),
+    ));
+    ClientFrame::Send {
+        room: room.to_owned(),
+        body,
+        nonce: Some(nonce),
+    }
 }
 
 #[cfg(test)]
@@ -334,16 +353,28 @@ mod tests {
     }
 
     #[test]
-    fn send_bodies_have_the_requested_size() {
-        let mut out = Vec::new();
+    fn send_bodies_have_the_requested_size_and_their_stamp_reads_back() {
         for body in [1, 10, 17, 18, 100, 1000] {
-            send_json(&mut out, "r1", 1_764_290_000_123_456, body, "n-1");
-            let text = std::str::from_utf8(&out).unwrap();
-            let start = text.find(r#""body":""#).unwrap() + 8;
-            let len = text[start..].find('"').unwrap();
-            assert_eq!(len, body.max(18), "body {body}: {text}");
-            assert_eq!(body_sent_at(&out), Some(1_764_290_000_123_456));
+            let send = stamped_send("r1", 1_764_290_000_123_456, body, "n-1".to_owned());
+            let ClientFrame::Send { body: text, .. } = &send else {
+                panic!("not a send");
+            };
+            assert_eq!(text.len(), body.max(18), "body {body}: {text}");
+            let json = encode_client(&send);
+            assert_eq!(body_sent_at(json.as_bytes()), Some(1_764_290_000_123_456));
+            let mut out = Vec::new();
+            encode_client_text(&mut out, &send);
+            assert!(
+                out.ends_with(json.as_bytes()),
+                "the payload is the JSON, unmasked"
+            );
         }
+        // The bytes the bench wrote by hand before the protocol crate encoded them.
+        let send = stamped_send("r1", 42, 5, "n-1".to_owned());
+        assert_eq!(
+            encode_client(&send),
+            r#"{"type":"send","room":"r1","body":"42 xx","nonce":"n-1"}"#
+        );
     }
 
     #[test]

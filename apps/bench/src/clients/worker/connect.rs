@@ -11,6 +11,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use skat_protocol::ClientFrame;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -112,17 +113,18 @@ async fn open(worker: &Worker, client: Client) -> anyhow::Result<Rc<Conn>> {
         }
     }
     let layout = &worker.layout;
-    let hello = format!(
-        r#"{{"type":"hello","name":"{}"}}"#,
-        layout.user_name(client.index)
-    );
-    send_text(&mut stream, &hello).await?;
+    let hello = ClientFrame::Hello {
+        name: layout.user_name(client.index),
+        token: None,
+    };
+    send(&mut stream, &hello).await?;
     await_reply(&mut stream, &mut buf, "welcome").await?;
-    let join = format!(
-        r#"{{"type":"join","room":"{}"}}"#,
-        layout.room_name(client.room)
-    );
-    send_text(&mut stream, &join).await?;
+    let join = ClientFrame::Join {
+        room: layout.room_name(client.room),
+        since: None,
+        epoch: None,
+    };
+    send(&mut stream, &join).await?;
     await_reply(&mut stream, &mut buf, "joined").await?;
     if let Some(n) = worker.room_members.borrow_mut().get_mut(client.room) {
         *n += 1;
@@ -146,10 +148,10 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<
     stream.read_buf(buf).await.context("read")
 }
 
-async fn send_text(stream: &mut TcpStream, text: &str) -> anyhow::Result<()> {
-    let mut frame = Vec::with_capacity(text.len() + 14);
-    wire::encode_client_frame(&mut frame, wire::OP_TEXT, text.as_bytes());
-    stream.write_all(&frame).await.context("write")
+async fn send(stream: &mut TcpStream, frame: &ClientFrame) -> anyhow::Result<()> {
+    let mut bytes = Vec::new();
+    wire::encode_client_text(&mut bytes, frame);
+    stream.write_all(&bytes).await.context("write")
 }
 
 /// Reads frames until a text frame of type `kind`; frames before it are dropped, and whatever

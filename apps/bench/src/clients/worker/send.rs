@@ -61,7 +61,7 @@ pub(super) async fn send_loop(worker: Rc<Worker>, plan: RunPlan) {
     let rooms: Vec<String> = (0..worker.layout.rooms)
         .map(|r| worker.layout.room_name(r))
         .collect();
-    let (mut json, mut frame, mut nonce) = (Vec::new(), Vec::new(), String::new());
+    let mut frame = Vec::new();
     let (mut sent, mut turn) = (0u64, 0usize);
     loop {
         let scheduled = ticker.tick().await;
@@ -90,14 +90,10 @@ pub(super) async fn send_loop(worker: Rc<Worker>, plan: RunPlan) {
             // for two minutes, and later runs reuse the same users.
             let seq = worker.nonces.get() + 1;
             worker.nonces.set(seq);
-            nonce.clear();
-            {
-                use std::fmt::Write as _;
-                let _ = write!(nonce, "{prefix}-{}-{seq}", conn.index);
-            }
-            wire::send_json(&mut json, &rooms[conn.room], at, plan.body_bytes, &nonce);
+            let nonce = format!("{prefix}-{}-{seq}", conn.index);
+            let send = wire::stamped_send(&rooms[conn.room], at, plan.body_bytes, nonce);
             frame.clear();
-            wire::encode_client_frame(&mut frame, wire::OP_TEXT, &json);
+            wire::encode_client_text(&mut frame, &send);
             conn.write(&frame);
             let mut stats = worker.stats.borrow_mut();
             stats.sent += 1;
