@@ -30,7 +30,11 @@ pub(crate) struct BrokerArgs {
     pub(crate) redis_cluster: bool,
     /// Replicas that must have a message before a send is confirmed (Redis WAIT; 0: the
     /// master's write is enough). 1 makes a failover lose no confirmed message.
-    #[arg(long, env = "SKAT_REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    #[arg(
+        long,
+        env = "SKAT_REDIS_WAIT_REPLICAS",
+        default_value_t = RedisConfig::DEFAULT_WAIT_REPLICAS
+    )]
     redis_wait_replicas: u32,
     /// With a `rediss://` URL (TLS): a PEM file of the CAs to trust for Redis's certificate,
     /// instead of the system's.
@@ -40,7 +44,12 @@ pub(crate) struct BrokerArgs {
     #[arg(long, env = "SKAT_REDIS_PREFIX", default_value = RedisConfig::DEFAULT_PREFIX)]
     redis_prefix: String,
     /// Messages kept per room stream in Redis.
-    #[arg(long, env = "SKAT_STREAM_LEN", default_value_t = RedisConfig::DEFAULT_STREAM_LEN)]
+    #[arg(
+        long,
+        env = "SKAT_STREAM_LEN",
+        default_value_t = RedisConfig::DEFAULT_STREAM_LEN,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
     stream_len: usize,
     /// With Redis: seconds a room with history is kept while unused (no message sent, nobody
     /// joining) before its history expires; 0 keeps it for good. A room that never had a
@@ -174,6 +183,6 @@ mod tests {
             .is_ok()
         );
         let err = parse(&[&url[..], &["--stream-len", "0"]].concat()).expect_err("refused");
-        assert!(format!("{err:#}").contains("stream_len"), "{err:#}");
+        assert!(format!("{err:#}").contains("--stream-len"), "{err:#}");
     }
 }

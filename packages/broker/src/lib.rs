@@ -45,7 +45,8 @@ pub use node_id::{InvalidNodeId, NODE_ID_MAX_LEN, check_node_id};
 pub use redis_backend::{
     ConfigError, RedisBroker, RedisBrokerError, RedisConfig, RedisSubscription,
 };
-pub use skat_protocol::{InvalidMessageId, Message, MessageId, message_size};
+use skat_protocol::message_size;
+pub use skat_protocol::{InvalidMessageId, Message, MessageId};
 
 /// Locks `m`, ignoring poisoning. A poisoned lock means a panic while holding it; the state is
 /// still consistent because every critical section in this crate finishes its writes before

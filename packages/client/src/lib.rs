@@ -31,6 +31,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Everything that can go wrong talking to a server.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// The WebSocket could not be opened or failed (the WebSocket library's error, as an
     /// opaque source).

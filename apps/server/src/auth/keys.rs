@@ -72,7 +72,7 @@ impl PublicKey {
     }
 
     /// `RS256` or `ES256`.
-    pub fn algorithm(&self) -> Algorithm {
+    pub(crate) fn algorithm(&self) -> Algorithm {
         self.algorithm
     }
 

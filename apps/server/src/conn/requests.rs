@@ -331,12 +331,12 @@ where
             body,
             nonce,
         };
-        if let Err(invalid) = post.check(|room| self.check_joined(room, true)) {
-            // The nonce is checked first: an invalid one is never echoed, a valid one always is.
-            let nonce = post
-                .nonce
-                .filter(|_| invalid.code != ErrorCode::InvalidNonce);
-            return self.reply_invalid(invalid, nonce);
+        // The nonce is checked first: an invalid one is never echoed, a valid one always is.
+        if let Err(invalid) = post.check_nonce() {
+            return self.reply_invalid(invalid, None);
+        }
+        if let Err(invalid) = post.check_content(|room| self.check_joined(room, true)) {
+            return self.reply_invalid(invalid, post.nonce);
         }
         if !self.messages.try_take(Instant::now()) {
             let limits = &self.state.config().limits;

@@ -27,13 +27,22 @@ pub(crate) struct Publish<'a> {
 }
 
 impl Publish<'_> {
-    /// Checks the message: its nonce first (so that after any other refusal the nonce is valid,
-    /// and a transport that answers with it may echo it), its room, `access` (see the module
-    /// docs), a named sender, its body.
+    /// Checks the message: its room, `access` (see the module docs), a named sender, its body,
+    /// then its nonce.
     pub(crate) fn check(&self, access: impl Access) -> Result<(), Invalid> {
-        if let Some(nonce) = &self.nonce {
-            validate_nonce(nonce)?;
-        }
+        self.check_content(access)?;
+        self.check_nonce()
+    }
+
+    /// Checks the nonce alone. A transport that echoes the nonce in its refusals (the
+    /// WebSocket) checks it first, so that after any other refusal it is valid to echo, then
+    /// calls [`Publish::check_content`].
+    pub(crate) fn check_nonce(&self) -> Result<(), Invalid> {
+        self.nonce.as_deref().map_or(Ok(()), validate_nonce)
+    }
+
+    /// Checks all but the nonce: the room, `access`, a named sender, the body.
+    pub(crate) fn check_content(&self, access: impl Access) -> Result<(), Invalid> {
         super::check_room(&self.room, access)?;
         if let Sender::Named(Some(name)) = &self.from {
             validate_name(name)?;

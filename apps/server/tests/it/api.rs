@@ -159,6 +159,37 @@ async fn backend_scenario(api: &Node, ws: &Node, nonce: &str) {
             "bad_request",
         ),
         ("GET", "/rooms?limit=5000", Value::Null, "invalid_limit"),
+        // A request breaking several rules is refused for the first, in API.md's order.
+        (
+            "POST",
+            "/rooms/Bad!/messages",
+            json!({"from": "a b", "body": " ", "nonce": "n".repeat(65)}),
+            "invalid_room",
+        ),
+        (
+            "POST",
+            "/rooms/general/messages",
+            json!({"from": "a b", "body": " ", "nonce": "n".repeat(65)}),
+            "invalid_name",
+        ),
+        (
+            "POST",
+            "/rooms/general/messages",
+            json!({"body": " ", "nonce": "n".repeat(65)}),
+            "invalid_body",
+        ),
+        (
+            "GET",
+            "/rooms/general/members?after=bad!&limit=5000",
+            Value::Null,
+            "invalid_limit",
+        ),
+        (
+            "GET",
+            "/rooms/general/messages?before=bad&limit=5000",
+            Value::Null,
+            "invalid_limit",
+        ),
     ] {
         let refused = call(api, method, path, &body).await;
         assert_eq!(error_code(&refused, 400), code, "{method} {path}");

@@ -64,6 +64,8 @@ impl RedisConfig {
     pub const DEFAULT_PRESENCE_TTL: Duration = Duration::from_secs(25);
     /// The default heartbeat.
     pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+    /// Replicas a publish waits for by default: none (the master's write is enough).
+    pub const DEFAULT_WAIT_REPLICAS: u32 = 0;
 
     /// Defaults for the given URL and node id.
     pub fn new(url: impl Into<String>, node_id: impl Into<String>) -> Self {
@@ -80,7 +82,7 @@ impl RedisConfig {
             dedup_window: crate::DEFAULT_DEDUP_WINDOW,
             tls_ca: None,
             cluster: false,
-            wait_replicas: 0,
+            wait_replicas: Self::DEFAULT_WAIT_REPLICAS,
             room_ttl: None,
         }
     }

@@ -5,6 +5,7 @@
 use redis::Value;
 
 use super::reply::{field, text};
+use super::slots::key_slot;
 
 /// Replicas in sync, by master.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -19,15 +20,19 @@ pub(super) enum Replicas {
 }
 
 impl Replicas {
-    /// The replicas in sync with the master of `slot`, if known.
-    pub(super) fn of(&self, slot: u16) -> Option<u32> {
+    /// The replicas in sync with the master of `key`'s slot, if known (the slot is computed
+    /// only on a cluster).
+    pub(super) fn of(&self, key: &str) -> Option<u32> {
         match self {
             Self::Unknown => None,
             Self::Single(replicas) => Some(*replicas),
-            Self::Slots(ranges) => ranges
-                .iter()
-                .find(|(first, last, _)| (*first..=*last).contains(&slot))
-                .map(|(_, _, replicas)| *replicas),
+            Self::Slots(ranges) => {
+                let slot = key_slot(key);
+                ranges
+                    .iter()
+                    .find(|(first, last, _)| (*first..=*last).contains(&slot))
+                    .map(|(_, _, replicas)| *replicas)
+            }
         }
     }
 }
@@ -140,7 +145,7 @@ mod tests {
         assert_eq!(ranges, [(0, 100, 1), (200, 300, 1), (101, 199, 0)]);
         let replicas = Replicas::Slots(ranges);
         // "foo" is slot 12182, in no range here; "123456789" is 12739.
-        assert_eq!(replicas.of(super::super::slots::key_slot("foo")), None);
+        assert_eq!(replicas.of("foo"), None);
         let map = Value::Map(vec![(bulk("slots"), Value::Array(vec![]))]);
         assert!(field(&map, "slots").is_some());
     }

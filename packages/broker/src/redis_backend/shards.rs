@@ -40,7 +40,7 @@ pub(super) enum Refusal {
     Elsewhere,
 }
 
-/// What the router and the topology task know of a shard's driver.
+/// What [`Shards`] and the topology task know of a shard's driver.
 #[derive(Debug)]
 pub(super) struct ShardHandle {
     /// Its master (`None`: the configured server).

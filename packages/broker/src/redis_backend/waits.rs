@@ -35,7 +35,6 @@ use super::config::RedisConfig;
 use super::error::RedisBrokerError;
 use super::link::{Link, client, cluster_builder};
 use super::replicas::{Replicas, master_replicas, replicas_of_shards};
-use super::slots::key_slot;
 use crate::lock;
 
 /// Connections a node's waiting publishes use at most at once: each holds one for a round trip
@@ -150,7 +149,7 @@ impl Waits {
             known.counted = Some(Instant::now());
             known.doubted = false;
         }
-        let replicas = lock(&self.known).replicas.of(key_slot(room.key));
+        let replicas = lock(&self.known).replicas.of(room.key);
         let wanted = replicas.map_or(self.wanted, |replicas| replicas.min(self.wanted));
         if wanted == 0 {
             lock(&self.shortfalls).short(
