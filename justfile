@@ -147,10 +147,12 @@ test *ARGS: test-setup setup fmt-check lint web
 chaos *ARGS: setup
     cargo test -p skat-broker --all-features --test cluster {{ARGS}} -- --ignored
 
-# Every shell script is checked (`scripts/*.sh`, `.ci/run`), not the recipe bodies here.
-# shellcheck on the shell scripts, clippy and the docs with warnings as errors.
+# Every shell script is checked (`scripts/*.sh`, `.ci/run`), not the recipe bodies here; the
+# module layering is ARCHITECTURE.md's invariant (no import cycle between sibling modules).
+# shellcheck, the module layering, clippy and the docs, with warnings as errors.
 lint:
     shellcheck scripts/*.sh .ci/run
+    python3 scripts/module-cycles.py
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p web --target wasm32-unknown-unknown -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --quiet

@@ -84,11 +84,8 @@ pub(super) fn replicas_of_shards(shards: &Value) -> Vec<(u16, u16, u32)> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::reply::fake::{bulk, shard, shard_node};
     use super::*;
-
-    fn bulk(text: &str) -> Value {
-        Value::BulkString(text.as_bytes().to_vec())
-    }
 
     #[test]
     fn role_counts_a_masters_replicas() {
@@ -112,24 +109,7 @@ mod tests {
 
     #[test]
     fn cluster_shards_give_each_slot_range_its_healthy_replicas() {
-        let node = |role: &str, health: &str| {
-            Value::Array(vec![
-                bulk("id"),
-                bulk("abc"),
-                bulk("role"),
-                bulk(role),
-                bulk("health"),
-                bulk(health),
-            ])
-        };
-        let shard = |slots: Vec<i64>, nodes| {
-            Value::Array(vec![
-                bulk("slots"),
-                Value::Array(slots.into_iter().map(Value::Int).collect()),
-                bulk("nodes"),
-                Value::Array(nodes),
-            ])
-        };
+        let node = |role: &str, health: &str| shard_node(7000, role, health);
         let shards = Value::Array(vec![
             shard(
                 vec![0, 100, 200, 300],

@@ -34,3 +34,43 @@ pub(super) fn int(value: &Value) -> Option<i64> {
         _ => None,
     }
 }
+
+/// Replies as Redis sends them, for the parsers' tests.
+#[cfg(test)]
+pub(super) mod fake {
+    use redis::Value;
+
+    /// A bulk string.
+    pub(in super::super) fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    /// A node of a `CLUSTER SHARDS` reply, on 127.0.0.1.
+    pub(in super::super) fn shard_node(port: i64, role: &str, health: &str) -> Value {
+        Value::Array(vec![
+            bulk("id"),
+            bulk("x"),
+            bulk("port"),
+            Value::Int(port),
+            bulk("ip"),
+            bulk("127.0.0.1"),
+            bulk("endpoint"),
+            bulk("127.0.0.1"),
+            bulk("role"),
+            bulk(role),
+            bulk("health"),
+            bulk(health),
+        ])
+    }
+
+    /// A shard of a `CLUSTER SHARDS` reply: its slot ranges (first, last, first, last...) and
+    /// its nodes.
+    pub(in super::super) fn shard(slots: Vec<i64>, nodes: Vec<Value>) -> Value {
+        Value::Array(vec![
+            bulk("slots"),
+            Value::Array(slots.into_iter().map(Value::Int).collect()),
+            bulk("nodes"),
+            Value::Array(nodes),
+        ])
+    }
+}

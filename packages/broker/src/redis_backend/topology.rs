@@ -195,38 +195,12 @@ fn parse(reply: &Value, tls: bool) -> redis::RedisResult<Topology> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::reply::fake::{shard, shard_node};
     use super::*;
-
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
-    }
 
     #[test]
     fn a_shards_reply_names_each_master_and_whether_it_failed() {
-        let node = |port: i64, role: &str, health: &str| {
-            Value::Array(vec![
-                bulk("id"),
-                bulk("x"),
-                bulk("port"),
-                Value::Int(port),
-                bulk("ip"),
-                bulk("127.0.0.1"),
-                bulk("endpoint"),
-                bulk("127.0.0.1"),
-                bulk("role"),
-                bulk(role),
-                bulk("health"),
-                bulk(health),
-            ])
-        };
-        let shard = |slots: Vec<i64>, nodes: Vec<Value>| {
-            Value::Array(vec![
-                bulk("slots"),
-                Value::Array(slots.into_iter().map(Value::Int).collect()),
-                bulk("nodes"),
-                Value::Array(nodes),
-            ])
-        };
+        let node = shard_node;
         let reply = Value::Array(vec![
             shard(
                 vec![0, 100, 200, 300],
