@@ -4,7 +4,9 @@
 //! An operation is two steps, as a mini-redis command is parsed and then applied:
 //!
 //! - `parse` (or `check`) takes the request's fields as the transport received them, in the
-//!   order PROTOCOL.md checks them, checks them in that order and turns them into typed values.
+//!   order PROTOCOL.md checks them, checks them in that order and turns them into typed values
+//!   (but for a message's nonce, which the WebSocket checks first itself, to echo it: see
+//!   `Publish::check_nonce`; the API checks it last, API.md's order).
 //!   Right after the room's name comes `access`, the transport's own check of the room: for the
 //!   WebSocket, that the connection joined it (and, for reads, its request budget); for the
 //!   API, nothing ([`any_room`]: its key covers every room). A refusal is the protocol's
