@@ -109,10 +109,15 @@ async fn serve(stream: TcpStream, rooms: Rooms) {
                         recovered: false,
                         epoch: None,
                         more_members: false,
+                        read: None,
+                        unread: 0,
+                        changes: vec![],
                     };
                     let _ = tx.send(frame(&encode_server(&joined)));
                 }
-                ClientFrame::Send { room, body, nonce } => {
+                ClientFrame::Send {
+                    room, body, nonce, ..
+                } => {
                     let message = ServerFrame::Message(Message {
                         room: room.clone(),
                         id: MessageId::MIN,
@@ -120,6 +125,7 @@ async fn serve(stream: TcpStream, rooms: Rooms) {
                         body,
                         ts: 1,
                         nonce,
+                        extras: None,
                     });
                     let bytes = frame(&encode_server(&message));
                     for member in rooms.lock().unwrap().get(&room).into_iter().flatten() {

@@ -52,6 +52,7 @@ impl FanOut {
             body: "x".repeat(100),
             ts: 1_732_800_000_000,
             nonce: Some(format!("n{}", self.seq)),
+            extras: None,
         };
         let Some(frame) = rooms::encode(&self.room, RoomEvent::Message(message)) else {
             return 0;

@@ -146,6 +146,7 @@ mod tests {
             body: "x".into(),
             ts: 1,
             nonce: None,
+            extras: None,
         }
     }
 

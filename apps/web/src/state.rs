@@ -131,6 +131,8 @@ impl Chat {
                 recovered,
                 epoch,
                 more_members,
+                // (issue 22: not yet) the read state and recovered changes are not shown yet.
+                ..
             } => {
                 let mut frames = self.on_joined(&room, members, messages, recovered, epoch, now);
                 if more_members {
@@ -158,6 +160,11 @@ impl Chat {
                 message,
                 nonce,
             } => self.on_error(code, message, nonce, now),
+            // (issue 22: not yet) the server sends no changes or read markers yet.
+            ServerFrame::Edited(_)
+            | ServerFrame::Deleted(_)
+            | ServerFrame::Reacted(_)
+            | ServerFrame::Read { .. } => {}
         }
         Vec::new()
     }

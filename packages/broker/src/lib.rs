@@ -78,6 +78,7 @@ impl NewMessage {
             body: self.body,
             ts: id.ms,
             nonce: self.nonce,
+            extras: None,
         }
     }
 }

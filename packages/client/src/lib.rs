@@ -254,6 +254,7 @@ impl Client {
             room: room.to_owned(),
             body: body.to_owned(),
             nonce: nonce.map(str::to_owned),
+            reply_to: None,
         };
         self.send_frame(&frame).await
     }

@@ -25,6 +25,7 @@ fn send_frame(body: &str) -> String {
         room: "general".to_owned(),
         body: body.to_owned(),
         nonce: Some("c-1764290000000-42".to_owned()),
+        reply_to: None,
     })
 }
 
@@ -39,6 +40,7 @@ fn message_frame(body: &str) -> ServerFrame {
         body: body.to_owned(),
         ts: 1_764_290_000_000,
         nonce: Some("c-1764290000000-42".to_owned()),
+        extras: None,
     })
 }
 

@@ -6,7 +6,8 @@ use crate::{ClientFrame, ErrorCode, ServerFrame, validate_nonce};
 
 /// Frame types a client may send, to tell a bad frame from an unknown one.
 const CLIENT_TYPES: &[&str] = &[
-    "hello", "join", "leave", "send", "typing", "history", "members", "refresh",
+    "hello", "join", "leave", "send", "typing", "history", "members", "refresh", "edit", "delete",
+    "react", "read",
 ];
 
 /// A text frame that could not be decoded, with the error code a server answers with.
@@ -45,6 +46,10 @@ struct AnyClientFrame {
     before: Option<String>,
     after: Option<String>,
     limit: Option<u32>,
+    reply_to: Option<String>,
+    id: Option<String>,
+    emoji: Option<String>,
+    add: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -58,6 +63,10 @@ enum ClientKind {
     History,
     Members,
     Refresh,
+    Edit,
+    Delete,
+    React,
+    Read,
 }
 
 /// The fast path of [`decode_client`], for JSON objects: `Some` only with exactly the frame serde's
@@ -81,6 +90,7 @@ fn decode_fast(text: &str) -> Option<ClientFrame> {
             room: f.room?,
             body: f.body?,
             nonce: f.nonce,
+            reply_to: f.reply_to,
         },
         ClientKind::Typing => ClientFrame::Typing { room: f.room? },
         ClientKind::History => ClientFrame::History {
@@ -94,6 +104,28 @@ fn decode_fast(text: &str) -> Option<ClientFrame> {
             limit: f.limit,
         },
         ClientKind::Refresh => ClientFrame::Refresh { token: f.token? },
+        ClientKind::Edit => ClientFrame::Edit {
+            room: f.room?,
+            id: f.id?,
+            body: f.body?,
+            nonce: f.nonce,
+        },
+        ClientKind::Delete => ClientFrame::Delete {
+            room: f.room?,
+            id: f.id?,
+            nonce: f.nonce,
+        },
+        ClientKind::React => ClientFrame::React {
+            room: f.room?,
+            id: f.id?,
+            emoji: f.emoji?,
+            add: f.add?,
+            nonce: f.nonce,
+        },
+        ClientKind::Read => ClientFrame::Read {
+            room: f.room?,
+            id: f.id?,
+        },
     })
 }
 
@@ -166,6 +198,10 @@ const SERVER_TYPES: &[&str] = &[
     "members",
     "refreshed",
     "error",
+    "edited",
+    "deleted",
+    "reacted",
+    "read",
 ];
 
 /// Decodes a server frame (for clients).
@@ -256,6 +292,11 @@ mod tests {
             r#"{"type":"send","room":"general","body":"hi \"there\"\n","nonce":"c-1"}"#,
             r#"{"type":"hello","name":"alice"}"#,
             r#"{"type":"history","room":"a","before":"5-1","limit":20,"future":[1,{"x":null}]}"#,
+            r#"{"type":"send","room":"a","body":"re","reply_to":"5-1"}"#,
+            r#"{"type":"edit","room":"a","id":"5-1","body":"fixed","nonce":"e-1"}"#,
+            r#"{"type":"delete","room":"a","id":"5-1"}"#,
+            r#"{"type":"react","room":"a","id":"5-1","emoji":"👍","add":false,"nonce":"r-1"}"#,
+            r#"{"type":"read","room":"a","id":"5-1"}"#,
         ] {
             let fast = decode_fast(text);
             assert!(fast.is_some(), "{text}");
@@ -290,6 +331,10 @@ mod tests {
             "before",
             "after",
             "limit",
+            "reply_to",
+            "id",
+            "emoji",
+            "add",
             "extra",
             r"ro\u006fm",
             r"ty\u0070e",
@@ -302,6 +347,10 @@ mod tests {
             r#""typing""#,
             r#""history""#,
             r#""members""#,
+            r#""edit""#,
+            r#""delete""#,
+            r#""react""#,
+            r#""read""#,
             r#""dance""#,
             r#""s\u0065nd""#,
             r#""Send""#,
@@ -323,7 +372,8 @@ mod tests {
         ]);
         let pair = (key, value).prop_map(|(k, v)| format!(r#""{k}":{v}"#));
         let kind = prop::sample::select(vec![
-            "hello", "join", "leave", "send", "typing", "history", "members", "dance",
+            "hello", "join", "leave", "send", "typing", "history", "members", "edit", "delete",
+            "react", "read", "dance",
         ]);
         (
             prop::option::weighted(0.9, kind),

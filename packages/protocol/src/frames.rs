@@ -1,11 +1,15 @@
 //! The frame types of protocol v1.
 //!
+//! The message object is [`Message`] (`message.rs`), the changes to a message that frames and
+//! `joined` carry are in `changes.rs`; this file holds the frames themselves and the error codes.
+//!
 //! Optional fields are omitted from the JSON when absent (never `null`), and unknown fields are
 //! ignored when decoding, so that newer peers can add fields without breaking older ones.
 
 use serde::{Deserialize, Serialize};
 
-use crate::MessageId;
+use crate::changes::{Change, Deleted, Edited, Reacted};
+use crate::{Message, MessageId};
 
 /// A frame sent by a client to the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +51,60 @@ pub enum ClientFrame {
         /// Client-chosen correlation id (≤ 64 characters), echoed in the resulting message or error.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nonce: Option<String>,
+        /// The id of the message of the same room this one replies to (as received, like
+        /// `since`): the stored message carries it, and clients show a quote of the original.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<String>,
+    },
+    /// Replaces the body of one of the user's messages (a moderator's: anyone's). Everyone in
+    /// the room receives a [`ServerFrame::Edited`], the sender included: that is its
+    /// confirmation.
+    Edit {
+        /// The message's room, which the connection must have joined.
+        room: String,
+        /// The message to edit (as received, like `since`).
+        id: String,
+        /// The new body, whole: the rules of a `send`'s body.
+        body: String,
+        /// Correlation id (≤ 64 characters), echoed in the `edited` or the error; retries
+        /// with the same nonce are carried out once, as sends are.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nonce: Option<String>,
+    },
+    /// Deletes one of the user's messages (a moderator's: anyone's): its body is removed from
+    /// the server and a tombstone stays in its place. Confirmed by a [`ServerFrame::Deleted`].
+    Delete {
+        /// The message's room, which the connection must have joined.
+        room: String,
+        /// The message to delete (as received).
+        id: String,
+        /// Correlation id (≤ 64 characters), echoed in the `deleted` or the error.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nonce: Option<String>,
+    },
+    /// Adds or removes the user's reaction with one emoji to a message of a joined room.
+    /// Confirmed by a [`ServerFrame::Reacted`].
+    React {
+        /// The message's room, which the connection must have joined.
+        room: String,
+        /// The message to react to (as received).
+        id: String,
+        /// One grapheme cluster of at most 32 bytes (see [`validate_emoji`](crate::validate_emoji)).
+        emoji: String,
+        /// `true` to add the reaction, `false` to take it back: explicit rather than a toggle,
+        /// so that a retried request cannot undo itself.
+        add: bool,
+        /// Correlation id (≤ 64 characters), echoed in the `reacted` or the error.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nonce: Option<String>,
+    },
+    /// Moves the user's read marker in a joined room to `id`: everything up to it is read. The
+    /// user's connections, on every node, receive a [`ServerFrame::Read`].
+    Read {
+        /// The room, which the connection must have joined.
+        room: String,
+        /// The last message read (as received).
+        id: String,
     },
     /// Tells the room's other members that the user is typing.
     Typing {
@@ -98,28 +156,12 @@ impl ClientFrame {
             Self::History { .. } => "history",
             Self::Members { .. } => "members",
             Self::Refresh { .. } => "refresh",
+            Self::Edit { .. } => "edit",
+            Self::Delete { .. } => "delete",
+            Self::React { .. } => "react",
+            Self::Read { .. } => "read",
         }
     }
-}
-
-/// A chat message as stored in a room's history and delivered to its members.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Message {
-    /// Room the message belongs to.
-    pub room: String,
-    /// Id assigned by the broker: strictly increasing within a room, opaque to clients.
-    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "1764290000000-0"))]
-    pub id: MessageId,
-    /// Name of the sender.
-    pub from: String,
-    /// Message text.
-    pub body: String,
-    /// Time the broker accepted the message, in Unix milliseconds.
-    pub ts: u64,
-    /// The sender's nonce, if its `send` carried one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nonce: Option<String>,
 }
 
 /// A frame sent by the server to a client.
@@ -161,6 +203,20 @@ pub enum ServerFrame {
         /// the first with `after` set to the last name of `members`. Omitted when `false`.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         more_members: bool,
+        /// The user's read marker in the room: the last message it marked read, on any
+        /// connection. Omitted when it has none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        read: Option<MessageId>,
+        /// How many messages follow the read marker (all of the room's when there is none),
+        /// capped at [`UNREAD_CAP`](crate::UNREAD_CAP), which means "that many or more".
+        /// Omitted when 0.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        unread: u32,
+        /// With `recovered`: the changes after `since` to messages at or before it, in log
+        /// order (messages after `since` come in their current state, so each change is seen
+        /// once). Omitted when empty.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        changes: Vec<Change>,
     },
     /// Answer to `leave`: no more events from the room.
     Left {
@@ -194,6 +250,22 @@ pub enum ServerFrame {
         /// Whether older messages remain before this page.
         has_more: bool,
     },
+    /// A message's body was edited.
+    Edited(Edited),
+    /// A message was deleted.
+    Deleted(Deleted),
+    /// A reaction to a message was added or removed.
+    Reacted(Reacted),
+    /// The user's read marker in a room moved (on any of its connections, on any node): sent to
+    /// that user's connections only.
+    Read {
+        /// The room.
+        room: String,
+        /// The last message read.
+        id: MessageId,
+        /// How many messages follow it, capped at [`UNREAD_CAP`](crate::UNREAD_CAP).
+        unread: u32,
+    },
     /// Answer to `members`: a page of a room's members, in name order.
     Members {
         /// The room.
@@ -217,10 +289,15 @@ pub enum ServerFrame {
         code: ErrorCode,
         /// Human-readable explanation.
         message: String,
-        /// The nonce of the failed `send`, if any.
+        /// The nonce of the failed request, if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nonce: Option<String>,
     },
+}
+
+/// For `skip_serializing_if`: a count of zero is omitted.
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl ServerFrame {
@@ -281,6 +358,19 @@ pub enum ErrorCode {
     Unavailable,
     /// An unexpected server-side failure.
     Internal,
+    /// An `edit` or `delete` of someone else's message by a user who may not moderate the room.
+    NotAuthor,
+    /// The message named by an `edit`, `delete` or `react` is not in the room's retained
+    /// history (or, for an edit or a reaction, is deleted).
+    NoSuchMessage,
+    /// A reaction's emoji is not one grapheme cluster of at most 32 bytes without control or
+    /// whitespace characters.
+    InvalidEmoji,
+    /// A reaction would give a message more distinct emoji than
+    /// [`MAX_REACTIONS`](crate::MAX_REACTIONS).
+    TooManyReactions,
+    /// A `send`'s `reply_to` is malformed or not a retained message of the room.
+    InvalidReply,
     /// A code this version of the protocol crate does not know (decoding only).
     #[serde(other)]
     Unknown,
@@ -309,6 +399,11 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::NotAuthor => "not_author",
+            Self::NoSuchMessage => "no_such_message",
+            Self::InvalidEmoji => "invalid_emoji",
+            Self::TooManyReactions => "too_many_reactions",
+            Self::InvalidReply => "invalid_reply",
             Self::Unknown => "unknown",
         }
     }

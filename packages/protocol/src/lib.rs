@@ -10,25 +10,39 @@
 //! ask it what a message takes encoded ([`message_size`]) to bound replies by their bytes on the
 //! wire. It depends on serde alone, so it compiles for native targets and for `wasm32-unknown-unknown`.
 //!
+//! Messages people can change (issue 22) are additive: a [`Message`] may carry a `reply_to`, an
+//! `edited` time, a `deleted` tombstone and `reactions` (each omitted when absent, so a plain
+//! message encodes as before; kept behind one box, [`Extras`], so it costs 8 bytes when absent);
+//! clients may send `edit`, `delete`, `react` and `read` and a `send` may name `reply_to`; the
+//! server announces each change to a message as its own frame (`edited`, `deleted`, `reacted`:
+//! [`Edited`], [`Deleted`], [`Reacted`], also recovered in `joined` as a [`Change`]) and a moved
+//! read marker as `read`. Emoji are checked by [`validate_emoji`]. The server speaks none of
+//! this yet: `PROTOCOL.md` says what it does speak.
+//!
 //! Compatibility rule: field names and error codes are a contract other clients code against. We
 //! add optional fields and new frame types; we never rename or remove.
 
 pub mod api;
+mod changes;
 mod codec;
 mod frames;
 mod id;
+mod message;
 mod names;
 mod sizes;
 mod validate;
 
+pub use changes::{Change, Deleted, Edited, Reacted};
 pub use codec::{DecodeError, decode_client, decode_server, encode_client, encode_server};
-pub use frames::{ClientFrame, ErrorCode, Message, ServerFrame};
+pub use frames::{ClientFrame, ErrorCode, ServerFrame};
 pub use id::{InvalidMessageId, MessageId};
+pub use message::{Extras, Message, Reaction};
 pub use names::{SYSTEM_SENDER, dm_room, dm_users};
 pub use sizes::{MESSAGE_FRAMING, NONCE_FRAMING, escaped_len, keep_newest_within, message_size};
 pub use validate::{
-    DEFAULT_HISTORY_LIMIT, Invalid, MAX_BODY_CHARS, MAX_HISTORY_LIMIT, MAX_MEMBERS_LIMIT,
-    MAX_NAME_CHARS, MAX_NONCE_CHARS, MAX_ROOM_CHARS, validate_body, validate_history_limit,
+    DEFAULT_HISTORY_LIMIT, Invalid, MAX_BODY_CHARS, MAX_EMOJI_BYTES, MAX_HISTORY_LIMIT,
+    MAX_MEMBERS_LIMIT, MAX_NAME_CHARS, MAX_NONCE_CHARS, MAX_REACTIONS, MAX_ROOM_CHARS,
+    REACTION_USERS_SHOWN, UNREAD_CAP, validate_body, validate_emoji, validate_history_limit,
     validate_members_limit, validate_name, validate_nonce, validate_room,
 };
 

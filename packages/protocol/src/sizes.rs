@@ -9,8 +9,8 @@
 //! Redis backend's recovery script counts the same way from its stored form); the unit tests
 //! below hold them to `serde_json`'s output.
 
-use crate::Message;
 use crate::id::digits;
+use crate::{Extras, Message, Reaction};
 
 /// How many bytes each byte of a string takes inside a JSON string, as `serde_json` escapes it:
 /// `"` and `\` and the control characters with a short escape (`\b \t \n \f \r`) take 2, the
@@ -48,6 +48,19 @@ pub const MESSAGE_FRAMING: usize = 46;
 /// What a nonce adds to [`message_size`] besides its escaped value: `,"nonce":""`.
 pub const NONCE_FRAMING: usize = 11;
 
+/// What a `reply_to` adds besides the id: `,"reply_to":""`.
+const REPLY_TO_FRAMING: usize = 14;
+/// What an `edited` time adds besides its digits: `,"edited":`.
+const EDITED_FRAMING: usize = 10;
+/// What a deletion adds: `,"deleted":true`.
+const DELETED_SIZE: usize = 15;
+/// What a non-empty `reactions` adds besides its entries and the commas between them:
+/// `,"reactions":[]`.
+const REACTIONS_FRAMING: usize = 15;
+/// What one reaction takes besides its values and the commas between its users:
+/// `{"emoji":"","count":,"users":[]}`.
+const REACTION_FRAMING: usize = 32;
+
 /// The bytes `message` adds to a list of messages in a frame: exactly its JSON as
 /// `serde_json` writes it, plus one for the comma that separates it from the next. So the
 /// `messages` of a reply (what its brackets enclose) take less than the sum of their sizes.
@@ -62,6 +75,34 @@ pub fn message_size(message: &Message) -> usize {
             .nonce
             .as_deref()
             .map_or(0, |nonce| NONCE_FRAMING + escaped_len(nonce))
+        + message.extras.as_deref().map_or(0, extras_size)
+}
+
+/// The bytes of a message's extras, each field counted only when it is written (present, `true`,
+/// non-empty), as `Message`'s serializer skips the others.
+fn extras_size(extras: &Extras) -> usize {
+    let reply_to = extras
+        .reply_to
+        .map_or(0, |id| REPLY_TO_FRAMING + id.text_len());
+    let edited = extras.edited.map_or(0, |ms| EDITED_FRAMING + digits(ms));
+    let deleted = if extras.deleted { DELETED_SIZE } else { 0 };
+    let reactions = match extras.reactions.len() {
+        0 => 0,
+        n => {
+            REACTIONS_FRAMING + (n - 1) + extras.reactions.iter().map(reaction_size).sum::<usize>()
+        }
+    };
+    reply_to + edited + deleted + reactions
+}
+
+/// The bytes of one reaction's JSON object.
+fn reaction_size(reaction: &Reaction) -> usize {
+    let users: usize = reaction.users.iter().map(|u| 2 + escaped_len(u)).sum();
+    REACTION_FRAMING
+        + escaped_len(&reaction.emoji)
+        + digits(u64::from(reaction.count))
+        + users
+        + reaction.users.len().saturating_sub(1)
 }
 
 /// The reply-size policy: drops the oldest of `messages` (oldest first) until the sizes of the
@@ -103,6 +144,7 @@ mod tests {
             body: body.into(),
             ts: 1,
             nonce: nonce.map(str::to_owned),
+            extras: None,
         }
     }
 
@@ -134,6 +176,49 @@ mod tests {
     }
 
     #[test]
+    fn the_extras_framing_is_what_empty_extras_take() {
+        let plain = message("", None);
+        let base = json_len(&plain);
+        let with = |extras: Extras| {
+            let mut m = plain.clone();
+            m.extras = Some(Box::new(extras));
+            m
+        };
+        let id = MessageId { ms: 1, seq: 0 };
+        let m = with(Extras {
+            reply_to: Some(id),
+            ..Extras::default()
+        });
+        assert_eq!(json_len(&m) - base, REPLY_TO_FRAMING + id.text_len());
+        let m = with(Extras {
+            edited: Some(7),
+            ..Extras::default()
+        });
+        assert_eq!(json_len(&m) - base, EDITED_FRAMING + 1);
+        let m = with(Extras {
+            deleted: true,
+            ..Extras::default()
+        });
+        assert_eq!(json_len(&m) - base, DELETED_SIZE);
+        let empty = Reaction {
+            emoji: String::new(),
+            count: 0,
+            users: Vec::new(),
+        };
+        let m = with(Extras {
+            reactions: vec![empty],
+            ..Extras::default()
+        });
+        assert_eq!(
+            json_len(&m) - base,
+            REACTIONS_FRAMING + REACTION_FRAMING + 1
+        );
+        // Empty extras are written as nothing at all.
+        assert_eq!(json_len(&with(Extras::default())), base);
+        assert_eq!(message_size(&with(Extras::default())), message_size(&plain));
+    }
+
+    #[test]
     fn a_body_of_control_characters_counts_six_times() {
         let body = "\u{1}".repeat(4000);
         let size = message_size(&message(&body, None));
@@ -150,6 +235,37 @@ mod tests {
         prop::collection::vec(chars, 0..40).prop_map(String::from_iter)
     }
 
+    fn ids() -> impl Strategy<Value = MessageId> {
+        (any::<u64>(), any::<u64>()).prop_map(|(ms, seq)| MessageId { ms, seq })
+    }
+
+    /// Extras of every shape: absent, empty, and each field present or not, with tricky text.
+    fn extras() -> impl Strategy<Value = Option<Box<Extras>>> {
+        let reaction = (
+            tricky(),
+            any::<u32>(),
+            prop::collection::vec(tricky(), 0..4),
+        )
+            .prop_map(|(emoji, count, users)| Reaction {
+                emoji,
+                count,
+                users,
+            });
+        let extras = (
+            prop::option::of(ids()),
+            prop::option::of(any::<u64>()),
+            any::<bool>(),
+            prop::collection::vec(reaction, 0..4),
+        )
+            .prop_map(|(reply_to, edited, deleted, reactions)| Extras {
+                reply_to,
+                edited,
+                deleted,
+                reactions,
+            });
+        prop::option::of(extras.prop_map(Box::new))
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2_000))]
 
@@ -160,11 +276,11 @@ mod tests {
             from in tricky(),
             body in tricky(),
             nonce in prop::option::of(tricky()),
-            ms in any::<u64>(),
-            seq in any::<u64>(),
+            id in ids(),
             ts in any::<u64>(),
+            extras in extras(),
         ) {
-            let m = Message { room, id: MessageId { ms, seq }, from, body, ts, nonce };
+            let m = Message { room, id, from, body, ts, nonce, extras };
             prop_assert_eq!(message_size(&m), json_len(&m) + 1);
         }
     }

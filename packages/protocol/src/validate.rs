@@ -20,6 +20,22 @@ pub const DEFAULT_HISTORY_LIMIT: u32 = 50;
 /// lists (the rest are paged with `members`): about 35 KB of names at most.
 pub const MAX_MEMBERS_LIMIT: u32 = 1000;
 
+/// Longest reaction emoji, in bytes (UTF-8): room for the longest common emoji sequences
+/// (families, flags of regions, skin tones), not for a paragraph disguised as one cluster.
+pub const MAX_EMOJI_BYTES: usize = 32;
+
+/// Most distinct emoji one message may carry as reactions, so its reaction summary (in every
+/// `message` frame and history page) stays bounded.
+pub const MAX_REACTIONS: usize = 20;
+
+/// Most users a reaction lists by name (`Reaction::users`, the earliest reactors); its `count`
+/// stays exact. Bounds a message's frame in a huge room.
+pub const REACTION_USERS_SHOWN: usize = 20;
+
+/// Largest unread count the server reports (`joined.unread`, `read.unread`): it means "this many
+/// or more", so counting stops there instead of walking a room's whole history.
+pub const UNREAD_CAP: u32 = 1000;
+
 /// A value that breaks a protocol rule: the error code to answer with and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
@@ -109,6 +125,31 @@ pub fn validate_nonce(nonce: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Checks a reaction's emoji: exactly one extended grapheme cluster (what a user sees as one
+/// character: `👍🏽` and `👨‍👩‍👧` are one), at most [`MAX_EMOJI_BYTES`] bytes, and no control or
+/// whitespace character in it. It does not check that the cluster is an emoji (the Unicode
+/// emoji list changes every year; clients would disagree): any single visible character
+/// passes, which is harmless.
+pub fn validate_emoji(emoji: &str) -> Result<(), Invalid> {
+    use unicode_segmentation::UnicodeSegmentation as _;
+
+    let mut clusters = emoji.graphemes(true);
+    let one_cluster = clusters.next().is_some() && clusters.next().is_none();
+    let ok = one_cluster
+        && emoji.len() <= MAX_EMOJI_BYTES
+        && !emoji.chars().any(|c| c.is_control() || c.is_whitespace());
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            ErrorCode::InvalidEmoji,
+            format!(
+                "a reaction is one emoji: one character of at most {MAX_EMOJI_BYTES} bytes, not blank"
+            ),
+        ))
+    }
+}
+
 /// Checks a `history` limit and applies the default.
 pub fn validate_history_limit(limit: Option<u32>) -> Result<u32, Invalid> {
     match limit {
@@ -177,6 +218,45 @@ mod tests {
         );
         assert_eq!(code(""), Err(ErrorCode::InvalidBody));
         assert_eq!(code(" \n\t "), Err(ErrorCode::InvalidBody));
+    }
+
+    #[test]
+    fn emoji() {
+        let family = "👨\u{200d}👩\u{200d}👧";
+        for ok in ["👍", "👍🏽", family, "a", "é", "🇫🇷"] {
+            assert_eq!(validate_emoji(ok), Ok(()), "{ok}");
+        }
+        // One cluster of 33 bytes: a letter with 16 combining accents (2 bytes each).
+        let long = format!("a{}", "\u{301}".repeat(16));
+        assert_eq!(long.len(), MAX_EMOJI_BYTES + 1);
+        let fits = format!("a{}", "\u{301}".repeat(15));
+        assert_eq!(validate_emoji(&fits), Ok(()));
+        for bad in [
+            "", "ab", "👍👍", " ", "\n", "\u{7}", "\u{a0}", "\r\n", &long,
+        ] {
+            assert_eq!(
+                validate_emoji(bad).map_err(|e| e.code),
+                Err(ErrorCode::InvalidEmoji),
+                "{bad:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Two clusters are never one emoji, whatever they are; and whatever passes is one
+        /// cluster within the byte bound.
+        #[test]
+        fn emoji_are_single_bounded_clusters(s in "\\PC{0,4}") {
+            use unicode_segmentation::UnicodeSegmentation as _;
+            if validate_emoji(&s).is_ok() {
+                proptest::prop_assert_eq!(s.graphemes(true).count(), 1);
+                proptest::prop_assert!(s.len() <= MAX_EMOJI_BYTES);
+            }
+            let twice = format!("{s}{s}");
+            if s.graphemes(true).count() >= 1 && twice.graphemes(true).count() >= 2 {
+                proptest::prop_assert!(validate_emoji(&twice).is_err());
+            }
+        }
     }
 
     #[test]

@@ -51,11 +51,31 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
             epoch
         }),
         s.prop_map(|room| ClientFrame::Leave { room }),
-        (s, ".{0,300}", opt.clone()).prop_map(|(room, body, nonce)| ClientFrame::Send {
+        (s, ".{0,300}", opt.clone(), opt.clone()).prop_map(|(room, body, nonce, reply_to)| {
+            ClientFrame::Send {
+                room,
+                body,
+                nonce,
+                reply_to,
+            }
+        }),
+        (s, s, ".{0,300}", opt.clone()).prop_map(|(room, id, body, nonce)| ClientFrame::Edit {
             room,
+            id,
             body,
             nonce
         }),
+        (s, s, opt.clone()).prop_map(|(room, id, nonce)| ClientFrame::Delete { room, id, nonce }),
+        (s, s, ".{0,8}", any::<bool>(), opt.clone()).prop_map(|(room, id, emoji, add, nonce)| {
+            ClientFrame::React {
+                room,
+                id,
+                emoji,
+                add,
+                nonce,
+            }
+        }),
+        (s, s).prop_map(|(room, id)| ClientFrame::Read { room, id }),
         s.prop_map(|room| ClientFrame::Typing { room }),
         (s, opt, prop::option::of(any::<u32>())).prop_map(|(room, before, limit)| {
             ClientFrame::History {

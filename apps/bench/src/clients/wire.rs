@@ -237,6 +237,7 @@ pub(crate) fn stamped_send(
         room: room.to_owned(),
         body,
         nonce: Some(nonce),
+        reply_to: None,
     }
 }
 

@@ -86,7 +86,7 @@ async fn late_joiner_gets_the_latest_page_and_can_page_back() {
         ServerFrame::History {
             messages, has_more, ..
         } => Ok((messages, has_more)),
-        other => Err(other),
+        other => Err(Box::new(other)),
     })
     .await;
     assert_eq!(messages, sent[2..10]);
@@ -99,7 +99,7 @@ async fn late_joiner_gets_the_latest_page_and_can_page_back() {
         ServerFrame::History {
             messages, has_more, ..
         } => Ok((messages, has_more)),
-        other => Err(other),
+        other => Err(Box::new(other)),
     })
     .await;
     assert_eq!(messages, sent[..2]);
@@ -144,7 +144,7 @@ async fn leave_stops_delivery() {
     bob.leave("general").await.unwrap();
     let left = next_where(&mut bob, "left", |f| match f {
         ServerFrame::Left { room } => Ok(room),
-        other => Err(other),
+        other => Err(Box::new(other)),
     })
     .await;
     assert_eq!(left, "general");

@@ -249,3 +249,58 @@ async fn oversized_websocket_messages_close_the_connection() {
         .unwrap();
     assert_eq!(message(&mut alice).await.body, "unaffected");
 }
+
+/// (issue 22: not yet) The protocol crate knows `edit`, `delete`, `react` and `read`, but this
+/// server does not carry them out yet: it answers them exactly as the unknown types they were
+/// (code, message, nonce; before `hello` too), and a `send`'s `reply_to` is ignored.
+#[tokio::test]
+async fn issue_22_frames_are_answered_as_unknown_types_for_now() {
+    let node = Node::start().await;
+    let frames = [
+        (
+            "edit",
+            r#"{"type":"edit","room":"general","id":"1-0","body":"b","nonce":"e1"}"#,
+            Some("e1"),
+        ),
+        (
+            "delete",
+            r#"{"type":"delete","room":"general","id":"1-0","nonce":"d1"}"#,
+            Some("d1"),
+        ),
+        (
+            "react",
+            r#"{"type":"react","room":"general","id":"1-0","emoji":"👍","add":true}"#,
+            None,
+        ),
+        (
+            "read",
+            r#"{"type":"read","room":"general","id":"1-0"}"#,
+            None,
+        ),
+    ];
+    let mut anonymous = node.raw_client().await;
+    let mut alice = node.client("alice").await;
+    join(&mut alice, "general").await;
+    for client in [&mut anonymous, &mut alice] {
+        for (kind, raw, nonce) in frames {
+            client.send_raw(raw).await.unwrap();
+            let frame = next(client).await;
+            assert_eq!(
+                frame,
+                ServerFrame::error(
+                    ErrorCode::UnknownType,
+                    format!("unknown frame type {kind:?}"),
+                    nonce.map(str::to_owned)
+                ),
+                "after {raw}"
+            );
+        }
+    }
+    alice
+        .send_raw(r#"{"type":"send","room":"general","body":"re","nonce":"s1","reply_to":"1-0"}"#)
+        .await
+        .unwrap();
+    let m = message(&mut alice).await;
+    assert_eq!((m.body.as_str(), m.nonce.as_deref()), ("re", Some("s1")));
+    assert_eq!(m.extras, None, "reply_to is not stored yet");
+}

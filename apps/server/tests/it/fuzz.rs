@@ -64,7 +64,8 @@ fn input() -> impl Strategy<Value = WsMessage> {
         (room.clone(), body, nonce).prop_map(|(r, b, n)| ClientFrame::Send {
             room: r.to_owned(),
             body: b.to_owned(),
-            nonce: n.map(str::to_owned)
+            nonce: n.map(str::to_owned),
+            reply_to: None,
         }),
         room.clone()
             .prop_map(|r| ClientFrame::Typing { room: r.to_owned() }),

@@ -370,7 +370,7 @@ async fn replies_are_bounded_in_bytes_and_page_the_rest() {
             recovered,
             ..
         } => Ok((messages, recovered)),
-        other => Err(other),
+        other => Err(Box::new(other)),
     })
     .await;
     assert!(!recovered);
@@ -384,7 +384,7 @@ async fn replies_are_bounded_in_bytes_and_page_the_rest() {
         ServerFrame::History {
             messages, has_more, ..
         } => Ok((messages, has_more)),
-        other => Err(other),
+        other => Err(Box::new(other)),
     })
     .await;
     assert_eq!(page, sent[2..4]);

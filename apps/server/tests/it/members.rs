@@ -54,7 +54,7 @@ async fn join_and_page(
             let after = more_members.then(|| members.last().cloned()).flatten();
             Ok((members, after))
         }
-        other => Err(other),
+        other => Err(Box::new(other)),
     })
     .await;
     let (mut rest, mut sizes) = (Vec::new(), Vec::new());
@@ -73,7 +73,7 @@ async fn join_and_page(
                 members,
                 next,
             } if r == room => Ok((members, next)),
-            other => Err(other),
+            other => Err(Box::new(other)),
         })
         .await;
         sizes.push(members.len());
@@ -101,7 +101,7 @@ async fn pages_every_member_once<B: Broker>(broker: &B, node: &Node, room: &str)
     zed.members(room, Some("u0999")).await.unwrap();
     let (page, next) = next_where(&mut zed, "members", |f| match f {
         ServerFrame::Members { members, next, .. } => Ok((members, next)),
-        other => Err(other),
+        other => Err(Box::new(other)),
     })
     .await;
     assert_eq!(page, everyone[1000..2000]);

@@ -124,7 +124,7 @@ async fn counters_follow_the_traffic() {
             code: ErrorCode::InvalidBody,
             ..
         } => Ok(()),
-        other => Err(other),
+        other => Err(Box::new(other)),
     })
     .await;
     // Rate limiting: one typing notification a second, bursts of two.
@@ -136,7 +136,7 @@ async fn counters_follow_the_traffic() {
             code: ErrorCode::RateLimited,
             ..
         } => Ok(()),
-        other => Err(other),
+        other => Err(Box::new(other)),
     })
     .await;
     // A recovery.

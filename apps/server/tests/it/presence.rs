@@ -92,7 +92,7 @@ async fn nodes_agree_on_members_and_a_killed_node_leaves_nothing_behind() {
     dave.leave("general").await.unwrap();
     common::next_where(&mut dave, "left", |f| match f {
         ServerFrame::Left { .. } => Ok(()),
-        other => Err(other),
+        other => Err(Box::new(other)),
     })
     .await;
     let everyone = ["alice", "bob", "carol"];

@@ -77,7 +77,7 @@ async fn two_nodes_deliver_the_same_messages_in_the_same_order() {
         ServerFrame::History {
             messages, has_more, ..
         } => Ok((messages, has_more)),
-        other => Err(other),
+        other => Err(Box::new(other)),
     })
     .await;
     assert_eq!(older, (on_a[..2 * EACH - 50].to_vec(), false));
@@ -124,7 +124,7 @@ async fn one_redis_subscription_per_room_per_node() {
         client.leave("general").await.unwrap();
         next_where(&mut client, "left", |f| match f {
             ServerFrame::Left { .. } => Ok(()),
-            other => Err(other),
+            other => Err(Box::new(other)),
         })
         .await;
     }
@@ -281,7 +281,7 @@ async fn redis_crash_and_restart_loses_no_accepted_message() {
                 nonce: Some(n),
                 ..
             } if n == nonce => Ok(Outcome::Unavailable),
-            other => Err(other),
+            other => Err(Box::new(other)),
         })
         .await
     };
@@ -372,7 +372,7 @@ async fn joins_after_a_redis_restart_succeed_and_errors_carry_no_internals() {
     alice.join("down").await.unwrap();
     let refusal = next_where(&mut alice, "an error", |f| match f {
         ServerFrame::Error { code, message, .. } => Ok((code, message)),
-        other => Err(other),
+        other => Err(Box::new(other)),
     })
     .await;
     assert_eq!(refusal.0, ErrorCode::Unavailable);
@@ -421,7 +421,7 @@ async fn a_history_redis_lost_is_not_passed_off_as_recovered() {
     bob.join("general").await.unwrap();
     let first_epoch = next_where(&mut bob, "joined", |f| match f {
         ServerFrame::Joined { epoch, .. } => Ok(epoch),
-        other => Err(other),
+        other => Err(Box::new(other)),
     })
     .await
     .expect("joined carries the room's epoch");
@@ -455,7 +455,7 @@ async fn a_history_redis_lost_is_not_passed_off_as_recovered() {
             epoch,
             messages.into_iter().map(|m| m.body).collect::<Vec<_>>(),
         )),
-        other => Err(other),
+        other => Err(Box::new(other)),
     })
     .await;
     assert!(
@@ -517,7 +517,7 @@ async fn a_since_without_epoch_from_a_history_redis_lost_is_not_recovered() {
     erin.history("general", None, Some(1)).await.unwrap();
     let page = next_where(&mut erin, "history", |f| match f {
         ServerFrame::History { messages, .. } => Ok(messages),
-        other => Err(other),
+        other => Err(Box::new(other)),
     })
     .await;
     let mut frank = node.client("frank").await;

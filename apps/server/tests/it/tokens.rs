@@ -44,7 +44,7 @@ async fn signed_node() -> Node {
 async fn refreshed(client: &mut Client) -> Option<u64> {
     next_where(client, "refreshed", |f| match f {
         ServerFrame::Refreshed { exp } => Ok(exp),
-        other => Err(other),
+        other => Err(Box::new(other)),
     })
     .await
 }
@@ -116,7 +116,7 @@ async fn a_refresh_that_narrows_the_rooms_leaves_the_revoked_ones() {
     refreshed(&mut alice).await;
     let left = next_where(&mut alice, "left", |f| match f {
         ServerFrame::Left { room } => Ok(room),
-        other => Err(other),
+        other => Err(Box::new(other)),
     })
     .await;
     assert_eq!(left, "private-ops");

@@ -42,6 +42,7 @@ impl Chat {
             room: room.to_owned(),
             body: body.to_owned(),
             nonce: Some(nonce),
+            reply_to: None,
         })
     }
 
@@ -61,6 +62,7 @@ impl Chat {
             room: room.to_owned(),
             body: p.body.clone(),
             nonce: Some(p.nonce.clone()),
+            reply_to: None,
         })
     }
 
@@ -107,6 +109,7 @@ impl Chat {
                     room: room.to_owned(),
                     body: p.body.clone(),
                     nonce: Some(p.nonce.clone()),
+                    reply_to: None,
                 });
             } else {
                 p.error = Some("not sent: connection lost".to_owned());

@@ -13,6 +13,7 @@ fn msg(room: &str, id: &str, from: &str, body: &str, nonce: Option<&str>) -> Mes
         body: body.into(),
         ts: 1,
         nonce: nonce.map(Into::into),
+        extras: None,
     }
 }
 
@@ -24,6 +25,9 @@ fn joined(room: &str, messages: Vec<Message>, recovered: bool) -> ServerFrame {
         recovered,
         epoch: Some("e1".into()),
         more_members: false,
+        read: None,
+        unread: 0,
+        changes: vec![],
     }
 }
 
@@ -36,6 +40,9 @@ fn crowded_joined(room: &str, members: &[&str]) -> ServerFrame {
         recovered: false,
         epoch: Some("e1".into()),
         more_members: true,
+        read: None,
+        unread: 0,
+        changes: vec![],
     }
 }
 
@@ -350,6 +357,7 @@ fn reconnect_rejoins_with_since_and_recovers_without_duplicates() {
             room: "a".into(),
             body: "did it go?".into(),
             nonce: Some(lost.clone()),
+            reply_to: None,
         }]
     );
     // Its echo confirms it, once.

@@ -175,6 +175,7 @@ fn decode_message(room: &str, id: &str, encoded: &str) -> Result<Message, RedisB
         body: body.to_owned(),
         ts: id.ms,
         nonce,
+        extras: None,
     })
 }
 

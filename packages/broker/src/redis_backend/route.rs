@@ -211,6 +211,7 @@ pub(super) mod tests {
             body: seq.to_string(),
             ts: 5,
             nonce: None,
+            extras: None,
         }
     }
 

@@ -168,14 +168,15 @@ pub(crate) async fn next(client: &mut Client) -> ServerFrame {
     }
 }
 
-/// The next frame that `pick` accepts, skipping presence and typing frames only.
+/// The next frame that `pick` accepts, skipping presence and typing frames only. `pick` hands
+/// back a frame it does not want boxed: a `ServerFrame` is too large for an error variant.
 pub(crate) async fn next_where<T>(
     client: &mut Client,
     what: &str,
-    pick: impl Fn(ServerFrame) -> Result<T, ServerFrame>,
+    pick: impl Fn(ServerFrame) -> Result<T, Box<ServerFrame>>,
 ) -> T {
     loop {
-        match pick(next(client).await) {
+        match pick(next(client).await).map_err(|other| *other) {
             Ok(value) => return value,
             Err(ServerFrame::Presence { .. } | ServerFrame::Typing { .. }) => continue,
             Err(other) => panic!("expected {what}, got {other:?}"),
@@ -193,7 +194,7 @@ pub(crate) async fn joined(client: &mut Client, room: &str) -> (Vec<String>, Vec
             recovered,
             ..
         } => Ok((room, members, messages, recovered)),
-        other => Err(other),
+        other => Err(Box::new(other)),
     })
     .await;
     assert_eq!(r, room);
@@ -210,7 +211,7 @@ pub(crate) async fn join(client: &mut Client, room: &str) -> (Vec<String>, Vec<M
 pub(crate) async fn message(client: &mut Client) -> Message {
     next_where(client, "message", |f| match f {
         ServerFrame::Message(m) => Ok(m),
-        other => Err(other),
+        other => Err(Box::new(other)),
     })
     .await
 }
@@ -219,7 +220,7 @@ pub(crate) async fn message(client: &mut Client) -> Message {
 pub(crate) async fn error(client: &mut Client) -> (ErrorCode, Option<String>) {
     next_where(client, "error", |f| match f {
         ServerFrame::Error { code, nonce, .. } => Ok((code, nonce)),
-        other => Err(other),
+        other => Err(Box::new(other)),
     })
     .await
 }
