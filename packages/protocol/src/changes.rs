@@ -90,24 +90,31 @@ pub enum Change {
     Deleted(Deleted),
     /// A reaction was added or removed.
     Reacted(Reacted),
+    /// A kind of change this version of the protocol crate does not know (decoding only): a
+    /// later server may add kinds, and a client of today must still read the rest of its
+    /// `joined` (it skips these).
+    #[serde(other)]
+    Unknown,
 }
 
 impl Change {
-    /// The change's own id, in the room's sequence.
-    pub fn id(&self) -> MessageId {
+    /// The change's own id, in the room's sequence (`None` for an [`Change::Unknown`] kind).
+    pub fn id(&self) -> Option<MessageId> {
         match self {
-            Self::Edited(c) => c.id,
-            Self::Deleted(c) => c.id,
-            Self::Reacted(c) => c.id,
+            Self::Edited(c) => Some(c.id),
+            Self::Deleted(c) => Some(c.id),
+            Self::Reacted(c) => Some(c.id),
+            Self::Unknown => None,
         }
     }
 
-    /// The message it changes.
-    pub fn target(&self) -> MessageId {
+    /// The message it changes (`None` for an [`Change::Unknown`] kind).
+    pub fn target(&self) -> Option<MessageId> {
         match self {
-            Self::Edited(c) => c.target,
-            Self::Deleted(c) => c.target,
-            Self::Reacted(c) => c.target,
+            Self::Edited(c) => Some(c.target),
+            Self::Deleted(c) => Some(c.target),
+            Self::Reacted(c) => Some(c.target),
+            Self::Unknown => None,
         }
     }
 }

@@ -353,9 +353,28 @@ fn a_change_is_its_frame() {
     ] {
         assert_eq!(serde_json::to_string(&change).unwrap(), json);
         assert_eq!(serde_json::from_str::<Change>(json).unwrap(), change);
-        assert_eq!(change.target(), id("1764290000000-1"));
+        assert_eq!(change.target(), Some(id("1764290000000-1")));
     }
-    assert_eq!(Change::Reacted(reacted(None)).id(), id("1764290065000-0"));
+    assert_eq!(
+        Change::Reacted(reacted(None)).id(),
+        Some(id("1764290065000-0"))
+    );
+}
+
+#[test]
+fn a_change_of_a_kind_added_later_leaves_the_rest_of_joined_readable() {
+    let frame = decode_server(concat!(
+        r#"{"type":"joined","room":"general","members":[],"messages":[],"recovered":true,"changes":["#,
+        r#"{"type":"pinned","room":"general","id":"1764290070000-0","target":"1764290000000-1"},"#,
+        r#"{"type":"edited","room":"general","id":"1764290060000-0","target":"1764290000000-1","by":"alice","body":"hello world!","ts":1764290060000}"#,
+        r#"]}"#,
+    ))
+    .unwrap();
+    let ServerFrame::Joined { changes, .. } = frame else {
+        panic!("{frame:?}");
+    };
+    assert_eq!(changes, [Change::Unknown, Change::Edited(edited(None))]);
+    assert_eq!(changes[0].id(), None);
 }
 
 // ---------------------------------------------------------------------------------------------
