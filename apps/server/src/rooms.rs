@@ -316,6 +316,8 @@ pub(crate) fn encode(room: &Arc<str>, event: RoomEvent) -> Option<RoomFrame> {
             ServerFrame::Typing { room, user },
         ),
         RoomEvent::Disconnect { .. } => return None,
+        // Ignored by rooms for now (issue 22: step 3).
+        RoomEvent::Change(_) | RoomEvent::Read { .. } => return None,
     };
     Some(RoomFrame {
         room: Arc::clone(room),
@@ -350,6 +352,7 @@ mod tests {
             from: "alice".into(),
             body: body.into(),
             nonce: None,
+            reply_to: None,
         }
     }
 

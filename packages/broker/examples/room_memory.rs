@@ -81,6 +81,7 @@ async fn main() {
                 from: "alice".to_owned(),
                 body: format!("burst message {i}"),
                 nonce: None,
+                reply_to: None,
             };
             broker.publish(new).await.unwrap();
         }

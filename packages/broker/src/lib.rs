@@ -25,6 +25,7 @@
 //!   The broker turns these into `online`/`offline` [`RoomEvent::Presence`] events when a user's
 //!   first node arrives or last node leaves.
 
+mod change;
 pub mod collections;
 mod memory;
 mod node_id;
@@ -39,6 +40,10 @@ pub mod conformance;
 use std::future::Future;
 use std::sync::Arc;
 
+pub use change::{
+    ChangeKind, ChangeRefusal, Changed, NewChange, ReadState, Recovered, change_size,
+};
+
 pub use memory::{MemoryBroker, MemoryBrokerConfig, MemoryError, MemorySubscription};
 pub use node_id::{InvalidNodeId, NODE_ID_MAX_LEN, check_node_id};
 #[cfg(feature = "redis")]
@@ -46,7 +51,7 @@ pub use redis_backend::{
     ConfigError, RedisBroker, RedisBrokerError, RedisConfig, RedisSubscription,
 };
 use skat_protocol::message_size;
-pub use skat_protocol::{InvalidMessageId, Message, MessageId};
+pub use skat_protocol::{Change, InvalidMessageId, Message, MessageId};
 
 /// Locks `m`, ignoring poisoning. A poisoned lock means a panic while holding it; the state is
 /// still consistent because every critical section in this crate finishes its writes before
@@ -66,6 +71,9 @@ pub struct NewMessage {
     pub body: String,
     /// The sender's nonce, delivered with the message.
     pub nonce: Option<String>,
+    /// The message of the same room this one replies to: it must be a retained, not deleted
+    /// message of the room, or the publish is refused ([`Published::NoSuchReply`]).
+    pub reply_to: Option<MessageId>,
 }
 
 impl NewMessage {
@@ -78,7 +86,13 @@ impl NewMessage {
             body: self.body,
             ts: id.ms,
             nonce: self.nonce,
-            extras: None,
+            // A plain message (no reply) carries no box.
+            extras: self.reply_to.map(|reply_to| {
+                Box::new(skat_protocol::Extras {
+                    reply_to: Some(reply_to),
+                    ..Default::default()
+                })
+            }),
         }
     }
 }
@@ -88,6 +102,22 @@ impl NewMessage {
 pub enum RoomEvent {
     /// A published message, with its final id.
     Message(Message),
+    /// A change to an earlier message of the room, with its final id: delivered like messages
+    /// (exactly once, in id order with them).
+    Change(Change),
+    /// A user's read marker in a room moved ([`Broker::read`]): only delivered to subscriptions
+    /// of [`NODES_ROOM`], at most once (the next join carries the marker anyway), for each node
+    /// to tell that user's connections.
+    Read {
+        /// The room.
+        room: String,
+        /// The user.
+        user: String,
+        /// The marker: everything up to it is read.
+        id: MessageId,
+        /// Messages after it, capped at [`UNREAD_CAP`](skat_protocol::UNREAD_CAP).
+        unread: u32,
+    },
     /// A user came online in the room (its first node joined) or went offline (its last left).
     Presence {
         /// The room.
@@ -164,20 +194,25 @@ pub enum Published {
     /// A retry of a message already accepted (same room, sender and nonce within the dedup
     /// window): nothing was stored or delivered; this is the original.
     Duplicate(Message),
+    /// The message's `reply_to` is not a retained, not deleted message of the room: nothing was
+    /// stored.
+    NoSuchReply,
 }
 
 impl Published {
-    /// The message, new or original.
-    pub fn message(&self) -> &Message {
+    /// The message, new or original (`None` if refused).
+    pub fn message(&self) -> Option<&Message> {
         match self {
-            Self::New(m) | Self::Duplicate(m) => m,
+            Self::New(m) | Self::Duplicate(m) => Some(m),
+            Self::NoSuchReply => None,
         }
     }
 
-    /// The message, new or original.
-    pub fn into_message(self) -> Message {
+    /// The message, new or original (`None` if refused).
+    pub fn into_message(self) -> Option<Message> {
         match self {
-            Self::New(m) | Self::Duplicate(m) => m,
+            Self::New(m) | Self::Duplicate(m) => Some(m),
+            Self::NoSuchReply => None,
         }
     }
 }
@@ -261,6 +296,13 @@ pub struct Snapshot {
     pub messages: Vec<Message>,
     /// Whether `messages` are exactly those after `since`.
     pub recovered: bool,
+    /// If `recovered`, the changes after `since` to messages at or before it (see
+    /// [`Recovered::changes`]); else empty.
+    pub changes: Vec<Change>,
+    /// The user's read marker in the room, if it has one.
+    pub read: Option<MessageId>,
+    /// Messages after the marker, capped at [`UNREAD_CAP`](skat_protocol::UNREAD_CAP).
+    pub unread: u32,
     /// The room's epoch (see [`Broker::epoch`]).
     pub epoch: String,
 }
@@ -300,10 +342,44 @@ pub trait Broker: Send + Sync + 'static {
     /// accepted within the broker's dedup window (2 minutes by default, on every node) is not
     /// stored again; the result is [`Published::Duplicate`] with the original message, which is
     /// not delivered again either.
+    ///
+    /// Replies: a `reply_to` that is not a retained, not deleted message of the room is
+    /// [`Published::NoSuchReply`], decided in the same atomic step as the store.
     fn publish(
         &self,
         message: NewMessage,
     ) -> impl Future<Output = Result<Published, Self::Error>> + Send;
+
+    /// Stores a change to an earlier message of the room (an entry of the room's log with its
+    /// own id, in the messages' sequence), applies it to the message's current state, and
+    /// delivers it to every subscription as [`RoomEvent::Change`], with the guarantees of
+    /// [`Broker::publish`] (exactly once, in id order with messages; `Err` means unknown, a
+    /// retry with the same nonce is safe).
+    ///
+    /// The room's state decides, atomically: the target must be a retained message of the room
+    /// and not deleted ([`ChangeRefusal::NoSuchMessage`]); an edit or delete `as_author` must be
+    /// by its author ([`ChangeRefusal::NotAuthor`]); a reaction with a new emoji beyond
+    /// [`MAX_REACTIONS`](skat_protocol::MAX_REACTIONS) distinct ones is
+    /// [`ChangeRefusal::TooManyReactions`]. A deletion drops the body (and any edit's) from the
+    /// broker, not only from view. A reaction that repeats the user's current one is stored
+    /// nowhere and returns the current state as [`Changed::New`].
+    fn change(
+        &self,
+        change: NewChange,
+    ) -> impl Future<Output = Result<Changed, Self::Error>> + Send;
+
+    /// Moves `user`'s read marker in `room` forward to `id` (everything up to it is read) and
+    /// returns the marker and the unread count after it. The marker never moves back (a stale
+    /// device's read cannot undo a newer one), and never past the room's last id (a made-up id
+    /// cannot hide messages not yet sent), so a read of [`MessageId::MIN`] moves nothing and
+    /// only reads the state. When the marker moved, a [`RoomEvent::Read`] reaches every
+    /// subscription of [`NODES_ROOM`], at most once.
+    fn read(
+        &self,
+        room: &str,
+        user: &str,
+        id: MessageId,
+    ) -> impl Future<Output = Result<ReadState, Self::Error>> + Send;
 
     /// Subscribes this node to a room's events, delivered to `sink`.
     ///
@@ -319,7 +395,8 @@ pub trait Broker: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Subscription, Self::Error>> + Send;
 
     /// Returns up to `limit` of the room's messages with ids below `before` (or the latest ones),
-    /// oldest first. Only the broker's retained history is visible.
+    /// oldest first, in their current state (change entries of the log are skipped). Only the
+    /// broker's retained history is visible.
     fn history(
         &self,
         room: &str,
@@ -327,11 +404,15 @@ pub trait Broker: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<HistoryPage, Self::Error>> + Send;
 
-    /// Returns every message of the room after `since`, if the retained history still holds all
-    /// of them and they fit in `bounds`; `None` otherwise (the caller falls back to the latest
-    /// page). A backend reads no more than the bounds allow (plus one message) to find out.
+    /// Returns every message of the room after `since`, in its current state, and every change
+    /// after `since` to a message at or before it (each change so seen exactly once), if the
+    /// retained history still holds all of them and they fit in `bounds` (messages and changes
+    /// together, a change counted by [`change_size`]); `None` otherwise (the caller falls back to
+    /// the latest page). A backend reads no more than the bounds allow (plus one entry) to find
+    /// out.
     ///
-    /// `since` must be an id the history knows: a retained message's, or the newest one trimmed
+    /// `since` must be an id the history knows: a retained entry's (message or change), or the
+    /// newest one trimmed
     /// away (everything after it is kept). Anything else is `None`, whatever the epoch: an id
     /// from a history the broker lost (Redis restarted without persistence) is not in the new
     /// one, and passing the new history off as what followed it would hide the gap. Two ids
@@ -342,7 +423,7 @@ pub trait Broker: Send + Sync + 'static {
         room: &str,
         since: MessageId,
         bounds: Recovery,
-    ) -> impl Future<Output = Result<Option<Vec<Message>>, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<Option<Recovered>, Self::Error>> + Send;
 
     /// Records that this node holds `user` in `room`; emits `online` if no node held it before.
     ///
@@ -407,9 +488,10 @@ pub trait Broker: Send + Sync + 'static {
     /// Everything a `joined` frame needs, in as few round trips as the backend can: first
     /// [`Broker::presence_join`] if `join_presence` (this node's first connection of `user`
     /// in the room), then the first `resume.members` members and the room's
-    /// [epoch](Broker::epoch), then [`Broker::recover`]'s messages after `resume.since` if it
-    /// has them within `resume.recovery` (and `resume.epoch`, if the client gave one, is the
-    /// room's), else the latest `resume.page` messages. The default composes those calls; a remote backend should
+    /// [epoch](Broker::epoch), then [`Broker::recover`]'s messages and changes after
+    /// `resume.since` if it has them within `resume.recovery` (and `resume.epoch`, if the client
+    /// gave one, is the room's), else the latest `resume.page` messages; and `user`'s read
+    /// marker and unread count ([`Broker::read`] of [`MessageId::MIN`]). The default composes those calls; a remote backend should
     /// do it in one round trip, as a connection storm is made of joins.
     fn join_snapshot(
         &self,
@@ -425,6 +507,7 @@ pub trait Broker: Send + Sync + 'static {
             let MembersPage { members, has_more } =
                 self.members(room, None, resume.members).await?;
             let current = self.epoch(room).await?;
+            let ReadState { id: read, unread } = self.read(room, user, MessageId::MIN).await?;
             if let Some(since) = resume.since
                 && resume.epoch.is_none_or(|epoch| epoch == current)
                 && let Some(missed) = self.recover(room, since, resume.recovery).await?
@@ -432,8 +515,11 @@ pub trait Broker: Send + Sync + 'static {
                 return Ok(Snapshot {
                     members,
                     more_members: has_more,
-                    messages: missed,
+                    messages: missed.messages,
                     recovered: true,
+                    changes: missed.changes,
+                    read,
+                    unread,
                     epoch: current,
                 });
             }
@@ -443,6 +529,9 @@ pub trait Broker: Send + Sync + 'static {
                 more_members: has_more,
                 messages: latest.messages,
                 recovered: false,
+                changes: Vec::new(),
+                read,
+                unread,
                 epoch: current,
             })
         }

@@ -30,6 +30,7 @@ fn message(room: &str, body: &str, nonce: Option<&str>) -> NewMessage {
         from: "alice".into(),
         body: body.into(),
         nonce: nonce.map(str::to_owned),
+        reply_to: None,
     }
 }
 
@@ -597,7 +598,8 @@ async fn an_idle_room_expires_and_resuming_from_its_history_recovers_nothing() {
         .publish(message("general", "old", Some("n1")))
         .await
         .unwrap()
-        .into_message();
+        .into_message()
+        .unwrap();
     // Used more often than the TTL: kept.
     for i in 0..3 {
         tokio::time::sleep(ttl / 2).await;
@@ -641,7 +643,8 @@ async fn an_idle_room_expires_and_resuming_from_its_history_recovers_nothing() {
         .publish(message("general", "new", Some("n2")))
         .await
         .unwrap()
-        .into_message();
+        .into_message()
+        .unwrap();
     for epoch in [Some(joined.epoch.as_str()), None] {
         let snapshot = broker
             .join_snapshot(

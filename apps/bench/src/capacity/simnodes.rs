@@ -189,6 +189,7 @@ async fn publish(
                 from: "sim".to_owned(),
                 body: body.to_owned(),
                 nonce: None,
+                reply_to: None,
             };
             Some(brokers[node].publish(message))
         });

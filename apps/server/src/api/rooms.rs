@@ -5,11 +5,11 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use skat_broker::{Broker, Published};
-use skat_protocol::Message;
 use skat_protocol::api::{
     ApiError, Disconnect, Members, MessagesPage, PostMessage, RoomInfo, Rooms, decode_api,
     encode_api,
 };
+use skat_protocol::{ErrorCode, Invalid, Message};
 
 use super::{Authorized, failure, invalid, json, unavailable};
 use crate::metrics::Source;
@@ -83,6 +83,11 @@ pub(super) async fn publish<B: Broker>(
     match post.run(&state, Source::Api).await {
         Ok(Published::New(message)) => json(StatusCode::CREATED, encode_api(&message)),
         Ok(Published::Duplicate(message)) => json(StatusCode::OK, encode_api(&message)),
+        // Never yet: the API passes no `reply_to` (issue 22: step 3).
+        Ok(Published::NoSuchReply) => invalid(&Invalid {
+            code: ErrorCode::InvalidReply,
+            message: "reply_to is not a message of the room".into(),
+        }),
         Err(err) => unavailable("publish", &err),
     }
 }

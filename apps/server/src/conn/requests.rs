@@ -283,6 +283,10 @@ where
             messages,
             recovered,
             epoch,
+            // Not sent yet (issue 22: step 3).
+            changes: _,
+            read: _,
+            unread: _,
         } = entered.snapshot;
         // Most connections are in one or two rooms: grow one slot at a time.
         self.rooms.reserve_exact(1);
@@ -383,6 +387,12 @@ where
             // A retry of a send already accepted (e.g. before a reconnect): only the sender
             // gets the original again, as its confirmation.
             Ok(Published::Duplicate(original)) => self.reply(&ServerFrame::Message(original)),
+            // Never yet: a send's `reply_to` is not passed on (issue 22: step 3).
+            Ok(Published::NoSuchReply) => self.reply_error(
+                ErrorCode::InvalidReply,
+                "reply_to is not a message of the room",
+                nonce,
+            ),
             Err(err) => self.unavailable(
                 "publish",
                 &err,

@@ -70,6 +70,7 @@ impl Publish<'_> {
             from,
             body: self.body,
             nonce: self.nonce,
+            reply_to: None,
         };
         let metrics = state.metrics();
         let published = state.broker().publish(new);

@@ -5,8 +5,9 @@
 use std::sync::{Arc, Mutex};
 
 use skat_broker::{
-    Broker, HistoryPage, MembersPage, MemoryBroker, MemoryError, MemorySubscription, Message,
-    MessageId, NewMessage, Published, Recovery, Resume, RoomSink, RoomsPage, Snapshot,
+    Broker, Changed, HistoryPage, MembersPage, MemoryBroker, MemoryError, MemorySubscription,
+    MessageId, NewChange, NewMessage, Published, ReadState, Recovered, Recovery, Resume, RoomSink,
+    RoomsPage, Snapshot,
 };
 use tokio::sync::{Notify, oneshot};
 
@@ -42,6 +43,14 @@ impl Broker for FailingJoins {
         never(self.inner.publish(message).await)
     }
 
+    async fn change(&self, change: NewChange) -> Result<Changed, Failed> {
+        never(self.inner.change(change).await)
+    }
+
+    async fn read(&self, room: &str, user: &str, id: MessageId) -> Result<ReadState, Failed> {
+        never(self.inner.read(room, user, id).await)
+    }
+
     async fn subscribe(
         &self,
         room: &str,
@@ -64,7 +73,7 @@ impl Broker for FailingJoins {
         room: &str,
         since: MessageId,
         bounds: Recovery,
-    ) -> Result<Option<Vec<Message>>, Failed> {
+    ) -> Result<Option<Recovered>, Failed> {
         never(self.inner.recover(room, since, bounds).await)
     }
 

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::{Broker, Message, NewMessage, Published, RoomEvent, RoomSink};
+use crate::{Broker, Message, NewMessage, Published, Recovered, RoomEvent, RoomSink};
 
 /// Runs every check; `make` builds a broker whose per-room history holds `history_len` messages.
 pub async fn run_all<B, F, Fut>(make: F, history_len: usize)
@@ -52,6 +52,16 @@ where
     notices_and_rooms(&make().await).await;
 }
 
+/// The messages of a recovery that must hold no change (nothing in the room was changed).
+pub fn no_changes(recovered: Recovered) -> Vec<Message> {
+    assert!(
+        recovered.changes.is_empty(),
+        "no message was changed, yet a recovery returned changes: {:?}",
+        recovered.changes
+    );
+    recovered.messages
+}
+
 /// Publishes `n` messages `m0..` to `room` and returns them as accepted.
 pub async fn publish_n<B: Broker>(broker: &B, room: &str, n: usize) -> Vec<Message> {
     // Nonces unique per call, so repeated calls are never taken for retries.
@@ -64,10 +74,12 @@ pub async fn publish_n<B: Broker>(broker: &B, room: &str, n: usize) -> Vec<Messa
             from: "alice".into(),
             body: format!("m{i}"),
             nonce: Some(format!("n{call}-{i}")),
+            reply_to: None,
         };
         match broker.publish(new).await.unwrap() {
             Published::New(message) => out.push(message),
             Published::Duplicate(message) => panic!("fresh nonce taken for a retry: {message:?}"),
+            Published::NoSuchReply => panic!("refused a message that replies to nothing"),
         }
     }
     out

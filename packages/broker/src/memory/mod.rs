@@ -16,23 +16,27 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod changes;
 mod room;
 mod subscription;
 
-use room::RoomLog;
+use changes::Plan;
+use room::{Entry, RoomLog, RoomState};
 pub use subscription::MemorySubscription;
 
 use crate::lock;
 use crate::sparse::ShrinkWhenSparse as _;
 use crate::{
-    Broker, HistoryPage, MembersPage, Message, MessageId, NODES_ROOM, NewMessage, Published,
-    Recovery, RoomEvent, RoomSink, RoomSummary, RoomsPage,
+    Broker, ChangeKind, ChangeRefusal, Changed, HistoryPage, MembersPage, MessageId, NODES_ROOM,
+    NewChange, NewMessage, Published, ReadState, Recovered, Recovery, RoomEvent, RoomSink,
+    RoomSummary, RoomsPage,
 };
 
 /// Tuning of a [`MemoryBroker`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryBrokerConfig {
-    /// Messages retained per room (older ones are dropped from history and recovery).
+    /// Entries (messages and changes to them) retained per room (older ones are dropped from
+    /// history and recovery).
     pub history_len: usize,
     /// How long a sender's nonce is remembered for idempotent sends.
     pub dedup_window: Duration,
@@ -119,6 +123,21 @@ impl MemoryBroker {
         lock(&self.rooms).get(room).cloned()
     }
 
+    /// Remembers the nonce `key` of the entry accepted as `id`, for retries within the window.
+    fn remember(
+        &self,
+        state: &mut RoomState,
+        key: Option<(String, String)>,
+        id: MessageId,
+        now: Instant,
+    ) {
+        if let Some(key) = key {
+            let dedup = state.dedup.get_or_insert_default();
+            dedup.ids.insert(key.clone(), id);
+            dedup.order.push_back((now + self.config.dedup_window, key));
+        }
+    }
+
     /// Frees `room` if it holds nothing any more and nobody else is using it (`log` is ours).
     fn forget_if_idle(&self, room: &str, log: &Arc<RoomLog>) {
         let mut rooms = lock(&self.rooms);
@@ -145,29 +164,97 @@ impl Broker for MemoryBroker {
             .map(|nonce| (new.from.clone(), nonce.clone()));
         if let Some(original) = key.as_ref().and_then(|k| state.deduplicated(k)) {
             // The original as stored, or (if trimmed away since) as sent now with its id.
-            let stored = state
-                .history
-                .binary_search_by_key(&original, |m| m.id)
-                .ok()
-                .map(|i| state.history[i].clone());
+            let stored = state.message(original).cloned();
             let message = stored.unwrap_or_else(|| new.stored_as(original));
             return Ok(Published::Duplicate(message));
         }
+        if let Some(reply_to) = new.reply_to
+            && state.message(reply_to).is_none_or(|m| m.is_deleted())
+        {
+            return Ok(Published::NoSuchReply);
+        }
         let id = MessageId::next_after(state.last_id, now_ms());
         let message = new.stored_as(id);
-        state.last_id = Some(id);
-        state.history.push_back(message.clone());
-        while state.history.len() > self.config.history_len {
-            state.trimmed = state.history.pop_front().map(|m| m.id);
-        }
-        if let Some(key) = key {
-            let dedup = state.dedup.get_or_insert_default();
-            dedup.ids.insert(key.clone(), id);
-            dedup.order.push_back((now + self.config.dedup_window, key));
-        }
+        state.push(Entry::Message(message.clone()), self.config.history_len);
+        self.remember(&mut state, key, id, now);
         // No receivers is fine: nobody subscribed, the history has it.
         state.emit(RoomEvent::Message(message.clone()));
         Ok(Published::New(message))
+    }
+
+    async fn change(&self, new: NewChange) -> Result<Changed, MemoryError> {
+        let Some(log) = self.existing(&new.room) else {
+            return Ok(Changed::Refused(ChangeRefusal::NoSuchMessage));
+        };
+        let mut state = lock(&log.state);
+        let now = Instant::now();
+        state.expire_dedup(now);
+        let key = new
+            .nonce
+            .as_ref()
+            .map(|nonce| (new.by.clone(), nonce.clone()));
+        if let Some(original) = key.as_ref().and_then(|k| state.deduplicated(k)) {
+            // The original as stored, or (if trimmed away since, or the nonce named another
+            // kind of request) as asked now with its id and the current count.
+            let change = state.stored_change(original).unwrap_or_else(|| {
+                let count = match &new.kind {
+                    ChangeKind::React { emoji, .. } => state.reaction_count(new.target, emoji),
+                    ChangeKind::Edit { .. } | ChangeKind::Delete => 0,
+                };
+                new.stored_as(original, count)
+            });
+            return Ok(Changed::Duplicate(change));
+        }
+        let count = match state.plan(&new) {
+            Plan::Done(outcome) => return Ok(outcome),
+            Plan::Store { count } => count,
+        };
+        let id = MessageId::next_after(state.last_id, now_ms());
+        let change = new.stored_as(id, count);
+        state.apply(&change);
+        state.push(
+            Entry::Change(Box::new(change.clone())),
+            self.config.history_len,
+        );
+        self.remember(&mut state, key, id, now);
+        state.emit(RoomEvent::Change(change.clone()));
+        Ok(Changed::New(change))
+    }
+
+    async fn read(&self, room: &str, user: &str, id: MessageId) -> Result<ReadState, MemoryError> {
+        let Some(log) = self.existing(room) else {
+            return Ok(ReadState::default());
+        };
+        let mut state = lock(&log.state);
+        let Some(last) = state.last_id else {
+            return Ok(ReadState::default());
+        };
+        let current = state.read.as_ref().and_then(|r| r.get(user)).copied();
+        let marker = id.min(last);
+        let moved = id != MessageId::MIN && current.is_none_or(|c| marker > c);
+        let id = if moved {
+            state
+                .read
+                .get_or_insert_default()
+                .insert(user.to_owned(), marker);
+            Some(marker)
+        } else {
+            current
+        };
+        let unread = state.unread_after(id, skat_protocol::UNREAD_CAP);
+        drop(state);
+        if moved
+            && let Some(id) = id
+            && let Some(nodes) = self.existing(NODES_ROOM)
+        {
+            lock(&nodes.state).emit(RoomEvent::Read {
+                room: room.to_owned(),
+                user: user.to_owned(),
+                id,
+                unread,
+            });
+        }
+        Ok(ReadState { id, unread })
     }
 
     async fn subscribe(
@@ -191,13 +278,18 @@ impl Broker for MemoryBroker {
         };
         let state = lock(&log.state);
         let end = before.map_or(state.history.len(), |b| {
-            state.history.partition_point(|m| m.id < b)
+            state.history.partition_point(|e| e.id() < b)
         });
-        let start = end.saturating_sub(limit);
-        Ok(HistoryPage {
-            messages: state.history.range(start..end).cloned().collect(),
-            has_more: start > 0,
-        })
+        // Newest first, change entries skipped, then put back in order.
+        let mut older = state
+            .history
+            .range(..end)
+            .rev()
+            .filter_map(Entry::as_message);
+        let mut messages: Vec<_> = older.by_ref().take(limit).cloned().collect();
+        let has_more = older.next().is_some();
+        messages.reverse();
+        Ok(HistoryPage { messages, has_more })
     }
 
     async fn recover(
@@ -205,7 +297,7 @@ impl Broker for MemoryBroker {
         room: &str,
         since: MessageId,
         bounds: Recovery,
-    ) -> Result<Option<Vec<Message>>, MemoryError> {
+    ) -> Result<Option<Recovered>, MemoryError> {
         let Some(log) = self.existing(room) else {
             // No message was ever published here (as with Redis, whose stream does not exist):
             // `since` cannot be one of this room's ids.
@@ -220,14 +312,25 @@ impl Broker for MemoryBroker {
         {
             return Ok(None);
         }
-        let mut missed = Vec::new();
+        let mut missed = Recovered::default();
         let mut bytes = 0usize;
-        for message in state.after(Some(since)) {
-            bytes = bytes.saturating_add(crate::message_size(message));
-            if missed.len() == bounds.limit || bytes > bounds.max_bytes {
+        for entry in state.after(Some(since)) {
+            let size = match entry {
+                Entry::Message(m) => crate::message_size(m),
+                // A change to a message after `since` is in that message's current state.
+                Entry::Change(c) if c.target().is_some_and(|t| t <= since) => crate::change_size(c),
+                Entry::Change(_) => continue,
+            };
+            bytes = bytes.saturating_add(size);
+            if missed.messages.len() + missed.changes.len() == bounds.limit
+                || bytes > bounds.max_bytes
+            {
                 return Ok(None);
             }
-            missed.push(message.clone());
+            match entry {
+                Entry::Message(m) => missed.messages.push(m.clone()),
+                Entry::Change(c) => missed.changes.push(c.as_ref().clone()),
+            }
         }
         Ok(Some(missed))
     }
@@ -338,139 +441,4 @@ impl Drop for MemoryBroker {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::conformance::{self, listen};
-
-    fn broker() -> MemoryBroker {
-        MemoryBroker::new(MemoryBrokerConfig {
-            history_len: 20,
-            ..Default::default()
-        })
-    }
-
-    #[tokio::test]
-    async fn conformance_suite() {
-        conformance::run_all(|| async { broker() }, 20).await;
-    }
-
-    #[tokio::test]
-    async fn rooms_joined_and_left_without_messages_do_not_pile_up() {
-        let broker = broker();
-        for i in 0..5000 {
-            let room = format!("r{i}");
-            let sub = listen(&broker, &room).await.unwrap();
-            broker.presence_join(&room, "u").await.unwrap();
-            broker.presence_leave(&room, "u").await.unwrap();
-            drop(sub);
-        }
-        // A room with history is kept.
-        conformance::publish_n(&broker, "kept", 1).await;
-        let rooms = lock(&broker.rooms).len();
-        assert!(rooms < 2048, "{rooms} rooms still held");
-        assert_eq!(
-            broker
-                .history("kept", None, 10)
-                .await
-                .unwrap()
-                .messages
-                .len(),
-            1
-        );
-    }
-
-    #[tokio::test]
-    async fn publish_hands_the_message_to_sinks_before_returning() {
-        let broker = broker();
-        let mut sub = listen(&broker, "r").await.unwrap();
-        // Far more than any queue would hold: nothing is queued, so nothing can be dropped.
-        let sent = conformance::publish_n(&broker, "r", 500).await;
-        for expected in &sent {
-            assert_eq!(sub.try_recv(), Some(RoomEvent::Message(expected.clone())));
-        }
-        broker.typing("r", "bob").await.unwrap();
-        assert!(matches!(sub.try_recv(), Some(RoomEvent::Typing { .. })));
-        assert_eq!(sub.try_recv(), None);
-    }
-
-    #[tokio::test]
-    async fn dropped_subscriptions_leave_the_room() {
-        let broker = broker();
-        let a = listen(&broker, "r").await.unwrap();
-        let mut b = listen(&broker, "r").await.unwrap();
-        let log = broker.room("r");
-        assert_eq!(lock(&log.state).subscribers.len(), 2);
-        drop(a);
-        assert_eq!(lock(&log.state).subscribers.len(), 1);
-        let sent = conformance::publish_n(&broker, "r", 1).await;
-        assert_eq!(b.try_recv(), Some(RoomEvent::Message(sent[0].clone())));
-        drop(b);
-        assert!(lock(&log.state).subscribers.is_empty());
-    }
-
-    #[tokio::test]
-    async fn subscriptions_end_when_the_broker_is_dropped() {
-        let broker = broker();
-        let mut sub = listen(&broker, "r").await.unwrap();
-        let sent = conformance::publish_n(&broker, "r", 1).await;
-        drop(broker);
-        // What was delivered is there, then the end.
-        assert_eq!(sub.recv().await, Some(RoomEvent::Message(sent[0].clone())));
-        assert_eq!(sub.recv().await, None);
-    }
-
-    #[tokio::test]
-    async fn dedup_and_presence_tables_shrink_back() {
-        let broker = MemoryBroker::new(MemoryBrokerConfig {
-            dedup_window: Duration::ZERO,
-            ..MemoryBrokerConfig::default()
-        });
-        conformance::publish_n(&broker, "r", 500).await;
-        {
-            let log = broker.room("r");
-            let state = lock(&log.state);
-            // Each publish expired the previous nonce: at most one is remembered.
-            let dedup = state.dedup.as_ref().unwrap();
-            assert!(dedup.ids.capacity() < 8, "{}", dedup.ids.capacity());
-            assert!(dedup.order.capacity() < 8);
-        }
-        for i in 0..500 {
-            broker.presence_join("r", &format!("u{i}")).await.unwrap();
-        }
-        for i in 0..500 {
-            broker.presence_leave("r", &format!("u{i}")).await.unwrap();
-        }
-        let log = broker.room("r");
-        let state = lock(&log.state);
-        // The leaves expired the last nonce.
-        assert!(state.dedup.is_none());
-        assert_eq!(state.presence.capacity(), 0);
-    }
-
-    #[tokio::test]
-    async fn presence_spans_nodes_sharing_the_broker() {
-        let shared = broker();
-        conformance::presence_spans_nodes(&shared, &shared).await;
-    }
-
-    #[tokio::test]
-    async fn a_room_nobody_is_in_is_freed_but_its_history_stays() {
-        let broker = MemoryBroker::new(MemoryBrokerConfig {
-            dedup_window: Duration::ZERO,
-            ..MemoryBrokerConfig::default()
-        });
-        for (room, messages) in [("quiet", 0), ("talked", 3)] {
-            let sub = listen(&broker, room).await.unwrap();
-            broker.presence_join(room, "u").await.unwrap();
-            conformance::publish_n(&broker, room, messages).await;
-            drop(sub);
-            broker.presence_leave(room, "u").await.unwrap();
-        }
-        assert!(broker.existing("quiet").is_none(), "an empty room is freed");
-        let talked = broker.existing("talked").unwrap();
-        let state = lock(&talked.state);
-        assert_eq!(state.history.len(), 3);
-        assert!(state.presence.is_empty() && state.subscribers.is_empty());
-        assert!(state.dedup.is_none(), "expired nonces are not kept");
-    }
-}
+mod tests;

@@ -1,6 +1,12 @@
-//! One room of the embedded broker: its bounded history, presence tally, remembered nonces and
-//! sinks, behind one lock, and the rules that read them (what a `since` may recover from, when
-//! the room holds nothing worth keeping).
+//! One room of the embedded broker: its bounded log, presence tally, remembered nonces, read
+//! markers and sinks, behind one lock, and the rules that read them (what a `since` may recover
+//! from, when the room holds nothing worth keeping).
+//!
+//! The log is one ring of [`Entry`]s, messages and changes in one id sequence (issue 22): a
+//! change needs an id in the messages' sequence to be recovered after `since` like them. A
+//! message entry is the message in its current state (changes are applied to it in place), and
+//! costs what a message did before changes existed: the entry is the message itself, with no box
+//! of its own (see the size test).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -9,7 +15,7 @@ use std::time::Instant;
 use crate::collections::Tally;
 use crate::sinks::Sinks;
 use crate::sparse::ShrinkWhenSparse as _;
-use crate::{Message, MessageId, RoomEvent};
+use crate::{Change, Message, MessageId, RoomEvent};
 
 /// A room, shared by the broker's map and the calls and subscriptions using it.
 #[derive(Debug, Default)]
@@ -20,12 +26,19 @@ pub(super) struct RoomLog {
 /// What a room holds.
 #[derive(Debug, Default)]
 pub(super) struct RoomState {
-    /// Retained messages in id order.
-    pub(super) history: VecDeque<Message>,
-    /// Id of the latest message ever published.
+    /// Retained entries (messages and changes) in id order.
+    pub(super) history: VecDeque<Entry>,
+    /// Id of the latest entry ever stored.
     pub(super) last_id: Option<MessageId>,
-    /// Id of the newest message dropped from the history.
+    /// Id of the newest entry dropped from the history.
     pub(super) trimmed: Option<MessageId>,
+    /// Every user reacting to each retained message that has reactions, per emoji in the order
+    /// they first appeared, earliest user first: the message's own summary shows only the first
+    /// few users, and removing one must bring the next into view. Only while some message has
+    /// reactions.
+    pub(super) reactors: Option<Box<Reactors>>,
+    /// Users' read markers, while some user has one.
+    pub(super) read: Option<Box<HashMap<String, MessageId>>>,
     /// Number of nodes holding each online user.
     pub(super) presence: Tally<String>,
     /// The sink of each live subscription (each removes its own when dropped).
@@ -33,6 +46,37 @@ pub(super) struct RoomState {
     /// Recently accepted nonces, while there are any: most rooms are idle, and an idle room
     /// should not carry two empty tables.
     pub(super) dedup: Option<Box<Dedup>>,
+}
+
+/// The users reacting to messages: per message, per emoji (first appeared first), every user.
+pub(super) type Reactors = HashMap<MessageId, Vec<(String, Vec<String>)>>;
+
+/// One entry of a room's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Entry {
+    /// A message in its current state.
+    Message(Message),
+    /// A change to an earlier message, kept so a client resuming after `since` learns it; boxed,
+    /// so that a message entry stays a message's size.
+    Change(Box<Change>),
+}
+
+impl Entry {
+    /// The entry's id (a change of a kind this crate does not know is never stored).
+    pub(super) fn id(&self) -> MessageId {
+        match self {
+            Self::Message(m) => m.id,
+            Self::Change(c) => c.id().unwrap_or(MessageId::MIN),
+        }
+    }
+
+    /// The message, if it is one.
+    pub(super) fn as_message(&self) -> Option<&Message> {
+        match self {
+            Self::Message(m) => Some(m),
+            Self::Change(_) => None,
+        }
+    }
 }
 
 /// The nonces a room remembers for idempotent sends.
@@ -79,23 +123,74 @@ impl RoomState {
     pub(super) fn is_idle(&self) -> bool {
         self.history.is_empty()
             && self.presence.is_empty()
+            && self.read.is_none()
             && self.dedup.is_none()
             && self.subscribers.is_empty()
     }
 
     /// Whether `since` is an id this history knows, so that what follows it is exactly what a
-    /// client that saw it missed (see [`Broker::recover`](crate::Broker::recover)): a retained message's, the newest
-    /// one trimmed away, or one of the two anchors every history has.
+    /// client that saw it missed (see [`Broker::recover`](crate::Broker::recover)): a retained
+    /// entry's, the newest one trimmed away, or one of the two anchors every history has.
     pub(super) fn knows(&self, since: MessageId) -> bool {
         since == MessageId::MAX
             || (since == MessageId::MIN && self.trimmed.is_none())
             || self.trimmed == Some(since)
-            || self.history.binary_search_by_key(&since, |m| m.id).is_ok()
+            || self.find(since).is_some()
     }
 
-    /// Messages with ids above `after`, oldest first.
-    pub(super) fn after(&self, after: Option<MessageId>) -> impl Iterator<Item = &Message> {
-        let start = after.map_or(0, |a| self.history.partition_point(|m| m.id <= a));
+    /// The position of the entry with id `id`, if retained.
+    pub(super) fn find(&self, id: MessageId) -> Option<usize> {
+        self.history.binary_search_by_key(&id, Entry::id).ok()
+    }
+
+    /// The retained message `id` (deleted or not), if it is one.
+    pub(super) fn message(&self, id: MessageId) -> Option<&Message> {
+        self.history[self.find(id)?].as_message()
+    }
+
+    /// The retained, not deleted message `id`, to change it.
+    pub(super) fn live_message_mut(&mut self, id: MessageId) -> Option<&mut Message> {
+        let i = self.find(id)?;
+        match &mut self.history[i] {
+            Entry::Message(m) if !m.is_deleted() => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Entries with ids above `after`, oldest first.
+    pub(super) fn after(&self, after: Option<MessageId>) -> impl Iterator<Item = &Entry> {
+        let start = after.map_or(0, |a| self.history.partition_point(|e| e.id() <= a));
         self.history.range(start..)
+    }
+
+    /// Appends `entry` (its id above every other) and drops the oldest entries past `len`,
+    /// with what the room keeps about them.
+    pub(super) fn push(&mut self, entry: Entry, len: usize) {
+        self.last_id = Some(entry.id());
+        self.history.push_back(entry);
+        while self.history.len() > len {
+            let Some(oldest) = self.history.pop_front() else {
+                break;
+            };
+            self.trimmed = Some(oldest.id());
+            if let (Entry::Message(m), Some(reactors)) = (&oldest, &mut self.reactors) {
+                reactors.remove(&m.id);
+                if reactors.is_empty() {
+                    self.reactors = None;
+                }
+            }
+        }
+    }
+
+    /// The messages after `marker` (all retained ones without a marker) that are not deleted,
+    /// counted up to `cap`.
+    pub(super) fn unread_after(&self, marker: Option<MessageId>, cap: u32) -> u32 {
+        let counted = self
+            .after(marker)
+            .filter_map(Entry::as_message)
+            .filter(|m| !m.is_deleted())
+            .take(cap as usize)
+            .count();
+        u32::try_from(counted).unwrap_or(cap)
     }
 }

@@ -167,8 +167,8 @@ pub use subscription::RedisSubscription;
 use waits::Waits;
 
 use crate::{
-    Broker, BrokerStats, HistoryPage, MembersPage, Message, MessageId, NewMessage, Published,
-    Recovery, Resume, RoomSink, RoomsPage, Snapshot,
+    Broker, BrokerStats, Changed, HistoryPage, MembersPage, MessageId, NewChange, NewMessage,
+    Published, ReadState, Recovered, Recovery, Resume, RoomSink, RoomsPage, Snapshot,
 };
 
 /// The Redis [`Broker`]: create it once per node with [`RedisBroker::connect`].
@@ -273,7 +273,26 @@ impl Broker for RedisBroker {
     type Subscription = RedisSubscription;
 
     async fn publish(&self, new: NewMessage) -> Result<Published, RedisBrokerError> {
+        if new.reply_to.is_some() {
+            // Refused rather than stored without it: the reply would be lost silently.
+            return Err(RedisBrokerError::Unsupported("replies (issue 22)"));
+        }
         self.publisher.publish(new).await
+    }
+
+    async fn change(&self, _change: NewChange) -> Result<Changed, RedisBrokerError> {
+        Err(RedisBrokerError::Unsupported(
+            "edits, deletions and reactions (issue 22)",
+        ))
+    }
+
+    async fn read(
+        &self,
+        _room: &str,
+        _user: &str,
+        _id: MessageId,
+    ) -> Result<ReadState, RedisBrokerError> {
+        Err(RedisBrokerError::Unsupported("read markers (issue 22)"))
     }
 
     async fn subscribe(
@@ -308,8 +327,13 @@ impl Broker for RedisBroker {
         room: &str,
         since: MessageId,
         bounds: Recovery,
-    ) -> Result<Option<Vec<Message>>, RedisBrokerError> {
-        self.store.recover(room, since, bounds).await
+    ) -> Result<Option<Recovered>, RedisBrokerError> {
+        // No changes are stored yet (issue 22, step 2b): the messages are all there is.
+        let messages = self.store.recover(room, since, bounds).await?;
+        Ok(messages.map(|messages| Recovered {
+            messages,
+            changes: Vec::new(),
+        }))
     }
 
     async fn presence_join(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {

@@ -242,6 +242,11 @@ impl Store {
             more_members: more_members == 1,
             messages,
             recovered,
+            // Issue 22, step 2b: the Redis backend keeps no changes nor read markers yet (its
+            // `change` and `read` answer `Unsupported`), so there are none to tell.
+            changes: Vec::new(),
+            read: None,
+            unread: 0,
             epoch,
         })
     }
