@@ -6,10 +6,20 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod delete;
+mod edit;
 mod messages;
 mod presence;
+mod reactions;
+mod read;
+mod replies;
 mod sizes;
 
+pub use delete::{deleting_drops_the_body, moderators_delete_anyone_s};
+pub use edit::{
+    changes_are_deduplicated_by_nonce, edits_are_the_author_s,
+    recovery_returns_changes_to_older_messages_only,
+};
 pub use messages::{
     boundary_ids, history_is_bounded, history_pages_backwards,
     ids_increase_and_reach_every_subscriber, join_snapshot, recovery,
@@ -19,6 +29,9 @@ pub use presence::{
     all_members, members_are_paged_by_name, notices_and_rooms, presence_counts_nodes,
     presence_spans_nodes, typing_reaches_subscribers,
 };
+pub use reactions::{reactions_are_counted_and_bounded, repeated_reactions_change_nothing};
+pub use read::{read_markers_and_unread_counts, unread_is_capped};
+pub use replies::replies_name_a_retained_message;
 pub use sizes::recovery_counts_encoded_bytes;
 
 use std::future::Future;
@@ -28,7 +41,10 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::{Broker, Message, NewMessage, Published, Recovered, RoomEvent, RoomSink};
+use crate::{
+    Broker, Change, ChangeKind, Changed, Message, MessageId, NewChange, NewMessage, Published,
+    Recovered, RoomEvent, RoomSink,
+};
 
 /// Runs every check; `make` builds a broker whose per-room history holds `history_len` messages.
 pub async fn run_all<B, F, Fut>(make: F, history_len: usize)
@@ -50,6 +66,65 @@ where
     typing_reaches_subscribers(&make().await).await;
     boundary_ids(&make().await).await;
     notices_and_rooms(&make().await).await;
+}
+
+/// Runs every check of changes to messages, replies and read markers (issue 22); `make` as
+/// for [`run_all`], with room for at least 50 entries (changes count toward the history's
+/// length, and the reaction checks make 45 to one message).
+pub async fn run_changes<B, F, Fut>(make: F, history_len: usize)
+where
+    B: Broker,
+    F: Fn() -> Fut,
+    Fut: Future<Output = B>,
+{
+    edits_are_the_author_s(&make().await).await;
+    changes_are_deduplicated_by_nonce(&make().await).await;
+    recovery_returns_changes_to_older_messages_only(&make().await).await;
+    deleting_drops_the_body(&make().await).await;
+    moderators_delete_anyone_s(&make().await).await;
+    reactions_are_counted_and_bounded(&make().await).await;
+    repeated_reactions_change_nothing(&make().await).await;
+    replies_name_a_retained_message(&make().await, history_len).await;
+    read_markers_and_unread_counts(&make().await).await;
+}
+
+/// A change by `by` to `target` in `room`, as its author would ask it (`as_author`), without
+/// a nonce.
+pub fn change(room: &str, target: MessageId, by: &str, kind: ChangeKind) -> NewChange {
+    NewChange {
+        room: room.into(),
+        target,
+        by: by.into(),
+        kind,
+        nonce: None,
+        as_author: true,
+    }
+}
+
+/// An edit to `body`.
+pub fn edit(body: &str) -> ChangeKind {
+    ChangeKind::Edit { body: body.into() }
+}
+
+/// Adding (`add`) or removing a reaction with `emoji`.
+pub fn react(emoji: &str, add: bool) -> ChangeKind {
+    ChangeKind::React {
+        emoji: emoji.into(),
+        add,
+    }
+}
+
+/// Makes `change`, failing the test unless it is [`Changed::New`].
+pub async fn changed<B: Broker>(broker: &B, change: NewChange) -> Change {
+    match broker.change(change).await.unwrap() {
+        Changed::New(change) => change,
+        other => panic!("change not accepted: {other:?}"),
+    }
+}
+
+/// The room's latest `n` messages (at most), as `history` returns them.
+pub async fn latest<B: Broker>(broker: &B, room: &str, n: usize) -> Vec<Message> {
+    broker.history(room, None, n).await.unwrap().messages
 }
 
 /// The messages of a recovery that must hold no change (nothing in the room was changed).

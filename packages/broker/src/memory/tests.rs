@@ -17,6 +17,37 @@ async fn conformance_suite() {
 }
 
 #[tokio::test]
+async fn conformance_of_changes() {
+    // Room for the reaction checks' 45 changes to one message.
+    let make = || async {
+        MemoryBroker::new(MemoryBrokerConfig {
+            history_len: 100,
+            ..Default::default()
+        })
+    };
+    conformance::run_changes(make, 100).await;
+}
+
+#[tokio::test]
+async fn unread_counts_are_capped() {
+    let roomy = MemoryBroker::new(MemoryBrokerConfig {
+        history_len: 2 * skat_protocol::UNREAD_CAP as usize,
+        ..Default::default()
+    });
+    conformance::unread_is_capped(&roomy).await;
+}
+
+/// A message entry of the log costs what a message does: changes are boxed, so a plain
+/// message pays nothing for them.
+#[test]
+fn a_log_entry_is_a_message_s_size() {
+    assert_eq!(
+        std::mem::size_of::<room::Entry>(),
+        std::mem::size_of::<crate::Message>()
+    );
+}
+
+#[tokio::test]
 async fn rooms_joined_and_left_without_messages_do_not_pile_up() {
     let broker = broker();
     for i in 0..5000 {
