@@ -1,5 +1,5 @@
 //! Reactions: an exact count per emoji with the first users shown, at most
-//! [`MAX_REACTIONS`](skat_protocol::MAX_REACTIONS) distinct emoji per message, and a repeated
+//! [`MAX_REACTIONS`] distinct emoji per message, and a repeated
 //! add or remove stored nowhere (issue 22).
 
 #![allow(clippy::unwrap_used, missing_docs)]

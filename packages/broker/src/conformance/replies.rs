@@ -27,7 +27,7 @@ pub async fn replies_name_a_retained_message<B: Broker>(broker: &B, history_len:
         panic!("{answer:?}")
     };
     assert_eq!(answer.reply_to(), Some(sent[0].id));
-    assert_eq!(latest(broker, room, 1).await, [answer.clone()]);
+    assert_eq!(latest(broker, room, 1).await, std::slice::from_ref(&answer));
     assert_eq!(
         broker
             .publish(reply(room, sent[0].id, Some("r1")))
