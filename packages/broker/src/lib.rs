@@ -29,6 +29,7 @@ mod change;
 pub mod collections;
 mod memory;
 mod node_id;
+mod reads;
 #[cfg(feature = "redis")]
 mod redis_backend;
 mod sinks;
@@ -46,6 +47,7 @@ pub use change::{
 
 pub use memory::{MemoryBroker, MemoryBrokerConfig, MemoryError, MemorySubscription};
 pub use node_id::{InvalidNodeId, NODE_ID_MAX_LEN, check_node_id};
+pub use reads::{HistoryPage, Recovery, Resume, Snapshot};
 #[cfg(feature = "redis")]
 pub use redis_backend::{
     ConfigError, RedisBroker, RedisBrokerError, RedisConfig, RedisSubscription,
@@ -219,93 +221,6 @@ impl Published {
 
 /// How long a nonce is remembered for idempotent sends, by default.
 pub const DEFAULT_DEDUP_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);
-
-/// A page of a room's history, oldest first.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HistoryPage {
-    /// The messages, oldest first.
-    pub messages: Vec<Message>,
-    /// Whether older messages remain before the first one of this page.
-    pub has_more: bool,
-}
-
-/// How much a recovery may return: at most `limit` messages and `max_bytes` of them as
-/// [`message_size`] counts them (their encoded size, which every backend counts the same way).
-/// Past either, the client gets the latest page instead and pages back with `history`, so no
-/// reply grows with what a client missed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Recovery {
-    /// Messages.
-    pub limit: usize,
-    /// Bytes, as [`message_size`] counts them.
-    pub max_bytes: usize,
-}
-
-impl Recovery {
-    /// At most `limit` messages, whatever their size.
-    pub const fn count(limit: usize) -> Self {
-        Self {
-            limit,
-            max_bytes: usize::MAX,
-        }
-    }
-}
-
-/// Where a connection joining a room resumes from, and how much it may be sent: see
-/// [`Broker::join_snapshot`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Resume<'a> {
-    /// The last message id the client saw in the room, to recover what it missed.
-    pub since: Option<MessageId>,
-    /// The room's epoch `since` belongs to, if the client gave one.
-    pub epoch: Option<&'a str>,
-    /// How much a recovery may return.
-    pub recovery: Recovery,
-    /// The latest page's size, when there is no recovery.
-    pub page: usize,
-    /// Members listed at most (the first in name order; the client pages the rest with
-    /// [`Broker::members`]), so that a join into a huge room stays cheap.
-    pub members: usize,
-}
-
-impl Resume<'static> {
-    /// A first join, with nothing to resume: the latest `page` messages and up to `page`
-    /// members, a recovery (should the caller set `since`) of `page` messages whatever their
-    /// size.
-    pub const fn latest(page: usize) -> Self {
-        Self {
-            since: None,
-            epoch: None,
-            recovery: Recovery::count(page),
-            page,
-            members: page,
-        }
-    }
-}
-
-/// What a connection joining a room is told: see [`Broker::join_snapshot`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Snapshot {
-    /// The first users online in the room (at most [`Resume::members`]), as
-    /// [`Broker::members`] returns them.
-    pub members: Vec<String>,
-    /// Whether more users follow the last of `members`.
-    pub more_members: bool,
-    /// The messages missed since the client's `since` if `recovered`, else the latest page;
-    /// oldest first.
-    pub messages: Vec<Message>,
-    /// Whether `messages` are exactly those after `since`.
-    pub recovered: bool,
-    /// If `recovered`, the changes after `since` to messages at or before it (see
-    /// [`Recovered::changes`]); else empty.
-    pub changes: Vec<Change>,
-    /// The user's read marker in the room, if it has one.
-    pub read: Option<MessageId>,
-    /// Messages after the marker, capped at [`UNREAD_CAP`](skat_protocol::UNREAD_CAP).
-    pub unread: u32,
-    /// The room's epoch (see [`Broker::epoch`]).
-    pub epoch: String,
-}
 
 /// What a broker has had to repair so far, for a node's metrics: all zero for a broker that
 /// never loses its connection (the embedded one).
