@@ -137,9 +137,9 @@ async fn empties<S>(broker: &RedisBroker, room: &str, sub: &mut Listener<S>) {
 }
 
 /// Node A, reaching Redis only through `proxy`, holds alice in `r1`; node B, straight on Redis,
-/// listens to `r1`. Then A is cut off until its claim lapses and B has swept it (alice offline
-/// on `r1`, which is returned). Each node's keys under `prefix`.
-async fn swept_node(
+/// listens to `r1` and has heard her come online (`r1` is returned). Each node's keys under
+/// `prefix`.
+async fn alice_held_through_proxy(
     redis: &RedisServer,
     proxy: &Proxy,
     prefix: &str,
@@ -153,6 +153,17 @@ async fn swept_node(
     let mut r1 = listen(&b, "r1").await.unwrap();
     a.presence_join("r1", "alice").await.unwrap();
     assert_eq!(next_event(&mut r1).await, presence("r1", "alice", true));
+    (a, b, r1)
+}
+
+/// [`alice_held_through_proxy`], then A is cut off until its claim lapses and B has swept it
+/// (alice offline on `r1`).
+async fn swept_node(
+    redis: &RedisServer,
+    proxy: &Proxy,
+    prefix: &str,
+) -> (RedisBroker, RedisBroker, Listener<RedisSubscription>) {
+    let (a, b, mut r1) = alice_held_through_proxy(redis, proxy, prefix).await;
     proxy.set_down(true);
     // A's claim lapses; B sweeps A's instance.
     assert_eq!(next_event(&mut r1).await, presence("r1", "alice", false));
@@ -421,15 +432,7 @@ async fn a_delisting_whose_reply_was_lost_leaves_nothing_for_the_sweep_to_miss()
     let redis = RedisServer::start().await;
     let proxy = Proxy::start(redis.port()).await;
     let prefix = "delist:";
-    let a = RedisBroker::connect(config(proxy.url(), prefix, "node-a"))
-        .await
-        .unwrap();
-    let b = RedisBroker::connect(config(redis.url(), prefix, "node-b"))
-        .await
-        .unwrap();
-    let mut r1 = listen(&b, "r1").await.unwrap();
-    a.presence_join("r1", "alice").await.unwrap();
-    assert_eq!(next_event(&mut r1).await, presence("r1", "alice", true));
+    let (a, b, mut r1) = alice_held_through_proxy(&redis, &proxy, prefix).await;
     let instance = format!("node-a:{}", claim_token(&redis, prefix, "node-a").await);
     assert_eq!(listed_rooms(&redis, prefix, &instance).await, ["r1"]);
 

@@ -157,12 +157,8 @@ impl Broker for MemoryBroker {
         let log = self.room(&new.room);
         let mut state = lock(&log.state);
         let now = Instant::now();
-        state.expire_dedup(now);
-        let key = new
-            .nonce
-            .as_ref()
-            .map(|nonce| (new.from.clone(), nonce.clone()));
-        if let Some(original) = key.as_ref().and_then(|k| state.deduplicated(k)) {
+        let (key, original) = state.replay(&new.from, new.nonce.as_deref(), now);
+        if let Some(original) = original {
             // The original as stored, or (if trimmed away since) as sent now with its id.
             let stored = state.message(original).cloned();
             let message = stored.unwrap_or_else(|| new.stored_as(original));
@@ -188,12 +184,8 @@ impl Broker for MemoryBroker {
         };
         let mut state = lock(&log.state);
         let now = Instant::now();
-        state.expire_dedup(now);
-        let key = new
-            .nonce
-            .as_ref()
-            .map(|nonce| (new.by.clone(), nonce.clone()));
-        if let Some(original) = key.as_ref().and_then(|k| state.deduplicated(k)) {
+        let (key, original) = state.replay(&new.by, new.nonce.as_deref(), now);
+        if let Some(original) = original {
             // The original as stored, or (if trimmed away since, or the nonce named another
             // kind of request) as asked now with its id and the current count.
             let change = state.stored_change(original).unwrap_or_else(|| {

@@ -119,8 +119,23 @@ impl RoomState {
     }
 
     /// The id of the message accepted under `key`, if it is remembered.
-    pub(super) fn deduplicated(&self, key: &(String, String)) -> Option<MessageId> {
+    fn deduplicated(&self, key: &(String, String)) -> Option<MessageId> {
         self.dedup.as_ref()?.ids.get(key).copied()
+    }
+
+    /// A request's dedup key (its sender's `who` and `nonce`; none without a nonce) and, if it
+    /// repeats one accepted within the window, the id that one was stored with. Expired nonces
+    /// are forgotten first. Sends and changes share the one key space.
+    pub(super) fn replay(
+        &mut self,
+        who: &str,
+        nonce: Option<&str>,
+        now: Instant,
+    ) -> (Option<(String, String)>, Option<MessageId>) {
+        self.expire_dedup(now);
+        let key = nonce.map(|nonce| (who.to_owned(), nonce.to_owned()));
+        let original = key.as_ref().and_then(|key| self.deduplicated(key));
+        (key, original)
     }
 
     /// Whether the room holds nothing worth keeping.
