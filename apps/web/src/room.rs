@@ -4,11 +4,13 @@
 //! [`Room::prepend`], [`Room::start_over`]), which keep the two promises views and the reducer
 //! rely on: each id is shown once (`ids` is exactly the ids of `messages`), and `version`
 //! changes whenever the messages do, never repeating, so a view memoized on it re-renders
-//! exactly then.
+//! exactly then. Changes to a message (an edit, a deletion, a reaction: [`Room::apply_change`])
+//! change it in place, once: a change the room has seen (its id at or before `since`, the
+//! greatest id seen) or whose outcome it already shows changes nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use skat_protocol::{Message, MessageId};
+use skat_protocol::{Change, Message, MessageId, REACTION_USERS_SHOWN, Reaction};
 
 /// Messages a room keeps: past it, live messages push the oldest out (they can be loaded again
 /// with "load older"), so a busy room costs the page the same after an hour as after a minute.
@@ -28,6 +30,8 @@ pub struct Pending {
     pub generation: u64,
     /// When it was first sent, in ms.
     pub sent_at: f64,
+    /// The message it replies to, sent again with it on a retry.
+    pub reply_to: Option<MessageId>,
 }
 
 /// Everything the UI shows about one joined room.
@@ -39,8 +43,20 @@ pub struct Room {
     ids: HashSet<MessageId>,
     /// Users online in the room.
     pub members: BTreeSet<String>,
-    /// Messages received while the room was not the active one.
+    /// Unread messages: the server's count (`joined`, `read`), plus the live messages received
+    /// since while the room was not the one shown.
     pub unread: u32,
+    /// The user's read marker (from the server: `joined`, `read`): the last message read.
+    pub read: Option<MessageId>,
+    /// The marker of the `read` we sent last, awaiting the server's `read`: not sent again.
+    pub read_sent: Option<MessageId>,
+    /// Where the "new messages" divider goes: after this marker (the read marker when the room
+    /// was joined or shown with unread messages; [`MessageId::MIN`] when none was read).
+    pub divider: Option<MessageId>,
+    /// The message of ours the composer edits, if any.
+    pub editing: Option<MessageId>,
+    /// The message the composer's next send replies to, if any.
+    pub reply_to: Option<MessageId>,
     /// Our sends awaiting confirmation, or failed.
     pub pending: Vec<Pending>,
     /// Users typing, with the time (ms) their notice expires.
@@ -59,6 +75,8 @@ pub struct Room {
     pub history_epoch: Option<String>,
     /// Bumped whenever `messages` changes, so views re-render the list only then.
     version: u64,
+    /// The greatest id seen in the room, of a message or a change: the `since` of a rejoin.
+    since: Option<MessageId>,
     /// When we last sent a typing frame, in ms.
     pub last_typing_sent: Option<f64>,
     /// While the member list is read page by page (`joined` said there are more): the `after`
@@ -73,6 +91,7 @@ impl Room {
     /// Adds a message unless its id is known; returns whether it was new. Past
     /// [`ROOM_WINDOW`] the oldest messages go (and can be loaded again).
     pub fn push(&mut self, message: Message) -> bool {
+        self.seen(message.id);
         if !self.ids.insert(message.id) {
             return false;
         }
@@ -92,6 +111,9 @@ impl Room {
     /// skipped).
     pub fn prepend(&mut self, page: Vec<Message>) {
         let older: Vec<Message> = page.into_iter().filter(|m| self.ids.insert(m.id)).collect();
+        if let Some(newest) = older.last() {
+            self.seen(newest.id);
+        }
         self.messages.splice(0..0, older);
         self.version += 1;
     }
@@ -119,9 +141,80 @@ impl Room {
         self.version
     }
 
-    /// The id of the newest message, the `since` of a rejoin.
+    /// The id of the newest message.
     pub fn last_id(&self) -> Option<MessageId> {
         self.messages.last().map(|m| m.id)
+    }
+
+    /// The greatest id seen, of a message or a change: the `since` of a rejoin. Not the last
+    /// one received: a no-op reaction's answer carries its target's (older) id.
+    pub fn since(&self) -> Option<MessageId> {
+        self.since
+    }
+
+    fn seen(&mut self, id: MessageId) {
+        self.since = self.since.max(Some(id));
+    }
+
+    /// The message `id`, if the room shows it.
+    pub fn get(&self, id: MessageId) -> Option<&Message> {
+        if !self.ids.contains(&id) {
+            return None;
+        }
+        let index = self.messages.binary_search_by_key(&id, |m| m.id).ok()?;
+        self.messages.get(index)
+    }
+
+    /// The id of the first message after the divider's marker: the divider goes before it.
+    pub fn divider_before(&self) -> Option<MessageId> {
+        let marker = self.divider?;
+        let first = self.messages.partition_point(|m| m.id <= marker);
+        self.messages.get(first).map(|m| m.id)
+    }
+
+    /// Applies a change (live, or recovered in `joined`) to the message it targets, if shown;
+    /// returns whether anything changed. A change seen before (its id at or before the
+    /// greatest seen) is skipped, and applying one sets its outcome (a body, a tombstone, a
+    /// reaction's count), so a replay is harmless either way. Unknown kinds are skipped.
+    pub fn apply_change(&mut self, change: &Change) -> bool {
+        let (Some(id), Some(target)) = (change.id(), change.target()) else {
+            return false;
+        };
+        if self.since.is_some_and(|since| id <= since) {
+            return false;
+        }
+        self.seen(id);
+        let Ok(index) = self.messages.binary_search_by_key(&target, |m| m.id) else {
+            return false;
+        };
+        let message = &mut self.messages[index];
+        let changed = match change {
+            // A deleted message stays deleted: nothing changes it any more.
+            _ if message.is_deleted() => false,
+            Change::Edited(edit) => {
+                let moved = message.body != edit.body || message.edited() != Some(edit.ts);
+                if moved {
+                    message.body.clone_from(&edit.body);
+                    message.extras_mut().edited = Some(edit.ts);
+                }
+                moved
+            }
+            Change::Deleted(_) => {
+                message.body = String::new();
+                let extras = message.extras_mut();
+                extras.deleted = true;
+                extras.reply_to = None;
+                extras.edited = None;
+                extras.reactions = Vec::new();
+                true
+            }
+            Change::Reacted(r) => react(&mut message.extras_mut().reactions, r),
+            Change::Unknown => false,
+        };
+        if changed {
+            self.version += 1;
+        }
+        changed
     }
 
     /// Names of users currently typing (not expired at `now`).
@@ -132,6 +225,62 @@ impl Room {
             .map(|(u, _)| u.as_str())
             .collect()
     }
+}
+
+/// Sets the outcome of a reaction change in a message's reactions; returns whether it moved.
+fn react(reactions: &mut Vec<Reaction>, change: &skat_protocol::Reacted) -> bool {
+    let Some(index) = reactions.iter().position(|r| r.emoji == change.emoji) else {
+        if change.count == 0 {
+            return false;
+        }
+        let users = if change.add {
+            vec![change.user.clone()]
+        } else {
+            Vec::new()
+        };
+        reactions.push(Reaction {
+            emoji: change.emoji.clone(),
+            count: change.count,
+            users,
+        });
+        return true;
+    };
+    if change.count == 0 {
+        reactions.remove(index);
+        return true;
+    }
+    let reaction = &mut reactions[index];
+    let before = (reaction.count, reaction.users.len());
+    reaction.count = change.count;
+    let listed = reaction.users.iter().position(|u| *u == change.user);
+    match (change.add, listed) {
+        (true, None) if reaction.users.len() < REACTION_USERS_SHOWN => {
+            reaction.users.push(change.user.clone());
+        }
+        (false, Some(at)) => {
+            reaction.users.remove(at);
+        }
+        _ => {}
+    }
+    before != (reaction.count, reaction.users.len())
+}
+
+/// What a view of a message depends on beyond its id (its body, edit, tombstone, reply and
+/// reactions), hashed: a list keyed by id and revision re-renders a message only when it
+/// changes.
+pub fn revision(message: &Message) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    message.body.hash(&mut hasher);
+    message.edited().hash(&mut hasher);
+    message.is_deleted().hash(&mut hasher);
+    message.reply_to().hash(&mut hasher);
+    for reaction in message.reactions() {
+        reaction.emoji.hash(&mut hasher);
+        reaction.count.hash(&mut hasher);
+        reaction.users.hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 #[cfg(test)]
@@ -199,6 +348,7 @@ mod tests {
             error: None,
             generation: 1,
             sent_at: 0.0,
+            reply_to: None,
         });
         let v = room.version();
         room.start_over();

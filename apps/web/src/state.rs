@@ -18,6 +18,8 @@
 //! their confirmation or failure, re-sends after a reconnect, every message received) and who
 //! is there (`presence`: members and typing).
 
+mod changes;
+mod compose;
 mod connection;
 mod messages;
 mod presence;
@@ -25,7 +27,7 @@ mod rooms;
 
 use std::collections::{BTreeMap, VecDeque};
 
-use skat_protocol::{ClientFrame, ErrorCode, ServerFrame};
+use skat_protocol::{Change, ClientFrame, ErrorCode, ServerFrame};
 
 pub use crate::room::{Pending, ROOM_WINDOW, Room};
 pub use crate::session::{Fetched, Session};
@@ -131,10 +133,13 @@ impl Chat {
                 recovered,
                 epoch,
                 more_members,
-                // (issue 22: not yet) the read state and recovered changes are not shown yet.
-                ..
+                read,
+                unread,
+                changes,
             } => {
+                self.on_recovered_changes(&room, &changes);
                 let mut frames = self.on_joined(&room, members, messages, recovered, epoch, now);
+                self.on_joined_read(&room, read, unread);
                 if more_members {
                     frames.extend(self.read_more_members(&room));
                 }
@@ -160,11 +165,19 @@ impl Chat {
                 message,
                 nonce,
             } => self.on_error(code, message, nonce, now),
-            // (issue 22: not yet) the server sends no changes or read markers yet.
-            ServerFrame::Edited(_)
-            | ServerFrame::Deleted(_)
-            | ServerFrame::Reacted(_)
-            | ServerFrame::Read { .. } => {}
+            ServerFrame::Edited(edit) => {
+                let room = edit.room.clone();
+                self.on_change(&room, &Change::Edited(edit));
+            }
+            ServerFrame::Deleted(delete) => {
+                let room = delete.room.clone();
+                self.on_change(&room, &Change::Deleted(delete));
+            }
+            ServerFrame::Reacted(react) => {
+                let room = react.room.clone();
+                self.on_change(&room, &Change::Reacted(react));
+            }
+            ServerFrame::Read { room, id, unread } => self.on_read(&room, id, unread),
         }
         Vec::new()
     }
@@ -256,6 +269,10 @@ pub enum Unsent {
     },
     /// The room is not one we are in: unknown, or it refused us.
     NotJoined,
+    /// An edit that leaves the text as it is: the edit just ends.
+    Unchanged,
+    /// The text breaks the protocol's rules (too long...): the notice says why.
+    Invalid,
 }
 
 /// Reconnect delay: exponential from 500 ms, capped at 30 s, with "equal jitter" (half fixed,

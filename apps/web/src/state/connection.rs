@@ -11,7 +11,8 @@ use crate::session::token_subject;
 
 impl Chat {
     /// The frames to send once the socket opens: `hello`, then a `join` per known room, with
-    /// `since` = the last message seen so the server sends exactly what we missed.
+    /// `since` = the greatest id seen (of a message or a change) so the server sends exactly
+    /// what we missed.
     #[must_use = "the frames it returns are to be sent"]
     pub fn on_open(&mut self) -> Vec<ClientFrame> {
         self.connection = Connection::Connecting;
@@ -26,12 +27,13 @@ impl Chat {
         self.joining.clear();
         for (name, room) in &mut self.rooms {
             room.joined = false;
+            room.read_sent = None;
             if room.refused.is_some() {
                 continue;
             }
             self.joining.push_back(name.clone());
             room.typing.clear();
-            let since = room.last_id().map(|id| id.to_string());
+            let since = room.since().map(|id| id.to_string());
             frames.push(ClientFrame::Join {
                 room: name.clone(),
                 epoch: since.as_ref().and(room.history_epoch.clone()),

@@ -3,7 +3,7 @@
 //! still deduplicate it; every received message is deduplicated by id and counted as unread
 //! when its room is not on screen.
 
-use skat_protocol::{ClientFrame, Message};
+use skat_protocol::{ClientFrame, Message, MessageId};
 
 use super::{Chat, Connection, Pending, RESEND_WITHIN_MS, Unsent};
 
@@ -17,33 +17,24 @@ impl Chat {
         if body.trim().is_empty() {
             return Err(Unsent::Blank);
         }
-        if self.connection != Connection::Online {
-            return Err(Unsent::Offline {
-                retrying: self.should_reconnect(),
-            });
-        }
+        self.online()?;
         let generation = self.generation;
-        let r = self
-            .rooms
-            .get_mut(room)
-            .filter(|r| r.refused.is_none())
-            .ok_or(Unsent::NotJoined)?;
-        let nonce = format!("{}-{}", self.nonce_prefix, self.next_nonce);
-        self.next_nonce += 1;
+        if self.rooms.get(room).is_none_or(|r| r.refused.is_some()) {
+            return Err(Unsent::NotJoined);
+        }
+        let nonce = self.next_nonce();
+        let r = self.rooms.get_mut(room).ok_or(Unsent::NotJoined)?;
+        let reply_to = r.reply_to.take();
         r.pending.push(Pending {
             nonce: nonce.clone(),
             body: body.to_owned(),
             error: None,
             generation,
             sent_at: now,
+            reply_to,
         });
         r.last_typing_sent = None;
-        Ok(ClientFrame::Send {
-            room: room.to_owned(),
-            body: body.to_owned(),
-            nonce: Some(nonce),
-            reply_to: None,
-        })
+        Ok(send_frame(room, body, nonce, reply_to))
     }
 
     /// Re-sends a failed message with its nonce (a repeat of an accepted send is answered with
@@ -58,12 +49,7 @@ impl Chat {
         let p = r.pending.iter_mut().find(|p| p.nonce == nonce)?;
         p.error = None;
         p.generation = generation;
-        Some(ClientFrame::Send {
-            room: room.to_owned(),
-            body: p.body.clone(),
-            nonce: Some(p.nonce.clone()),
-            reply_to: None,
-        })
+        Some(send_frame(room, &p.body, p.nonce.clone(), p.reply_to))
     }
 
     /// Drops a failed message, returning its text (e.g. back to the composer).
@@ -105,16 +91,21 @@ impl Chat {
             }
             if now - p.sent_at <= RESEND_WITHIN_MS {
                 p.generation = generation;
-                frames.push(ClientFrame::Send {
-                    room: room.to_owned(),
-                    body: p.body.clone(),
-                    nonce: Some(p.nonce.clone()),
-                    reply_to: None,
-                });
+                frames.push(send_frame(room, &p.body, p.nonce.clone(), p.reply_to));
             } else {
                 p.error = Some("not sent: connection lost".to_owned());
             }
         }
         frames
+    }
+}
+
+/// The `send` of `body` to `room` with our `nonce`, replying to `reply_to` if any.
+fn send_frame(room: &str, body: &str, nonce: String, reply_to: Option<MessageId>) -> ClientFrame {
+    ClientFrame::Send {
+        room: room.to_owned(),
+        body: body.to_owned(),
+        nonce: Some(nonce),
+        reply_to: reply_to.map(|id| id.to_string()),
     }
 }

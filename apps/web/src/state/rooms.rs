@@ -14,7 +14,7 @@ impl Chat {
     pub fn join(&mut self, room: &str) -> Option<ClientFrame> {
         self.active = Some(room.to_owned());
         if let Some(existing) = self.rooms.get_mut(room) {
-            existing.unread = 0;
+            existing.show();
             // Joined or on its way: just shown. Refused: asked for again.
             existing.refused.take()?;
         } else {
@@ -28,10 +28,10 @@ impl Chat {
         })
     }
 
-    /// Shows `room`, clearing its unread count.
+    /// Shows `room`, clearing its unread count (the divider goes after its read marker).
     pub fn switch_to(&mut self, room: &str) {
         if let Some(r) = self.rooms.get_mut(room) {
-            r.unread = 0;
+            r.show();
             self.active = Some(room.to_owned());
         }
     }

@@ -854,3 +854,6 @@ fn what_a_transition_returns_carries_its_frames() {
     assert_eq!(Fetched::Refresh(refresh.clone()).frames(), [refresh]);
     assert!(Fetched::Connect.frames().is_empty() && Fetched::Keep.frames().is_empty());
 }
+
+/// Edits, deletions, reactions, replies and the read state (issue 22).
+mod lifecycle;
