@@ -1,14 +1,30 @@
-//! The message input: Enter sends, Shift+Enter inserts a new line.
+//! The message input: Enter sends (or saves the edit in progress), Shift+Enter inserts a new
+//! line, Up in an empty input edits our last message, Escape cancels an edit or a reply.
 
 // `#[component]` generates a `pub` props type for each component.
 #![allow(unreachable_pub)]
 
 use leptos::prelude::*;
+use wasm_bindgen::JsCast;
 
 use super::{chat, now, socket};
 use skat_web::state::Unsent;
 
-/// Message input: Enter sends, Shift+Enter inserts a new line.
+/// Focuses the composer, first setting its text to `text` if given.
+pub(super) fn fill_composer(text: Option<&str>) {
+    let area = document()
+        .get_element_by_id("composer")
+        .and_then(|el| el.dyn_into::<web_sys::HtmlTextAreaElement>().ok());
+    if let Some(area) = area {
+        if let Some(text) = text {
+            area.set_value(text);
+        }
+        let _ = area.focus();
+    }
+}
+
+/// Message input: Enter sends or saves, Shift+Enter inserts a new line, Up edits our last
+/// message, Escape cancels.
 #[component]
 pub(super) fn Composer() -> impl IntoView {
     let (chat, socket) = (chat(), socket());
@@ -20,10 +36,10 @@ pub(super) fn Composer() -> impl IntoView {
         let text = el.value();
         let sent = socket.dispatch(|c| {
             let room = c.active.clone().ok_or(Unsent::NotJoined)?;
-            c.send(&room, &text, now())
+            c.submit(&room, &text, now())
         });
         match sent {
-            Some(Ok(_)) => el.set_value(""),
+            Some(Ok(_) | Err(Unsent::Unchanged)) => el.set_value(""),
             // Not connected (reconnecting): keep the text. (After a disconnection that is not
             // retried, the header says why.)
             Some(Err(Unsent::Offline { retrying: true })) => {
@@ -37,9 +53,46 @@ pub(super) fn Composer() -> impl IntoView {
         }
     };
     let on_keydown = move |ev: leptos::ev::KeyboardEvent| {
-        if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
-            ev.prevent_default();
-            send();
+        if ev.is_composing() {
+            return;
+        }
+        let Some(el) = area.get_untracked() else {
+            return;
+        };
+        match ev.key().as_str() {
+            "Enter" if !ev.shift_key() => {
+                ev.prevent_default();
+                send();
+            }
+            "ArrowUp" if el.value().is_empty() => {
+                let body = chat
+                    .try_update(|c| {
+                        let room = c.active.clone()?;
+                        c.edit_last(&room)
+                    })
+                    .flatten();
+                if let Some(body) = body {
+                    ev.prevent_default();
+                    el.set_value(&body);
+                }
+            }
+            "Escape" => {
+                let editing = chat.with_untracked(|c| c.active_room().and_then(|r| r.editing));
+                let cancelled = chat
+                    .try_update(|c| {
+                        let room = c.active.clone()?;
+                        Some(c.cancel_compose(&room))
+                    })
+                    .flatten()
+                    .unwrap_or(false);
+                if cancelled {
+                    ev.prevent_default();
+                }
+                if editing.is_some() {
+                    el.set_value("");
+                }
+            }
+            _ => {}
         }
     };
     let on_input = move |_| {
@@ -58,7 +111,8 @@ pub(super) fn Composer() -> impl IntoView {
                 node_ref=area
                 rows="2"
                 aria-label="Message"
-                placeholder="Message (Enter to send, Shift+Enter for a new line)"
+                aria-keyshortcuts="ArrowUp Escape"
+                placeholder="Message (Enter to send, Shift+Enter for a new line, Up to edit your last)"
                 maxlength="4000"
                 on:keydown=on_keydown
                 on:input=on_input

@@ -1,14 +1,16 @@
-//! The active room's messages, our pending sends with their retry, and who is typing.
+//! The active room's messages (each a [`MessageRow`]), our pending sends with their retry, and
+//! who is typing.
 
 // `#[component]` generates a `pub` props type for each component.
 #![allow(unreachable_pub)]
 
 use leptos::prelude::*;
 use skat_protocol::Message;
-use wasm_bindgen::JsCast;
 
-use super::{chat, local_time, now, socket};
-use skat_web::label;
+use super::composer::fill_composer;
+use super::message::MessageRow;
+use super::{chat, now, socket};
+use skat_web::room::revision;
 use skat_web::state::{self, Pending};
 
 /// The active room's messages, pending sends, and "load older"; sticks to the bottom unless the
@@ -43,7 +45,7 @@ pub(super) fn Messages() -> impl IntoView {
         })
     });
     let has_more = move || chat.with(|c| c.active_room().is_some_and(|r| r.has_more));
-    let me = move || chat.with_untracked(|c| c.name.clone());
+    let divider = Memo::new(move |_| chat.with(|c| c.active_room()?.divider_before()));
 
     Effect::new(move |_| {
         // Re-run whenever the visible list changes.
@@ -78,23 +80,9 @@ pub(super) fn Messages() -> impl IntoView {
             </Show>
             <For
                 each=move || messages.get()
-                key=|m| m.id
-                children=move |m: Message| {
-                    let own = m.from == me();
-                    let system = label::is_system(&m.from);
-                    view! {
-                        <article
-                            class="message"
-                            class:own=own
-                            class:system=system
-                            data-id=m.id.to_string()
-                        >
-                            <span class="from">{label::sender_label(&m.from).to_owned()}</span>
-                            <time class="time">{local_time(m.ts)}</time>
-                            <p class="body">{m.body.clone()}</p>
-                        </article>
-                    }
-                }
+                // A message changed (edited, deleted, reacted to) is made again, alone.
+                key=|m| (m.id, revision(m))
+                children=move |m: Message| view! { <MessageRow message=m divider=divider /> }
             />
             <For
                 each=move || pending.get()
@@ -124,12 +112,8 @@ fn PendingRow(
         let room = chat.with_untracked(|c| c.active.clone());
         let text =
             room.and_then(|room| chat.try_update(|c| c.discard(&room, &edit_nonce)).flatten());
-        let area = document()
-            .get_element_by_id("composer")
-            .and_then(|el| el.dyn_into::<web_sys::HtmlTextAreaElement>().ok());
-        if let (Some(text), Some(area)) = (text, area) {
-            area.set_value(&text);
-            let _ = area.focus();
+        if let Some(text) = text {
+            fill_composer(Some(&text));
         }
     };
     view! {

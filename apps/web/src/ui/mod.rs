@@ -13,15 +13,20 @@ use leptos::prelude::*;
 use skat_web::fragment::Identity;
 use skat_web::state::{self, Chat, Session};
 
+mod compose_bar;
 mod composer;
 mod field_form;
 mod header;
 mod members;
+mod message;
 mod messages;
+mod quote;
+mod reactions;
 mod sidebar;
 mod socket;
 mod token;
 
+use compose_bar::ComposeBar;
 use composer::Composer;
 use field_form::FieldForm;
 use header::{Header, Notice, RefusedRoom};
@@ -189,7 +194,9 @@ fn ChatView(
     });
     socket.connect();
 
-    // Typing notices expire, and tokens near their expiry, without any frame arriving.
+    // Typing notices expire, and tokens near their expiry, without any frame arriving. The
+    // shown room is marked read here too while the page is visible: at most twice a second
+    // (a debounce), and only when that moves the marker forward.
     let ticker = set_interval_with_handle(
         move || {
             if chat.with_untracked(|c| c.rooms.values().any(|r| !r.typing.is_empty())) {
@@ -198,6 +205,9 @@ fn ChatView(
                 });
             }
             socket.tick();
+            if !document().hidden() && chat.with_untracked(|c| c.read_due().is_some()) {
+                socket.dispatch(Chat::mark_read);
+            }
         },
         Duration::from_millis(500),
     );
@@ -228,7 +238,7 @@ fn ChatView(
                 <Notice />
                 <Show
                     when=refused
-                    fallback=|| view! { <Messages /> <TypingLine /> <Composer /> }
+                    fallback=|| view! { <Messages /> <TypingLine /> <ComposeBar /> <Composer /> }
                 >
                     <RefusedRoom />
                 </Show>
