@@ -10,6 +10,7 @@
 #[allow(dead_code)]
 #[path = "../it/common/mod.rs"]
 mod common;
+mod changes;
 mod signed;
 
 use std::net::SocketAddr;
