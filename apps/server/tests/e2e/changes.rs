@@ -5,7 +5,9 @@
 
 use fantoccini::{Client, Locator};
 
-use super::{Driver, bundle, common, eventually, open_as, say, screenshot, wait_messages, wait_text};
+use super::{
+    Driver, bundle, common, eventually, open_as, say, screenshot, wait_messages, wait_text,
+};
 use common::Node;
 use skat_server::ServerConfig;
 
@@ -91,7 +93,13 @@ async fn edits_deletions_reactions_and_replies_reach_another_browser() {
     wait_messages(&bob, "the edit", |m| m == ["final text"]).await;
     let edited = bob.find(Locator::Css(".message .edited")).await.unwrap();
     assert_eq!(edited.text().await.unwrap(), "(edited)");
-    assert!(edited.attr("title").await.unwrap().is_some_and(|t| t.starts_with("edited at")));
+    assert!(
+        edited
+            .attr("title")
+            .await
+            .unwrap()
+            .is_some_and(|t| t.starts_with("edited at"))
+    );
 
     // Bob replies: the quote bar, then a reply alice sees quoting the original.
     click(&bob, ".message:not(.own) .reply").await;
@@ -102,15 +110,26 @@ async fn edits_deletions_reactions_and_replies_reach_another_browser() {
     say(&bob, "a reply").await;
     wait_gone(&bob, "#compose-bar", "the reply target used").await;
     wait_messages(&alice, "bob's reply", |m| m == ["final text", "a reply"]).await;
-    wait_text(&alice, ".message .quote", "the quote", |t| t == "alice: final text").await;
+    wait_text(&alice, ".message .quote", "the quote", |t| {
+        t == "alice: final text"
+    })
+    .await;
     // Its quote jumps to the original and highlights it.
     click(&alice, ".message .quote").await;
-    wait_for(&alice, ".message.own[data-highlight]", "the original highlighted").await;
+    wait_for(
+        &alice,
+        ".message.own[data-highlight]",
+        "the original highlighted",
+    )
+    .await;
 
     // Alice reacts from the picker; bob sees the chip, toggles it on too, then alice sees 2.
     click(&alice, ".message:not(.own) .react").await;
     click(&alice, ".message:not(.own) .pick[data-emoji='👍']").await;
-    wait_text(&bob, ".message.own .reaction", "alice's reaction", |t| t == "👍 1").await;
+    wait_text(&bob, ".message.own .reaction", "alice's reaction", |t| {
+        t == "👍 1"
+    })
+    .await;
     click(&bob, ".message.own .reaction[data-emoji='👍']").await;
     wait_text(&alice, ".reaction.mine", "both reactions", |t| t == "👍 2").await;
     let title = alice
@@ -124,17 +143,31 @@ async fn edits_deletions_reactions_and_replies_reach_another_browser() {
     assert_eq!(title, "alice, bob");
     // And her chip takes hers back.
     click(&alice, ".reaction.mine").await;
-    wait_text(&bob, ".message.own .reaction", "alice's reaction gone", |t| t == "👍 1").await;
+    wait_text(
+        &bob,
+        ".message.own .reaction",
+        "alice's reaction gone",
+        |t| t == "👍 1",
+    )
+    .await;
     screenshot(&alice, "changes-alice").await;
 
     // Alice deletes her message (confirmed inline): a tombstone for bob, and his reply's quote
     // says so.
     click(&alice, ".message.own .delete").await;
     click(&alice, ".message.own .confirm-delete").await;
-    wait_text(&bob, ".message .tombstone", "the tombstone", |t| t == "message deleted").await;
-    wait_text(&bob, ".message .quote", "a deleted quote", |t| t == "deleted message").await;
+    wait_text(&bob, ".message .tombstone", "the tombstone", |t| {
+        t == "message deleted"
+    })
+    .await;
+    wait_text(&bob, ".message .quote", "a deleted quote", |t| {
+        t == "deleted message"
+    })
+    .await;
     assert!(
-        bob.find(Locator::Css(".message:not(.own) .actions")).await.is_err(),
+        bob.find(Locator::Css(".message:not(.own) .actions"))
+            .await
+            .is_err(),
         "a tombstone has no actions"
     );
     screenshot(&bob, "changes-bob").await;
@@ -162,7 +195,9 @@ async fn the_unread_badge_clears_on_a_second_browser_of_the_same_user() {
         wait_text(page, "h1", "#general", |t| t == "#general").await;
     }
 
-    let mut bob = skat_client::Client::connect(&node.url, "bob").await.unwrap();
+    let mut bob = skat_client::Client::connect(&node.url, "bob")
+        .await
+        .unwrap();
     common::join(&mut bob, "side").await;
     bob.send_message("side", "psst", None).await.unwrap();
     let badge = ".room-tab[data-room=side] .unread";

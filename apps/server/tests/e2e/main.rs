@@ -7,10 +7,10 @@
 #![allow(clippy::unwrap_used, clippy::result_large_err)]
 
 // The helpers of `it`; this binary uses a few of them.
+mod changes;
 #[allow(dead_code)]
 #[path = "../it/common/mod.rs"]
 mod common;
-mod changes;
 mod signed;
 
 use std::net::SocketAddr;

@@ -36,7 +36,9 @@ pub(super) fn MessageRow(
     let content = if deleted {
         view! { <p class="body tombstone">"message deleted"</p> }.into_any()
     } else {
-        let quote = message.reply_to().map(|target| view! { <Quote target=target /> });
+        let quote = message
+            .reply_to()
+            .map(|target| view! { <Quote target=target /> });
         let reactions = message.reactions().to_vec();
         view! {
             {quote}

@@ -18,14 +18,19 @@ const HIGHLIGHT: Duration = Duration::from_millis(1500);
 
 /// What a quote says of `target` in the active room (also the composer's reply bar's text).
 pub(super) fn quoted(target: MessageId) -> String {
-    chat().with(|c| {
-        match c.active_room().and_then(|r| r.get(target)) {
-            None => "earlier message".to_owned(),
-            Some(m) if m.is_deleted() => "deleted message".to_owned(),
-            Some(m) => {
-                let line: String = m.body.lines().next().unwrap_or_default().chars().take(80).collect();
-                format!("{}: {line}", label::sender_label(&m.from))
-            }
+    chat().with(|c| match c.active_room().and_then(|r| r.get(target)) {
+        None => "earlier message".to_owned(),
+        Some(m) if m.is_deleted() => "deleted message".to_owned(),
+        Some(m) => {
+            let line: String = m
+                .body
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(80)
+                .collect();
+            format!("{}: {line}", label::sender_label(&m.from))
         }
     })
 }

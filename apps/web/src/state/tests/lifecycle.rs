@@ -131,7 +131,10 @@ fn escape_cancels_and_an_unchanged_edit_sends_nothing() {
 #[test]
 fn a_deleted_message_is_a_tombstone_nothing_changes_any_more() {
     let mut chat = chat_in_a();
-    chat.apply(ServerFrame::Reacted(reacted("3-0", "me", "👍", true, 1)), 0.0);
+    chat.apply(
+        ServerFrame::Reacted(reacted("3-0", "me", "👍", true, 1)),
+        0.0,
+    );
     assert!(matches!(
         chat.delete("a", id("2-0")),
         Some(ClientFrame::Delete { .. })
@@ -157,24 +160,45 @@ fn reactions_take_the_count_of_the_change_and_toggle_by_what_is_shown() {
         other => panic!("{other:?}"),
     };
     assert!(toggle(&mut chat), "not ours yet: add");
-    chat.apply(ServerFrame::Reacted(reacted("3-0", "me", "👍", true, 1)), 0.0);
-    chat.apply(ServerFrame::Reacted(reacted("4-0", "bob", "👍", true, 2)), 0.0);
+    chat.apply(
+        ServerFrame::Reacted(reacted("3-0", "me", "👍", true, 1)),
+        0.0,
+    );
+    chat.apply(
+        ServerFrame::Reacted(reacted("4-0", "bob", "👍", true, 2)),
+        0.0,
+    );
     let reactions = shown(&chat, "2-0").reactions();
     assert_eq!(reactions.len(), 1);
     assert_eq!((reactions[0].count, reactions[0].users.len()), (2, 2));
     assert!(!toggle(&mut chat), "ours: take it back");
     // Replayed (live, then recovered in a `joined`): the count is the change's, not moved.
     let v = chat.rooms["a"].version();
-    chat.apply(ServerFrame::Reacted(reacted("4-0", "bob", "👍", true, 2)), 0.0);
+    chat.apply(
+        ServerFrame::Reacted(reacted("4-0", "bob", "👍", true, 2)),
+        0.0,
+    );
     assert_eq!(chat.rooms["a"].version(), v);
     // A no-op answer carries the target's id: not taken for the greatest seen.
     let mut noop = reacted("2-0", "me", "👍", true, 2);
     noop.target = id("2-0");
     chat.apply(ServerFrame::Reacted(noop), 0.0);
-    assert_eq!(chat.rooms["a"].since().map(|i| i.to_string()).as_deref(), Some("4-0"));
-    chat.apply(ServerFrame::Reacted(reacted("5-0", "me", "👍", false, 1)), 0.0);
-    chat.apply(ServerFrame::Reacted(reacted("6-0", "bob", "👍", false, 0)), 0.0);
-    assert!(shown(&chat, "2-0").reactions().is_empty(), "the last one gone");
+    assert_eq!(
+        chat.rooms["a"].since().map(|i| i.to_string()).as_deref(),
+        Some("4-0")
+    );
+    chat.apply(
+        ServerFrame::Reacted(reacted("5-0", "me", "👍", false, 1)),
+        0.0,
+    );
+    chat.apply(
+        ServerFrame::Reacted(reacted("6-0", "bob", "👍", false, 0)),
+        0.0,
+    );
+    assert!(
+        shown(&chat, "2-0").reactions().is_empty(),
+        "the last one gone"
+    );
     assert_eq!(chat.react("a", id("2-0"), "not one"), None);
     assert!(chat.notice.is_some(), "an invalid emoji is refused here");
 }
@@ -218,7 +242,10 @@ fn changes_recovered_in_joined_apply_once_before_its_messages() {
     assert_eq!(shown(&chat, "1-0").body, "fixed");
     assert!(shown(&chat, "2-0").is_deleted());
     assert_eq!(chat.rooms["a"].messages().len(), 3);
-    assert_eq!(chat.rooms["a"].since().map(|i| i.to_string()).as_deref(), Some("5-0"));
+    assert_eq!(
+        chat.rooms["a"].since().map(|i| i.to_string()).as_deref(),
+        Some("5-0")
+    );
     let v = chat.rooms["a"].version();
     chat.apply(ServerFrame::Edited(edit), 0.0);
     assert_eq!(chat.rooms["a"].version(), v, "seen already");
@@ -261,7 +288,10 @@ fn unread_counts_come_from_the_server_and_the_shown_room_is_marked_read_once() {
     chat.join("a");
     chat.join("b");
     online(&mut chat);
-    chat.apply(joined("a", vec![msg("a", "1-0", "bob", "x", None)], false), 0.0);
+    chat.apply(
+        joined("a", vec![msg("a", "1-0", "bob", "x", None)], false),
+        0.0,
+    );
     // b: shown, two unread after our marker.
     let ServerFrame::Joined { members, epoch, .. } = joined("b", vec![], false) else {
         unreachable!()
@@ -329,9 +359,15 @@ fn unread_counts_come_from_the_server_and_the_shown_room_is_marked_read_once() {
         },
         0.0,
     );
-    assert_eq!((chat.rooms["a"].read, chat.rooms["a"].unread), (Some(id("2-0")), 0));
+    assert_eq!(
+        (chat.rooms["a"].read, chat.rooms["a"].unread),
+        (Some(id("2-0")), 0)
+    );
     // A new message in the shown room (ours too) is read again; nothing while offline.
-    chat.apply(ServerFrame::Message(msg("b", "4-0", "me", "mine", None)), 0.0);
+    chat.apply(
+        ServerFrame::Message(msg("b", "4-0", "me", "mine", None)),
+        0.0,
+    );
     assert_eq!(chat.read_due(), Some(("b", id("4-0"))));
     chat.on_close(1, 10);
     assert_eq!(chat.mark_read(), None);
@@ -343,7 +379,10 @@ fn showing_a_room_with_unread_messages_puts_the_divider_after_its_marker() {
     chat.join("a");
     chat.join("b");
     online(&mut chat);
-    chat.apply(joined("a", vec![msg("a", "1-0", "bob", "x", None)], false), 0.0);
+    chat.apply(
+        joined("a", vec![msg("a", "1-0", "bob", "x", None)], false),
+        0.0,
+    );
     chat.apply(joined("b", vec![], false), 0.0);
     chat.apply(
         ServerFrame::Read {
