@@ -76,6 +76,7 @@ pub(super) async fn publish<B: Broker>(
         from: Sender::Named(post.from),
         body: post.body,
         nonce: post.nonce,
+        reply_to: None,
     };
     if let Err(refused) = post.check(ops::any_room) {
         return invalid(&refused);
