@@ -16,6 +16,7 @@ mod common;
 mod access;
 mod admission;
 mod api;
+mod api_changes;
 mod batching;
 mod changes;
 mod chaos;
