@@ -10,8 +10,12 @@
 //! and an audience (`aud`). A token's `exp` bounds the connection's identity: the connection is
 //! closed when it passes, unless a `refresh` frame brought a newer token for the same user
 //! (`Identity::exp`). An application backend mints tokens with any JWT library (claims `sub`,
-//! `exp`, optionally `rooms`, `iss`, `aud`, `nbf`); [`mint_token`] and `skat-server token <name>`
-//! do it for local use with a secret.
+//! `exp`, optionally `rooms`, `moderate`, `iss`, `aud`, `nbf`); [`mint_token`] and
+//! `skat-server token <name>` do it for local use with a secret ([`mint_token_moderating`] adds
+//! a `moderate` claim).
+//!
+//! The `moderate` claim names the rooms (exact names and `prefix*` patterns, read like `rooms`)
+//! where the user may edit and delete anyone's message; without it, only their own.
 //!
 //! A secret must be at least [`MIN_SECRET_BYTES`] long: an empty or short HS256 key can be
 //! guessed, and a node configured with one would accept tokens anyone can forge. [`JwtSecret`] is
@@ -64,6 +68,15 @@ struct Claims {
         skip_serializing_if = "Option::is_none"
     )]
     rooms: Option<Vec<String>>,
+    /// The rooms where the user moderates (see the module docs); absent: none. `null` is
+    /// refused like `rooms`' (a backend meant "none", and may be wrong about what else it
+    /// meant).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    moderate: Option<Vec<String>>,
 }
 
 /// Decodes a claim that is there, refusing `null`: serde reads `null` into an `Option` as
@@ -84,6 +97,8 @@ where
 pub(crate) struct Identity {
     /// The rooms its `rooms` claim grants, if it has one.
     pub(crate) grants: Option<RoomGrants>,
+    /// The rooms its `moderate` claim names, if it has one.
+    pub(crate) moderates: Option<RoomGrants>,
     /// When it expires, in Unix seconds.
     pub(crate) exp: u64,
 }
@@ -152,6 +167,7 @@ impl Verifier {
         }
         Ok(Identity {
             grants: data.claims.rooms.map(RoomGrants::new),
+            moderates: data.claims.moderate.map(RoomGrants::new),
             exp: data.claims.exp,
         })
     }
@@ -180,10 +196,22 @@ pub fn mint_token(
     ttl: Duration,
     rooms: Option<Vec<String>>,
 ) -> Result<String, AuthError> {
+    mint_token_moderating(secret, name, ttl, rooms, None)
+}
+
+/// Like [`mint_token`], with a `moderate` claim if `moderate` is given (see the module docs).
+pub fn mint_token_moderating(
+    secret: &JwtSecret,
+    name: &str,
+    ttl: Duration,
+    rooms: Option<Vec<String>>,
+    moderate: Option<Vec<String>>,
+) -> Result<String, AuthError> {
     let claims = Claims {
         sub: name.to_owned(),
         exp: (unix_now() + ttl).as_secs(),
         rooms,
+        moderate,
     };
     Ok(jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -275,7 +303,7 @@ mod tests {
                 .verify("alice", Some(&token_with(SECRET, &good)))
                 .is_ok()
         );
-        for claim in ["nbf", "iss", "aud", "exp", "sub", "rooms"] {
+        for claim in ["nbf", "iss", "aud", "exp", "sub", "rooms", "moderate"] {
             let mut claims = good.clone();
             claims[claim] = serde_json::Value::Null;
             assert!(
@@ -428,12 +456,14 @@ mod tests {
     fn an_identity_lasts_until_exp_plus_the_leeway() {
         let identity = Identity {
             grants: None,
+            moderates: None,
             exp: now() + 100,
         };
         let left = identity.remaining().as_secs();
         assert!((100..=100 + LEEWAY_SECS).contains(&left), "{left}");
         let long_gone = Identity {
             grants: None,
+            moderates: None,
             exp: 1,
         };
         assert_eq!(long_gone.remaining(), Duration::ZERO);

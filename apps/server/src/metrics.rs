@@ -102,6 +102,14 @@ pub(crate) enum BrokerCall {
     Rooms,
     /// The API's disconnect: `Broker::disconnect`.
     Disconnect,
+    /// `edit` (and the API's): `Broker::change`.
+    Edit,
+    /// `delete` (and the API's): `Broker::change`.
+    Delete,
+    /// `react` (and the API's): `Broker::change`.
+    React,
+    /// `read`: `Broker::read`.
+    Read,
 }
 
 impl BrokerCall {
@@ -115,6 +123,10 @@ impl BrokerCall {
             Self::Leave => "leave",
             Self::Rooms => "rooms",
             Self::Disconnect => "disconnect",
+            Self::Edit => "edit",
+            Self::Delete => "delete",
+            Self::React => "react",
+            Self::Read => "read",
         }
     }
 }

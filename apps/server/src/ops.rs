@@ -19,26 +19,45 @@
 //!
 //! So a transport adds only what is its own, between the two steps and around them: the
 //! WebSocket its rate buckets, joined rooms and frames; the API its key, status codes and JSON
-//! bodies. Neither calls the broker itself. A new operation (an edit, a reaction) is one file
-//! here and a thin adapter in each transport.
+//! bodies. Neither calls the broker itself. A new operation is one file here and a thin
+//! adapter in each transport.
+//!
+//! Changes to a message (`edit`, `delete`, `react`) share their last steps here: the broker's
+//! [`Broker::change`] decides them atomically (whether the target exists, is not deleted, is
+//! the requester's), so its refusals become the protocol's codes in [`refusal`], and each
+//! outcome becomes a frame in [`change_frame`].
 
+mod delete;
 mod disconnect;
+mod edit;
 mod history;
 mod join;
 mod members;
 mod publish;
+mod react;
+mod read;
 mod room_list;
 mod typing;
 
+pub(crate) use delete::Delete;
 pub(crate) use disconnect::Disconnect;
+pub(crate) use edit::Edit;
 pub(crate) use history::History;
 pub(crate) use join::Join;
 pub(crate) use members::Members;
 pub(crate) use publish::{Publish, Sender};
+pub(crate) use react::{React, is_no_op};
+pub(crate) use read::Read;
 pub(crate) use room_list::RoomList;
 pub(crate) use typing::Typing;
 
-use skat_protocol::{ErrorCode, Invalid, InvalidMessageId, MessageId, validate_room};
+use skat_broker::{Broker, Change, ChangeKind, ChangeRefusal, Changed, NewChange};
+use skat_protocol::{
+    ErrorCode, Invalid, InvalidMessageId, MessageId, ServerFrame, validate_nonce, validate_room,
+};
+
+use crate::metrics::BrokerCall;
+use crate::state::AppState;
 
 /// What a transport checks of a request's room once its name is valid, before the request's
 /// other fields (see the module docs): any `FnOnce(&str) -> Result<(), Invalid>`.
@@ -61,10 +80,91 @@ fn check_room(room: &str, access: impl Access) -> Result<(), Invalid> {
 /// A message id a request carries (`join.since`, `history.before`), parsed where the request's
 /// other fields are checked, so that a malformed one is refused in their order.
 fn message_id(id: Option<&str>) -> Result<Option<MessageId>, Invalid> {
-    id.map(str::parse::<MessageId>)
-        .transpose()
+    id.map(target_id).transpose()
+}
+
+/// The id of the message a change or a `read` names: required, and refused as `invalid_id`
+/// when malformed.
+fn target_id(id: &str) -> Result<MessageId, Invalid> {
+    id.parse::<MessageId>()
         .map_err(|err: InvalidMessageId| Invalid {
             code: ErrorCode::InvalidId,
             message: err.to_string(),
         })
+}
+
+/// Checks a request's nonce, if it has one. The WebSocket checks it first (then it is valid to
+/// echo in any other refusal); the operations check it last (the API's order, see API.md).
+pub(crate) fn check_nonce(nonce: Option<&str>) -> Result<(), Invalid> {
+    nonce.map_or(Ok(()), validate_nonce)
+}
+
+/// A change as the broker takes it.
+fn new_change(
+    room: String,
+    target: MessageId,
+    by: String,
+    kind: ChangeKind,
+    nonce: Option<String>,
+    as_author: bool,
+) -> NewChange {
+    NewChange {
+        room,
+        target,
+        by,
+        kind,
+        nonce,
+        as_author,
+    }
+}
+
+/// Stores a change, timed as `call`.
+async fn change<B: Broker>(
+    state: &AppState<B>,
+    call: BrokerCall,
+    new: NewChange,
+) -> Result<Changed, B::Error> {
+    let changed = state.broker().change(new);
+    state.metrics().timed(call, changed).await
+}
+
+/// The protocol's refusal for the broker's.
+pub(crate) fn refusal(refusal: ChangeRefusal) -> Invalid {
+    let (code, message) = match refusal {
+        ChangeRefusal::NotAuthor => (
+            ErrorCode::NotAuthor,
+            "only its author or a moderator may change this message",
+        ),
+        ChangeRefusal::NoSuchMessage => (
+            ErrorCode::NoSuchMessage,
+            "no such message in the room (or it was deleted)",
+        ),
+        ChangeRefusal::TooManyReactions => (
+            ErrorCode::TooManyReactions,
+            "this message has as many distinct reactions as allowed",
+        ),
+    };
+    Invalid {
+        code,
+        message: message.into(),
+    }
+}
+
+/// The frame announcing a change (`edited`, `deleted`, `reacted`); `None` for a kind this
+/// server does not know (never stored by it).
+pub(crate) fn change_frame(change: Change) -> Option<ServerFrame> {
+    match change {
+        Change::Edited(edited) => Some(ServerFrame::Edited(edited)),
+        Change::Deleted(deleted) => Some(ServerFrame::Deleted(deleted)),
+        Change::Reacted(reacted) => Some(ServerFrame::Reacted(reacted)),
+        Change::Unknown => None,
+    }
+}
+
+/// The refusal of a malformed `reply_to`.
+fn invalid_reply(err: &InvalidMessageId) -> Invalid {
+    Invalid {
+        code: ErrorCode::InvalidReply,
+        message: format!("reply_to: {err}"),
+    }
 }

@@ -46,6 +46,12 @@ pub(crate) struct RoomFrame {
 pub(crate) enum FrameKind {
     /// A message; connections skip ids they already delivered in `joined`.
     Message(MessageId),
+    /// A change to a message (`edited`, `deleted`, `reacted`), by its own id; skipped like
+    /// messages.
+    Change(MessageId),
+    /// The user's read marker moved (`read`): queued by `sessions` to that user's connections
+    /// alone, not by a room's fan-out.
+    Read,
     /// A typing notification; the typist's own connections skip it.
     Typing(Arc<str>),
     /// A presence change; the user's own connections skip it (they know they are online, and

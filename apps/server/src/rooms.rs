@@ -4,7 +4,8 @@
 //! room holds the node's only broker subscription for it, and is that subscription's sink: the
 //! broker hands it each event, which it encodes once, as a complete WebSocket frame, and
 //! queues as the same bytes in each local member's bounded [`Outbox`]. A room has no task and
-//! no queue of its own. A member whose queue is full is a slow consumer: it is kicked (its
+//! no queue of its own. Changes to messages (`edited`, `deleted`, `reacted`) travel the same
+//! way as messages, batched in the same outboxes. A member whose queue is full is a slow consumer: it is kicked (its
 //! connection closes itself), so a slow client never delays the others and never makes the node
 //! buffer without bound.
 
@@ -19,6 +20,7 @@ use tokio::sync::OnceCell;
 
 use crate::lock;
 use crate::metrics::{BrokerCall, Metrics};
+use crate::ops;
 use crate::outbox::{ConnId, Eviction, FrameKind, Outbox, RoomFrame};
 use crate::ws;
 
@@ -315,9 +317,12 @@ pub(crate) fn encode(room: &Arc<str>, event: RoomEvent) -> Option<RoomFrame> {
             FrameKind::Typing(Arc::from(user.as_str())),
             ServerFrame::Typing { room, user },
         ),
-        RoomEvent::Disconnect { .. } => return None,
-        // Ignored by rooms for now (issue 22: step 3).
-        RoomEvent::Change(_) | RoomEvent::Read { .. } => return None,
+        RoomEvent::Change(change) => {
+            let id = change.id()?;
+            (FrameKind::Change(id), ops::change_frame(change)?)
+        }
+        // Node-wide notices: `sessions` hands a `Read` to the user's connections.
+        RoomEvent::Disconnect { .. } | RoomEvent::Read { .. } => return None,
     };
     Some(RoomFrame {
         room: Arc::clone(room),

@@ -1,9 +1,12 @@
 //! The node's connections by user, so that the application's backend can disconnect a user on
-//! every node (`POST /api/v1/users/{name}/disconnect`).
+//! every node (`POST /api/v1/users/{name}/disconnect`), and a user's read marker reaches all
+//! of its connections on every node.
 //!
 //! Every node subscribes to the broker's node-wide notices room ([`NODES_ROOM`]) like to a room,
 //! with [`Sessions`] as the sink: a [`RoomEvent::Disconnect`] evicts each of the user's local
-//! connections, which close with 4000 and the reason. The subscription is kept for the node's
+//! connections, which close with 4000 and the reason; a [`RoomEvent::Read`] is encoded once
+//! and queued in each of the user's local connections' outboxes (a `read` frame), like a
+//! room's event. The subscription is kept for the node's
 //! life: made before the node serves, made again whenever the broker ends it or could not make
 //! it (Redis down at start). A notice published while a node's link to the broker is down does
 //! not reach that node: notices are at most once, like presence.
@@ -12,12 +15,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use skat_broker::{Broker, NODES_ROOM, RoomEvent, RoomSink};
+use skat_protocol::{ServerFrame, encode_server};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::lock;
-use crate::outbox::{ConnId, Eviction, Outbox};
+use crate::outbox::{ConnId, Eviction, FrameKind, Outbox, RoomFrame};
+use crate::ws;
 
 /// Longest close reason sent, in bytes: a close frame's payload is at most 125 bytes, two of
 /// them the code.
@@ -32,9 +38,19 @@ pub(crate) struct Sessions {
     users: Mutex<HashMap<Arc<str>, UserConns>>,
     /// Woken when the broker ends the notices subscription.
     lost: Notify,
+    /// The node's count of frames queued to connections (see `rooms`), `read`s included.
+    deliveries: Counter,
 }
 
 impl Sessions {
+    /// Sessions counting the frames they queue into `deliveries`.
+    pub(crate) fn new(deliveries: Counter) -> Self {
+        Self {
+            deliveries,
+            ..Self::default()
+        }
+    }
+
     /// Records that connection `conn` of `user` takes its frames from `outbox`.
     pub(crate) fn add(&self, user: &Arc<str>, conn: ConnId, outbox: &Arc<Outbox>) {
         lock(&self.users)
@@ -65,13 +81,51 @@ impl Sessions {
         }
         conns.len()
     }
+
+    /// Queues a `read` frame (the user's marker in `room` moved) to every local connection of
+    /// `user`; returns how many. A connection whose queue is full is kicked, as by a room.
+    pub(crate) fn read(
+        &self,
+        user: &str,
+        room: String,
+        id: skat_broker::MessageId,
+        unread: u32,
+    ) -> usize {
+        let users = lock(&self.users);
+        let Some(conns) = users.get(user) else {
+            return 0;
+        };
+        let frame = Arc::new(RoomFrame {
+            room: Arc::from(room.as_str()),
+            kind: FrameKind::Read,
+            wire: ws::text_frame(&encode_server(&ServerFrame::Read { room, id, unread }))
+                .into_boxed_slice(),
+        });
+        let queued = conns
+            .iter()
+            .filter(|(_, outbox)| outbox.push(&frame))
+            .count();
+        self.deliveries.inc_by(queued as u64);
+        queued
+    }
 }
 
 impl RoomSink for Sessions {
     fn deliver(&self, event: RoomEvent) {
-        if let RoomEvent::Disconnect { user, reason } = event {
-            let closed = self.disconnect(&user, &reason);
-            tracing::info!(%user, closed, "disconnected by the application");
+        match event {
+            RoomEvent::Disconnect { user, reason } => {
+                let closed = self.disconnect(&user, &reason);
+                tracing::info!(%user, closed, "disconnected by the application");
+            }
+            RoomEvent::Read {
+                room,
+                user,
+                id,
+                unread,
+            } => {
+                self.read(&user, room, id, unread);
+            }
+            _ => {}
         }
     }
 

@@ -65,7 +65,7 @@ impl<B: Broker> AppState<B> {
                 verifier: config.verifier(),
                 config,
                 rooms,
-                sessions: Arc::default(),
+                sessions: Arc::new(Sessions::new(metrics.deliveries.clone())),
                 shutdown: CancellationToken::new(),
                 connections: TaskTracker::new(),
                 next_conn_id: AtomicU64::new(1),

@@ -25,6 +25,52 @@ pub struct PostMessage {
     /// returns the original message and publishes nothing (≤ 64 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+    /// The id of the message of the same room this one replies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+}
+
+/// `PATCH /api/v1/rooms/{room}/messages/{id}`: a message's new body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EditMessage {
+    /// Who edits it (the `by` everyone sees); absent: the system. The API may edit anyone's
+    /// message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The new text: 1–4000 characters, not blank.
+    pub body: String,
+    /// Makes the call idempotent, as for a message (one key space per `from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+}
+
+/// `DELETE /api/v1/rooms/{room}/messages/{id}`: who deletes, optionally (the body may be
+/// empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeleteMessage {
+    /// Who deletes it; absent: the system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Makes the call idempotent, as for a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+}
+
+/// `POST /api/v1/rooms/{room}/messages/{id}/reactions`: a user's reaction, added or taken back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PostReaction {
+    /// The user reacting.
+    pub from: String,
+    /// One emoji: one grapheme cluster of at most 32 bytes.
+    pub emoji: String,
+    /// `true` to add the reaction, `false` to take it back.
+    pub add: bool,
+    /// Makes the call idempotent, as for a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }
 
 /// A page of a room's history, oldest first.

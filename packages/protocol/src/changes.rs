@@ -17,13 +17,16 @@ use crate::MessageId;
 
 /// A message's body was replaced by its author (or a moderator, or the server API).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Edited {
     /// The room.
     pub room: String,
     /// The change's own id, in the room's sequence: what a client sends as `since` if it is the
     /// last thing it saw.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: MessageId,
     /// The message edited.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub target: MessageId,
     /// Who edited it: the author, a moderator, or the API's sender.
     pub by: String,
@@ -38,12 +41,15 @@ pub struct Edited {
 
 /// A message was deleted: its body is gone from the server, its place stays as a tombstone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Deleted {
     /// The room.
     pub room: String,
     /// The change's own id, in the room's sequence.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: MessageId,
     /// The message deleted.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub target: MessageId,
     /// Who deleted it: the author, a moderator, or the API's sender.
     pub by: String,
@@ -56,12 +62,15 @@ pub struct Deleted {
 
 /// A user added or removed one emoji reaction to a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Reacted {
     /// The room.
     pub room: String,
     /// The change's own id, in the room's sequence.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: MessageId,
     /// The message reacted to.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub target: MessageId,
     /// Who reacted.
     pub user: String,

@@ -16,8 +16,8 @@
 //! clients may send `edit`, `delete`, `react` and `read` and a `send` may name `reply_to`; the
 //! server announces each change to a message as its own frame (`edited`, `deleted`, `reacted`:
 //! [`Edited`], [`Deleted`], [`Reacted`], also recovered in `joined` as a [`Change`]) and a moved
-//! read marker as `read`. Emoji are checked by [`validate_emoji`]. The server speaks none of
-//! this yet: `PROTOCOL.md` says what it does speak.
+//! read marker as `read`. Emoji are checked by [`validate_emoji`]. `PROTOCOL.md` documents
+//! all of it as the server speaks it.
 //!
 //! Compatibility rule: field names and error codes are a contract other clients code against. We
 //! add optional fields and new frame types; we never rename or remove.

@@ -166,22 +166,18 @@ struct Wire {
     /// The sender's nonce, if its `send` carried one.
     #[serde(default)]
     nonce: Option<String>,
-    // The fields of issue 22 are left out of the API's schema until the API serves them.
     /// The message this one replies to.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(ignore))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "1764289990000-0"))]
     reply_to: Option<MessageId>,
     /// When the body was last edited, in Unix milliseconds.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(ignore))]
     edited: Option<u64>,
-    /// The message was deleted.
+    /// The message was deleted (its `body` is then empty).
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(ignore))]
     deleted: bool,
     /// The reactions, one per distinct emoji.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(ignore))]
     reactions: Vec<Reaction>,
 }
 

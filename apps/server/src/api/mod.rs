@@ -6,10 +6,12 @@
 //! through the node's broker, so it works the same on any node: a message published on node A
 //! reaches members on node B, and a disconnect reaches the user's connections on every node.
 //!
-//! - `rooms`: the endpoints;
+//! - `rooms`: the endpoints of rooms, messages, members and users;
+//! - `changes`: the endpoints that change a message (edit, delete, react);
 //! - `openapi`: the OpenAPI document, generated from the endpoints' annotations and the body
 //!   types.
 
+mod changes;
 mod openapi;
 mod rooms;
 
@@ -18,7 +20,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use skat_broker::Broker;
 use skat_protocol::Invalid;
 use skat_protocol::api::{ApiError, encode_api};
@@ -33,6 +35,14 @@ pub(crate) fn router<B: Broker>() -> Router<AppState<B>> {
         .route(
             "/rooms/{room}/messages",
             post(rooms::publish::<B>).get(rooms::history::<B>),
+        )
+        .route(
+            "/rooms/{room}/messages/{id}",
+            patch(changes::edit::<B>).delete(changes::delete::<B>),
+        )
+        .route(
+            "/rooms/{room}/messages/{id}/reactions",
+            post(changes::react::<B>),
         )
         .route("/rooms/{room}/members", get(rooms::members::<B>))
         .route("/users/{name}/disconnect", post(rooms::disconnect::<B>))

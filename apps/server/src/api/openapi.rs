@@ -7,17 +7,20 @@ use axum::response::Response;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::{json, rooms};
+use super::{changes, json, rooms};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Skat server API",
-        description = "For application backends: publish as a user or the system, read history and members, list rooms, disconnect users. Every call but this document needs `Authorization: Bearer <key>`. See API.md."
+        description = "For application backends: publish, edit, delete and react as a user or the system, read history and members, list rooms, disconnect users. Every call but this document needs `Authorization: Bearer <key>`. See API.md."
     ),
     servers((url = "/api/v1")),
     paths(
         rooms::publish,
+        changes::edit,
+        changes::delete,
+        changes::react,
         rooms::history,
         rooms::members,
         rooms::disconnect,

@@ -55,7 +55,7 @@ pub(super) struct RoomsQuery {
     responses(
         (status = 201, description = "Published: the stored message", body = Message),
         (status = 200, description = "A retry of a message already published (same `from` and `nonce` within 2 minutes): the original, published once", body = Message),
-        (status = 400, description = "Invalid room, sender, body or nonce", body = ApiError),
+        (status = 400, description = "Invalid room, sender, body, `reply_to` (`invalid_reply`: malformed, or not a message the room holds) or nonce", body = ApiError),
         (status = 401, description = "Missing or wrong API key", body = ApiError),
         (status = 503, description = "The broker is unavailable; retrying with the same nonce is safe", body = ApiError),
     ),
@@ -76,6 +76,7 @@ pub(super) async fn publish<B: Broker>(
         from: Sender::Named(post.from),
         body: post.body,
         nonce: post.nonce,
+        reply_to: post.reply_to,
     };
     if let Err(refused) = post.check(ops::any_room) {
         return invalid(&refused);
@@ -83,7 +84,6 @@ pub(super) async fn publish<B: Broker>(
     match post.run(&state, Source::Api).await {
         Ok(Published::New(message)) => json(StatusCode::CREATED, encode_api(&message)),
         Ok(Published::Duplicate(message)) => json(StatusCode::OK, encode_api(&message)),
-        // Never yet: the API passes no `reply_to` (issue 22: step 3).
         Ok(Published::NoSuchReply) => invalid(&Invalid {
             code: ErrorCode::InvalidReply,
             message: "reply_to is not a message of the room".into(),

@@ -16,7 +16,8 @@ pub struct Limits {
     /// Open WebSockets per client IP address, 0 for no limit (HTTP 429 on upgrade).
     #[arg(long, env = "SKAT_MAX_CONNS_PER_IP", default_value_t = 100)]
     pub max_conns_per_ip: usize,
-    /// Sustained `send`s per second per connection, 0 for no limit (`rate_limited`).
+    /// Sustained `send`s and `edit`s per second per connection (one budget), 0 for no limit
+    /// (`rate_limited`).
     #[arg(long, env = "SKAT_MESSAGES_PER_SEC", default_value_t = 10)]
     pub messages_per_sec: u32,
     /// Burst of `send`s above the sustained rate.
@@ -26,6 +27,19 @@ pub struct Limits {
     /// two seconds' worth.
     #[arg(long, env = "SKAT_TYPING_PER_SEC", default_value_t = 2)]
     pub typing_per_sec: u32,
+    /// `react`s per second per connection, 0 for no limit (`rate_limited`).
+    #[arg(long, env = "SKAT_REACTIONS_PER_SEC", default_value_t = 5)]
+    pub reactions_per_sec: u32,
+    /// Burst of `react`s above the sustained rate.
+    #[arg(long, env = "SKAT_REACTIONS_BURST", default_value_t = 10)]
+    pub reactions_burst: u32,
+    /// `read`s per second per connection, 0 for no limit (`rate_limited`). Cheap, but each is a
+    /// broker write and a frame to every connection of the user, so bounded.
+    #[arg(long, env = "SKAT_READS_PER_SEC", default_value_t = 5)]
+    pub reads_per_sec: u32,
+    /// Burst of `read`s above the sustained rate (a client catching up on many rooms at once).
+    #[arg(long, env = "SKAT_READS_BURST", default_value_t = 20)]
+    pub reads_burst: u32,
     /// `join`, `history` and `members` requests per second per connection, 0 for no limit
     /// (`rate_limited`); bursts up to `max_rooms_per_conn`, so a reconnect can rejoin every room.
     #[arg(long, env = "SKAT_JOINS_PER_SEC", default_value_t = 10)]

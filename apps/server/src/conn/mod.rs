@@ -64,7 +64,8 @@ const MESSAGES_PER_WAKEUP: u8 = 64;
 struct JoinedRoom {
     /// The registry's name for the room: room frames carry the same `Arc`.
     name: Arc<str>,
-    /// Highest message id already delivered (in `joined`); queued messages up to it are skipped.
+    /// Highest message or change id already delivered (in `joined`); queued messages and
+    /// changes up to it are skipped.
     watermark: Option<MessageId>,
 }
 
@@ -95,8 +96,12 @@ struct Conn<B: Broker, IO> {
     /// Joined rooms; a handful, so a scan beats a map.
     rooms: Vec<JoinedRoom>,
     outbox: Arc<Outbox>,
-    /// Rate limit of `send`.
+    /// Rate limit of `send` and `edit`.
     messages: TokenBucket,
+    /// Rate limit of `react`.
+    reactions: TokenBucket,
+    /// Rate limit of `read`.
+    reads: TokenBucket,
     /// Rate limit of `typing`.
     typing: TokenBucket,
     /// Rate limit of `join` and `history`.
@@ -124,6 +129,9 @@ struct Conn<B: Broker, IO> {
 struct Signed {
     /// The rooms its `rooms` claim grants, if it has one.
     grants: Option<RoomGrants>,
+    /// The rooms its `moderate` claim names, if it has one: there the user edits and deletes
+    /// anyone's message.
+    moderates: Option<RoomGrants>,
     /// When the identity ends (the token's `exp` plus the leeway), unless a `refresh` moves it.
     expires: tokio::time::Instant,
 }
@@ -156,6 +164,8 @@ where
         )),
         messages: TokenBucket::new(limits.messages_per_sec, limits.messages_burst, now),
         typing: TokenBucket::new(limits.typing_per_sec, limits.typing_burst(), now),
+        reactions: TokenBucket::new(limits.reactions_per_sec, limits.reactions_burst, now),
+        reads: TokenBucket::new(limits.reads_per_sec, limits.reads_burst, now),
         requests: TokenBucket::new(limits.joins_per_sec, limits.requests_burst(), now),
         control: TokenBucket::new(limits.control_frames_per_sec, limits.control_burst(), now),
         state,
@@ -386,8 +396,13 @@ where
     }
 
     /// Whether a room frame is for this connection: not if it has left the room, already has
-    /// the message, or is the user the typing or presence event is about.
+    /// the message or change, or is the user the typing or presence event is about. A `read`
+    /// is the user's own, queued by `sessions` to its connections only: every one takes it,
+    /// joined to the room or not (it may show the room's unread count elsewhere).
     fn wants(&self, frame: &RoomFrame) -> bool {
+        if matches!(frame.kind, FrameKind::Read) {
+            return true;
+        }
         let Some(joined) = self
             .rooms
             .iter()
@@ -396,7 +411,10 @@ where
             return false;
         };
         match &frame.kind {
-            FrameKind::Message(id) => joined.watermark.is_none_or(|w| *id > w),
+            FrameKind::Message(id) | FrameKind::Change(id) => {
+                joined.watermark.is_none_or(|w| *id > w)
+            }
+            FrameKind::Read => true,
             FrameKind::Typing(user) | FrameKind::Presence(user) => self.user.as_ref() != Some(user),
         }
     }

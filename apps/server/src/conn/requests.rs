@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use skat_broker::{Broker, Published, Snapshot};
 use skat_protocol::{
-    ClientFrame, DecodeError, ErrorCode, Invalid, PROTOCOL_VERSION, ServerFrame, decode_client,
-    validate_name, validate_nonce, validate_room,
+    ClientFrame, ErrorCode, Invalid, PROTOCOL_VERSION, ServerFrame, decode_client, validate_name,
+    validate_nonce, validate_room,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -22,25 +22,9 @@ use crate::access;
 use crate::auth::Identity;
 use crate::metrics::Source;
 use crate::ops::{History, Join, Members, Publish, Sender, Typing};
-use crate::refusals::Refusal;
 
-/// (issue 22: not yet) The frames the protocol has but this server does not carry out yet
-/// (`edit`, `delete`, `react`, `read`) are refused exactly as an unknown type is by
-/// `decode_client`, before `hello` too: the same code, message and nonce.
-fn not_yet(frame: ClientFrame) -> Result<ClientFrame, DecodeError> {
-    let nonce = match &frame {
-        ClientFrame::Edit { nonce, .. }
-        | ClientFrame::Delete { nonce, .. }
-        | ClientFrame::React { nonce, .. } => nonce.clone(),
-        ClientFrame::Read { .. } => None,
-        _ => return Ok(frame),
-    };
-    Err(DecodeError {
-        code: ErrorCode::UnknownType,
-        message: format!("unknown frame type {:?}", frame.kind()),
-        nonce: nonce.filter(|n| validate_nonce(n).is_ok()),
-    })
-}
+mod changes;
+use crate::refusals::Refusal;
 
 /// What a client is told when the broker cannot serve a join (the reason is logged, not sent).
 const ROOM_UNAVAILABLE: &str = "the room is unavailable, retry later";
@@ -51,7 +35,7 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
     pub(super) async fn handle_text(&mut self, text: &str) -> Result<(), Stop> {
-        let frame = match decode_client(text).and_then(not_yet) {
+        let frame = match decode_client(text) {
             Ok(frame) => frame,
             Err(err) => {
                 self.reply_error(err.code, &err.message, err.nonce);
@@ -61,7 +45,10 @@ where
         let Some(user) = self.user.clone() else {
             match frame {
                 ClientFrame::Hello { name, token } => return self.hello(name, token.as_deref()),
-                ClientFrame::Send { nonce, .. } => {
+                ClientFrame::Send { nonce, .. }
+                | ClientFrame::Edit { nonce, .. }
+                | ClientFrame::Delete { nonce, .. }
+                | ClientFrame::React { nonce, .. } => {
                     let nonce = nonce.filter(|n| validate_nonce(n).is_ok());
                     self.reply_error(ErrorCode::HelloRequired, "send hello first", nonce);
                 }
@@ -77,10 +64,12 @@ where
             ),
             ClientFrame::Join { room, since, epoch } => self.join(&user, room, since, epoch).await,
             ClientFrame::Leave { room } => self.leave(&user, room).await,
-            // (issue 22: not yet) A reply's `reply_to` is accepted and ignored for now.
             ClientFrame::Send {
-                room, body, nonce, ..
-            } => self.send(&user, room, body, nonce).await,
+                room,
+                body,
+                nonce,
+                reply_to,
+            } => self.send(&user, room, body, nonce, reply_to).await,
             ClientFrame::Typing { room } => self.typing(&user, room).await,
             ClientFrame::History {
                 room,
@@ -89,11 +78,21 @@ where
             } => self.history(room, before, limit).await,
             ClientFrame::Members { room, after, limit } => self.members(room, after, limit).await,
             ClientFrame::Refresh { token } => self.refresh(&user, &token).await,
-            // Answered by `not_yet` as they were before the protocol had them.
-            ClientFrame::Edit { .. }
-            | ClientFrame::Delete { .. }
-            | ClientFrame::React { .. }
-            | ClientFrame::Read { .. } => {}
+            ClientFrame::Edit {
+                room,
+                id,
+                body,
+                nonce,
+            } => self.edit(&user, room, &id, body, nonce).await,
+            ClientFrame::Delete { room, id, nonce } => self.delete(&user, room, &id, nonce).await,
+            ClientFrame::React {
+                room,
+                id,
+                emoji,
+                add,
+                nonce,
+            } => self.react(&user, room, &id, emoji, add, nonce).await,
+            ClientFrame::Read { room, id } => self.read(&user, room, &id).await,
         }
         Ok(())
     }
@@ -187,6 +186,7 @@ where
         let exp = identity.exp;
         self.signed = Some(Box::new(Signed {
             grants: identity.grants,
+            moderates: identity.moderates,
             expires,
         }));
         exp
@@ -283,10 +283,9 @@ where
             messages,
             recovered,
             epoch,
-            // Not sent yet (issue 22: step 3).
-            changes: _,
-            read: _,
-            unread: _,
+            changes,
+            read,
+            unread,
         } = entered.snapshot;
         // Most connections are in one or two rooms: grow one slot at a time.
         self.rooms.reserve_exact(1);
@@ -303,9 +302,9 @@ where
             recovered,
             epoch: Some(epoch),
             more_members,
-            read: None,
-            unread: 0,
-            changes: vec![],
+            read,
+            unread,
+            changes,
         });
     }
 
@@ -357,12 +356,20 @@ where
         }
     }
 
-    async fn send(&mut self, user: &Arc<str>, room: String, body: String, nonce: Option<String>) {
+    async fn send(
+        &mut self,
+        user: &Arc<str>,
+        room: String,
+        body: String,
+        nonce: Option<String>,
+        reply_to: Option<String>,
+    ) {
         let post = Publish {
             room,
             from: Sender::User(user),
             body,
             nonce,
+            reply_to,
         };
         // The nonce is checked first: an invalid one is never echoed, a valid one always is.
         if let Err(invalid) = post.check_nonce() {
@@ -371,14 +378,8 @@ where
         if let Err(invalid) = post.check_content(|room| self.check_joined(room, true)) {
             return self.reply_invalid(invalid, post.nonce);
         }
-        if !self.messages.try_take(Instant::now()) {
-            let limits = &self.state.config().limits;
-            let message = format!(
-                "too many messages: at most {} per second (bursts of {}); retry shortly",
-                limits.messages_per_sec, limits.messages_burst
-            );
-            self.state.metrics().rate_limited("send");
-            return self.reply_error(ErrorCode::RateLimited, &message, post.nonce);
+        if let Err(invalid) = self.take_message("send") {
+            return self.reply_invalid(invalid, post.nonce);
         }
         let nonce = post.nonce.clone();
         // On success the confirmation is our own copy of the message, arriving through the room.
@@ -387,7 +388,6 @@ where
             // A retry of a send already accepted (e.g. before a reconnect): only the sender
             // gets the original again, as its confirmation.
             Ok(Published::Duplicate(original)) => self.reply(&ServerFrame::Message(original)),
-            // Never yet: a send's `reply_to` is not passed on (issue 22: step 3).
             Ok(Published::NoSuchReply) => self.reply_error(
                 ErrorCode::InvalidReply,
                 "reply_to is not a message of the room",
@@ -400,6 +400,23 @@ where
                 nonce,
             ),
         }
+    }
+
+    /// Takes a token of the message budget (`send`s and `edit`s), or says why not; `request`
+    /// labels the metric.
+    fn take_message(&mut self, request: &'static str) -> Result<(), Invalid> {
+        if self.messages.try_take(Instant::now()) {
+            return Ok(());
+        }
+        let limits = &self.state.config().limits;
+        self.state.metrics().rate_limited(request);
+        Err(Invalid {
+            code: ErrorCode::RateLimited,
+            message: format!(
+                "too many messages and edits: at most {} per second (bursts of {}); retry shortly",
+                limits.messages_per_sec, limits.messages_burst
+            ),
+        })
     }
 
     async fn typing(&mut self, user: &Arc<str>, room: String) {

@@ -1,6 +1,7 @@
 //! Joining a room: a WebSocket `join`. The connection is registered in the room first (its
-//! outbox now gets the room's events), then the broker's snapshot is read: the members, and the
-//! messages the client missed since `since` or else the latest page.
+//! outbox now gets the room's events), then the broker's snapshot is read: the members, the
+//! messages the client missed since `since` (and the changes to older messages) or else the
+//! latest page, and the user's read marker and unread count.
 
 use std::sync::Arc;
 
@@ -31,8 +32,8 @@ pub(crate) struct Entered {
     pub(crate) name: Arc<str>,
     /// The members, and the recovered messages or the latest page, bounded in bytes.
     pub(crate) snapshot: Snapshot,
-    /// The newest message the reply delivers (or, recovering nothing new, `since`): queued
-    /// messages up to it are the connection's to skip.
+    /// The newest message or change the reply delivers (or, recovering nothing new, `since`):
+    /// queued messages and changes up to it are the connection's to skip.
     pub(crate) watermark: Option<MessageId>,
 }
 
@@ -98,11 +99,16 @@ impl Join {
             // The latest page, like any page, within the reply bound.
             keep_newest_within(&mut snapshot.messages, config.max_reply_bytes);
         }
+        // The greatest id the reply delivers: its messages', its recovered changes' (which may
+        // be newer than the last message), or `since` when it recovered nothing newer.
         let watermark = snapshot
             .messages
             .last()
             .map(|m| m.id)
-            .or(if snapshot.recovered { self.since } else { None });
+            .into_iter()
+            .chain(snapshot.changes.iter().filter_map(|c| c.id()))
+            .chain(if snapshot.recovered { self.since } else { None })
+            .max();
         Ok(Entered {
             name: joined.name,
             snapshot,

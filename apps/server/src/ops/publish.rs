@@ -1,8 +1,10 @@
-//! Publishing a message: a WebSocket `send`, or the API's `POST /rooms/{room}/messages`.
+//! Publishing a message: a WebSocket `send`, or the API's `POST /rooms/{room}/messages`,
+//! maybe a reply to an earlier message of the room (`reply_to`: the broker refuses one that is
+//! not a retained, not deleted message of the room, atomically with the store).
 
 use std::sync::Arc;
 
-use skat_broker::{Broker, NewMessage, Published};
+use skat_broker::{Broker, MessageId, NewMessage, Published};
 use skat_protocol::{Invalid, SYSTEM_SENDER, validate_body, validate_name, validate_nonce};
 
 use super::Access;
@@ -24,11 +26,13 @@ pub(crate) struct Publish<'a> {
     pub(crate) body: String,
     /// The sender's, to match the outcome and to make retries safe.
     pub(crate) nonce: Option<String>,
+    /// The message this one replies to, as received (checked by [`Publish::check_content`]).
+    pub(crate) reply_to: Option<String>,
 }
 
 impl Publish<'_> {
     /// Checks the message: its room, `access` (see the module docs), a named sender, its body,
-    /// then its nonce.
+    /// its `reply_to`, then its nonce.
     pub(crate) fn check(&self, access: impl Access) -> Result<(), Invalid> {
         self.check_content(access)?;
         self.check_nonce()
@@ -41,13 +45,24 @@ impl Publish<'_> {
         self.nonce.as_deref().map_or(Ok(()), validate_nonce)
     }
 
-    /// Checks all but the nonce: the room, `access`, a named sender, the body.
+    /// Checks all but the nonce: the room, `access`, a named sender, the body, the `reply_to`
+    /// (`invalid_reply` when malformed).
     pub(crate) fn check_content(&self, access: impl Access) -> Result<(), Invalid> {
         super::check_room(&self.room, access)?;
         if let Sender::Named(Some(name)) = &self.from {
             validate_name(name)?;
         }
-        validate_body(&self.body)
+        validate_body(&self.body)?;
+        self.reply_to().map(|_| ())
+    }
+
+    /// The parsed `reply_to`, if any.
+    fn reply_to(&self) -> Result<Option<MessageId>, Invalid> {
+        self.reply_to
+            .as_deref()
+            .map(str::parse::<MessageId>)
+            .transpose()
+            .map_err(|err| super::invalid_reply(&err))
     }
 
     /// Publishes the checked message and counts it as accepted from `source`: stored
@@ -55,12 +70,14 @@ impl Publish<'_> {
     /// the original of a retried nonce ([`Published::Duplicate`], stored once).
     ///
     /// The hot path of a `send`: the message's fields move into the broker's, and the sender's
-    /// name is the one string made here.
+    /// name is the one string made here (a plain message has no `reply_to` to parse).
     pub(crate) async fn run<B: Broker>(
         self,
         state: &AppState<B>,
         source: Source,
     ) -> Result<Published, B::Error> {
+        // Checked by `check_content`: a malformed one cannot reach here, and is dropped if so.
+        let reply_to = self.reply_to().ok().flatten();
         let from = match self.from {
             Sender::User(user) => user.to_string(),
             Sender::Named(name) => name.unwrap_or_else(|| SYSTEM_SENDER.to_owned()),
@@ -70,7 +87,7 @@ impl Publish<'_> {
             from,
             body: self.body,
             nonce: self.nonce,
-            reply_to: None,
+            reply_to,
         };
         let metrics = state.metrics();
         let published = state.broker().publish(new);

@@ -17,9 +17,9 @@ use skat_server::ServerConfig;
 use skat_server::auth::ApiKey;
 use skat_testkit::RedisServer;
 
-const KEY: &str = "an-api-key-for-the-tests";
+pub(crate) const KEY: &str = "an-api-key-for-the-tests";
 
-fn with_api(config: ServerConfig) -> ServerConfig {
+pub(crate) fn with_api(config: ServerConfig) -> ServerConfig {
     ServerConfig {
         api_key: Some(ApiKey::new(KEY).unwrap()),
         ..config
@@ -27,7 +27,7 @@ fn with_api(config: ServerConfig) -> ServerConfig {
 }
 
 /// A call with the right key.
-async fn call(node: &Node, method: &str, path: &str, body: &Value) -> Response {
+pub(crate) async fn call(node: &Node, method: &str, path: &str, body: &Value) -> Response {
     let auth = format!("Authorization: Bearer {KEY}\r\n");
     let body = if body.is_null() {
         String::new()
@@ -37,13 +37,13 @@ async fn call(node: &Node, method: &str, path: &str, body: &Value) -> Response {
     request(node.addr, method, &format!("/api/v1{path}"), &auth, &body).await
 }
 
-fn json_of(response: &Response) -> Value {
+pub(crate) fn json_of(response: &Response) -> Value {
     serde_json::from_slice(&response.body)
         .unwrap_or_else(|_| panic!("not JSON: {}", response.text()))
 }
 
 /// The API error code of a failed call with this status.
-fn error_code(response: &Response, status: u16) -> String {
+pub(crate) fn error_code(response: &Response, status: u16) -> String {
     assert_eq!(response.status(), status, "{}", response.text());
     json_of(response)["code"].as_str().unwrap().to_owned()
 }
@@ -265,6 +265,9 @@ async fn the_openapi_document_describes_every_endpoint() {
     for (path, method) in [
         ("/rooms/{room}/messages", "post"),
         ("/rooms/{room}/messages", "get"),
+        ("/rooms/{room}/messages/{id}", "patch"),
+        ("/rooms/{room}/messages/{id}", "delete"),
+        ("/rooms/{room}/messages/{id}/reactions", "post"),
         ("/rooms/{room}/members", "get"),
         ("/users/{name}/disconnect", "post"),
         ("/rooms", "get"),
@@ -281,6 +284,10 @@ async fn the_openapi_document_describes_every_endpoint() {
         doc["components"]["securitySchemes"]["api_key"]["scheme"],
         "bearer"
     );
+    let message = &doc["components"]["schemas"]["Message"]["properties"];
+    for field in ["reply_to", "edited", "deleted", "reactions"] {
+        assert!(message[field].is_object(), "Message.{field} missing");
+    }
     for schema in [
         "PostMessage",
         "Message",
@@ -289,6 +296,12 @@ async fn the_openapi_document_describes_every_endpoint() {
         "Rooms",
         "ApiError",
         "Disconnect",
+        "EditMessage",
+        "DeleteMessage",
+        "PostReaction",
+        "Edited",
+        "Deleted",
+        "Reacted",
     ] {
         assert!(
             doc["components"]["schemas"][schema].is_object(),

@@ -1,0 +1,92 @@
+//! Messages people change, on two nodes sharing one real `redis-server`: an edit, a deletion
+//! and a reaction made on one node reach the members on the other as the same frames, and a
+//! `read` on one node reaches the user's connections on both.
+
+#![allow(clippy::unwrap_used)]
+
+use crate::changes::{change, delete, edit, react, say};
+use crate::common;
+use crate::reads::{marker, read};
+
+use common::{Node, join, message};
+use skat_protocol::ServerFrame;
+use skat_testkit::RedisServer;
+
+#[tokio::test]
+async fn changes_made_on_one_node_reach_the_other() {
+    let redis = RedisServer::start().await;
+    let a = Node::redis(&redis.url(), "chg:", "node-a", 1000).await;
+    let b = Node::redis(&redis.url(), "chg:", "node-b", 1000).await;
+    let mut alice = a.client("alice").await;
+    let mut bob = b.client("bob").await;
+    join(&mut alice, "r").await;
+    join(&mut bob, "r").await;
+    let hi = say(&mut alice, "r", "hi").await;
+    assert_eq!(message(&mut bob).await.id, hi.id);
+
+    alice
+        .send_frame(&edit("r", hi.id, "hello", Some("e1")))
+        .await
+        .unwrap();
+    let edited = change(&mut alice).await;
+    assert!(
+        matches!(&edited, ServerFrame::Edited(e) if e.body == "hello"),
+        "{edited:?}"
+    );
+    assert_eq!(change(&mut bob).await, edited, "the same frame on node b");
+
+    bob.send_frame(&react("r", hi.id, "👍", true, Some("r1")))
+        .await
+        .unwrap();
+    let reacted = change(&mut bob).await;
+    assert!(
+        matches!(&reacted, ServerFrame::Reacted(r) if r.count == 1),
+        "{reacted:?}"
+    );
+    assert_eq!(
+        change(&mut alice).await,
+        reacted,
+        "the same frame on node a"
+    );
+
+    alice
+        .send_frame(&delete("r", hi.id, Some("d1")))
+        .await
+        .unwrap();
+    let deleted = change(&mut alice).await;
+    assert!(
+        matches!(&deleted, ServerFrame::Deleted(d) if d.target == hi.id),
+        "{deleted:?}"
+    );
+    assert_eq!(change(&mut bob).await, deleted);
+
+    // Node b's history shows the tombstone Redis keeps.
+    bob.history("r", None, None).await.unwrap();
+    let ServerFrame::History { messages, .. } = change(&mut bob).await else {
+        panic!("no history")
+    };
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.id == hi.id && m.is_deleted() && m.body.is_empty())
+    );
+}
+
+#[tokio::test]
+async fn a_read_reaches_the_users_connections_on_both_nodes() {
+    let redis = RedisServer::start().await;
+    let a = Node::redis(&redis.url(), "rd:", "node-a", 1000).await;
+    let b = Node::redis(&redis.url(), "rd:", "node-b", 1000).await;
+    let mut phone = a.client("alice").await;
+    let mut laptop = b.client("alice").await;
+    let mut bob = b.client("bob").await;
+    join(&mut phone, "r").await;
+    join(&mut laptop, "r").await;
+    join(&mut bob, "r").await;
+    let first = say(&mut bob, "r", "one").await;
+    say(&mut bob, "r", "two").await;
+    read(&mut phone, "r", first.id).await;
+    let expected = ("r".to_owned(), first.id, 1);
+    assert_eq!(marker(&mut phone).await, expected);
+    assert_eq!(marker(&mut laptop).await, expected, "on the other node");
+}
