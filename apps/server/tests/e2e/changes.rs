@@ -6,7 +6,8 @@
 use fantoccini::{Client, Locator};
 
 use super::{
-    Driver, bundle, common, eventually, open_as, say, screenshot, wait_messages, wait_text,
+    Driver, bundle, click, common, eventually, join_room, open_as, say, screenshot, wait_messages,
+    wait_text,
 };
 use common::Node;
 use skat_server::ServerConfig;
@@ -23,15 +24,6 @@ async fn node() -> Node {
         config,
     )
     .await
-}
-
-async fn click(page: &Client, css: &str) {
-    page.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .click()
-        .await
-        .unwrap();
 }
 
 /// Waits until nothing matches `css`.
@@ -183,12 +175,7 @@ async fn the_unread_badge_clears_on_a_second_browser_of_the_same_user() {
     let second = driver.browser().await;
     for page in [&first, &second] {
         open_as(page, &node, "alice").await;
-        page.find(Locator::Id("join-input"))
-            .await
-            .unwrap()
-            .send_keys("side\u{E007}")
-            .await
-            .unwrap();
+        join_room(page, "side").await;
         wait_text(page, "h1", "#side", |t| t == "#side").await;
         wait_text(page, "#members", "joined", |t| t.contains("alice")).await;
         click(page, ".room-tab[data-room=general]").await;

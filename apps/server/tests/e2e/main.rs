@@ -227,6 +227,26 @@ async fn open_at(page: &Client, addr: SocketAddr, name: &str) {
     wait_text(page, "#status", "Connected", |t| t == "Connected").await;
 }
 
+/// Clicks the element `css` finds.
+async fn click(page: &Client, css: &str) {
+    page.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Types `room` into the sidebar's join form and presses Enter.
+async fn join_room(page: &Client, room: &str) {
+    page.find(Locator::Id("join-input"))
+        .await
+        .unwrap()
+        .send_keys(&format!("{room}\u{E007}"))
+        .await
+        .unwrap();
+}
+
 /// Types `text` into the composer and presses Enter.
 async fn say(page: &Client, text: &str) {
     let composer = page.find(Locator::Id("composer")).await.unwrap();
@@ -322,12 +342,7 @@ async fn two_browsers_on_two_nodes_chat_and_survive_a_node_restart() {
 
     // A second room: unread count on the inactive tab, cleared by switching to it.
     for (page, me) in [(&alice, "alice"), (&bob, "bob")] {
-        page.find(Locator::Id("join-input"))
-            .await
-            .unwrap()
-            .send_keys("random\u{E007}")
-            .await
-            .unwrap();
+        join_room(page, "random").await;
         wait_text(page, "h1", "#random", |t| t == "#random").await;
         // The member list fills in once the server has confirmed the join.
         wait_text(page, "#members", "own name", |t| t.contains(me)).await;
@@ -433,13 +448,7 @@ async fn two_browsers_on_two_nodes_chat_and_survive_a_node_restart() {
             .unwrap();
         common::message(&mut bot).await;
     }
-    alice
-        .find(Locator::Id("join-input"))
-        .await
-        .unwrap()
-        .send_keys("archive\u{E007}")
-        .await
-        .unwrap();
+    join_room(&alice, "archive").await;
     let page = wait_messages(&alice, "the latest page", |m| m.len() == 50).await;
     assert_eq!(page.first().map(String::as_str), Some("archived 10"));
     alice

@@ -40,16 +40,6 @@ async fn open_signed(page: &Client, node: &Node, name: &str, token: &str, extra:
     wait_text(page, "#status", "Connected", |t| t == "Connected").await;
 }
 
-/// Clicks the element `css` finds.
-async fn click(page: &Client, css: &str) {
-    page.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn a_direct_message_opens_from_the_member_list() {
     let (node, secret) = signed_node("dm").await;
@@ -103,12 +93,7 @@ async fn a_refused_private_room_is_shown_clearly() {
     let page = driver.browser().await;
     let token = token(&secret, "alice", Duration::from_secs(600));
     open_signed(&page, &node, "alice", &token, "").await;
-    page.find(Locator::Id("join-input"))
-        .await
-        .unwrap()
-        .send_keys("private-ops\u{E007}")
-        .await
-        .unwrap();
+    join_room(&page, "private-ops").await;
     let shown = wait_text(&page, "#refused", "the refusal", |t| {
         t.starts_with("You don't have access to #private-ops")
     })

@@ -28,6 +28,19 @@ fn chat_in_a() -> Chat {
     chat
 }
 
+/// `me` online in rooms `a` (with bob's message 1-0) and `b` (shown, its `join` unanswered).
+fn in_a_and_b() -> Chat {
+    let mut chat = Chat::new("me", "t");
+    chat.join("a");
+    chat.join("b");
+    online(&mut chat);
+    chat.apply(
+        joined("a", vec![msg("a", "1-0", "bob", "x", None)], false),
+        0.0,
+    );
+    chat
+}
+
 fn edited(change: &str, target: &str, body: &str, nonce: Option<&str>) -> ServerFrame {
     ServerFrame::Edited(Edited {
         room: "a".into(),
@@ -62,6 +75,14 @@ fn reacted(change: &str, user: &str, emoji: &str, add: bool, count: u32) -> Reac
         count,
         nonce: None,
     }
+}
+
+/// Applies a `reacted` of the change `change` to message 2-0 of room `a`.
+fn react_to(chat: &mut Chat, change: &str, user: &str, emoji: &str, add: bool, count: u32) {
+    chat.apply(
+        ServerFrame::Reacted(reacted(change, user, emoji, add, count)),
+        0.0,
+    );
 }
 
 fn shown<'c>(chat: &'c Chat, message: &str) -> &'c Message {
@@ -131,10 +152,7 @@ fn escape_cancels_and_an_unchanged_edit_sends_nothing() {
 #[test]
 fn a_deleted_message_is_a_tombstone_nothing_changes_any_more() {
     let mut chat = chat_in_a();
-    chat.apply(
-        ServerFrame::Reacted(reacted("3-0", "me", "👍", true, 1)),
-        0.0,
-    );
+    react_to(&mut chat, "3-0", "me", "👍", true, 1);
     assert!(matches!(
         chat.delete("a", id("2-0")),
         Some(ClientFrame::Delete { .. })
@@ -160,24 +178,15 @@ fn reactions_take_the_count_of_the_change_and_toggle_by_what_is_shown() {
         other => panic!("{other:?}"),
     };
     assert!(toggle(&mut chat), "not ours yet: add");
-    chat.apply(
-        ServerFrame::Reacted(reacted("3-0", "me", "👍", true, 1)),
-        0.0,
-    );
-    chat.apply(
-        ServerFrame::Reacted(reacted("4-0", "bob", "👍", true, 2)),
-        0.0,
-    );
+    react_to(&mut chat, "3-0", "me", "👍", true, 1);
+    react_to(&mut chat, "4-0", "bob", "👍", true, 2);
     let reactions = shown(&chat, "2-0").reactions();
     assert_eq!(reactions.len(), 1);
     assert_eq!((reactions[0].count, reactions[0].users.len()), (2, 2));
     assert!(!toggle(&mut chat), "ours: take it back");
     // Replayed (live, then recovered in a `joined`): the count is the change's, not moved.
     let v = chat.rooms["a"].version();
-    chat.apply(
-        ServerFrame::Reacted(reacted("4-0", "bob", "👍", true, 2)),
-        0.0,
-    );
+    react_to(&mut chat, "4-0", "bob", "👍", true, 2);
     assert_eq!(chat.rooms["a"].version(), v);
     // A no-op answer carries the target's id: not taken for the greatest seen.
     let mut noop = reacted("2-0", "me", "👍", true, 2);
@@ -187,14 +196,8 @@ fn reactions_take_the_count_of_the_change_and_toggle_by_what_is_shown() {
         chat.rooms["a"].since().map(|i| i.to_string()).as_deref(),
         Some("4-0")
     );
-    chat.apply(
-        ServerFrame::Reacted(reacted("5-0", "me", "👍", false, 1)),
-        0.0,
-    );
-    chat.apply(
-        ServerFrame::Reacted(reacted("6-0", "bob", "👍", false, 0)),
-        0.0,
-    );
+    react_to(&mut chat, "5-0", "me", "👍", false, 1);
+    react_to(&mut chat, "6-0", "bob", "👍", false, 0);
     assert!(
         shown(&chat, "2-0").reactions().is_empty(),
         "the last one gone"
@@ -284,14 +287,7 @@ fn a_reply_names_its_target_and_is_kept_for_a_retry() {
 
 #[test]
 fn unread_counts_come_from_the_server_and_the_shown_room_is_marked_read_once() {
-    let mut chat = Chat::new("me", "t");
-    chat.join("a");
-    chat.join("b");
-    online(&mut chat);
-    chat.apply(
-        joined("a", vec![msg("a", "1-0", "bob", "x", None)], false),
-        0.0,
-    );
+    let mut chat = in_a_and_b();
     // b: shown, two unread after our marker.
     let ServerFrame::Joined { members, epoch, .. } = joined("b", vec![], false) else {
         unreachable!()
@@ -375,14 +371,7 @@ fn unread_counts_come_from_the_server_and_the_shown_room_is_marked_read_once() {
 
 #[test]
 fn showing_a_room_with_unread_messages_puts_the_divider_after_its_marker() {
-    let mut chat = Chat::new("me", "t");
-    chat.join("a");
-    chat.join("b");
-    online(&mut chat);
-    chat.apply(
-        joined("a", vec![msg("a", "1-0", "bob", "x", None)], false),
-        0.0,
-    );
+    let mut chat = in_a_and_b();
     chat.apply(joined("b", vec![], false), 0.0);
     chat.apply(
         ServerFrame::Read {
