@@ -24,11 +24,8 @@ fn config(cluster: &RedisCluster, prefix: &str, node: &str) -> RedisConfig {
     }
 }
 
-/// Changes to messages, replies and read markers (issue 22) on a cluster: expected to fail
-/// until the Redis backend implements them (step 2b; its `change` and `read` answer
-/// `Unsupported`).
+/// Changes to messages, replies and read markers (issue 22) on a cluster.
 #[tokio::test]
-#[ignore = "issue 22, step 2b: the Redis backend does not store changes, replies or read markers yet"]
 async fn cluster_passes_the_suite_of_changes() {
     let cluster = RedisCluster::start(3, 1).await;
     let run = AtomicUsize::new(0);

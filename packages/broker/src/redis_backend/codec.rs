@@ -12,7 +12,8 @@
 //! share a cluster slot.
 
 use super::error::RedisBrokerError;
-use crate::{Message, MessageId, RoomEvent};
+use crate::{Change, Message, MessageId, RoomEvent};
+use skat_protocol::{Deleted, Edited, Reacted};
 
 /// The names of the backend's keys and channels, under the configured prefix: the one place
 /// they are made.
@@ -57,6 +58,27 @@ impl Names {
     /// 0, so members page by name.
     pub(super) fn by_name(&self, room: &str) -> String {
         self.key(room, "names")
+    }
+
+    /// The room's current-state overlays of changed messages, and their reactors (see
+    /// `lua/state.lua`).
+    pub(super) fn state(&self, room: &str) -> String {
+        self.key(room, "state")
+    }
+
+    /// The room's tombstones: deleted messages, by id.
+    pub(super) fn gone(&self, room: &str) -> String {
+        self.key(room, "gone")
+    }
+
+    /// The edits erased with their deleted message, by id.
+    pub(super) fn erased(&self, room: &str) -> String {
+        self.key(room, "erased")
+    }
+
+    /// The room's read markers: user → id.
+    pub(super) fn read(&self, room: &str) -> String {
+        self.key(room, "read")
     }
 
     /// The room's history epoch (see [`Broker::epoch`](crate::Broker::epoch)).
@@ -151,54 +173,211 @@ pub(super) fn parse_id(id: &str) -> Result<MessageId, RedisBrokerError> {
 /// Decodes [`encode_message`]'s output.
 fn decode_message(room: &str, id: &str, encoded: &str) -> Result<Message, RedisBrokerError> {
     let id = parse_id(id)?;
-    let (from, rest) = encoded
-        .split_once('\n')
-        .ok_or_else(|| corrupt("message without sender"))?;
-    let (len, rest) = rest
-        .split_once('\n')
-        .ok_or_else(|| corrupt("message without nonce length"))?;
-    let (nonce, body) = match len {
-        "-" => (None, rest),
-        len => {
-            let len: usize = len.parse().map_err(|_| corrupt("bad nonce length"))?;
-            if !rest.is_char_boundary(len) {
-                return Err(corrupt("nonce length past the data"));
-            }
-            let (nonce, body) = rest.split_at(len);
-            (Some(nonce.to_owned()), body)
-        }
-    };
+    let (from, nonce, body) = split_stored(encoded, "message")?;
     Ok(Message {
         room: room.to_owned(),
         id,
         from: from.to_owned(),
         body: body.to_owned(),
         ts: id.ms,
-        nonce,
+        nonce: nonce.map(str::to_owned),
         extras: None,
+    })
+}
+
+/// Splits a stored text `<who>\n<nonce byte length or ->\n<nonce><rest>` (a message's, or a
+/// change's: see `lua/state.lua`) into who, nonce and the rest.
+fn split_stored<'a>(
+    encoded: &'a str,
+    what: &str,
+) -> Result<(&'a str, Option<&'a str>, &'a str), RedisBrokerError> {
+    let (who, rest) = encoded
+        .split_once('\n')
+        .ok_or_else(|| corrupt(&format!("{what} without sender")))?;
+    let (len, rest) = rest
+        .split_once('\n')
+        .ok_or_else(|| corrupt(&format!("{what} without nonce length")))?;
+    match len {
+        "-" => Ok((who, None, rest)),
+        len => {
+            let len: usize = len.parse().map_err(|_| corrupt("bad nonce length"))?;
+            if !rest.is_char_boundary(len) {
+                return Err(corrupt("nonce length past the data"));
+            }
+            let (nonce, rest) = rest.split_at(len);
+            Ok((who, Some(nonce), rest))
+        }
+    }
+}
+
+/// Encodes a change for the stream and its event, without its payload: `<by>\n<nonce byte
+/// length or ->\n<nonce>` (the script appends an edit's body, or a reaction's outcome).
+pub(super) fn encode_change_head(by: &str, nonce: Option<&str>) -> String {
+    encode_message(by, nonce, "")
+}
+
+/// Decodes a change of kind `kind` (`e`, `d`, `r`) with id `id` to `target`, stored as
+/// `encoded` (see [`encode_change_head`]).
+fn decode_change(
+    room: &str,
+    id: &str,
+    kind: &str,
+    target: &str,
+    encoded: &str,
+) -> Result<Change, RedisBrokerError> {
+    let id = parse_id(id)?;
+    let target = parse_id(target)?;
+    let (by, nonce, rest) = split_stored(encoded, "change")?;
+    let (room, by, nonce, ts) = (room.to_owned(), by.to_owned(), nonce.map(str::to_owned), id.ms);
+    Ok(match kind {
+        "e" => Change::Edited(Edited {
+            room,
+            id,
+            target,
+            by,
+            body: rest.to_owned(),
+            ts,
+            nonce,
+        }),
+        "d" => Change::Deleted(Deleted {
+            room,
+            id,
+            target,
+            by,
+            ts,
+            nonce,
+        }),
+        "r" => {
+            let (add, rest) = rest.split_at_checked(1).ok_or_else(|| corrupt("empty reaction"))?;
+            let (count, emoji) = rest
+                .split_once('\n')
+                .ok_or_else(|| corrupt("reaction without emoji"))?;
+            Change::Reacted(Reacted {
+                room,
+                id,
+                target,
+                user: by,
+                emoji: emoji.to_owned(),
+                add: add == "1",
+                count: count.parse().map_err(|_| corrupt("bad reaction count"))?,
+                nonce,
+            })
+        }
+        _ => return Err(corrupt("unknown change kind")),
     })
 }
 
 /// Stream entries as Redis returns them (`XRANGE` and friends): `[id, [field, value, ...]]`.
 pub(super) type Entries = Vec<(String, Vec<String>)>;
 
-/// Decodes stream entries, in the order given.
-pub(super) fn decode_entries(
-    room: &str,
-    entries: Entries,
-) -> Result<Vec<Message>, RedisBrokerError> {
+/// Decodes stream entries (messages and changes), in the order given.
+pub(super) fn decode_log(room: &str, entries: Entries) -> Result<Vec<RoomEvent>, RedisBrokerError> {
     entries
         .into_iter()
         .map(|(id, fields)| decode_entry(room, &id, &fields))
         .collect()
 }
 
-/// Decodes a stream entry `[id, ["d", encoded]]`.
-fn decode_entry(room: &str, id: &str, fields: &[String]) -> Result<Message, RedisBrokerError> {
+/// Decodes the entries of a read script (messages in their current state, and a recovery's
+/// changes), in the order given, into messages and changes.
+pub(super) fn decode_split(
+    room: &str,
+    entries: Entries,
+) -> Result<(Vec<Message>, Vec<Change>), RedisBrokerError> {
+    let mut messages = Vec::with_capacity(entries.len());
+    let mut changes = Vec::new();
+    for event in decode_log(room, entries)? {
+        match event {
+            RoomEvent::Message(message) => messages.push(message),
+            RoomEvent::Change(change) => changes.push(change),
+            _ => {}
+        }
+    }
+    Ok((messages, changes))
+}
+
+/// Decodes a stream entry: a message `[d, encoded]` (and, in its current state as the read
+/// scripts give it: `y` the message it replies to, `x` a tombstone, `o` its overlay), or a change
+/// `[k, kind, t, target, d, encoded]` (`x`: an edit erased with its message, without its body).
+fn decode_entry(room: &str, id: &str, fields: &[String]) -> Result<RoomEvent, RedisBrokerError> {
     match fields {
-        [name, encoded] if name == "d" => decode_message(room, id, encoded),
+        [k, kind, t, target, d, encoded, ..] if k == "k" && t == "t" && d == "d" => {
+            let mut change = decode_change(room, id, kind, target, encoded)?;
+            if fields.len() > 6
+                && let Change::Edited(edit) = &mut change
+            {
+                // Erased with its message: the body is gone.
+                edit.body.clear();
+            }
+            Ok(RoomEvent::Change(change))
+        }
+        [d, encoded, rest @ ..] if d == "d" => {
+            let mut message = decode_message(room, id, encoded)?;
+            let mut extras = skat_protocol::Extras::default();
+            for pair in rest.chunks(2) {
+                match pair {
+                    [name, value] if name == "y" => extras.reply_to = Some(parse_id(value)?),
+                    [name, _] if name == "x" => extras.deleted = true,
+                    [name, value] if name == "o" => {
+                        apply_overlay(&mut message, &mut extras, value)?;
+                    }
+                    _ => return Err(corrupt("unknown message field")),
+                }
+            }
+            if extras.deleted {
+                extras = skat_protocol::Extras {
+                    deleted: true,
+                    ..Default::default()
+                };
+            }
+            if !extras.is_empty() {
+                message.extras = Some(Box::new(extras));
+            }
+            Ok(RoomEvent::Message(message))
+        }
         _ => Err(corrupt("stream entry without a d field")),
     }
+}
+
+/// Applies a message's overlay (its current state, see `lua/state.lua`) to it.
+fn apply_overlay(
+    message: &mut Message,
+    extras: &mut skat_protocol::Extras,
+    overlay: &str,
+) -> Result<(), RedisBrokerError> {
+    let bad = || corrupt("bad overlay");
+    let mut rest = overlay;
+    let mut line = || -> Result<&str, RedisBrokerError> {
+        let (line, after) = rest.split_once('\n').ok_or_else(bad)?;
+        rest = after;
+        Ok(line)
+    };
+    let edited = line()?;
+    let _edits = line()?;
+    let reactions: usize = line()?.parse().map_err(|_| bad())?;
+    for _ in 0..reactions.min(skat_protocol::MAX_REACTIONS) {
+        let emoji = line()?.to_owned();
+        let count = line()?.parse().map_err(|_| bad())?;
+        let shown: usize = line()?.parse().map_err(|_| bad())?;
+        let users = (0..shown.min(skat_protocol::REACTION_USERS_SHOWN))
+            .map(|_| line().map(str::to_owned))
+            .collect::<Result<_, _>>()?;
+        extras.reactions.push(skat_protocol::Reaction {
+            emoji,
+            count,
+            users,
+        });
+    }
+    if !edited.is_empty() {
+        extras.edited = Some(edited.parse().map_err(|_| bad())?);
+        message.body = rest.to_owned();
+    }
+    Ok(())
+}
+
+/// Encodes a read marker's move for the nodes' channel: `r<id>\n<unread>\n<user>\n<room>`.
+pub(super) fn encode_read(room: &str, user: &str, id: MessageId, unread: u32) -> String {
+    format!("r{id}\n{unread}\n{user}\n{room}")
 }
 
 /// Decodes a pub/sub payload.
@@ -212,6 +391,42 @@ pub(super) fn decode_event(room: &str, payload: &[u8]) -> Result<RoomEvent, Redi
                 .split_once('\n')
                 .ok_or_else(|| corrupt("message event without id"))?;
             Ok(RoomEvent::Message(decode_message(room, id, encoded)?))
+        }
+        Some('y') => {
+            let mut parts = chars.as_str().splitn(3, '\n');
+            let (Some(id), Some(reply_to), Some(encoded)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(corrupt("reply event without its ids"));
+            };
+            let mut message = decode_message(room, id, encoded)?;
+            message.extras = Some(Box::new(skat_protocol::Extras {
+                reply_to: Some(parse_id(reply_to)?),
+                ..Default::default()
+            }));
+            Ok(RoomEvent::Message(message))
+        }
+        Some('c') => {
+            let mut parts = chars.as_str().splitn(4, '\n');
+            let (Some(id), Some(kind), Some(target), Some(encoded)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(corrupt("change event without its ids"));
+            };
+            Ok(RoomEvent::Change(decode_change(room, id, kind, target, encoded)?))
+        }
+        Some('r') => {
+            let mut parts = chars.as_str().splitn(4, '\n');
+            let (Some(id), Some(unread), Some(user), Some(read_room)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(corrupt("read event without its fields"));
+            };
+            Ok(RoomEvent::Read {
+                room: read_room.to_owned(),
+                user: user.to_owned(),
+                id: parse_id(id)?,
+                unread: unread.parse().map_err(|_| corrupt("bad unread count"))?,
+            })
         }
         Some('p') => {
             let rest = chars.as_str();

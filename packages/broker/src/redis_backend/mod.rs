@@ -162,7 +162,7 @@ use retry::Retrying;
 use router::Router;
 use shard::PubSub;
 use shards::Shards;
-use store::{Read, Store};
+use store::Store;
 pub use subscription::RedisSubscription;
 use waits::Waits;
 
@@ -273,26 +273,20 @@ impl Broker for RedisBroker {
     type Subscription = RedisSubscription;
 
     async fn publish(&self, new: NewMessage) -> Result<Published, RedisBrokerError> {
-        if new.reply_to.is_some() {
-            // Refused rather than stored without it: the reply would be lost silently.
-            return Err(RedisBrokerError::Unsupported("replies (issue 22)"));
-        }
         self.publisher.publish(new).await
     }
 
-    async fn change(&self, _change: NewChange) -> Result<Changed, RedisBrokerError> {
-        Err(RedisBrokerError::Unsupported(
-            "edits, deletions and reactions (issue 22)",
-        ))
+    async fn change(&self, change: NewChange) -> Result<Changed, RedisBrokerError> {
+        self.publisher.change(change).await
     }
 
     async fn read(
         &self,
-        _room: &str,
-        _user: &str,
-        _id: MessageId,
+        room: &str,
+        user: &str,
+        id: MessageId,
     ) -> Result<ReadState, RedisBrokerError> {
-        Err(RedisBrokerError::Unsupported("read markers (issue 22)"))
+        self.store.read(room, user, id).await
     }
 
     async fn subscribe(
@@ -312,14 +306,7 @@ impl Broker for RedisBroker {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<HistoryPage, RedisBrokerError> {
-        let mut messages = self
-            .store
-            .read_stream(room, Read::Before(before, limit + 1))
-            .await?;
-        let has_more = messages.len() > limit;
-        messages.truncate(limit);
-        messages.reverse();
-        Ok(HistoryPage { messages, has_more })
+        self.store.history(room, before, limit).await
     }
 
     async fn recover(
@@ -328,12 +315,7 @@ impl Broker for RedisBroker {
         since: MessageId,
         bounds: Recovery,
     ) -> Result<Option<Recovered>, RedisBrokerError> {
-        // No changes are stored yet (issue 22, step 2b): the messages are all there is.
-        let messages = self.store.recover(room, since, bounds).await?;
-        Ok(messages.map(|messages| Recovered {
-            messages,
-            changes: Vec::new(),
-        }))
+        self.store.recover(room, since, bounds).await
     }
 
     async fn presence_join(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
@@ -351,8 +333,9 @@ impl Broker for RedisBroker {
         join_presence: bool,
         resume: Resume<'_>,
     ) -> Result<Snapshot, RedisBrokerError> {
-        let holding = join_presence.then_some(user);
-        self.presence.snapshot(room, holding, resume).await
+        self.presence
+            .snapshot(room, user, join_presence, resume)
+            .await
     }
 
     async fn epoch(&self, room: &str) -> Result<String, RedisBrokerError> {
