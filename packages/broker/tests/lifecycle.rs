@@ -92,7 +92,14 @@ async fn a_plain_message_is_stored_as_before_and_a_deleted_body_is_gone_from_red
         .unwrap();
     assert_eq!(
         entries[0].1,
-        ["d", &format!("alice\n{}\n{}m0", plain[0].nonce.as_ref().unwrap().len(), plain[0].nonce.as_ref().unwrap())],
+        [
+            "d",
+            &format!(
+                "alice\n{}\n{}m0",
+                plain[0].nonce.as_ref().unwrap().len(),
+                plain[0].nonce.as_ref().unwrap()
+            )
+        ],
         "a plain message's entry has the one field it always had"
     );
     assert_eq!(entries[1].1[2..], ["y".to_owned(), plain[0].id.to_string()]);
@@ -121,7 +128,11 @@ async fn overlays_and_tombstones_are_trimmed_with_the_stream() {
     changed(&broker, change(room, sent[0].id, "alice", edit("e0"))).await;
     changed(&broker, change(room, sent[1].id, "bob", react("🎉", true))).await;
     changed(&broker, change(room, sent[2].id, "alice", edit("e2"))).await;
-    changed(&broker, change(room, sent[2].id, "alice", ChangeKind::Delete)).await;
+    changed(
+        &broker,
+        change(room, sent[2].id, "alice", ChangeKind::Delete),
+    )
+    .await;
     let exists = |kind: &'static str| {
         let mut con = con.clone();
         async move {
@@ -150,7 +161,10 @@ async fn a_change_missed_live_is_delivered_by_gap_repair() {
     let mut sub = listen(&a, room).await.unwrap();
     let first = conformance::publish_n(&b, room, 2).await;
     for message in &first {
-        assert_eq!(next_event(&mut sub).await, RoomEvent::Message(message.clone()));
+        assert_eq!(
+            next_event(&mut sub).await,
+            RoomEvent::Message(message.clone())
+        );
     }
     let mut con = conn(&redis).await;
     let killed: i64 = redis::cmd("CLIENT")
@@ -170,7 +184,10 @@ async fn a_change_missed_live_is_delivered_by_gap_repair() {
     for expected in [edited, reacted, deleted] {
         assert_eq!(next_event(&mut sub).await, RoomEvent::Change(expected));
     }
-    assert_eq!(next_event(&mut sub).await, RoomEvent::Message(after[0].clone()));
+    assert_eq!(
+        next_event(&mut sub).await,
+        RoomEvent::Message(after[0].clone())
+    );
     assert_eq!(a.stats().catch_ups, 1, "{:?}", a.stats());
     assert_eq!(sub.try_recv(), None, "each once");
 }
@@ -187,7 +204,11 @@ async fn recovery_bounds_count_the_bytes_the_protocol_counts() {
     let since = sent[1].id;
     let answer = publish(&broker, reply(room, sent[0].id, "quote \"me\"\n")).await;
     let gone = publish(&broker, reply(room, sent[0].id, "bye")).await;
-    changed(&broker, change(room, answer.id, "bob", edit("edited\t\u{2}é"))).await;
+    changed(
+        &broker,
+        change(room, answer.id, "bob", edit("edited\t\u{2}é")),
+    )
+    .await;
     for user in ["ann", "b\"o", "cé"] {
         changed(&broker, change(room, answer.id, user, react("👍", true))).await;
     }
@@ -215,8 +236,18 @@ async fn recovery_bounds_count_the_bytes_the_protocol_counts() {
         max_bytes,
     };
     assert_eq!(
-        broker.recover(room, since, within(bytes)).await.unwrap().as_ref(),
+        broker
+            .recover(room, since, within(bytes))
+            .await
+            .unwrap()
+            .as_ref(),
         Some(&all)
     );
-    assert_eq!(broker.recover(room, since, within(bytes - 1)).await.unwrap(), None);
+    assert_eq!(
+        broker
+            .recover(room, since, within(bytes - 1))
+            .await
+            .unwrap(),
+        None
+    );
 }

@@ -228,7 +228,12 @@ fn decode_change(
     let id = parse_id(id)?;
     let target = parse_id(target)?;
     let (by, nonce, rest) = split_stored(encoded, "change")?;
-    let (room, by, nonce, ts) = (room.to_owned(), by.to_owned(), nonce.map(str::to_owned), id.ms);
+    let (room, by, nonce, ts) = (
+        room.to_owned(),
+        by.to_owned(),
+        nonce.map(str::to_owned),
+        id.ms,
+    );
     Ok(match kind {
         "e" => Change::Edited(Edited {
             room,
@@ -248,7 +253,9 @@ fn decode_change(
             nonce,
         }),
         "r" => {
-            let (add, rest) = rest.split_at_checked(1).ok_or_else(|| corrupt("empty reaction"))?;
+            let (add, rest) = rest
+                .split_at_checked(1)
+                .ok_or_else(|| corrupt("empty reaction"))?;
             let (count, emoji) = rest
                 .split_once('\n')
                 .ok_or_else(|| corrupt("reaction without emoji"))?;
@@ -394,7 +401,8 @@ pub(super) fn decode_event(room: &str, payload: &[u8]) -> Result<RoomEvent, Redi
         }
         Some('y') => {
             let mut parts = chars.as_str().splitn(3, '\n');
-            let (Some(id), Some(reply_to), Some(encoded)) = (parts.next(), parts.next(), parts.next())
+            let (Some(id), Some(reply_to), Some(encoded)) =
+                (parts.next(), parts.next(), parts.next())
             else {
                 return Err(corrupt("reply event without its ids"));
             };
@@ -412,7 +420,9 @@ pub(super) fn decode_event(room: &str, payload: &[u8]) -> Result<RoomEvent, Redi
             else {
                 return Err(corrupt("change event without its ids"));
             };
-            Ok(RoomEvent::Change(decode_change(room, id, kind, target, encoded)?))
+            Ok(RoomEvent::Change(decode_change(
+                room, id, kind, target, encoded,
+            )?))
         }
         Some('r') => {
             let mut parts = chars.as_str().splitn(4, '\n');

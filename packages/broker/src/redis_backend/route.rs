@@ -80,7 +80,12 @@ impl Route {
     fn accept(&mut self, event: RoomEvent) -> bool {
         match &event {
             // Messages and changes share the room's id sequence.
-            RoomEvent::Message(Message { id, .. }) | RoomEvent::Change(Change::Edited(Edited { id, .. }) | Change::Deleted(Deleted { id, .. }) | Change::Reacted(Reacted { id, .. })) => {
+            RoomEvent::Message(Message { id, .. })
+            | RoomEvent::Change(
+                Change::Edited(Edited { id, .. })
+                | Change::Deleted(Deleted { id, .. })
+                | Change::Reacted(Reacted { id, .. }),
+            ) => {
                 // Exactly once: a catch-up read and live events may overlap.
                 if self.last.is_some_and(|last| *id <= last) {
                     return false;
@@ -298,7 +303,11 @@ pub(super) mod tests {
         );
         route.offer(RoomEvent::Message(message(5)), 8);
         assert_eq!(seqs(&record), ["1"], "held back");
-        route.replay((2..=4).map(|seq| RoomEvent::Message(message(seq))).collect());
+        route.replay(
+            (2..=4)
+                .map(|seq| RoomEvent::Message(message(seq)))
+                .collect(),
+        );
         assert!(route.caught_up());
         assert_eq!(seqs(&record), ["1", "2", "3", "4", "typing", "5"]);
         route.offer(RoomEvent::Message(message(6)), 8);
@@ -316,7 +325,11 @@ pub(super) mod tests {
         assert!(!route.caught_up(), "3 to 5 were dropped: read again");
         assert!(route.holding(hold), "still the same hold");
         route.offer(RoomEvent::Message(message(6)), 2);
-        route.replay((2..=5).map(|seq| RoomEvent::Message(message(seq))).collect());
+        route.replay(
+            (2..=5)
+                .map(|seq| RoomEvent::Message(message(seq)))
+                .collect(),
+        );
         assert!(route.caught_up());
         assert_eq!(seqs(&record), ["1", "2", "3", "4", "5", "6"]);
     }

@@ -94,7 +94,10 @@ impl Scripts {
         ];
         let with_state = |parts: &[&str]| script(&[&state[..], parts].concat());
         Self {
-            publish: with_state(&[include_str!("lua/trim.lua"), include_str!("lua/publish.lua")]),
+            publish: with_state(&[
+                include_str!("lua/trim.lua"),
+                include_str!("lua/publish.lua"),
+            ]),
             change: with_state(&[include_str!("lua/trim.lua"), include_str!("lua/change.lua")]),
             read: with_state(&[include_str!("lua/read.lua")]),
             history: with_state(&[include_str!("lua/history.lua")]),

@@ -106,10 +106,7 @@ impl Store {
             None => Vec::new(),
         };
         Ok(Found {
-            newest: newest
-                .first()
-                .map(|(id, _)| parse_id(id))
-                .transpose()?,
+            newest: newest.first().map(|(id, _)| parse_id(id)).transpose()?,
             page,
             trimmed: trimmed.as_deref().map(parse_id).transpose()?,
             kept,
