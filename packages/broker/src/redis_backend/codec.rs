@@ -3,8 +3,11 @@
 //!
 //! Messages are stored and published in a compact text form private to this module (this crate
 //! does not speak JSON): `<from>\n<nonce byte length or ->\n<nonce><body>`. The published form
-//! prefixes `m<id>\n`; presence events are `p1<user>` / `p0<user>` (written by the scripts),
-//! typing events `t<user>`, disconnect notices `k<user>\n<reason>`.
+//! prefixes `m<id>\n` (a reply: `y<id>\n<reply_to>\n`); changes are published as
+//! `c<id>\n<kind>\n<target>\n` and their stored text (see `lua/state.lua`, which also
+//! describes the overlays of messages in their current state, decoded here); presence events are
+//! `p1<user>` / `p0<user>` (written by the scripts), typing events `t<user>`, disconnect notices
+//! `k<user>\n<reason>`, read-marker notices `r<id>\n<unread>\n<user>\n<room>`.
 //!
 //! A node instance is named `<node id>:<claim token>` ([`instance_name`]). Every key and channel
 //! name is made by [`Names`], under the configured prefix (see the
@@ -493,11 +496,114 @@ mod tests {
     }
 
     #[test]
+    fn replies_changes_and_read_markers_decode() {
+        let encoded = encode_message("bob", Some("n"), "re");
+        let RoomEvent::Message(reply) =
+            decode_event("r", format!("y5-2\n5-1\n{encoded}").as_bytes()).unwrap()
+        else {
+            panic!("not a message")
+        };
+        assert_eq!(
+            (reply.reply_to(), reply.body.as_str()),
+            (Some("5-1".parse().unwrap()), "re")
+        );
+        let head = encode_change_head("ann", None);
+        let change = |kind: &str, rest: &str| {
+            decode_event("r", format!("c6-0\n{kind}\n5-1\n{head}{rest}").as_bytes()).unwrap()
+        };
+        let RoomEvent::Change(Change::Edited(edit)) = change("e", "new\nbody") else {
+            panic!("not an edit")
+        };
+        assert_eq!(
+            (edit.body.as_str(), edit.ts, edit.by.as_str()),
+            ("new\nbody", 6, "ann")
+        );
+        let RoomEvent::Change(Change::Reacted(r)) = change("r", "112\n👍") else {
+            panic!("not a reaction")
+        };
+        assert_eq!(
+            (r.add, r.count, r.emoji.as_str(), r.user.as_str()),
+            (true, 12, "👍", "ann")
+        );
+        assert!(matches!(
+            change("d", ""),
+            RoomEvent::Change(Change::Deleted(_))
+        ));
+        let read = encode_read("a\nroom", "bob", "7-0".parse().unwrap(), 3);
+        assert_eq!(
+            decode_event("~nodes", read.as_bytes()).unwrap(),
+            RoomEvent::Read {
+                room: "a\nroom".into(),
+                user: "bob".into(),
+                id: "7-0".parse().unwrap(),
+                unread: 3
+            }
+        );
+        for bad in [
+            &b"c6-0\nq\n5-1\nann\n-\n"[..],
+            b"c6-0\nr\n5-1\nann\n-\n",
+            b"y5-2\n5-1",
+            b"r7-0\nx\nbob\nr",
+        ] {
+            assert!(decode_event("r", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_message_in_its_current_state_decodes_from_its_overlay() {
+        let fields = |extra: &[&str]| -> Vec<String> {
+            ["d", "alice\n-\nold"]
+                .iter()
+                .chain(extra)
+                .map(|f| f.to_string())
+                .collect()
+        };
+        let decode = |fields: Vec<String>| match decode_entry("r", "5-1", &fields).unwrap() {
+            RoomEvent::Message(message) => message,
+            other => panic!("{other:?}"),
+        };
+        let plain = decode(fields(&[]));
+        assert_eq!((plain.body.as_str(), plain.extras.is_none()), ("old", true));
+        let overlay = "9\n6-0\n2\n👍\n3\n2\nann\nbob\n🎉\n1\n1\nann\nnew\nbody";
+        let changed = decode(fields(&["y", "4-0", "o", overlay]));
+        assert_eq!(changed.body, "new\nbody");
+        assert_eq!(changed.edited(), Some(9));
+        assert_eq!(changed.reply_to(), Some("4-0".parse().unwrap()));
+        assert_eq!(changed.reactions()[0].users, ["ann", "bob"]);
+        assert_eq!(
+            (changed.reactions()[0].count, changed.reactions()[1].count),
+            (3, 1)
+        );
+        let reacted = decode(fields(&["o", "\n\n1\n👍\n1\n1\nann\n"]));
+        assert_eq!((reacted.body.as_str(), reacted.edited()), ("old", None));
+        let tombstone = decode(vec![
+            "d".into(),
+            "alice\n-\n".into(),
+            "x".into(),
+            "1".into(),
+        ]);
+        assert!(tombstone.is_deleted() && tombstone.body.is_empty());
+        assert!(decode_entry("r", "5-1", &fields(&["o", "9\n"])).is_err());
+        assert!(decode_entry("r", "5-1", &fields(&["z", "1"])).is_err());
+    }
+
+    #[test]
     fn names_are_hash_tagged_by_room() {
         let names = Names::new("skat:");
         assert_eq!(names.stream("general"), "skat:{general}:stream");
         assert_eq!(names.channel("general"), "skat:{general}:events");
         assert_eq!(names.by_name("general"), "skat:{general}:names");
+        assert_eq!(names.state("general"), "skat:{general}:state");
+        assert_eq!(names.gone("general"), "skat:{general}:gone");
+        assert_eq!(names.erased("general"), "skat:{general}:erased");
+        assert_eq!(names.read("general"), "skat:{general}:read");
+        // The scripts name the side keys after the stream key (`side_key` in `lua/trim.lua`).
+        let base = names
+            .stream("general")
+            .strip_suffix("stream")
+            .unwrap()
+            .to_owned();
+        assert_eq!(base + "state", names.state("general"));
         assert_eq!(names.held("general", "n:t"), "skat:{general}:held:n:t");
         assert_eq!(
             names.dedup("general", "bob", "c-1"),

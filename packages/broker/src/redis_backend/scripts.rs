@@ -18,8 +18,16 @@
 //!   trimmed check, the check that `since` is an id of this history, the chunked read), for
 //!   `join` and `recovery` (a recovery on its own).
 //! - `message_size.lua` defines `message_size()`, which counts a stored message's encoded size
-//!   as the protocol crate does; the scripts that recover get the protocol's `NONCE_FRAMING` as
-//!   a constant before it, so the Lua and the Rust count from one source.
+//!   as the protocol crate does; `state.lua` the current state of changed messages (overlays,
+//!   tombstones, erased edits: the formats are described there), what their extras add to that
+//!   size and what a change counts (`change_size`), and the reads that skip changes, merge
+//!   tombstones and apply overlays (`latest`, `with_overlays`, `unread_after`). The scripts
+//!   get the protocol's byte counts (`NONCE_FRAMING`, `REPLY_TO_FRAMING`, ...) and the broker's
+//!   `CHANGE_FRAMING` as constants before them, so the Lua and the Rust count from one source.
+//! - `trim.lua` trims a stream with what the room keeps about what goes (the trimmed marker,
+//!   overlays, tombstones), for `publish.lua` and `change.lua` (a change to a message: checks,
+//!   entry, effect and event in one step); `read.lua` moves a read marker; `history.lua` reads
+//!   a page of history.
 //! - `claim_refresh.lua` and `claim_release.lua` keep and give back a node's claim on its id
 //!   (see `claim`); they touch no room.
 
