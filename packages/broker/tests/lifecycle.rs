@@ -166,6 +166,7 @@ async fn a_change_missed_live_is_delivered_by_gap_repair() {
             RoomEvent::Message(message.clone())
         );
     }
+    let epoch = a.epoch(room).await.unwrap();
     let mut con = conn(&redis).await;
     let killed: i64 = redis::cmd("CLIENT")
         .arg("KILL")
@@ -190,6 +191,11 @@ async fn a_change_missed_live_is_delivered_by_gap_repair() {
     );
     assert_eq!(a.stats().catch_ups, 1, "{:?}", a.stats());
     assert_eq!(sub.try_recv(), None, "each once");
+    assert_eq!(
+        a.epoch(room).await.unwrap(),
+        epoch,
+        "the message delivered last was deleted, not lost: the history goes on"
+    );
 }
 
 /// The recovery scripts count a message with extras (a reply, an edit, reactions, a
