@@ -50,6 +50,10 @@ enum Command {
         /// claim); without it, every public room.
         #[arg(long, value_delimiter = ',')]
         rooms: Option<Vec<String>>,
+        /// Rooms where the user moderates (edits and deletes anyone's message), in the form of
+        /// `--rooms` (its `moderate` claim); without it, none.
+        #[arg(long, value_delimiter = ',')]
+        moderate: Option<Vec<String>>,
     },
 }
 
@@ -122,8 +126,14 @@ fn colors_for(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
 
 fn main() -> anyhow::Result<()> {
     let Cli { command, serve } = Cli::parse();
-    if let Some(Command::Token { name, ttl, rooms }) = command {
-        return print_token(serve.config, &name, ttl, rooms);
+    if let Some(Command::Token {
+        name,
+        ttl,
+        rooms,
+        moderate,
+    }) = command
+    {
+        return print_token(serve.config, &name, ttl, rooms, moderate);
     }
     init_logging(serve.log_format);
     // Every line the node logs, on whichever thread, is in its span: the span is entered on each
@@ -139,18 +149,21 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(serve_node(serve))
 }
 
-/// The `token` command: prints a token for `name`, valid `ttl` seconds, granting `rooms`.
+/// The `token` command: prints a token for `name`, valid `ttl` seconds, granting `rooms` and
+/// moderating `moderate`.
 fn print_token(
     config: ServerConfig,
     name: &str,
     ttl: u64,
     rooms: Option<Vec<String>>,
+    moderate: Option<Vec<String>>,
 ) -> anyhow::Result<()> {
     let secret = config
         .jwt_secret
         .context("set SKAT_JWT_SECRET (or --jwt-secret) to mint tokens")?;
     skat_protocol::validate_name(name).map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    let token = skat_server::auth::mint_token(&secret, name, Duration::from_secs(ttl), rooms)
+    let ttl = Duration::from_secs(ttl);
+    let token = skat_server::auth::mint_token_moderating(&secret, name, ttl, rooms, moderate)
         .context("cannot mint the token")?;
     #[allow(clippy::print_stdout)] // The token is the command's output.
     {

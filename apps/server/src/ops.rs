@@ -24,8 +24,7 @@
 //!
 //! Changes to a message (`edit`, `delete`, `react`) share their last steps here: the broker's
 //! [`Broker::change`] decides them atomically (whether the target exists, is not deleted, is
-//! the requester's), so its refusals become the protocol's codes in [`refusal`], and each
-//! outcome becomes a frame in [`change_frame`].
+//! the requester's), so its refusals become the protocol's codes in [`refusal`].
 
 mod delete;
 mod disconnect;
@@ -51,9 +50,9 @@ pub(crate) use read::Read;
 pub(crate) use room_list::RoomList;
 pub(crate) use typing::Typing;
 
-use skat_broker::{Broker, Change, ChangeKind, ChangeRefusal, Changed, NewChange};
+use skat_broker::{Broker, ChangeKind, ChangeRefusal, Changed, NewChange};
 use skat_protocol::{
-    ErrorCode, Invalid, InvalidMessageId, MessageId, ServerFrame, validate_nonce, validate_room,
+    ErrorCode, Invalid, InvalidMessageId, MessageId, validate_nonce, validate_room,
 };
 
 use crate::metrics::BrokerCall;
@@ -147,17 +146,6 @@ pub(crate) fn refusal(refusal: ChangeRefusal) -> Invalid {
     Invalid {
         code,
         message: message.into(),
-    }
-}
-
-/// The frame announcing a change (`edited`, `deleted`, `reacted`); `None` for a kind this
-/// server does not know (never stored by it).
-pub(crate) fn change_frame(change: Change) -> Option<ServerFrame> {
-    match change {
-        Change::Edited(edited) => Some(ServerFrame::Edited(edited)),
-        Change::Deleted(deleted) => Some(ServerFrame::Deleted(deleted)),
-        Change::Reacted(reacted) => Some(ServerFrame::Reacted(reacted)),
-        Change::Unknown => None,
     }
 }
 

@@ -14,13 +14,12 @@ use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
 use skat_broker::collections::{SortedMap, Tally};
-use skat_broker::{Broker, Resume, RoomEvent, RoomSink, Snapshot};
+use skat_broker::{Broker, Change, Resume, RoomEvent, RoomSink, Snapshot};
 use skat_protocol::{ServerFrame, encode_server};
 use tokio::sync::OnceCell;
 
 use crate::lock;
 use crate::metrics::{BrokerCall, Metrics};
-use crate::ops;
 use crate::outbox::{ConnId, Eviction, FrameKind, Outbox, RoomFrame};
 use crate::ws;
 
@@ -319,7 +318,7 @@ pub(crate) fn encode(room: &Arc<str>, event: RoomEvent) -> Option<RoomFrame> {
         ),
         RoomEvent::Change(change) => {
             let id = change.id()?;
-            (FrameKind::Change(id), ops::change_frame(change)?)
+            (FrameKind::Change(id), change_frame(change)?)
         }
         // Node-wide notices: `sessions` hands a `Read` to the user's connections.
         RoomEvent::Disconnect { .. } | RoomEvent::Read { .. } => return None,
@@ -329,6 +328,17 @@ pub(crate) fn encode(room: &Arc<str>, event: RoomEvent) -> Option<RoomFrame> {
         kind,
         wire: ws::text_frame(&encode_server(&frame)).into_boxed_slice(),
     })
+}
+
+/// The frame announcing a change (`edited`, `deleted`, `reacted`); `None` for a kind this
+/// server does not know (never stored by it).
+pub(crate) fn change_frame(change: Change) -> Option<ServerFrame> {
+    match change {
+        Change::Edited(edited) => Some(ServerFrame::Edited(edited)),
+        Change::Deleted(deleted) => Some(ServerFrame::Deleted(deleted)),
+        Change::Reacted(reacted) => Some(ServerFrame::Reacted(reacted)),
+        Change::Unknown => None,
+    }
 }
 
 #[cfg(test)]

@@ -147,13 +147,16 @@ impl NewChange {
     }
 }
 
+/// The fixed bytes [`change_size`] counts for a change (keys, ids and numbers): more than any
+/// change's framing. Public for a backend that counts changes from its stored form.
+pub const CHANGE_FRAMING: usize = 120;
+
 /// What a change takes in a recovery's bounds: its strings' escaped bytes plus a fixed 120 for
 /// keys, ids and numbers (more than any change's framing). An upper estimate, unlike
 /// [`message_size`](skat_protocol::message_size)'s exact count: changes are few next to
 /// messages, and a bound that errs high only makes a recovery fall back to the latest page
 /// sooner.
 pub fn change_size(change: &Change) -> usize {
-    const FRAMING: usize = 120;
     let strings = match change {
         Change::Edited(c) => escaped_len(&c.room) + escaped_len(&c.by) + escaped_len(&c.body),
         Change::Deleted(c) => escaped_len(&c.room) + escaped_len(&c.by),
@@ -166,5 +169,5 @@ pub fn change_size(change: &Change) -> usize {
         | Change::Reacted(Reacted { nonce, .. }) => nonce.as_deref().map_or(0, escaped_len),
         Change::Unknown => 0,
     };
-    FRAMING + strings + nonce
+    CHANGE_FRAMING + strings + nonce
 }

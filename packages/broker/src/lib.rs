@@ -42,7 +42,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use change::{
-    ChangeKind, ChangeRefusal, Changed, NewChange, ReadState, Recovered, change_size,
+    CHANGE_FRAMING, ChangeKind, ChangeRefusal, Changed, NewChange, ReadState, Recovered,
+    change_size,
 };
 
 pub use memory::{MemoryBroker, MemoryBrokerConfig, MemoryError, MemorySubscription};

@@ -24,11 +24,8 @@ fn config(cluster: &RedisCluster, prefix: &str, node: &str) -> RedisConfig {
     }
 }
 
-/// Changes to messages, replies and read markers (issue 22) on a cluster: expected to fail
-/// until the Redis backend implements them (step 2b; its `change` and `read` answer
-/// `Unsupported`).
+/// Changes to messages, replies and read markers (issue 22) on a cluster.
 #[tokio::test]
-#[ignore = "issue 22, step 2b: the Redis backend does not store changes, replies or read markers yet"]
 async fn cluster_passes_the_suite_of_changes() {
     let cluster = RedisCluster::start(3, 1).await;
     let run = AtomicUsize::new(0);
@@ -324,4 +321,14 @@ async fn a_publishs_wait_runs_on_the_rooms_master_after_its_slot_moved() {
         "WAITs ran on the room's old master"
     );
     assert_eq!(after.1, before.1 + 3, "every WAIT ran on the room's master");
+    // A change takes the publish's path: it waits for the replicas too (twice the first time,
+    // when the master does not have the change's script yet: the pipeline is sent again).
+    let target = conformance::publish_n(&a, "general", 1).await;
+    let waits = waits_on(&mut cluster, to).await;
+    let edit = conformance::change("general", target[0].id, "alice", conformance::edit("e"));
+    conformance::changed(&a, edit).await;
+    assert!(
+        waits_on(&mut cluster, to).await > waits,
+        "the change's WAIT ran on the room's master"
+    );
 }

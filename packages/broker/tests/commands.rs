@@ -289,10 +289,13 @@ async fn a_command_connection_that_stops_answering_is_replaced() {
     let broker = RedisBroker::connect(config(path.url(), "stall:"))
         .await
         .unwrap();
-    broker.history("general", None, 10).await.unwrap();
-    // From now on, the connection that reads streams hears nothing back.
-    path.hold_replies_to("XREVRANGE");
-    let stalled = broker.history("general", None, 10).await;
+    let sent = message("general", "once", Some("n1"));
+    broker.publish(sent.clone()).await.unwrap();
+    // From now on, the connection that reads streams hears nothing back (a publish sent again
+    // reads its original with an `XRANGE`; history pages are a script now, as every other
+    // command the test sends).
+    path.hold_replies_to("XRANGE");
+    let stalled = broker.publish(sent).await;
     assert!(stalled.is_err(), "{stalled:?}");
     let started = Instant::now();
     broker.members("general", None, 10).await.unwrap();

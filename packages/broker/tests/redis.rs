@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use skat_broker::conformance::{self, listen, next_event};
 use skat_broker::{Broker, BrokerStats, Recovery, RedisBroker, RedisConfig, Resume, RoomEvent};
+use skat_protocol::UNREAD_CAP;
 use skat_testkit::RedisServer;
 
 fn config(redis: &RedisServer, prefix: &str, node: &str, stream_len: usize) -> RedisConfig {
@@ -22,11 +23,9 @@ fn config(redis: &RedisServer, prefix: &str, node: &str, stream_len: usize) -> R
     }
 }
 
-/// Changes to messages, replies and read markers (issue 22): not implemented by the Redis
-/// backend yet (step 2b), whose `change` and `read` answer `Unsupported`, so this is expected
-/// to fail until then; run it with `--ignored` to see where it stands.
+/// Changes to messages, replies and read markers (issue 22), and the unread cap (a room that
+/// retains more than [`skat_protocol::UNREAD_CAP`] entries).
 #[tokio::test]
-#[ignore = "issue 22, step 2b: the Redis backend does not store changes, replies or read markers yet"]
 async fn conformance_of_changes() {
     let redis = RedisServer::start().await;
     let run = AtomicUsize::new(0);
@@ -43,6 +42,12 @@ async fn conformance_of_changes() {
         100,
     )
     .await;
+    // A thousand publishes: patient with a loaded machine.
+    let cfg = RedisConfig {
+        command_timeout: Duration::from_secs(5),
+        ..config(&redis, "cap:", "node-a", UNREAD_CAP as usize + 100)
+    };
+    conformance::unread_is_capped(&RedisBroker::connect(cfg).await.unwrap()).await;
 }
 
 #[tokio::test]

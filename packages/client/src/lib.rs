@@ -5,6 +5,12 @@
 //! its API (errors carry the transport's as an opaque source, raw frames are [`RawFrame`]), so
 //! an upgrade of the WebSocket library does not break its users.
 //!
+//! Besides messages, it edits, deletes and reacts to them ([`Client::edit`], [`Client::delete`],
+//! [`Client::react`], [`Client::send_reply`]) and moves the user's read marker
+//! ([`Client::read`]); the outcomes are events like any other (`edited`, `deleted`, `reacted`,
+//! `read`). To resume a room, keep the greatest id seen in it, of a message or a change, and
+//! pass it to [`Client::join_since`].
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), skat_client::ClientError> {
 //! use skat_client::Client;
@@ -257,6 +263,89 @@ impl Client {
             reply_to: None,
         };
         self.send_frame(&frame).await
+    }
+
+    /// Sends a message replying to `reply_to`, a message of the same room (as received); like
+    /// [`Client::send_message`] otherwise. A `reply_to` the room does not hold (or deleted) is
+    /// refused with `invalid_reply`.
+    pub async fn send_reply(
+        &mut self,
+        room: &str,
+        body: &str,
+        nonce: Option<&str>,
+        reply_to: MessageId,
+    ) -> Result<(), ClientError> {
+        let frame = ClientFrame::Send {
+            room: room.to_owned(),
+            body: body.to_owned(),
+            nonce: nonce.map(str::to_owned),
+            reply_to: Some(reply_to.to_string()),
+        };
+        self.send_frame(&frame).await
+    }
+
+    /// Replaces the body of message `id` (ours, or anyone's in a room our token moderates);
+    /// its confirmation is the `edited` event every member gets, carrying `nonce`. Retries with
+    /// the same nonce are carried out once.
+    pub async fn edit(
+        &mut self,
+        room: &str,
+        id: MessageId,
+        body: &str,
+        nonce: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let frame = ClientFrame::Edit {
+            room: room.to_owned(),
+            id: id.to_string(),
+            body: body.to_owned(),
+            nonce: nonce.map(str::to_owned),
+        };
+        self.send_frame(&frame).await
+    }
+
+    /// Deletes message `id` (as for [`Client::edit`], who may); confirmed by a `deleted` event.
+    pub async fn delete(
+        &mut self,
+        room: &str,
+        id: MessageId,
+        nonce: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let frame = ClientFrame::Delete {
+            room: room.to_owned(),
+            id: id.to_string(),
+            nonce: nonce.map(str::to_owned),
+        };
+        self.send_frame(&frame).await
+    }
+
+    /// Adds (`add`) or takes back our reaction with `emoji` to message `id`; confirmed by a
+    /// `reacted` event (to us alone, with the current count, if it changed nothing).
+    pub async fn react(
+        &mut self,
+        room: &str,
+        id: MessageId,
+        emoji: &str,
+        add: bool,
+        nonce: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let frame = ClientFrame::React {
+            room: room.to_owned(),
+            id: id.to_string(),
+            emoji: emoji.to_owned(),
+            add,
+            nonce: nonce.map(str::to_owned),
+        };
+        self.send_frame(&frame).await
+    }
+
+    /// Marks everything up to `id` read in `room`. When the marker moved, every connection of
+    /// our user, on every node, gets a `read` event with the unread count after it.
+    pub async fn read(&mut self, room: &str, id: MessageId) -> Result<(), ClientError> {
+        self.send_frame(&ClientFrame::Read {
+            room: room.to_owned(),
+            id: id.to_string(),
+        })
+        .await
     }
 
     /// Tells the room we are typing.

@@ -38,7 +38,10 @@ pub use frames::{ClientFrame, ErrorCode, ServerFrame};
 pub use id::{InvalidMessageId, MessageId};
 pub use message::{Extras, Message, Reaction};
 pub use names::{SYSTEM_SENDER, dm_room, dm_users};
-pub use sizes::{MESSAGE_FRAMING, NONCE_FRAMING, escaped_len, keep_newest_within, message_size};
+pub use sizes::{
+    DELETED_SIZE, EDITED_FRAMING, MESSAGE_FRAMING, NONCE_FRAMING, REACTION_FRAMING,
+    REACTIONS_FRAMING, REPLY_TO_FRAMING, escaped_len, keep_newest_within, message_size,
+};
 pub use validate::{
     DEFAULT_HISTORY_LIMIT, Invalid, MAX_BODY_CHARS, MAX_EMOJI_BYTES, MAX_HISTORY_LIMIT,
     MAX_MEMBERS_LIMIT, MAX_NAME_CHARS, MAX_NONCE_CHARS, MAX_REACTIONS, MAX_ROOM_CHARS,

@@ -48,18 +48,20 @@ pub const MESSAGE_FRAMING: usize = 46;
 /// What a nonce adds to [`message_size`] besides its escaped value: `,"nonce":""`.
 pub const NONCE_FRAMING: usize = 11;
 
-/// What a `reply_to` adds besides the id: `,"reply_to":""`.
-const REPLY_TO_FRAMING: usize = 14;
+/// What a `reply_to` adds to [`message_size`] besides the id: `,"reply_to":""`. Public, like
+/// the other framings, for a backend that counts a message from its own stored form (the Redis
+/// backend's scripts).
+pub const REPLY_TO_FRAMING: usize = 14;
 /// What an `edited` time adds besides its digits: `,"edited":`.
-const EDITED_FRAMING: usize = 10;
+pub const EDITED_FRAMING: usize = 10;
 /// What a deletion adds: `,"deleted":true`.
-const DELETED_SIZE: usize = 15;
+pub const DELETED_SIZE: usize = 15;
 /// What a non-empty `reactions` adds besides its entries and the commas between them:
 /// `,"reactions":[]`.
-const REACTIONS_FRAMING: usize = 15;
+pub const REACTIONS_FRAMING: usize = 15;
 /// What one reaction takes besides its values and the commas between its users:
 /// `{"emoji":"","count":,"users":[]}`.
-const REACTION_FRAMING: usize = 32;
+pub const REACTION_FRAMING: usize = 32;
 
 /// The bytes `message` adds to a list of messages in a frame: exactly its JSON as
 /// `serde_json` writes it, plus one for the comma that separates it from the next. So the

@@ -497,3 +497,36 @@ async fn a_moderator_deletes_someone_elses_message_where_a_user_may_not() {
         (spam.id, "mod", Some("m1"))
     );
 }
+
+/// The Rust client's methods for all of it, end to end.
+#[tokio::test]
+async fn the_rust_client_edits_deletes_reacts_replies_and_reads() {
+    let node = Node::start().await;
+    let mut alice = node.client("alice").await;
+    let mut bob = node.client("bob").await;
+    join(&mut alice, "r").await;
+    join(&mut bob, "r").await;
+    let hi = say(&mut alice, "r", "hi").await;
+    alice.edit("r", hi.id, "hello", Some("e")).await.unwrap();
+    assert!(matches!(change(&mut alice).await, ServerFrame::Edited(e) if e.body == "hello"));
+    bob.send_reply("r", "re", Some("s"), hi.id).await.unwrap();
+    let reply = loop {
+        if let ServerFrame::Message(m) = change(&mut bob).await
+            && m.from == "bob"
+        {
+            break m;
+        }
+    };
+    assert_eq!(reply.reply_to(), Some(hi.id));
+    bob.react("r", hi.id, "🎉", true, None).await.unwrap();
+    assert!(matches!(change(&mut bob).await, ServerFrame::Reacted(r) if r.count == 1));
+    bob.read("r", reply.id).await.unwrap();
+    assert!(matches!(change(&mut bob).await, ServerFrame::Read { id, .. } if id == reply.id));
+    alice.delete("r", hi.id, None).await.unwrap();
+    loop {
+        if let ServerFrame::Deleted(d) = change(&mut alice).await {
+            assert_eq!(d.target, hi.id);
+            break;
+        }
+    }
+}

@@ -43,9 +43,16 @@ fn a_long_enough_secret_mints_a_token() {
 }
 
 #[test]
-fn token_rooms_become_the_rooms_claim() {
+fn token_rooms_and_moderate_become_claims() {
     let out = skat_server(
-        &["token", "admin", "--rooms", "private-ops,support-*"],
+        &[
+            "token",
+            "admin",
+            "--rooms",
+            "private-ops,support-*",
+            "--moderate",
+            "support-*",
+        ],
         "sixteen-bytes!!!",
     );
     assert!(out.status.success());
@@ -60,6 +67,7 @@ fn token_rooms_become_the_rooms_claim() {
         claims["rooms"],
         serde_json::json!(["private-ops", "support-*"])
     );
+    assert_eq!(claims["moderate"], serde_json::json!(["support-*"]));
 }
 
 /// `skat-server token admin` with `SKAT_REDIS_CLUSTER` set to `value`: the whole command line,

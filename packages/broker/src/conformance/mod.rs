@@ -12,8 +12,10 @@ mod messages;
 mod presence;
 mod reactions;
 mod read;
+mod recovery;
 mod replies;
 mod sizes;
+mod snapshot;
 
 pub use delete::{deleting_drops_the_body, moderators_delete_anyone_s};
 pub use edit::{
@@ -22,8 +24,7 @@ pub use edit::{
 };
 pub use messages::{
     boundary_ids, history_is_bounded, history_pages_backwards,
-    ids_increase_and_reach_every_subscriber, join_snapshot, recovery,
-    retries_with_the_same_nonce_are_not_stored_twice, since_must_be_in_the_history,
+    ids_increase_and_reach_every_subscriber, retries_with_the_same_nonce_are_not_stored_twice,
 };
 pub use presence::{
     all_members, members_are_paged_by_name, notices_and_rooms, presence_counts_nodes,
@@ -31,8 +32,10 @@ pub use presence::{
 };
 pub use reactions::{reactions_are_counted_and_bounded, repeated_reactions_change_nothing};
 pub use read::{read_markers_and_unread_counts, unread_is_capped};
+pub use recovery::{recovery, since_must_be_in_the_history};
 pub use replies::replies_name_a_retained_message;
 pub use sizes::recovery_counts_encoded_bytes;
+pub use snapshot::join_snapshot;
 
 use std::future::Future;
 use std::time::Duration;
@@ -43,7 +46,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     Broker, Change, ChangeKind, Changed, Message, MessageId, NewChange, NewMessage, Published,
-    Recovered, RoomEvent, RoomSink,
+    Recovered, Recovery, Resume, RoomEvent, RoomSink,
 };
 
 /// Runs every check; `make` builds a broker whose per-room history holds `history_len` messages.
@@ -135,6 +138,15 @@ pub fn no_changes(recovered: Recovered) -> Vec<Message> {
         recovered.changes
     );
     recovered.messages
+}
+
+/// A join that recovers up to 100 messages, else gets the latest `page`.
+pub fn resume(page: usize) -> Resume<'static> {
+    Resume {
+        recovery: Recovery::count(100),
+        members: 100,
+        ..Resume::latest(page)
+    }
 }
 
 /// Publishes `n` messages `m0..` to `room` and returns them as accepted.

@@ -6,7 +6,7 @@
 
 use crate::{Broker, Message, NewMessage, Recovery, Resume, message_size};
 
-use super::messages::resume;
+use super::resume;
 
 /// Bodies and nonces whose JSON differs from their text in every way there is.
 fn tricky() -> Vec<(String, Option<String>)> {

@@ -3,8 +3,11 @@
 //!
 //! Messages are stored and published in a compact text form private to this module (this crate
 //! does not speak JSON): `<from>\n<nonce byte length or ->\n<nonce><body>`. The published form
-//! prefixes `m<id>\n`; presence events are `p1<user>` / `p0<user>` (written by the scripts),
-//! typing events `t<user>`, disconnect notices `k<user>\n<reason>`.
+//! prefixes `m<id>\n` (a reply: `y<id>\n<reply_to>\n`); changes are published as
+//! `c<id>\n<kind>\n<target>\n` and their stored text (see `lua/state.lua`, which also
+//! describes the overlays of messages in their current state, decoded here); presence events are
+//! `p1<user>` / `p0<user>` (written by the scripts), typing events `t<user>`, disconnect notices
+//! `k<user>\n<reason>`, read-marker notices `r<id>\n<unread>\n<user>\n<room>`.
 //!
 //! A node instance is named `<node id>:<claim token>` ([`instance_name`]). Every key and channel
 //! name is made by [`Names`], under the configured prefix (see the
@@ -12,7 +15,8 @@
 //! share a cluster slot.
 
 use super::error::RedisBrokerError;
-use crate::{Message, MessageId, RoomEvent};
+use crate::{Change, Message, MessageId, RoomEvent};
+use skat_protocol::{Deleted, Edited, Reacted};
 
 /// The names of the backend's keys and channels, under the configured prefix: the one place
 /// they are made.
@@ -57,6 +61,27 @@ impl Names {
     /// 0, so members page by name.
     pub(super) fn by_name(&self, room: &str) -> String {
         self.key(room, "names")
+    }
+
+    /// The room's current-state overlays of changed messages, and their reactors (see
+    /// `lua/state.lua`).
+    pub(super) fn state(&self, room: &str) -> String {
+        self.key(room, "state")
+    }
+
+    /// The room's tombstones: deleted messages, by id.
+    pub(super) fn gone(&self, room: &str) -> String {
+        self.key(room, "gone")
+    }
+
+    /// The edits erased with their deleted message, by id.
+    pub(super) fn erased(&self, room: &str) -> String {
+        self.key(room, "erased")
+    }
+
+    /// The room's read markers: user → id.
+    pub(super) fn read(&self, room: &str) -> String {
+        self.key(room, "read")
     }
 
     /// The room's history epoch (see [`Broker::epoch`](crate::Broker::epoch)).
@@ -151,54 +176,218 @@ pub(super) fn parse_id(id: &str) -> Result<MessageId, RedisBrokerError> {
 /// Decodes [`encode_message`]'s output.
 fn decode_message(room: &str, id: &str, encoded: &str) -> Result<Message, RedisBrokerError> {
     let id = parse_id(id)?;
-    let (from, rest) = encoded
-        .split_once('\n')
-        .ok_or_else(|| corrupt("message without sender"))?;
-    let (len, rest) = rest
-        .split_once('\n')
-        .ok_or_else(|| corrupt("message without nonce length"))?;
-    let (nonce, body) = match len {
-        "-" => (None, rest),
-        len => {
-            let len: usize = len.parse().map_err(|_| corrupt("bad nonce length"))?;
-            if !rest.is_char_boundary(len) {
-                return Err(corrupt("nonce length past the data"));
-            }
-            let (nonce, body) = rest.split_at(len);
-            (Some(nonce.to_owned()), body)
-        }
-    };
+    let (from, nonce, body) = split_stored(encoded, "message")?;
     Ok(Message {
         room: room.to_owned(),
         id,
         from: from.to_owned(),
         body: body.to_owned(),
         ts: id.ms,
-        nonce,
+        nonce: nonce.map(str::to_owned),
         extras: None,
+    })
+}
+
+/// Splits a stored text `<who>\n<nonce byte length or ->\n<nonce><rest>` (a message's, or a
+/// change's: see `lua/state.lua`) into who, nonce and the rest.
+fn split_stored<'a>(
+    encoded: &'a str,
+    what: &str,
+) -> Result<(&'a str, Option<&'a str>, &'a str), RedisBrokerError> {
+    let (who, rest) = encoded
+        .split_once('\n')
+        .ok_or_else(|| corrupt(&format!("{what} without sender")))?;
+    let (len, rest) = rest
+        .split_once('\n')
+        .ok_or_else(|| corrupt(&format!("{what} without nonce length")))?;
+    match len {
+        "-" => Ok((who, None, rest)),
+        len => {
+            let len: usize = len.parse().map_err(|_| corrupt("bad nonce length"))?;
+            if !rest.is_char_boundary(len) {
+                return Err(corrupt("nonce length past the data"));
+            }
+            let (nonce, rest) = rest.split_at(len);
+            Ok((who, Some(nonce), rest))
+        }
+    }
+}
+
+/// Encodes a change for the stream and its event, without its payload: `<by>\n<nonce byte
+/// length or ->\n<nonce>` (the script appends an edit's body, or a reaction's outcome).
+pub(super) fn encode_change_head(by: &str, nonce: Option<&str>) -> String {
+    encode_message(by, nonce, "")
+}
+
+/// Decodes a change of kind `kind` (`e`, `d`, `r`) with id `id` to `target`, stored as
+/// `encoded` (see [`encode_change_head`]).
+fn decode_change(
+    room: &str,
+    id: &str,
+    kind: &str,
+    target: &str,
+    encoded: &str,
+) -> Result<Change, RedisBrokerError> {
+    let id = parse_id(id)?;
+    let target = parse_id(target)?;
+    let (by, nonce, rest) = split_stored(encoded, "change")?;
+    let (room, by, nonce, ts) = (
+        room.to_owned(),
+        by.to_owned(),
+        nonce.map(str::to_owned),
+        id.ms,
+    );
+    Ok(match kind {
+        "e" => Change::Edited(Edited {
+            room,
+            id,
+            target,
+            by,
+            body: rest.to_owned(),
+            ts,
+            nonce,
+        }),
+        "d" => Change::Deleted(Deleted {
+            room,
+            id,
+            target,
+            by,
+            ts,
+            nonce,
+        }),
+        "r" => {
+            let (add, rest) = rest
+                .split_at_checked(1)
+                .ok_or_else(|| corrupt("empty reaction"))?;
+            let (count, emoji) = rest
+                .split_once('\n')
+                .ok_or_else(|| corrupt("reaction without emoji"))?;
+            Change::Reacted(Reacted {
+                room,
+                id,
+                target,
+                user: by,
+                emoji: emoji.to_owned(),
+                add: add == "1",
+                count: count.parse().map_err(|_| corrupt("bad reaction count"))?,
+                nonce,
+            })
+        }
+        _ => return Err(corrupt("unknown change kind")),
     })
 }
 
 /// Stream entries as Redis returns them (`XRANGE` and friends): `[id, [field, value, ...]]`.
 pub(super) type Entries = Vec<(String, Vec<String>)>;
 
-/// Decodes stream entries, in the order given.
-pub(super) fn decode_entries(
-    room: &str,
-    entries: Entries,
-) -> Result<Vec<Message>, RedisBrokerError> {
+/// Decodes stream entries (messages and changes), in the order given.
+pub(super) fn decode_log(room: &str, entries: Entries) -> Result<Vec<RoomEvent>, RedisBrokerError> {
     entries
         .into_iter()
         .map(|(id, fields)| decode_entry(room, &id, &fields))
         .collect()
 }
 
-/// Decodes a stream entry `[id, ["d", encoded]]`.
-fn decode_entry(room: &str, id: &str, fields: &[String]) -> Result<Message, RedisBrokerError> {
+/// Decodes the entries of a read script (messages in their current state, and a recovery's
+/// changes), in the order given, into messages and changes.
+pub(super) fn decode_split(
+    room: &str,
+    entries: Entries,
+) -> Result<(Vec<Message>, Vec<Change>), RedisBrokerError> {
+    let mut messages = Vec::with_capacity(entries.len());
+    let mut changes = Vec::new();
+    for event in decode_log(room, entries)? {
+        match event {
+            RoomEvent::Message(message) => messages.push(message),
+            RoomEvent::Change(change) => changes.push(change),
+            _ => {}
+        }
+    }
+    Ok((messages, changes))
+}
+
+/// Decodes a stream entry: a message `[d, encoded]` (and, in its current state as the read
+/// scripts give it: `y` the message it replies to, `x` a tombstone, `o` its overlay), or a change
+/// `[k, kind, t, target, d, encoded]` (`x`: an edit erased with its message, without its body).
+fn decode_entry(room: &str, id: &str, fields: &[String]) -> Result<RoomEvent, RedisBrokerError> {
     match fields {
-        [name, encoded] if name == "d" => decode_message(room, id, encoded),
+        [k, kind, t, target, d, encoded, ..] if k == "k" && t == "t" && d == "d" => {
+            let mut change = decode_change(room, id, kind, target, encoded)?;
+            if fields.len() > 6
+                && let Change::Edited(edit) = &mut change
+            {
+                // Erased with its message: the body is gone.
+                edit.body.clear();
+            }
+            Ok(RoomEvent::Change(change))
+        }
+        [d, encoded, rest @ ..] if d == "d" => {
+            let mut message = decode_message(room, id, encoded)?;
+            let mut extras = skat_protocol::Extras::default();
+            for pair in rest.chunks(2) {
+                match pair {
+                    [name, value] if name == "y" => extras.reply_to = Some(parse_id(value)?),
+                    [name, _] if name == "x" => extras.deleted = true,
+                    [name, value] if name == "o" => {
+                        apply_overlay(&mut message, &mut extras, value)?;
+                    }
+                    _ => return Err(corrupt("unknown message field")),
+                }
+            }
+            if extras.deleted {
+                extras = skat_protocol::Extras {
+                    deleted: true,
+                    ..Default::default()
+                };
+            }
+            if !extras.is_empty() {
+                message.extras = Some(Box::new(extras));
+            }
+            Ok(RoomEvent::Message(message))
+        }
         _ => Err(corrupt("stream entry without a d field")),
     }
+}
+
+/// Applies a message's overlay (its current state, see `lua/state.lua`) to it.
+fn apply_overlay(
+    message: &mut Message,
+    extras: &mut skat_protocol::Extras,
+    overlay: &str,
+) -> Result<(), RedisBrokerError> {
+    let bad = || corrupt("bad overlay");
+    let mut rest = overlay;
+    let mut line = || -> Result<&str, RedisBrokerError> {
+        let (line, after) = rest.split_once('\n').ok_or_else(bad)?;
+        rest = after;
+        Ok(line)
+    };
+    let edited = line()?;
+    let _edits = line()?;
+    let reactions: usize = line()?.parse().map_err(|_| bad())?;
+    for _ in 0..reactions.min(skat_protocol::MAX_REACTIONS) {
+        let emoji = line()?.to_owned();
+        let count = line()?.parse().map_err(|_| bad())?;
+        let shown: usize = line()?.parse().map_err(|_| bad())?;
+        let users = (0..shown.min(skat_protocol::REACTION_USERS_SHOWN))
+            .map(|_| line().map(str::to_owned))
+            .collect::<Result<_, _>>()?;
+        extras.reactions.push(skat_protocol::Reaction {
+            emoji,
+            count,
+            users,
+        });
+    }
+    if !edited.is_empty() {
+        extras.edited = Some(edited.parse().map_err(|_| bad())?);
+        message.body = rest.to_owned();
+    }
+    Ok(())
+}
+
+/// Encodes a read marker's move for the nodes' channel: `r<id>\n<unread>\n<user>\n<room>`.
+pub(super) fn encode_read(room: &str, user: &str, id: MessageId, unread: u32) -> String {
+    format!("r{id}\n{unread}\n{user}\n{room}")
 }
 
 /// Decodes a pub/sub payload.
@@ -212,6 +401,45 @@ pub(super) fn decode_event(room: &str, payload: &[u8]) -> Result<RoomEvent, Redi
                 .split_once('\n')
                 .ok_or_else(|| corrupt("message event without id"))?;
             Ok(RoomEvent::Message(decode_message(room, id, encoded)?))
+        }
+        Some('y') => {
+            let mut parts = chars.as_str().splitn(3, '\n');
+            let (Some(id), Some(reply_to), Some(encoded)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(corrupt("reply event without its ids"));
+            };
+            let mut message = decode_message(room, id, encoded)?;
+            message.extras = Some(Box::new(skat_protocol::Extras {
+                reply_to: Some(parse_id(reply_to)?),
+                ..Default::default()
+            }));
+            Ok(RoomEvent::Message(message))
+        }
+        Some('c') => {
+            let mut parts = chars.as_str().splitn(4, '\n');
+            let (Some(id), Some(kind), Some(target), Some(encoded)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(corrupt("change event without its ids"));
+            };
+            Ok(RoomEvent::Change(decode_change(
+                room, id, kind, target, encoded,
+            )?))
+        }
+        Some('r') => {
+            let mut parts = chars.as_str().splitn(4, '\n');
+            let (Some(id), Some(unread), Some(user), Some(read_room)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(corrupt("read event without its fields"));
+            };
+            Ok(RoomEvent::Read {
+                room: read_room.to_owned(),
+                user: user.to_owned(),
+                id: parse_id(id)?,
+                unread: unread.parse().map_err(|_| corrupt("bad unread count"))?,
+            })
         }
         Some('p') => {
             let rest = chars.as_str();
@@ -268,11 +496,114 @@ mod tests {
     }
 
     #[test]
+    fn replies_changes_and_read_markers_decode() {
+        let encoded = encode_message("bob", Some("n"), "re");
+        let RoomEvent::Message(reply) =
+            decode_event("r", format!("y5-2\n5-1\n{encoded}").as_bytes()).unwrap()
+        else {
+            panic!("not a message")
+        };
+        assert_eq!(
+            (reply.reply_to(), reply.body.as_str()),
+            (Some("5-1".parse().unwrap()), "re")
+        );
+        let head = encode_change_head("ann", None);
+        let change = |kind: &str, rest: &str| {
+            decode_event("r", format!("c6-0\n{kind}\n5-1\n{head}{rest}").as_bytes()).unwrap()
+        };
+        let RoomEvent::Change(Change::Edited(edit)) = change("e", "new\nbody") else {
+            panic!("not an edit")
+        };
+        assert_eq!(
+            (edit.body.as_str(), edit.ts, edit.by.as_str()),
+            ("new\nbody", 6, "ann")
+        );
+        let RoomEvent::Change(Change::Reacted(r)) = change("r", "112\n👍") else {
+            panic!("not a reaction")
+        };
+        assert_eq!(
+            (r.add, r.count, r.emoji.as_str(), r.user.as_str()),
+            (true, 12, "👍", "ann")
+        );
+        assert!(matches!(
+            change("d", ""),
+            RoomEvent::Change(Change::Deleted(_))
+        ));
+        let read = encode_read("a\nroom", "bob", "7-0".parse().unwrap(), 3);
+        assert_eq!(
+            decode_event("~nodes", read.as_bytes()).unwrap(),
+            RoomEvent::Read {
+                room: "a\nroom".into(),
+                user: "bob".into(),
+                id: "7-0".parse().unwrap(),
+                unread: 3
+            }
+        );
+        for bad in [
+            &b"c6-0\nq\n5-1\nann\n-\n"[..],
+            b"c6-0\nr\n5-1\nann\n-\n",
+            b"y5-2\n5-1",
+            b"r7-0\nx\nbob\nr",
+        ] {
+            assert!(decode_event("r", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_message_in_its_current_state_decodes_from_its_overlay() {
+        let fields = |extra: &[&str]| -> Vec<String> {
+            ["d", "alice\n-\nold"]
+                .iter()
+                .chain(extra)
+                .map(|f| f.to_string())
+                .collect()
+        };
+        let decode = |fields: Vec<String>| match decode_entry("r", "5-1", &fields).unwrap() {
+            RoomEvent::Message(message) => message,
+            other => panic!("{other:?}"),
+        };
+        let plain = decode(fields(&[]));
+        assert_eq!((plain.body.as_str(), plain.extras.is_none()), ("old", true));
+        let overlay = "9\n6-0\n2\n👍\n3\n2\nann\nbob\n🎉\n1\n1\nann\nnew\nbody";
+        let changed = decode(fields(&["y", "4-0", "o", overlay]));
+        assert_eq!(changed.body, "new\nbody");
+        assert_eq!(changed.edited(), Some(9));
+        assert_eq!(changed.reply_to(), Some("4-0".parse().unwrap()));
+        assert_eq!(changed.reactions()[0].users, ["ann", "bob"]);
+        assert_eq!(
+            (changed.reactions()[0].count, changed.reactions()[1].count),
+            (3, 1)
+        );
+        let reacted = decode(fields(&["o", "\n\n1\n👍\n1\n1\nann\n"]));
+        assert_eq!((reacted.body.as_str(), reacted.edited()), ("old", None));
+        let tombstone = decode(vec![
+            "d".into(),
+            "alice\n-\n".into(),
+            "x".into(),
+            "1".into(),
+        ]);
+        assert!(tombstone.is_deleted() && tombstone.body.is_empty());
+        assert!(decode_entry("r", "5-1", &fields(&["o", "9\n"])).is_err());
+        assert!(decode_entry("r", "5-1", &fields(&["z", "1"])).is_err());
+    }
+
+    #[test]
     fn names_are_hash_tagged_by_room() {
         let names = Names::new("skat:");
         assert_eq!(names.stream("general"), "skat:{general}:stream");
         assert_eq!(names.channel("general"), "skat:{general}:events");
         assert_eq!(names.by_name("general"), "skat:{general}:names");
+        assert_eq!(names.state("general"), "skat:{general}:state");
+        assert_eq!(names.gone("general"), "skat:{general}:gone");
+        assert_eq!(names.erased("general"), "skat:{general}:erased");
+        assert_eq!(names.read("general"), "skat:{general}:read");
+        // The scripts name the side keys after the stream key (`side_key` in `lua/trim.lua`).
+        let base = names
+            .stream("general")
+            .strip_suffix("stream")
+            .unwrap()
+            .to_owned();
+        assert_eq!(base + "state", names.state("general"));
         assert_eq!(names.held("general", "n:t"), "skat:{general}:held:n:t");
         assert_eq!(
             names.dedup("general", "bob", "c-1"),

@@ -30,9 +30,4 @@ pub enum RedisBrokerError {
         "the node's claim on its id may have lapsed (Redis out of reach): presence not written"
     )]
     Lapsed,
-    /// The call is part of the broker contract but not implemented by this backend yet: changes
-    /// to messages, replies and read markers (issue 22) come to Redis in a later step. Nothing
-    /// was written.
-    #[error("not yet supported by the Redis backend: {0}")]
-    Unsupported(&'static str),
 }

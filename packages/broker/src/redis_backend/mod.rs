@@ -5,8 +5,30 @@
 //! With the default prefix `skat:` and the room name hash-tagged, so that one room's keys and
 //! channel live on one Redis Cluster slot:
 //!
-//! - `skat:{general}:stream`: the room's messages, a Redis Stream trimmed to `stream_len` entries.
-//!   Stream ids are message ids. Each entry has one field, `d`, holding the encoded message.
+//! - `skat:{general}:stream`: the room's log of messages and changes to them (issue 22), a Redis
+//!   Stream trimmed to `stream_len` entries. Stream ids are message (and change) ids, one
+//!   sequence. A plain message's entry has one field, `d`, holding the encoded message, as it
+//!   always had; a reply adds `y` (the id it replies to). A change's entry starts with `k` (`e`
+//!   edit, `d` delete, `r` reaction), then `t` (its target) and `d` (who, nonce, and the edit's
+//!   body or the reaction's outcome). See `lua/state.lua` for every format.
+//! - `skat:{general}:state`: the current state of the room's changed messages, a hash written by
+//!   the change's script in the same step as its `XADD` (so every node reads the same): message
+//!   id → overlay (edited body and time, the ids of its edits, the reaction summary: each
+//!   emoji's exact count and first users), and `<id>\n<emoji>` → every user reacting with it,
+//!   in order. History, join and recovery read a page of the stream, skipping changes, then one
+//!   `HMGET` of the page's overlays, only in rooms that have any. A message whose edits and
+//!   reactions are all gone has no overlay (it reads as a plain one again).
+//! - `skat:{general}:gone`: tombstones, a sorted set scored by id (ms), member `<id>\n<author>`.
+//!   A stream entry cannot be rewritten, so a delete `XDEL`s the message's entry (its body is
+//!   gone from Redis, not hidden) and its overlay, and records the tombstone here: pages merge
+//!   the tombstones of their id range, so "deleted" stays in its place. `skat:{general}:erased`:
+//!   the same for the edits of a deleted message (their bodies were the message's), member
+//!   `<id>\n<target>\n<editor>`, recovered as edits without a body. Trimming the stream drops
+//!   the overlays of the messages trimmed and the tombstones and erased edits at or below the
+//!   trimmed marker, in the same script, so these keys stay bounded by the stream.
+//! - `skat:{general}:read`: read markers, a hash user → id (forward only, never past the
+//!   stream's last id); unread counts are counted by the scripts over the stream after the
+//!   marker (messages only, deleted ones are not in it), up to `UNREAD_CAP`.
 //! - `skat:{general}:events`: the pub/sub channel of the room's live events.
 //! - `skat:{general}:held:<instance>`: the users node instance `<instance>` (`<node id>:<claim
 //!   token>`) holds in the room, a set ([`presence`]).
@@ -34,7 +56,8 @@
 //!   sorted set with every score 0 so that [`Broker::rooms`] pages through it by name; names of
 //!   rooms that are gone are dropped as listings pass them ([`rooms`]).
 //! - `skat:{~nodes}:events`: the channel of node-wide notices ([`crate::NODES_ROOM`]): a user to
-//!   disconnect everywhere.
+//!   disconnect everywhere, a user's read marker that moved (to tell its connections on every
+//!   node, this one included: a node hears its own publishes).
 //! - `skat:node:<node id>`: the claim of the live node running with that id ([`claim`]): one
 //!   node per id; its value, a token, names the node's current instance.
 //! - `skat:nodes`: the registry of node instances, a sorted set scored by each one's last
@@ -42,9 +65,9 @@
 //!   instance holds entries in (listed before the first, taken off after the last, see `held`);
 //!   `skat:sweep:<instance>`: the lock of the node sweeping a dead instance.
 //!
-//! Lifetimes: a room with history (a stream) keeps its stream, `trimmed` and `epoch` for good,
-//! or with `room_ttl` until it is unused that long (each publish and join gives them the whole
-//! TTL again); a room that never had a message keeps only an epoch, which expires after the
+//! Lifetimes: a room with history (a stream) keeps its stream, `trimmed` and `epoch` (and its
+//! `state`, `gone`, `erased` and `read` keys) for good, or with `room_ttl` until it is unused
+//! that long (each publish, change and join gives them the whole TTL again); a room that never had a message keeps only an epoch, which expires after the
 //! room TTL or an hour, whichever is shorter, so no room name a client joins leaves a key for
 //! good. Presence keys are deleted as they empty; dedup keys expire after the dedup window (the
 //! node's own: after a few command timeouts). The rooms index keeps the name of every room some
@@ -54,14 +77,16 @@
 //! # Guarantees, and how
 //!
 //! - **Order and storage.** `publish` runs one script doing `XADD` then `PUBLISH`, so ids come
-//!   from the stream and every node receives messages in stream order. Each message is stored
+//!   from the stream and every node receives messages in stream order; `change` the same, with
+//!   its checks and its effect on the message's state in that script, and a publish's nonce
+//!   space and `WAIT`. Each message is stored
 //!   once, whatever the number of nodes, and whatever retries its publish takes: every publish
 //!   has a nonce, the node's own when the sender gave none ([`publish`]).
 //! - **One subscription per room per node.** All rooms of a shard share one pub/sub connection
 //!   per node (one server: one connection; a cluster: one per master), owned by that shard's
 //!   driver, a task that hands each channel message to its room's sinks directly ([`router`],
 //!   [`shard`]): no task and no queue per room.
-//! - **Gap repair.** Every room remembers the last message id its sinks got. When a shard's
+//! - **Gap repair.** Every room remembers the last message or change id its sinks got. When a shard's
 //!   pub/sub connection drops, its driver reconnects with backoff, resubscribes that shard's
 //!   rooms in batches and catches each of them up: it re-reads the stream after that id before
 //!   live messages (held back meanwhile) flow again ([`catch_up`]). Live messages at or below
@@ -162,7 +187,7 @@ use retry::Retrying;
 use router::Router;
 use shard::PubSub;
 use shards::Shards;
-use store::{Read, Store};
+use store::Store;
 pub use subscription::RedisSubscription;
 use waits::Waits;
 
@@ -273,26 +298,20 @@ impl Broker for RedisBroker {
     type Subscription = RedisSubscription;
 
     async fn publish(&self, new: NewMessage) -> Result<Published, RedisBrokerError> {
-        if new.reply_to.is_some() {
-            // Refused rather than stored without it: the reply would be lost silently.
-            return Err(RedisBrokerError::Unsupported("replies (issue 22)"));
-        }
         self.publisher.publish(new).await
     }
 
-    async fn change(&self, _change: NewChange) -> Result<Changed, RedisBrokerError> {
-        Err(RedisBrokerError::Unsupported(
-            "edits, deletions and reactions (issue 22)",
-        ))
+    async fn change(&self, change: NewChange) -> Result<Changed, RedisBrokerError> {
+        self.publisher.change(change).await
     }
 
     async fn read(
         &self,
-        _room: &str,
-        _user: &str,
-        _id: MessageId,
+        room: &str,
+        user: &str,
+        id: MessageId,
     ) -> Result<ReadState, RedisBrokerError> {
-        Err(RedisBrokerError::Unsupported("read markers (issue 22)"))
+        self.store.read(room, user, id).await
     }
 
     async fn subscribe(
@@ -312,14 +331,7 @@ impl Broker for RedisBroker {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<HistoryPage, RedisBrokerError> {
-        let mut messages = self
-            .store
-            .read_stream(room, Read::Before(before, limit + 1))
-            .await?;
-        let has_more = messages.len() > limit;
-        messages.truncate(limit);
-        messages.reverse();
-        Ok(HistoryPage { messages, has_more })
+        self.store.history(room, before, limit).await
     }
 
     async fn recover(
@@ -328,12 +340,7 @@ impl Broker for RedisBroker {
         since: MessageId,
         bounds: Recovery,
     ) -> Result<Option<Recovered>, RedisBrokerError> {
-        // No changes are stored yet (issue 22, step 2b): the messages are all there is.
-        let messages = self.store.recover(room, since, bounds).await?;
-        Ok(messages.map(|messages| Recovered {
-            messages,
-            changes: Vec::new(),
-        }))
+        self.store.recover(room, since, bounds).await
     }
 
     async fn presence_join(&self, room: &str, user: &str) -> Result<(), RedisBrokerError> {
@@ -351,8 +358,9 @@ impl Broker for RedisBroker {
         join_presence: bool,
         resume: Resume<'_>,
     ) -> Result<Snapshot, RedisBrokerError> {
-        let holding = join_presence.then_some(user);
-        self.presence.snapshot(room, holding, resume).await
+        self.presence
+            .snapshot(room, user, join_presence, resume)
+            .await
     }
 
     async fn epoch(&self, room: &str) -> Result<String, RedisBrokerError> {

@@ -167,24 +167,24 @@ impl Presence {
         Ok(())
     }
 
-    /// What a connection joining `room` is told (see [`Store::join`]); with `holding`, this
-    /// node holds that user there too, written in the same script.
+    /// What a connection of `user` joining `room` is told (see [`Store::join`]); with
+    /// `join_presence`, this node holds that user there too, written in the same script.
     pub(super) async fn snapshot(
         &self,
         room: &str,
-        holding: Option<&str>,
+        user: &str,
+        join_presence: bool,
         resume: Resume<'_>,
     ) -> Result<Snapshot, RedisBrokerError> {
-        let writing = match holding {
-            Some(_) => Some(self.writing(room).await?),
-            None => None,
+        let writing = match join_presence {
+            true => Some(self.writing(room).await?),
+            false => None,
         };
         let held = match &writing {
             Some(writing) => writing.held_key(),
             None => self.store.names.held(room, &self.leases.instance()),
         };
         let until = writing.as_ref().map(|writing| writing.lease.until_ms);
-        let user = holding.unwrap_or_default();
         let joined = self.store.join(room, &held, user, until, resume).await;
         let snapshot = self.leases.noticed(joined)?;
         if let Some(writing) = writing {

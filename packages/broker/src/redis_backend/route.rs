@@ -1,8 +1,8 @@
-//! One room's delivery on this node: its sinks, the last message they got, what is held back
+//! One room's delivery on this node: its sinks, the last entry (message or change) they got, what is held back
 //! while the room catches up, and the members they were told of.
 //!
-//! A route skips messages at or below its last id, so a message reaches a node's sinks at most
-//! once whichever way it came (live, or read from the stream by a catch-up). While a catch-up
+//! A route skips messages and changes at or below its last id (they share the room's id
+//! sequence), so each reaches a node's sinks at most once whichever way it came (live, or read from the stream by a catch-up). While a catch-up
 //! is under way its live events are held back ([`Pending`]) and released after the stream has
 //! been read; past the bound, held messages are dropped and the stream read again (they are in
 //! it). Each hold has a number: a catch-up settles the route only if the hold it was started
@@ -20,7 +20,9 @@
 use std::collections::{HashSet, VecDeque};
 
 use crate::sinks::Sinks;
-use crate::{Message, MessageId, RoomEvent};
+use skat_protocol::{Deleted, Edited, Reacted};
+
+use crate::{Change, Message, MessageId, RoomEvent};
 
 /// One room's local subscriptions, and where its delivery stands.
 #[derive(Debug)]
@@ -29,7 +31,7 @@ pub(super) struct Route {
     /// The cluster slot of the room's channel (0 on one server).
     pub(super) slot: u16,
     pub(super) sinks: Sinks,
-    /// Id of the last message handed to the sinks (`None`: not started, see
+    /// Id of the last message or change handed to the sinks (`None`: not started, see
     /// [`Route::start_at`]).
     pub(super) last: Option<MessageId>,
     /// Live events held back while the room catches up from its stream.
@@ -77,12 +79,18 @@ impl Route {
     /// it did.
     fn accept(&mut self, event: RoomEvent) -> bool {
         match &event {
-            RoomEvent::Message(message) => {
+            // Messages and changes share the room's id sequence.
+            RoomEvent::Message(Message { id, .. })
+            | RoomEvent::Change(
+                Change::Edited(Edited { id, .. })
+                | Change::Deleted(Deleted { id, .. })
+                | Change::Reacted(Reacted { id, .. }),
+            ) => {
                 // Exactly once: a catch-up read and live events may overlap.
-                if self.last.is_some_and(|last| message.id <= last) {
+                if self.last.is_some_and(|last| *id <= last) {
                     return false;
                 }
-                self.last = Some(message.id);
+                self.last = Some(*id);
             }
             RoomEvent::Presence { user, online, .. } => {
                 if let Some(members) = &mut self.members {
@@ -93,10 +101,11 @@ impl Route {
                     }
                 }
             }
-            RoomEvent::Typing { .. } | RoomEvent::Disconnect { .. } => {}
-            // Not decoded from Redis yet (issue 22, step 2b: the codec has no change or read
-            // events); a change's exactly-once tracking by id comes with them.
-            RoomEvent::Change(_) | RoomEvent::Read { .. } => {}
+            // A read marker's move (notices room only) is at most once, as typing.
+            RoomEvent::Typing { .. }
+            | RoomEvent::Disconnect { .. }
+            | RoomEvent::Read { .. }
+            | RoomEvent::Change(Change::Unknown) => {}
         }
         self.sinks.deliver(event);
         true
@@ -127,11 +136,11 @@ impl Route {
         self.last.get_or_insert(end);
     }
 
-    /// Delivers a page read from the stream after the last id; returns how many of its
-    /// messages the sinks had not had.
-    pub(super) fn replay(&mut self, page: Vec<Message>) -> usize {
+    /// Delivers a page read from the stream after the last id (messages and changes); returns
+    /// how many of its entries the sinks had not had.
+    pub(super) fn replay(&mut self, page: Vec<RoomEvent>) -> usize {
         page.into_iter()
-            .map(|message| usize::from(self.accept(RoomEvent::Message(message))))
+            .map(|event| usize::from(self.accept(event)))
             .sum()
     }
 
@@ -294,7 +303,11 @@ pub(super) mod tests {
         );
         route.offer(RoomEvent::Message(message(5)), 8);
         assert_eq!(seqs(&record), ["1"], "held back");
-        route.replay((2..=4).map(message).collect());
+        route.replay(
+            (2..=4)
+                .map(|seq| RoomEvent::Message(message(seq)))
+                .collect(),
+        );
         assert!(route.caught_up());
         assert_eq!(seqs(&record), ["1", "2", "3", "4", "typing", "5"]);
         route.offer(RoomEvent::Message(message(6)), 8);
@@ -308,11 +321,15 @@ pub(super) mod tests {
         for seq in 1..=5 {
             route.offer(RoomEvent::Message(message(seq)), 2);
         }
-        route.replay(vec![message(1)]);
+        route.replay(vec![RoomEvent::Message(message(1))]);
         assert!(!route.caught_up(), "3 to 5 were dropped: read again");
         assert!(route.holding(hold), "still the same hold");
         route.offer(RoomEvent::Message(message(6)), 2);
-        route.replay((2..=5).map(message).collect());
+        route.replay(
+            (2..=5)
+                .map(|seq| RoomEvent::Message(message(seq)))
+                .collect(),
+        );
         assert!(route.caught_up());
         assert_eq!(seqs(&record), ["1", "2", "3", "4", "5", "6"]);
     }

@@ -18,8 +18,16 @@
 //!   trimmed check, the check that `since` is an id of this history, the chunked read), for
 //!   `join` and `recovery` (a recovery on its own).
 //! - `message_size.lua` defines `message_size()`, which counts a stored message's encoded size
-//!   as the protocol crate does; the scripts that recover get the protocol's `NONCE_FRAMING` as
-//!   a constant before it, so the Lua and the Rust count from one source.
+//!   as the protocol crate does; `state.lua` the current state of changed messages (overlays,
+//!   tombstones, erased edits: the formats are described there), what their extras add to that
+//!   size and what a change counts (`change_size`), and the reads that skip changes, merge
+//!   tombstones and apply overlays (`latest`, `with_overlays`, `unread_after`). The scripts
+//!   get the protocol's byte counts (`NONCE_FRAMING`, `REPLY_TO_FRAMING`, ...) and the broker's
+//!   `CHANGE_FRAMING` as constants before them, so the Lua and the Rust count from one source.
+//! - `trim.lua` trims a stream with what the room keeps about what goes (the trimmed marker,
+//!   overlays, tombstones), for `publish.lua` and `change.lua` (a change to a message: checks,
+//!   entry, effect and event in one step); `read.lua` moves a read marker; `history.lua` reads
+//!   a page of history.
 //! - `claim_refresh.lua` and `claim_release.lua` keep and give back a node's claim on its id
 //!   (see `claim`); they touch no room.
 
@@ -37,6 +45,9 @@ const EMPTY_ROOM_TTL: Duration = Duration::from_secs(3600);
 /// Every script the backend runs.
 pub(super) struct Scripts {
     pub(super) publish: Script,
+    pub(super) change: Script,
+    pub(super) read: Script,
+    pub(super) history: Script,
     pub(super) presence_join: Script,
     pub(super) presence_leave: Script,
     pub(super) sweep: Script,
@@ -68,9 +79,36 @@ impl Scripts {
         );
         let script =
             |parts: &[&str]| Script::new(&[&[constants.as_str()][..], parts].concat().concat());
-        let nonce_framing = format!("local NONCE_FRAMING = {}\n", skat_protocol::NONCE_FRAMING);
+        // The protocol's byte counts (and the broker's of a change), so the scripts that bound
+        // replies count from the same source as the Rust side (see `message_size.lua`,
+        // `state.lua`), and the bounds of reactions.
+        let sizes = format!(
+            "local NONCE_FRAMING = {}\nlocal MESSAGE_FRAMING = {}\nlocal REPLY_TO_FRAMING = {}\n\
+             local EDITED_FRAMING = {}\nlocal DELETED_SIZE = {}\nlocal REACTIONS_FRAMING = {}\n\
+             local REACTION_FRAMING = {}\nlocal CHANGE_FRAMING = {}\n",
+            skat_protocol::NONCE_FRAMING,
+            skat_protocol::MESSAGE_FRAMING,
+            skat_protocol::REPLY_TO_FRAMING,
+            skat_protocol::EDITED_FRAMING,
+            skat_protocol::DELETED_SIZE,
+            skat_protocol::REACTIONS_FRAMING,
+            skat_protocol::REACTION_FRAMING,
+            crate::CHANGE_FRAMING,
+        );
+        let state = [
+            sizes.as_str(),
+            include_str!("lua/message_size.lua"),
+            include_str!("lua/state.lua"),
+        ];
+        let with_state = |parts: &[&str]| script(&[&state[..], parts].concat());
         Self {
-            publish: script(&[include_str!("lua/publish.lua")]),
+            publish: with_state(&[
+                include_str!("lua/trim.lua"),
+                include_str!("lua/publish.lua"),
+            ]),
+            change: with_state(&[include_str!("lua/trim.lua"), include_str!("lua/change.lua")]),
+            read: with_state(&[include_str!("lua/read.lua")]),
+            history: with_state(&[include_str!("lua/history.lua")]),
             presence_join: script(&[
                 include_str!("lua/lease.lua"),
                 include_str!("lua/join_presence.lua"),
@@ -86,9 +124,7 @@ impl Scripts {
                 include_str!("lua/ensure_epoch.lua"),
                 include_str!("lua/epoch.lua"),
             ]),
-            join: script(&[
-                &nonce_framing,
-                include_str!("lua/message_size.lua"),
+            join: with_state(&[
                 include_str!("lua/recover.lua"),
                 include_str!("lua/lease.lua"),
                 include_str!("lua/join_presence.lua"),
@@ -96,9 +132,7 @@ impl Scripts {
                 include_str!("lua/ensure_epoch.lua"),
                 include_str!("lua/join.lua"),
             ]),
-            recovery: script(&[
-                &nonce_framing,
-                include_str!("lua/message_size.lua"),
+            recovery: with_state(&[
                 include_str!("lua/recover.lua"),
                 include_str!("lua/ensure_epoch.lua"),
                 include_str!("lua/recovery.lua"),

@@ -178,7 +178,7 @@ where
                 return self.unavailable(request, &err, &message, nonce);
             }
         };
-        if let Some(frame) = ops::change_frame(change) {
+        if let Some(frame) = crate::rooms::change_frame(change) {
             self.reply(&frame);
         }
     }

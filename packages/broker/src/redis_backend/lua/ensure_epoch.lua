@@ -13,6 +13,11 @@ local made = string.format('%s.%06d', clock[1], tonumber(clock[2]))
 local epoch
 if ROOM_TTL > 0 and redis.call('PEXPIRE', stream_key, ROOM_TTL) == 1 then
   redis.call('PEXPIRE', trimmed_key, ROOM_TTL)
+  -- The side keys of the room's messages (state.lua, read markers), named after the stream's.
+  local base = string.sub(stream_key, 1, -7)
+  for _, kind in ipairs({'state', 'gone', 'erased', 'read'}) do
+    redis.call('PEXPIRE', base .. kind, ROOM_TTL)
+  end
   epoch = redis.call('SET', epoch_key, made, 'NX', 'GET', 'PX', ROOM_TTL)
   if epoch then redis.call('PEXPIRE', epoch_key, ROOM_TTL) end
 elseif ROOM_TTL == 0 and redis.call('EXISTS', stream_key) == 1 then

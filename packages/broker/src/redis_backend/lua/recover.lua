@@ -1,44 +1,65 @@
--- Defines `recover(stream, trimmed_key, since, limit, max_bytes, fixed)`: the entries after
--- `since`, oldest first, if `since` is an id of this history and the entries after it are all
--- kept and within both bounds (`limit` entries, `max_bytes` as message_size counts them, `fixed`
--- its bytes per message beyond the fields), read in chunks and stopping as soon as they are over;
--- else nil. After message_size.lua.
+-- Defines `recover(keys, since, limit, max_bytes, fixed)`: what a client that saw `since` missed,
+-- oldest first, if `since` is an id of this history and what followed it is all kept and within
+-- both bounds (`limit` entries, `max_bytes` as entry_size counts them, `fixed` the bytes every
+-- message counts beyond its fields); else nil. `keys`: {stream, trimmed, state, gone, erased}.
+-- What followed: the messages after `since` in their current state (tombstones merged, overlays
+-- appended) and the changes after it to messages at or before it (edits erased with their
+-- message included, as edits of nothing). After message_size.lua and state.lua.
 local MAX_ID = '18446744073709551615-18446744073709551615'
 local MIN_ID = '0-0'
 local CHUNK = 100
-local function recover(stream, trimmed_key, since, limit, max_bytes, fixed)
+local function recover(keys, since, limit, max_bytes, fixed)
+  local stream, trimmed_key, state, gone, erased_key = keys[1], keys[2], keys[3], keys[4], keys[5]
   if redis.call('EXISTS', stream) ~= 1 then return nil end
   local trimmed = redis.call('GET', trimmed_key)
-  local function parts(id)
-    local dash = string.find(id, '-', 1, true)
-    return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
-  end
   local recoverable = true
   if trimmed then
-    local tm, ts = parts(trimmed)
-    local sm, ss = parts(since)
+    local tm, ts = id_parts(trimmed)
+    local sm, ss = id_parts(since)
     recoverable = tm < sm or (tm == sm and ts <= ss)
   end
-  -- `since` must be an id of this history: a kept message's, the newest trimmed one, or an
-  -- anchor (nothing is after MAX_ID; everything is after MIN_ID while nothing was trimmed).
-  -- Any other (one from a history Redis lost, whatever the epoch says) would pass the new
-  -- history off as what followed it.
+  -- `since` must be an id of this history: a kept entry's (or one a delete took out of the
+  -- stream), the newest trimmed one, or an anchor (nothing is after MAX_ID; everything is after
+  -- MIN_ID while nothing was trimmed). Any other (one from a history Redis lost, whatever the
+  -- epoch says) would pass the new history off as what followed it.
   local anchored = since == MAX_ID or since == trimmed or (since == MIN_ID and not trimmed)
   if recoverable and not anchored then
     recoverable = #redis.call('XRANGE', stream, since, since) == 1
+      or erased(gone, erased_key, since)
   end
   if not recoverable then return nil end
   if since == MAX_ID then return {} end
-  local missed, bytes = {}, 0
+  local missed = {}
   local start = '(' .. since
   while true do
     local chunk = redis.call('XRANGE', stream, start, '+', 'COUNT', CHUNK)
     for _, entry in ipairs(chunk) do
-      bytes = bytes + message_size(fixed, entry[1], entry[2][2])
-      if #missed == limit or bytes > max_bytes then return nil end
-      missed[#missed + 1] = entry
+      if not is_change(entry) or not id_less(since, entry[2][4]) then
+        if #missed == limit then return nil end
+        missed[#missed + 1] = entry
+      end
     end
-    if #chunk < CHUNK then return missed end
+    if #chunk < CHUNK then break end
     start = '(' .. chunk[#chunk][1]
   end
+  local merged = false
+  for _, entry in ipairs(gone_between(gone, since, nil, limit + 1, tombstone)) do
+    missed[#missed + 1] = entry
+    merged = true
+  end
+  for _, entry in ipairs(gone_between(erased_key, since, nil, nil, erased_edit)) do
+    if not id_less(since, entry[2][4]) then
+      missed[#missed + 1] = entry
+      merged = true
+    end
+  end
+  if #missed > limit then return nil end
+  if merged then table.sort(missed, function(a, b) return id_less(a[1], b[1]) end) end
+  with_overlays(state, missed)
+  local bytes = 0
+  for _, entry in ipairs(missed) do
+    bytes = bytes + entry_size(fixed, entry)
+    if bytes > max_bytes then return nil end
+  end
+  return missed
 end

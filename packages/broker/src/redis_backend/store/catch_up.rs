@@ -6,20 +6,21 @@ use std::collections::HashSet;
 use redis::Value;
 
 use super::{Read, Store};
-use crate::redis_backend::codec::{decode_entries, parse_id};
+use crate::redis_backend::codec::{Entries, decode_log, parse_id};
 use crate::redis_backend::error::RedisBrokerError;
-use crate::{Message, MessageId, NODES_ROOM};
+use crate::{MessageId, NODES_ROOM, RoomEvent};
 
 /// What a catch-up first reads of a room.
 pub(in crate::redis_backend) struct Found {
     /// The stream's newest id.
     pub(in crate::redis_backend) newest: Option<MessageId>,
-    /// The first page after the route's last id (none for a route not started).
-    pub(in crate::redis_backend) page: Vec<Message>,
+    /// The first page of entries (messages and changes) after the route's last id (none for a
+    /// route not started).
+    pub(in crate::redis_backend) page: Vec<RoomEvent>,
     /// The newest id trimmed from the stream (not read for a route not started).
     pub(in crate::redis_backend) trimmed: Option<MessageId>,
-    /// Whether the stream still holds the message the route delivered last (true for a route
-    /// not started).
+    /// Whether the stream still holds the entry the route delivered last, or a delete took it
+    /// out (a tombstone, an erased edit: see `lua/state.lua`) (true for a route not started).
     pub(in crate::redis_backend) kept: bool,
     /// Every member (`None` for the notices room), as a set made here rather than under the
     /// router's lock.
@@ -53,6 +54,12 @@ impl Store {
         if let Some(at) = at.clone() {
             pipe.add_command(at);
         }
+        if let Some(from) = from {
+            // A delete takes entries out of the stream: their ids are in these sets.
+            let ms = from.ms.to_string();
+            pipe.zrangebyscore(self.names.gone(room), &ms, &ms);
+            pipe.zrangebyscore(self.names.erased(room), &ms, &ms);
+        }
         if presence {
             pipe.invoke_script(&self.members_script(room, None, page));
         }
@@ -61,14 +68,23 @@ impl Store {
         }
         let replies: Vec<Value> = pipe.query_async(&mut self.conn()).await?;
         let mut replies = replies.into_iter();
-        let newest = decode_entries(room, reply(replies.next())?)?;
+        let newest: Entries = reply(replies.next())?;
         let trimmed: Option<String> = match from {
             Some(_) => reply(replies.next())?,
             None => None,
         };
         let kept = match at {
-            Some(_) => !decode_entries(room, reply(replies.next())?)?.is_empty(),
+            Some(_) => !reply::<Entries>(replies.next())?.is_empty(),
             None => true,
+        };
+        let kept = match from {
+            Some(from) => {
+                let gone: Vec<String> = reply(replies.next())?;
+                let erased: Vec<String> = reply(replies.next())?;
+                let id = format!("{from}\n");
+                kept || gone.iter().chain(&erased).any(|m| m.starts_with(&id))
+            }
+            None => kept,
         };
         let members = match (presence, replies.next()) {
             (false, _) => None,
@@ -86,11 +102,11 @@ impl Store {
             }
         };
         let page = match after {
-            Some(_) => decode_entries(room, reply(replies.next())?)?,
+            Some(_) => decode_log(room, reply(replies.next())?)?,
             None => Vec::new(),
         };
         Ok(Found {
-            newest: newest.first().map(|newest| newest.id),
+            newest: newest.first().map(|(id, _)| parse_id(id)).transpose()?,
             page,
             trimmed: trimmed.as_deref().map(parse_id).transpose()?,
             kept,

@@ -20,22 +20,29 @@ use redis::{AsyncCommands as _, Cmd, FromRedisValue, ScriptInvocation};
 pub(super) use catch_up::Found;
 pub(super) use presence::Stamp;
 
-use super::codec::{Entries, Names, decode_entries, encode_disconnect, encode_typing};
+use super::codec::parse_id;
+
+use super::codec::{
+    Entries, Names, decode_log, decode_split, encode_disconnect, encode_read, encode_typing,
+};
 use super::config::RedisConfig;
 use super::error::RedisBrokerError;
 use super::retry::Retrying;
 use super::scripts::Scripts;
-use crate::{MembersPage, Message, MessageId, NODES_ROOM, Recovery, Resume, Snapshot};
+use crate::{
+    HistoryPage, MembersPage, MessageId, NODES_ROOM, ReadState, Recovered, Recovery, Resume,
+    RoomEvent, Snapshot,
+};
 
 /// Which part of a room's stream to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Read {
-    /// The message with this id, if the stream still has it.
+    /// The entry with this id, if the stream still has it.
     At(MessageId),
-    /// At most `count` messages with ids above the given one (from the start if `None`), oldest
+    /// At most `count` entries with ids above the given one (from the start if `None`), oldest
     /// first.
     After(Option<MessageId>, usize),
-    /// At most `count` messages with ids below the given one (from the end if `None`), newest
+    /// At most `count` entries with ids below the given one (from the end if `None`), newest
     /// first.
     Before(Option<MessageId>, usize),
 }
@@ -87,17 +94,80 @@ impl Store {
         invocation.invoke_async(&mut self.conn()).await
     }
 
-    /// Reads and decodes a part of the room's stream.
+    /// Reads and decodes a part of the room's stream, as stored: its messages as they were
+    /// sent, and its changes (what live delivery and catch-ups carry).
     pub(super) async fn read_stream(
         &self,
         room: &str,
         read: Read,
-    ) -> Result<Vec<Message>, RedisBrokerError> {
+    ) -> Result<Vec<RoomEvent>, RedisBrokerError> {
         let Some(cmd) = self.stream_command(room, read) else {
             return Ok(Vec::new());
         };
         let entries: Entries = cmd.query_async(&mut self.conn()).await?;
-        decode_entries(room, entries)
+        decode_log(room, entries)
+    }
+
+    /// A page of the room's history: at most `limit` messages below `before`, in their current
+    /// state, change entries skipped (see `history.lua`).
+    pub(super) async fn history(
+        &self,
+        room: &str,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<HistoryPage, RedisBrokerError> {
+        let entries: Entries = self
+            .scripts
+            .history
+            .key(self.names.stream(room))
+            .key(self.names.state(room))
+            .key(self.names.gone(room))
+            .arg(before.map_or_else(String::new, |id| id.to_string()))
+            .arg(limit.saturating_add(1))
+            .invoke_async(&mut self.conn())
+            .await?;
+        let (mut messages, _) = decode_split(room, entries)?;
+        let has_more = messages.len() > limit;
+        messages.truncate(limit);
+        messages.reverse();
+        Ok(HistoryPage { messages, has_more })
+    }
+
+    /// Moves `user`'s read marker in `room` forward to `id` (see `read.lua`) and, if it moved,
+    /// tells every node on the notices channel (at most once: a node whose link is down misses
+    /// it, as a disconnect notice). The room's keys and the notices channel are on different
+    /// slots in a cluster, so the notice is its own command.
+    pub(super) async fn read(
+        &self,
+        room: &str,
+        user: &str,
+        id: MessageId,
+    ) -> Result<ReadState, RedisBrokerError> {
+        let (marker, unread, moved): (String, u32, i64) = self
+            .scripts
+            .read
+            .key(self.names.stream(room))
+            .key(self.names.read(room))
+            .arg(user)
+            .arg(id.to_string())
+            .arg(skat_protocol::UNREAD_CAP)
+            .invoke_async(&mut self.conn())
+            .await?;
+        let marker = (!marker.is_empty())
+            .then(|| parse_id(&marker))
+            .transpose()?;
+        if moved == 1
+            && let Some(marker) = marker
+        {
+            let _: i64 = self
+                .publish(
+                    &self.names.channel(NODES_ROOM),
+                    &encode_read(room, user, marker, unread),
+                )
+                .query_async(&mut self.conn())
+                .await?;
+        }
+        Ok(ReadState { id: marker, unread })
     }
 
     /// The command reading a part of the room's stream (replying [`Entries`]), or `None` if
@@ -212,9 +282,13 @@ impl Store {
             page,
             members: members_bound,
         } = resume;
-        type Reply = (Vec<String>, Entries, i64, String, i64);
-        let (members, entries, recovered, epoch, more_members): Reply = self
+        type Reply = (Vec<String>, Entries, i64, String, i64, String, u32);
+        let (members, entries, recovered, epoch, more_members, read, unread): Reply = self
             .presence_script(&self.scripts.join, room, held)
+            .key(self.names.state(room))
+            .key(self.names.gone(room))
+            .key(self.names.erased(room))
+            .key(self.names.read(room))
             .key(self.names.stream(room))
             .key(self.names.trimmed(room))
             .key(self.names.epoch(room))
@@ -228,10 +302,11 @@ impl Store {
             .arg(epoch.unwrap_or(""))
             .arg(members_bound)
             .arg(lease_until.unwrap_or(0))
+            .arg(skat_protocol::UNREAD_CAP)
             .invoke_async(&mut self.conn())
             .await
             .map_err(lapsed)?;
-        let mut messages = decode_entries(room, entries)?;
+        let (mut messages, changes) = decode_split(room, entries)?;
         let recovered = recovered == 1;
         if !recovered {
             // The latest page comes newest first.
@@ -242,26 +317,28 @@ impl Store {
             more_members: more_members == 1,
             messages,
             recovered,
-            // Issue 22, step 2b: the Redis backend keeps no changes nor read markers yet (its
-            // `change` and `read` answer `Unsupported`), so there are none to tell.
-            changes: Vec::new(),
-            read: None,
-            unread: 0,
+            changes,
+            read: (!read.is_empty()).then(|| parse_id(&read)).transpose()?,
+            unread,
             epoch,
         })
     }
 
-    /// The messages after `since`, if the room's history can tell them all within `bounds` (see
+    /// The messages after `since` in their current state and the changes after it to messages at
+    /// or before it, if the room's history can tell them all within `bounds` (see
     /// `recover.lua`), in one script: nothing is trimmed between the checks and the read.
     pub(super) async fn recover(
         &self,
         room: &str,
         since: MessageId,
         bounds: Recovery,
-    ) -> Result<Option<Vec<Message>>, RedisBrokerError> {
+    ) -> Result<Option<Recovered>, RedisBrokerError> {
         let (entries, recovered): (Entries, i64) = self
             .scripts
             .recovery
+            .key(self.names.state(room))
+            .key(self.names.gone(room))
+            .key(self.names.erased(room))
             .key(self.names.stream(room))
             .key(self.names.trimmed(room))
             .key(self.names.epoch(room))
@@ -271,13 +348,14 @@ impl Store {
             .arg(message_framing(room))
             .invoke_async(&mut self.conn())
             .await?;
-        let messages = decode_entries(room, entries)?;
-        Ok((recovered == 1).then_some(messages))
+        let (messages, changes) = decode_split(room, entries)?;
+        Ok((recovered == 1).then_some(Recovered { messages, changes }))
     }
 
     /// The publish script storing `encoded` in `room`'s stream (whose key is `stream`) and
-    /// publishing it, remembered under `dedup` for `remembered` (see `publish.lua`); run it
-    /// with [`Store::run`], or on a connection that waits for replicas (`waits`).
+    /// publishing it, remembered under `dedup` for `remembered`, refused if `reply_to` is not
+    /// a retained, not deleted message (see `publish.lua`); run it with [`Store::run`], or on a
+    /// connection that waits for replicas (`waits`).
     pub(super) fn publish_script(
         &self,
         room: &str,
@@ -285,6 +363,7 @@ impl Store {
         encoded: &str,
         dedup: &str,
         remembered: Duration,
+        reply_to: &str,
     ) -> ScriptInvocation<'_> {
         let mut invocation = self.scripts.publish.key(stream);
         invocation
@@ -294,7 +373,49 @@ impl Store {
             .key(self.names.epoch(room))
             .arg(self.config.stream_len)
             .arg(encoded)
-            .arg(remembered.as_millis().max(1) as u64);
+            .arg(remembered.as_millis().max(1) as u64)
+            .arg(reply_to);
+        invocation
+    }
+
+    /// The change script (see `change.lua`) storing `change` in `room`'s stream (key
+    /// `stream`), applying it and publishing it, remembered under `dedup` for `remembered`
+    /// (`head`: its encoded author and nonce); run as [`Store::publish_script`].
+    pub(super) fn change_script<'a>(
+        &'a self,
+        stream: &str,
+        change: &'a crate::NewChange,
+        head: &str,
+        dedup: &str,
+        remembered: Duration,
+    ) -> ScriptInvocation<'a> {
+        let room = change.room.as_str();
+        let mut invocation = self.scripts.change.key(stream);
+        invocation
+            .key(self.names.channel(room))
+            .key(self.names.trimmed(room))
+            .key(dedup)
+            .key(self.names.epoch(room))
+            .key(self.names.state(room))
+            .key(self.names.gone(room))
+            .key(self.names.erased(room))
+            .arg(self.config.stream_len);
+        let (kind, text, add) = match &change.kind {
+            crate::ChangeKind::Edit { body } => ("e", body.as_str(), false),
+            crate::ChangeKind::Delete => ("d", "", false),
+            crate::ChangeKind::React { emoji, add } => ("r", emoji.as_str(), *add),
+        };
+        invocation
+            .arg(kind)
+            .arg(change.target.to_string())
+            .arg(&change.by)
+            .arg(head)
+            .arg(remembered.as_millis().max(1) as u64)
+            .arg(if change.as_author { "1" } else { "0" })
+            .arg(text)
+            .arg(if add { "1" } else { "0" })
+            .arg(skat_protocol::MAX_REACTIONS)
+            .arg(skat_protocol::REACTION_USERS_SHOWN);
         invocation
     }
 

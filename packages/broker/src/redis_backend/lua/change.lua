@@ -1,0 +1,109 @@
+-- A change to an earlier message of the room (`Broker::change`): the checks, the change's entry,
+-- its effect on the message's current state (state.lua) and its event, in one step, so that two
+-- nodes cannot race and every node reads the same. After state.lua and trim.lua.
+-- KEYS: stream, channel, trimmed marker, dedup key (the same key space as publish's), epoch,
+-- state, gone, erased. ARGV: maxlen, kind (e, d, r), target, by, `<by>\n<nonce length or
+-- ->\n<nonce>`, how long the dedup key lives in ms, as author (1/0), the edit's body or the
+-- reaction's emoji, add (1/0, reactions), the most distinct emoji per message, users shown per
+-- emoji.
+-- Returns {outcome, id, count}: `new` (the change's id, a reaction's resulting count), `dup` (a
+-- retry: the original's id), `same` (a reaction that repeats the user's current one: stored
+-- nowhere; the emoji's count), or a refusal: `nosuch`, `notauthor`, `toomany`.
+-- A delete XDELs the message's entry and its edits' (their bodies go from Redis) and keeps their
+-- places as a tombstone (`gone`) and erased edits (`erased`).
+local stream, state = KEYS[1], KEYS[6]
+local original = redis.call('GET', KEYS[4])
+if original then
+  redis.call('SET', KEYS[4], original, 'KEEPTTL')
+  return {'dup', original, 0}
+end
+local kind, target, by = ARGV[2], ARGV[3], ARGV[4]
+local entry = redis.call('XRANGE', stream, target, target)[1]
+if not entry or is_change(entry) then return {'nosuch', '', 0} end
+local author = split_text(field(entry, 'd'))
+local overlay = redis.call('HGET', state, target)
+local o = overlay and parse_overlay(overlay) or {edits = '', reactions = {}, body = ''}
+local rest, count = '', 0
+local reactors_key, reactors
+if kind == 'r' then
+  local emoji, add = ARGV[8], ARGV[9] == '1'
+  reactors_key = target .. '\n' .. emoji
+  reactors = redis.call('HGET', state, reactors_key) or '\n'
+  local at = string.find(reactors, '\n' .. by .. '\n', 1, true)
+  local slot
+  for i, r in ipairs(o.reactions) do
+    if r.emoji == emoji then slot = i end
+  end
+  count = slot and o.reactions[slot].count or 0
+  if (at ~= nil) == add then return {'same', '', count} end
+  if add then
+    if not slot then
+      if #o.reactions >= tonumber(ARGV[10]) then return {'toomany', '', 0} end
+      o.reactions[#o.reactions + 1] = {emoji = emoji, count = 0, users = {}}
+      slot = #o.reactions
+    end
+    reactors = reactors .. by .. '\n'
+    count = count + 1
+  else
+    reactors = string.sub(reactors, 1, at) .. string.sub(reactors, at + #by + 2)
+    count = count - 1
+  end
+  local r = o.reactions[slot]
+  r.count = count
+  r.users = {}
+  for user in string.gmatch(reactors, '[^\n]+') do
+    if #r.users == tonumber(ARGV[11]) then break end
+    r.users[#r.users + 1] = user
+  end
+  if count == 0 then table.remove(o.reactions, slot) end
+  rest = (add and '1' or '0') .. count .. '\n' .. emoji
+elseif ARGV[7] == '1' and author ~= by then
+  return {'notauthor', '', 0}
+elseif kind == 'e' then
+  rest = ARGV[8]
+end
+local encoded = ARGV[5] .. rest
+local maxlen = tonumber(ARGV[1])
+local going = trim_going(stream, KEYS[3], maxlen)
+local id = redis.call('XADD', stream, 'MAXLEN', maxlen, '*', 'k', kind, 't', target, 'd', encoded)
+if kind == 'd' then
+  redis.call('XDEL', stream, target)
+  redis.call('ZADD', KEYS[7], (id_parts(target)), target .. '\n' .. author)
+  for edit in string.gmatch(o.edits, '[^ ]+') do
+    local e = redis.call('XRANGE', stream, edit, edit)[1]
+    if e then
+      local editor = split_text(field(e, 'd'))
+      redis.call('XDEL', stream, edit)
+      redis.call('ZADD', KEYS[8], (id_parts(edit)), edit .. '\n' .. target .. '\n' .. editor)
+    end
+  end
+  if overlay then forget_overlay(state, target, overlay) end
+else
+  if kind == 'e' then
+    o.edited = tostring((id_parts(id)))
+    o.body = ARGV[8]
+    o.edits = o.edits == '' and id or o.edits .. ' ' .. id
+  elseif count == 0 then
+    redis.call('HDEL', state, reactors_key)
+  else
+    redis.call('HSET', state, reactors_key, reactors)
+  end
+  if not o.edited and #o.reactions == 0 then
+    -- Plain again.
+    redis.call('HDEL', state, target)
+  else
+    redis.call('HSET', state, target, encode_overlay(o))
+  end
+end
+redis.call(PUBLISH, KEYS[2], 'c' .. id .. '\n' .. kind .. '\n' .. target .. '\n' .. encoded)
+trim_state(stream, going)
+redis.call('SET', KEYS[4], id, 'PX', ARGV[6])
+if ROOM_TTL > 0 then
+  redis.call('PEXPIRE', stream, ROOM_TTL)
+  redis.call('PEXPIRE', KEYS[3], ROOM_TTL)
+  redis.call('PEXPIRE', KEYS[5], ROOM_TTL)
+  expire_side_keys(stream)
+else
+  redis.call('PERSIST', KEYS[5])
+end
+return {'new', id, count}
