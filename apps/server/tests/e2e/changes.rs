@@ -1,29 +1,30 @@
 //! Messages people change, in the browser (issue 22): an edit (Up, Enter, Escape), a deletion
 //! confirmed inline, a reaction toggled from the picker and from its chip, a reply whose quote
 //! jumps to the original, each seen by another browser; and the unread badge of a user with two
-//! browsers, cleared on the second when the first opens the room (the server's `read`).
+//! browsers, cleared on the second when the first opens the room (the server's `read`). The
+//! browsers are on two nodes sharing one Redis, so everything crosses nodes.
 
 use fantoccini::{Client, Locator};
 
 use super::{
-    Driver, bundle, click, common, eventually, join_room, open_as, say, screenshot, wait_messages,
-    wait_text,
+    Driver, bundle, click, common, eventually, join_room, open_as, patient_node, say, screenshot,
+    wait_messages, wait_text,
 };
 use common::Node;
 use skat_server::ServerConfig;
+use skat_testkit::RedisServer;
 
-/// One embedded node serving the bundle.
-async fn node() -> Node {
-    let config = ServerConfig {
-        node_id: "changes".into(),
+/// Two nodes serving the bundle, sharing a test Redis (returned too: it lives as long as they).
+async fn two_nodes() -> (RedisServer, Node, Node) {
+    let redis = RedisServer::start().await;
+    let config = |id: &str| ServerConfig {
+        node_id: id.into(),
         static_dir: Some(bundle()),
         ..common::test_config()
     };
-    Node::start_with(
-        std::sync::Arc::new(skat_broker::MemoryBroker::default()),
-        config,
-    )
-    .await
+    let a = patient_node(&redis.url(), "changes:", config("node-a"), 1000).await;
+    let b = patient_node(&redis.url(), "changes:", config("node-b"), 1000).await;
+    (redis, a, b)
 }
 
 /// Waits until nothing matches `css`.
@@ -58,12 +59,12 @@ async fn composer_text(page: &Client) -> String {
 
 #[tokio::test]
 async fn edits_deletions_reactions_and_replies_reach_another_browser() {
-    let node = node().await;
+    let (_redis, node_a, node_b) = two_nodes().await;
     let driver = Driver::start().await;
     let alice = driver.browser().await;
     let bob = driver.browser().await;
-    open_as(&alice, &node, "alice").await;
-    open_as(&bob, &node, "bob").await;
+    open_as(&alice, &node_a, "alice").await;
+    open_as(&bob, &node_b, "bob").await;
     wait_text(&alice, "#members", "bob", |t| t.contains("bob")).await;
 
     say(&alice, "first draft").await;
@@ -169,12 +170,12 @@ async fn edits_deletions_reactions_and_replies_reach_another_browser() {
 
 #[tokio::test]
 async fn the_unread_badge_clears_on_a_second_browser_of_the_same_user() {
-    let node = node().await;
+    let (_redis, node_a, node_b) = two_nodes().await;
     let driver = Driver::start().await;
     let first = driver.browser().await;
     let second = driver.browser().await;
-    for page in [&first, &second] {
-        open_as(page, &node, "alice").await;
+    for (page, node) in [(&first, &node_a), (&second, &node_b)] {
+        open_as(page, node, "alice").await;
         join_room(page, "side").await;
         wait_text(page, "h1", "#side", |t| t == "#side").await;
         wait_text(page, "#members", "joined", |t| t.contains("alice")).await;
@@ -182,7 +183,7 @@ async fn the_unread_badge_clears_on_a_second_browser_of_the_same_user() {
         wait_text(page, "h1", "#general", |t| t == "#general").await;
     }
 
-    let mut bob = skat_client::Client::connect(&node.url, "bob")
+    let mut bob = skat_client::Client::connect(&node_a.url, "bob")
         .await
         .unwrap();
     common::join(&mut bob, "side").await;
