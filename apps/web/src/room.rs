@@ -334,6 +334,39 @@ mod tests {
     }
 
     #[test]
+    fn a_change_moves_since_and_the_revision_of_its_message_only() {
+        let mut room = Room::default();
+        room.push(msg("1-0"));
+        room.push(msg("2-0"));
+        let before = (revision(&room.messages()[0]), revision(&room.messages()[1]));
+        let edit = |id: &str, target: &str| {
+            Change::Edited(skat_protocol::Edited {
+                room: "a".into(),
+                id: id.parse().unwrap(),
+                target: target.parse().unwrap(),
+                by: "bob".into(),
+                body: "y".into(),
+                ts: 2,
+                nonce: None,
+            })
+        };
+        assert!(room.apply_change(&edit("3-0", "1-0")));
+        assert_ne!(revision(&room.messages()[0]), before.0);
+        assert_eq!(revision(&room.messages()[1]), before.1);
+        // A change to a message not loaded changes nothing shown, but is seen.
+        assert!(!room.apply_change(&edit("4-0", "0-5")));
+        assert_eq!(
+            room.since().map(|id| id.to_string()).as_deref(),
+            Some("4-0")
+        );
+        assert_eq!(
+            room.get("1-0".parse().unwrap()).map(|m| m.body.as_str()),
+            Some("y")
+        );
+        assert!(room.get("0-5".parse().unwrap()).is_none());
+    }
+
+    #[test]
     fn starting_over_keeps_members_and_pending_sends_only() {
         let mut room = Room {
             joined: true,

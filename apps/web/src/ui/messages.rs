@@ -9,6 +9,7 @@ use skat_protocol::Message;
 
 use super::composer::fill_composer;
 use super::message::MessageRow;
+use super::quote::Quote;
 use super::{chat, now, socket};
 use skat_web::room::revision;
 use skat_web::state::{self, Pending};
@@ -120,6 +121,7 @@ fn PendingRow(
         <article class="message own pending" class:failed=failed>
             <span class="from">{move || chat.with_untracked(|c| c.name.clone())}</span>
             <span class="time">{if failed { "not sent" } else { "sending…" }}</span>
+            {pending.reply_to.map(|target| view! { <Quote target=target /> })}
             <p class="body">{pending.body.clone()}</p>
             <Show when=move || failed>
                 <p class="error" role="alert">{pending.error.clone()}</p>
