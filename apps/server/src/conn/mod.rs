@@ -400,15 +400,14 @@ where
     /// is the user's own, queued by `sessions` to its connections only: every one takes it,
     /// joined to the room or not (it may show the room's unread count elsewhere).
     fn wants(&self, frame: &RoomFrame) -> bool {
-        if matches!(frame.kind, FrameKind::Read) {
-            return true;
-        }
         let Some(joined) = self
             .rooms
             .iter()
             .find(|r| Arc::ptr_eq(&r.name, &frame.room))
         else {
-            return false;
+            // A `read`'s room is its own `Arc`, never the registry's: tested here, off the
+            // path of room frames, which find their room.
+            return matches!(frame.kind, FrameKind::Read);
         };
         match &frame.kind {
             FrameKind::Message(id) | FrameKind::Change(id) => {

@@ -90,3 +90,55 @@ async fn a_read_reaches_the_users_connections_on_both_nodes() {
     assert_eq!(marker(&mut phone).await, expected);
     assert_eq!(marker(&mut laptop).await, expected, "on the other node");
 }
+
+/// A client that was away resumes on the other node: the changes it missed to older messages
+/// come once in `joined`, newer messages in their current state, and `joined` carries the
+/// marker it set on the first node.
+#[tokio::test]
+async fn a_resume_on_the_other_node_gets_each_change_once() {
+    let redis = RedisServer::start().await;
+    let a = Node::redis(&redis.url(), "res:", "node-a", 1000).await;
+    let b = Node::redis(&redis.url(), "res:", "node-b", 1000).await;
+    let mut alice = a.client("alice").await;
+    let mut bob = b.client("bob").await;
+    join(&mut alice, "r").await;
+    join(&mut bob, "r").await;
+    let old = say(&mut alice, "r", "old").await;
+    message(&mut bob).await;
+    read(&mut alice, "r", old.id).await;
+    marker(&mut alice).await;
+    drop(alice);
+
+    bob.send_frame(&react("r", old.id, "👍", true, None))
+        .await
+        .unwrap();
+    change(&mut bob).await;
+    let newer = say(&mut bob, "r", "newer").await;
+
+    let mut again = b.client("alice").await;
+    again.join_since("r", old.id).await.unwrap();
+    let frame = loop {
+        if let frame @ ServerFrame::Joined { .. } = change(&mut again).await {
+            break frame;
+        }
+    };
+    let ServerFrame::Joined {
+        messages,
+        recovered,
+        changes,
+        read,
+        unread,
+        ..
+    } = frame
+    else {
+        unreachable!()
+    };
+    assert!(recovered);
+    assert_eq!(
+        messages.iter().map(|m| m.id).collect::<Vec<_>>(),
+        [newer.id]
+    );
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].target(), Some(old.id));
+    assert_eq!((read, unread), (Some(old.id), 1));
+}
