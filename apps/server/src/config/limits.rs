@@ -16,11 +16,11 @@ pub struct Limits {
     /// Open WebSockets per client IP address, 0 for no limit (HTTP 429 on upgrade).
     #[arg(long, env = "SKAT_MAX_CONNS_PER_IP", default_value_t = 100)]
     pub max_conns_per_ip: usize,
-    /// Sustained `send`s and `edit`s per second per connection (one budget), 0 for no limit
-    /// (`rate_limited`).
+    /// Sustained `send`s, `edit`s and `delete`s per second per connection (one budget), 0 for no
+    /// limit (`rate_limited`).
     #[arg(long, env = "SKAT_MESSAGES_PER_SEC", default_value_t = 10)]
     pub messages_per_sec: u32,
-    /// Burst of `send`s above the sustained rate.
+    /// Burst of `send`s, `edit`s and `delete`s above the sustained rate.
     #[arg(long, env = "SKAT_MESSAGES_BURST", default_value_t = 20)]
     pub messages_burst: u32,
     /// `typing` frames per second per connection, 0 for no limit (`rate_limited`); bursts up to

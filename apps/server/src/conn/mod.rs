@@ -96,7 +96,7 @@ struct Conn<B: Broker, IO> {
     /// Joined rooms; a handful, so a scan beats a map.
     rooms: Vec<JoinedRoom>,
     outbox: Arc<Outbox>,
-    /// Rate limit of `send` and `edit`.
+    /// Rate limit of `send`, `edit` and `delete` (one budget).
     messages: TokenBucket,
     /// Rate limit of `react`.
     reactions: TokenBucket,

@@ -402,8 +402,8 @@ where
         }
     }
 
-    /// Takes a token of the message budget (`send`s and `edit`s), or says why not; `request`
-    /// labels the metric.
+    /// Takes a token of the message budget (`send`s, `edit`s and `delete`s), or says why not;
+    /// `request` labels the metric.
     fn take_message(&mut self, request: &'static str) -> Result<(), Invalid> {
         if self.messages.try_take(Instant::now()) {
             return Ok(());
@@ -413,7 +413,7 @@ where
         Err(Invalid {
             code: ErrorCode::RateLimited,
             message: format!(
-                "too many messages and edits: at most {} per second (bursts of {}); retry shortly",
+                "too many messages, edits and deletes: at most {} per second (bursts of {}); retry shortly",
                 limits.messages_per_sec, limits.messages_burst
             ),
         })

@@ -3,8 +3,8 @@
 //!
 //! Every one checks, in PROTOCOL.md's order: the nonce (first, so that any later refusal can
 //! echo it), the room's name, that the connection joined it, the message id, the body or
-//! emoji, then the request's rate bucket (an edit takes from the `send` budget, reactions and
-//! reads have their own); then the broker decides what needs the room's state
+//! emoji, then the request's rate bucket (edits and deletes take from the `send` budget,
+//! reactions and reads have their own); then the broker decides what needs the room's state
 //! (`no_such_message`, `not_author`, `too_many_reactions`).
 //!
 //! The outcome reaches the requester as a send's does: a stored change is broadcast to every
@@ -82,7 +82,11 @@ where
             return;
         };
         let echo = nonce.clone();
-        let delete = match Delete::parse(room, |room| self.check_joined(room, true), id, nonce) {
+        // A delete costs a broker call (and, with `--wait-replicas`, a WAIT) like an edit, so
+        // it takes from the same budget.
+        let delete = Delete::parse(room, |room| self.check_joined(room, true), id, nonce)
+            .and_then(|delete| self.take_message("delete").map(|()| delete));
+        let delete = match delete {
             Ok(delete) => delete,
             Err(invalid) => return self.reply_invalid(invalid, echo),
         };
