@@ -9,7 +9,9 @@
 //! [`Client::react`], [`Client::send_reply`]) and moves the user's read marker
 //! ([`Client::read`]); the outcomes are events like any other (`edited`, `deleted`, `reacted`,
 //! `read`). To resume a room, keep the greatest id seen in it, of a message or a change, and
-//! pass it to [`Client::join_since`].
+//! pass it to [`Client::join_since`]. Apply changes idempotently: one made while a join was
+//! under way may arrive after the `joined` that already shows its outcome, and each carries
+//! that outcome (body, tombstone, resulting count), so setting it again is harmless.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), skat_client::ClientError> {

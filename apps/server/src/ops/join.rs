@@ -100,7 +100,11 @@ impl Join {
             keep_newest_within(&mut snapshot.messages, config.max_reply_bytes);
         }
         // The greatest id the reply delivers: its messages', its recovered changes' (which may
-        // be newer than the last message), or `since` when it recovered nothing newer.
+        // be newer than the last message), or `since` when it recovered nothing newer. A change
+        // to one of its messages made during the join can be newer still: it then comes live
+        // too, though the message shows its outcome already. The snapshot does not carry the
+        // stream's newest id, and a change carries its outcome, so clients apply it again
+        // harmlessly (PROTOCOL.md, "Delivery semantics").
         let watermark = snapshot
             .messages
             .last()
