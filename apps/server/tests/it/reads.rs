@@ -61,9 +61,14 @@ async fn a_read_reaches_every_connection_of_its_user_and_joined_carries_it() {
     assert_eq!(marker(&mut laptop).await, expected, "the other device");
     nothing_before(&mut bob, &mut phone, "r", "bob saw no read").await;
     message(&mut laptop).await;
-    // A stale read (an older id) moves nothing and is not answered.
+    // A stale read (an older id) moves nothing and is not answered: the next `read` the
+    // connection gets answers a valid one it sent after it (answers come in request order).
     read(&mut laptop, "r", MessageId { ms: 1, seq: 0 }).await;
-    nothing_before(&mut laptop, &mut bob, "r", "no answer").await;
+    read(&mut laptop, "r", second.id).await;
+    // After `second`: the message phone sent to prove bob saw no read.
+    let expected = ("r".to_owned(), second.id, 1);
+    assert_eq!(marker(&mut laptop).await, expected, "the stale read answered");
+    assert_eq!(marker(&mut phone).await, expected);
 
     // A new connection's `joined` carries the marker and the unread count after it.
     let mut tablet = node.client("alice").await;
@@ -74,12 +79,12 @@ async fn a_read_reaches_every_connection_of_its_user_and_joined_carries_it() {
     else {
         unreachable!()
     };
-    // After `first`: `second` and the two markers bob and phone sent.
-    assert_eq!((at, unread), (Some(first.id), 3));
-    read(&mut tablet, "r", second.id).await;
+    assert_eq!((at, unread), (Some(second.id), 1));
+    let third = say(&mut bob, "r", "three").await;
+    read(&mut tablet, "r", third.id).await;
     for alice in [&mut phone, &mut laptop, &mut tablet] {
         let (_, id, _) = marker(alice).await;
-        assert_eq!(id, second.id);
+        assert_eq!(id, third.id);
     }
 }
 
