@@ -1,22 +1,49 @@
 //! Messages people change, on two nodes sharing one real `redis-server`: an edit, a deletion
 //! and a reaction made on one node reach the members on the other as the same frames, and a
 //! `read` on one node reaches the user's connections on both.
+//!
+//! The nodes get the broker's default command timeout (2 s) rather than the tests' usual
+//! 500 ms, and a longer presence TTL: every step here awaits a frame the server guarantees
+//! (each client's own frames in order, room events once subscribed, which `joined` implies),
+//! so the one way left to fail under load was a command or pub/sub PING timing out: a change
+//! answered `unavailable`, or a `read` notice (at most once) lost while the node's pub/sub
+//! connection was made again.
 
 #![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::changes::{change, delete, edit, react, say};
 use crate::common;
 use crate::reads::{marker, read};
 
 use common::{Node, join, message};
+use skat_broker::{RedisBroker, RedisConfig};
 use skat_protocol::ServerFrame;
+use skat_server::ServerConfig;
 use skat_testkit::RedisServer;
+
+/// A node named `id` on `redis`, keys under `prefix`, patient with a loaded machine.
+async fn node(redis: &RedisServer, prefix: &str, id: &str) -> Node {
+    let broker = RedisConfig {
+        command_timeout: Duration::from_secs(2),
+        presence_ttl: Duration::from_secs(5),
+        ..common::redis_config(&redis.url(), prefix, id, 1000)
+    };
+    let broker = RedisBroker::connect(broker).await.unwrap();
+    let config = ServerConfig {
+        node_id: id.to_owned(),
+        ..common::test_config()
+    };
+    Node::start_with(Arc::new(broker), config).await
+}
 
 #[tokio::test]
 async fn changes_made_on_one_node_reach_the_other() {
     let redis = RedisServer::start().await;
-    let a = Node::redis(&redis.url(), "chg:", "node-a", 1000).await;
-    let b = Node::redis(&redis.url(), "chg:", "node-b", 1000).await;
+    let a = node(&redis, "chg:", "node-a").await;
+    let b = node(&redis, "chg:", "node-b").await;
     let mut alice = a.client("alice").await;
     let mut bob = b.client("bob").await;
     join(&mut alice, "r").await;
@@ -75,8 +102,8 @@ async fn changes_made_on_one_node_reach_the_other() {
 #[tokio::test]
 async fn a_read_reaches_the_users_connections_on_both_nodes() {
     let redis = RedisServer::start().await;
-    let a = Node::redis(&redis.url(), "rd:", "node-a", 1000).await;
-    let b = Node::redis(&redis.url(), "rd:", "node-b", 1000).await;
+    let a = node(&redis, "rd:", "node-a").await;
+    let b = node(&redis, "rd:", "node-b").await;
     let mut phone = a.client("alice").await;
     let mut laptop = b.client("alice").await;
     let mut bob = b.client("bob").await;
@@ -97,8 +124,8 @@ async fn a_read_reaches_the_users_connections_on_both_nodes() {
 #[tokio::test]
 async fn a_resume_on_the_other_node_gets_each_change_once() {
     let redis = RedisServer::start().await;
-    let a = Node::redis(&redis.url(), "res:", "node-a", 1000).await;
-    let b = Node::redis(&redis.url(), "res:", "node-b", 1000).await;
+    let a = node(&redis, "res:", "node-a").await;
+    let b = node(&redis, "res:", "node-b").await;
     let mut alice = a.client("alice").await;
     let mut bob = b.client("bob").await;
     join(&mut alice, "r").await;
