@@ -34,6 +34,18 @@ pub struct Pending {
     pub reply_to: Option<MessageId>,
 }
 
+/// An `edit` we sent and have not seen answered: its text goes back to the composer if the
+/// server refuses it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentEdit {
+    /// Our nonce, echoed by the server in the `edited` or the error.
+    pub nonce: String,
+    /// The message it edits.
+    pub id: MessageId,
+    /// The new text.
+    pub body: String,
+}
+
 /// Everything the UI shows about one joined room.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Room {
@@ -59,6 +71,11 @@ pub struct Room {
     pub reply_to: Option<MessageId>,
     /// Our sends awaiting confirmation, or failed.
     pub pending: Vec<Pending>,
+    /// Our edits awaiting the server's answer on this connection.
+    pub edits_sent: Vec<SentEdit>,
+    /// Text for the composer to take back (a refused edit's), once: see
+    /// [`Chat::take_draft`](crate::state::Chat::take_draft).
+    pub draft: Option<String>,
     /// Users typing, with the time (ms) their notice expires.
     pub typing: BTreeMap<String, f64>,
     /// Whether older history exists before the first message.

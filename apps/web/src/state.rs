@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use skat_protocol::{Change, ClientFrame, ErrorCode, ServerFrame};
 
-pub use crate::room::{Pending, ROOM_WINDOW, Room};
+pub use crate::room::{Pending, ROOM_WINDOW, Room, SentEdit};
 pub use crate::session::{Fetched, Session};
 
 /// How long a "typing" notice stays visible without a new typing frame, in ms.
@@ -167,6 +167,7 @@ impl Chat {
             } => self.on_error(code, message, nonce, now),
             ServerFrame::Edited(edit) => {
                 let room = edit.room.clone();
+                self.edit_answered(&room, edit.nonce.as_deref());
                 self.on_change(&room, &Change::Edited(edit));
             }
             ServerFrame::Deleted(delete) => {
@@ -182,10 +183,18 @@ impl Chat {
         Vec::new()
     }
 
-    /// An error: about one of our sends (kept, with the reason), a refused `refresh` (the old
+    /// An error: about one of our edits (its text back in the composer, and a notice), about
+    /// one of our sends (kept, with the reason), a refused `refresh` (the old
     /// token stays; tried again later), a refused identity (fetched again from the token URL if
     /// it could help, else final), a refused join (shown in its room), or else a notice.
     fn on_error(&mut self, code: ErrorCode, message: String, nonce: Option<String>, now: f64) {
+        if nonce
+            .as_deref()
+            .is_some_and(|nonce| self.edit_refused(nonce))
+        {
+            self.notice = Some(format!("Your edit was not saved: {message} ({code})"));
+            return;
+        }
         let failed = nonce.and_then(|nonce| {
             self.rooms
                 .values_mut()

@@ -67,7 +67,11 @@ async fn a_read_reaches_every_connection_of_its_user_and_joined_carries_it() {
     read(&mut laptop, "r", second.id).await;
     // After `second`: the message phone sent to prove bob saw no read.
     let expected = ("r".to_owned(), second.id, 1);
-    assert_eq!(marker(&mut laptop).await, expected, "the stale read answered");
+    assert_eq!(
+        marker(&mut laptop).await,
+        expected,
+        "the stale read answered"
+    );
     assert_eq!(marker(&mut phone).await, expected);
 
     // A new connection's `joined` carries the marker and the unread count after it.

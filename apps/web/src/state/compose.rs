@@ -5,11 +5,12 @@
 //!
 //! Nothing changes locally until the server's `edited`, `deleted` or `reacted` (carrying our
 //! nonce) comes back: it is what every member sees, in the room's order. A refusal comes as an
-//! error with the nonce, shown as a notice.
+//! error with the nonce, shown as a notice; a refused edit's text also goes back to the
+//! composer (in edit mode while the message is still there), as a refused send's is kept.
 
 use skat_protocol::{ClientFrame, MessageId, validate_body, validate_emoji};
 
-use super::{Chat, Connection, Unsent};
+use super::{Chat, Connection, SentEdit, Unsent};
 
 impl Chat {
     /// A fresh nonce, unique to this page load.
@@ -90,12 +91,61 @@ impl Chat {
         if r.get(id).is_some_and(|m| m.body == body) {
             return Err(Unsent::Unchanged);
         }
+        let nonce = self.next_nonce();
+        if let Some(r) = self.rooms.get_mut(room) {
+            r.edits_sent.push(SentEdit {
+                nonce: nonce.clone(),
+                id,
+                body: body.to_owned(),
+            });
+        }
         Ok(ClientFrame::Edit {
             room: room.to_owned(),
             id: id.to_string(),
             body: body.to_owned(),
-            nonce: Some(self.next_nonce()),
+            nonce: Some(nonce),
         })
+    }
+
+    /// Our edit with `nonce` in `room` was stored (the `edited` carrying it came back).
+    pub(super) fn edit_answered(&mut self, room: &str, nonce: Option<&str>) {
+        if let (Some(r), Some(nonce)) = (self.rooms.get_mut(room), nonce) {
+            r.edits_sent.retain(|e| e.nonce != nonce);
+        }
+    }
+
+    /// If `nonce` is one of our edits in flight, the server refused it: its text goes back to
+    /// the composer, editing the message again if it is still shown and not deleted, unless the
+    /// composer has moved on to another edit or a reply (then only the notice tells). Returns
+    /// whether it was an edit of ours.
+    pub(super) fn edit_refused(&mut self, nonce: &str) -> bool {
+        let Some((r, edit)) = self.rooms.values_mut().find_map(|r| {
+            let index = r.edits_sent.iter().position(|e| e.nonce == nonce)?;
+            let edit = r.edits_sent.remove(index);
+            Some((r, edit))
+        }) else {
+            return false;
+        };
+        if r.editing.is_none() && r.reply_to.is_none() {
+            r.editing = r.get(edit.id).filter(|m| !m.is_deleted()).map(|m| m.id);
+            r.draft = Some(edit.body);
+        }
+        true
+    }
+
+    /// Takes the text the composer of `room` gets back (see [`Room::draft`](super::Room::draft)).
+    /// The UI passes whether its composer is empty: if not, the user is typing something else,
+    /// which is kept, and the edit mode the draft came with ends (so Enter does not save that
+    /// text as the edit).
+    pub fn take_draft(&mut self, room: &str, composer_empty: bool) -> Option<String> {
+        let r = self.rooms.get_mut(room)?;
+        let draft = r.draft.take()?;
+        if composer_empty {
+            Some(draft)
+        } else {
+            r.editing = None;
+            None
+        }
     }
 
     /// The `delete` of message `id` of `room` (the UI asks for it on our messages, after an

@@ -28,6 +28,8 @@ impl Chat {
         for (name, room) in &mut self.rooms {
             room.joined = false;
             room.read_sent = None;
+            // Answers to edits sent on the closed connection will not come.
+            room.edits_sent.clear();
             if room.refused.is_some() {
                 continue;
             }

@@ -1,5 +1,6 @@
 //! The message input: Enter sends (or saves the edit in progress), Shift+Enter inserts a new
-//! line, Up in an empty input edits our last message, Escape cancels an edit or a reply.
+//! line, Up in an empty input edits our last message, Escape cancels an edit or a reply. A
+//! refused edit's text comes back to it.
 
 // `#[component]` generates a `pub` props type for each component.
 #![allow(unreachable_pub)]
@@ -29,6 +30,27 @@ pub(super) fn fill_composer(text: Option<&str>) {
 pub(super) fn Composer() -> impl IntoView {
     let (chat, socket) = (chat(), socket());
     let area = NodeRef::<leptos::html::Textarea>::new();
+    // A refused edit's text comes back to the shown room's composer, unless the user is typing
+    // something else there (`Chat::take_draft`).
+    Effect::new(move |_| {
+        if !chat.with(|c| c.active_room().is_some_and(|r| r.draft.is_some())) {
+            return;
+        }
+        let Some(el) = area.get_untracked() else {
+            return;
+        };
+        let empty = el.value().is_empty();
+        let draft = chat
+            .try_update(|c| {
+                let room = c.active.clone()?;
+                c.take_draft(&room, empty)
+            })
+            .flatten();
+        if let Some(text) = draft {
+            el.set_value(&text);
+            let _ = el.focus();
+        }
+    });
     let send = move || {
         let Some(el) = area.get_untracked() else {
             return;

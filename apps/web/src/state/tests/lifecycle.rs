@@ -149,6 +149,69 @@ fn escape_cancels_and_an_unchanged_edit_sends_nothing() {
     assert_eq!(chat.rooms["a"].editing, None);
 }
 
+/// The nonce of an `edit` frame.
+fn edit_nonce(frame: ClientFrame) -> String {
+    match frame {
+        ClientFrame::Edit { nonce, .. } => nonce.unwrap(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn refusal(code: ErrorCode, nonce: &str) -> ServerFrame {
+    ServerFrame::Error {
+        code,
+        message: "no".into(),
+        nonce: Some(nonce.into()),
+    }
+}
+
+#[test]
+fn a_refused_edit_goes_back_to_the_composer_in_edit_mode() {
+    let mut chat = chat_in_a();
+    chat.edit_last("a");
+    let nonce = edit_nonce(chat.submit("a", "fixed", 0.0).unwrap());
+    assert_eq!(
+        chat.rooms["a"].editing, None,
+        "the composer is free meanwhile"
+    );
+    chat.apply(refusal(ErrorCode::RateLimited, &nonce), 0.0);
+    assert_eq!(chat.rooms["a"].editing, Some(id("1-0")), "editing it again");
+    assert!(chat.notice.as_deref().unwrap().contains("rate_limited"));
+    assert_eq!(chat.take_draft("a", true).as_deref(), Some("fixed"));
+    assert_eq!(chat.take_draft("a", true), None, "taken once");
+    // Saved again, then stored: nothing more comes back, even for a stray error with it.
+    let nonce = edit_nonce(chat.submit("a", "fixed", 0.0).unwrap());
+    chat.apply(edited("3-0", "1-0", "fixed", Some(&nonce)), 0.0);
+    chat.apply(refusal(ErrorCode::Unavailable, &nonce), 0.0);
+    assert_eq!(
+        (chat.rooms["a"].editing, &chat.rooms["a"].draft),
+        (None, &None)
+    );
+
+    // Refused once the message is gone: the text comes back, not the edit mode.
+    chat.edit_last("a");
+    let nonce = edit_nonce(chat.submit("a", "again", 0.0).unwrap());
+    chat.apply(deleted("4-0", "1-0"), 0.0);
+    chat.apply(refusal(ErrorCode::NoSuchMessage, &nonce), 0.0);
+    assert_eq!(chat.rooms["a"].editing, None);
+    // The user was typing something else meanwhile: it stays, and no edit mode comes with it.
+    assert_eq!(chat.take_draft("a", false), None);
+    assert_eq!(chat.rooms["a"].draft, None);
+
+    // The composer moved on to a reply: only the notice tells.
+    chat.apply(
+        ServerFrame::Message(msg("a", "5-0", "me", "new", None)),
+        0.0,
+    );
+    chat.edit_last("a");
+    let nonce = edit_nonce(chat.submit("a", "newer", 0.0).unwrap());
+    chat.reply_to("a", id("2-0"));
+    chat.apply(refusal(ErrorCode::RateLimited, &nonce), 0.0);
+    assert_eq!(chat.rooms["a"].editing, None);
+    assert_eq!(chat.rooms["a"].reply_to, Some(id("2-0")));
+    assert_eq!(chat.rooms["a"].draft, None);
+}
+
 #[test]
 fn a_deleted_message_is_a_tombstone_nothing_changes_any_more() {
     let mut chat = chat_in_a();
