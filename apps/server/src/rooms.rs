@@ -5,9 +5,9 @@
 //! broker hands it each event, which it encodes once, as a complete WebSocket frame, and
 //! queues as the same bytes in each local member's bounded [`Outbox`]. A room has no task and
 //! no queue of its own. Changes to messages (`edited`, `deleted`, `reacted`) travel the same
-//! way as messages, batched in the same outboxes. A member whose queue is full is a slow consumer: it is kicked (its
-//! connection closes itself), so a slow client never delays the others and never makes the node
-//! buffer without bound.
+//! way as messages, batched in the same outboxes. A member whose queue is full is a slow
+//! consumer: it is kicked (its connection closes itself), so a slow client never delays the
+//! others and never makes the node buffer without bound.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
