@@ -1,6 +1,7 @@
 //! Messages people change, on two nodes sharing one real `redis-server`: an edit, a deletion
 //! and a reaction made on one node reach the members on the other as the same frames, and a
-//! `read` on one node reaches the user's connections on both.
+//! `read` on one node reaches the user's connections on both; a resume after Redis lost the
+//! room's history (changes included) is not recovered.
 //!
 //! The nodes get the broker's default command timeout (2 s) rather than the tests' usual
 //! 500 ms, and a longer presence TTL: every step here awaits a frame the server guarantees
@@ -168,4 +169,57 @@ async fn a_resume_on_the_other_node_gets_each_change_once() {
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert_eq!(changes[0].target(), Some(old.id));
     assert_eq!((read, unread), (Some(old.id), 1));
+}
+
+/// Redis restarts without persistence after a message was edited: the room's history, its
+/// changes with it, is gone, so a client resuming after the edit is told `recovered: false`
+/// (with the new history's latest page and no changes), never handed changes it cannot place.
+#[tokio::test]
+async fn a_resume_after_redis_lost_the_changes_is_not_recovered() {
+    let mut redis = RedisServer::start().await;
+    let a = node(&redis, "lost:", "node-a").await;
+    let mut alice = a.client("alice").await;
+    join(&mut alice, "r").await;
+    let hi = say(&mut alice, "r", "hi").await;
+    alice
+        .send_frame(&edit("r", hi.id, "hello", Some("e1")))
+        .await
+        .unwrap();
+    let ServerFrame::Edited(edited) = change(&mut alice).await else {
+        panic!("no edit")
+    };
+
+    redis.restart_empty().await;
+    let deadline = tokio::time::Instant::now() + common::DEADLINE;
+    while a.http_status("/readyz").await != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut bob = a.client("bob").await;
+    join(&mut bob, "r").await;
+    let after = say(&mut bob, "r", "after").await;
+
+    let mut again = a.client("alice").await;
+    again.join_since("r", edited.id).await.unwrap();
+    let frame = loop {
+        if let frame @ ServerFrame::Joined { .. } = change(&mut again).await {
+            break frame;
+        }
+    };
+    let ServerFrame::Joined {
+        messages,
+        recovered,
+        changes,
+        ..
+    } = frame
+    else {
+        unreachable!()
+    };
+    assert!(!recovered, "a since Redis lost recovered: {messages:?}");
+    assert!(changes.is_empty(), "{changes:?}");
+    assert_eq!(
+        messages.iter().map(|m| m.id).collect::<Vec<_>>(),
+        [after.id],
+        "the latest page of the new history"
+    );
 }
