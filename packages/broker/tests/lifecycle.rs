@@ -111,7 +111,11 @@ async fn a_plain_message_is_stored_as_before_and_a_deleted_body_is_gone_from_red
     let text = dump(&mut con, room).await;
     assert!(!text.contains("secret"), "{text}");
     let state: Vec<(String, String)> = con.hgetall(key(room, "state")).await.unwrap();
-    assert_eq!(state, [], "its overlay and reactors went too");
+    assert_eq!(
+        state,
+        [("changes".to_owned(), "2".to_owned())],
+        "its overlay and reactors went too (the reaction and the delete are the stream's changes)"
+    );
     let page = broker.history(room, None, 10).await.unwrap().messages;
     assert_eq!(page.len(), 2);
     assert!(page[1].is_deleted());
@@ -256,4 +260,99 @@ async fn recovery_bounds_count_the_bytes_the_protocol_counts() {
             .unwrap(),
         None
     );
+}
+
+#[tokio::test]
+async fn an_unread_count_reads_a_bounded_part_of_the_stream() {
+    let redis = RedisServer::start().await;
+    let broker = connect(&redis, "node-a", 5000).await;
+    let mut con = conn(&redis).await;
+    let cap = skat_protocol::UNREAD_CAP;
+    // Messages only: no `changes` count, and a user without a marker is answered from XLEN.
+    let room = "unread";
+    let sent = conformance::publish_n(&broker, room, 3).await;
+    let changes = |con: &mut redis::aio::MultiplexedConnection| {
+        let mut con = con.clone();
+        async move {
+            let n: Option<i64> = con.hget(key(room, "state"), "changes").await.unwrap();
+            n
+        }
+    };
+    assert_eq!(changes(&mut con).await, None);
+    assert_eq!(
+        broker
+            .read(room, "cy", MessageId::MIN)
+            .await
+            .unwrap()
+            .unread,
+        3
+    );
+    broker.read(room, "ann", sent[0].id).await.unwrap();
+    // Far more change entries after ann's marker than the scan reads, then a message.
+    let rounds = cap as usize + 10;
+    let mut last = sent[2].id;
+    for _ in 0..rounds {
+        changed(&broker, change(room, sent[0].id, "bob", react("🎉", true))).await;
+        last = changed(&broker, change(room, sent[0].id, "bob", react("🎉", false)))
+            .await
+            .id()
+            .unwrap();
+    }
+    assert_eq!(changes(&mut con).await, Some(2 * rounds as i64));
+    conformance::publish_n(&broker, room, 1).await;
+    // The scan stops at twice the cap entries: "the cap or more".
+    let ann = broker.read(room, "ann", MessageId::MIN).await.unwrap();
+    assert_eq!(ann.unread, cap, "the bound answers the cap");
+    let cy = broker.read(room, "cy", MessageId::MIN).await.unwrap();
+    assert_eq!(
+        cy.unread, cap,
+        "no marker scans from the start, bounded too"
+    );
+    // A marker past the changes counts exactly again.
+    let near = broker.read(room, "bob", last).await.unwrap();
+    assert_eq!(near.unread, 1);
+}
+
+#[tokio::test]
+async fn deletes_of_much_edited_messages_keep_the_room_bounded() {
+    let redis = RedisServer::start().await;
+    let stream_len = 20;
+    let broker = connect(&redis, "node-a", stream_len).await;
+    let mut con = conn(&redis).await;
+    let room = "erase";
+    let first = conformance::publish_n(&broker, room, 1).await;
+    for round in 0..15 {
+        let sent = conformance::publish_n(&broker, room, 1).await;
+        for i in 0..12 {
+            changed(
+                &broker,
+                change(room, sent[0].id, "alice", edit(&format!("{round}.{i}"))),
+            )
+            .await;
+        }
+        changed(
+            &broker,
+            change(room, sent[0].id, "alice", ChangeKind::Delete),
+        )
+        .await;
+        let len: usize = con.xlen(key(room, "stream")).await.unwrap();
+        let gone: usize = con.zcard(key(room, "gone")).await.unwrap();
+        let erased: usize = con.zcard(key(room, "erased")).await.unwrap();
+        assert!(
+            len + gone + erased <= stream_len,
+            "round {round}: {len} entries, {gone} tombstones, {erased} erased edits"
+        );
+    }
+    // What the deletes trimmed is not recoverable; the latest delete's place is.
+    let old = broker
+        .recover(room, first[0].id, Recovery::count(100))
+        .await
+        .unwrap();
+    assert!(old.is_none(), "{old:?}");
+    let latest = conformance::publish_n(&broker, room, 1).await;
+    let recent = broker
+        .recover(room, latest[0].id, Recovery::count(100))
+        .await
+        .unwrap();
+    assert!(recent.is_some());
 }

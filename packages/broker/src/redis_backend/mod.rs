@@ -17,7 +17,9 @@
 //!   emoji's exact count and first users), and `<id>\n<emoji>` → every user reacting with it,
 //!   in order. History, join and recovery read a page of the stream, skipping changes, then one
 //!   `HMGET` of the page's overlays, only in rooms that have any. A message whose edits and
-//!   reactions are all gone has no overlay (it reads as a plain one again).
+//!   reactions are all gone has no overlay (it reads as a plain one again). `changes` → how
+//!   many change entries the stream holds (absent if none), kept by the change's script and the
+//!   trim, so an unread count knows when the stream is messages only.
 //! - `skat:{general}:gone`: tombstones, a sorted set scored by id (ms), member `<id>\n<author>`.
 //!   A stream entry cannot be rewritten, so a delete `XDEL`s the message's entry (its body is
 //!   gone from Redis, not hidden) and its overlay, and records the tombstone here: pages merge
@@ -25,10 +27,16 @@
 //!   the same for the edits of a deleted message (their bodies were the message's), member
 //!   `<id>\n<target>\n<editor>`, recovered as edits without a body. Trimming the stream drops
 //!   the overlays of the messages trimmed and the tombstones and erased edits at or below the
-//!   trimmed marker, in the same script, so these keys stay bounded by the stream.
+//!   trimmed marker, in the same script, so these keys stay bounded by the stream. A delete
+//!   then trims the stream further (marker moved, as any trim) while its entries, tombstones
+//!   and erased edits together are more than `stream_len`: however many edits a deleted message
+//!   had, the room holds at most `stream_len` of each.
 //! - `skat:{general}:read`: read markers, a hash user → id (forward only, never past the
 //!   stream's last id); unread counts are counted by the scripts over the stream after the
-//!   marker (messages only, deleted ones are not in it), up to `UNREAD_CAP`.
+//!   marker (messages only, deleted ones are not in it), up to `UNREAD_CAP` ("that many or
+//!   more"). A user without a marker in a room whose stream holds no change is answered from
+//!   `XLEN`; any scan reads at most twice `UNREAD_CAP` entries and answers `UNREAD_CAP` when it
+//!   reaches that bound first, so a join costs the same in a room of many changes.
 //! - `skat:{general}:events`: the pub/sub channel of the room's live events.
 //! - `skat:{general}:held:<instance>`: the users node instance `<instance>` (`<node id>:<claim
 //!   token>`) holds in the room, a set ([`presence`]).

@@ -10,7 +10,8 @@
 -- retry: the original's id), `same` (a reaction that repeats the user's current one: stored
 -- nowhere; the emoji's count), or a refusal: `nosuch`, `notauthor`, `toomany`.
 -- A delete XDELs the message's entry and its edits' (their bodies go from Redis) and keeps their
--- places as a tombstone (`gone`) and erased edits (`erased`).
+-- places as a tombstone (`gone`) and erased edits (`erased`), then trims the stream further if
+-- those places and the stream's entries are more than `maxlen` together (see `trim_holes`).
 local stream, state = KEYS[1], KEYS[6]
 local original = redis.call('GET', KEYS[4])
 if original then
@@ -66,6 +67,7 @@ local encoded = ARGV[5] .. rest
 local maxlen = tonumber(ARGV[1])
 local going = trim_going(stream, KEYS[3], maxlen)
 local id = redis.call('XADD', stream, 'MAXLEN', maxlen, '*', 'k', kind, 't', target, 'd', encoded)
+local changes = 1
 if kind == 'd' then
   redis.call('XDEL', stream, target)
   redis.call('ZADD', KEYS[7], (id_parts(target)), target .. '\n' .. author)
@@ -75,6 +77,7 @@ if kind == 'd' then
       local editor = split_text(field(e, 'd'))
       redis.call('XDEL', stream, edit)
       redis.call('ZADD', KEYS[8], (id_parts(edit)), edit .. '\n' .. target .. '\n' .. editor)
+      changes = changes - 1
     end
   end
   if overlay then forget_overlay(state, target, overlay) end
@@ -95,8 +98,10 @@ else
     redis.call('HSET', state, target, encode_overlay(o))
   end
 end
+count_changes(state, changes)
 redis.call(PUBLISH, KEYS[2], 'c' .. id .. '\n' .. kind .. '\n' .. target .. '\n' .. encoded)
 trim_state(stream, going)
+if kind == 'd' then trim_holes(stream, KEYS[3], maxlen) end
 redis.call('SET', KEYS[4], id, 'PX', ARGV[6])
 if ROOM_TTL > 0 then
   redis.call('PEXPIRE', stream, ROOM_TTL)

@@ -12,7 +12,7 @@
 if ARGV[2] == '1' then join_presence(ARGV[10]) end
 local members, more = members_page(KEYS[2], KEYS[4], '', tonumber(ARGV[9]))
 local marker = redis.call('HGET', KEYS[8], ARGV[1]) or ''
-local unread = unread_after(KEYS[9], marker, tonumber(ARGV[11]))
+local unread = unread_after(KEYS[9], KEYS[5], marker, tonumber(ARGV[11]))
 local since = ARGV[3]
 local same_history = ARGV[8] == '' or ARGV[8] == epoch
 if since ~= '' and same_history then

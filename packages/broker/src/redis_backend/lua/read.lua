@@ -15,4 +15,4 @@ if ARGV[2] ~= '0-0' and (not current or id_less(current, marker)) then
   moved = 1
 end
 current = current or ''
-return {current, unread_after(KEYS[1], current, tonumber(ARGV[3])), moved}
+return {current, unread_after(KEYS[1], side_key(KEYS[1], 'state'), current, tonumber(ARGV[3])), moved}

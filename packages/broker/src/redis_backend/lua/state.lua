@@ -5,7 +5,8 @@
 -- reaction `<emoji>\n<count>\n<users shown>\n` and those users one a line (the earliest
 -- REACTION_USERS_SHOWN), then the edited body (the rest). `<id>\n<emoji>` -> every user reacting
 -- with that emoji, in order, `\n` around each (`\nann\nbob\n`), so a repeat is found by a plain
--- find. A message without edit or reaction has no overlay.
+-- find. A message without edit or reaction has no overlay. `changes` -> how many change entries
+-- the stream holds (absent: none, as in most rooms), so an unread count knows when XLEN is it.
 -- `{room}:gone`: tombstones, a sorted set scored by the id's ms, member `<id>\n<author>`: the
 -- message's entry is XDELed (its body gone from Redis), its place kept. `{room}:erased`: the same
 -- for the edits of a deleted message (their bodies went with it), member `<id>\n<target>\n<by>`.
@@ -156,7 +157,7 @@ local function erased_edit(member)
 end
 
 -- Members of a gone set with ids in (after, before) (nil: unbounded), as entries made by `make`,
--- at most `limit` read (nil: all), newest first.
+-- at most `limit` read (nil: all), newest first, and how many were read.
 local function gone_between(key, after, before, limit, make)
   local hi = before and tostring((id_parts(before))) or '+inf'
   local lo = after and tostring((id_parts(after))) or '-inf'
@@ -173,7 +174,7 @@ local function gone_between(key, after, before, limit, make)
       out[#out + 1] = entry
     end
   end
-  return out
+  return out, #members
 end
 
 -- Appends each message entry's overlay (`o`) to it, with one HMGET, if the room has any.
@@ -239,10 +240,32 @@ local function latest(stream, state, gone, before, count)
   return with_overlays(state, out)
 end
 
--- Messages after `marker` ('' for all) that are not deleted, up to `cap`.
-local function unread_after(stream, marker, cap)
+-- The room key `kind` (state, gone, erased, read) of the room whose stream key is `stream`: the
+-- side keys are named after the stream key (`...:stream` -> `...:state`), so a script passes no
+-- key more for them (the same room, the same slot).
+local function side_key(stream, kind)
+  return string.sub(stream, 1, -7) .. kind
+end
+
+-- Adds `n` to the count of the stream's change entries (`changes` of the state hash).
+local function count_changes(state, n)
+  if n ~= 0 and redis.call('HINCRBY', state, 'changes', n) <= 0 then
+    redis.call('HDEL', state, 'changes')
+  end
+end
+
+-- Messages after `marker` ('' for all) that are not deleted, up to `cap` ("that many or more").
+-- A deleted message is out of the stream, so a stream of messages only (no `changes`: most rooms)
+-- answers a user without a marker from XLEN. Any scan reads at most UNREAD_SCAN * cap entries and
+-- answers `cap` when it hits that bound without reaching `cap` messages: a join or read costs
+-- the same in a room of many changes, and whoever missed that much is told "`cap` or more".
+local UNREAD_SCAN = 2
+local function unread_after(stream, state, marker, cap)
+  if marker == '' and not redis.call('HGET', state, 'changes') then
+    return math.min(redis.call('XLEN', stream), cap)
+  end
   local start = marker == '' and '-' or '(' .. marker
-  local n = 0
+  local n, read = 0, 0
   while true do
     local chunk = redis.call('XRANGE', stream, start, '+', 'COUNT', 200)
     for _, entry in ipairs(chunk) do
@@ -251,7 +274,9 @@ local function unread_after(stream, marker, cap)
         if n == cap then return n end
       end
     end
+    read = read + #chunk
     if #chunk < 200 then return n end
+    if read >= UNREAD_SCAN * cap then return cap end
     start = '(' .. chunk[#chunk][1]
   end
 end

@@ -2,20 +2,14 @@
 -- (state.lua): `trim_going` before the XADD (it remembers the newest id about to go in the trimmed
 -- marker, so a recovery knows exactly which `since` values still have no gap, and returns the
 -- entries going, or nil), `trim_state` after it (it drops their overlays and reactors, and the
--- tombstones and erased edits at or below the marker), so the side keys stay bounded by the
--- stream. The side keys are named after the stream key (`...:stream` -> `...:state`), so the
--- publish of a plain message passes no key more: the same room, the same slot. After state.lua.
+-- tombstones and erased edits at or below the marker, and counts the change entries that go), so
+-- the side keys stay bounded by the stream. After state.lua.
 local function trim_going(stream, trimmed_key, maxlen)
   local len = redis.call('XLEN', stream)
   if len < maxlen then return nil end
   local going = redis.call('XRANGE', stream, '-', '+', 'COUNT', len - maxlen + 1)
   redis.call('SET', trimmed_key, going[#going][1])
   return going
-end
-
--- The room key `kind` (state, gone, erased, read) of the room whose stream key is `stream`.
-local function side_key(stream, kind)
-  return string.sub(stream, 1, -7) .. kind
 end
 
 -- Forgets message `id`'s overlay `overlay` and its reactors.
@@ -35,12 +29,16 @@ local function trim_state(stream, going)
     return
   end
   if redis.call('EXISTS', state) == 1 then
+    local changes = 0
     for _, entry in ipairs(going) do
-      if not is_change(entry) then
+      if is_change(entry) then
+        changes = changes + 1
+      else
         local overlay = redis.call('HGET', state, entry[1])
         if overlay then forget_overlay(state, entry[1], overlay) end
       end
     end
+    count_changes(state, -changes)
   end
   local last = going[#going][1]
   for _, kind in ipairs({'gone', 'erased'}) do
@@ -51,6 +49,25 @@ local function trim_state(stream, going)
         if not id_less(last, id) then redis.call('ZREM', key, member) end
       end
     end
+  end
+end
+
+-- Trims the oldest entries of the stream (as the XADD's MAXLEN would, marker and side keys
+-- included) until its entries and the places a delete took out of it (tombstones, erased edits)
+-- are at most `maxlen` together. Run after a delete, the only step that adds places: an XADD
+-- keeps the stream at `maxlen`, so the places stay at most `maxlen` too, whatever a message's
+-- count of edits (each of them is an erased place once it is deleted), and a `since` older than
+-- what this drops answers not-recovered like one older than any trim.
+local function trim_holes(stream, trimmed_key, maxlen)
+  local gone, erased_key = side_key(stream, 'gone'), side_key(stream, 'erased')
+  while true do
+    local len = redis.call('XLEN', stream)
+    local over = len + redis.call('ZCARD', gone) + redis.call('ZCARD', erased_key) - maxlen
+    if over <= 0 or len == 0 then return end
+    local going = redis.call('XRANGE', stream, '-', '+', 'COUNT', over)
+    redis.call('SET', trimmed_key, going[#going][1])
+    redis.call('XTRIM', stream, 'MAXLEN', len - #going)
+    trim_state(stream, going)
   end
 end
 
