@@ -100,6 +100,12 @@ impl Names {
         format!("{}{{{room}}}:dedup:{from}\n{nonce}", self.prefix)
     }
 
+    /// The dedup key of a change of the nonce space `space` (`ChangeKind::nonce_space`) that
+    /// `by` asked with `nonce`: `dedup-<space>:` cannot be mistaken for a send's `dedup:`.
+    pub(super) fn change_dedup(&self, room: &str, space: &str, by: &str, nonce: &str) -> String {
+        format!("{}{{{room}}}:dedup-{space}:{by}\n{nonce}", self.prefix)
+    }
+
     /// The dedup key of a publish that came without a nonce, under the node's own `n`th
     /// (`tag`: the node's instance at start): `sent:` cannot be mistaken for a sender's
     /// `dedup:`.

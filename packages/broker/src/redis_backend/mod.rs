@@ -53,7 +53,9 @@
 //! - `skat:{general}:trimmed`: the newest message id trimmed from the stream, so `recover` knows
 //!   exactly whether the messages after a client's `since` are all still there.
 //! - `skat:{general}:dedup:<sender>\n<nonce>`: the id of the message a sender sent with that
-//!   nonce, for the dedup window; `skat:{general}:sent:<instance>:<n>` the same for a publish
+//!   nonce, for the dedup window; `skat:{general}:dedup-<kind>:<sender>\n<nonce>` the same for
+//!   a change (`<id> <count>`), one key space per kind (`e`, `d`, `r1` add, `r0` remove), so a
+//!   nonce reused for another kind of request is a new one; `skat:{general}:sent:<instance>:<n>` the same for a publish
 //!   that came without a nonce, under one the node made ([`publish`]), so that a publish sent
 //!   twice by a retry is stored once: for a few command timeouts only, as only the node's own
 //!   retries, all made within two, can repeat it.

@@ -1,22 +1,26 @@
 -- A change to an earlier message of the room (`Broker::change`): the checks, the change's entry,
 -- its effect on the message's current state (state.lua) and its event, in one step, so that two
 -- nodes cannot race and every node reads the same. After state.lua and trim.lua.
--- KEYS: stream, channel, trimmed marker, dedup key (the same key space as publish's), epoch,
+-- KEYS: stream, channel, trimmed marker, dedup key (its kind's key space, see publish.rs), epoch,
 -- state, gone, erased. ARGV: maxlen, kind (e, d, r), target, by, `<by>\n<nonce length or
 -- ->\n<nonce>`, how long the dedup key lives in ms, as author (1/0), the edit's body or the
 -- reaction's emoji, add (1/0, reactions), the most distinct emoji per message, users shown per
 -- emoji.
 -- Returns {outcome, id, count}: `new` (the change's id, a reaction's resulting count), `dup` (a
--- retry: the original's id), `same` (a reaction that repeats the user's current one: stored
+-- retry: the original's id and count), `same` (a reaction that repeats the user's current one: stored
 -- nowhere; the emoji's count), or a refusal: `nosuch`, `notauthor`, `toomany`.
 -- A delete XDELs the message's entry and its edits' (their bodies go from Redis) and keeps their
 -- places as a tombstone (`gone`) and erased edits (`erased`), then trims the stream further if
 -- those places and the stream's entries are more than `maxlen` together (see `trim_holes`).
 local stream, state = KEYS[1], KEYS[6]
+-- The dedup key (of this kind of change's nonces) holds `<id> <count>`: a retry is answered
+-- with the original's count, not today's.
 local original = redis.call('GET', KEYS[4])
 if original then
   redis.call('SET', KEYS[4], original, 'KEEPTTL')
-  return {'dup', original, 0}
+  local space = string.find(original, ' ', 1, true)
+  if not space then return {'dup', original, 0} end
+  return {'dup', string.sub(original, 1, space - 1), tonumber(string.sub(original, space + 1))}
 end
 local kind, target, by = ARGV[2], ARGV[3], ARGV[4]
 local entry = redis.call('XRANGE', stream, target, target)[1]
@@ -102,7 +106,7 @@ count_changes(state, changes)
 redis.call(PUBLISH, KEYS[2], 'c' .. id .. '\n' .. kind .. '\n' .. target .. '\n' .. encoded)
 trim_state(stream, going)
 if kind == 'd' then trim_holes(stream, KEYS[3], maxlen) end
-redis.call('SET', KEYS[4], id, 'PX', ARGV[6])
+redis.call('SET', KEYS[4], id .. ' ' .. count, 'PX', ARGV[6])
 if ROOM_TTL > 0 then
   redis.call('PEXPIRE', stream, ROOM_TTL)
   redis.call('PEXPIRE', KEYS[3], ROOM_TTL)
