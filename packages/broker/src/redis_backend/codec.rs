@@ -369,7 +369,6 @@ fn apply_overlay(
         Ok(line)
     };
     let edited = line()?;
-    let _edits = line()?;
     let reactions: usize = line()?.parse().map_err(|_| bad())?;
     for _ in 0..reactions.min(skat_protocol::MAX_REACTIONS) {
         let emoji = line()?.to_owned();
@@ -570,7 +569,7 @@ mod tests {
         };
         let plain = decode(fields(&[]));
         assert_eq!((plain.body.as_str(), plain.extras.is_none()), ("old", true));
-        let overlay = "9\n6-0\n2\n👍\n3\n2\nann\nbob\n🎉\n1\n1\nann\nnew\nbody";
+        let overlay = "9\n2\n👍\n3\n2\nann\nbob\n🎉\n1\n1\nann\nnew\nbody";
         let changed = decode(fields(&["y", "4-0", "o", overlay]));
         assert_eq!(changed.body, "new\nbody");
         assert_eq!(changed.edited(), Some(9));
@@ -580,7 +579,7 @@ mod tests {
             (changed.reactions()[0].count, changed.reactions()[1].count),
             (3, 1)
         );
-        let reacted = decode(fields(&["o", "\n\n1\n👍\n1\n1\nann\n"]));
+        let reacted = decode(fields(&["o", "\n1\n👍\n1\n1\nann\n"]));
         assert_eq!((reacted.body.as_str(), reacted.edited()), ("old", None));
         let tombstone = decode(vec![
             "d".into(),

@@ -13,9 +13,10 @@
 //!   body or the reaction's outcome). See `lua/state.lua` for every format.
 //! - `skat:{general}:state`: the current state of the room's changed messages, a hash written by
 //!   the change's script in the same step as its `XADD` (so every node reads the same): message
-//!   id → overlay (edited body and time, the ids of its edits, the reaction summary: each
-//!   emoji's exact count and first users), and `<id>\n<emoji>` → every user reacting with it,
-//!   in order. History, join and recovery read a page of the stream, skipping changes, then one
+//!   id → overlay (edited body and time, the reaction summary: each emoji's exact count and
+//!   first users), `<id>\nedits` → the ids of its edits (read only by a delete, so the
+//!   overlay every page reads stays small), and `<id>\n<emoji>` → every user reacting with
+//!   it, in order. History, join and recovery read a page of the stream, skipping changes, then one
 //!   `HMGET` of the page's overlays, only in rooms that have any. A message whose edits and
 //!   reactions are all gone has no overlay (it reads as a plain one again). `changes` → how
 //!   many change entries the stream holds (absent if none), kept by the change's script and the

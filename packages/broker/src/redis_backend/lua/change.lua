@@ -27,7 +27,7 @@ local entry = redis.call('XRANGE', stream, target, target)[1]
 if not entry or is_change(entry) then return {'nosuch', '', 0} end
 local author = split_text(field(entry, 'd'))
 local overlay = redis.call('HGET', state, target)
-local o = overlay and parse_overlay(overlay) or {edits = '', reactions = {}, body = ''}
+local o = overlay and parse_overlay(overlay) or {reactions = {}, body = ''}
 local rest, count = '', 0
 local reactors_key, reactors
 if kind == 'r' then
@@ -75,7 +75,7 @@ local changes = 1
 if kind == 'd' then
   redis.call('XDEL', stream, target)
   redis.call('ZADD', KEYS[7], (id_parts(target)), target .. '\n' .. author)
-  for edit in string.gmatch(o.edits, '[^ ]+') do
+  for edit in string.gmatch(redis.call('HGET', state, target .. '\nedits') or '', '[^ ]+') do
     local e = redis.call('XRANGE', stream, edit, edit)[1]
     if e then
       local editor = split_text(field(e, 'd'))
@@ -89,7 +89,8 @@ else
   if kind == 'e' then
     o.edited = tostring((id_parts(id)))
     o.body = ARGV[8]
-    o.edits = o.edits == '' and id or o.edits .. ' ' .. id
+    local edits = redis.call('HGET', state, target .. '\nedits')
+    redis.call('HSET', state, target .. '\nedits', edits and edits .. ' ' .. id or id)
   elseif count == 0 then
     redis.call('HDEL', state, reactors_key)
   else

@@ -1,11 +1,13 @@
 -- The current state of a room's messages (issue 22), shared by the scripts that change or read
 -- them. After the constants (sizes.rs, scripts.rs).
 -- `{room}:state`, a hash: message id -> overlay, the current state of a message that changed and
--- is not deleted: `<edited ms or ''>\n<ids of its edits, space separated>\n<reactions>\n`, then per
+-- is not deleted: `<edited ms or ''>\n<reactions>\n`, then per
 -- reaction `<emoji>\n<count>\n<users shown>\n` and those users one a line (the earliest
 -- REACTION_USERS_SHOWN), then the edited body (the rest). `<id>\n<emoji>` -> every user reacting
 -- with that emoji, in order, `\n` around each (`\nann\nbob\n`), so a repeat is found by a plain
--- find. A message without edit or reaction has no overlay. `changes` -> how many change entries
+-- find. `<id>\nedits` -> the ids of its edits, space separated, read only by a delete (which
+-- erases them), so the overlay every page reads stays small. A message without edit or reaction
+-- has no overlay. `changes` -> how many change entries
 -- the stream holds (absent: none, as in most rooms), so an unread count knows when XLEN is it.
 -- `{room}:gone`: tombstones, a sorted set scored by the id's ms, member `<id>\n<author>`: the
 -- message's entry is XDELed (its body gone from Redis), its place kept. `{room}:erased`: the same
@@ -48,7 +50,6 @@ local function parse_overlay(text)
   end
   local edited = line()
   if edited ~= '' then o.edited = edited end
-  o.edits = line()
   local n = tonumber(line())
   for i = 1, n do
     local r = {emoji = line(), count = tonumber(line()), users = {}}
@@ -61,7 +62,7 @@ local function parse_overlay(text)
 end
 
 local function encode_overlay(o)
-  local parts = {o.edited or '', o.edits, #o.reactions}
+  local parts = {o.edited or '', #o.reactions}
   for _, r in ipairs(o.reactions) do
     parts[#parts + 1] = r.emoji
     parts[#parts + 1] = r.count

@@ -12,9 +12,9 @@ local function trim_going(stream, trimmed_key, maxlen)
   return going
 end
 
--- Forgets message `id`'s overlay `overlay` and its reactors.
+-- Forgets message `id`'s overlay `overlay`, its edits' ids and its reactors.
 local function forget_overlay(state, id, overlay)
-  local fields = {id}
+  local fields = {id, id .. '\nedits'}
   for _, r in ipairs(parse_overlay(overlay).reactions) do
     fields[#fields + 1] = id .. '\n' .. r.emoji
   end
