@@ -356,3 +356,35 @@ async fn deletes_of_much_edited_messages_keep_the_room_bounded() {
         .unwrap();
     assert!(recent.is_some());
 }
+
+#[tokio::test]
+async fn with_a_room_ttl_a_publish_keeps_the_side_keys_that_exist_alive() {
+    let redis = RedisServer::start().await;
+    let ttl = Duration::from_secs(60);
+    let broker = RedisBroker::connect(RedisConfig {
+        room_ttl: Some(ttl),
+        ..config(&redis, "node-a", 100)
+    })
+    .await
+    .unwrap();
+    let mut con = conn(&redis).await;
+    let room = "ttl";
+    let sent = conformance::publish_n(&broker, room, 1).await;
+    changed(&broker, change(room, sent[0].id, "bob", react("👍", true))).await;
+    broker.read(room, "bob", sent[0].id).await.unwrap();
+    for kind in ["state", "read"] {
+        let _: bool = con.pexpire(key(room, kind), 1000).await.unwrap();
+    }
+    conformance::publish_n(&broker, room, 1).await;
+    for kind in ["state", "read"] {
+        let left: i64 = con.pttl(key(room, kind)).await.unwrap();
+        assert!(
+            left > 1000,
+            "{kind}: the publish gave it the room's TTL again ({left} ms)"
+        );
+    }
+    for kind in ["gone", "erased"] {
+        let n: i64 = con.exists(key(room, kind)).await.unwrap();
+        assert_eq!(n, 0, "{kind} is not made by an expiry");
+    }
+}

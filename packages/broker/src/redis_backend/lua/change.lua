@@ -1,17 +1,30 @@
 -- A change to an earlier message of the room (`Broker::change`): the checks, the change's entry,
 -- its effect on the message's current state (state.lua) and its event, in one step, so that two
--- nodes cannot race and every node reads the same. After state.lua and trim.lua.
+-- nodes cannot race and every node reads the same. After message_size.lua, state.lua, reads.lua
+-- and trim.lua.
 -- KEYS: stream, channel, trimmed marker, dedup key (its kind's key space, see publish.rs), epoch,
 -- state, gone, erased. ARGV: maxlen, kind (e, d, r), target, by, `<by>\n<nonce length or
 -- ->\n<nonce>`, how long the dedup key lives in ms, as author (1/0), the edit's body or the
 -- reaction's emoji, add (1/0, reactions), the most distinct emoji per message, users shown per
 -- emoji.
 -- Returns {outcome, id, count}: `new` (the change's id, a reaction's resulting count), `dup` (a
--- retry: the original's id and count), `same` (a reaction that repeats the user's current one: stored
--- nowhere; the emoji's count), or a refusal: `nosuch`, `notauthor`, `toomany`.
+-- retry: the original's id and count), `same` (a reaction that repeats the user's current one:
+-- stored nowhere; the emoji's count), or a refusal: `nosuch`, `notauthor`, `toomany`.
 -- A delete XDELs the message's entry and its edits' (their bodies go from Redis) and keeps their
 -- places as a tombstone (`gone`) and erased edits (`erased`), then trims the stream further if
 -- those places and the stream's entries are more than `maxlen` together (see `trim_holes`).
+local function encode_overlay(o)
+  local parts = {o.edited or '', #o.reactions}
+  for _, r in ipairs(o.reactions) do
+    parts[#parts + 1] = r.emoji
+    parts[#parts + 1] = r.count
+    parts[#parts + 1] = #r.users
+    for _, user in ipairs(r.users) do parts[#parts + 1] = user end
+  end
+  parts[#parts + 1] = o.body
+  return table.concat(parts, '\n')
+end
+
 local stream, state = KEYS[1], KEYS[6]
 -- The dedup key (of this kind of change's nonces) holds `<id> <count>`: a retry is answered
 -- with the original's count, not today's.

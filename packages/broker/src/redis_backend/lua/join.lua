@@ -1,5 +1,5 @@
 -- What a `joined` needs, in one round trip. After lease.lua, join_presence.lua, members_page.lua,
--- message_size.lua, state.lua, recover.lua and ensure_epoch.lua.
+-- message_size.lua, state.lua, reads.lua, recover.lua and ensure_epoch.lua.
 -- KEYS: held, users, channel, names, state, gone, erased, read markers, stream, trimmed, epoch.
 -- ARGV: user (whose read marker is told; held with join presence), join presence (1/0),
 -- since ('' for none), recovery limit, page, recovery byte bound, bytes every message of the room

@@ -4,7 +4,7 @@
 -- message counts beyond its fields); else nil. `keys`: {stream, trimmed, state, gone, erased}.
 -- What followed: the messages after `since` in their current state (tombstones merged, overlays
 -- appended) and the changes after it to messages at or before it (edits erased with their
--- message included, as edits of nothing). After message_size.lua and state.lua.
+-- message included, as edits of nothing). After message_size.lua, state.lua and reads.lua.
 local MAX_ID = '18446744073709551615-18446744073709551615'
 local MIN_ID = '0-0'
 local CHUNK = 100

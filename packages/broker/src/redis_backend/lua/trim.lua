@@ -3,7 +3,8 @@
 -- marker, so a recovery knows exactly which `since` values still have no gap, and returns the
 -- entries going, or nil), `trim_state` after it (it drops their overlays and reactors, and the
 -- tombstones and erased edits at or below the marker, and counts the change entries that go), so
--- the side keys stay bounded by the stream. After state.lua.
+-- the side keys stay bounded by the stream. After state.lua (only: the publish of a plain
+-- message runs it).
 local function trim_going(stream, trimmed_key, maxlen)
   local len = redis.call('XLEN', stream)
   if len < maxlen then return nil end
@@ -21,13 +22,17 @@ local function forget_overlay(state, id, overlay)
   redis.call('HDEL', state, unpack(fields))
 end
 
-local function trim_state(stream, going)
-  if not going then return end
+-- How many of the room's side keys exist, with one EXISTS: none in a room that never changed a
+-- message nor marked one read (most), whose publish then touches none of them.
+local function side_keys_exist(stream)
+  return redis.call('EXISTS', side_key(stream, 'state'), side_key(stream, 'gone'),
+    side_key(stream, 'erased'), side_key(stream, 'read'))
+end
+
+-- `side`: what side_keys_exist answered (0: nothing to do), or nil if not asked.
+local function trim_state(stream, going, side)
+  if not going or side == 0 then return end
   local state = side_key(stream, 'state')
-  -- A room that never changed a message (most) pays one EXISTS.
-  if redis.call('EXISTS', state, side_key(stream, 'gone'), side_key(stream, 'erased')) == 0 then
-    return
-  end
   if redis.call('EXISTS', state) == 1 then
     local changes = 0
     for _, entry in ipairs(going) do
@@ -71,8 +76,9 @@ local function trim_holes(stream, trimmed_key, maxlen)
   end
 end
 
--- Gives the room's side keys the room's lifetime (ROOM_TTL > 0 only).
-local function expire_side_keys(stream)
+-- Gives the room's side keys the room's lifetime (ROOM_TTL > 0 only); `side` as for trim_state.
+local function expire_side_keys(stream, side)
+  if side == 0 then return end
   for _, kind in ipairs({'state', 'gone', 'erased', 'read'}) do
     redis.call('PEXPIRE', side_key(stream, kind), ROOM_TTL)
   end
