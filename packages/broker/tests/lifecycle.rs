@@ -116,6 +116,8 @@ async fn a_plain_message_is_stored_as_before_and_a_deleted_body_is_gone_from_red
         [("changes".to_owned(), "2".to_owned())],
         "its overlay and reactors went too (the reaction and the delete are the stream's changes)"
     );
+    let reactors: i64 = con.exists(key(room, "reactors")).await.unwrap();
+    assert_eq!(reactors, 0, "and its reactors' order");
     let page = broker.history(room, None, 10).await.unwrap().messages;
     assert_eq!(page.len(), 2);
     assert!(page[1].is_deleted());
@@ -144,12 +146,12 @@ async fn overlays_and_tombstones_are_trimmed_with_the_stream() {
             n
         }
     };
-    for kind in ["state", "gone", "erased"] {
+    for kind in ["state", "gone", "erased", "reactors"] {
         assert_eq!(exists(kind).await, 1, "{kind}");
     }
     // Five entries more: the stream's first is past every changed message and every change.
     conformance::publish_n(&broker, room, 8).await;
-    for kind in ["state", "gone", "erased"] {
+    for kind in ["state", "gone", "erased", "reactors"] {
         assert_eq!(exists(kind).await, 0, "{kind} is trimmed with the stream");
     }
     let len: usize = con.xlen(key(room, "stream")).await.unwrap();

@@ -15,8 +15,11 @@
 //!   the change's script in the same step as its `XADD` (so every node reads the same): message
 //!   id → overlay (edited body and time, the reaction summary: each emoji's exact count and
 //!   first users), `<id>\nedits` → the ids of its edits (read only by a delete, so the
-//!   overlay every page reads stays small), and `<id>\n<emoji>` → every user reacting with
-//!   it, in order. History, join and recovery read a page of the stream, skipping changes, then one
+//!   overlay every page reads stays small), and `<id>\n<emoji>\n<user>` → that reaction's
+//!   place (its id, zero-padded), so a reaction costs the same however many users share its
+//!   emoji. `skat:{general}:reactors`: every reactor in place order (a sorted set with every
+//!   score 0, member `<id>\n<emoji>\n<place>\n<user>`), read only to bring the next earliest
+//!   user into view when a shown one removes theirs. History, join and recovery read a page of the stream, skipping changes, then one
 //!   `HMGET` of the page's overlays, only in rooms that have any. A message whose edits and
 //!   reactions are all gone has no overlay (it reads as a plain one again). `changes` → how
 //!   many change entries the stream holds (absent if none), kept by the change's script and the
@@ -77,9 +80,9 @@
 //!   `skat:sweep:<instance>`: the lock of the node sweeping a dead instance.
 //!
 //! Lifetimes: a room with history (a stream) keeps its stream, `trimmed` and `epoch` (and its
-//! `state`, `gone`, `erased` and `read` keys) for good, or with `room_ttl` until it is unused
-//! that long (each publish, change and join gives them the whole TTL again); a room that never had a message keeps only an epoch, which expires after the
-//! room TTL or an hour, whichever is shorter, so no room name a client joins leaves a key for
+//! `state`, `gone`, `erased`, `read` and `reactors` keys) for good, or with `room_ttl` until it
+//! is unused that long (each publish, change and join gives them the whole TTL again); a room
+//! that never had a message keeps only an epoch, which expires after the room TTL or an hour, whichever is shorter, so no room name a client joins leaves a key for
 //! good. Presence keys are deleted as they empty; dedup keys expire after the dedup window (the
 //! node's own: after a few command timeouts). The rooms index keeps the name of every room some
 //! node subscribed to until a listing passes it and finds the room gone (each page removes at

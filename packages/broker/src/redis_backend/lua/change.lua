@@ -42,36 +42,52 @@ local author = split_text(field(entry, 'd'))
 local overlay = redis.call('HGET', state, target)
 local o = overlay and parse_overlay(overlay) or {reactions = {}, body = ''}
 local rest, count = '', 0
-local reactors_key, reactors
+local reactor_field, reactor_prefix, reactors
 if kind == 'r' then
+  -- O(1) in the emoji's reactors (besides the log of their count): the user's own field, and
+  -- the sorted set only to bring the next earliest into view when a shown one leaves.
   local emoji, add = ARGV[8], ARGV[9] == '1'
-  reactors_key = target .. '\n' .. emoji
-  reactors = redis.call('HGET', state, reactors_key) or '\n'
-  local at = string.find(reactors, '\n' .. by .. '\n', 1, true)
+  local shown = tonumber(ARGV[11])
+  reactors = side_key(stream, 'reactors')
+  reactor_prefix = target .. '\n' .. emoji .. '\n'
+  reactor_field = reactor_prefix .. by
+  local place = redis.call('HGET', state, reactor_field)
   local slot
   for i, r in ipairs(o.reactions) do
     if r.emoji == emoji then slot = i end
   end
   count = slot and o.reactions[slot].count or 0
-  if (at ~= nil) == add then return {'same', '', count} end
+  if (place ~= false) == add then return {'same', '', count} end
   if add then
     if not slot then
       if #o.reactions >= tonumber(ARGV[10]) then return {'toomany', '', 0} end
       o.reactions[#o.reactions + 1] = {emoji = emoji, count = 0, users = {}}
       slot = #o.reactions
     end
-    reactors = reactors .. by .. '\n'
     count = count + 1
   else
-    reactors = string.sub(reactors, 1, at) .. string.sub(reactors, at + #by + 2)
     count = count - 1
   end
   local r = o.reactions[slot]
   r.count = count
-  r.users = {}
-  for user in string.gmatch(reactors, '[^\n]+') do
-    if #r.users == tonumber(ARGV[11]) then break end
-    r.users[#r.users + 1] = user
+  if add then
+    -- The newest reactor: shown only while fewer are.
+    if #r.users < shown then r.users[#r.users + 1] = by end
+  else
+    redis.call('HDEL', state, reactor_field)
+    redis.call('ZREM', reactors, reactor_prefix .. place .. '\n' .. by)
+    for i, user in ipairs(r.users) do
+      if user == by then
+        table.remove(r.users, i)
+        -- The shown were the earliest: the next earliest is the first past them.
+        local next_one = redis.call('ZRANGE', reactors, '[' .. reactor_prefix,
+          '(' .. target .. '\n' .. emoji .. '\v', 'BYLEX', 'LIMIT', shown - 1, 1)[1]
+        if next_one then
+          r.users[#r.users + 1] = string.sub(next_one, #reactor_prefix + #place + 2)
+        end
+        break
+      end
+    end
   end
   if count == 0 then table.remove(o.reactions, slot) end
   rest = (add and '1' or '0') .. count .. '\n' .. emoji
@@ -104,10 +120,10 @@ else
     o.body = ARGV[8]
     local edits = redis.call('HGET', state, target .. '\nedits')
     redis.call('HSET', state, target .. '\nedits', edits and edits .. ' ' .. id or id)
-  elseif count == 0 then
-    redis.call('HDEL', state, reactors_key)
-  else
-    redis.call('HSET', state, reactors_key, reactors)
+  elseif ARGV[9] == '1' then
+    local place = reactor_place(id)
+    redis.call('HSET', state, reactor_field, place)
+    redis.call('ZADD', reactors, 0, reactor_prefix .. place .. '\n' .. by)
   end
   if not o.edited and #o.reactions == 0 then
     -- Plain again.

@@ -13,20 +13,32 @@ local function trim_going(stream, trimmed_key, maxlen)
   return going
 end
 
--- Forgets message `id`'s overlay `overlay`, its edits' ids and its reactors.
+-- Forgets message `id`'s overlay `overlay`, its edits' ids and its reactors (in batches: a
+-- message may have any number).
 local function forget_overlay(state, id, overlay)
-  local fields = {id, id .. '\nedits'}
+  redis.call('HDEL', state, id, id .. '\nedits')
+  local reactors = string.sub(state, 1, -6) .. 'reactors'
   for _, r in ipairs(parse_overlay(overlay).reactions) do
-    fields[#fields + 1] = id .. '\n' .. r.emoji
+    local prefix = id .. '\n' .. r.emoji .. '\n'
+    local from, to = '[' .. prefix, '(' .. id .. '\n' .. r.emoji .. '\v'
+    while true do
+      local batch = redis.call('ZRANGE', reactors, from, to, 'BYLEX', 'LIMIT', 0, 500)
+      if #batch == 0 then break end
+      local fields = {}
+      for i, member in ipairs(batch) do
+        fields[i] = prefix .. string.sub(member, #prefix + 43)
+      end
+      redis.call('HDEL', state, unpack(fields))
+      redis.call('ZREM', reactors, unpack(batch))
+    end
   end
-  redis.call('HDEL', state, unpack(fields))
 end
 
 -- How many of the room's side keys exist, with one EXISTS: none in a room that never changed a
 -- message nor marked one read (most), whose publish then touches none of them.
 local function side_keys_exist(stream)
   return redis.call('EXISTS', side_key(stream, 'state'), side_key(stream, 'gone'),
-    side_key(stream, 'erased'), side_key(stream, 'read'))
+    side_key(stream, 'erased'), side_key(stream, 'read'), side_key(stream, 'reactors'))
 end
 
 -- `side`: what side_keys_exist answered (0: nothing to do), or nil if not asked.
@@ -79,7 +91,7 @@ end
 -- Gives the room's side keys the room's lifetime (ROOM_TTL > 0 only); `side` as for trim_state.
 local function expire_side_keys(stream, side)
   if side == 0 then return end
-  for _, kind in ipairs({'state', 'gone', 'erased', 'read'}) do
+  for _, kind in ipairs({'state', 'gone', 'erased', 'read', 'reactors'}) do
     redis.call('PEXPIRE', side_key(stream, kind), ROOM_TTL)
   end
 end
