@@ -602,7 +602,7 @@ mod tests {
         assert_eq!(names.gone("general"), "skat:{general}:gone");
         assert_eq!(names.erased("general"), "skat:{general}:erased");
         assert_eq!(names.read("general"), "skat:{general}:read");
-        // The scripts name the side keys after the stream key (`side_key` in `lua/trim.lua`).
+        // The scripts name the side keys after the stream key (`side_key` in `lua/state.lua`).
         let base = names
             .stream("general")
             .strip_suffix("stream")
@@ -613,6 +613,11 @@ mod tests {
         assert_eq!(
             names.dedup("general", "bob", "c-1"),
             "skat:{general}:dedup:bob\nc-1"
+        );
+        assert_eq!(
+            names.change_dedup("general", "r1", "bob", "c-1"),
+            "skat:{general}:dedup-r1:bob\nc-1",
+            "a change's nonces are apart from a send's, one key space per kind"
         );
         assert_eq!(
             names.own_dedup("general", "n:t", 7),

@@ -25,6 +25,33 @@ local function encode_overlay(o)
   return table.concat(parts, '\n')
 end
 
+-- The place of a reaction with id `id` among its emoji's reactors: the id, each part
+-- zero-padded to 20 digits, so places sort by bytes as ids do.
+local function reactor_place(id)
+  local dash = string.find(id, '-', 1, true)
+  local ms, seq = string.sub(id, 1, dash - 1), string.sub(id, dash + 1)
+  return string.rep('0', 20 - #ms) .. ms .. '-' .. string.rep('0', 20 - #seq) .. seq
+end
+
+-- Trims the oldest entries of the stream (as the XADD's MAXLEN would, marker and side keys
+-- included) until its entries and the places a delete took out of it (tombstones, erased edits)
+-- are at most `maxlen` together. Run after a delete, the only step that adds places: an XADD
+-- keeps the stream at `maxlen`, so the places stay at most `maxlen` too, whatever a message's
+-- count of edits (each of them is an erased place once it is deleted), and a `since` older than
+-- what this drops answers not-recovered like one older than any trim.
+local function trim_holes(stream, trimmed_key, maxlen)
+  local gone, erased_key = side_key(stream, 'gone'), side_key(stream, 'erased')
+  while true do
+    local len = redis.call('XLEN', stream)
+    local over = len + redis.call('ZCARD', gone) + redis.call('ZCARD', erased_key) - maxlen
+    if over <= 0 or len == 0 then return end
+    local going = redis.call('XRANGE', stream, '-', '+', 'COUNT', over)
+    redis.call('SET', trimmed_key, going[#going][1])
+    redis.call('XTRIM', stream, 'MAXLEN', len - #going)
+    trim_state(stream, going)
+  end
+end
+
 local stream, state = KEYS[1], KEYS[6]
 -- The dedup key (of this kind of change's nonces) holds `<id> <count>`: a retry is answered
 -- with the original's count, not today's.

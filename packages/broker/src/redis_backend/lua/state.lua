@@ -5,7 +5,7 @@
 -- is not deleted: `<edited ms or ''>\n<reactions>\n`, then per
 -- reaction `<emoji>\n<count>\n<users shown>\n` and those users one a line (the earliest
 -- REACTION_USERS_SHOWN), then the edited body (the rest). `<id>\n<emoji>\n<user>` -> the user's
--- place among that emoji's reactors (reactor_place of the reaction's id), so a repeat is found
+-- place among that emoji's reactors (`reactor_place` in change.lua), so a repeat is found
 -- with one HGET. `{room}:reactors`: every reactor in place order, a sorted set with every score
 -- 0, member `<id>\n<emoji>\n<place>\n<user>`, read only to bring the next earliest into view
 -- when a shown one leaves. `<id>\nedits` -> the ids of its edits, space separated, read only by a delete (which
@@ -59,14 +59,6 @@ end
 -- The room key `kind` (state, gone, erased, read) of the room whose stream key is `stream`: the
 -- side keys are named after the stream key (`...:stream` -> `...:state`), so a script passes no
 -- key more for them (the same room, the same slot).
--- The place of a reaction with id `id` among its emoji's reactors: the id, each part
--- zero-padded to 20 digits, so places sort by bytes as ids do.
-local function reactor_place(id)
-  local dash = string.find(id, '-', 1, true)
-  local ms, seq = string.sub(id, 1, dash - 1), string.sub(id, dash + 1)
-  return string.rep('0', 20 - #ms) .. ms .. '-' .. string.rep('0', 20 - #seq) .. seq
-end
-
 local function side_key(stream, kind)
   return string.sub(stream, 1, -7) .. kind
 end

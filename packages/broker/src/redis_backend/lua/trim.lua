@@ -69,25 +69,6 @@ local function trim_state(stream, going, side)
   end
 end
 
--- Trims the oldest entries of the stream (as the XADD's MAXLEN would, marker and side keys
--- included) until its entries and the places a delete took out of it (tombstones, erased edits)
--- are at most `maxlen` together. Run after a delete, the only step that adds places: an XADD
--- keeps the stream at `maxlen`, so the places stay at most `maxlen` too, whatever a message's
--- count of edits (each of them is an erased place once it is deleted), and a `since` older than
--- what this drops answers not-recovered like one older than any trim.
-local function trim_holes(stream, trimmed_key, maxlen)
-  local gone, erased_key = side_key(stream, 'gone'), side_key(stream, 'erased')
-  while true do
-    local len = redis.call('XLEN', stream)
-    local over = len + redis.call('ZCARD', gone) + redis.call('ZCARD', erased_key) - maxlen
-    if over <= 0 or len == 0 then return end
-    local going = redis.call('XRANGE', stream, '-', '+', 'COUNT', over)
-    redis.call('SET', trimmed_key, going[#going][1])
-    redis.call('XTRIM', stream, 'MAXLEN', len - #going)
-    trim_state(stream, going)
-  end
-end
-
 -- Gives the room's side keys the room's lifetime (ROOM_TTL > 0 only); `side` as for trim_state.
 local function expire_side_keys(stream, side)
   if side == 0 then return end
