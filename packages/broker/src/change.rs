@@ -52,6 +52,25 @@ pub enum ChangeKind {
     },
 }
 
+/// The key space of a send's nonces (see [`ChangeKind::nonce_space`]).
+pub(crate) const SEND_NONCES: &str = "m";
+
+impl ChangeKind {
+    /// The key space of this kind's nonces. A nonce names one request per sender, room and
+    /// kind of request (a send's are [`SEND_NONCES`]; a reaction's add and remove are two
+    /// kinds), so a nonce reused for another kind is a new request: a retry is answered with
+    /// what its nonce stored, never with an entry of another kind, nor one made up that was
+    /// never stored.
+    pub(crate) fn nonce_space(&self) -> &'static str {
+        match self {
+            Self::Edit { .. } => "e",
+            Self::Delete => "d",
+            Self::React { add: true, .. } => "r1",
+            Self::React { add: false, .. } => "r0",
+        }
+    }
+}
+
 /// Outcome of [`Broker::change`](crate::Broker::change).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Changed {

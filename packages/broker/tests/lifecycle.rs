@@ -111,7 +111,13 @@ async fn a_plain_message_is_stored_as_before_and_a_deleted_body_is_gone_from_red
     let text = dump(&mut con, room).await;
     assert!(!text.contains("secret"), "{text}");
     let state: Vec<(String, String)> = con.hgetall(key(room, "state")).await.unwrap();
-    assert_eq!(state, [], "its overlay and reactors went too");
+    assert_eq!(
+        state,
+        [("changes".to_owned(), "2".to_owned())],
+        "its overlay and reactors went too (the reaction and the delete are the stream's changes)"
+    );
+    let reactors: i64 = con.exists(key(room, "reactors")).await.unwrap();
+    assert_eq!(reactors, 0, "and its reactors' order");
     let page = broker.history(room, None, 10).await.unwrap().messages;
     assert_eq!(page.len(), 2);
     assert!(page[1].is_deleted());
@@ -140,12 +146,12 @@ async fn overlays_and_tombstones_are_trimmed_with_the_stream() {
             n
         }
     };
-    for kind in ["state", "gone", "erased"] {
+    for kind in ["state", "gone", "erased", "reactors"] {
         assert_eq!(exists(kind).await, 1, "{kind}");
     }
     // Five entries more: the stream's first is past every changed message and every change.
     conformance::publish_n(&broker, room, 8).await;
-    for kind in ["state", "gone", "erased"] {
+    for kind in ["state", "gone", "erased", "reactors"] {
         assert_eq!(exists(kind).await, 0, "{kind} is trimmed with the stream");
     }
     let len: usize = con.xlen(key(room, "stream")).await.unwrap();
@@ -256,4 +262,131 @@ async fn recovery_bounds_count_the_bytes_the_protocol_counts() {
             .unwrap(),
         None
     );
+}
+
+#[tokio::test]
+async fn an_unread_count_reads_a_bounded_part_of_the_stream() {
+    let redis = RedisServer::start().await;
+    let broker = connect(&redis, "node-a", 5000).await;
+    let mut con = conn(&redis).await;
+    let cap = skat_protocol::UNREAD_CAP;
+    // Messages only: no `changes` count, and a user without a marker is answered from XLEN.
+    let room = "unread";
+    let sent = conformance::publish_n(&broker, room, 3).await;
+    let changes = |con: &mut redis::aio::MultiplexedConnection| {
+        let mut con = con.clone();
+        async move {
+            let n: Option<i64> = con.hget(key(room, "state"), "changes").await.unwrap();
+            n
+        }
+    };
+    assert_eq!(changes(&mut con).await, None);
+    assert_eq!(
+        broker
+            .read(room, "cy", MessageId::MIN)
+            .await
+            .unwrap()
+            .unread,
+        3
+    );
+    broker.read(room, "ann", sent[0].id).await.unwrap();
+    // Far more change entries after ann's marker than the scan reads, then a message.
+    let rounds = cap as usize + 10;
+    let mut last = sent[2].id;
+    for _ in 0..rounds {
+        changed(&broker, change(room, sent[0].id, "bob", react("🎉", true))).await;
+        last = changed(&broker, change(room, sent[0].id, "bob", react("🎉", false)))
+            .await
+            .id()
+            .unwrap();
+    }
+    assert_eq!(changes(&mut con).await, Some(2 * rounds as i64));
+    conformance::publish_n(&broker, room, 1).await;
+    // The scan stops at twice the cap entries: "the cap or more".
+    let ann = broker.read(room, "ann", MessageId::MIN).await.unwrap();
+    assert_eq!(ann.unread, cap, "the bound answers the cap");
+    let cy = broker.read(room, "cy", MessageId::MIN).await.unwrap();
+    assert_eq!(
+        cy.unread, cap,
+        "no marker scans from the start, bounded too"
+    );
+    // A marker past the changes counts exactly again.
+    let near = broker.read(room, "bob", last).await.unwrap();
+    assert_eq!(near.unread, 1);
+}
+
+#[tokio::test]
+async fn deletes_of_much_edited_messages_keep_the_room_bounded() {
+    let redis = RedisServer::start().await;
+    let stream_len = 20;
+    let broker = connect(&redis, "node-a", stream_len).await;
+    let mut con = conn(&redis).await;
+    let room = "erase";
+    let first = conformance::publish_n(&broker, room, 1).await;
+    for round in 0..15 {
+        let sent = conformance::publish_n(&broker, room, 1).await;
+        for i in 0..12 {
+            changed(
+                &broker,
+                change(room, sent[0].id, "alice", edit(&format!("{round}.{i}"))),
+            )
+            .await;
+        }
+        changed(
+            &broker,
+            change(room, sent[0].id, "alice", ChangeKind::Delete),
+        )
+        .await;
+        let len: usize = con.xlen(key(room, "stream")).await.unwrap();
+        let gone: usize = con.zcard(key(room, "gone")).await.unwrap();
+        let erased: usize = con.zcard(key(room, "erased")).await.unwrap();
+        assert!(
+            len + gone + erased <= stream_len,
+            "round {round}: {len} entries, {gone} tombstones, {erased} erased edits"
+        );
+    }
+    // What the deletes trimmed is not recoverable; the latest delete's place is.
+    let old = broker
+        .recover(room, first[0].id, Recovery::count(100))
+        .await
+        .unwrap();
+    assert!(old.is_none(), "{old:?}");
+    let latest = conformance::publish_n(&broker, room, 1).await;
+    let recent = broker
+        .recover(room, latest[0].id, Recovery::count(100))
+        .await
+        .unwrap();
+    assert!(recent.is_some());
+}
+
+#[tokio::test]
+async fn with_a_room_ttl_a_publish_keeps_the_side_keys_that_exist_alive() {
+    let redis = RedisServer::start().await;
+    let ttl = Duration::from_secs(60);
+    let broker = RedisBroker::connect(RedisConfig {
+        room_ttl: Some(ttl),
+        ..config(&redis, "node-a", 100)
+    })
+    .await
+    .unwrap();
+    let mut con = conn(&redis).await;
+    let room = "ttl";
+    let sent = conformance::publish_n(&broker, room, 1).await;
+    changed(&broker, change(room, sent[0].id, "bob", react("👍", true))).await;
+    broker.read(room, "bob", sent[0].id).await.unwrap();
+    for kind in ["state", "read"] {
+        let _: bool = con.pexpire(key(room, kind), 1000).await.unwrap();
+    }
+    conformance::publish_n(&broker, room, 1).await;
+    for kind in ["state", "read"] {
+        let left: i64 = con.pttl(key(room, kind)).await.unwrap();
+        assert!(
+            left > 1000,
+            "{kind}: the publish gave it the room's TTL again ({left} ms)"
+        );
+    }
+    for kind in ["gone", "erased"] {
+        let n: i64 = con.exists(key(room, kind)).await.unwrap();
+        assert_eq!(n, 0, "{kind} is not made by an expiry");
+    }
 }

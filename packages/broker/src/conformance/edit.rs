@@ -110,6 +110,51 @@ pub async fn changes_are_deduplicated_by_nonce<B: Broker>(broker: &B) {
     assert_eq!(sub.try_recv(), None, "the retry was not delivered");
 }
 
+/// A nonce names one request per sender and kind of request (a send, an edit, a delete, adding
+/// a reaction, removing one): reused for another kind it is a new request, so no retry is ever
+/// answered with an entry of another kind, nor with one that was never stored.
+pub async fn a_nonce_names_one_request_per_kind<B: Broker>(broker: &B) {
+    let room = "c-nonce-kinds";
+    let send = |body: &str| crate::NewMessage {
+        room: room.into(),
+        from: "alice".into(),
+        body: body.into(),
+        nonce: Some("k1".into()),
+        reply_to: None,
+    };
+    let crate::Published::New(sent) = broker.publish(send("m0")).await.unwrap() else {
+        panic!("a fresh nonce is a new message");
+    };
+    let with_nonce = |kind| {
+        let mut new = change(room, sent.id, "alice", kind);
+        new.nonce = Some("k1".into());
+        new
+    };
+    let edited = changed(broker, with_nonce(edit("e1"))).await;
+    assert!(matches!(&edited, Change::Edited(e) if e.body == "e1"));
+    match broker.publish(send("again")).await.unwrap() {
+        crate::Published::Duplicate(message) => assert_eq!(message.id, sent.id),
+        other => panic!("a send's retry answers the message: {other:?}"),
+    }
+    assert_eq!(
+        broker.change(with_nonce(edit("e2"))).await.unwrap(),
+        Changed::Duplicate(edited.clone()),
+        "an edit's retry answers the edit"
+    );
+    let added = changed(broker, with_nonce(react("👍", true))).await;
+    assert!(matches!(&added, Change::Reacted(r) if r.add && r.count == 1));
+    let removed = changed(broker, with_nonce(react("👍", false))).await;
+    assert!(matches!(&removed, Change::Reacted(r) if !r.add && r.count == 0));
+    assert_eq!(
+        broker.change(with_nonce(react("👍", true))).await.unwrap(),
+        Changed::Duplicate(added),
+        "a retried add answers the add, with the count it had"
+    );
+    let deleted = changed(broker, with_nonce(crate::ChangeKind::Delete)).await;
+    assert!(matches!(deleted, Change::Deleted(_)));
+    assert!(latest(broker, room, 1).await[0].is_deleted());
+}
+
 pub async fn recovery_returns_changes_to_older_messages_only<B: Broker>(broker: &B) {
     let room = "c-edit-recover";
     let sent = publish_n(broker, room, 3).await;

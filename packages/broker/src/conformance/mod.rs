@@ -19,7 +19,7 @@ mod snapshot;
 
 pub use delete::{deleting_drops_the_body, moderators_delete_anyone_s};
 pub use edit::{
-    changes_are_deduplicated_by_nonce, edits_are_the_author_s,
+    a_nonce_names_one_request_per_kind, changes_are_deduplicated_by_nonce, edits_are_the_author_s,
     recovery_returns_changes_to_older_messages_only,
 };
 pub use messages::{
@@ -82,6 +82,7 @@ where
 {
     edits_are_the_author_s(&make().await).await;
     changes_are_deduplicated_by_nonce(&make().await).await;
+    a_nonce_names_one_request_per_kind(&make().await).await;
     recovery_returns_changes_to_older_messages_only(&make().await).await;
     deleting_drops_the_body(&make().await).await;
     moderators_delete_anyone_s(&make().await).await;

@@ -21,9 +21,10 @@ mod room;
 mod subscription;
 
 use changes::Plan;
-use room::{Entry, RoomLog, RoomState};
+use room::{DedupKey, Entry, RoomLog, RoomState};
 pub use subscription::MemorySubscription;
 
+use crate::change::SEND_NONCES;
 use crate::lock;
 use crate::sparse::ShrinkWhenSparse as _;
 use crate::{
@@ -124,13 +125,7 @@ impl MemoryBroker {
     }
 
     /// Remembers the nonce `key` of the entry accepted as `id`, for retries within the window.
-    fn remember(
-        &self,
-        state: &mut RoomState,
-        key: Option<(String, String)>,
-        id: MessageId,
-        now: Instant,
-    ) {
+    fn remember(&self, state: &mut RoomState, key: Option<DedupKey>, id: MessageId, now: Instant) {
         if let Some(key) = key {
             let dedup = state.dedup.get_or_insert_default();
             dedup.ids.insert(key.clone(), id);
@@ -157,7 +152,7 @@ impl Broker for MemoryBroker {
         let log = self.room(&new.room);
         let mut state = lock(&log.state);
         let now = Instant::now();
-        let (key, original) = state.replay(&new.from, new.nonce.as_deref(), now);
+        let (key, original) = state.replay(SEND_NONCES, &new.from, new.nonce.as_deref(), now);
         if let Some(original) = original {
             // The original as stored, or (if trimmed away since) as sent now with its id.
             let stored = state.message(original).cloned();
@@ -184,10 +179,11 @@ impl Broker for MemoryBroker {
         };
         let mut state = lock(&log.state);
         let now = Instant::now();
-        let (key, original) = state.replay(&new.by, new.nonce.as_deref(), now);
+        let space = new.kind.nonce_space();
+        let (key, original) = state.replay(space, &new.by, new.nonce.as_deref(), now);
         if let Some(original) = original {
-            // The original as stored, or (if trimmed away since, or the nonce named another
-            // kind of request) as asked now with its id and the current count.
+            // The original as stored, or (if trimmed away since) as asked now (the same kind)
+            // with its id and the current count.
             let change = state.stored_change(original).unwrap_or_else(|| {
                 let count = match &new.kind {
                     ChangeKind::React { emoji, .. } => state.reaction_count(new.target, emoji),

@@ -86,11 +86,15 @@ impl Entry {
 /// The nonces a room remembers for idempotent sends.
 #[derive(Debug, Default)]
 pub(super) struct Dedup {
-    /// Ids of recently accepted messages by (sender, nonce).
-    pub(super) ids: HashMap<(String, String), MessageId>,
+    /// Ids of recently accepted messages and changes by their key.
+    pub(super) ids: HashMap<DedupKey, MessageId>,
     /// When each entry expires, oldest first.
-    pub(super) order: VecDeque<(Instant, (String, String))>,
+    pub(super) order: VecDeque<(Instant, DedupKey)>,
 }
+
+/// A request's dedup key: its kind's nonce space (`ChangeKind::nonce_space`, a send's
+/// `SEND_NONCES`), its sender and its nonce.
+pub(super) type DedupKey = (&'static str, String, String);
 
 impl RoomState {
     /// Hands a live event to every subscriber, if any.
@@ -119,21 +123,23 @@ impl RoomState {
     }
 
     /// The id of the message accepted under `key`, if it is remembered.
-    fn deduplicated(&self, key: &(String, String)) -> Option<MessageId> {
+    fn deduplicated(&self, key: &DedupKey) -> Option<MessageId> {
         self.dedup.as_ref()?.ids.get(key).copied()
     }
 
-    /// A request's dedup key (its sender's `who` and `nonce`; none without a nonce) and, if it
-    /// repeats one accepted within the window, the id that one was stored with. Expired nonces
-    /// are forgotten first. Sends and changes share the one key space.
+    /// A request's dedup key (its kind's nonce `space`, its sender's `who` and `nonce`; none
+    /// without a nonce) and, if it repeats one accepted within the window, the id that one was
+    /// stored with. Expired nonces are forgotten first. Each kind of request has its own key
+    /// space, so the id found is always of the request's kind.
     pub(super) fn replay(
         &mut self,
+        space: &'static str,
         who: &str,
         nonce: Option<&str>,
         now: Instant,
-    ) -> (Option<(String, String)>, Option<MessageId>) {
+    ) -> (Option<DedupKey>, Option<MessageId>) {
         self.expire_dedup(now);
-        let key = nonce.map(|nonce| (who.to_owned(), nonce.to_owned()));
+        let key = nonce.map(|nonce| (space, who.to_owned(), nonce.to_owned()));
         let original = key.as_ref().and_then(|key| self.deduplicated(key));
         (key, original)
     }

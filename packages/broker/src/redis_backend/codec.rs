@@ -100,6 +100,12 @@ impl Names {
         format!("{}{{{room}}}:dedup:{from}\n{nonce}", self.prefix)
     }
 
+    /// The dedup key of a change of the nonce space `space` (`ChangeKind::nonce_space`) that
+    /// `by` asked with `nonce`: `dedup-<space>:` cannot be mistaken for a send's `dedup:`.
+    pub(super) fn change_dedup(&self, room: &str, space: &str, by: &str, nonce: &str) -> String {
+        format!("{}{{{room}}}:dedup-{space}:{by}\n{nonce}", self.prefix)
+    }
+
     /// The dedup key of a publish that came without a nonce, under the node's own `n`th
     /// (`tag`: the node's instance at start): `sent:` cannot be mistaken for a sender's
     /// `dedup:`.
@@ -363,7 +369,6 @@ fn apply_overlay(
         Ok(line)
     };
     let edited = line()?;
-    let _edits = line()?;
     let reactions: usize = line()?.parse().map_err(|_| bad())?;
     for _ in 0..reactions.min(skat_protocol::MAX_REACTIONS) {
         let emoji = line()?.to_owned();
@@ -564,7 +569,7 @@ mod tests {
         };
         let plain = decode(fields(&[]));
         assert_eq!((plain.body.as_str(), plain.extras.is_none()), ("old", true));
-        let overlay = "9\n6-0\n2\n👍\n3\n2\nann\nbob\n🎉\n1\n1\nann\nnew\nbody";
+        let overlay = "9\n2\n👍\n3\n2\nann\nbob\n🎉\n1\n1\nann\nnew\nbody";
         let changed = decode(fields(&["y", "4-0", "o", overlay]));
         assert_eq!(changed.body, "new\nbody");
         assert_eq!(changed.edited(), Some(9));
@@ -574,7 +579,7 @@ mod tests {
             (changed.reactions()[0].count, changed.reactions()[1].count),
             (3, 1)
         );
-        let reacted = decode(fields(&["o", "\n\n1\n👍\n1\n1\nann\n"]));
+        let reacted = decode(fields(&["o", "\n1\n👍\n1\n1\nann\n"]));
         assert_eq!((reacted.body.as_str(), reacted.edited()), ("old", None));
         let tombstone = decode(vec![
             "d".into(),
@@ -597,7 +602,7 @@ mod tests {
         assert_eq!(names.gone("general"), "skat:{general}:gone");
         assert_eq!(names.erased("general"), "skat:{general}:erased");
         assert_eq!(names.read("general"), "skat:{general}:read");
-        // The scripts name the side keys after the stream key (`side_key` in `lua/trim.lua`).
+        // The scripts name the side keys after the stream key (`side_key` in `lua/state.lua`).
         let base = names
             .stream("general")
             .strip_suffix("stream")
@@ -608,6 +613,11 @@ mod tests {
         assert_eq!(
             names.dedup("general", "bob", "c-1"),
             "skat:{general}:dedup:bob\nc-1"
+        );
+        assert_eq!(
+            names.change_dedup("general", "r1", "bob", "c-1"),
+            "skat:{general}:dedup-r1:bob\nc-1",
+            "a change's nonces are apart from a send's, one key space per kind"
         );
         assert_eq!(
             names.own_dedup("general", "n:t", 7),

@@ -11,7 +11,8 @@ use crate::InvalidNodeId;
 pub struct RedisConfig {
     /// Redis URL, e.g. `redis://127.0.0.1:6379/`.
     pub url: String,
-    /// Prefix of every key and channel.
+    /// Prefix of every key and channel; without `{` or `}` (the room is the keys' hash tag,
+    /// and the scripts name a room's side keys after its stream key, in its slot).
     pub prefix: String,
     /// Messages kept per room stream (at least 1).
     pub stream_len: usize,
@@ -87,11 +88,15 @@ impl RedisConfig {
         }
     }
 
-    /// Checks the rules the settings must keep: a valid node id, no zero where a period, a
+    /// Checks the rules the settings must keep: a valid node id, a prefix without braces (a
+    /// brace there would move a room's hash tag off its name), no zero where a period, a
     /// timeout or a length is meant, and a heartbeat at most half the presence TTL (so a live
     /// node refreshes its claim at least twice before it could lapse).
     pub fn validate(&self) -> Result<(), ConfigError> {
         crate::check_node_id(&self.node_id)?;
+        if self.prefix.contains(['{', '}']) {
+            return Err(ConfigError::BracedPrefix);
+        }
         let zero = [
             ("stream_len", self.stream_len == 0),
             ("heartbeat", self.heartbeat.is_zero()),
@@ -119,6 +124,10 @@ pub enum ConfigError {
     /// The node id cannot name a node (see [`crate::check_node_id`]).
     #[error(transparent)]
     NodeId(#[from] InvalidNodeId),
+    /// The key prefix holds `{` or `}`: Redis Cluster would hash a room's keys by what the
+    /// braces enclose, not by the room, parting the keys one script reads.
+    #[error("the Redis broker's key prefix must not contain '{{' or '}}'")]
+    BracedPrefix,
     /// A setting that must not be zero is.
     #[error("the Redis broker's {0} must not be zero")]
     Zero(&'static str),
@@ -177,5 +186,16 @@ mod tests {
             ..valid
         };
         assert!(matches!(colon.validate(), Err(ConfigError::NodeId(_))));
+        for prefix in ["{skat}:", "skat}:", "sk{at:"] {
+            let braced = RedisConfig {
+                prefix: prefix.to_owned(),
+                ..RedisConfig::new("redis://127.0.0.1/", "node-a")
+            };
+            assert_eq!(
+                braced.validate(),
+                Err(ConfigError::BracedPrefix),
+                "{prefix}"
+            );
+        }
     }
 }

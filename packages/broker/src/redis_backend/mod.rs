@@ -13,22 +13,35 @@
 //!   body or the reaction's outcome). See `lua/state.lua` for every format.
 //! - `skat:{general}:state`: the current state of the room's changed messages, a hash written by
 //!   the change's script in the same step as its `XADD` (so every node reads the same): message
-//!   id → overlay (edited body and time, the ids of its edits, the reaction summary: each
-//!   emoji's exact count and first users), and `<id>\n<emoji>` → every user reacting with it,
-//!   in order. History, join and recovery read a page of the stream, skipping changes, then one
+//!   id → overlay (edited body and time, the reaction summary: each emoji's exact count and
+//!   first users), `<id>\nedits` → the ids of its edits (read only by a delete, so the
+//!   overlay every page reads stays small), and `<id>\n<emoji>\n<user>` → that reaction's
+//!   place (its id, zero-padded), so a reaction costs the same however many users share its
+//!   emoji. `skat:{general}:reactors`: every reactor in place order (a sorted set with every
+//!   score 0, member `<id>\n<emoji>\n<place>\n<user>`), read only to bring the next earliest
+//!   user into view when a shown one removes theirs. History, join and recovery read a page of the stream, skipping changes, then one
 //!   `HMGET` of the page's overlays, only in rooms that have any. A message whose edits and
-//!   reactions are all gone has no overlay (it reads as a plain one again).
+//!   reactions are all gone has no overlay (it reads as a plain one again). `changes` → how
+//!   many change entries the stream holds (absent if none), kept by the change's script and the
+//!   trim, so an unread count knows when the stream is messages only.
 //! - `skat:{general}:gone`: tombstones, a sorted set scored by id (ms), member `<id>\n<author>`.
-//!   A stream entry cannot be rewritten, so a delete `XDEL`s the message's entry (its body is
-//!   gone from Redis, not hidden) and its overlay, and records the tombstone here: pages merge
+//!   A stream entry cannot be rewritten, so a delete `XDEL`s the message's entry (no read
+//!   returns its body; Redis frees its bytes when the stream node holding them goes, see
+//!   SECURITY.md) and its overlay, and records the tombstone here: pages merge
 //!   the tombstones of their id range, so "deleted" stays in its place. `skat:{general}:erased`:
 //!   the same for the edits of a deleted message (their bodies were the message's), member
 //!   `<id>\n<target>\n<editor>`, recovered as edits without a body. Trimming the stream drops
 //!   the overlays of the messages trimmed and the tombstones and erased edits at or below the
-//!   trimmed marker, in the same script, so these keys stay bounded by the stream.
+//!   trimmed marker, in the same script, so these keys stay bounded by the stream. A delete
+//!   then trims the stream further (marker moved, as any trim) while its entries, tombstones
+//!   and erased edits together are more than `stream_len`: however many edits a deleted message
+//!   had, the room holds at most `stream_len` of each.
 //! - `skat:{general}:read`: read markers, a hash user → id (forward only, never past the
 //!   stream's last id); unread counts are counted by the scripts over the stream after the
-//!   marker (messages only, deleted ones are not in it), up to `UNREAD_CAP`.
+//!   marker (messages only, deleted ones are not in it), up to `UNREAD_CAP` ("that many or
+//!   more"). A user without a marker in a room whose stream holds no change is answered from
+//!   `XLEN`; any scan reads at most twice `UNREAD_CAP` entries and answers `UNREAD_CAP` when it
+//!   reaches that bound first, so a join costs the same in a room of many changes.
 //! - `skat:{general}:events`: the pub/sub channel of the room's live events.
 //! - `skat:{general}:held:<instance>`: the users node instance `<instance>` (`<node id>:<claim
 //!   token>`) holds in the room, a set ([`presence`]).
@@ -45,7 +58,9 @@
 //! - `skat:{general}:trimmed`: the newest message id trimmed from the stream, so `recover` knows
 //!   exactly whether the messages after a client's `since` are all still there.
 //! - `skat:{general}:dedup:<sender>\n<nonce>`: the id of the message a sender sent with that
-//!   nonce, for the dedup window; `skat:{general}:sent:<instance>:<n>` the same for a publish
+//!   nonce, for the dedup window; `skat:{general}:dedup-<kind>:<sender>\n<nonce>` the same for
+//!   a change (`<id> <count>`), one key space per kind (`e`, `d`, `r1` add, `r0` remove), so a
+//!   nonce reused for another kind of request is a new one; `skat:{general}:sent:<instance>:<n>` the same for a publish
 //!   that came without a nonce, under one the node made ([`publish`]), so that a publish sent
 //!   twice by a retry is stored once: for a few command timeouts only, as only the node's own
 //!   retries, all made within two, can repeat it.
@@ -66,9 +81,9 @@
 //!   `skat:sweep:<instance>`: the lock of the node sweeping a dead instance.
 //!
 //! Lifetimes: a room with history (a stream) keeps its stream, `trimmed` and `epoch` (and its
-//! `state`, `gone`, `erased` and `read` keys) for good, or with `room_ttl` until it is unused
-//! that long (each publish, change and join gives them the whole TTL again); a room that never had a message keeps only an epoch, which expires after the
-//! room TTL or an hour, whichever is shorter, so no room name a client joins leaves a key for
+//! `state`, `gone`, `erased`, `read` and `reactors` keys) for good, or with `room_ttl` until it
+//! is unused that long (each publish, change and join gives them the whole TTL again); a room
+//! that never had a message keeps only an epoch, which expires after the room TTL or an hour, whichever is shorter, so no room name a client joins leaves a key for
 //! good. Presence keys are deleted as they empty; dedup keys expire after the dedup window (the
 //! node's own: after a few command timeouts). The rooms index keeps the name of every room some
 //! node subscribed to until a listing passes it and finds the room gone (each page removes at

@@ -1,6 +1,6 @@
 //! The send path: one script stores a message and publishes it (`lua/publish.lua`), deduplicated
-//! by a nonce; a change to a message takes the same path (`lua/change.lua`), in the same key
-//! space of nonces; with `wait_replicas`, on a connection of its own that then waits for replicas
+//! by a nonce; a change to a message takes the same path (`lua/change.lua`), its nonces in a
+//! key space per kind of change (a nonce reused for another kind is another request); with `wait_replicas`, on a connection of its own that then waits for replicas
 //! (`waits`).
 //!
 //! Every publish carries a nonce: the sender's, or when it sent none, one this node makes (its
@@ -106,7 +106,16 @@ impl Publisher {
         let store = &self.store;
         let room = new.room.as_str();
         let head = encode_change_head(&new.by, new.nonce.as_deref());
-        let (dedup, remembered) = self.dedup(room, &new.by, new.nonce.as_deref());
+        let (dedup, remembered) = match new.nonce.as_deref() {
+            // Each kind of change has its nonces' own key space (see `nonce_space`).
+            Some(nonce) => (
+                store
+                    .names
+                    .change_dedup(room, new.kind.nonce_space(), &new.by, nonce),
+                store.config.dedup_window,
+            ),
+            None => self.dedup(room, &new.by, None),
+        };
         let stream = store.names.stream(room);
         let invocation = store.change_script(&stream, &new, &head, &dedup, remembered);
         let (outcome, id, count): (String, String, u32) =
@@ -122,7 +131,8 @@ impl Publisher {
                 Changed::New(new.stored_as(parse_id(&id)?, count))
             }
             "dup" => {
-                // The original, as stored (it may have been trimmed since: then as asked now).
+                // The original, as stored (it may have been trimmed since: then as asked now,
+                // the same kind, with the count it had).
                 let id = parse_id(&id)?;
                 let stored = store.read_stream(room, Read::At(id)).await?;
                 let original = stored.into_iter().find_map(|event| match event {

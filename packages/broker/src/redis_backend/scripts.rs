@@ -18,12 +18,14 @@
 //!   trimmed check, the check that `since` is an id of this history, the chunked read), for
 //!   `join` and `recovery` (a recovery on its own).
 //! - `message_size.lua` defines `message_size()`, which counts a stored message's encoded size
-//!   as the protocol crate does; `state.lua` the current state of changed messages (overlays,
-//!   tombstones, erased edits: the formats are described there), what their extras add to that
-//!   size and what a change counts (`change_size`), and the reads that skip changes, merge
-//!   tombstones and apply overlays (`latest`, `with_overlays`, `unread_after`). The scripts
-//!   get the protocol's byte counts (`NONCE_FRAMING`, `REPLY_TO_FRAMING`, ...) and the broker's
-//!   `CHANGE_FRAMING` as constants before them, so the Lua and the Rust count from one source.
+//!   as the protocol crate does; `state.lua` the formats of the current state of changed
+//!   messages (overlays, tombstones, erased edits) and the little that writing or trimming a
+//!   stream needs of it (the publish script has only that, `trim.lua` and its own);
+//!   `reads.lua` what their extras add to that size and what a change counts
+//!   (`change_size`), and the reads that skip changes, merge tombstones and apply overlays
+//!   (`latest`, `with_overlays`, `unread_after`). The scripts that read get the protocol's
+//!   byte counts (`NONCE_FRAMING`, `REPLY_TO_FRAMING`, ...) and the broker's `CHANGE_FRAMING`
+//!   as constants before them, so the Lua and the Rust count from one source.
 //! - `trim.lua` trims a stream with what the room keeps about what goes (the trimmed marker,
 //!   overlays, tombstones), for `publish.lua` and `change.lua` (a change to a message: checks,
 //!   entry, effect and event in one step); `read.lua` moves a read marker; `history.lua` reads
@@ -81,7 +83,7 @@ impl Scripts {
             |parts: &[&str]| Script::new(&[&[constants.as_str()][..], parts].concat().concat());
         // The protocol's byte counts (and the broker's of a change), so the scripts that bound
         // replies count from the same source as the Rust side (see `message_size.lua`,
-        // `state.lua`), and the bounds of reactions.
+        // `reads.lua`), and the bounds of reactions.
         let sizes = format!(
             "local NONCE_FRAMING = {}\nlocal MESSAGE_FRAMING = {}\nlocal REPLY_TO_FRAMING = {}\n\
              local EDITED_FRAMING = {}\nlocal DELETED_SIZE = {}\nlocal REACTIONS_FRAMING = {}\n\
@@ -95,14 +97,18 @@ impl Scripts {
             skat_protocol::REACTION_FRAMING,
             crate::CHANGE_FRAMING,
         );
-        let state = [
+        let reads = [
             sizes.as_str(),
             include_str!("lua/message_size.lua"),
             include_str!("lua/state.lua"),
+            include_str!("lua/reads.lua"),
         ];
-        let with_state = |parts: &[&str]| script(&[&state[..], parts].concat());
+        let with_state = |parts: &[&str]| script(&[&reads[..], parts].concat());
         Self {
-            publish: with_state(&[
+            // The hot path: only the fragments a publish runs (a script defines its fragments'
+            // functions on every run).
+            publish: script(&[
+                include_str!("lua/state.lua"),
                 include_str!("lua/trim.lua"),
                 include_str!("lua/publish.lua"),
             ]),

@@ -15,7 +15,7 @@ if ROOM_TTL > 0 and redis.call('PEXPIRE', stream_key, ROOM_TTL) == 1 then
   redis.call('PEXPIRE', trimmed_key, ROOM_TTL)
   -- The side keys of the room's messages (state.lua, read markers), named after the stream's.
   local base = string.sub(stream_key, 1, -7)
-  for _, kind in ipairs({'state', 'gone', 'erased', 'read'}) do
+  for _, kind in ipairs({'state', 'gone', 'erased', 'read', 'reactors'}) do
     redis.call('PEXPIRE', base .. kind, ROOM_TTL)
   end
   epoch = redis.call('SET', epoch_key, made, 'NX', 'GET', 'PX', ROOM_TTL)

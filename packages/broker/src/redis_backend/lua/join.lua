@@ -1,5 +1,5 @@
 -- What a `joined` needs, in one round trip. After lease.lua, join_presence.lua, members_page.lua,
--- message_size.lua, state.lua, recover.lua and ensure_epoch.lua.
+-- message_size.lua, state.lua, reads.lua, recover.lua and ensure_epoch.lua.
 -- KEYS: held, users, channel, names, state, gone, erased, read markers, stream, trimmed, epoch.
 -- ARGV: user (whose read marker is told; held with join presence), join presence (1/0),
 -- since ('' for none), recovery limit, page, recovery byte bound, bytes every message of the room
@@ -12,7 +12,7 @@
 if ARGV[2] == '1' then join_presence(ARGV[10]) end
 local members, more = members_page(KEYS[2], KEYS[4], '', tonumber(ARGV[9]))
 local marker = redis.call('HGET', KEYS[8], ARGV[1]) or ''
-local unread = unread_after(KEYS[9], marker, tonumber(ARGV[11]))
+local unread = unread_after(KEYS[9], KEYS[5], marker, tonumber(ARGV[11]))
 local since = ARGV[3]
 local same_history = ARGV[8] == '' or ARGV[8] == epoch
 if since ~= '' and same_history then

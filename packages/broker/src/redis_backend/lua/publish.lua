@@ -32,13 +32,17 @@ else
   id = redis.call('XADD', KEYS[1], 'MAXLEN', maxlen, '*', 'd', ARGV[2], 'y', reply)
   redis.call(PUBLISH, KEYS[2], 'y' .. id .. '\n' .. reply .. '\n' .. ARGV[2])
 end
-trim_state(KEYS[1], going)
+-- The side keys are looked up (one EXISTS) only when the stream trims or the room's keys
+-- expire, and touched only if some exist.
+local side = 0
+if going or ROOM_TTL > 0 then side = side_keys_exist(KEYS[1]) end
+trim_state(KEYS[1], going, side)
 redis.call('SET', dedup, id, 'PX', ARGV[3])
 if ROOM_TTL > 0 then
   redis.call('PEXPIRE', KEYS[1], ROOM_TTL)
   redis.call('PEXPIRE', KEYS[3], ROOM_TTL)
   redis.call('PEXPIRE', KEYS[5], ROOM_TTL)
-  expire_side_keys(KEYS[1])
+  expire_side_keys(KEYS[1], side)
 else
   redis.call('PERSIST', KEYS[5])
 end

@@ -1,5 +1,5 @@
 -- Moves a user's read marker forward (`Broker::read`) and counts what is unread after it.
--- After state.lua. KEYS: stream, read markers. ARGV: user, id (0-0: only read the state), the cap
+-- After reads.lua. KEYS: stream, read markers. ARGV: user, id (0-0: only read the state), the cap
 -- of unread counts. The marker never moves back nor past the stream's last id.
 -- Returns {marker ('' for none), unread, moved (1/0)}.
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
@@ -15,4 +15,5 @@ if ARGV[2] ~= '0-0' and (not current or id_less(current, marker)) then
   moved = 1
 end
 current = current or ''
-return {current, unread_after(KEYS[1], current, tonumber(ARGV[3])), moved}
+local unread = unread_after(KEYS[1], side_key(KEYS[1], 'state'), current, tonumber(ARGV[3]))
+return {current, unread, moved}

@@ -4,7 +4,7 @@
 -- message counts beyond its fields); else nil. `keys`: {stream, trimmed, state, gone, erased}.
 -- What followed: the messages after `since` in their current state (tombstones merged, overlays
 -- appended) and the changes after it to messages at or before it (edits erased with their
--- message included, as edits of nothing). After message_size.lua and state.lua.
+-- message included, as edits of nothing). After message_size.lua, state.lua and reads.lua.
 local MAX_ID = '18446744073709551615-18446744073709551615'
 local MIN_ID = '0-0'
 local CHUNK = 100
@@ -47,7 +47,11 @@ local function recover(keys, since, limit, max_bytes, fixed)
     missed[#missed + 1] = entry
     merged = true
   end
-  for _, entry in ipairs(gone_between(erased_key, since, nil, nil, erased_edit)) do
+  -- Erased edits after `since` whose message is after it too are its tombstone's, not told: a
+  -- read of more than twice the limit answers not-recovered rather than reading them all.
+  local edits, read = gone_between(erased_key, since, nil, 2 * limit + 1, erased_edit)
+  if read > 2 * limit then return nil end
+  for _, entry in ipairs(edits) do
     if not id_less(since, entry[2][4]) then
       missed[#missed + 1] = entry
       merged = true

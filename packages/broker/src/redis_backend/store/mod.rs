@@ -135,7 +135,7 @@ impl Store {
 
     /// Moves `user`'s read marker in `room` forward to `id` (see `read.lua`) and, if it moved,
     /// tells every node on the notices channel (at most once: a node whose link is down misses
-    /// it, as a disconnect notice). The room's keys and the notices channel are on different
+    /// it, as a disconnect notice; a notice that fails is logged, and the move still answered). The room's keys and the notices channel are on different
     /// slots in a cluster, so the notice is its own command.
     pub(super) async fn read(
         &self,
@@ -159,13 +159,19 @@ impl Store {
         if moved == 1
             && let Some(marker) = marker
         {
-            let _: i64 = self
+            // The marker moved: a failed notice is logged, not returned, since a retry would
+            // find the marker moved and tell nobody either (the user's other connections learn
+            // it at their next join).
+            let notice: Result<i64, _> = self
                 .publish(
                     &self.names.channel(NODES_ROOM),
                     &encode_read(room, user, marker, unread),
                 )
                 .query_async(&mut self.conn())
-                .await?;
+                .await;
+            if let Err(err) = notice {
+                tracing::warn!(room, user, %err, "the notice of a moved read marker failed");
+            }
         }
         Ok(ReadState { id: marker, unread })
     }
