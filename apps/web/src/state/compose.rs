@@ -115,9 +115,10 @@ impl Chat {
     }
 
     /// If `nonce` is one of our edits in flight, the server refused it: its text goes back to
-    /// the composer, editing the message again if it is still shown and not deleted, unless the
-    /// composer has moved on to another edit or a reply (then only the notice tells). Returns
-    /// whether it was an edit of ours.
+    /// the composer, editing the message again, if the message is still shown and not deleted
+    /// and the composer has not moved on to another edit or a reply. Otherwise only the notice
+    /// tells: text put back without an edit to save would be sent as a new message by Enter.
+    /// Returns whether it was an edit of ours.
     pub(super) fn edit_refused(&mut self, nonce: &str) -> bool {
         let Some((r, edit)) = self.rooms.values_mut().find_map(|r| {
             let index = r.edits_sent.iter().position(|e| e.nonce == nonce)?;
@@ -126,8 +127,9 @@ impl Chat {
         }) else {
             return false;
         };
-        if r.editing.is_none() && r.reply_to.is_none() {
-            r.editing = r.get(edit.id).filter(|m| !m.is_deleted()).map(|m| m.id);
+        let shown = r.get(edit.id).is_some_and(|m| !m.is_deleted());
+        if shown && r.editing.is_none() && r.reply_to.is_none() {
+            r.editing = Some(edit.id);
             r.draft = Some(edit.body);
         }
         true

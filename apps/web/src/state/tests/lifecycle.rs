@@ -188,15 +188,28 @@ fn a_refused_edit_goes_back_to_the_composer_in_edit_mode() {
         (None, &None)
     );
 
-    // Refused once the message is gone: the text comes back, not the edit mode.
+    // The user was typing something else meanwhile: it stays, and the edit mode ends.
+    chat.edit_last("a");
+    let nonce = edit_nonce(chat.submit("a", "again", 0.0).unwrap());
+    chat.apply(refusal(ErrorCode::RateLimited, &nonce), 0.0);
+    assert_eq!(chat.rooms["a"].editing, Some(id("1-0")));
+    assert_eq!(chat.take_draft("a", false), None);
+    assert_eq!(
+        (chat.rooms["a"].editing, &chat.rooms["a"].draft),
+        (None, &None)
+    );
+
+    // Refused once the message is gone: only the notice tells (the text back without an edit
+    // to save would go out as a new message on Enter).
     chat.edit_last("a");
     let nonce = edit_nonce(chat.submit("a", "again", 0.0).unwrap());
     chat.apply(deleted("4-0", "1-0"), 0.0);
     chat.apply(refusal(ErrorCode::NoSuchMessage, &nonce), 0.0);
-    assert_eq!(chat.rooms["a"].editing, None);
-    // The user was typing something else meanwhile: it stays, and no edit mode comes with it.
-    assert_eq!(chat.take_draft("a", false), None);
-    assert_eq!(chat.rooms["a"].draft, None);
+    assert_eq!(
+        (chat.rooms["a"].editing, &chat.rooms["a"].draft),
+        (None, &None)
+    );
+    assert!(chat.notice.as_deref().unwrap().contains("no_such_message"));
 
     // The composer moved on to a reply: only the notice tells.
     chat.apply(

@@ -180,16 +180,19 @@ local function latest(stream, state, gone, before, count)
 end
 
 -- Messages after `marker` ('' for all) that are not deleted, up to `cap` ("that many or more").
--- A deleted message is out of the stream, so a stream of messages only (no `changes`: most rooms)
--- answers a user without a marker from XLEN. Any scan reads at most UNREAD_SCAN * cap entries and
--- answers `cap` when it hits that bound without reaching `cap` messages: a join or read costs
--- the same in a room of many changes, and whoever missed that much is told "`cap` or more".
+-- A deleted message is out of the stream and `changes` counts the change entries in it, so
+-- XLEN - changes is the room's count of messages: a user without a marker is answered from it
+-- at once. A scan after a marker reads at most UNREAD_SCAN * cap entries; past that bound (a
+-- room with thousands of changes after the marker) it answers the room's count of messages,
+-- capped: never fewer than are unread, at most a count that includes older messages. A join or
+-- read so costs the same however many changes a room has.
 local UNREAD_SCAN = 2
 local function unread_after(stream, state, marker, cap)
-  if marker == '' and not redis.call('HGET', state, 'changes') then
-    return math.min(redis.call('XLEN', stream), cap)
+  local messages = redis.call('XLEN', stream) - (tonumber(redis.call('HGET', state, 'changes')) or 0)
+  if marker == '' or messages <= 0 then
+    return math.max(math.min(messages, cap), 0)
   end
-  local start = marker == '' and '-' or '(' .. marker
+  local start = '(' .. marker
   local n, read = 0, 0
   while true do
     local chunk = redis.call('XRANGE', stream, start, '+', 'COUNT', 200)
@@ -201,7 +204,7 @@ local function unread_after(stream, state, marker, cap)
     end
     read = read + #chunk
     if #chunk < 200 then return n end
-    if read >= UNREAD_SCAN * cap then return cap end
+    if read >= UNREAD_SCAN * cap then return math.min(messages, cap) end
     start = '(' .. chunk[#chunk][1]
   end
 end

@@ -43,7 +43,11 @@ local function recover(keys, since, limit, max_bytes, fixed)
     start = '(' .. chunk[#chunk][1]
   end
   local merged = false
-  for _, entry in ipairs(gone_between(gone, since, nil, limit + 1, tombstone)) do
+  -- More tombstones read than the limit (those sharing `since`'s millisecond included, which
+  -- are filtered out after the read): answer not-recovered rather than risk one cut off.
+  local dead, dead_read = gone_between(gone, since, nil, limit + 1, tombstone)
+  if dead_read > limit then return nil end
+  for _, entry in ipairs(dead) do
     missed[#missed + 1] = entry
     merged = true
   end
