@@ -32,7 +32,7 @@ pub(crate) async fn marker(client: &mut Client) -> (String, MessageId, u32) {
 }
 
 /// The next `joined`, whole.
-async fn joined_frame(client: &mut Client) -> ServerFrame {
+pub(crate) async fn joined_frame(client: &mut Client) -> ServerFrame {
     next_where(client, "joined", |f| match f {
         f @ ServerFrame::Joined { .. } => Ok(f),
         other => Err(Box::new(other)),

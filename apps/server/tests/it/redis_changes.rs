@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::changes::{change, delete, edit, react, say};
 use crate::common;
-use crate::reads::{marker, read};
+use crate::reads::{joined_frame, marker, read};
 
 use common::{Node, join, message};
 use skat_broker::{RedisBroker, RedisConfig};
@@ -145,11 +145,7 @@ async fn a_resume_on_the_other_node_gets_each_change_once() {
 
     let mut again = b.client("alice").await;
     again.join_since("r", old.id).await.unwrap();
-    let frame = loop {
-        if let frame @ ServerFrame::Joined { .. } = change(&mut again).await {
-            break frame;
-        }
-    };
+    let frame = joined_frame(&mut again).await;
     let ServerFrame::Joined {
         messages,
         recovered,
@@ -201,11 +197,7 @@ async fn a_resume_after_redis_lost_the_changes_is_not_recovered() {
 
     let mut again = a.client("alice").await;
     again.join_since("r", edited.id).await.unwrap();
-    let frame = loop {
-        if let frame @ ServerFrame::Joined { .. } = change(&mut again).await {
-            break frame;
-        }
-    };
+    let frame = joined_frame(&mut again).await;
     let ServerFrame::Joined {
         messages,
         recovered,
