@@ -1,7 +1,8 @@
 //! Messages people change, on two nodes sharing one real `redis-server`: an edit, a deletion
 //! and a reaction made on one node reach the members on the other as the same frames, and a
 //! `read` on one node reaches the user's connections on both; a resume after Redis lost the
-//! room's history (changes included) is not recovered.
+//! room's history (changes included) is not recovered; a member of a SIGKILLed node resumes on
+//! the other with each change it missed once.
 //!
 //! The nodes get the broker's default command timeout (2 s) rather than the tests' usual
 //! 500 ms, and a longer presence TTL: every step here awaits a frame the server guarantees
@@ -19,11 +20,13 @@ use crate::changes::{change, delete, edit, react, say};
 use crate::common;
 use crate::reads::{joined_frame, marker, read};
 
+use common::process::NodeProcess;
 use common::{Node, join, message};
 use skat_broker::{RedisBroker, RedisConfig};
-use skat_protocol::ServerFrame;
+use skat_client::Client;
+use skat_protocol::{Change, ServerFrame};
 use skat_server::ServerConfig;
-use skat_testkit::RedisServer;
+use skat_testkit::{RedisServer, TempDir};
 
 /// A node named `id` on `redis`, keys under `prefix`, patient with a loaded machine.
 async fn node(redis: &RedisServer, prefix: &str, id: &str) -> Node {
@@ -213,5 +216,75 @@ async fn a_resume_after_redis_lost_the_changes_is_not_recovered() {
         messages.iter().map(|m| m.id).collect::<Vec<_>>(),
         [after.id],
         "the latest page of the new history"
+    );
+}
+
+/// Node a is SIGKILLed with a member connected: an edit it had confirmed just before is in
+/// Redis (node b's member gets it), and the member, away while a reaction and a deletion happen
+/// on node b, resumes there with its `since` and gets each of them once (`recovered: true`).
+#[tokio::test]
+async fn a_member_of_a_killed_node_resumes_on_the_other_with_every_change_once() {
+    let dir = TempDir::new("changes-kill").unwrap();
+    let redis = RedisServer::start().await;
+    let mut a = NodeProcess::spawn("node-a", common::free_addr(), &redis.url(), dir.path()).await;
+    let b = NodeProcess::spawn("node-b", common::free_addr(), &redis.url(), dir.path()).await;
+    let url = |node: &NodeProcess| format!("ws://{}/ws", node.addr);
+    let mut carol = Client::connect(&url(&a), "carol").await.unwrap();
+    let mut bob = Client::connect(&url(&b), "bob").await.unwrap();
+    join(&mut carol, "r").await;
+    join(&mut bob, "r").await;
+    let first = say(&mut carol, "r", "first").await;
+    assert_eq!(message(&mut bob).await.id, first.id);
+    let second = say(&mut bob, "r", "second").await;
+    assert_eq!(message(&mut carol).await.id, second.id);
+    carol
+        .send_frame(&edit("r", first.id, "first!", Some("kill-e1")))
+        .await
+        .unwrap();
+    let ServerFrame::Edited(edited) = change(&mut carol).await else {
+        panic!("no edit")
+    };
+
+    a.kill();
+    assert_eq!(
+        change(&mut bob).await,
+        ServerFrame::Edited(edited.clone()),
+        "confirmed on a, so stored: b's member gets it"
+    );
+    bob.send_frame(&react("r", first.id, "👍", true, Some("kill-r1")))
+        .await
+        .unwrap();
+    let reacted = change(&mut bob).await;
+    bob.send_frame(&delete("r", second.id, Some("kill-d1")))
+        .await
+        .unwrap();
+    let deleted = change(&mut bob).await;
+
+    let mut again = Client::connect(&url(&b), "carol").await.unwrap();
+    again.join_since("r", edited.id).await.unwrap();
+    let ServerFrame::Joined {
+        messages,
+        recovered,
+        changes,
+        ..
+    } = joined_frame(&mut again).await
+    else {
+        unreachable!()
+    };
+    assert!(recovered);
+    assert!(messages.is_empty(), "{messages:?}");
+    let told: Vec<ServerFrame> = changes
+        .into_iter()
+        .map(|change| match change {
+            Change::Edited(c) => ServerFrame::Edited(c),
+            Change::Deleted(c) => ServerFrame::Deleted(c),
+            Change::Reacted(c) => ServerFrame::Reacted(c),
+            Change::Unknown => panic!("an unknown change"),
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [reacted, deleted],
+        "each missed change once, in order"
     );
 }
