@@ -161,14 +161,18 @@ else
 end
 count_changes(state, changes)
 redis.call(PUBLISH, KEYS[2], 'c' .. id .. '\n' .. kind .. '\n' .. target .. '\n' .. encoded)
-trim_state(stream, going)
+if going then trim_state(stream, going) end
 if kind == 'd' then trim_holes(stream, KEYS[3], maxlen) end
 redis.call('SET', KEYS[4], id .. ' ' .. count, 'PX', ARGV[6])
 if ROOM_TTL > 0 then
+  -- As a publish does when due (publish.lua): the epoch and side keys (this change may have
+  -- made some) outlive the stream.
   redis.call('PEXPIRE', stream, ROOM_TTL)
   redis.call('PEXPIRE', KEYS[3], ROOM_TTL)
-  redis.call('PEXPIRE', KEYS[5], ROOM_TTL)
-  expire_side_keys(stream)
+  redis.call('PEXPIRE', KEYS[5], KEEP_TTL)
+  for _, kind in ipairs({'state', 'gone', 'erased', 'read', 'reactors'}) do
+    redis.call('PEXPIRE', side_key(stream, kind), KEEP_TTL)
+  end
 else
   redis.call('PERSIST', KEYS[5])
 end
