@@ -28,9 +28,9 @@ use crate::change::SEND_NONCES;
 use crate::lock;
 use crate::sparse::ShrinkWhenSparse as _;
 use crate::{
-    Broker, ChangeKind, ChangeRefusal, Changed, HistoryPage, MembersPage, MessageId, NODES_ROOM,
-    NewChange, NewMessage, Published, ReadState, Recovered, Recovery, RoomEvent, RoomSink,
-    RoomSummary, RoomsPage,
+    Broker, Change, ChangeKind, ChangeRefusal, Changed, HistoryPage, MembersPage, MessageId,
+    NODES_ROOM, NewChange, NewMessage, Published, ReadState, Recovered, Recovery, RoomEvent,
+    RoomSink, RoomSummary, RoomsPage,
 };
 
 /// Tuning of a [`MemoryBroker`].
@@ -182,6 +182,12 @@ impl Broker for MemoryBroker {
         let space = new.kind.nonce_space();
         let (key, original) = state.replay(space, &new.by, new.nonce.as_deref(), now);
         if let Some(original) = original {
+            // An edit of a message deleted since lost its body with it: nothing to answer with.
+            if let Some(Change::Edited(edit)) = state.stored_change(original)
+                && state.message(edit.target).is_some_and(|m| m.is_deleted())
+            {
+                return Ok(Changed::Refused(ChangeRefusal::NoSuchMessage));
+            }
             // The original as stored, or (if trimmed away since) as asked now (the same kind)
             // with its id and the current count.
             let change = state.stored_change(original).unwrap_or_else(|| {
