@@ -5,7 +5,9 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use super::{change, changed, edit, latest, listen, next_event, publish_n, react};
-use crate::{Broker, Change, ChangeRefusal, Changed, MessageId, Recovery, Resume, RoomEvent};
+use crate::{
+    Broker, Change, ChangeKind, ChangeRefusal, Changed, MessageId, Recovery, Resume, RoomEvent,
+};
 
 pub async fn edits_are_the_author_s<B: Broker>(broker: &B) {
     let room = "c-edit";
@@ -108,6 +110,18 @@ pub async fn changes_are_deduplicated_by_nonce<B: Broker>(broker: &B) {
     assert_eq!(next_event(&mut sub).await, RoomEvent::Change(original));
     assert_eq!(next_event(&mut sub).await, RoomEvent::Change(reacted));
     assert_eq!(sub.try_recv(), None, "the retry was not delivered");
+    // The message deleted since (its edits' bodies with it): a retry of the edit has no edit to
+    // answer with, and is answered as an edit of a deleted message is.
+    changed(
+        broker,
+        change(room, sent[0].id, "alice", ChangeKind::Delete),
+    )
+    .await;
+    assert_eq!(
+        broker.change(first).await.unwrap(),
+        Changed::Refused(ChangeRefusal::NoSuchMessage),
+        "a retried edit of a message deleted since"
+    );
 }
 
 /// A nonce names one request per sender and kind of request (a send, an edit, a delete, adding

@@ -164,13 +164,6 @@ impl RoomState {
             Entry::Message(_) => None,
         }
     }
-
-    /// How many users react with `emoji` to message `id` now.
-    pub(super) fn reaction_count(&self, id: MessageId, emoji: &str) -> u32 {
-        self.message(id)
-            .and_then(|m| m.reactions().iter().find(|r| r.emoji == emoji))
-            .map_or(0, |r| r.count)
-    }
 }
 
 /// A count of users as the protocol carries it (saturating: no room has 4 billion users).

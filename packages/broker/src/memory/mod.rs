@@ -28,7 +28,7 @@ use crate::change::SEND_NONCES;
 use crate::lock;
 use crate::sparse::ShrinkWhenSparse as _;
 use crate::{
-    Broker, ChangeKind, ChangeRefusal, Changed, HistoryPage, MembersPage, MessageId, NODES_ROOM,
+    Broker, Change, ChangeRefusal, Changed, HistoryPage, MembersPage, MessageId, NODES_ROOM,
     NewChange, NewMessage, Published, ReadState, Recovered, Recovery, RoomEvent, RoomSink,
     RoomSummary, RoomsPage,
 };
@@ -124,11 +124,18 @@ impl MemoryBroker {
         lock(&self.rooms).get(room).cloned()
     }
 
-    /// Remembers the nonce `key` of the entry accepted as `id`, for retries within the window.
-    fn remember(&self, state: &mut RoomState, key: Option<DedupKey>, id: MessageId, now: Instant) {
+    /// Remembers the nonce `key` of the entry accepted as `id` (a change's with `count`), for
+    /// retries within the window.
+    fn remember(
+        &self,
+        state: &mut RoomState,
+        key: Option<DedupKey>,
+        (id, count): (MessageId, u32),
+        now: Instant,
+    ) {
         if let Some(key) = key {
             let dedup = state.dedup.get_or_insert_default();
-            dedup.ids.insert(key.clone(), id);
+            dedup.ids.insert(key.clone(), (id, count));
             dedup.order.push_back((now + self.config.dedup_window, key));
         }
     }
@@ -153,7 +160,7 @@ impl Broker for MemoryBroker {
         let mut state = lock(&log.state);
         let now = Instant::now();
         let (key, original) = state.replay(SEND_NONCES, &new.from, new.nonce.as_deref(), now);
-        if let Some(original) = original {
+        if let Some((original, _)) = original {
             // The original as stored, or (if trimmed away since) as sent now with its id.
             let stored = state.message(original).cloned();
             let message = stored.unwrap_or_else(|| new.stored_as(original));
@@ -167,7 +174,7 @@ impl Broker for MemoryBroker {
         let id = MessageId::next_after(state.last_id, now_ms());
         let message = new.stored_as(id);
         state.push(Entry::Message(message.clone()), self.config.history_len);
-        self.remember(&mut state, key, id, now);
+        self.remember(&mut state, key, (id, 0), now);
         // No receivers is fine: nobody subscribed, the history has it.
         state.emit(RoomEvent::Message(message.clone()));
         Ok(Published::New(message))
@@ -181,16 +188,18 @@ impl Broker for MemoryBroker {
         let now = Instant::now();
         let space = new.kind.nonce_space();
         let (key, original) = state.replay(space, &new.by, new.nonce.as_deref(), now);
-        if let Some(original) = original {
+        if let Some((original, count)) = original {
+            // An edit of a message deleted since lost its body with it: nothing to answer with.
+            if let Some(Change::Edited(edit)) = state.stored_change(original)
+                && state.message(edit.target).is_some_and(|m| m.is_deleted())
+            {
+                return Ok(Changed::Refused(ChangeRefusal::NoSuchMessage));
+            }
             // The original as stored, or (if trimmed away since) as asked now (the same kind)
-            // with its id and the current count.
-            let change = state.stored_change(original).unwrap_or_else(|| {
-                let count = match &new.kind {
-                    ChangeKind::React { emoji, .. } => state.reaction_count(new.target, emoji),
-                    ChangeKind::Edit { .. } | ChangeKind::Delete => 0,
-                };
-                new.stored_as(original, count)
-            });
+            // with its id and the count it had.
+            let change = state
+                .stored_change(original)
+                .unwrap_or_else(|| new.stored_as(original, count));
             return Ok(Changed::Duplicate(change));
         }
         let count = match state.plan(&new) {
@@ -204,7 +213,7 @@ impl Broker for MemoryBroker {
             Entry::Change(Box::new(change.clone())),
             self.config.history_len,
         );
-        self.remember(&mut state, key, id, now);
+        self.remember(&mut state, key, (id, count), now);
         state.emit(RoomEvent::Change(change.clone()));
         Ok(Changed::New(change))
     }

@@ -86,8 +86,10 @@ impl Entry {
 /// The nonces a room remembers for idempotent sends.
 #[derive(Debug, Default)]
 pub(super) struct Dedup {
-    /// Ids of recently accepted messages and changes by their key.
-    pub(super) ids: HashMap<DedupKey, MessageId>,
+    /// Ids of recently accepted messages and changes by their key, with a change's count (a
+    /// reaction's resulting count; 0 otherwise): a retry whose original was trimmed away since
+    /// is answered with the count it had, as on Redis.
+    pub(super) ids: HashMap<DedupKey, (MessageId, u32)>,
     /// When each entry expires, oldest first.
     pub(super) order: VecDeque<(Instant, DedupKey)>,
 }
@@ -122,14 +124,14 @@ impl RoomState {
         }
     }
 
-    /// The id of the message accepted under `key`, if it is remembered.
-    fn deduplicated(&self, key: &DedupKey) -> Option<MessageId> {
+    /// The id (and count) of the entry accepted under `key`, if it is remembered.
+    fn deduplicated(&self, key: &DedupKey) -> Option<(MessageId, u32)> {
         self.dedup.as_ref()?.ids.get(key).copied()
     }
 
     /// A request's dedup key (its kind's nonce `space`, its sender's `who` and `nonce`; none
     /// without a nonce) and, if it repeats one accepted within the window, the id that one was
-    /// stored with. Expired nonces are forgotten first. Each kind of request has its own key
+    /// stored with (and its count). Expired nonces are forgotten first. Each kind of request has its own key
     /// space, so the id found is always of the request's kind.
     pub(super) fn replay(
         &mut self,
@@ -137,7 +139,7 @@ impl RoomState {
         who: &str,
         nonce: Option<&str>,
         now: Instant,
-    ) -> (Option<DedupKey>, Option<MessageId>) {
+    ) -> (Option<DedupKey>, Option<(MessageId, u32)>) {
         self.expire_dedup(now);
         let key = nonce.map(|nonce| (space, who.to_owned(), nonce.to_owned()));
         let original = key.as_ref().and_then(|key| self.deduplicated(key));

@@ -82,7 +82,9 @@
 //!
 //! Lifetimes: a room with history (a stream) keeps its stream, `trimmed` and `epoch` (and its
 //! `state`, `gone`, `erased`, `read` and `reactors` keys) for good, or with `room_ttl` until it
-//! is unused that long (each publish, change and join gives them the whole TTL again); a room
+//! is unused that long (each publish, change and join gives them the whole TTL again; the epoch
+//! and side keys a quarter more when less than the TTL is left, so they outlive the stream,
+//! and a publish that starts a history deletes side keys an older one left); a room
 //! that never had a message keeps only an epoch, which expires after the room TTL or an hour, whichever is shorter, so no room name a client joins leaves a key for
 //! good. Presence keys are deleted as they empty; dedup keys expire after the dedup window (the
 //! node's own: after a few command timeouts). The rooms index keeps the name of every room some

@@ -7,7 +7,8 @@
 //!   `list_room.lua`) sent under a lease that is over on Redis's clock (see `claim`).
 //! - Every script starts with `local PUBLISH = ...`: the command its fragments publish with
 //!   (`SPUBLISH` in a cluster, where a room's channel is sharded, else `PUBLISH`), then
-//!   `ROOM_TTL` and `EMPTY_TTL`, the lifetimes of a room's keys in ms (see `ensure_epoch.lua`).
+//!   `ROOM_TTL`, `KEEP_TTL` and `EMPTY_TTL`, the lifetimes of a room's keys in ms (see
+//!   `ensure_epoch.lua` and `publish.lua`).
 //! - `join_presence.lua` defines `join_presence()`; `ensure_epoch.lua` makes the room's epoch if
 //!   needed and reads it into `epoch`, and gives the room's keys their lifetimes (the stream,
 //!   trimmed marker and epoch keys are always the script's last three keys);
@@ -20,7 +21,8 @@
 //! - `message_size.lua` defines `message_size()`, which counts a stored message's encoded size
 //!   as the protocol crate does; `state.lua` the formats of the current state of changed
 //!   messages (overlays, tombstones, erased edits) and the little that writing or trimming a
-//!   stream needs of it (the publish script has only that, `trim.lua` and its own);
+//!   stream needs of it (the publish script has it and `trim.lua` only in the branch that trims
+//!   a room with changes);
 //!   `reads.lua` what their extras add to that size and what a change counts
 //!   (`change_size`), and the reads that skip changes, merge tombstones and apply overlays
 //!   (`latest`, `with_overlays`, `unread_after`). The scripts that read get the protocol's
@@ -76,8 +78,12 @@ impl Scripts {
         let empty_ttl = ms(config
             .room_ttl
             .map_or(EMPTY_ROOM_TTL, |ttl| ttl.min(EMPTY_ROOM_TTL)));
+        // What the epoch and side keys get when their lifetime is due again (publish.lua): a
+        // quarter more than the stream's, so a publish refreshes them at most once a quarter.
+        let keep_ttl = room_ttl.saturating_add(room_ttl / 4);
         let constants = format!(
-            "local PUBLISH = '{publish}'\nlocal ROOM_TTL = {room_ttl}\nlocal EMPTY_TTL = {empty_ttl}\n"
+            "local PUBLISH = '{publish}'\nlocal ROOM_TTL = {room_ttl}\nlocal KEEP_TTL = {keep_ttl}\n\
+             local EMPTY_TTL = {empty_ttl}\n"
         );
         let script =
             |parts: &[&str]| Script::new(&[&[constants.as_str()][..], parts].concat().concat());
@@ -105,13 +111,9 @@ impl Scripts {
         ];
         let with_state = |parts: &[&str]| script(&[&reads[..], parts].concat());
         Self {
-            // The hot path: only the fragments a publish runs (a script defines its fragments'
-            // functions on every run).
-            publish: script(&[
-                include_str!("lua/state.lua"),
-                include_str!("lua/trim.lua"),
-                include_str!("lua/publish.lua"),
-            ]),
+            // The hot path: a script defines its fragments' functions on every run it reaches
+            // them, so the publish has the trimming of side keys inside the branch that needs it.
+            publish: script(&[&publish_script()]),
             change: with_state(&[include_str!("lua/trim.lua"), include_str!("lua/change.lua")]),
             read: with_state(&[include_str!("lua/read.lua")]),
             history: with_state(&[include_str!("lua/history.lua")]),
@@ -153,9 +155,30 @@ impl Scripts {
     }
 }
 
+/// `publish.lua` with state.lua and trim.lua in place of its TRIM_STATE line, inside the branch of
+/// a publish that trims a room with changes: a plain publish defines no function.
+fn publish_script() -> String {
+    let trim = [
+        include_str!("lua/state.lua"),
+        include_str!("lua/trim.lua"),
+        "trim_state(KEYS[1], going)\n",
+    ]
+    .concat();
+    include_str!("lua/publish.lua").replacen("  -- TRIM_STATE\n", &trim, 1)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::MessageId;
+
+    #[test]
+    fn the_publish_trims_side_keys_only_in_its_branch() {
+        let script = super::publish_script();
+        assert!(!script.contains("-- TRIM_STATE\n"));
+        let branch = script.find("if going and").unwrap();
+        assert!(script.find("local function trim_state").unwrap() > branch);
+        assert!(script.find("local function").unwrap() > branch);
+    }
 
     #[test]
     fn the_recovery_knows_the_extreme_ids() {

@@ -45,7 +45,9 @@ local function trim_holes(stream, trimmed_key, maxlen)
     local len = redis.call('XLEN', stream)
     local over = len + redis.call('ZCARD', gone) + redis.call('ZCARD', erased_key) - maxlen
     if over <= 0 or len == 0 then return end
-    local going = redis.call('XRANGE', stream, '-', '+', 'COUNT', over)
+    -- In steps (holes among the oldest go with them, so the next step may need fewer entries),
+    -- each reading a bounded number of entries.
+    local going = redis.call('XRANGE', stream, '-', '+', 'COUNT', math.min(over, 100))
     redis.call('SET', trimmed_key, going[#going][1])
     redis.call('XTRIM', stream, 'MAXLEN', len - #going)
     trim_state(stream, going)
@@ -59,8 +61,11 @@ local original = redis.call('GET', KEYS[4])
 if original then
   redis.call('SET', KEYS[4], original, 'KEEPTTL')
   local space = string.find(original, ' ', 1, true)
+  local id = space and string.sub(original, 1, space - 1) or original
+  -- An edit of a message deleted since (erased with it, its body gone): nothing to answer with.
+  if ARGV[2] == 'e' and erased(KEYS[7], KEYS[8], id) then return {'nosuch', '', 0} end
   if not space then return {'dup', original, 0} end
-  return {'dup', string.sub(original, 1, space - 1), tonumber(string.sub(original, space + 1))}
+  return {'dup', id, tonumber(string.sub(original, space + 1))}
 end
 local kind, target, by = ARGV[2], ARGV[3], ARGV[4]
 local entry = redis.call('XRANGE', stream, target, target)[1]
@@ -161,14 +166,18 @@ else
 end
 count_changes(state, changes)
 redis.call(PUBLISH, KEYS[2], 'c' .. id .. '\n' .. kind .. '\n' .. target .. '\n' .. encoded)
-trim_state(stream, going)
+if going then trim_state(stream, going) end
 if kind == 'd' then trim_holes(stream, KEYS[3], maxlen) end
 redis.call('SET', KEYS[4], id .. ' ' .. count, 'PX', ARGV[6])
 if ROOM_TTL > 0 then
+  -- As a publish does when due (publish.lua): the epoch and side keys (this change may have
+  -- made some) outlive the stream.
   redis.call('PEXPIRE', stream, ROOM_TTL)
   redis.call('PEXPIRE', KEYS[3], ROOM_TTL)
-  redis.call('PEXPIRE', KEYS[5], ROOM_TTL)
-  expire_side_keys(stream)
+  redis.call('PEXPIRE', KEYS[5], KEEP_TTL)
+  for _, kind in ipairs({'state', 'gone', 'erased', 'read', 'reactors'}) do
+    redis.call('PEXPIRE', side_key(stream, kind), KEEP_TTL)
+  end
 else
   redis.call('PERSIST', KEYS[5])
 end

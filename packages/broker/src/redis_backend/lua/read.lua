@@ -10,7 +10,8 @@ if id_less(last[1], marker) then marker = last[1] end
 local moved = 0
 if ARGV[2] ~= '0-0' and (not current or id_less(current, marker)) then
   redis.call('HSET', KEYS[2], ARGV[1], marker)
-  if ROOM_TTL > 0 then redis.call('PEXPIRE', KEYS[2], ROOM_TTL) end
+  -- KEEP_TTL, as a publish gives it (publish.lua): it outlives the stream.
+  if ROOM_TTL > 0 then redis.call('PEXPIRE', KEYS[2], KEEP_TTL) end
   current = marker
   moved = 1
 end

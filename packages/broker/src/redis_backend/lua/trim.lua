@@ -3,8 +3,8 @@
 -- marker, so a recovery knows exactly which `since` values still have no gap, and returns the
 -- entries going, or nil), `trim_state` after it (it drops their overlays and reactors, and the
 -- tombstones and erased edits at or below the marker, and counts the change entries that go), so
--- the side keys stay bounded by the stream. After state.lua (only: the publish of a plain
--- message runs it).
+-- the side keys stay bounded by the stream. After state.lua. A publish runs its own
+-- trim_going (it defines no function) and trim_state only when it trims a room with changes.
 local function trim_going(stream, trimmed_key, maxlen)
   local len = redis.call('XLEN', stream)
   if len < maxlen then return nil end
@@ -34,45 +34,28 @@ local function forget_overlay(state, id, overlay)
   end
 end
 
--- How many of the room's side keys exist, with one EXISTS: none in a room that never changed a
--- message nor marked one read (most), whose publish then touches none of them.
-local function side_keys_exist(stream)
-  return redis.call('EXISTS', side_key(stream, 'state'), side_key(stream, 'gone'),
-    side_key(stream, 'erased'), side_key(stream, 'read'), side_key(stream, 'reactors'))
-end
-
--- `side`: what side_keys_exist answered (0: nothing to do), or nil if not asked.
-local function trim_state(stream, going, side)
-  if not going or side == 0 then return end
+-- Drops what the room keeps about the entries `going` (trimmed off the stream, oldest first):
+-- their overlays and reactors, the count of change entries among them, and the tombstones and
+-- erased edits at or below the newest of them. No EXISTS first: an HGET or ZRANGEBYSCORE of a
+-- missing key costs the same (a publish calls it only if the state hash exists, publish.lua).
+local function trim_state(stream, going)
   local state = side_key(stream, 'state')
-  if redis.call('EXISTS', state) == 1 then
-    local changes = 0
-    for _, entry in ipairs(going) do
-      if is_change(entry) then
-        changes = changes + 1
-      else
-        local overlay = redis.call('HGET', state, entry[1])
-        if overlay then forget_overlay(state, entry[1], overlay) end
-      end
+  local changes = 0
+  for _, entry in ipairs(going) do
+    if is_change(entry) then
+      changes = changes + 1
+    else
+      local overlay = redis.call('HGET', state, entry[1])
+      if overlay then forget_overlay(state, entry[1], overlay) end
     end
-    count_changes(state, -changes)
   end
+  count_changes(state, -changes)
   local last = going[#going][1]
   for _, kind in ipairs({'gone', 'erased'}) do
     local key = side_key(stream, kind)
-    if redis.call('EXISTS', key) == 1 then
-      for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', (id_parts(last)))) do
-        local id = string.sub(member, 1, string.find(member, '\n', 1, true) - 1)
-        if not id_less(last, id) then redis.call('ZREM', key, member) end
-      end
+    for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', (id_parts(last)))) do
+      local id = string.sub(member, 1, string.find(member, '\n', 1, true) - 1)
+      if not id_less(last, id) then redis.call('ZREM', key, member) end
     end
-  end
-end
-
--- Gives the room's side keys the room's lifetime (ROOM_TTL > 0 only); `side` as for trim_state.
-local function expire_side_keys(stream, side)
-  if side == 0 then return end
-  for _, kind in ipairs({'state', 'gone', 'erased', 'read', 'reactors'}) do
-    redis.call('PEXPIRE', side_key(stream, kind), ROOM_TTL)
   end
 end
