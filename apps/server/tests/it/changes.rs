@@ -63,6 +63,12 @@ pub(crate) async fn change(client: &mut Client) -> ServerFrame {
     .await
 }
 
+/// Sends `frame` and asserts that it is refused with `code`, echoing `nonce`.
+async fn refused(client: &mut Client, frame: &ClientFrame, code: ErrorCode, nonce: &str) {
+    client.send_frame(frame).await.unwrap();
+    assert_eq!(error(client).await, (code, Some(nonce.into())), "{frame:?}");
+}
+
 /// Sends `body` as `client` to `room` and waits for its own copy, skipping what comes before.
 pub(crate) async fn say(client: &mut Client, room: &str, body: &str) -> Message {
     client.send_message(room, body, Some(body)).await.unwrap();
@@ -360,14 +366,13 @@ async fn a_message_takes_at_most_twenty_distinct_reactions() {
         };
         assert_eq!(r.count, 1);
     }
-    alice
-        .send_frame(&react("r", hi.id, &emoji[20], true, Some("t")))
-        .await
-        .unwrap();
-    assert_eq!(
-        error(&mut alice).await,
-        (ErrorCode::TooManyReactions, Some("t".into()))
-    );
+    refused(
+        &mut alice,
+        &react("r", hi.id, &emoji[20], true, Some("t")),
+        ErrorCode::TooManyReactions,
+        "t",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -400,45 +405,41 @@ async fn edits_and_deletes_share_the_send_budget_and_reactions_and_reads_have_th
         .await
         .unwrap();
     assert!(matches!(change(&mut alice).await, ServerFrame::Deleted(_)));
-    alice
-        .send_frame(&edit("r", hi.id, "two", Some("e2")))
-        .await
-        .unwrap();
-    assert_eq!(
-        error(&mut alice).await,
-        (ErrorCode::RateLimited, Some("e2".into()))
-    );
-    alice
-        .send_frame(&delete("r", hi.id, Some("d2")))
-        .await
-        .unwrap();
-    assert_eq!(
-        error(&mut alice).await,
-        (ErrorCode::RateLimited, Some("d2".into()))
-    );
+    refused(
+        &mut alice,
+        &edit("r", hi.id, "two", Some("e2")),
+        ErrorCode::RateLimited,
+        "e2",
+    )
+    .await;
+    refused(
+        &mut alice,
+        &delete("r", hi.id, Some("d2")),
+        ErrorCode::RateLimited,
+        "d2",
+    )
+    .await;
     // The bucket comes before the room's state: deleting what is already deleted is limited
     // too, not `no_such_message`.
-    alice
-        .send_frame(&delete("r", bye.id, Some("d3")))
-        .await
-        .unwrap();
-    assert_eq!(
-        error(&mut alice).await,
-        (ErrorCode::RateLimited, Some("d3".into()))
-    );
+    refused(
+        &mut alice,
+        &delete("r", bye.id, Some("d3")),
+        ErrorCode::RateLimited,
+        "d3",
+    )
+    .await;
     alice
         .send_frame(&react("r", hi.id, "👍", true, Some("r1")))
         .await
         .unwrap();
     assert!(matches!(change(&mut alice).await, ServerFrame::Reacted(_)));
-    alice
-        .send_frame(&react("r", hi.id, "👎", true, Some("r2")))
-        .await
-        .unwrap();
-    assert_eq!(
-        error(&mut alice).await,
-        (ErrorCode::RateLimited, Some("r2".into()))
-    );
+    refused(
+        &mut alice,
+        &react("r", hi.id, "👎", true, Some("r2")),
+        ErrorCode::RateLimited,
+        "r2",
+    )
+    .await;
     let read = ClientFrame::Read {
         room: "r".into(),
         id: hi.id.to_string(),
