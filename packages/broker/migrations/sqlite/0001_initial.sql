@@ -82,3 +82,6 @@ CREATE INDEX nonces_expiry ON nonces (expires_ms);
 -- Full-text index over messages' bodies (the later search step), external content: the
 -- writer inserts a message's body, and removes it when the message is edited or deleted.
 CREATE VIRTUAL TABLE entries_fts USING fts5 (body, content = 'entries', content_rowid = 'id');
+
+-- FTS5's own secure delete: a removed body's tokens leave the index's pages too.
+INSERT INTO entries_fts (entries_fts, rank) VALUES ('secure-delete', 1);
