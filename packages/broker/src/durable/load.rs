@@ -30,12 +30,16 @@ pub struct LoadedRoom {
     pub entries: Vec<LoadedEntry>,
     /// Every user reacting to each loaded message that has reactions: per emoji (first appeared
     /// first), every user, earliest first (what the ring keeps beside a message's summary).
-    pub reactors: Vec<(MessageId, Vec<(String, Vec<String>)>)>,
+    pub reactors: Vec<Reactors>,
     /// Users' read markers.
     pub markers: Vec<(String, MessageId)>,
     /// The unexpired nonces.
     pub nonces: Vec<LoadedNonce>,
 }
+
+/// Every user reacting to one message: per emoji (first appeared first), the users, earliest
+/// first.
+pub type Reactors = (MessageId, Vec<(String, Vec<String>)>);
 
 /// One entry of a room's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,8 +156,8 @@ fn read(conn: &Connection, history_len: usize, now_ms: u64) -> rusqlite::Result<
 fn reactors(
     stmt: &mut rusqlite::Statement<'_>,
     room: &mut LoadedRoom,
-) -> rusqlite::Result<Vec<(MessageId, Vec<(String, Vec<String>)>)>> {
-    let mut by_message: Vec<(MessageId, Vec<(String, Vec<String>)>)> = Vec::new();
+) -> rusqlite::Result<Vec<Reactors>> {
+    let mut by_message: Vec<Reactors> = Vec::new();
     let rows = stmt.query_map(params![room.name], |row| {
         Ok((
             MessageId {

@@ -40,7 +40,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 pub use error::DurableError;
-pub use load::{Loaded, LoadedEntry, LoadedNonce, LoadedRoom};
+pub use load::{Loaded, LoadedEntry, LoadedNonce, LoadedRoom, Reactors};
 pub use writer::{Completion, WriteOp};
 
 /// The journal of one data dir: its writer thread, a read connection for loading, and the dir's

@@ -309,6 +309,10 @@ fn durable_a_deleted_body_is_gone_from_the_file() {
     let path = journal.path().to_owned();
     drop(journal);
     // Closed: the WAL is checkpointed into the file and removed.
+    assert!(
+        !path.with_file_name("skat.db-wal").exists(),
+        "the WAL outlived the journal"
+    );
     let bytes = std::fs::read(&path).unwrap();
     assert!(
         !bytes.windows(13).any(|w| w == b"zyxwvutsecret"),

@@ -5,7 +5,7 @@
 //! and answers its sender only after completion, so nothing is confirmed before it is stored;
 //! if the commit fails, every operation of the batch completes with the error.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -67,7 +67,7 @@ pub type Completion = oneshot::Sender<Result<(), DurableError>>;
 /// Runs the writer until every sender of `ops` is gone.
 pub(super) fn run(
     mut conn: Connection,
-    path: &PathBuf,
+    path: &Path,
     ops: &Receiver<(WriteOp, Completion)>,
     commits: &Arc<AtomicU64>,
 ) {
@@ -94,7 +94,7 @@ pub(super) fn run(
 /// outcome: if the commit fails, every one is that error.
 fn commit(
     conn: &mut Connection,
-    path: &PathBuf,
+    path: &Path,
     batch: &[(WriteOp, Completion)],
 ) -> Vec<Result<(), DurableError>> {
     let sqlite = |e: &rusqlite::Error| DurableError::sqlite(path, e);
