@@ -2,10 +2,13 @@
 -- (ms, seq) pairs, stored as two integers. Applied by the migration runner, which records the
 -- version in `PRAGMA user_version`.
 
--- Each room the node has held, with its epoch (unchanged across restarts).
+-- Each room the node has held, with its epoch (unchanged across restarts) and the id of the
+-- newest entry trimmed from its log (none yet: NULL), which a `since` may still name.
 CREATE TABLE rooms (
-    name  TEXT PRIMARY KEY NOT NULL,
-    epoch TEXT NOT NULL
+    name        TEXT PRIMARY KEY NOT NULL,
+    epoch       TEXT NOT NULL,
+    trimmed_ms  INTEGER,
+    trimmed_seq INTEGER
 ) WITHOUT ROWID;
 
 -- Each room's ordered log: messages and changes (edits, deletes, reactions) in one id sequence,

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, OptionalExtension as _, Row, params};
 use skat_protocol::{Deleted, Edited, Extras, REACTION_USERS_SHOWN, Reacted, Reaction};
 
 use super::DurableError;
@@ -28,6 +28,9 @@ pub struct LoadedRoom {
     pub epoch: String,
     /// Its last entries, oldest first.
     pub entries: Vec<LoadedEntry>,
+    /// The newest id no longer in `entries` (trimmed from the file, or older than the entries
+    /// loaded), if any: the ring's `trimmed`, which a `since` may name.
+    pub trimmed: Option<MessageId>,
     /// Every user reacting to each loaded message that has reactions: per emoji (first appeared
     /// first), every user, earliest first (what the ring keeps beside a message's summary).
     pub reactors: Vec<Reactors>,
@@ -90,11 +93,16 @@ pub(super) fn load(
 
 fn read(conn: &Connection, history_len: usize, now_ms: u64) -> rusqlite::Result<Loaded> {
     let mut rooms: Vec<LoadedRoom> = conn
-        .prepare("SELECT name, epoch FROM rooms ORDER BY name")?
+        .prepare("SELECT name, epoch, trimmed_ms, trimmed_seq FROM rooms ORDER BY name")?
         .query_map([], |row| {
+            let trimmed = match (row.get(2)?, row.get(3)?) {
+                (Some(ms), Some(seq)) => Some(MessageId { ms, seq }),
+                _ => None,
+            };
             Ok(LoadedRoom {
                 name: row.get(0)?,
                 epoch: row.get(1)?,
+                trimmed,
                 ..LoadedRoom::default()
             })
         })?
@@ -109,6 +117,9 @@ fn read(conn: &Connection, history_len: usize, now_ms: u64) -> rusqlite::Result<
         "SELECT ms, seq, emoji, user FROM reactions WHERE room = ?1
          ORDER BY ms, seq, at_ms, at_seq",
     )?;
+    let mut unloaded = conn.prepare(
+        "SELECT ms, seq FROM entries WHERE room = ?1 ORDER BY ms DESC, seq DESC LIMIT 1 OFFSET ?2",
+    )?;
     let mut markers = conn.prepare("SELECT user, ms, seq FROM read_markers WHERE room = ?1")?;
     let mut nonces = conn.prepare(
         "SELECT space, who, nonce, ms, seq, count, expires_ms FROM nonces
@@ -120,6 +131,15 @@ fn read(conn: &Connection, history_len: usize, now_ms: u64) -> rusqlite::Result<
             .collect::<rusqlite::Result<Vec<_>>>()?;
         list.reverse();
         room.entries = list.into_iter().flatten().collect();
+        let older = unloaded
+            .query_row(params![room.name, limit], |row| {
+                Ok(MessageId {
+                    ms: row.get(0)?,
+                    seq: row.get(1)?,
+                })
+            })
+            .optional()?;
+        room.trimmed = room.trimmed.max(older);
         room.reactors = reactors(&mut reactions, room)?;
         room.markers = markers
             .query_map(params![room.name], |row| {

@@ -68,8 +68,18 @@ impl Journal {
     /// [`DurableError::Locked`] if another node holds the dir; `ReadOnly`, `Corrupt`, `Full`,
     /// `Migrate`, `Open` or `Io` as SQLite or the system tell, each naming the file.
     pub fn open(dir: &Path) -> Result<Journal, DurableError> {
+        Self::open_configured(dir, |_| Ok(()))
+    }
+
+    /// [`Journal::open`], with `configure` applied to the writer's connection after the
+    /// migrations (tests limit its size, to see a full disk).
+    fn open_configured(
+        dir: &Path,
+        configure: impl FnOnce(&Connection) -> rusqlite::Result<()>,
+    ) -> Result<Journal, DurableError> {
         let lock = open::lock(dir)?;
         let (conn, path) = open::open_writer(dir)?;
+        configure(&conn).map_err(|e| DurableError::sqlite(&path, &e))?;
         let reader = open::connect(&path, true)?;
         let (ops, queue) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));

@@ -355,3 +355,85 @@ fn durable_a_read_only_dir_fails_at_open() {
     let err = outcome.unwrap_err();
     assert!(matches!(err, DurableError::ReadOnly { .. }), "{err:?}");
 }
+
+#[test]
+fn durable_trim_drops_entries_and_remembers_the_newest_trimmed() {
+    let dir = TempDir::new("durable").unwrap();
+    let journal = Journal::open(dir.path()).unwrap();
+    write(&journal, room("r")).unwrap();
+    for i in 1..=5 {
+        write(
+            &journal,
+            WriteOp::Message(message("r", id(i, 0), &format!("trimmedword{i}"))),
+        )
+        .unwrap();
+    }
+    write(
+        &journal,
+        WriteOp::Trim {
+            room: "r".into(),
+            through: id(2, 0),
+        },
+    )
+    .unwrap();
+    let loaded = journal.load(10, 0).unwrap();
+    let ids: Vec<_> = loaded.rooms[0]
+        .entries
+        .iter()
+        .map(LoadedEntry::id)
+        .collect();
+    assert_eq!(ids, [id(3, 0), id(4, 0), id(5, 0)]);
+    assert_eq!(loaded.rooms[0].trimmed, Some(id(2, 0)));
+    // Bounded by N: the newest entry left out is the trimmed one.
+    assert_eq!(journal.load(2, 0).unwrap().rooms[0].trimmed, Some(id(3, 0)));
+    let conn = Connection::open(journal.path()).unwrap();
+    let indexed: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM entries_fts WHERE entries_fts MATCH 'trimmedword1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexed, 0);
+}
+
+#[test]
+fn durable_a_full_disk_fails_the_writes_it_could_not_store_and_no_others() {
+    let dir = TempDir::new("durable").unwrap();
+    let journal = Journal::open_configured(dir.path(), |conn| {
+        let pages: u64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+        conn.pragma_update(None, "max_page_count", pages + 4)
+    })
+    .unwrap();
+    write(&journal, room("r")).unwrap();
+    let body = "x".repeat(3000);
+    let pending: Vec<_> = (1..=40)
+        .map(|i| {
+            (
+                i,
+                journal.submit(WriteOp::Message(message("r", id(i, 0), &body))),
+            )
+        })
+        .collect();
+    let mut stored = Vec::new();
+    let mut full = 0;
+    for (i, outcome) in pending {
+        match outcome.blocking_recv().unwrap() {
+            Ok(()) => stored.push(id(i, 0)),
+            Err(DurableError::Full { path, .. }) => {
+                assert_eq!(path, journal.path());
+                full += 1;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(full > 0, "nothing failed");
+    assert!(!stored.is_empty(), "nothing stored");
+    let loaded = journal.load(usize::MAX, 0).unwrap();
+    let ids: Vec<_> = loaded.rooms[0]
+        .entries
+        .iter()
+        .map(LoadedEntry::id)
+        .collect();
+    assert_eq!(ids, stored, "confirmed writes and stored ones differ");
+}

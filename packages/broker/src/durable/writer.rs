@@ -33,6 +33,15 @@ pub enum WriteOp {
     Message(Message),
     /// A change appended to its room's log and applied to its target's current state.
     Change(Change),
+    /// The room's entries up to `through` (included) dropped from the file, bodies and all: the
+    /// history length (or a retention) passed them. `through` is remembered as the room's
+    /// newest trimmed id.
+    Trim {
+        /// The room.
+        room: String,
+        /// The newest id dropped.
+        through: MessageId,
+    },
     /// A user's read marker moved to `id`.
     Marker {
         /// The room.
@@ -108,6 +117,13 @@ fn commit(
             apply(&sp, op)?;
             sp.commit()
         });
+        if let Err(e) = &outcome
+            && tx.is_autocommit()
+        {
+            // SQLite rolled the whole transaction back (it may on a full disk, an I/O error,
+            // a lock): what the batch wrote so far is gone, so every operation fails.
+            return vec![Err(sqlite(e)); batch.len()];
+        }
         outcomes.push(outcome.map_err(|e| sqlite(&e)));
     }
     match tx.commit() {
@@ -128,6 +144,7 @@ fn apply(tx: &Connection, op: &WriteOp) -> rusqlite::Result<()> {
         }
         WriteOp::Message(m) => append_message(tx, m)?,
         WriteOp::Change(c) => apply_change(tx, c)?,
+        WriteOp::Trim { room, through } => trim(tx, room, *through)?,
         WriteOp::Marker { room, user, id } => {
             tx.prepare_cached(
                 "INSERT INTO read_markers (room, user, ms, seq) VALUES (?1, ?2, ?3, ?4)
@@ -185,6 +202,26 @@ fn append_message(tx: &Connection, m: &Message) -> rusqlite::Result<()> {
             add_reactor(tx, &m.room, m.id, &r.emoji, user, m.id)?;
         }
     }
+    Ok(())
+}
+
+/// Drops `room`'s entries up to `through`, their bodies from the full-text index, and their
+/// reactors (by cascade), and remembers `through` as trimmed.
+fn trim(tx: &Connection, room: &str, through: MessageId) -> rusqlite::Result<()> {
+    let at = params![room, through.ms, through.seq];
+    tx.prepare_cached(
+        "INSERT INTO entries_fts (entries_fts, rowid, body)
+         SELECT 'delete', id, body FROM entries
+         WHERE room = ?1 AND (ms, seq) <= (?2, ?3) AND kind = 'message' AND deleted = 0",
+    )?
+    .execute(at)?;
+    tx.prepare_cached("DELETE FROM entries WHERE room = ?1 AND (ms, seq) <= (?2, ?3)")?
+        .execute(at)?;
+    tx.prepare_cached(
+        "UPDATE rooms SET trimmed_ms = ?2, trimmed_seq = ?3
+         WHERE name = ?1 AND (trimmed_ms IS NULL OR (trimmed_ms, trimmed_seq) < (?2, ?3))",
+    )?
+    .execute(at)?;
     Ok(())
 }
 
