@@ -31,8 +31,10 @@ pub struct LoadedRoom {
     /// The newest id no longer in `entries` (trimmed from the file, or older than the entries
     /// loaded), if any: the ring's `trimmed`, which a `since` may name.
     pub trimmed: Option<MessageId>,
-    /// Every user reacting to each loaded message that has reactions: per emoji (first appeared
-    /// first), every user, earliest first (what the ring keeps beside a message's summary).
+    /// Every user reacting to each loaded message that has reactions: per emoji, every user,
+    /// earliest first (what the ring keeps beside a message's summary). Emojis come in the
+    /// order of their earliest remaining reactor, which is the ring's "first appeared" order
+    /// unless an emoji's first reactors took theirs back while others still react with it.
     pub reactors: Vec<Reactors>,
     /// Users' read markers.
     pub markers: Vec<(String, MessageId)>,

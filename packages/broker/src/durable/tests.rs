@@ -242,6 +242,13 @@ fn durable_load_returns_the_last_n_entries_in_their_current_state() {
     };
     write(&journal, nonce("old", 50)).unwrap();
     write(&journal, nonce("new", 500)).unwrap();
+    write(&journal, nonce("older", 20)).unwrap();
+    write(&journal, WriteOp::Expire { now_ms: 30 }).unwrap();
+    let conn = Connection::open(journal.path()).unwrap();
+    let kept: i64 = conn
+        .query_row("SELECT count(*) FROM nonces", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, 2, "an expired nonce stayed in the file");
 
     let loaded = journal.load(8, 100).unwrap();
     let room = &loaded.rooms[0];

@@ -51,6 +51,12 @@ pub enum WriteOp {
         /// Everything up to it is read.
         id: MessageId,
     },
+    /// Nonces whose window ended by `now_ms` (Unix milliseconds) forgotten, in every room, so
+    /// the table holds a window, not every nonce ever sent. (A load skips expired ones anyway.)
+    Expire {
+        /// The time.
+        now_ms: u64,
+    },
     /// A nonce accepted, remembered until `expires_ms` (Unix milliseconds).
     Nonce {
         /// The room.
@@ -145,6 +151,10 @@ fn apply(tx: &Connection, op: &WriteOp) -> rusqlite::Result<()> {
         WriteOp::Message(m) => append_message(tx, m)?,
         WriteOp::Change(c) => apply_change(tx, c)?,
         WriteOp::Trim { room, through } => trim(tx, room, *through)?,
+        WriteOp::Expire { now_ms } => {
+            tx.prepare_cached("DELETE FROM nonces WHERE expires_ms <= ?1")?
+                .execute(params![now_ms])?;
+        }
         WriteOp::Marker { room, user, id } => {
             tx.prepare_cached(
                 "INSERT INTO read_markers (room, user, ms, seq) VALUES (?1, ?2, ?3, ?4)
