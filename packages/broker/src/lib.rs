@@ -27,6 +27,8 @@
 
 mod change;
 pub mod collections;
+#[cfg(feature = "sqlite")]
+pub mod durable;
 mod memory;
 mod node_id;
 mod reads;

@@ -1,0 +1,446 @@
+//! The journal against real files in temp dirs: opening and migrating, reopening, group commit
+//! from several threads, what a load returns, and each way an open fails.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rusqlite::Connection;
+use skat_protocol::{Deleted, Edited, Reacted};
+use skat_testkit::TempDir;
+use tokio::sync::oneshot;
+
+use super::open::{DB_FILE, MIGRATIONS};
+use super::{DurableError, Journal, LoadedEntry, WriteOp};
+use crate::{Change, Message, MessageId};
+
+fn id(ms: u64, seq: u64) -> MessageId {
+    MessageId { ms, seq }
+}
+
+fn message(room: &str, at: MessageId, body: &str) -> Message {
+    Message {
+        room: room.into(),
+        id: at,
+        from: "ann".into(),
+        body: body.into(),
+        ts: at.ms,
+        nonce: Some(format!("n{}-{}", at.ms, at.seq)),
+        extras: None,
+    }
+}
+
+fn room(name: &str) -> WriteOp {
+    WriteOp::Room {
+        room: name.into(),
+        epoch: format!("epoch-{name}"),
+    }
+}
+
+/// Submits `op` and waits for its outcome.
+fn write(journal: &Journal, op: WriteOp) -> Result<(), DurableError> {
+    journal.submit(op).blocking_recv().unwrap()
+}
+
+fn user_version(path: &Path) -> i64 {
+    let conn = Connection::open(path).unwrap();
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap()
+}
+
+#[test]
+fn durable_migrations_are_valid() {
+    MIGRATIONS.validate().unwrap();
+}
+
+#[test]
+fn durable_open_on_an_empty_dir_migrates_to_the_latest_version() {
+    let dir = TempDir::new("durable").unwrap();
+    let data = dir.path().join("data");
+    let journal = Journal::open(&data).unwrap();
+    assert_eq!(journal.path(), data.join(DB_FILE));
+    assert_eq!(journal.load(100, 0).unwrap().rooms, vec![]);
+    drop(journal);
+    assert_eq!(user_version(&data.join(DB_FILE)), 1);
+    let conn = Connection::open(data.join(DB_FILE)).unwrap();
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn durable_migrates_from_version_0() {
+    let dir = TempDir::new("durable").unwrap();
+    let path = dir.path().join(DB_FILE);
+    {
+        // A database of version 0: SQLite's, with nothing of ours in it.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE unrelated (x INTEGER); INSERT INTO unrelated VALUES (1);")
+            .unwrap();
+    }
+    assert_eq!(user_version(&path), 0);
+    let journal = Journal::open(dir.path()).unwrap();
+    write(&journal, room("r")).unwrap();
+    write(&journal, WriteOp::Message(message("r", id(1, 0), "hi"))).unwrap();
+    drop(journal);
+    assert_eq!(user_version(&path), 1);
+    let conn = Connection::open(&path).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn durable_reopen_keeps_data() {
+    let dir = TempDir::new("durable").unwrap();
+    {
+        let journal = Journal::open(dir.path()).unwrap();
+        write(&journal, room("r")).unwrap();
+        write(&journal, WriteOp::Message(message("r", id(5, 0), "kept"))).unwrap();
+    }
+    let journal = Journal::open(dir.path()).unwrap();
+    let loaded = journal.load(10, 0).unwrap();
+    assert_eq!(loaded.rooms.len(), 1);
+    assert_eq!(loaded.rooms[0].epoch, "epoch-r");
+    assert_eq!(
+        loaded.rooms[0].entries,
+        vec![LoadedEntry::Message(message("r", id(5, 0), "kept"))]
+    );
+}
+
+#[test]
+fn durable_appends_from_several_threads_commit_in_few_transactions_in_order() {
+    const THREADS: u64 = 4;
+    const EACH: u64 = 500;
+    let dir = TempDir::new("durable").unwrap();
+    let journal = Arc::new(Journal::open(dir.path()).unwrap());
+    for t in 0..THREADS {
+        write(&journal, room(&format!("r{t}"))).unwrap();
+    }
+    let before = journal.commits();
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let journal = Arc::clone(&journal);
+            std::thread::spawn(move || {
+                let name = format!("r{t}");
+                let mut pending: Vec<oneshot::Receiver<_>> = (1..=EACH)
+                    .map(|i| journal.submit(WriteOp::Message(message(&name, id(i, 0), "x"))))
+                    .collect();
+                // Completions come in order: whenever one is done, every earlier one is.
+                // Scanning from the last, a done one means all below it must be done.
+                let mut done = vec![false; pending.len()];
+                while done.iter().any(|d| !d) {
+                    let mut later_done = false;
+                    for i in (0..pending.len()).rev() {
+                        if !done[i] {
+                            match pending[i].try_recv() {
+                                Ok(outcome) => {
+                                    outcome.unwrap();
+                                    done[i] = true;
+                                }
+                                Err(oneshot::error::TryRecvError::Empty) => {
+                                    assert!(!later_done, "op {i} incomplete after a later one");
+                                }
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                        later_done |= done[i];
+                    }
+                    std::thread::yield_now();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let commits = journal.commits() - before;
+    assert!(
+        commits < THREADS * EACH / 4,
+        "{commits} transactions for {} ops",
+        THREADS * EACH
+    );
+    let loaded = journal.load(usize::MAX, 0).unwrap();
+    for room in &loaded.rooms {
+        let ids: Vec<_> = room.entries.iter().map(LoadedEntry::id).collect();
+        assert_eq!(ids, (1..=EACH).map(|i| id(i, 0)).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn durable_load_returns_the_last_n_entries_in_their_current_state() {
+    let dir = TempDir::new("durable").unwrap();
+    let journal = Journal::open(dir.path()).unwrap();
+    write(&journal, room("r")).unwrap();
+    for i in 1..=6 {
+        write(
+            &journal,
+            WriteOp::Message(message("r", id(i, 0), &format!("m{i}"))),
+        )
+        .unwrap();
+    }
+    let edited = Edited {
+        room: "r".into(),
+        id: id(7, 0),
+        target: id(5, 0),
+        by: "ann".into(),
+        body: "m5 again".into(),
+        ts: 7,
+        nonce: None,
+    };
+    let deleted = Deleted {
+        room: "r".into(),
+        id: id(8, 0),
+        target: id(6, 0),
+        by: "ann".into(),
+        ts: 8,
+        nonce: None,
+    };
+    let reacted = |at: u64, user: &str, add: bool, count: u32| Reacted {
+        room: "r".into(),
+        id: id(at, 0),
+        target: id(4, 0),
+        user: user.into(),
+        emoji: "👍".into(),
+        add,
+        count,
+        nonce: None,
+    };
+    for change in [
+        Change::Edited(edited.clone()),
+        Change::Deleted(deleted.clone()),
+        Change::Reacted(reacted(9, "bob", true, 1)),
+        Change::Reacted(reacted(10, "cy", true, 2)),
+        Change::Reacted(reacted(11, "bob", false, 1)),
+    ] {
+        write(&journal, WriteOp::Change(change)).unwrap();
+    }
+    // A change to a message the file lacks is refused, alone.
+    let stray = Deleted {
+        target: id(99, 0),
+        id: id(12, 0),
+        ..deleted.clone()
+    };
+    assert!(write(&journal, WriteOp::Change(Change::Deleted(stray))).is_err());
+    let marker = WriteOp::Marker {
+        room: "r".into(),
+        user: "bob".into(),
+        id: id(3, 0),
+    };
+    write(&journal, marker).unwrap();
+    let nonce = |n: &str, expires_ms| WriteOp::Nonce {
+        room: "r".into(),
+        space: "send".into(),
+        who: "ann".into(),
+        nonce: n.into(),
+        id: id(1, 0),
+        count: 0,
+        expires_ms,
+    };
+    write(&journal, nonce("old", 50)).unwrap();
+    write(&journal, nonce("new", 500)).unwrap();
+    write(&journal, nonce("older", 20)).unwrap();
+    write(&journal, WriteOp::Expire { now_ms: 30 }).unwrap();
+    let conn = Connection::open(journal.path()).unwrap();
+    let kept: i64 = conn
+        .query_row("SELECT count(*) FROM nonces", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, 2, "an expired nonce stayed in the file");
+
+    let loaded = journal.load(8, 100).unwrap();
+    let room = &loaded.rooms[0];
+    let ids: Vec<_> = room.entries.iter().map(LoadedEntry::id).collect();
+    assert_eq!(ids, [4, 5, 6, 7, 8, 9, 10, 11].map(|ms| id(ms, 0)));
+    let LoadedEntry::Message(m4) = &room.entries[0] else {
+        panic!()
+    };
+    assert_eq!(m4.reactions().len(), 1);
+    assert_eq!(m4.reactions()[0].count, 1);
+    assert_eq!(m4.reactions()[0].users, ["cy"]);
+    assert_eq!(
+        room.reactors,
+        vec![(id(4, 0), vec![("👍".to_owned(), vec!["cy".to_owned()])])]
+    );
+    let LoadedEntry::Message(m5) = &room.entries[1] else {
+        panic!()
+    };
+    assert_eq!((m5.body.as_str(), m5.edited()), ("m5 again", Some(7)));
+    let LoadedEntry::Message(m6) = &room.entries[2] else {
+        panic!()
+    };
+    assert!(m6.is_deleted());
+    assert_eq!(m6.body, "");
+    assert_eq!(room.entries[3], LoadedEntry::Change(Change::Edited(edited)));
+    assert_eq!(
+        room.entries[4],
+        LoadedEntry::Change(Change::Deleted(deleted))
+    );
+    assert_eq!(room.markers, vec![("bob".to_owned(), id(3, 0))]);
+    assert_eq!(room.nonces.len(), 1);
+    assert_eq!(room.nonces[0].nonce, "new");
+}
+
+#[test]
+fn durable_a_deleted_body_is_gone_from_the_file() {
+    let dir = TempDir::new("durable").unwrap();
+    let journal = Journal::open(dir.path()).unwrap();
+    write(&journal, room("r")).unwrap();
+    write(
+        &journal,
+        WriteOp::Message(message("r", id(1, 0), "zyxwvutsecret")),
+    )
+    .unwrap();
+    let search = |journal: &Journal| -> i64 {
+        let conn = Connection::open(journal.path()).unwrap();
+        conn.query_row(
+            "SELECT count(*) FROM entries_fts WHERE entries_fts MATCH 'zyxwvutsecret'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(search(&journal), 1);
+    let deleted = Deleted {
+        room: "r".into(),
+        id: id(2, 0),
+        target: id(1, 0),
+        by: "ann".into(),
+        ts: 2,
+        nonce: None,
+    };
+    write(&journal, WriteOp::Change(Change::Deleted(deleted))).unwrap();
+    assert_eq!(search(&journal), 0);
+    let path = journal.path().to_owned();
+    drop(journal);
+    // Closed: the WAL is checkpointed into the file and removed.
+    assert!(
+        !path.with_file_name("skat.db-wal").exists(),
+        "the WAL outlived the journal"
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(
+        !bytes.windows(13).any(|w| w == b"zyxwvutsecret"),
+        "the body is still in the file"
+    );
+}
+
+#[test]
+fn durable_a_second_open_of_the_same_dir_fails_clearly() {
+    let dir = TempDir::new("durable").unwrap();
+    let _first = Journal::open(dir.path()).unwrap();
+    let err = Journal::open(dir.path()).unwrap_err();
+    assert!(matches!(err, DurableError::Locked { .. }), "{err:?}");
+    assert!(err.to_string().contains("in use"), "{err}");
+}
+
+#[test]
+fn durable_a_corrupt_file_fails_at_open() {
+    let dir = TempDir::new("durable").unwrap();
+    std::fs::write(dir.path().join(DB_FILE), vec![0xA5_u8; 8192]).unwrap();
+    let err = Journal::open(dir.path()).unwrap_err();
+    assert!(matches!(err, DurableError::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains(DB_FILE), "{err}");
+}
+
+#[test]
+fn durable_a_read_only_dir_fails_at_open() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new("durable").unwrap();
+    let data = dir.path().join("ro");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let writable = std::fs::write(data.join("probe"), b"").is_ok();
+    let outcome = Journal::open(&data);
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if writable {
+        // Privileged (root ignores permissions): nothing to test here.
+        return;
+    }
+    let err = outcome.unwrap_err();
+    assert!(matches!(err, DurableError::ReadOnly { .. }), "{err:?}");
+}
+
+#[test]
+fn durable_trim_drops_entries_and_remembers_the_newest_trimmed() {
+    let dir = TempDir::new("durable").unwrap();
+    let journal = Journal::open(dir.path()).unwrap();
+    write(&journal, room("r")).unwrap();
+    for i in 1..=5 {
+        write(
+            &journal,
+            WriteOp::Message(message("r", id(i, 0), &format!("trimmedword{i}"))),
+        )
+        .unwrap();
+    }
+    write(
+        &journal,
+        WriteOp::Trim {
+            room: "r".into(),
+            through: id(2, 0),
+        },
+    )
+    .unwrap();
+    let loaded = journal.load(10, 0).unwrap();
+    let ids: Vec<_> = loaded.rooms[0]
+        .entries
+        .iter()
+        .map(LoadedEntry::id)
+        .collect();
+    assert_eq!(ids, [id(3, 0), id(4, 0), id(5, 0)]);
+    assert_eq!(loaded.rooms[0].trimmed, Some(id(2, 0)));
+    // Bounded by N: the newest entry left out is the trimmed one.
+    assert_eq!(journal.load(2, 0).unwrap().rooms[0].trimmed, Some(id(3, 0)));
+    let conn = Connection::open(journal.path()).unwrap();
+    let indexed: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM entries_fts WHERE entries_fts MATCH 'trimmedword1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexed, 0);
+}
+
+#[test]
+fn durable_a_full_disk_fails_the_writes_it_could_not_store_and_no_others() {
+    let dir = TempDir::new("durable").unwrap();
+    let journal = Journal::open_configured(dir.path(), |conn| {
+        let pages: u64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+        conn.pragma_update(None, "max_page_count", pages + 4)
+    })
+    .unwrap();
+    write(&journal, room("r")).unwrap();
+    let body = "x".repeat(3000);
+    let pending: Vec<_> = (1..=40)
+        .map(|i| {
+            (
+                i,
+                journal.submit(WriteOp::Message(message("r", id(i, 0), &body))),
+            )
+        })
+        .collect();
+    let mut stored = Vec::new();
+    let mut full = 0;
+    for (i, outcome) in pending {
+        match outcome.blocking_recv().unwrap() {
+            Ok(()) => stored.push(id(i, 0)),
+            Err(DurableError::Full { path, .. }) => {
+                assert_eq!(path, journal.path());
+                full += 1;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(full > 0, "nothing failed");
+    assert!(!stored.is_empty(), "nothing stored");
+    let loaded = journal.load(usize::MAX, 0).unwrap();
+    let ids: Vec<_> = loaded.rooms[0]
+        .entries
+        .iter()
+        .map(LoadedEntry::id)
+        .collect();
+    assert_eq!(ids, stored, "confirmed writes and stored ones differ");
+}

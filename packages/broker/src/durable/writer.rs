@@ -1,0 +1,393 @@
+//! The journal's one writer: a thread of its own (never a tokio worker: SQLite blocks) owning
+//! the write connection, fed by a channel of operations each with its completion. It takes
+//! whatever is queued, runs it in ONE transaction (group commit: one WAL sync for many sends),
+//! commits, and only then completes the operations, in order. A caller emits to subscribers
+//! and answers its sender only after completion, so nothing is confirmed before it is stored;
+//! if the commit fails, every operation of the batch completes with the error.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
+
+use rusqlite::{Connection, params};
+use tokio::sync::oneshot;
+
+use super::DurableError;
+use crate::{Change, Message, MessageId};
+
+/// The most operations one transaction takes, so a flood still commits (and confirms) in steps.
+const MAX_BATCH: usize = 4096;
+
+/// One write to the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    /// A room exists with this epoch (created, or its history restarted).
+    Room {
+        /// The room.
+        room: String,
+        /// Its epoch.
+        epoch: String,
+    },
+    /// A message appended to its room's log (its room must exist).
+    Message(Message),
+    /// A change appended to its room's log and applied to its target's current state.
+    Change(Change),
+    /// The room's entries up to `through` (included) dropped from the file, bodies and all: the
+    /// history length (or a retention) passed them. `through` is remembered as the room's
+    /// newest trimmed id.
+    Trim {
+        /// The room.
+        room: String,
+        /// The newest id dropped.
+        through: MessageId,
+    },
+    /// A user's read marker moved to `id`.
+    Marker {
+        /// The room.
+        room: String,
+        /// The user.
+        user: String,
+        /// Everything up to it is read.
+        id: MessageId,
+    },
+    /// Nonces whose window ended by `now_ms` (Unix milliseconds) forgotten, in every room, so
+    /// the table holds a window, not every nonce ever sent. (A load skips expired ones anyway.)
+    Expire {
+        /// The time.
+        now_ms: u64,
+    },
+    /// A nonce accepted, remembered until `expires_ms` (Unix milliseconds).
+    Nonce {
+        /// The room.
+        room: String,
+        /// The request kind's nonce space.
+        space: String,
+        /// The sender.
+        who: String,
+        /// The nonce.
+        nonce: String,
+        /// The id accepted under it.
+        id: MessageId,
+        /// A change's count (0 otherwise).
+        count: u32,
+        /// When it expires.
+        expires_ms: u64,
+    },
+}
+
+/// An operation's completion: `Ok` once its transaction committed.
+pub type Completion = oneshot::Sender<Result<(), DurableError>>;
+
+/// Runs the writer until every sender of `ops` is gone.
+pub(super) fn run(
+    mut conn: Connection,
+    path: &Path,
+    ops: &Receiver<(WriteOp, Completion)>,
+    commits: &Arc<AtomicU64>,
+) {
+    let mut batch = Vec::new();
+    while let Ok(first) = ops.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match ops.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        let outcomes = commit(&mut conn, path, &batch);
+        commits.fetch_add(1, Ordering::Relaxed);
+        for ((_, done), outcome) in batch.drain(..).zip(outcomes) {
+            // The caller may have stopped waiting; its write stands either way.
+            let _ = done.send(outcome);
+        }
+    }
+}
+
+/// Runs `batch` in one transaction, each operation in a savepoint of its own (one refused
+/// operation, say a change to a message the file lacks, fails alone). Returns each one's
+/// outcome: if the commit fails, every one is that error.
+fn commit(
+    conn: &mut Connection,
+    path: &Path,
+    batch: &[(WriteOp, Completion)],
+) -> Vec<Result<(), DurableError>> {
+    let sqlite = |e: &rusqlite::Error| DurableError::sqlite(path, e);
+    let mut tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(e) => return vec![Err(sqlite(&e)); batch.len()],
+    };
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for (op, _) in batch {
+        let outcome = tx.savepoint().and_then(|sp| {
+            apply(&sp, op)?;
+            sp.commit()
+        });
+        if let Err(e) = &outcome
+            && tx.is_autocommit()
+        {
+            // SQLite rolled the whole transaction back (it may on a full disk, an I/O error,
+            // a lock): what the batch wrote so far is gone, so every operation fails.
+            return vec![Err(sqlite(e)); batch.len()];
+        }
+        outcomes.push(outcome.map_err(|e| sqlite(&e)));
+    }
+    match tx.commit() {
+        Ok(()) => outcomes,
+        Err(e) => vec![Err(sqlite(&e)); batch.len()],
+    }
+}
+
+/// Applies one operation.
+fn apply(tx: &Connection, op: &WriteOp) -> rusqlite::Result<()> {
+    match op {
+        WriteOp::Room { room, epoch } => {
+            tx.prepare_cached(
+                "INSERT INTO rooms (name, epoch) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET epoch = excluded.epoch",
+            )?
+            .execute(params![room, epoch])?;
+        }
+        WriteOp::Message(m) => append_message(tx, m)?,
+        WriteOp::Change(c) => apply_change(tx, c)?,
+        WriteOp::Trim { room, through } => trim(tx, room, *through)?,
+        WriteOp::Expire { now_ms } => {
+            tx.prepare_cached("DELETE FROM nonces WHERE expires_ms <= ?1")?
+                .execute(params![now_ms])?;
+        }
+        WriteOp::Marker { room, user, id } => {
+            tx.prepare_cached(
+                "INSERT INTO read_markers (room, user, ms, seq) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (room, user) DO UPDATE SET ms = excluded.ms, seq = excluded.seq",
+            )?
+            .execute(params![room, user, id.ms, id.seq])?;
+        }
+        WriteOp::Nonce {
+            room,
+            space,
+            who,
+            nonce,
+            id,
+            count,
+            expires_ms,
+        } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO nonces (room, space, who, nonce, ms, seq, count, expires_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![room, space, who, nonce, id.ms, id.seq, count, expires_ms])?;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts a message and indexes its body.
+fn append_message(tx: &Connection, m: &Message) -> rusqlite::Result<()> {
+    let reply = m.reply_to();
+    tx.prepare_cached(
+        "INSERT INTO entries (room, ms, seq, kind, author, body, ts, nonce, reply_to_ms,
+                              reply_to_seq, edited_ms, deleted)
+         VALUES (?1, ?2, ?3, 'message', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        m.room,
+        m.id.ms,
+        m.id.seq,
+        m.from,
+        m.body,
+        m.ts,
+        m.nonce,
+        reply.map(|r| r.ms),
+        reply.map(|r| r.seq),
+        m.edited(),
+        m.is_deleted(),
+    ])?;
+    if !m.is_deleted() {
+        let rowid = tx.last_insert_rowid();
+        tx.prepare_cached("INSERT INTO entries_fts (rowid, body) VALUES (?1, ?2)")?
+            .execute(params![rowid, m.body])?;
+    }
+    for r in m.reactions() {
+        for user in &r.users {
+            add_reactor(tx, &m.room, m.id, &r.emoji, user, m.id)?;
+        }
+    }
+    Ok(())
+}
+
+/// Drops `room`'s entries up to `through`, their bodies from the full-text index, and their
+/// reactors (by cascade), and remembers `through` as trimmed.
+fn trim(tx: &Connection, room: &str, through: MessageId) -> rusqlite::Result<()> {
+    let at = params![room, through.ms, through.seq];
+    tx.prepare_cached(
+        "INSERT INTO entries_fts (entries_fts, rowid, body)
+         SELECT 'delete', id, body FROM entries
+         WHERE room = ?1 AND (ms, seq) <= (?2, ?3) AND kind = 'message' AND deleted = 0",
+    )?
+    .execute(at)?;
+    tx.prepare_cached("DELETE FROM entries WHERE room = ?1 AND (ms, seq) <= (?2, ?3)")?
+        .execute(at)?;
+    tx.prepare_cached(
+        "UPDATE rooms SET trimmed_ms = ?2, trimmed_seq = ?3
+         WHERE name = ?1 AND (trimmed_ms IS NULL OR (trimmed_ms, trimmed_seq) < (?2, ?3))",
+    )?
+    .execute(at)?;
+    Ok(())
+}
+
+/// Records `user` reacting with `emoji` to `target`, by the reaction `at`.
+fn add_reactor(
+    tx: &Connection,
+    room: &str,
+    target: MessageId,
+    emoji: &str,
+    user: &str,
+    at: MessageId,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO reactions (room, ms, seq, emoji, user, at_ms, at_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![
+        room, target.ms, target.seq, emoji, user, at.ms, at.seq
+    ])?;
+    Ok(())
+}
+
+/// Takes `target`'s body out of the full-text index (external content: the index must be told
+/// the body it had).
+fn unindex(tx: &Connection, room: &str, target: MessageId) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO entries_fts (entries_fts, rowid, body)
+         SELECT 'delete', id, body FROM entries
+         WHERE room = ?1 AND ms = ?2 AND seq = ?3 AND kind = 'message' AND deleted = 0",
+    )?
+    .execute(params![room, target.ms, target.seq])?;
+    Ok(())
+}
+
+/// Fails unless `target` is a stored message of `room`: a change to a message the file lacks
+/// is refused rather than stored dangling.
+fn require_message(tx: &Connection, room: &str, target: MessageId) -> rusqlite::Result<()> {
+    let found = tx
+        .prepare_cached(
+            "SELECT count(*) FROM entries
+             WHERE room = ?1 AND ms = ?2 AND seq = ?3 AND kind = 'message'",
+        )?
+        .query_row(params![room, target.ms, target.seq], |row| {
+            row.get::<_, i64>(0)
+        })?;
+    if found == 0 {
+        return Err(rusqlite::Error::QueryReturnedNoRows);
+    }
+    Ok(())
+}
+
+/// Appends a change and applies it to its target's current state (so a load reads state and
+/// replays nothing). A kind this crate does not know is not stored.
+fn apply_change(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
+    let insert = "INSERT INTO entries (room, ms, seq, kind, author, body, ts, nonce, target_ms,
+                                       target_seq, emoji, added, count)
+                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+    match change {
+        Change::Edited(c) => {
+            require_message(tx, &c.room, c.target)?;
+            tx.prepare_cached(insert)?.execute(params![
+                c.room,
+                c.id.ms,
+                c.id.seq,
+                "edited",
+                c.by,
+                c.body,
+                c.ts,
+                c.nonce,
+                c.target.ms,
+                c.target.seq,
+                None::<String>,
+                None::<bool>,
+                None::<u32>,
+            ])?;
+            unindex(tx, &c.room, c.target)?;
+            tx.prepare_cached(
+                "UPDATE entries SET body = ?4, edited_ms = ?5
+                 WHERE room = ?1 AND ms = ?2 AND seq = ?3 AND kind = 'message' AND deleted = 0",
+            )?
+            .execute(params![c.room, c.target.ms, c.target.seq, c.body, c.ts])?;
+            tx.prepare_cached(
+                "INSERT INTO entries_fts (rowid, body)
+                 SELECT id, body FROM entries
+                 WHERE room = ?1 AND ms = ?2 AND seq = ?3 AND kind = 'message' AND deleted = 0",
+            )?
+            .execute(params![c.room, c.target.ms, c.target.seq])?;
+        }
+        Change::Deleted(c) => {
+            require_message(tx, &c.room, c.target)?;
+            tx.prepare_cached(insert)?.execute(params![
+                c.room,
+                c.id.ms,
+                c.id.seq,
+                "deleted",
+                c.by,
+                None::<String>,
+                c.ts,
+                c.nonce,
+                c.target.ms,
+                c.target.seq,
+                None::<String>,
+                None::<bool>,
+                None::<u32>,
+            ])?;
+            unindex(tx, &c.room, c.target)?;
+            // The body goes from the file (secure_delete overwrites the old cell), and so do
+            // the edits' bodies: a deleted message's text is nowhere.
+            tx.prepare_cached(
+                "UPDATE entries SET body = '', deleted = 1, reply_to_ms = NULL, reply_to_seq = NULL
+                 WHERE room = ?1 AND ms = ?2 AND seq = ?3 AND kind = 'message'",
+            )?
+            .execute(params![c.room, c.target.ms, c.target.seq])?;
+            tx.prepare_cached(
+                "UPDATE entries SET body = '' WHERE room = ?1 AND kind = 'edited'
+                 AND target_ms = ?2 AND target_seq = ?3",
+            )?
+            .execute(params![c.room, c.target.ms, c.target.seq])?;
+            tx.prepare_cached("DELETE FROM reactions WHERE room = ?1 AND ms = ?2 AND seq = ?3")?
+                .execute(params![c.room, c.target.ms, c.target.seq])?;
+        }
+        Change::Reacted(c) => {
+            require_message(tx, &c.room, c.target)?;
+            tx.prepare_cached(insert)?.execute(params![
+                c.room,
+                c.id.ms,
+                c.id.seq,
+                "reacted",
+                c.user,
+                None::<String>,
+                0_u64,
+                c.nonce,
+                c.target.ms,
+                c.target.seq,
+                c.emoji,
+                c.add,
+                c.count,
+            ])?;
+            if c.add {
+                add_reactor(tx, &c.room, c.target, &c.emoji, &c.user, c.id)?;
+            } else {
+                tx.prepare_cached(
+                    "DELETE FROM reactions
+                     WHERE room = ?1 AND ms = ?2 AND seq = ?3 AND emoji = ?4 AND user = ?5",
+                )?
+                .execute(params![
+                    c.room,
+                    c.target.ms,
+                    c.target.seq,
+                    c.emoji,
+                    c.user
+                ])?;
+            }
+        }
+        Change::Unknown => {}
+    }
+    Ok(())
+}
