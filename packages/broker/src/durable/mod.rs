@@ -4,7 +4,7 @@
 //! exactly the history it confirmed.
 //!
 //! Why it is shaped so:
-//! - One writer thread owns the write connection ([`writer`]): SQLite has one writer at a time
+//! - One writer thread owns the write connection (`writer.rs`): SQLite has one writer at a time
 //!   anyway, and one thread draining a queue commits many operations per transaction (group
 //!   commit), which is what makes a durable send cheap. An operation completes only after its
 //!   transaction committed; the broker will confirm a send only then.
@@ -12,10 +12,10 @@
 //!   it survives a crash of the process (`kill -9` included); a power loss or OS crash may lose
 //!   the last commits (the WAL is synced at checkpoints, not at each commit), never corrupt the
 //!   file.
-//! - One node per dir: an OS lock on `DIR/skat.lock`, taken at open ([`open`]), so a second
+//! - One node per dir: an OS lock on `DIR/skat.lock`, taken at open (`open.rs`), so a second
 //!   node fails at startup with [`DurableError::Locked`].
 //! - State, not replay: the writer applies each change to its message's row (body, edited,
-//!   deleted, reactors), so a load reads the ring's state directly ([`load`]); the change rows
+//!   deleted, reactors), so a load reads the ring's state directly (`load.rs`); the change rows
 //!   stay for clients resuming after `since`. A deleted body is removed from the message, its
 //!   edits and the full-text index, with `secure_delete` so it is gone from the file.
 //! - The schema is versioned by migration files (`migrations/sqlite/`) applied at open; the
