@@ -73,7 +73,7 @@ impl Journal {
 
     /// [`Journal::open`], with `configure` applied to the writer's connection after the
     /// migrations (tests limit its size, to see a full disk).
-    fn open_configured(
+    pub(crate) fn open_configured(
         dir: &Path,
         configure: impl FnOnce(&Connection) -> rusqlite::Result<()>,
     ) -> Result<Journal, DurableError> {

@@ -47,6 +47,9 @@ pub(super) struct RoomState {
     /// Recently accepted nonces, while there are any: most rooms are idle, and an idle room
     /// should not carry two empty tables.
     pub(super) dedup: Option<Box<Dedup>>,
+    /// A durable broker's writes in flight and the newest committed id (readers see up to it).
+    #[cfg(feature = "sqlite")]
+    pub(super) pending: Option<Box<super::durable::Pending>>,
 }
 
 /// The users reacting to messages: per message, per emoji (first appeared first), every user.
@@ -144,6 +147,17 @@ impl RoomState {
         let key = nonce.map(|nonce| (space, who.to_owned(), nonce.to_owned()));
         let original = key.as_ref().and_then(|key| self.deduplicated(key));
         (key, original)
+    }
+
+    /// How many of the oldest entries readers may see: all, or (on a durable broker) those up
+    /// to the committed id.
+    pub(super) fn visible(&self) -> usize {
+        #[cfg(feature = "sqlite")]
+        if let Some(pending) = &self.pending {
+            let committed = pending.committed;
+            return self.history.partition_point(|e| Some(e.id()) <= committed);
+        }
+        self.history.len()
     }
 
     /// Whether the room holds nothing worth keeping.
