@@ -149,6 +149,25 @@ impl Journal {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         load::load(&reader, &self.path, history_len, now_ms)
     }
+
+    /// [`Journal::load`] of one room, if stored (what a broker puts back after a failed
+    /// commit). Blocking, like `load`, but one room's worth.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Journal::load`].
+    pub fn load_room(
+        &self,
+        room: &str,
+        history_len: usize,
+        now_ms: u64,
+    ) -> Result<Option<LoadedRoom>, DurableError> {
+        let reader = self
+            .reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        load::load_room(&reader, &self.path, room, (history_len, now_ms))
+    }
 }
 
 impl Drop for Journal {

@@ -12,6 +12,7 @@
 //!   never holds (nor answers "duplicate" for) what the file does not.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,9 @@ pub(super) struct Durable {
     pub(super) journal: Journal,
     /// Each room's epoch as stored (a room is in the file once it is here).
     epochs: Mutex<HashMap<String, String>>,
+    /// When the file last forgot expired nonces (Unix ms): once per window, so its nonce table
+    /// holds about a window, not every nonce ever sent.
+    expired_ms: AtomicU64,
 }
 
 /// A durable room's writes in flight: the newest committed id, and the events waiting for
@@ -62,6 +66,7 @@ impl Durable {
         let durable = Self {
             journal,
             epochs: Mutex::new(epochs),
+            expired_ms: AtomicU64::new(now),
         };
         Ok((durable, rooms))
     }
@@ -89,6 +94,7 @@ impl Durable {
         waits.push(self.journal.submit(op));
         if let Some((space, who, nonce)) = key {
             let window = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+            self.expire(window);
             waits.push(self.journal.submit(WriteOp::Nonce {
                 room: room.to_owned(),
                 space: (*space).to_owned(),
@@ -113,6 +119,21 @@ impl Durable {
             .events
             .push_back((id, event));
         waits
+    }
+
+    /// Queues the forgetting of expired nonces if a window passed since the last time (nobody
+    /// waits for it: a failure only leaves rows a load skips anyway).
+    fn expire(&self, window: u64) {
+        let now = now_ms();
+        let last = self.expired_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= window
+            && self
+                .expired_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            drop(self.journal.submit(WriteOp::Expire { now_ms: now }));
+        }
     }
 
     /// Queues the room itself if the file lacks it.
@@ -175,18 +196,21 @@ impl Durable {
     /// Puts the room back as the file holds it (its uncommitted events are dropped).
     fn reload(&self, room: &str, log: &RoomLog, history_len: usize, window: Duration) {
         let now = now_ms();
-        let loaded = match self.journal.load(history_len, now) {
-            Ok(loaded) => loaded.rooms.into_iter().find(|r| r.name == room),
-            Err(e) => {
-                tracing::error!(room, error = %e, "could not reload a room after a failed commit");
-                None
-            }
-        };
+        let loaded = self.journal.load_room(room, history_len, now);
         let mut state = lock(&log.state);
         match loaded {
-            Some(loaded) => restore(&mut state, loaded, window, now),
-            None => {
-                lock(&self.epochs).remove(room);
+            Ok(Some(loaded)) => restore(&mut state, loaded, window, now),
+            // Not stored (its creation failed too), or unreadable: memory holds nothing of it
+            // then, rather than what the file may lack.
+            not => {
+                match not {
+                    Ok(_) => drop(lock(&self.epochs).remove(room)),
+                    Err(e) => tracing::error!(
+                        room,
+                        error = %e,
+                        "could not reload a room after a failed commit"
+                    ),
+                }
                 let mut fresh = RoomState::default();
                 std::mem::swap(&mut fresh.presence, &mut state.presence);
                 std::mem::swap(&mut fresh.subscribers, &mut state.subscribers);
