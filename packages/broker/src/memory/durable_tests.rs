@@ -144,3 +144,47 @@ async fn durable_a_failed_commit_answers_an_error_and_keeps_nothing() {
     let reloaded = broker.history("r", None, 100).await.unwrap();
     assert_eq!(reloaded.messages.len(), stored + usize::from(retry.is_ok()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_concurrent_sends_reach_subscribers_once_in_id_order_after_commit() {
+    let dirs = Mutex::new(Vec::new());
+    let broker = Arc::new(durable(&dirs, 1000));
+    let mut sub = conformance::listen(broker.as_ref(), "r").await.unwrap();
+    let senders: Vec<_> = (0..8)
+        .map(|s| {
+            let broker = Arc::clone(&broker);
+            tokio::spawn(async move {
+                let mut confirmed = Vec::new();
+                for i in 0..50 {
+                    let sent = broker
+                        .publish(send("r", &format!("u{s}"), &format!("{i}"), None))
+                        .await
+                        .unwrap();
+                    let Published::New(m) = sent else {
+                        panic!("{sent:?}")
+                    };
+                    // Confirmed only once the history (capped at the committed id) has it.
+                    let page = broker.history("r", None, 1000).await.unwrap();
+                    assert!(page.messages.iter().any(|h| h.id == m.id));
+                    confirmed.push(m.id);
+                }
+                confirmed
+            })
+        })
+        .collect();
+    let mut confirmed = Vec::new();
+    for sender in senders {
+        confirmed.extend(sender.await.unwrap());
+    }
+    confirmed.sort_unstable();
+    let mut delivered = Vec::new();
+    for _ in 0..confirmed.len() {
+        match conformance::next_event(&mut sub).await {
+            RoomEvent::Message(m) => delivered.push(m.id),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(delivered.windows(2).all(|w| w[0] < w[1]), "out of order");
+    assert_eq!(delivered, confirmed);
+    assert!(sub.try_recv().is_none(), "delivered twice");
+}
