@@ -369,9 +369,7 @@ impl Broker for MemoryBroker {
         }
         let mut missed = Recovered::default();
         let mut bytes = 0usize;
-        let visible = state.visible();
-        let start = state.history.partition_point(|e| e.id() <= since);
-        for entry in state.history.range(start..visible.max(start)) {
+        for entry in state.after(Some(since)) {
             let size = match entry {
                 Entry::Message(m) => crate::message_size(m),
                 // A change to a message after `since` is in that message's current state.

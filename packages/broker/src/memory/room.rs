@@ -198,10 +198,11 @@ impl RoomState {
         }
     }
 
-    /// Entries with ids above `after`, oldest first.
+    /// Entries with ids above `after` that readers see (on a durable broker, up to the
+    /// committed id), oldest first.
     pub(super) fn after(&self, after: Option<MessageId>) -> impl Iterator<Item = &Entry> {
         let start = after.map_or(0, |a| self.history.partition_point(|e| e.id() <= a));
-        self.history.range(start..)
+        self.history.range(start..self.visible().max(start))
     }
 
     /// Appends `entry` (its id above every other) and drops the oldest entries past `len`,
@@ -223,8 +224,8 @@ impl RoomState {
         }
     }
 
-    /// The messages after `marker` (all retained ones without a marker) that are not deleted,
-    /// counted up to `cap`.
+    /// The messages after `marker` (all retained ones without a marker) that are not deleted
+    /// and readers see, counted up to `cap`.
     pub(super) fn unread_after(&self, marker: Option<MessageId>, cap: u32) -> u32 {
         let counted = self
             .after(marker)
