@@ -90,13 +90,34 @@ pub(super) fn load(
     history_len: usize,
     now_ms: u64,
 ) -> Result<Loaded, DurableError> {
-    read(conn, history_len, now_ms).map_err(|e| DurableError::sqlite(path, &e))
+    read(conn, None, history_len, now_ms).map_err(|e| DurableError::sqlite(path, &e))
 }
 
-fn read(conn: &Connection, history_len: usize, now_ms: u64) -> rusqlite::Result<Loaded> {
+/// [`load`] of one room (a broker puts a room back so after a failed commit), if stored.
+pub(super) fn load_room(
+    conn: &Connection,
+    path: &Path,
+    room: &str,
+    (history_len, now_ms): (usize, u64),
+) -> Result<Option<LoadedRoom>, DurableError> {
+    read(conn, Some(room), history_len, now_ms)
+        .map(|loaded| loaded.rooms.into_iter().next())
+        .map_err(|e| DurableError::sqlite(path, &e))
+}
+
+/// Every room, or `only` that one.
+fn read(
+    conn: &Connection,
+    only: Option<&str>,
+    history_len: usize,
+    now_ms: u64,
+) -> rusqlite::Result<Loaded> {
     let mut rooms: Vec<LoadedRoom> = conn
-        .prepare("SELECT name, epoch, trimmed_ms, trimmed_seq FROM rooms ORDER BY name")?
-        .query_map([], |row| {
+        .prepare(
+            "SELECT name, epoch, trimmed_ms, trimmed_seq FROM rooms
+             WHERE ?1 IS NULL OR name = ?1 ORDER BY name",
+        )?
+        .query_map(params![only], |row| {
             let trimmed = match (row.get(2)?, row.get(3)?) {
                 (Some(ms), Some(seq)) => Some(MessageId { ms, seq }),
                 _ => None,

@@ -73,7 +73,7 @@ impl Journal {
 
     /// [`Journal::open`], with `configure` applied to the writer's connection after the
     /// migrations (tests limit its size, to see a full disk).
-    fn open_configured(
+    pub(crate) fn open_configured(
         dir: &Path,
         configure: impl FnOnce(&Connection) -> rusqlite::Result<()>,
     ) -> Result<Journal, DurableError> {
@@ -148,6 +148,25 @@ impl Journal {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         load::load(&reader, &self.path, history_len, now_ms)
+    }
+
+    /// [`Journal::load`] of one room, if stored (what a broker puts back after a failed
+    /// commit). Blocking, like `load`, but one room's worth.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Journal::load`].
+    pub fn load_room(
+        &self,
+        room: &str,
+        history_len: usize,
+        now_ms: u64,
+    ) -> Result<Option<LoadedRoom>, DurableError> {
+        let reader = self
+            .reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        load::load_room(&reader, &self.path, room, (history_len, now_ms))
     }
 }
 

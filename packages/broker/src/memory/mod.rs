@@ -17,20 +17,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod changes;
+#[cfg(feature = "sqlite")]
+mod durable;
 mod room;
 mod subscription;
+mod writes;
 
-use changes::Plan;
 use room::{DedupKey, Entry, RoomLog, RoomState};
 pub use subscription::MemorySubscription;
 
-use crate::change::SEND_NONCES;
 use crate::lock;
 use crate::sparse::ShrinkWhenSparse as _;
 use crate::{
-    Broker, Change, ChangeRefusal, Changed, HistoryPage, MembersPage, MessageId, NODES_ROOM,
-    NewChange, NewMessage, Published, ReadState, Recovered, Recovery, RoomEvent, RoomSink,
-    RoomSummary, RoomsPage,
+    Broker, ChangeRefusal, Changed, HistoryPage, MembersPage, MessageId, NODES_ROOM, NewChange,
+    NewMessage, Published, ReadState, Recovered, Recovery, RoomEvent, RoomSink, RoomSummary,
+    RoomsPage,
 };
 
 /// Tuning of a [`MemoryBroker`].
@@ -57,9 +58,29 @@ impl Default for MemoryBrokerConfig {
     }
 }
 
-/// The in-memory broker cannot fail; this type has no values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum MemoryError {}
+/// How the embedded broker fails: only on a journal (without a data dir it cannot fail, and
+/// this type has no values).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MemoryError {
+    /// The journal could not store a write: nothing was confirmed, the room was put back as the
+    /// file holds it (the server answers `unavailable`; a retry with the same nonce is safe).
+    #[cfg(feature = "sqlite")]
+    #[error(transparent)]
+    Journal(#[from] crate::durable::DurableError),
+}
+
+/// A durable call's writes in flight: its room, the completions, the id they confirm.
+#[cfg(feature = "sqlite")]
+#[derive(Debug)]
+struct Queued {
+    room: String,
+    waits: durable::Waits,
+    id: Option<MessageId>,
+}
+
+/// Without the journal nothing is ever queued.
+#[cfg(not(feature = "sqlite"))]
+type Queued = std::convert::Infallible;
 
 /// The embedded, in-process [`Broker`].
 #[derive(Debug)]
@@ -69,6 +90,9 @@ pub struct MemoryBroker {
     /// process start, for a node).
     epoch: String,
     rooms: Mutex<HashMap<String, Arc<RoomLog>>>,
+    /// The journal, on a durable broker.
+    #[cfg(feature = "sqlite")]
+    durable: Option<durable::Durable>,
 }
 
 /// `<unix seconds>.<microseconds>`, like the Redis backend's: a new one each time a broker starts.
@@ -101,7 +125,48 @@ impl MemoryBroker {
             },
             rooms: Mutex::default(),
             epoch: new_epoch(),
+            #[cfg(feature = "sqlite")]
+            durable: None,
         }
+    }
+
+    /// A durable broker keeping its rooms in `data_dir` (a journal: see
+    /// [`durable`](crate::durable)): every room stored there is loaded now, and every write is
+    /// confirmed only once committed.
+    ///
+    /// # Errors
+    ///
+    /// The journal's, if the dir cannot be opened or read (locked, corrupt, read-only...).
+    #[cfg(feature = "sqlite")]
+    pub fn open(
+        config: MemoryBrokerConfig,
+        data_dir: &std::path::Path,
+    ) -> Result<Self, crate::durable::DurableError> {
+        let journal = crate::durable::Journal::open(data_dir)?;
+        Self::on_journal(config, journal)
+    }
+
+    /// [`MemoryBroker::open`] on an opened journal.
+    #[cfg(feature = "sqlite")]
+    fn on_journal(
+        config: MemoryBrokerConfig,
+        journal: crate::durable::Journal,
+    ) -> Result<Self, crate::durable::DurableError> {
+        let mut broker = Self::new(config);
+        let (durable, rooms) = durable::Durable::from_journal(
+            journal,
+            broker.config.history_len,
+            broker.config.dedup_window,
+        )?;
+        broker.rooms = Mutex::new(rooms);
+        broker.durable = Some(durable);
+        Ok(broker)
+    }
+
+    /// What a durable call's confirmation needs of the tuning.
+    #[cfg(feature = "sqlite")]
+    fn tuning(&self) -> (usize, Duration) {
+        (self.config.history_len, self.config.dedup_window)
     }
 
     fn room(&self, room: &str) -> Arc<RoomLog> {
@@ -157,89 +222,81 @@ impl Broker for MemoryBroker {
 
     async fn publish(&self, new: NewMessage) -> Result<Published, MemoryError> {
         let log = self.room(&new.room);
-        let mut state = lock(&log.state);
-        let now = Instant::now();
-        let (key, original) = state.replay(SEND_NONCES, &new.from, new.nonce.as_deref(), now);
-        if let Some((original, _)) = original {
-            // The original as stored, or (if trimmed away since) as sent now with its id.
-            let stored = state.message(original).cloned();
-            let message = stored.unwrap_or_else(|| new.stored_as(original));
-            return Ok(Published::Duplicate(message));
+        let (published, queued) = self.publish_locked(&log, new);
+        #[cfg(feature = "sqlite")]
+        if let Some(queued) = queued {
+            self.confirm(&log, queued).await?;
         }
-        if let Some(reply_to) = new.reply_to
-            && state.message(reply_to).is_none_or(|m| m.is_deleted())
-        {
-            return Ok(Published::NoSuchReply);
-        }
-        let id = MessageId::next_after(state.last_id, now_ms());
-        let message = new.stored_as(id);
-        state.push(Entry::Message(message.clone()), self.config.history_len);
-        self.remember(&mut state, key, (id, 0), now);
-        // No receivers is fine: nobody subscribed, the history has it.
-        state.emit(RoomEvent::Message(message.clone()));
-        Ok(Published::New(message))
+        #[cfg(not(feature = "sqlite"))]
+        let _: Option<Queued> = queued;
+        Ok(published)
     }
 
     async fn change(&self, new: NewChange) -> Result<Changed, MemoryError> {
         let Some(log) = self.existing(&new.room) else {
             return Ok(Changed::Refused(ChangeRefusal::NoSuchMessage));
         };
-        let mut state = lock(&log.state);
-        let now = Instant::now();
-        let space = new.kind.nonce_space();
-        let (key, original) = state.replay(space, &new.by, new.nonce.as_deref(), now);
-        if let Some((original, count)) = original {
-            // An edit of a message deleted since lost its body with it: nothing to answer with.
-            if let Some(Change::Edited(edit)) = state.stored_change(original)
-                && state.message(edit.target).is_some_and(|m| m.is_deleted())
-            {
-                return Ok(Changed::Refused(ChangeRefusal::NoSuchMessage));
-            }
-            // The original as stored, or (if trimmed away since) as asked now (the same kind)
-            // with its id and the count it had.
-            let change = state
-                .stored_change(original)
-                .unwrap_or_else(|| new.stored_as(original, count));
-            return Ok(Changed::Duplicate(change));
+        let (changed, queued) = self.change_locked(&log, new);
+        #[cfg(feature = "sqlite")]
+        if let Some(queued) = queued {
+            self.confirm(&log, queued).await?;
         }
-        let count = match state.plan(&new) {
-            Plan::Done(outcome) => return Ok(outcome),
-            Plan::Store { count } => count,
-        };
-        let id = MessageId::next_after(state.last_id, now_ms());
-        let change = new.stored_as(id, count);
-        state.apply(&change);
-        state.push(
-            Entry::Change(Box::new(change.clone())),
-            self.config.history_len,
-        );
-        self.remember(&mut state, key, (id, count), now);
-        state.emit(RoomEvent::Change(change.clone()));
-        Ok(Changed::New(change))
+        #[cfg(not(feature = "sqlite"))]
+        let _: Option<Queued> = queued;
+        Ok(changed)
     }
 
     async fn read(&self, room: &str, user: &str, id: MessageId) -> Result<ReadState, MemoryError> {
         let Some(log) = self.existing(room) else {
             return Ok(ReadState::default());
         };
-        let mut state = lock(&log.state);
-        let Some(last) = state.last_id else {
-            return Ok(ReadState::default());
+        // The lock in a block of its own: no guard is held across the wait below.
+        let (id, unread, moved, queued) = {
+            let mut state = lock(&log.state);
+            let Some(last) = state.last_id else {
+                return Ok(ReadState::default());
+            };
+            let current = state.read.as_ref().and_then(|r| r.get(user)).copied();
+            let marker = id.min(last);
+            let moved = id != MessageId::MIN && current.is_none_or(|c| marker > c);
+            let id = if moved {
+                state
+                    .read
+                    .get_or_insert_default()
+                    .insert(user.to_owned(), marker);
+                Some(marker)
+            } else {
+                current
+            };
+            let unread = state.unread_after(id, skat_protocol::UNREAD_CAP);
+            #[cfg(feature = "sqlite")]
+            let queued = match (&self.durable, id) {
+                (Some(durable), Some(marker)) if moved => {
+                    let mut waits = Vec::with_capacity(2);
+                    durable.queue_room(room, &self.epoch, &mut waits);
+                    waits.push(durable.journal.submit(crate::durable::WriteOp::Marker {
+                        room: room.to_owned(),
+                        user: user.to_owned(),
+                        id: marker,
+                    }));
+                    Some(Queued {
+                        room: room.to_owned(),
+                        waits,
+                        id: None,
+                    })
+                }
+                _ => None,
+            };
+            #[cfg(not(feature = "sqlite"))]
+            let queued: Option<Queued> = None;
+            (id, unread, moved, queued)
         };
-        let current = state.read.as_ref().and_then(|r| r.get(user)).copied();
-        let marker = id.min(last);
-        let moved = id != MessageId::MIN && current.is_none_or(|c| marker > c);
-        let id = if moved {
-            state
-                .read
-                .get_or_insert_default()
-                .insert(user.to_owned(), marker);
-            Some(marker)
-        } else {
-            current
-        };
-        let unread = state.unread_after(id, skat_protocol::UNREAD_CAP);
-        drop(state);
+        #[cfg(feature = "sqlite")]
+        if let Some(queued) = queued {
+            self.confirm(&log, queued).await?;
+        }
+        #[cfg(not(feature = "sqlite"))]
+        let _ = queued;
         if moved
             && let Some(id) = id
             && let Some(nodes) = self.existing(NODES_ROOM)
@@ -274,8 +331,9 @@ impl Broker for MemoryBroker {
             return Ok(HistoryPage::default());
         };
         let state = lock(&log.state);
-        let end = before.map_or(state.history.len(), |b| {
-            state.history.partition_point(|e| e.id() < b)
+        let visible = state.visible();
+        let end = before.map_or(visible, |b| {
+            state.history.partition_point(|e| e.id() < b).min(visible)
         });
         // Newest first, change entries skipped, then put back in order.
         let mut older = state
@@ -383,7 +441,12 @@ impl Broker for MemoryBroker {
         })
     }
 
-    async fn epoch(&self, _room: &str) -> Result<String, MemoryError> {
+    async fn epoch(&self, room: &str) -> Result<String, MemoryError> {
+        #[cfg(feature = "sqlite")]
+        if let Some(epoch) = self.durable.as_ref().and_then(|d| d.epoch(room)) {
+            return Ok(epoch);
+        }
+        let _ = room;
         Ok(self.epoch.clone())
     }
 
@@ -439,3 +502,6 @@ impl Drop for MemoryBroker {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(all(test, feature = "sqlite"))]
+mod durable_tests;

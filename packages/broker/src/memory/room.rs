@@ -47,6 +47,9 @@ pub(super) struct RoomState {
     /// Recently accepted nonces, while there are any: most rooms are idle, and an idle room
     /// should not carry two empty tables.
     pub(super) dedup: Option<Box<Dedup>>,
+    /// A durable broker's writes in flight and the newest committed id (readers see up to it).
+    #[cfg(feature = "sqlite")]
+    pub(super) pending: Option<Box<super::durable::Pending>>,
 }
 
 /// The users reacting to messages: per message, per emoji (first appeared first), every user.
@@ -146,6 +149,17 @@ impl RoomState {
         (key, original)
     }
 
+    /// How many of the oldest entries readers may see: all, or (on a durable broker) those up
+    /// to the committed id.
+    pub(super) fn visible(&self) -> usize {
+        #[cfg(feature = "sqlite")]
+        if let Some(pending) = &self.pending {
+            let committed = pending.committed;
+            return self.history.partition_point(|e| Some(e.id()) <= committed);
+        }
+        self.history.len()
+    }
+
     /// Whether the room holds nothing worth keeping.
     pub(super) fn is_idle(&self) -> bool {
         self.history.is_empty()
@@ -184,10 +198,11 @@ impl RoomState {
         }
     }
 
-    /// Entries with ids above `after`, oldest first.
+    /// Entries with ids above `after` that readers see (on a durable broker, up to the
+    /// committed id), oldest first.
     pub(super) fn after(&self, after: Option<MessageId>) -> impl Iterator<Item = &Entry> {
         let start = after.map_or(0, |a| self.history.partition_point(|e| e.id() <= a));
-        self.history.range(start..)
+        self.history.range(start..self.visible().max(start))
     }
 
     /// Appends `entry` (its id above every other) and drops the oldest entries past `len`,
@@ -209,8 +224,8 @@ impl RoomState {
         }
     }
 
-    /// The messages after `marker` (all retained ones without a marker) that are not deleted,
-    /// counted up to `cap`.
+    /// The messages after `marker` (all retained ones without a marker) that are not deleted
+    /// and readers see, counted up to `cap`.
     pub(super) fn unread_after(&self, marker: Option<MessageId>, cap: u32) -> u32 {
         let counted = self
             .after(marker)

@@ -1,0 +1,264 @@
+//! The embedded broker on a journal (issue 23, step 2): why a room's writes go through here.
+//!
+//! - A state change is queued to the journal under the room's lock, so queue order is id order,
+//!   and the in-memory state is updated at once, so the broker's checks (author, existence,
+//!   nonce) see it.
+//! - Nothing is delivered or confirmed before its write committed: the call waits for its
+//!   completions, then emits the room's pending events up to the committed id, in id order
+//!   (completions come in order, but the waiting tasks may wake in any order, so whoever wakes
+//!   first emits for everyone before it).
+//! - Readers see entries only up to the room's committed id.
+//! - A failed commit answers an error and reloads the room from the file, the truth, so memory
+//!   never holds (nor answers "duplicate" for) what the file does not.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::room::{Dedup, DedupKey, Entry, RoomLog, RoomState};
+use super::{MemoryError, now_ms};
+use crate::durable::{DurableError, Journal, LoadedEntry, LoadedRoom, WriteOp};
+use crate::{MessageId, RoomEvent, lock};
+
+/// A durable broker's journal and what it knows of the file.
+#[derive(Debug)]
+pub(super) struct Durable {
+    pub(super) journal: Journal,
+    /// Each room's epoch as stored (a room is in the file once it is here).
+    epochs: Mutex<HashMap<String, String>>,
+    /// When the file last forgot expired nonces (Unix ms): once per window, so its nonce table
+    /// holds about a window, not every nonce ever sent.
+    expired_ms: AtomicU64,
+}
+
+/// A durable room's writes in flight: the newest committed id, and the events waiting for
+/// their commit, in id order.
+#[derive(Debug, Default)]
+pub(super) struct Pending {
+    pub(super) committed: Option<MessageId>,
+    events: VecDeque<(MessageId, RoomEvent)>,
+}
+
+/// What one call waits for.
+pub(super) type Waits = Vec<oneshot::Receiver<Result<(), DurableError>>>;
+
+impl Durable {
+    /// The journal's rooms, loaded (see [`MemoryBroker::open`](super::MemoryBroker::open)).
+    pub(super) fn from_journal(
+        journal: Journal,
+        history_len: usize,
+        window: Duration,
+    ) -> Result<(Self, HashMap<String, Arc<RoomLog>>), DurableError> {
+        let now = now_ms();
+        let loaded = journal.load(history_len, now)?;
+        let mut epochs = HashMap::new();
+        let mut rooms = HashMap::new();
+        for room in loaded.rooms {
+            let log = RoomLog::default();
+            epochs.insert(room.name.clone(), room.epoch.clone());
+            let name = room.name.clone();
+            restore(&mut lock(&log.state), room, window, now);
+            rooms.insert(name, Arc::new(log));
+        }
+        let durable = Self {
+            journal,
+            epochs: Mutex::new(epochs),
+            expired_ms: AtomicU64::new(now),
+        };
+        Ok((durable, rooms))
+    }
+
+    /// The room's stored epoch, if it is in the file.
+    pub(super) fn epoch(&self, room: &str) -> Option<String> {
+        lock(&self.epochs).get(room).cloned()
+    }
+
+    /// Queues an entry's writes (the room first if the file lacks it, the entry, its nonce,
+    /// the trim its push caused) and its event. Call under the room's lock, after the push.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn queue_entry(
+        &self,
+        (room, epoch): (&str, &str),
+        state: &mut RoomState,
+        op: WriteOp,
+        (id, count): (MessageId, u32),
+        key: Option<&DedupKey>,
+        (trimmed_before, window): (Option<MessageId>, Duration),
+        event: RoomEvent,
+    ) -> Waits {
+        let mut waits = Vec::with_capacity(4);
+        self.queue_room(room, epoch, &mut waits);
+        waits.push(self.journal.submit(op));
+        if let Some((space, who, nonce)) = key {
+            let window = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+            self.expire(window);
+            waits.push(self.journal.submit(WriteOp::Nonce {
+                room: room.to_owned(),
+                space: (*space).to_owned(),
+                who: who.clone(),
+                nonce: nonce.clone(),
+                id,
+                count,
+                expires_ms: now_ms().saturating_add(window),
+            }));
+        }
+        if state.trimmed != trimmed_before
+            && let Some(through) = state.trimmed
+        {
+            waits.push(self.journal.submit(WriteOp::Trim {
+                room: room.to_owned(),
+                through,
+            }));
+        }
+        state
+            .pending
+            .get_or_insert_default()
+            .events
+            .push_back((id, event));
+        waits
+    }
+
+    /// Queues the forgetting of expired nonces if a window passed since the last time (nobody
+    /// waits for it: a failure only leaves rows a load skips anyway).
+    fn expire(&self, window: u64) {
+        let now = now_ms();
+        let last = self.expired_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= window
+            && self
+                .expired_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            drop(self.journal.submit(WriteOp::Expire { now_ms: now }));
+        }
+    }
+
+    /// Queues the room itself if the file lacks it.
+    pub(super) fn queue_room(&self, room: &str, epoch: &str, waits: &mut Waits) {
+        let mut epochs = lock(&self.epochs);
+        if !epochs.contains_key(room) {
+            epochs.insert(room.to_owned(), epoch.to_owned());
+            waits.push(self.journal.submit(WriteOp::Room {
+                room: room.to_owned(),
+                epoch: epoch.to_owned(),
+            }));
+        }
+    }
+
+    /// Waits for `waits`; then the room's events up to `id` are emitted. On a failure, the
+    /// room is reloaded from the file and the error returned.
+    pub(super) async fn confirm(
+        &self,
+        room: &str,
+        log: &RoomLog,
+        waits: Waits,
+        id: Option<MessageId>,
+        (history_len, window): (usize, Duration),
+    ) -> Result<(), MemoryError> {
+        let mut failed = None;
+        for wait in waits {
+            let outcome = wait.await.unwrap_or_else(|_| {
+                Err(DurableError::Closed {
+                    path: self.journal.path().to_owned(),
+                })
+            });
+            if let Err(e) = outcome {
+                failed.get_or_insert(e);
+            }
+        }
+        if let Some(e) = failed {
+            self.reload(room, log, history_len, window);
+            return Err(MemoryError::Journal(e));
+        }
+        let mut state = lock(&log.state);
+        let pending = state.pending.get_or_insert_default();
+        if id > pending.committed {
+            pending.committed = id;
+        }
+        let committed = pending.committed;
+        let mut ready = Vec::new();
+        while let Some((at, _)) = pending.events.front()
+            && Some(*at) <= committed
+        {
+            if let Some((_, event)) = pending.events.pop_front() {
+                ready.push(event);
+            }
+        }
+        for event in ready {
+            state.emit(event);
+        }
+        Ok(())
+    }
+
+    /// Puts the room back as the file holds it (its uncommitted events are dropped).
+    fn reload(&self, room: &str, log: &RoomLog, history_len: usize, window: Duration) {
+        let now = now_ms();
+        let loaded = self.journal.load_room(room, history_len, now);
+        let mut state = lock(&log.state);
+        match loaded {
+            Ok(Some(loaded)) => restore(&mut state, loaded, window, now),
+            // Not stored (its creation failed too), or unreadable: memory holds nothing of it
+            // then, rather than what the file may lack.
+            not => {
+                match not {
+                    Ok(_) => drop(lock(&self.epochs).remove(room)),
+                    Err(e) => tracing::error!(
+                        room,
+                        error = %e,
+                        "could not reload a room after a failed commit"
+                    ),
+                }
+                let mut fresh = RoomState::default();
+                std::mem::swap(&mut fresh.presence, &mut state.presence);
+                std::mem::swap(&mut fresh.subscribers, &mut state.subscribers);
+                *state = fresh;
+                state.pending = Some(Box::default());
+            }
+        }
+    }
+}
+
+/// Sets `state`'s stored parts (log, trimmed, reactors, markers, nonces) to `room`'s, as of
+/// `now_ms`; presence and subscribers stay.
+fn restore(state: &mut RoomState, room: LoadedRoom, window: Duration, now_ms: u64) {
+    let history: VecDeque<Entry> = room
+        .entries
+        .into_iter()
+        .map(|entry| match entry {
+            LoadedEntry::Message(m) => Entry::Message(m),
+            LoadedEntry::Change(c) => Entry::Change(Box::new(c)),
+        })
+        .collect();
+    state.last_id = history.back().map(Entry::id).or(room.trimmed);
+    state.history = history;
+    state.trimmed = room.trimmed;
+    state.reactors =
+        (!room.reactors.is_empty()).then(|| Box::new(room.reactors.into_iter().collect()));
+    state.read = (!room.markers.is_empty()).then(|| Box::new(room.markers.into_iter().collect()));
+    let now = Instant::now();
+    let mut dedup = Dedup::default();
+    for nonce in room.nonces {
+        let Some(space) = space(&nonce.space) else {
+            continue;
+        };
+        let left = Duration::from_millis(nonce.expires_ms.saturating_sub(now_ms)).min(window);
+        let key: DedupKey = (space, nonce.who, nonce.nonce);
+        dedup.ids.insert(key.clone(), (nonce.id, nonce.count));
+        dedup.order.push_back((now + left, key));
+    }
+    state.dedup = (!dedup.order.is_empty()).then(|| Box::new(dedup));
+    state.pending = Some(Box::new(Pending {
+        committed: state.last_id,
+        events: VecDeque::new(),
+    }));
+}
+
+/// The nonce space named `name`, as the broker's keys hold it.
+fn space(name: &str) -> Option<&'static str> {
+    [crate::change::SEND_NONCES, "e", "d", "r1", "r0"]
+        .into_iter()
+        .find(|s| *s == name)
+}
