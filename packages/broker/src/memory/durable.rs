@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::room::{Dedup, DedupKey, Entry, RoomLog, RoomState};
+use super::room::{Dedup, DedupKey, Entry, Pending, RoomLog, RoomState};
 use super::{MemoryError, now_ms};
 use crate::durable::{DurableError, Journal, LoadedEntry, LoadedRoom, WriteOp};
 use crate::{MessageId, RoomEvent, lock};
@@ -32,14 +32,6 @@ pub(super) struct Durable {
     /// When the file last forgot expired nonces (Unix ms): once per window, so its nonce table
     /// holds about a window, not every nonce ever sent.
     expired_ms: AtomicU64,
-}
-
-/// A durable room's writes in flight: the newest committed id, and the events waiting for
-/// their commit, in id order.
-#[derive(Debug, Default)]
-pub(super) struct Pending {
-    pub(super) committed: Option<MessageId>,
-    events: VecDeque<(MessageId, RoomEvent)>,
 }
 
 /// What one call waits for.

@@ -49,7 +49,16 @@ pub(super) struct RoomState {
     pub(super) dedup: Option<Box<Dedup>>,
     /// A durable broker's writes in flight and the newest committed id (readers see up to it).
     #[cfg(feature = "sqlite")]
-    pub(super) pending: Option<Box<super::durable::Pending>>,
+    pub(super) pending: Option<Box<Pending>>,
+}
+
+/// A durable room's writes in flight: the newest committed id, and the events waiting for
+/// their commit, in id order (kept with the room's state, written by the durable broker).
+#[cfg(feature = "sqlite")]
+#[derive(Debug, Default)]
+pub(super) struct Pending {
+    pub(super) committed: Option<MessageId>,
+    pub(super) events: VecDeque<(MessageId, RoomEvent)>,
 }
 
 /// The users reacting to messages: per message, per emoji (first appeared first), every user.
