@@ -1,6 +1,6 @@
 //! The embedded broker's writes (publish, change) under a room's lock, apart from the trait's
 //! methods so that the lock lives in a plain function: no guard can be held across the wait a
-//! durable broker's call adds (see [`durable`](super::durable)); without a journal nothing is
+//! durable broker's call adds (see `memory/durable.rs`); without a journal nothing is
 //! queued and nothing is awaited.
 
 use std::time::Instant;
@@ -127,7 +127,7 @@ impl MemoryBroker {
         (Changed::New(change), None)
     }
 
-    /// Waits for a call's writes (see [`durable`](super::durable)).
+    /// Waits for a call's writes (see `memory/durable.rs`).
     #[cfg(feature = "sqlite")]
     pub(super) async fn confirm(&self, log: &RoomLog, queued: Queued) -> Result<(), MemoryError> {
         match &self.durable {
