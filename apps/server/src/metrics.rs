@@ -110,6 +110,8 @@ pub(crate) enum BrokerCall {
     React,
     /// `read`: `Broker::read`.
     Read,
+    /// `search` (and the API's): `Broker::search`.
+    Search,
 }
 
 impl BrokerCall {
@@ -127,6 +129,7 @@ impl BrokerCall {
             Self::Delete => "delete",
             Self::React => "react",
             Self::Read => "read",
+            Self::Search => "search",
         }
     }
 }

@@ -36,6 +36,7 @@ mod publish;
 mod react;
 mod read;
 mod room_list;
+mod search;
 mod typing;
 
 pub(crate) use delete::Delete;
@@ -48,6 +49,7 @@ pub(crate) use publish::{Publish, Sender};
 pub(crate) use react::{React, is_no_op};
 pub(crate) use read::Read;
 pub(crate) use room_list::RoomList;
+pub(crate) use search::{Search, UNSUPPORTED};
 pub(crate) use typing::Typing;
 
 use skat_broker::{Broker, ChangeKind, ChangeRefusal, Changed, NewChange};

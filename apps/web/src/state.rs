@@ -160,6 +160,8 @@ impl Chat {
                 messages,
                 has_more,
             } => self.on_history(&room, messages, has_more),
+            // This app does not search yet.
+            ServerFrame::Search { .. } => {}
             ServerFrame::Error {
                 code,
                 message,

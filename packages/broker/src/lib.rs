@@ -50,7 +50,7 @@ pub use change::{
 
 pub use memory::{MemoryBroker, MemoryBrokerConfig, MemoryError, MemorySubscription};
 pub use node_id::{InvalidNodeId, NODE_ID_MAX_LEN, check_node_id};
-pub use reads::{HistoryPage, Recovery, Resume, Snapshot};
+pub use reads::{HistoryPage, Recovery, Resume, SearchPage, Searched, Snapshot};
 #[cfg(feature = "redis")]
 pub use redis_backend::{
     ConfigError, RedisBroker, RedisBrokerError, RedisConfig, RedisSubscription,
@@ -321,6 +321,27 @@ pub trait Broker: Send + Sync + 'static {
         before: Option<MessageId>,
         limit: usize,
     ) -> impl Future<Output = Result<HistoryPage, Self::Error>> + Send;
+
+    /// Finds the room's messages that hold every one of `words`, newest first: up to `limit`
+    /// with ids below `before` (or the newest ones), in their current state (an edited message
+    /// by its new words, never its old ones; a deleted one never), among the messages
+    /// [`Broker::history`] would return. `words` are plain words, as
+    /// [`search_terms`](skat_protocol::search_terms) splits a query: each is matched as written,
+    /// never as an operator; the last one may match a word's start.
+    ///
+    /// A backend that keeps no index of its messages answers [`Searched::Unsupported`]: that
+    /// is the default, so the Redis backend (until an archive exists) and the embedded broker
+    /// without a data dir answer it; the embedded broker on a journal searches its SQLite file.
+    fn search(
+        &self,
+        room: &str,
+        words: &[String],
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Searched, Self::Error>> + Send {
+        let _ = (room, words, before, limit);
+        std::future::ready(Ok(Searched::Unsupported))
+    }
 
     /// Returns every message of the room after `since`, in its current state, and every change
     /// after `since` to a message at or before it (each change so seen exactly once), if the

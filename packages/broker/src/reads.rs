@@ -16,6 +16,25 @@ pub struct HistoryPage {
     pub has_more: bool,
 }
 
+/// Messages a [`Broker::search`] found, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchPage {
+    /// The messages, newest first, in their current state.
+    pub messages: Vec<Message>,
+    /// Whether older messages match too (ask again with `before` the last one's id).
+    pub has_more: bool,
+}
+
+/// What a [`Broker::search`] answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Searched {
+    /// The messages found.
+    Found(SearchPage),
+    /// This backend keeps no index of its messages (Redis; the embedded broker without a data
+    /// dir): nobody can search here.
+    Unsupported,
+}
+
 /// How much a recovery may return: at most `limit` messages and `max_bytes` of them as
 /// [`message_size`] counts them (their encoded size, which every backend counts the same way).
 /// Past either, the client gets the latest page instead and pages back with `history`, so no

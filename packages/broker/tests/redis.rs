@@ -50,6 +50,16 @@ async fn conformance_of_changes() {
     conformance::unread_is_capped(&RedisBroker::connect(cfg).await.unwrap()).await;
 }
 
+/// Redis keeps no index of its messages (until an archive exists): search is unsupported.
+#[tokio::test]
+async fn search_is_unsupported() {
+    let redis = RedisServer::start().await;
+    let broker = RedisBroker::connect(config(&redis, "search:", "node-a", 10))
+        .await
+        .unwrap();
+    conformance::search_is_unsupported(&broker).await;
+}
+
 #[tokio::test]
 async fn conformance_suite() {
     let redis = RedisServer::start().await;

@@ -373,6 +373,25 @@ impl Client {
         self.send_frame(&frame).await
     }
 
+    /// Searches a joined room for messages holding every word of `q` (plain words, the last
+    /// one may be a word's start), older than `before` if given; the answer is a `search`
+    /// event (newest first), or an `unsupported` error where the server keeps no index.
+    pub async fn search(
+        &mut self,
+        room: &str,
+        q: &str,
+        before: Option<MessageId>,
+        limit: Option<u32>,
+    ) -> Result<(), ClientError> {
+        let frame = ClientFrame::Search {
+            room: room.to_owned(),
+            q: q.to_owned(),
+            before: before.map(|id| id.to_string()),
+            limit,
+        };
+        self.send_frame(&frame).await
+    }
+
     /// Asks for a page of a joined room's members with names after `after` (the first page
     /// when `None`); the answer is a `members` event, whose `next` is the `after` of the next
     /// page. `joined` lists only the first 1000 members: when it says `more_members`, page on

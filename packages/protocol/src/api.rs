@@ -85,6 +85,20 @@ pub struct MessagesPage {
     pub has_more: bool,
 }
 
+/// `GET /api/v1/rooms/{room}/search`: the messages found, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SearchPage {
+    /// The room.
+    pub room: String,
+    /// The query, as sent.
+    pub q: String,
+    /// The messages found, newest first, in their current state.
+    pub messages: Vec<Message>,
+    /// Whether more (older) messages match: ask again with `before` set to the last id.
+    pub has_more: bool,
+}
+
 /// A page of the users online in a room, on every node, in name order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -7,7 +7,7 @@ use crate::{ClientFrame, ErrorCode, ServerFrame, validate_nonce};
 /// Frame types a client may send, to tell a bad frame from an unknown one.
 const CLIENT_TYPES: &[&str] = &[
     "hello", "join", "leave", "send", "typing", "history", "members", "refresh", "edit", "delete",
-    "react", "read",
+    "react", "read", "search",
 ];
 
 /// A text frame that could not be decoded, with the error code a server answers with.
@@ -50,6 +50,7 @@ struct AnyClientFrame {
     id: Option<String>,
     emoji: Option<String>,
     add: Option<bool>,
+    q: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +68,7 @@ enum ClientKind {
     Delete,
     React,
     Read,
+    Search,
 }
 
 /// The fast path of [`decode_client`], for JSON objects: `Some` only with exactly the frame serde's
@@ -125,6 +127,12 @@ fn decode_fast(text: &str) -> Option<ClientFrame> {
         ClientKind::Read => ClientFrame::Read {
             room: f.room?,
             id: f.id?,
+        },
+        ClientKind::Search => ClientFrame::Search {
+            room: f.room?,
+            q: f.q?,
+            before: f.before,
+            limit: f.limit,
         },
     })
 }
@@ -202,6 +210,7 @@ const SERVER_TYPES: &[&str] = &[
     "deleted",
     "reacted",
     "read",
+    "search",
 ];
 
 /// Decodes a server frame (for clients).
@@ -297,6 +306,7 @@ mod tests {
             r#"{"type":"delete","room":"a","id":"5-1"}"#,
             r#"{"type":"react","room":"a","id":"5-1","emoji":"👍","add":false,"nonce":"r-1"}"#,
             r#"{"type":"read","room":"a","id":"5-1"}"#,
+            r#"{"type":"search","room":"a","q":"deploy \"v2\"","before":"5-1","limit":5}"#,
         ] {
             let fast = decode_fast(text);
             assert!(fast.is_some(), "{text}");
@@ -335,6 +345,7 @@ mod tests {
             "id",
             "emoji",
             "add",
+            "q",
             "extra",
             r"ro\u006fm",
             r"ty\u0070e",
@@ -351,6 +362,7 @@ mod tests {
             r#""delete""#,
             r#""react""#,
             r#""read""#,
+            r#""search""#,
             r#""dance""#,
             r#""s\u0065nd""#,
             r#""Send""#,
@@ -373,7 +385,7 @@ mod tests {
         let pair = (key, value).prop_map(|(k, v)| format!(r#""{k}":{v}"#));
         let kind = prop::sample::select(vec![
             "hello", "join", "leave", "send", "typing", "history", "members", "edit", "delete",
-            "react", "read", "dance",
+            "react", "read", "search", "dance",
         ]);
         (
             prop::option::weighted(0.9, kind),

@@ -122,6 +122,23 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
+    /// Finds messages of a joined room by words, newest first; the server answers with
+    /// [`ServerFrame::Search`], or `unsupported` where it keeps no index (a Redis node).
+    Search {
+        /// Room to search, which the connection must have joined.
+        room: String,
+        /// Words, not a query language: each is matched as written (quotes, `AND`, `OR`, `*`
+        /// are plain text), a message must contain them all, the last one may be a word's start
+        /// (see [`search_terms`](crate::search_terms)). At most 256 bytes, no control
+        /// characters.
+        q: String,
+        /// Only messages strictly older than this id: the last id of the previous page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<String>,
+        /// Page size, 1–50; 20 when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
     /// Asks for a page of a joined room's members, in name order; the server answers with
     /// [`ServerFrame::Members`]. How a client reads the members `joined` left out.
     Members {
@@ -160,6 +177,7 @@ impl ClientFrame {
             Self::Delete { .. } => "delete",
             Self::React { .. } => "react",
             Self::Read { .. } => "read",
+            Self::Search { .. } => "search",
         }
     }
 }
@@ -250,6 +268,17 @@ pub enum ServerFrame {
         /// Whether older messages remain before this page.
         has_more: bool,
     },
+    /// Answer to `search`: the messages found, newest first, in their current state.
+    Search {
+        /// The room.
+        room: String,
+        /// The request's `q`, as sent.
+        q: String,
+        /// The messages found, newest first.
+        messages: Vec<Message>,
+        /// Whether more (older) messages match: ask again with `before` set to the last id.
+        has_more: bool,
+    },
     /// A message's body was edited.
     Edited(Edited),
     /// A message was deleted.
@@ -336,7 +365,7 @@ pub enum ErrorCode {
     InvalidNonce,
     /// A message id (`since`, `before`) is malformed.
     InvalidId,
-    /// A `limit` is out of range: 1–100 for `history`, 1–1000 for `members`.
+    /// A `limit` is out of range: 1–100 for `history`, 1–1000 for `members`, 1–50 for `search`.
     InvalidLimit,
     /// The connection has not joined the room.
     NotJoined,
@@ -371,6 +400,12 @@ pub enum ErrorCode {
     TooManyReactions,
     /// A `send`'s `reply_to` is malformed or not a retained message of the room.
     InvalidReply,
+    /// A `search`'s `q` has no word to search for, is longer than 256 bytes, or holds control
+    /// characters.
+    InvalidQuery,
+    /// The server cannot do this here: `search` on a node that keeps no index of its messages
+    /// (a Redis node, an embedded node without a data dir).
+    Unsupported,
     /// A code this version of the protocol crate does not know (decoding only).
     #[serde(other)]
     Unknown,
@@ -404,6 +439,8 @@ impl ErrorCode {
             Self::InvalidEmoji => "invalid_emoji",
             Self::TooManyReactions => "too_many_reactions",
             Self::InvalidReply => "invalid_reply",
+            Self::InvalidQuery => "invalid_query",
+            Self::Unsupported => "unsupported",
             Self::Unknown => "unknown",
         }
     }

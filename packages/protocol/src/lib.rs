@@ -43,10 +43,11 @@ pub use sizes::{
     REACTIONS_FRAMING, REPLY_TO_FRAMING, escaped_len, keep_newest_within, message_size,
 };
 pub use validate::{
-    DEFAULT_HISTORY_LIMIT, Invalid, MAX_BODY_CHARS, MAX_EMOJI_BYTES, MAX_HISTORY_LIMIT,
-    MAX_MEMBERS_LIMIT, MAX_NAME_CHARS, MAX_NONCE_CHARS, MAX_REACTIONS, MAX_ROOM_CHARS,
-    REACTION_USERS_SHOWN, UNREAD_CAP, validate_body, validate_emoji, validate_history_limit,
-    validate_members_limit, validate_name, validate_nonce, validate_room,
+    DEFAULT_HISTORY_LIMIT, DEFAULT_SEARCH_LIMIT, Invalid, MAX_BODY_CHARS, MAX_EMOJI_BYTES,
+    MAX_HISTORY_LIMIT, MAX_MEMBERS_LIMIT, MAX_NAME_CHARS, MAX_NONCE_CHARS, MAX_QUERY_BYTES,
+    MAX_REACTIONS, MAX_ROOM_CHARS, MAX_SEARCH_LIMIT, REACTION_USERS_SHOWN, UNREAD_CAP,
+    search_terms, validate_body, validate_emoji, validate_history_limit, validate_members_limit,
+    validate_name, validate_nonce, validate_room, validate_search_limit,
 };
 
 /// The protocol version this crate speaks, sent in the `welcome` frame.

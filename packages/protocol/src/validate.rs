@@ -16,6 +16,13 @@ pub const MAX_HISTORY_LIMIT: u32 = 100;
 /// Page size of `history` without a `limit`, and of the page in `joined`.
 pub const DEFAULT_HISTORY_LIMIT: u32 = 50;
 
+/// Largest page a `search` request may ask for.
+pub const MAX_SEARCH_LIMIT: u32 = 50;
+/// Page size of `search` without a `limit`.
+pub const DEFAULT_SEARCH_LIMIT: u32 = 20;
+/// Longest `search` query, in bytes (UTF-8).
+pub const MAX_QUERY_BYTES: usize = 256;
+
 /// Most members in a `members` page, its size without a `limit`, and how many members `joined`
 /// lists (the rest are paged with `members`): about 35 KB of names at most.
 pub const MAX_MEMBERS_LIMIT: u32 = 1000;
@@ -162,6 +169,49 @@ pub fn validate_history_limit(limit: Option<u32>) -> Result<u32, Invalid> {
     }
 }
 
+/// Checks a `search` limit and applies the default.
+pub fn validate_search_limit(limit: Option<u32>) -> Result<u32, Invalid> {
+    match limit {
+        None => Ok(DEFAULT_SEARCH_LIMIT),
+        Some(n) if (1..=MAX_SEARCH_LIMIT).contains(&n) => Ok(n),
+        Some(_) => Err(Invalid::new(
+            ErrorCode::InvalidLimit,
+            format!("search limit must be between 1 and {MAX_SEARCH_LIMIT}"),
+        )),
+    }
+}
+
+/// The words of a `search` query: its whitespace-separated parts that hold a letter or a digit
+/// (a lone `-` or `"` has nothing to find). A word is matched as written, never as an operator,
+/// and a message must hold every word; a backend may match the last one as a word's start, so
+/// results can follow a user still typing it. Refused as `invalid_query`: longer than
+/// [`MAX_QUERY_BYTES`], a control character, or no word at all.
+pub fn search_terms(q: &str) -> Result<Vec<&str>, Invalid> {
+    if q.len() > MAX_QUERY_BYTES {
+        return Err(Invalid::new(
+            ErrorCode::InvalidQuery,
+            format!("a search is at most {MAX_QUERY_BYTES} bytes"),
+        ));
+    }
+    if q.chars().any(char::is_control) {
+        return Err(Invalid::new(
+            ErrorCode::InvalidQuery,
+            "a search holds no control characters",
+        ));
+    }
+    let words: Vec<&str> = q
+        .split_whitespace()
+        .filter(|word| word.chars().any(char::is_alphanumeric))
+        .collect();
+    if words.is_empty() {
+        return Err(Invalid::new(
+            ErrorCode::InvalidQuery,
+            "a search needs a word (letters or digits) to find",
+        ));
+    }
+    Ok(words)
+}
+
 /// Checks a `members` limit and applies the default (the largest page).
 pub fn validate_members_limit(limit: Option<u32>) -> Result<u32, Invalid> {
     match limit {
@@ -267,6 +317,10 @@ mod tests {
         assert_eq!(validate_history_limit(Some(100)), Ok(100));
         assert!(validate_history_limit(Some(0)).is_err());
         assert!(validate_history_limit(Some(101)).is_err());
+        assert_eq!(validate_search_limit(None), Ok(20));
+        assert_eq!(validate_search_limit(Some(50)), Ok(50));
+        assert!(validate_search_limit(Some(0)).is_err());
+        assert!(validate_search_limit(Some(51)).is_err());
         assert_eq!(validate_members_limit(None), Ok(1000));
         assert_eq!(validate_members_limit(Some(1)), Ok(1));
         assert_eq!(validate_members_limit(Some(1000)), Ok(1000));
@@ -276,5 +330,30 @@ mod tests {
                 Err(ErrorCode::InvalidLimit)
             );
         }
+    }
+
+    #[test]
+    fn search_terms_are_words_not_syntax() {
+        assert_eq!(
+            search_terms(r#"  deploy "v2" OR NOT x* "#),
+            Ok(vec!["deploy", r#""v2""#, "OR", "NOT", "x*"])
+        );
+        assert_eq!(search_terms("café über"), Ok(vec!["café", "über"]));
+        for bad in [
+            "",
+            "   ",
+            r#"- " * ()"#,
+            "a\u{0}b",
+            "a\nb",
+            &"x".repeat(257),
+        ] {
+            let refused = search_terms(bad).unwrap_err();
+            assert_eq!(refused.code, ErrorCode::InvalidQuery, "{bad:?}");
+        }
+        assert!(search_terms(&"x".repeat(256)).is_ok());
+        assert!(
+            search_terms(&"é".repeat(129)).is_err(),
+            "bytes, not characters"
+        );
     }
 }

@@ -16,6 +16,10 @@ use skat_protocol::{
 #[path = "golden/lifecycle.rs"]
 mod lifecycle;
 
+/// Issue 23's `search` request and answer.
+#[path = "golden/search.rs"]
+mod search;
+
 /// Asserts that `frame` encodes to exactly `json` and that `json` decodes to exactly `frame`.
 fn client_golden(json: &str, frame: &ClientFrame) {
     assert_eq!(encode_client(frame), json, "encoding {frame:?}");
@@ -589,7 +593,7 @@ fn server_error_with_nonce() {
 
 /// Every error code and its wire string. `ErrorCode` is `#[non_exhaustive]`, so a new variant
 /// cannot fail to compile here: add it to this table (and to `PROTOCOL.md`) by hand.
-const ERROR_CODES: [(ErrorCode, &str); 25] = [
+const ERROR_CODES: [(ErrorCode, &str); 27] = [
     (ErrorCode::BadFrame, "bad_frame"),
     (ErrorCode::UnknownType, "unknown_type"),
     (ErrorCode::HelloRequired, "hello_required"),
@@ -614,6 +618,8 @@ const ERROR_CODES: [(ErrorCode, &str); 25] = [
     (ErrorCode::InvalidEmoji, "invalid_emoji"),
     (ErrorCode::TooManyReactions, "too_many_reactions"),
     (ErrorCode::InvalidReply, "invalid_reply"),
+    (ErrorCode::InvalidQuery, "invalid_query"),
+    (ErrorCode::Unsupported, "unsupported"),
     (ErrorCode::Unknown, "unknown"),
 ];
 

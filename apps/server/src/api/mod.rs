@@ -8,12 +8,14 @@
 //!
 //! - `rooms`: the endpoints of rooms, messages, members and users;
 //! - `changes`: the endpoints that change a message (edit, delete, react);
+//! - `search`: the search of a room's messages;
 //! - `openapi`: the OpenAPI document, generated from the endpoints' annotations and the body
 //!   types.
 
 mod changes;
 mod openapi;
 mod rooms;
+mod search;
 
 use axum::Router;
 use axum::extract::FromRequestParts;
@@ -45,6 +47,7 @@ pub(crate) fn router<B: Broker>() -> Router<AppState<B>> {
             post(changes::react::<B>),
         )
         .route("/rooms/{room}/members", get(rooms::members::<B>))
+        .route("/rooms/{room}/search", get(search::search::<B>))
         .route("/users/{name}/disconnect", post(rooms::disconnect::<B>))
         .fallback(|| async { failure(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
 }

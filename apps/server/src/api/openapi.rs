@@ -7,13 +7,13 @@ use axum::response::Response;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::{changes, json, rooms};
+use super::{changes, json, rooms, search};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Skat server API",
-        description = "For application backends: publish, edit, delete and react as a user or the system, read history and members, list rooms, disconnect users. Every call but this document needs `Authorization: Bearer <key>`. See API.md."
+        description = "For application backends: publish, edit, delete and react as a user or the system, read history and members, search messages, list rooms, disconnect users. Every call but this document needs `Authorization: Bearer <key>`. See API.md."
     ),
     servers((url = "/api/v1")),
     paths(
@@ -22,6 +22,7 @@ use super::{changes, json, rooms};
         changes::delete,
         changes::react,
         rooms::history,
+        search::search,
         rooms::members,
         rooms::disconnect,
         rooms::list

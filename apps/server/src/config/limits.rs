@@ -40,8 +40,9 @@ pub struct Limits {
     /// Burst of `read`s above the sustained rate (a client catching up on many rooms at once).
     #[arg(long, env = "SKAT_READS_BURST", default_value_t = 20)]
     pub reads_burst: u32,
-    /// `join`, `history` and `members` requests per second per connection, 0 for no limit
-    /// (`rate_limited`); bursts up to `max_rooms_per_conn`, so a reconnect can rejoin every room.
+    /// `join`, `history`, `members` and `search` requests per second per connection, 0 for no
+    /// limit (`rate_limited`); bursts up to `max_rooms_per_conn`, so a reconnect can rejoin every
+    /// room.
     #[arg(long, env = "SKAT_JOINS_PER_SEC", default_value_t = 10)]
     pub joins_per_sec: u32,
     /// WebSocket pings, unsolicited pongs and binary frames (which Skat refuses) per second per

@@ -21,7 +21,7 @@ use super::{Conn, JoinedRoom, Signed, Stop, conn_event};
 use crate::access;
 use crate::auth::Identity;
 use crate::metrics::Source;
-use crate::ops::{History, Join, Members, Publish, Sender, Typing};
+use crate::ops::{History, Join, Members, Publish, Search, Sender, Typing};
 
 mod changes;
 use crate::refusals::Refusal;
@@ -93,6 +93,12 @@ where
                 nonce,
             } => self.react(&user, room, &id, emoji, add, nonce).await,
             ClientFrame::Read { room, id } => self.read(&user, room, &id).await,
+            ClientFrame::Search {
+                room,
+                q,
+                before,
+                limit,
+            } => self.search(room, q, before, limit).await,
         }
         Ok(())
     }
@@ -115,7 +121,7 @@ where
         self.reply_error(ErrorCode::Unavailable, message, nonce);
     }
 
-    /// Takes a `join`/`history`/`members`/`refresh` token, answering `rate_limited` if there is
+    /// Takes a `join`/`history`/`members`/`search`/`refresh` token, answering `rate_limited` if there is
     /// none.
     fn request_allowed(&mut self) -> bool {
         match self.take_request() {
@@ -136,7 +142,7 @@ where
         self.state.metrics().rate_limited("join_or_history");
         Err(Invalid {
             code: ErrorCode::RateLimited,
-            message: "too many join, history or members requests; retry shortly".into(),
+            message: "too many join, history, members or search requests; retry shortly".into(),
         })
     }
 
@@ -460,6 +466,40 @@ where
             }),
             Err(err) => {
                 self.unavailable("history", &err, "history is unavailable, retry later", None);
+            }
+        }
+    }
+
+    /// Messages of a joined room holding the words of `q`, newest first: member-only, and
+    /// limited like `history` (one budget for joins, history, members and searches).
+    async fn search(
+        &mut self,
+        room: String,
+        q: String,
+        before: Option<String>,
+        limit: Option<u32>,
+    ) {
+        let search = Search::parse(
+            room,
+            |room| self.read_access(room),
+            q,
+            limit,
+            before.as_deref(),
+        );
+        let search = match search {
+            Ok(search) => search,
+            Err(invalid) => return self.reply_invalid(invalid, None),
+        };
+        match search.run(&self.state).await {
+            Ok(Some(found)) => self.reply(&ServerFrame::Search {
+                room: found.room,
+                q: found.q,
+                messages: found.messages,
+                has_more: found.has_more,
+            }),
+            Ok(None) => self.reply_error(ErrorCode::Unsupported, crate::ops::UNSUPPORTED, None),
+            Err(err) => {
+                self.unavailable("search", &err, "search is unavailable, retry later", None);
             }
         }
     }

@@ -269,6 +269,7 @@ async fn the_openapi_document_describes_every_endpoint() {
         ("/rooms/{room}/messages/{id}", "delete"),
         ("/rooms/{room}/messages/{id}/reactions", "post"),
         ("/rooms/{room}/members", "get"),
+        ("/rooms/{room}/search", "get"),
         ("/users/{name}/disconnect", "post"),
         ("/rooms", "get"),
     ] {
@@ -292,6 +293,7 @@ async fn the_openapi_document_describes_every_endpoint() {
         "PostMessage",
         "Message",
         "MessagesPage",
+        "SearchPage",
         "Members",
         "Rooms",
         "ApiError",

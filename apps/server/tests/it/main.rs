@@ -38,4 +38,5 @@ mod reads;
 mod redis;
 mod redis_changes;
 mod replies;
+mod search;
 mod tokens;

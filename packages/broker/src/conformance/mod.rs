@@ -14,6 +14,7 @@ mod reactions;
 mod read;
 mod recovery;
 mod replies;
+mod search;
 mod sizes;
 mod snapshot;
 
@@ -34,6 +35,9 @@ pub use reactions::{reactions_are_counted_and_bounded, repeated_reactions_change
 pub use read::{read_markers_and_unread_counts, unread_is_capped};
 pub use recovery::{recovery, since_must_be_in_the_history};
 pub use replies::replies_name_a_retained_message;
+pub use search::{
+    found, search_finds_what_history_retains, search_finds_words, search_is_unsupported,
+};
 pub use sizes::recovery_counts_encoded_bytes;
 pub use snapshot::join_snapshot;
 
@@ -90,6 +94,18 @@ where
     repeated_reactions_change_nothing(&make().await).await;
     replies_name_a_retained_message(&make().await, history_len).await;
     read_markers_and_unread_counts(&make().await).await;
+}
+
+/// Runs every check of search (issue 23) on a backend that can search; `make` as for
+/// [`run_all`]. A backend that cannot runs [`search_is_unsupported`] instead.
+pub async fn run_search<B, F, Fut>(make: F, history_len: usize)
+where
+    B: Broker,
+    F: Fn() -> Fut,
+    Fut: Future<Output = B>,
+{
+    search_finds_words(&make().await).await;
+    search_finds_what_history_retains(&make().await, history_len).await;
 }
 
 /// A change by `by` to `target` in `room`, as its author would ask it (`as_author`), without

@@ -24,6 +24,7 @@
 mod error;
 mod load;
 mod open;
+mod search;
 mod writer;
 
 #[cfg(test)]
@@ -41,6 +42,7 @@ use tokio::sync::oneshot;
 
 pub use error::DurableError;
 pub use load::{Loaded, LoadedEntry, LoadedNonce, LoadedRoom, Reactors};
+pub use search::SearchSpan;
 pub use writer::{Completion, WriteOp};
 
 /// The journal of one data dir: its writer thread, a read connection for loading, and the dir's
@@ -53,8 +55,10 @@ pub struct Journal {
     writer: Option<JoinHandle<()>>,
     /// Transactions the writer committed (or tried to).
     commits: Arc<AtomicU64>,
-    /// The read connection (loads at startup, later searches).
+    /// The read connection (loads at startup, a room's reload).
     reader: Mutex<Connection>,
+    /// The searches' connection (`search.rs`), shared with the blocking task of each.
+    searcher: Arc<Mutex<Connection>>,
     /// Held for the dir's exclusive lock.
     _lock: File,
 }
@@ -81,6 +85,7 @@ impl Journal {
         let (conn, path) = open::open_writer(dir)?;
         configure(&conn).map_err(|e| DurableError::sqlite(&path, &e))?;
         let reader = open::connect(&path, true)?;
+        let searcher = Arc::new(Mutex::new(open::connect(&path, true)?));
         let (ops, queue) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
         let writer = {
@@ -96,6 +101,7 @@ impl Journal {
             writer: Some(writer),
             commits,
             reader: Mutex::new(reader),
+            searcher,
             _lock: lock,
         })
     }

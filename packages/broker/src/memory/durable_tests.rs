@@ -49,6 +49,12 @@ async fn durable_conformance_of_changes() {
 }
 
 #[tokio::test]
+async fn durable_conformance_of_search() {
+    let dirs = Arc::new(Mutex::new(Vec::new()));
+    conformance::run_search(|| async { durable(&dirs, 20) }, 20).await;
+}
+
+#[tokio::test]
 async fn durable_a_restart_keeps_what_was_confirmed() {
     let dir = TempDir::new("durable-broker").unwrap();
     let config = MemoryBrokerConfig {

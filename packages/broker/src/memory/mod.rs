@@ -20,6 +20,8 @@ mod changes;
 #[cfg(feature = "sqlite")]
 mod durable;
 mod room;
+#[cfg(feature = "sqlite")]
+mod search;
 mod subscription;
 mod writes;
 
@@ -31,7 +33,7 @@ use crate::sparse::ShrinkWhenSparse as _;
 use crate::{
     Broker, ChangeRefusal, Changed, HistoryPage, MembersPage, MessageId, NODES_ROOM, NewChange,
     NewMessage, Published, ReadState, Recovered, Recovery, RoomEvent, RoomSink, RoomSummary,
-    RoomsPage,
+    RoomsPage, Searched,
 };
 
 /// Tuning of a [`MemoryBroker`].
@@ -345,6 +347,22 @@ impl Broker for MemoryBroker {
         let has_more = older.next().is_some();
         messages.reverse();
         Ok(HistoryPage { messages, has_more })
+    }
+
+    async fn search(
+        &self,
+        room: &str,
+        words: &[String],
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Searched, MemoryError> {
+        #[cfg(feature = "sqlite")]
+        if let Some(durable) = &self.durable {
+            let page = self.search_journal(durable, room, words, before, limit);
+            return Ok(Searched::Found(page.await?));
+        }
+        let _ = (room, words, before, limit);
+        Ok(Searched::Unsupported)
     }
 
     async fn recover(

@@ -28,6 +28,12 @@ async fn conformance_of_changes() {
     conformance::run_changes(make, 100).await;
 }
 
+/// Without a data dir there is no index to search.
+#[tokio::test]
+async fn search_is_unsupported_in_memory() {
+    conformance::search_is_unsupported(&broker()).await;
+}
+
 #[tokio::test]
 async fn unread_counts_are_capped() {
     let roomy = MemoryBroker::new(MemoryBrokerConfig {

@@ -45,6 +45,13 @@ impl Node {
         Self::start_with(Arc::new(broker), test_config()).await
     }
 
+    /// Starts a node whose embedded broker keeps its rooms in `dir` (a journal, as a data dir
+    /// gives it), with `config`.
+    pub(crate) async fn durable(dir: &std::path::Path, config: ServerConfig) -> Node {
+        let broker = MemoryBroker::open(MemoryBrokerConfig::default(), dir).unwrap();
+        Self::start_with(Arc::new(broker), config).await
+    }
+
     /// Starts a node on `broker` (which other nodes may share) with `config`.
     pub(crate) async fn start_with<B: Broker>(broker: Arc<B>, config: ServerConfig) -> Node {
         Self::start_on("127.0.0.1:0".parse().unwrap(), broker, config).await
