@@ -150,7 +150,7 @@ pub async fn search_finds_words<B: Broker>(broker: &B) {
     let page = found(broker, room, &["again"], None, 10).await;
     let history = latest(broker, room, 10).await;
     let shown = history.iter().find(|m| m.id == said[4].id).unwrap();
-    assert_eq!(page.messages, [shown.clone()]);
+    assert_eq!(page.messages, std::slice::from_ref(shown));
     assert_eq!(page.messages[0].reactions().len(), 1);
 
     // Rooms apart; a room nobody used finds nothing.
