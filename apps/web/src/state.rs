@@ -16,7 +16,7 @@
 //! (`connection`: open, welcome, close, reconnect, fresh tokens), the rooms (`rooms`: join,
 //! leave, the `joined` answer and its recovery, older pages), our messages (`messages`: sends,
 //! their confirmation or failure, re-sends after a reconnect, every message received) and who
-//! is there (`presence`: members and typing).
+//! is there (`presence`: members and typing), and searching the shown room (`search`).
 
 mod changes;
 mod compose;
@@ -24,6 +24,7 @@ mod connection;
 mod messages;
 mod presence;
 mod rooms;
+mod search;
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -31,6 +32,7 @@ use skat_protocol::{Change, ClientFrame, ErrorCode, ServerFrame};
 
 pub use crate::room::{Pending, ROOM_WINDOW, Room, SentEdit};
 pub use crate::session::{Fetched, Session};
+pub use search::Search;
 
 /// How long a "typing" notice stays visible without a new typing frame, in ms.
 pub const TYPING_VISIBLE_MS: f64 = 4000.0;
@@ -81,6 +83,8 @@ pub struct Chat {
     pub active: Option<String>,
     /// The latest error not tied to a message, shown in a banner.
     pub notice: Option<String>,
+    /// The search of a room, while the user has one open.
+    pub search: Option<Search>,
     next_nonce: u64,
     /// Random per page load, so nonces of two tabs never collide.
     nonce_prefix: String,
@@ -104,6 +108,7 @@ impl Chat {
             rooms: BTreeMap::new(),
             active: None,
             notice: None,
+            search: None,
             next_nonce: 0,
             nonce_prefix: nonce_prefix.into(),
             generation: 0,
@@ -160,8 +165,12 @@ impl Chat {
                 messages,
                 has_more,
             } => self.on_history(&room, messages, has_more),
-            // This app does not search yet.
-            ServerFrame::Search { .. } => {}
+            ServerFrame::Search {
+                room,
+                q,
+                messages,
+                has_more,
+            } => self.on_search(&room, &q, messages, has_more),
             ServerFrame::Error {
                 code,
                 message,
@@ -225,6 +234,8 @@ impl Chat {
             }
             // Reading a big room's members: asked again shortly, nothing to tell the user.
             ErrorCode::RateLimited if self.members_refused(now) => {}
+            ErrorCode::Unsupported | ErrorCode::InvalidQuery
+                if self.search_refused(code, &message) => {}
             _ => self.notice = Some(format!("{message} ({code})")),
         }
     }

@@ -857,3 +857,6 @@ fn what_a_transition_returns_carries_its_frames() {
 
 /// Edits, deletions, reactions, replies and the read state (issue 22).
 mod lifecycle;
+
+/// Searching the shown room (issue 23).
+mod search;

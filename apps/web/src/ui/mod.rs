@@ -22,6 +22,7 @@ mod message;
 mod messages;
 mod quote;
 mod reactions;
+mod search;
 mod sidebar;
 mod socket;
 mod token;
@@ -32,6 +33,7 @@ use field_form::FieldForm;
 use header::{Header, Notice, RefusedRoom};
 use members::Members;
 use messages::{Messages, TypingLine};
+use search::SearchBox;
 use sidebar::Sidebar;
 use socket::ReconnectingSocket;
 
@@ -238,7 +240,9 @@ fn ChatView(
                 <Notice />
                 <Show
                     when=refused
-                    fallback=|| view! { <Messages /> <TypingLine /> <ComposeBar /> <Composer /> }
+                    fallback=|| {
+                        view! { <SearchBox /> <Messages /> <TypingLine /> <ComposeBar /> <Composer /> }
+                    }
                 >
                     <RefusedRoom />
                 </Show>
