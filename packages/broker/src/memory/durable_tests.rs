@@ -54,6 +54,35 @@ async fn durable_conformance_of_search() {
     conformance::run_search(|| async { durable(&dirs, 20) }, 20).await;
 }
 
+/// The index is in the file: a restarted broker finds what the first one stored, in its
+/// current state.
+#[tokio::test]
+async fn durable_search_survives_a_restart() {
+    let dir = TempDir::new("durable-broker").unwrap();
+    let config = MemoryBrokerConfig::default();
+    let (kept, edited) = {
+        let broker = MemoryBroker::open(config, dir.path()).unwrap();
+        let mut said = Vec::new();
+        for body in ["needle one", "haystack"] {
+            let published = broker.publish(send("r", "ann", body, None)).await;
+            said.push(published.unwrap().into_message().unwrap().id);
+        }
+        conformance::changed(&broker, change("r", said[1], "ann", edit("needle two"))).await;
+        (said[0], said[1])
+    };
+    let broker = MemoryBroker::open(config, dir.path()).unwrap();
+    let page = conformance::found(&broker, "r", &["needle"], None, 10).await;
+    let ids: Vec<MessageId> = page.messages.iter().map(|m| m.id).collect();
+    assert_eq!(ids, [edited, kept]);
+    assert_eq!(page.messages[0].body, "needle two");
+    assert!(
+        conformance::found(&broker, "r", &["haystack"], None, 10)
+            .await
+            .messages
+            .is_empty()
+    );
+}
+
 #[tokio::test]
 async fn durable_a_restart_keeps_what_was_confirmed() {
     let dir = TempDir::new("durable-broker").unwrap();
