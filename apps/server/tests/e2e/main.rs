@@ -11,6 +11,7 @@ mod changes;
 #[allow(dead_code)]
 #[path = "../it/common/mod.rs"]
 mod common;
+mod search;
 mod signed;
 
 use std::net::SocketAddr;
