@@ -1,7 +1,7 @@
-//! The embedded node's durable journal (issue 23, step 1: not wired into `MemoryBroker` or the
-//! server yet): rooms, their ordered logs (messages in their current state, and changes), read
-//! markers and the nonce window, in one SQLite file, `DIR/skat.db`, so a restarted node serves
-//! exactly the history it confirmed.
+//! The embedded node's durable journal (issue 23; `MemoryBroker::open` runs on it, and the
+//! server opens one with `--data-dir`): rooms, their ordered logs (messages in their current
+//! state, and changes), read markers and the nonce window, in one SQLite file, `DIR/skat.db`,
+//! so a restarted node serves exactly the history it confirmed.
 //!
 //! Why it is shaped so:
 //! - One writer thread owns the write connection (`writer.rs`): SQLite has one writer at a time
