@@ -24,6 +24,8 @@ mod chat;
 mod cli;
 mod cluster;
 mod compat;
+mod durable;
+mod durable_failures;
 mod errors;
 mod floods;
 mod fuzz;
