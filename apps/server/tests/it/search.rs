@@ -7,6 +7,7 @@
 
 use crate::api::{call, error_code, json_of, with_api};
 use crate::common;
+use crate::common::process::NodeProcess;
 
 use std::sync::Arc;
 
@@ -218,4 +219,29 @@ async fn the_api_searches_any_room() {
     let response = call(&node, "GET", "/rooms/general/search?q=deploy", &Value::Null).await;
     assert_eq!(error_code(&response, 501), "unsupported");
     node.stop().await.unwrap();
+}
+
+/// The binary with `--data-dir` (as `SKAT_DATA_DIR`): what it stored is found again after an
+/// orderly restart, the index being in the file.
+#[tokio::test]
+async fn the_node_s_data_dir_is_searched_after_a_restart() {
+    let data = TempDir::new("search-data").unwrap();
+    let logs = TempDir::new("search-logs").unwrap();
+    let addr = common::free_addr();
+    let url = format!("ws://{addr}/ws");
+    let mut node = NodeProcess::embedded("search-a", addr, data.path(), logs.path(), &[]).await;
+    let mut alice = Client::connect(&url, "alice").await.unwrap();
+    join(&mut alice, "general").await;
+    for body in ["needle in the file", "hay"] {
+        say(&mut alice, "general", body).await;
+    }
+    drop(alice);
+    assert!(node.terminate().await.success(), "{}", node.log());
+
+    let _node = NodeProcess::embedded("search-b", addr, data.path(), logs.path(), &[]).await;
+    let mut alice = Client::connect(&url, "alice").await.unwrap();
+    join(&mut alice, "general").await;
+    let (bodies, _, more) = search(&mut alice, "general", "needle", None, None).await;
+    assert_eq!(bodies, ["needle in the file"]);
+    assert!(!more);
 }
