@@ -42,6 +42,15 @@ pub enum WriteOp {
         /// The newest id dropped.
         through: MessageId,
     },
+    /// Retention: the room's entries up to `through` dropped as by [`WriteOp::Trim`], and with
+    /// them every change (of any id) that targets one of them, so nothing of an expired message
+    /// stays in the file.
+    Sweep {
+        /// The room.
+        room: String,
+        /// The newest id dropped.
+        through: MessageId,
+    },
     /// A user's read marker moved to `id`.
     Marker {
         /// The room.
@@ -151,6 +160,14 @@ fn apply(tx: &Connection, op: &WriteOp) -> rusqlite::Result<()> {
         WriteOp::Message(m) => append_message(tx, m)?,
         WriteOp::Change(c) => apply_change(tx, c)?,
         WriteOp::Trim { room, through } => trim(tx, room, *through)?,
+        WriteOp::Sweep { room, through } => {
+            trim(tx, room, *through)?;
+            tx.prepare_cached(
+                "DELETE FROM entries WHERE room = ?1 AND kind <> 'message'
+                 AND target_ms IS NOT NULL AND (target_ms, target_seq) <= (?2, ?3)",
+            )?
+            .execute(params![room, through.ms, through.seq])?;
+        }
         WriteOp::Expire { now_ms } => {
             tx.prepare_cached("DELETE FROM nonces WHERE expires_ms <= ?1")?
                 .execute(params![now_ms])?;
