@@ -16,6 +16,10 @@ use skat_protocol::{
 #[path = "golden/lifecycle.rs"]
 mod lifecycle;
 
+/// Issue 23's export records.
+#[path = "golden/export.rs"]
+mod export;
+
 /// Asserts that `frame` encodes to exactly `json` and that `json` decodes to exactly `frame`.
 fn client_golden(json: &str, frame: &ClientFrame) {
     assert_eq!(encode_client(frame), json, "encoding {frame:?}");

@@ -22,6 +22,7 @@
 //!   version is SQLite's `user_version`.
 
 mod error;
+mod export;
 mod load;
 mod open;
 mod writer;
@@ -40,6 +41,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 pub use error::DurableError;
+pub use export::{ImportError, Imported, Importer, export};
 pub use load::{Loaded, LoadedEntry, LoadedNonce, LoadedRoom, Reactors};
 pub use writer::{Completion, WriteOp};
 
