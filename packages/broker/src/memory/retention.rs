@@ -65,13 +65,13 @@ impl MemoryBroker {
             // The lock in a block of its own: no guard is held across the wait below.
             let trimmed = {
                 let mut state = lock(&log.state);
-                state.expire_before(cutoff).map(|through| {
-                    #[cfg(feature = "sqlite")]
-                    if self.durable.is_some() {
-                        state.pending.get_or_insert_default().untrimmed = 0;
-                    }
-                    through
-                })
+                let through = state.expire_before(cutoff);
+                // The sweep trims the file past any trim the ring's pushes still owe it.
+                #[cfg(feature = "sqlite")]
+                if through.is_some() && self.durable.is_some() {
+                    state.pending.get_or_insert_default().untrimmed = 0;
+                }
+                through
             };
             let Some(through) = trimmed else {
                 continue;

@@ -247,7 +247,8 @@ impl RoomState {
             .range(..visible)
             .take_while(|e| e.id().ms < cutoff_ms)
             .count();
-        let through = self.history.drain(..old).last()?.id();
+        let through = self.history.get(old.checked_sub(1)?)?.id();
+        self.history.drain(..old);
         self.trimmed = Some(through);
         self.history.retain(|e| match e {
             Entry::Change(c) => c.target().is_none_or(|t| t > through),
