@@ -20,6 +20,9 @@
 //!   edits and the full-text index, with `secure_delete` so it is gone from the file.
 //! - The schema is versioned by migration files (`migrations/sqlite/`) applied at open; the
 //!   version is SQLite's `user_version`.
+//! - Export and import (`export.rs`, behind `skat-server export` / `import`): a snapshot of the
+//!   file as records without taking the lock, and records back into a dir nobody holds, rows as
+//!   they were, in one transaction.
 
 mod error;
 mod export;
