@@ -170,6 +170,14 @@ async fn an_import_refuses_bad_lines_a_held_dir_and_known_rooms_storing_nothing(
     );
     let err = refused(r#"{"type":"read_marker","room":"general","user":"bob","id":"1-0"}"#);
     assert!(err.to_string().contains("line 1"), "{err}");
+    // Reactors of a message the import does not have.
+    let room = text.lines().next().unwrap();
+    let stray = r#"{"type":"reactors","room":"general","id":"1-0","emoji":"👍","users":["bob"]}"#;
+    let err = refused(&format!("{room}\n{stray}"));
+    assert!(
+        matches!(&err, BackupError::Line { line: 2, detail } if detail.contains("constraint")),
+        "{err}"
+    );
     // An entry out of order: the 3rd line's is older than the 2nd's.
     let mut swapped: Vec<&str> = text.lines().collect();
     swapped.swap(1, 2);

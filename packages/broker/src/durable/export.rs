@@ -116,6 +116,17 @@ pub enum ImportError {
     Durable(#[from] DurableError),
 }
 
+/// A record SQLite refused: a constraint (a reactor of a message not imported, an id twice)
+/// is the record's fault, anything else the file's.
+fn refused(path: &Path, e: &rusqlite::Error) -> ImportError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => {
+            ImportError::Invalid(format!("refused by the schema: {e}"))
+        }
+        _ => ImportError::Durable(DurableError::sqlite(path, e)),
+    }
+}
+
 /// What an import stored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Imported {
@@ -183,8 +194,7 @@ impl Importer {
                 record.room()
             ));
         }
-        let sqlite =
-            |e: rusqlite::Error| ImportError::Durable(DurableError::sqlite(&self.path, &e));
+        let sqlite = |e: rusqlite::Error| refused(&self.path, &e);
         let id = match &record {
             ExportRecord::Message(m) => Some(m.id),
             ExportRecord::Edited(c) => Some(c.id),
@@ -250,8 +260,7 @@ impl Importer {
         else {
             return Ok(());
         };
-        let sqlite =
-            |e: rusqlite::Error| ImportError::Durable(DurableError::sqlite(&self.path, &e));
+        let sqlite = |e: rusqlite::Error| refused(&self.path, &e);
         let exists: bool = self
             .conn
             .query_row(
