@@ -64,10 +64,11 @@ web:
     done
     echo "web: bundle in target/web, $((total / 1024)) KiB brotli in total (budget 300 KiB)"
 
-# Run a node on http://127.0.0.1:3000 with the embedded broker, serving the web app; extra flags
-# go to skat-server (see --help).
+# Run a node on http://127.0.0.1:3000 with the embedded broker, its rooms kept in
+# target/dev-data (history survives a restart; delete the dir to start afresh), serving the web
+# app; extra flags go to skat-server (see --help).
 dev *ARGS: setup web
-    cargo run -p skat-server -- --static-dir target/web {{ARGS}}
+    cargo run -p skat-server -- --static-dir target/web --data-dir target/dev-data {{ARGS}}
 
 # Three nodes on http://127.0.0.1:3001-3003 sharing a local Redis (port 6390, data in
 # target/cluster) for trying multi-node chat by hand. Ctrl-C stops everything.

@@ -22,6 +22,8 @@ pub(crate) enum TargetKind {
     Floor,
     /// One Skat node with the embedded broker.
     Embedded,
+    /// One Skat node with the embedded broker keeping its rooms in a data dir (SQLite).
+    Durable,
     /// Several Skat nodes sharing the bench's own redis-server.
     Redis,
     /// Several Skat nodes on the bench's own Redis Cluster (`--shards` masters, no replicas),
@@ -35,6 +37,7 @@ impl TargetKind {
         match self {
             Self::Floor => "floor",
             Self::Embedded => "embedded",
+            Self::Durable => "durable",
             Self::Redis => "redis",
             Self::Cluster => "cluster",
         }
@@ -124,7 +127,10 @@ impl Deployment {
                 nodes.push(floor);
                 urls.push(format!("ws://127.0.0.1:{port}/ws"));
             }
-            TargetKind::Embedded | TargetKind::Redis | TargetKind::Cluster => {
+            TargetKind::Embedded
+            | TargetKind::Durable
+            | TargetKind::Redis
+            | TargetKind::Cluster => {
                 let options = RedisOptions::default()
                     .bin(built(&spec.redis_bin)?)
                     .pinned(cpus)
@@ -142,7 +148,7 @@ impl Deployment {
                     let urls: Vec<String> = redis.iter().map(RedisServer::url).collect();
                     urls.join(",")
                 });
-                let count = if spec.kind == TargetKind::Embedded {
+                let count = if matches!(spec.kind, TargetKind::Embedded | TargetKind::Durable) {
                     1
                 } else {
                     spec.nodes.max(1)
@@ -169,6 +175,10 @@ impl Deployment {
                     }
                     if spec.kind == TargetKind::Cluster {
                         node = node.env("SKAT_REDIS_CLUSTER", "true");
+                    }
+                    if spec.kind == TargetKind::Durable {
+                        let data = dir.path().join(format!("data{n}"));
+                        node = node.env("SKAT_DATA_DIR", &data.display().to_string());
                     }
                     nodes.push(node.start(dir.path()).await?);
                     urls.push(format!("ws://{addr}/ws"));

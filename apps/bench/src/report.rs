@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::scenarios::idle::IdleResult;
 use crate::scenarios::load::LoadResult;
+use crate::scenarios::rate::RateResult;
 use crate::scenarios::storm::StormResult;
 
 /// Everything measured on one target.
@@ -21,6 +22,8 @@ pub(crate) struct TargetResults {
     pub(crate) storm: Option<StormResult>,
     /// Idle memory.
     pub(crate) idle: Option<IdleResult>,
+    /// The most sends per second within the p99 bound.
+    pub(crate) rate: Option<RateResult>,
     /// Measurements that failed, with why.
     pub(crate) failures: Vec<String>,
 }
@@ -33,6 +36,7 @@ impl TargetResults {
             loads: Vec::new(),
             storm: None,
             idle: None,
+            rate: None,
             failures: Vec::new(),
         }
     }
@@ -184,6 +188,12 @@ pub(crate) fn rows(results: &[TargetResults], sections: &[(String, Vec<Metric>)]
             });
         }
     };
+    row("rate: most sends/s, p99 < 50 ms", false, &|t| {
+        t.rate.as_ref().map(|r| Value::Num(r.max_sends_per_sec, 0))
+    });
+    row("rate: stopped by", false, &|t| {
+        t.rate.as_ref().map(|r| Value::Text(r.stopped.clone()))
+    });
     row("storm: seconds to all joined", true, &|t| {
         t.storm.as_ref().map(|s| Value::Num(s.connect.seconds, 2))
     });

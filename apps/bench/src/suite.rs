@@ -1,6 +1,7 @@
 //! The standard suite (`skat-bench suite`, `just bench`): for each target (floor, embedded,
-//! redis), the chat shape at 80k and 160k deliveries/s, the busy room at three write delays, the
-//! connection storm and idle memory; then one table and one JSON file.
+//! durable, redis), the chat shape at 80k and 160k deliveries/s, the busy room at three write
+//! delays, the connection storm, idle memory and the most sends/s within a p99 bound; then one
+//! table and one JSON file.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -126,12 +127,17 @@ pub(crate) async fn run(args: SuiteArgs) -> anyhow::Result<()> {
         }
     };
     let items = if args.only.is_empty() {
-        vec![Item::Chat, Item::Busy, Item::Storm, Item::Idle]
+        vec![Item::Chat, Item::Busy, Item::Storm, Item::Idle, Item::Rate]
     } else {
         args.only.clone()
     };
     let targets = if args.targets.is_empty() {
-        vec![TargetKind::Floor, TargetKind::Embedded, TargetKind::Redis]
+        vec![
+            TargetKind::Floor,
+            TargetKind::Embedded,
+            TargetKind::Durable,
+            TargetKind::Redis,
+        ]
     } else {
         args.targets.clone()
     };
@@ -282,6 +288,21 @@ impl Suite<'_> {
                     result.tcp.listen_overflows
                 ));
                 into.storm = Some(result);
+            }
+            Item::Rate => {
+                let deployment = self.start(kind, 0).await?;
+                let phase = self.phase("rate".to_owned(), 0.0);
+                let log = |line: &str| self.log(&format!("{} {line}", kind.name()));
+                let result =
+                    crate::scenarios::rate::run(&deployment, self.harness, &phase, &log).await?;
+                self.log(&format!(
+                    "{} rate: {:.0} sends/s with p99 < {:.0} ms (stopped: {})",
+                    kind.name(),
+                    result.max_sends_per_sec,
+                    result.p99_bound_ms,
+                    result.stopped
+                ));
+                into.rate = Some(result);
             }
             Item::Idle => {
                 let deployment = self.start(kind, 0).await?;

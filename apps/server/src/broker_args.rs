@@ -1,6 +1,7 @@
 //! The binary's broker options: which broker the node uses (Redis with `--redis-url`, else the
-//! embedded one) and its settings, one `clap::Args` struct flattened into the command line and
-//! converted into the broker crate's `RedisConfig` or `MemoryBrokerConfig`.
+//! embedded one, in memory or on a data dir) and its settings, one `clap::Args` struct
+//! flattened into the command line and converted into the broker crate's `RedisConfig` or
+//! `MemoryBrokerConfig` (with the data dir and its `JournalConfig`).
 //!
 //! The defaults are the broker crate's (`RedisConfig::DEFAULT_*`,
 //! `MemoryBrokerConfig::DEFAULT_HISTORY_LEN`), written once there and named in each `#[arg]`;
@@ -13,6 +14,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use clap::builder::TypedValueParser as _;
+use skat_broker::durable::JournalConfig;
 use skat_broker::{MemoryBrokerConfig, RedisConfig};
 
 /// Options of the broker.
@@ -87,6 +90,25 @@ pub(crate) struct BrokerArgs {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     retention_days: Option<u64>,
+    /// The embedded broker keeps its rooms (history, epochs, changes, read markers, recent
+    /// nonces) in DIR/skat.db (SQLite), so a restarted node serves what it confirmed before;
+    /// created if missing. Without it (or empty) history is in memory only, lost on restart.
+    /// Not with `--redis-url`.
+    #[arg(
+        long,
+        env = "SKAT_DATA_DIR",
+        value_name = "DIR",
+        value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from)
+    )]
+    data_dir: Option<PathBuf>,
+    /// With `--data-dir`: the most megabytes (MiB) the database may hold; past it a send is
+    /// answered `unavailable`, as on a full disk. Without it, only the disk limits it.
+    #[arg(
+        long,
+        env = "SKAT_DATA_MAX_MB",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    data_max_mb: Option<u64>,
 }
 
 /// The broker the options choose, with its settings.
@@ -94,28 +116,55 @@ pub(crate) struct BrokerArgs {
 pub(crate) enum BrokerConfig {
     /// Nodes sharing Redis.
     Redis(RedisConfig),
-    /// The embedded single-node broker.
-    Memory(MemoryBrokerConfig),
+    /// The embedded single-node broker, on a data dir if given.
+    Memory(MemoryBrokerConfig, Option<DataDir>),
+}
+
+/// Where and how the embedded broker keeps its rooms.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct DataDir {
+    /// The dir (`--data-dir`).
+    pub(crate) dir: PathBuf,
+    /// The journal's settings (`--data-max-mb`).
+    pub(crate) journal: JournalConfig,
 }
 
 impl BrokerArgs {
     /// The broker of node `node_id`: Redis with `--redis-url` (its CA file read, its settings
-    /// checked), else the embedded one.
+    /// checked), else the embedded one (on `--data-dir` if given; an empty one is none).
     pub(crate) fn into_config(self, node_id: &str) -> anyhow::Result<BrokerConfig> {
+        let data_dir = self.data_dir.filter(|dir| !dir.as_os_str().is_empty());
+        if data_dir.is_none() && self.data_max_mb.is_some() {
+            anyhow::bail!("--data-max-mb (SKAT_DATA_MAX_MB) needs --data-dir (SKAT_DATA_DIR)");
+        }
         let Some(url) = self.redis_url else {
-            return Ok(BrokerConfig::Memory(MemoryBrokerConfig {
+            let memory = MemoryBrokerConfig {
                 history_len: self.history_len,
                 retention: self
                     .retention_days
                     .map(|days| Duration::from_secs(days.saturating_mul(86_400))),
                 ..MemoryBrokerConfig::default()
-            }));
+            };
+            let data = data_dir.map(|dir| DataDir {
+                dir,
+                journal: JournalConfig {
+                    max_bytes: self.data_max_mb.map(|mb| mb.saturating_mul(1 << 20)),
+                },
+            });
+            return Ok(BrokerConfig::Memory(memory, data));
         };
         anyhow::ensure!(
             self.retention_days.is_none(),
             "--retention-days is the embedded broker's: with Redis, retention is \
              --redis-room-ttl / --stream-len; the archive (issue 24) will apply it"
         );
+        if let Some(dir) = data_dir {
+            anyhow::bail!(
+                "--data-dir (SKAT_DATA_DIR, here {}) is for the embedded broker: with --redis-url \
+                 (SKAT_REDIS_URL) Redis keeps the history; set one of them, not both",
+                dir.display()
+            );
+        }
         let tls_ca = self
             .redis_ca_cert
             .map(|path| {
@@ -158,8 +207,8 @@ mod tests {
 
     #[test]
     fn the_defaults_are_the_broker_crates() {
-        let Ok(BrokerConfig::Memory(memory)) = parse(&[]) else {
-            panic!("no --redis-url: the embedded broker");
+        let Ok(BrokerConfig::Memory(memory, None)) = parse(&[]) else {
+            panic!("no --redis-url: the embedded broker, in memory");
         };
         assert_eq!(memory, MemoryBrokerConfig::default());
         let Ok(BrokerConfig::Redis(redis)) = parse(&["--redis-url", "redis://127.0.0.1/"]) else {
@@ -206,7 +255,7 @@ mod tests {
 
     #[test]
     fn retention_is_in_days_for_the_embedded_broker_only() {
-        let Ok(BrokerConfig::Memory(memory)) = parse(&["--retention-days", "7"]) else {
+        let Ok(BrokerConfig::Memory(memory, _)) = parse(&["--retention-days", "7"]) else {
             panic!("the embedded broker");
         };
         assert_eq!(memory.retention, Some(Duration::from_secs(7 * 86_400)));
@@ -214,5 +263,38 @@ mod tests {
         let err = parse(&["--redis-url", "redis://127.0.0.1/", "--retention-days", "7"])
             .expect_err("refused with Redis");
         assert!(format!("{err:#}").contains("--redis-room-ttl"), "{err:#}");
+    }
+
+    #[test]
+    fn a_data_dir_is_for_the_embedded_broker_with_an_optional_cap() {
+        let Ok(BrokerConfig::Memory(_, Some(data))) = parse(&["--data-dir", "/tmp/skat-data"])
+        else {
+            panic!("--data-dir: the embedded broker on it");
+        };
+        let uncapped = DataDir {
+            dir: "/tmp/skat-data".into(),
+            journal: JournalConfig::default(),
+        };
+        assert_eq!(data, uncapped);
+        let capped = parse(&["--data-dir", "/tmp/d", "--data-max-mb", "2"]);
+        let Ok(BrokerConfig::Memory(_, Some(data))) = capped else {
+            panic!("--data-max-mb: capped");
+        };
+        assert_eq!(data.journal.max_bytes, Some(2 * 1024 * 1024));
+        // An empty dir is none (so an image's default can be switched off).
+        assert!(matches!(
+            parse(&["--data-dir", ""]),
+            Ok(BrokerConfig::Memory(_, None))
+        ));
+
+        let both = parse(&["--data-dir", "/tmp/d", "--redis-url", "redis://127.0.0.1/"]);
+        let err = format!("{:#}", both.expect_err("refused"));
+        assert!(
+            err.contains("--data-dir") && err.contains("--redis-url"),
+            "{err}"
+        );
+        let err = format!("{:#}", parse(&["--data-max-mb", "1"]).expect_err("refused"));
+        assert!(err.contains("needs --data-dir"), "{err}");
+        assert!(parse(&["--data-dir", "/tmp/d", "--data-max-mb", "0"]).is_err());
     }
 }

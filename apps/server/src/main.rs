@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use skat_broker::{MemoryBroker, RedisBroker};
+use skat_broker::{MemoryBroker, MemoryBrokerConfig, RedisBroker};
 use skat_server::ServerConfig;
 use tracing_subscriber::EnvFilter;
 
 mod broker_args;
 
-use broker_args::{BrokerArgs, BrokerConfig};
+use broker_args::{BrokerArgs, BrokerConfig, DataDir};
 
 /// jemalloc rather than the system allocator. A connection storm allocates and frees many small
 /// replies in between long-lived connection state; glibc's malloc keeps the holes they leave
@@ -235,9 +235,8 @@ async fn serve_node(serve: Serve) -> anyhow::Result<()> {
             }
             served
         }
-        BrokerConfig::Memory(memory) => {
-            tracing::info!(broker = "memory", "starting");
-            let broker = Arc::new(MemoryBroker::new(memory));
+        BrokerConfig::Memory(memory, data) => {
+            let broker = Arc::new(embedded_broker(memory, data).await?);
             if let Some(retention) = memory.retention {
                 tracing::info!(days = retention.as_secs() / 86_400, "messages expire");
             }
@@ -247,6 +246,30 @@ async fn serve_node(serve: Serve) -> anyhow::Result<()> {
         }
     }
     .context("server failed")
+}
+
+/// The embedded broker: on the data dir if given (opened and loaded on a blocking thread: it
+/// reads the whole file), else in memory, which the log says once.
+async fn embedded_broker(
+    memory: MemoryBrokerConfig,
+    data: Option<DataDir>,
+) -> anyhow::Result<MemoryBroker> {
+    let Some(DataDir { dir, journal }) = data else {
+        tracing::warn!(
+            broker = "memory",
+            "no --data-dir (SKAT_DATA_DIR): history is kept in memory only and lost on restart"
+        );
+        tracing::info!(broker = "memory", "starting");
+        return Ok(MemoryBroker::new(memory));
+    };
+    let at = dir.display().to_string();
+    let broker =
+        tokio::task::spawn_blocking(move || MemoryBroker::open_with(memory, &dir, &journal))
+            .await
+            .context("the data dir's loading thread failed")?
+            .with_context(|| format!("cannot use the data dir {at} (--data-dir)"))?;
+    tracing::info!(broker = "memory", data_dir = %at, "starting");
+    Ok(broker)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -4,4 +4,5 @@
 
 pub(crate) mod idle;
 pub(crate) mod load;
+pub(crate) mod rate;
 pub(crate) mod storm;

@@ -11,6 +11,7 @@ mod changes;
 #[allow(dead_code)]
 #[path = "../it/common/mod.rs"]
 mod common;
+mod durable;
 mod signed;
 
 use std::net::SocketAddr;

@@ -24,6 +24,7 @@ impl Server {
             .env("SKAT_BIND", "127.0.0.1:0")
             .env_remove("SKAT_REDIS_URL")
             .env_remove("SKAT_JWT_SECRET")
+            .env_remove("SKAT_DATA_DIR")
             .env_remove("NO_COLOR")
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
@@ -105,4 +106,26 @@ async fn text_lines_have_no_colors_off_a_terminal() {
         "no ANSI escapes in a pipe: {line:?}"
     );
     assert!(line.contains("node{id=plain-node}"), "{line}");
+}
+
+/// The lines a node logs before `listening` that say history is in memory only.
+fn memory_only_warnings(args: &[&str]) -> usize {
+    let server = Server::start(args, &[]);
+    let mut warnings = 0;
+    server.wait_for("listening", |line| {
+        warnings += usize::from(line.contains("history is kept in memory only"));
+        line.contains("listening").then_some(())
+    });
+    warnings
+}
+
+#[tokio::test]
+async fn without_a_data_dir_the_node_says_once_that_history_is_in_memory_only() {
+    assert_eq!(memory_only_warnings(&["--node-id", "memory-node"]), 1);
+    let data = skat_testkit::TempDir::new("logs-data").unwrap();
+    let data = data.path().to_str().unwrap();
+    assert_eq!(
+        memory_only_warnings(&["--node-id", "durable-node", "--data-dir", data]),
+        0
+    );
 }

@@ -25,6 +25,8 @@ mod chat;
 mod cli;
 mod cluster;
 mod compat;
+mod durable;
+mod durable_failures;
 mod errors;
 mod floods;
 mod fuzz;

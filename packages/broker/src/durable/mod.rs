@@ -1,7 +1,7 @@
-//! The embedded node's durable journal (issue 23, step 1: not wired into `MemoryBroker` or the
-//! server yet): rooms, their ordered logs (messages in their current state, and changes), read
-//! markers and the nonce window, in one SQLite file, `DIR/skat.db`, so a restarted node serves
-//! exactly the history it confirmed.
+//! The embedded node's durable journal (issue 23; `MemoryBroker::open` runs on it, and the
+//! server opens one with `--data-dir`): rooms, their ordered logs (messages in their current
+//! state, and changes), read markers and the nonce window, in one SQLite file, `DIR/skat.db`,
+//! so a restarted node serves exactly the history it confirmed.
 //!
 //! Why it is shaped so:
 //! - One writer thread owns the write connection (`writer.rs`): SQLite has one writer at a time
@@ -46,6 +46,7 @@ use tokio::sync::oneshot;
 pub use error::DurableError;
 pub use export::{ImportError, Imported, Importer, export};
 pub use load::{Loaded, LoadedEntry, LoadedNonce, LoadedRoom, Reactors};
+pub use open::JournalConfig;
 pub use writer::{Completion, WriteOp};
 
 /// The journal of one data dir: its writer thread, a read connection for loading, and the dir's
@@ -73,7 +74,16 @@ impl Journal {
     /// [`DurableError::Locked`] if another node holds the dir; `ReadOnly`, `Corrupt`, `Full`,
     /// `Migrate`, `Open` or `Io` as SQLite or the system tell, each naming the file.
     pub fn open(dir: &Path) -> Result<Journal, DurableError> {
-        Self::open_configured(dir, |_| Ok(()))
+        Self::open_with(dir, &JournalConfig::default())
+    }
+
+    /// [`Journal::open`] with the operator's settings (a size cap).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Journal::open`].
+    pub fn open_with(dir: &Path, config: &JournalConfig) -> Result<Journal, DurableError> {
+        Self::open_configured(dir, |conn| config.apply(conn))
     }
 
     /// [`Journal::open`], with `configure` applied to the writer's connection after the

@@ -1,6 +1,10 @@
-//! Opening the journal's file: the data dir's lock, the connection's pragmas, and the schema's
-//! migrations. Kept apart from the writer so that the rules a node starts under (one node per
-//! dir, WAL, how durable a commit is) read in one place.
+//! Opening the journal's file: the data dir's lock, the connection's pragmas, the schema's
+//! migrations and the operator's settings ([`JournalConfig`]). Kept apart from the writer so
+//! that the rules a node starts under (one node per dir, WAL, how durable a commit is, who may
+//! read the files) read in one place.
+//!
+//! The data dir holds every room's history: what the journal creates is its owner's only (the
+//! dir `0700`, the files `0600`; SQLite gives its `-wal` and `-shm` files the database's mode).
 
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
@@ -30,18 +34,52 @@ pub(super) static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
     ])
 });
 
+/// How a journal is opened: what an operator may choose.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JournalConfig {
+    /// The database's size cap in bytes (SQLite's `max_page_count`, from its page size): a
+    /// write past it fails as on a full disk ([`DurableError::Full`]). `None`: only the disk's.
+    /// A cap below what the file already holds keeps it at its size.
+    pub max_bytes: Option<u64>,
+}
+
+impl JournalConfig {
+    /// Applies the settings to the writer's connection.
+    pub(super) fn apply(&self, conn: &Connection) -> rusqlite::Result<()> {
+        if let Some(max_bytes) = self.max_bytes {
+            let page_size: u64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+            let pages = (max_bytes / page_size.max(1)).max(1);
+            conn.pragma_update(None, "max_page_count", pages)?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates `dir` (and its parents) if missing, the ones it creates readable by the owner only.
+fn create_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Opens `path` for writing, creating it readable and writable by the owner only if missing.
+fn create_file(path: &Path) -> std::io::Result<File> {
+    let mut options = File::options();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
 /// Takes the data dir's exclusive lock (an OS file lock, released when the process dies, even
 /// by `kill -9`), so that a second node on the same dir fails here, clearly, rather than
 /// interleave its writes with ours.
 pub(super) fn lock(dir: &Path) -> Result<File, DurableError> {
-    std::fs::create_dir_all(dir).map_err(|e| DurableError::io(dir, &e))?;
+    create_dir(dir).map_err(|e| DurableError::io(dir, &e))?;
     let path = dir.join(LOCK_FILE);
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| DurableError::io(&path, &e))?;
+    let file = create_file(&path).map_err(|e| DurableError::io(&path, &e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(TryLockError::WouldBlock) => Err(DurableError::Locked {
@@ -88,9 +126,12 @@ pub(super) fn connect(path: &Path, read_only: bool) -> Result<Connection, Durabl
     Ok(conn)
 }
 
-/// Opens (creating) `DIR/skat.db` for writing and migrates it to the latest schema.
+/// Opens (creating, owner-only) `DIR/skat.db` for writing and migrates it to the latest schema.
 pub(super) fn open_writer(dir: &Path) -> Result<(Connection, PathBuf), DurableError> {
     let path = dir.join(DB_FILE);
+    // Created here rather than by SQLite, so with the owner-only mode (an empty file is a new
+    // database to SQLite).
+    create_file(&path).map_err(|e| DurableError::io(&path, &e))?;
     let mut conn = connect(&path, false)?;
     MIGRATIONS
         .to_latest(&mut conn)

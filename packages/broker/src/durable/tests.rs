@@ -12,7 +12,7 @@ use skat_testkit::TempDir;
 use tokio::sync::oneshot;
 
 use super::open::{DB_FILE, MIGRATIONS};
-use super::{DurableError, Journal, LoadedEntry, WriteOp};
+use super::{DurableError, Journal, JournalConfig, LoadedEntry, WriteOp};
 use crate::{Change, Message, MessageId};
 
 fn id(ms: u64, seq: u64) -> MessageId {
@@ -382,6 +382,43 @@ fn durable_a_deleted_body_is_gone_from_the_file() {
     assert!(
         !bytes.windows(13).any(|w| w == b"zyxwvutsecret"),
         "the body is still in the file"
+    );
+}
+
+#[test]
+fn durable_the_files_it_creates_are_its_owners_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new("durable").unwrap();
+    let data = dir.path().join("data");
+    let journal = Journal::open(&data).unwrap();
+    write(&journal, room("r")).unwrap();
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data dir");
+    for file in [DB_FILE, "skat.db-wal", "skat.db-shm", "skat.lock"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+}
+
+#[test]
+fn durable_a_size_cap_fails_writes_past_it_as_a_full_disk() {
+    let dir = TempDir::new("durable").unwrap();
+    let capped = JournalConfig {
+        max_bytes: Some(1 << 20),
+    };
+    let journal = Journal::open_with(dir.path(), &capped).unwrap();
+    write(&journal, room("r")).unwrap();
+    let body = "x".repeat(4000);
+    let full = (1..=400).find_map(|i| {
+        match write(&journal, WriteOp::Message(message("r", id(i, 0), &body))) {
+            Ok(()) => None,
+            Err(e) => Some((i, e)),
+        }
+    });
+    let (at, err) = full.expect("1 MiB never filled");
+    assert!(matches!(err, DurableError::Full { .. }), "{err:?}");
+    assert!(
+        at > 100,
+        "full after {at} writes of 4 kB: the cap is not 1 MiB"
     );
 }
 

@@ -83,6 +83,10 @@ pub enum WriteOp {
         /// When it expires.
         expires_ms: u64,
     },
+    /// Operations that stand or fall together, in one savepoint: an entry with its nonce and
+    /// the trim its push caused, so a write that fails (a full disk) cannot leave the entry
+    /// stored without the nonce that makes a retry a duplicate.
+    All(Vec<WriteOp>),
 }
 
 /// An operation's completion: `Ok` once its transaction committed.
@@ -158,6 +162,11 @@ pub(super) fn apply(tx: &Connection, op: &WriteOp) -> rusqlite::Result<()> {
             .execute(params![room, epoch])?;
         }
         WriteOp::Message(m) => append_message(tx, m)?,
+        WriteOp::All(ops) => {
+            for op in ops {
+                apply(tx, op)?;
+            }
+        }
         WriteOp::Change(c) => apply_change(tx, c)?,
         WriteOp::Trim { room, through } => trim(tx, room, *through)?,
         WriteOp::Sweep { room, through } => {

@@ -77,8 +77,9 @@ impl Durable {
         lock(&self.epochs).get(room).cloned()
     }
 
-    /// Queues an entry's writes (the room first if the file lacks it, the entry, its nonce,
-    /// the trim its push caused) and its event. Call under the room's lock, after the push.
+    /// Queues an entry's writes (the room first if the file lacks it, then the entry, its
+    /// nonce and the trim its push caused as one operation) and its event. Call under the
+    /// room's lock, after the push.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn queue_entry(
         &self,
@@ -90,13 +91,14 @@ impl Durable {
         (trimmed_before, window): (Option<MessageId>, Duration),
         event: RoomEvent,
     ) -> Waits {
-        let mut waits = Vec::with_capacity(4);
+        let mut waits = Vec::with_capacity(2);
         self.queue_room(room, epoch, &mut waits);
-        waits.push(self.journal.submit(op));
+        // The entry, its nonce and its trim in one operation: they stand or fall together.
+        let mut ops = vec![op];
         if let Some((space, who, nonce)) = key {
             let window = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
             self.expire(window);
-            waits.push(self.journal.submit(WriteOp::Nonce {
+            ops.push(WriteOp::Nonce {
                 room: room.to_owned(),
                 space: (*space).to_owned(),
                 who: who.clone(),
@@ -104,7 +106,7 @@ impl Durable {
                 id,
                 count,
                 expires_ms: now_ms().saturating_add(window),
-            }));
+            });
         }
         let pending = state.pending.get_or_insert_default();
         if state.trimmed != trimmed_before
@@ -113,23 +115,19 @@ impl Durable {
             pending.untrimmed += 1;
             if pending.untrimmed >= self.trim_every {
                 pending.untrimmed = 0;
-                waits.push(self.trim(room, through));
+                ops.push(WriteOp::Trim {
+                    room: room.to_owned(),
+                    through,
+                });
             }
         }
         pending.events.push_back((id, event));
+        let op = match ops.len() {
+            1 => ops.pop().unwrap_or(WriteOp::All(Vec::new())),
+            _ => WriteOp::All(ops),
+        };
+        waits.push(self.journal.submit(op));
         waits
-    }
-
-    /// Queues the trim of `room`'s file through `through`.
-    pub(super) fn trim(
-        &self,
-        room: &str,
-        through: MessageId,
-    ) -> oneshot::Receiver<Result<(), DurableError>> {
-        self.journal.submit(WriteOp::Trim {
-            room: room.to_owned(),
-            through,
-        })
     }
 
     /// Queues the retention sweep of `room`'s file through `through`.

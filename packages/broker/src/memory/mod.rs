@@ -148,7 +148,21 @@ impl MemoryBroker {
         config: MemoryBrokerConfig,
         data_dir: &std::path::Path,
     ) -> Result<Self, crate::durable::DurableError> {
-        let journal = crate::durable::Journal::open(data_dir)?;
+        Self::open_with(config, data_dir, &crate::durable::JournalConfig::default())
+    }
+
+    /// [`MemoryBroker::open`] with the journal's settings (a size cap).
+    ///
+    /// # Errors
+    ///
+    /// As for [`MemoryBroker::open`].
+    #[cfg(feature = "sqlite")]
+    pub fn open_with(
+        config: MemoryBrokerConfig,
+        data_dir: &std::path::Path,
+        journal: &crate::durable::JournalConfig,
+    ) -> Result<Self, crate::durable::DurableError> {
+        let journal = crate::durable::Journal::open_with(data_dir, journal)?;
         Self::on_journal(config, journal)
     }
 

@@ -28,6 +28,19 @@ pub(crate) async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
         .flatten()
 }
 
+/// Node `id` on `addr` with the tests' limits (generous rates, a short shutdown) and `extra`.
+fn server(id: &str, addr: SocketAddr, extra: &[(&str, &str)]) -> SkatServer {
+    let mut server = SkatServer::new(env!("CARGO_BIN_EXE_skat-server"), id, addr)
+        .env("SKAT_MESSAGES_PER_SEC", "1000")
+        .env("SKAT_MESSAGES_BURST", "1000")
+        .env("SKAT_MAX_CONNS_PER_IP", "0")
+        .env("SKAT_SHUTDOWN_TIMEOUT", "5");
+    for (key, value) in extra {
+        server = server.env(key, value);
+    }
+    server
+}
+
 /// A `skat-server` child process (testkit's [`SkatServer`]), killed (SIGKILL) on drop.
 pub(crate) struct NodeProcess {
     pub(crate) id: String,
@@ -49,15 +62,24 @@ impl NodeProcess {
         dir: &Path,
         extra: &[(&str, &str)],
     ) -> NodeProcess {
-        let mut server = SkatServer::new(env!("CARGO_BIN_EXE_skat-server"), id, addr)
-            .redis(redis)
-            .env("SKAT_MESSAGES_PER_SEC", "1000")
-            .env("SKAT_MESSAGES_BURST", "1000")
-            .env("SKAT_MAX_CONNS_PER_IP", "0")
-            .env("SKAT_SHUTDOWN_TIMEOUT", "5");
-        for (key, value) in extra {
-            server = server.env(key, value);
-        }
+        Self::start(server(id, addr, extra).redis(redis), id, addr, dir).await
+    }
+
+    /// Node `id` on `addr` with the embedded broker on the data dir `data` (logging to
+    /// `dir`), with more environment variables; waits until `/readyz` answers 200.
+    pub(crate) async fn embedded(
+        id: &str,
+        addr: SocketAddr,
+        data: &Path,
+        dir: &Path,
+        extra: &[(&str, &str)],
+    ) -> NodeProcess {
+        let data = data.to_string_lossy();
+        let server = server(id, addr, extra).env("SKAT_DATA_DIR", &data);
+        Self::start(server, id, addr, dir).await
+    }
+
+    async fn start(server: SkatServer, id: &str, addr: SocketAddr, dir: &Path) -> NodeProcess {
         let process = server
             .start(dir)
             .await
@@ -67,6 +89,11 @@ impl NodeProcess {
             addr,
             process,
         }
+    }
+
+    /// Its log so far.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
     }
 
     /// SIGKILL, as a crash would.
