@@ -80,6 +80,16 @@ pub(crate) struct BrokerArgs {
     /// Messages kept per room by the embedded broker.
     #[arg(long, env = "SKAT_HISTORY_LEN", default_value_t = MemoryBrokerConfig::DEFAULT_HISTORY_LEN)]
     history_len: usize,
+    /// Days the embedded broker keeps messages (in memory and in its data dir): older ones,
+    /// with the changes to them, are dropped once a minute. Without it, `--history-len` alone
+    /// bounds a room. With Redis it is refused: there retention is `--redis-room-ttl` and
+    /// `--stream-len`.
+    #[arg(
+        long,
+        env = "SKAT_RETENTION_DAYS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    retention_days: Option<u64>,
     /// The embedded broker keeps its rooms (history, epochs, changes, read markers, recent
     /// nonces) in DIR/skat.db (SQLite), so a restarted node serves what it confirmed before;
     /// created if missing. Without it (or empty) history is in memory only, lost on restart.
@@ -130,6 +140,9 @@ impl BrokerArgs {
         let Some(url) = self.redis_url else {
             let memory = MemoryBrokerConfig {
                 history_len: self.history_len,
+                retention: self
+                    .retention_days
+                    .map(|days| Duration::from_secs(days.saturating_mul(86_400))),
                 ..MemoryBrokerConfig::default()
             };
             let data = data_dir.map(|dir| DataDir {
@@ -140,6 +153,11 @@ impl BrokerArgs {
             });
             return Ok(BrokerConfig::Memory(memory, data));
         };
+        anyhow::ensure!(
+            self.retention_days.is_none(),
+            "--retention-days is the embedded broker's: with Redis, retention is \
+             --redis-room-ttl / --stream-len; the archive (issue 24) will apply it"
+        );
         if let Some(dir) = data_dir {
             anyhow::bail!(
                 "--data-dir (SKAT_DATA_DIR, here {}) is for the embedded broker: with --redis-url \
@@ -233,6 +251,18 @@ mod tests {
         );
         let err = parse(&[&url[..], &["--stream-len", "0"]].concat()).expect_err("refused");
         assert!(format!("{err:#}").contains("--stream-len"), "{err:#}");
+    }
+
+    #[test]
+    fn retention_is_in_days_for_the_embedded_broker_only() {
+        let Ok(BrokerConfig::Memory(memory, _)) = parse(&["--retention-days", "7"]) else {
+            panic!("the embedded broker");
+        };
+        assert_eq!(memory.retention, Some(Duration::from_secs(7 * 86_400)));
+        assert!(parse(&["--retention-days", "0"]).is_err(), "0 days");
+        let err = parse(&["--redis-url", "redis://127.0.0.1/", "--retention-days", "7"])
+            .expect_err("refused with Redis");
+        assert!(format!("{err:#}").contains("--redis-room-ttl"), "{err:#}");
     }
 
     #[test]

@@ -22,7 +22,8 @@
 //! The public surface is what the binary, the tests and the benchmarks use, and no more: the
 //! settings ([`ServerConfig`], [`Limits`], [`yes_or_no`] and its [`ConfigError`]), [`bind`],
 //! [`app`], [`run`] and, for tests that drive a connection over a pipe, [`AppState`] and
-//! [`serve_socket`]; [`auth`] for the keys and tokens of signed mode and the API. Two hidden
+//! [`serve_socket`]; [`auth`] for the keys and tokens of signed mode and the API; [`backup`] for
+//! the `export` and `import` commands (a data dir's rooms as JSON lines). Two hidden
 //! modules serve the targets that are crates of their own and see only public items: `bench`
 //! (the criterion benchmark and `examples/room_cost.rs` drive the fan-out and the registry
 //! without sockets) and `autobahn` (`examples/autobahn_echo.rs` puts the WebSocket layer in
@@ -34,6 +35,7 @@ mod assets;
 pub mod auth;
 #[doc(hidden)]
 pub mod autobahn;
+pub mod backup;
 #[doc(hidden)]
 pub mod bench;
 mod config;

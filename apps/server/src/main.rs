@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,6 +55,25 @@ enum Command {
         /// `--rooms` (its `moderate` claim); without it, none.
         #[arg(long, value_delimiter = ',')]
         moderate: Option<Vec<String>>,
+    },
+    /// Write the rooms of a data dir to stdout as JSON lines (a backup, or a move to another
+    /// node): each room's epoch, messages in their current state, changes, reactors and read
+    /// markers. The dir may be a running node's (one consistent snapshot is read).
+    Export {
+        /// The data dir to read.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Only this room.
+        #[arg(long)]
+        room: Option<String>,
+    },
+    /// Read JSON lines written by `export` from stdin into a data dir that no node holds,
+    /// keeping ids and epochs. All or nothing: a malformed line (named by its number) imports
+    /// nothing.
+    Import {
+        /// The data dir to write (created if missing).
+        #[arg(long)]
+        data_dir: PathBuf,
     },
 }
 
@@ -126,14 +146,33 @@ fn colors_for(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
 
 fn main() -> anyhow::Result<()> {
     let Cli { command, serve } = Cli::parse();
-    if let Some(Command::Token {
-        name,
-        ttl,
-        rooms,
-        moderate,
-    }) = command
-    {
-        return print_token(serve.config, &name, ttl, rooms, moderate);
+    match command {
+        Some(Command::Token {
+            name,
+            ttl,
+            rooms,
+            moderate,
+        }) => return print_token(serve.config, &name, ttl, rooms, moderate),
+        Some(Command::Export { data_dir, room }) => {
+            skat_server::backup::export(&data_dir, room.as_deref(), std::io::stdout().lock())
+                .with_context(|| format!("cannot export {}", data_dir.display()))?;
+            return Ok(());
+        }
+        Some(Command::Import { data_dir }) => {
+            let imported = skat_server::backup::import(&data_dir, std::io::stdin().lock())
+                .with_context(|| format!("cannot import into {}", data_dir.display()))?;
+            #[allow(clippy::print_stderr)] // The command's report; stdout stays free.
+            {
+                eprintln!(
+                    "imported {} room(s), {} entries into {}",
+                    imported.rooms,
+                    imported.entries,
+                    data_dir.display()
+                );
+            }
+            return Ok(());
+        }
+        None => {}
     }
     init_logging(serve.log_format);
     // Every line the node logs, on whichever thread, is in its span: the span is entered on each
@@ -198,6 +237,11 @@ async fn serve_node(serve: Serve) -> anyhow::Result<()> {
         }
         BrokerConfig::Memory(memory, data) => {
             let broker = Arc::new(embedded_broker(memory, data).await?);
+            if let Some(retention) = memory.retention {
+                tracing::info!(days = retention.as_secs() / 86_400, "messages expire");
+            }
+            // Ends with the broker.
+            let _retention = broker.spawn_retention();
             skat_server::run(listener, broker, config, shutdown_signal()).await
         }
     }

@@ -48,7 +48,9 @@ pub use change::{
     change_size,
 };
 
-pub use memory::{MemoryBroker, MemoryBrokerConfig, MemoryError, MemorySubscription};
+pub use memory::{
+    MemoryBroker, MemoryBrokerConfig, MemoryError, MemorySubscription, RETENTION_SWEEP,
+};
 pub use node_id::{InvalidNodeId, NODE_ID_MAX_LEN, check_node_id};
 pub use reads::{HistoryPage, Recovery, Resume, SearchPage, Searched, Snapshot};
 #[cfg(feature = "redis")]

@@ -17,6 +17,7 @@ mod access;
 mod admission;
 mod api;
 mod api_changes;
+mod backup;
 mod batching;
 mod changes;
 mod chaos;

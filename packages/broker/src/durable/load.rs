@@ -106,7 +106,7 @@ pub(super) fn load_room(
 }
 
 /// Every room, or `only` that one.
-fn read(
+pub(super) fn read(
     conn: &Connection,
     only: Option<&str>,
     history_len: usize,

@@ -20,8 +20,12 @@
 //!   edits and the full-text index, with `secure_delete` so it is gone from the file.
 //! - The schema is versioned by migration files (`migrations/sqlite/`) applied at open; the
 //!   version is SQLite's `user_version`.
+//! - Export and import (`export.rs`, behind `skat-server export` / `import`): a snapshot of the
+//!   file as records without taking the lock, and records back into a dir nobody holds, rows as
+//!   they were, in one transaction.
 
 mod error;
+mod export;
 mod load;
 mod open;
 mod search;
@@ -41,6 +45,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 pub use error::DurableError;
+pub use export::{ImportError, Imported, Importer, export};
 pub use load::{Loaded, LoadedEntry, LoadedNonce, LoadedRoom, Reactors};
 pub use open::JournalConfig;
 pub use search::SearchSpan;

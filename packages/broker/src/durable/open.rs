@@ -26,9 +26,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The schema's migrations, in order; the runner records the version reached in
 /// `PRAGMA user_version`. Add a file, never edit one that shipped.
 pub(super) static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
-    Migrations::new(vec![M::up(include_str!(
-        "../../migrations/sqlite/0001_initial.sql"
-    ))])
+    Migrations::new(vec![
+        M::up(include_str!("../../migrations/sqlite/0001_initial.sql")),
+        M::up(include_str!(
+            "../../migrations/sqlite/0002_entries_by_target.sql"
+        )),
+    ])
 });
 
 /// How a journal is opened: what an operator may choose.

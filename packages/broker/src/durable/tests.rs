@@ -43,6 +43,9 @@ fn write(journal: &Journal, op: WriteOp) -> Result<(), DurableError> {
     journal.submit(op).blocking_recv().unwrap()
 }
 
+/// The schema's latest version: the number of migration files.
+const LATEST: i64 = 2;
+
 fn user_version(path: &Path) -> i64 {
     let conn = Connection::open(path).unwrap();
     conn.pragma_query_value(None, "user_version", |row| row.get(0))
@@ -62,7 +65,7 @@ fn durable_open_on_an_empty_dir_migrates_to_the_latest_version() {
     assert_eq!(journal.path(), data.join(DB_FILE));
     assert_eq!(journal.load(100, 0).unwrap().rooms, vec![]);
     drop(journal);
-    assert_eq!(user_version(&data.join(DB_FILE)), 1);
+    assert_eq!(user_version(&data.join(DB_FILE)), LATEST);
     let conn = Connection::open(data.join(DB_FILE)).unwrap();
     let mode: String = conn
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
@@ -85,12 +88,67 @@ fn durable_migrates_from_version_0() {
     write(&journal, room("r")).unwrap();
     write(&journal, WriteOp::Message(message("r", id(1, 0), "hi"))).unwrap();
     drop(journal);
-    assert_eq!(user_version(&path), 1);
+    assert_eq!(user_version(&path), LATEST);
     let conn = Connection::open(&path).unwrap();
     let n: i64 = conn
         .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 1);
+}
+
+#[test]
+fn durable_migrates_from_the_previous_version_with_data() {
+    let dir = TempDir::new("durable").unwrap();
+    let path = dir.path().join(DB_FILE);
+    {
+        // A file the previous release wrote: migrated that far, holding a room's log.
+        let mut conn = Connection::open(&path).unwrap();
+        MIGRATIONS
+            .to_version(&mut conn, usize::try_from(LATEST - 1).unwrap())
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO rooms (name, epoch) VALUES ('r', 'epoch-r');
+             INSERT INTO entries (room, ms, seq, kind, author, body, ts, edited_ms)
+                 VALUES ('r', 1, 0, 'message', 'ann', 'hello again', 1, 2);
+             INSERT INTO entries (room, ms, seq, kind, author, body, ts, target_ms, target_seq)
+                 VALUES ('r', 2, 0, 'edited', 'ann', 'hello again', 2, 1, 0);
+             INSERT INTO entries_fts (rowid, body)
+                 SELECT id, body FROM entries WHERE kind = 'message';
+             INSERT INTO read_markers (room, user, ms, seq) VALUES ('r', 'bob', 1, 0);",
+        )
+        .unwrap();
+    }
+    assert_eq!(user_version(&path), LATEST - 1);
+    let journal = Journal::open(dir.path()).unwrap();
+    let room = journal.load(10, 0).unwrap().rooms.remove(0);
+    assert_eq!(room.epoch, "epoch-r");
+    assert_eq!(room.entries.len(), 2);
+    let LoadedEntry::Message(m) = &room.entries[0] else {
+        panic!("{:?}", room.entries[0]);
+    };
+    assert_eq!((m.body.as_str(), m.edited()), ("hello again", Some(2)));
+    assert_eq!(room.markers, vec![("bob".to_owned(), id(1, 0))]);
+    // The migrated file takes writes: a delete blanks the message and its edit.
+    let deleted = Deleted {
+        room: "r".into(),
+        id: id(3, 0),
+        target: id(1, 0),
+        by: "ann".into(),
+        ts: 3,
+        nonce: None,
+    };
+    write(&journal, WriteOp::Change(Change::Deleted(deleted))).unwrap();
+    drop(journal);
+    assert_eq!(user_version(&path), LATEST);
+    let conn = Connection::open(&path).unwrap();
+    let left: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM entries WHERE body LIKE 'hello%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0);
 }
 
 #[test]

@@ -42,6 +42,15 @@ pub enum WriteOp {
         /// The newest id dropped.
         through: MessageId,
     },
+    /// Retention: the room's entries up to `through` dropped as by [`WriteOp::Trim`], and with
+    /// them every change (of any id) that targets one of them, so nothing of an expired message
+    /// stays in the file.
+    Sweep {
+        /// The room.
+        room: String,
+        /// The newest id dropped.
+        through: MessageId,
+    },
     /// A user's read marker moved to `id`.
     Marker {
         /// The room.
@@ -143,7 +152,7 @@ fn commit(
 }
 
 /// Applies one operation.
-fn apply(tx: &Connection, op: &WriteOp) -> rusqlite::Result<()> {
+pub(super) fn apply(tx: &Connection, op: &WriteOp) -> rusqlite::Result<()> {
     match op {
         WriteOp::Room { room, epoch } => {
             tx.prepare_cached(
@@ -160,6 +169,14 @@ fn apply(tx: &Connection, op: &WriteOp) -> rusqlite::Result<()> {
         }
         WriteOp::Change(c) => apply_change(tx, c)?,
         WriteOp::Trim { room, through } => trim(tx, room, *through)?,
+        WriteOp::Sweep { room, through } => {
+            trim(tx, room, *through)?;
+            tx.prepare_cached(
+                "DELETE FROM entries WHERE room = ?1 AND kind <> 'message'
+                 AND target_ms IS NOT NULL AND (target_ms, target_seq) <= (?2, ?3)",
+            )?
+            .execute(params![room, through.ms, through.seq])?;
+        }
         WriteOp::Expire { now_ms } => {
             tx.prepare_cached("DELETE FROM nonces WHERE expires_ms <= ?1")?
                 .execute(params![now_ms])?;
@@ -191,7 +208,7 @@ fn apply(tx: &Connection, op: &WriteOp) -> rusqlite::Result<()> {
 }
 
 /// Inserts a message and indexes its body.
-fn append_message(tx: &Connection, m: &Message) -> rusqlite::Result<()> {
+pub(super) fn append_message(tx: &Connection, m: &Message) -> rusqlite::Result<()> {
     let reply = m.reply_to();
     tx.prepare_cached(
         "INSERT INTO entries (room, ms, seq, kind, author, body, ts, nonce, reply_to_ms,
@@ -245,7 +262,7 @@ fn trim(tx: &Connection, room: &str, through: MessageId) -> rusqlite::Result<()>
 }
 
 /// Records `user` reacting with `emoji` to `target`, by the reaction `at`.
-fn add_reactor(
+pub(super) fn add_reactor(
     tx: &Connection,
     room: &str,
     target: MessageId,
@@ -293,15 +310,14 @@ fn require_message(tx: &Connection, room: &str, target: MessageId) -> rusqlite::
     Ok(())
 }
 
-/// Appends a change and applies it to its target's current state (so a load reads state and
-/// replays nothing). A kind this crate does not know is not stored.
-fn apply_change(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
+/// Inserts a change's row, as is (a kind this crate does not know is not stored): what
+/// [`apply_change`] appends, and what an import restores.
+pub(super) fn insert_change(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
     let insert = "INSERT INTO entries (room, ms, seq, kind, author, body, ts, nonce, target_ms,
                                        target_seq, emoji, added, count)
                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
     match change {
         Change::Edited(c) => {
-            require_message(tx, &c.room, c.target)?;
             tx.prepare_cached(insert)?.execute(params![
                 c.room,
                 c.id.ms,
@@ -317,21 +333,8 @@ fn apply_change(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
                 None::<bool>,
                 None::<u32>,
             ])?;
-            unindex(tx, &c.room, c.target)?;
-            tx.prepare_cached(
-                "UPDATE entries SET body = ?4, edited_ms = ?5
-                 WHERE room = ?1 AND ms = ?2 AND seq = ?3 AND kind = 'message' AND deleted = 0",
-            )?
-            .execute(params![c.room, c.target.ms, c.target.seq, c.body, c.ts])?;
-            tx.prepare_cached(
-                "INSERT INTO entries_fts (rowid, body)
-                 SELECT id, body FROM entries
-                 WHERE room = ?1 AND ms = ?2 AND seq = ?3 AND kind = 'message' AND deleted = 0",
-            )?
-            .execute(params![c.room, c.target.ms, c.target.seq])?;
         }
         Change::Deleted(c) => {
-            require_message(tx, &c.room, c.target)?;
             tx.prepare_cached(insert)?.execute(params![
                 c.room,
                 c.id.ms,
@@ -347,6 +350,52 @@ fn apply_change(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
                 None::<bool>,
                 None::<u32>,
             ])?;
+        }
+        Change::Reacted(c) => {
+            tx.prepare_cached(insert)?.execute(params![
+                c.room,
+                c.id.ms,
+                c.id.seq,
+                "reacted",
+                c.user,
+                None::<String>,
+                0_u64,
+                c.nonce,
+                c.target.ms,
+                c.target.seq,
+                c.emoji,
+                c.add,
+                c.count,
+            ])?;
+        }
+        Change::Unknown => {}
+    }
+    Ok(())
+}
+
+/// Appends a change and applies it to its target's current state (so a load reads state and
+/// replays nothing). A kind this crate does not know is not stored.
+fn apply_change(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
+    match change {
+        Change::Edited(c) => {
+            require_message(tx, &c.room, c.target)?;
+            insert_change(tx, change)?;
+            unindex(tx, &c.room, c.target)?;
+            tx.prepare_cached(
+                "UPDATE entries SET body = ?4, edited_ms = ?5
+                 WHERE room = ?1 AND ms = ?2 AND seq = ?3 AND kind = 'message' AND deleted = 0",
+            )?
+            .execute(params![c.room, c.target.ms, c.target.seq, c.body, c.ts])?;
+            tx.prepare_cached(
+                "INSERT INTO entries_fts (rowid, body)
+                 SELECT id, body FROM entries
+                 WHERE room = ?1 AND ms = ?2 AND seq = ?3 AND kind = 'message' AND deleted = 0",
+            )?
+            .execute(params![c.room, c.target.ms, c.target.seq])?;
+        }
+        Change::Deleted(c) => {
+            require_message(tx, &c.room, c.target)?;
+            insert_change(tx, change)?;
             unindex(tx, &c.room, c.target)?;
             // The body goes from the file (secure_delete overwrites the old cell), and so do
             // the edits' bodies: a deleted message's text is nowhere.
@@ -365,21 +414,7 @@ fn apply_change(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
         }
         Change::Reacted(c) => {
             require_message(tx, &c.room, c.target)?;
-            tx.prepare_cached(insert)?.execute(params![
-                c.room,
-                c.id.ms,
-                c.id.seq,
-                "reacted",
-                c.user,
-                None::<String>,
-                0_u64,
-                c.nonce,
-                c.target.ms,
-                c.target.seq,
-                c.emoji,
-                c.add,
-                c.count,
-            ])?;
+            insert_change(tx, change)?;
             if c.add {
                 add_reactor(tx, &c.room, c.target, &c.emoji, &c.user, c.id)?;
             } else {

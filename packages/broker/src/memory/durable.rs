@@ -32,7 +32,15 @@ pub(super) struct Durable {
     /// When the file last forgot expired nonces (Unix ms): once per window, so its nonce table
     /// holds about a window, not every nonce ever sent.
     expired_ms: AtomicU64,
+    /// Entries a room's ring drops before its file is trimmed to match: one trim (a few
+    /// statements) per so many sends rather than per send, so the file holds at most this many
+    /// entries past the history length (a load takes the newest `history_len` anyway).
+    trim_every: usize,
 }
+
+/// The file keeps at most `history_len / TRIM_SLACK_DIVISOR` entries per room past the
+/// history length before it is trimmed (one eighth: 125 rows per room at the default length).
+const TRIM_SLACK_DIVISOR: usize = 8;
 
 /// What one call waits for.
 pub(super) type Waits = Vec<oneshot::Receiver<Result<(), DurableError>>>;
@@ -59,6 +67,7 @@ impl Durable {
             journal,
             epochs: Mutex::new(epochs),
             expired_ms: AtomicU64::new(now),
+            trim_every: (history_len / TRIM_SLACK_DIVISOR).max(1),
         };
         Ok((durable, rooms))
     }
@@ -99,25 +108,38 @@ impl Durable {
                 expires_ms: now_ms().saturating_add(window),
             });
         }
+        let pending = state.pending.get_or_insert_default();
         if state.trimmed != trimmed_before
             && let Some(through) = state.trimmed
         {
-            ops.push(WriteOp::Trim {
-                room: room.to_owned(),
-                through,
-            });
+            pending.untrimmed += 1;
+            if pending.untrimmed >= self.trim_every {
+                pending.untrimmed = 0;
+                ops.push(WriteOp::Trim {
+                    room: room.to_owned(),
+                    through,
+                });
+            }
         }
+        pending.events.push_back((id, event));
         let op = match ops.len() {
             1 => ops.pop().unwrap_or(WriteOp::All(Vec::new())),
             _ => WriteOp::All(ops),
         };
         waits.push(self.journal.submit(op));
-        state
-            .pending
-            .get_or_insert_default()
-            .events
-            .push_back((id, event));
         waits
+    }
+
+    /// Queues the retention sweep of `room`'s file through `through`.
+    pub(super) fn sweep(
+        &self,
+        room: &str,
+        through: MessageId,
+    ) -> oneshot::Receiver<Result<(), DurableError>> {
+        self.journal.submit(WriteOp::Sweep {
+            room: room.to_owned(),
+            through,
+        })
     }
 
     /// Queues the forgetting of expired nonces if a window passed since the last time (nobody
@@ -251,7 +273,7 @@ fn restore(state: &mut RoomState, room: LoadedRoom, window: Duration, now_ms: u6
     state.dedup = (!dedup.order.is_empty()).then(|| Box::new(dedup));
     state.pending = Some(Box::new(Pending {
         committed: state.last_id,
-        events: VecDeque::new(),
+        ..Pending::default()
     }));
 }
 

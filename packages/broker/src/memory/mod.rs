@@ -19,12 +19,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 mod changes;
 #[cfg(feature = "sqlite")]
 mod durable;
+mod retention;
 mod room;
 #[cfg(feature = "sqlite")]
 mod search;
 mod subscription;
 mod writes;
 
+pub use retention::RETENTION_SWEEP;
 use room::{DedupKey, Entry, RoomLog, RoomState};
 pub use subscription::MemorySubscription;
 
@@ -44,6 +46,9 @@ pub struct MemoryBrokerConfig {
     pub history_len: usize,
     /// How long a sender's nonce is remembered for idempotent sends.
     pub dedup_window: Duration,
+    /// How long messages are kept, if not for good: older ones are dropped (from the file too)
+    /// by the task [`MemoryBroker::spawn_retention`] starts, with the changes targeting them.
+    pub retention: Option<Duration>,
 }
 
 impl MemoryBrokerConfig {
@@ -56,6 +61,7 @@ impl Default for MemoryBrokerConfig {
         Self {
             history_len: Self::DEFAULT_HISTORY_LEN,
             dedup_window: crate::DEFAULT_DEDUP_WINDOW,
+            retention: None,
         }
     }
 }
@@ -537,3 +543,6 @@ mod tests;
 
 #[cfg(all(test, feature = "sqlite"))]
 mod durable_tests;
+
+#[cfg(all(test, feature = "sqlite"))]
+mod bounds_tests;

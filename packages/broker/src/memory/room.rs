@@ -59,6 +59,9 @@ pub(super) struct RoomState {
 pub(super) struct Pending {
     pub(super) committed: Option<MessageId>,
     pub(super) events: VecDeque<(MessageId, RoomEvent)>,
+    /// Entries dropped from the ring since the file was last trimmed: the file is trimmed
+    /// once they reach the broker's trim step, not on every push (see `memory/durable.rs`).
+    pub(super) untrimmed: usize,
 }
 
 /// The users reacting to messages: per message, per emoji (first appeared first), every user.
@@ -231,6 +234,33 @@ impl RoomState {
                 }
             }
         }
+    }
+
+    /// Drops the oldest readable entries whose id is older than `cutoff_ms` (retention), with
+    /// every later change that targets one of them and what the room keeps about them; returns
+    /// the newest id dropped (now the room's `trimmed`), if any. Not the hot path: the ring's
+    /// changes are filtered in one pass.
+    pub(super) fn expire_before(&mut self, cutoff_ms: u64) -> Option<MessageId> {
+        let visible = self.visible();
+        let old = self
+            .history
+            .range(..visible)
+            .take_while(|e| e.id().ms < cutoff_ms)
+            .count();
+        let through = self.history.get(old.checked_sub(1)?)?.id();
+        self.history.drain(..old);
+        self.trimmed = Some(through);
+        self.history.retain(|e| match e {
+            Entry::Change(c) => c.target().is_none_or(|t| t > through),
+            Entry::Message(_) => true,
+        });
+        if let Some(reactors) = &mut self.reactors {
+            reactors.retain(|id, _| *id > through);
+            if reactors.is_empty() {
+                self.reactors = None;
+            }
+        }
+        Some(through)
     }
 
     /// The messages after `marker` (all retained ones without a marker) that are not deleted
