@@ -215,7 +215,7 @@ impl Importer {
                 if let Some(extras) = &mut m.extras {
                     extras.reactions.clear();
                 }
-                writer::append_message(&self.conn, &m).map_err(sqlite)?;
+                writer::apply_now(&self.conn, &WriteOp::Message(m)).map_err(sqlite)?;
             }
             ExportRecord::Edited(c) => {
                 writer::insert_change(&self.conn, &Change::Edited(c)).map_err(sqlite)?;
@@ -243,7 +243,8 @@ impl Importer {
                 }
             }
             ExportRecord::ReadMarker { room, user, id } => {
-                writer::apply(&self.conn, &WriteOp::Marker { room, user, id }).map_err(sqlite)?;
+                writer::apply_now(&self.conn, &WriteOp::Marker { room, user, id })
+                    .map_err(sqlite)?;
             }
             ExportRecord::Room { .. } => {}
         }
@@ -278,13 +279,13 @@ impl Importer {
             room: room.clone(),
             epoch,
         };
-        writer::apply(&self.conn, &op).map_err(sqlite)?;
+        writer::apply_now(&self.conn, &op).map_err(sqlite)?;
         if let Some(through) = trimmed {
             let op = WriteOp::Trim {
                 room: room.clone(),
                 through,
             };
-            writer::apply(&self.conn, &op).map_err(sqlite)?;
+            writer::apply_now(&self.conn, &op).map_err(sqlite)?;
         }
         self.room = Some((room, trimmed));
         self.imported.rooms += 1;

@@ -26,6 +26,7 @@
 
 mod error;
 mod export;
+mod index;
 mod load;
 mod open;
 mod search;
