@@ -78,13 +78,21 @@ impl Searchers {
 }
 
 /// Interrupts a running search when dropped, unless disarmed: on a blown budget, and when the
-/// caller stops waiting (a client gone), so no search outlives its asker.
-struct Interrupt(Option<InterruptHandle>);
+/// caller stops waiting (a client gone), so no search outlives its asker. `done` (set by the
+/// search before it gives its connection back, under the same lock) keeps it from interrupting
+/// the next search on that connection.
+struct Interrupt {
+    handle: Option<InterruptHandle>,
+    done: Arc<Mutex<bool>>,
+}
 
 impl Drop for Interrupt {
     fn drop(&mut self) {
-        if let Some(handle) = self.0.take() {
-            handle.interrupt();
+        if let Some(handle) = self.handle.take() {
+            let done = lock(&self.done);
+            if !*done {
+                handle.interrupt();
+            }
         }
     }
 }
@@ -116,12 +124,20 @@ impl Journal {
         let Some(conn) = self.searchers.take() else {
             return Err(overloaded("every search connection is busy"));
         };
-        let mut interrupt = Interrupt(Some(conn.get_interrupt_handle()));
+        let done = Arc::new(Mutex::new(false));
+        let mut interrupt = Interrupt {
+            handle: Some(conn.get_interrupt_handle()),
+            done: Arc::clone(&done),
+        };
         let searchers: Arc<Searchers> = Arc::clone(&self.searchers);
         let (room, path) = (room.to_owned(), self.path.clone());
         let mut task = tokio::task::spawn_blocking(move || {
             let found = find(&conn, &room, &query, span, limit);
-            searchers.give_back(conn);
+            {
+                let mut done = lock(&done);
+                *done = true;
+                searchers.give_back(conn);
+            }
             found.map_err(|e| match e.sqlite_error_code() {
                 Some(rusqlite::ErrorCode::OperationInterrupted) => DurableError::Overloaded {
                     path: path.clone(),
@@ -132,7 +148,7 @@ impl Journal {
         });
         let outcome = match tokio::time::timeout(self.search_budget, &mut task).await {
             Ok(outcome) => {
-                interrupt.0 = None;
+                interrupt.handle = None;
                 outcome
             }
             Err(_elapsed) => {
