@@ -7,11 +7,11 @@
 //! writer, and numbers the lines, so a refused import names the line at fault. An import is
 //! all or nothing: one transaction, committed only after the last line.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read as _, Write};
 use std::path::Path;
 
 use skat_broker::durable::{self, DurableError, ImportError, Imported};
-use skat_protocol::{decode_export, encode_export};
+use skat_protocol::{MAX_EXPORT_LINE_BYTES, decode_export, encode_export};
 
 /// Why an export or an import failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,24 +57,35 @@ pub fn export(dir: &Path, room: Option<&str>, out: impl Write) -> Result<usize, 
 }
 
 /// Reads JSON lines written by [`export`] from `input` into the data dir `dir`, which no node
-/// may hold (its lock), keeping ids and epochs. Empty lines are skipped. Blocking.
+/// may hold (its lock), keeping ids and epochs. Empty lines are skipped; a line longer than
+/// [`MAX_EXPORT_LINE_BYTES`] is refused without being read whole. Blocking.
 ///
 /// # Errors
 ///
-/// [`BackupError::Line`] for the first malformed or misplaced line (nothing is imported then),
-/// the file's (a node holding the dir: `Locked`), or the input's.
-pub fn import(dir: &Path, input: impl BufRead) -> Result<Imported, BackupError> {
+/// [`BackupError::Line`] for the first malformed, invalid, too long or misplaced line (nothing
+/// is imported then), the file's (a node holding the dir: `Locked`), or the input's.
+pub fn import(dir: &Path, mut input: impl BufRead) -> Result<Imported, BackupError> {
     let mut importer = durable::Importer::open(dir)?;
-    for (at, line) in input.lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
+    let mut line = Vec::new();
+    for at in 1.. {
+        let refused = |detail: String| BackupError::Line { line: at, detail };
+        line.clear();
+        let limit = u64::try_from(MAX_EXPORT_LINE_BYTES).unwrap_or(u64::MAX) + 1;
+        if input.by_ref().take(limit).read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        } else if line.len() > MAX_EXPORT_LINE_BYTES {
+            return Err(refused(format!(
+                "longer than {MAX_EXPORT_LINE_BYTES} bytes"
+            )));
+        }
+        let text = std::str::from_utf8(&line).map_err(|e| refused(format!("not UTF-8: {e}")))?;
+        if text.trim().is_empty() {
             continue;
         }
-        let refused = |detail: String| BackupError::Line {
-            line: at + 1,
-            detail,
-        };
-        let record = decode_export(&line).map_err(refused)?;
+        let record = decode_export(text).map_err(refused)?;
         importer.add(record).map_err(|e| match e {
             ImportError::Invalid(detail) => refused(detail),
             ImportError::Durable(e) => refused(e.to_string()),

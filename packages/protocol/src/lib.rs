@@ -35,7 +35,7 @@ mod validate;
 
 pub use changes::{Change, Deleted, Edited, Reacted};
 pub use codec::{DecodeError, decode_client, decode_server, encode_client, encode_server};
-pub use export::{ExportRecord, decode_export, encode_export};
+pub use export::{ExportRecord, MAX_EXPORT_LINE_BYTES, decode_export, encode_export};
 pub use frames::{ClientFrame, ErrorCode, ServerFrame};
 pub use id::{InvalidMessageId, MessageId};
 pub use message::{Extras, Message, Reaction};

@@ -199,6 +199,82 @@ async fn an_import_refuses_bad_lines_a_held_dir_and_known_rooms_storing_nothing(
     assert_eq!(export_to_vec(&from, None), lines);
 }
 
+/// Each record the protocol's checks refuse, after a valid `room` line: refused on its line,
+/// saying why, and nothing stored.
+#[test]
+fn an_import_refuses_records_the_protocol_would_refuse() {
+    let tmp = TempDir::new("backup").unwrap();
+    let to = tmp.path().join("to");
+    let room = r#"{"type":"room","room":"general","epoch":"e1"}"#;
+    let message = |fields: &str| format!(r#"{{"type":"message","room":"general",{fields}}}"#);
+    let long_nonce = "n".repeat(65);
+    let cases = [
+        (
+            r#"{"type":"room","room":"Not A Room","epoch":"e1"}"#.to_owned(),
+            "room names",
+        ),
+        (
+            message(r#""id":"5-0","from":"bad name","body":"hi","ts":5"#),
+            "names are",
+        ),
+        (
+            message(r#""id":"5-0","from":"ann","body":"  ","ts":5"#),
+            "empty",
+        ),
+        (
+            message(r#""id":"5-0","from":"ann","body":"secret","ts":5,"deleted":true"#),
+            "deleted message's body",
+        ),
+        (
+            message(&format!(
+                r#""id":"5-0","from":"ann","body":"hi","ts":5,"nonce":"{long_nonce}""#
+            )),
+            "nonces",
+        ),
+        (
+            message(r#""id":"5-9223372036854775807","from":"ann","body":"hi","ts":5"#),
+            "too large",
+        ),
+        (
+            message(r#""id":"18446744073709551615-0","from":"ann","body":"hi","ts":5"#),
+            "future",
+        ),
+        (
+            r#"{"type":"reactors","room":"general","id":"1-0","emoji":"ab","users":["bob"]}"#
+                .to_owned(),
+            "one emoji",
+        ),
+    ];
+    for (bad, why) in cases {
+        let input = if bad.contains(r#""type":"room""#) {
+            bad.clone()
+        } else {
+            format!("{room}\n{bad}")
+        };
+        let line = if bad.contains(r#""type":"room""#) {
+            1
+        } else {
+            2
+        };
+        let err = backup::import(&to, input.as_bytes()).unwrap_err();
+        assert!(
+            matches!(&err, BackupError::Line { line: at, detail } if *at == line && detail.contains(why)),
+            "{bad}: {err}"
+        );
+    }
+    // A line past the cap is refused, not read whole.
+    let long = format!(
+        "{room}\n{}\n",
+        "x".repeat(skat_protocol::MAX_EXPORT_LINE_BYTES + 1)
+    );
+    let err = backup::import(&to, long.as_bytes()).unwrap_err();
+    assert!(
+        matches!(&err, BackupError::Line { line: 2, detail } if detail.contains("longer than")),
+        "{err}"
+    );
+    assert!(export_to_vec(&to, None).is_empty());
+}
+
 fn skat_server(args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_skat-server"))
         .args(args)

@@ -199,6 +199,11 @@ async fn the_api_searches_any_room() {
     let page = json_of(&call(&node, "GET", &path, &Value::Null).await);
     assert_eq!(page["messages"][0]["body"], "deploy at five");
     assert_eq!(page["has_more"], false);
+    // A cursor past SQLite's integers bounds nothing more (not `unavailable`).
+    let path = "/rooms/general/search?q=deploy&before=18446744073709551615-0";
+    let found = call(&node, "GET", path, &Value::Null).await;
+    assert_eq!(found.status(), 200, "{}", found.text());
+    assert_eq!(json_of(&found)["messages"][0]["body"], "deploy done");
 
     for bad in ["", "?q=", "?q=%2A%2A", "?q=a%07b"] {
         let path = format!("/rooms/general/search{bad}");

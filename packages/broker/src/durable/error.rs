@@ -66,6 +66,15 @@ pub enum DurableError {
         /// What the system or SQLite said.
         detail: String,
     },
+    /// A search was refused or stopped to bound its cost: every search connection was busy,
+    /// or it ran past its time budget (`search.rs`). The server answers it `unavailable`.
+    #[error("search on {path} refused: {detail}")]
+    Overloaded {
+        /// The database file.
+        path: PathBuf,
+        /// Which bound it met.
+        detail: String,
+    },
     /// The journal's writer is gone (it stopped, or the journal was closed).
     #[error("the journal of {path} is closed")]
     Closed {

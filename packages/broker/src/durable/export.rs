@@ -10,8 +10,8 @@
 //! - An import takes the dir's lock (so no node may hold it), migrates the file, and writes
 //!   every record in ONE transaction, as the rows were: a message in its current state, a
 //!   change as a row (not re-applied: its effect is in its message's state already). Anything
-//!   wrong (a room the dir already has, records out of order) refuses the import, and nothing
-//!   of it is stored.
+//!   wrong (a record the protocol's checks refuse, a room the dir already has, records out of
+//!   order) refuses the import, and nothing of it is stored.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -147,6 +147,8 @@ pub struct Importer {
     /// The next reactor's order (a reactor's `at` orders a message's emojis and users).
     reactor: u64,
     imported: Imported,
+    /// The clock when the import began, in Unix milliseconds: no id may be far past it.
+    now_ms: u64,
     _lock: File,
 }
 
@@ -168,6 +170,9 @@ impl Importer {
             room: None,
             reactor: 0,
             imported: Imported::default(),
+            now_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             _lock: lock,
         })
     }
@@ -176,12 +181,13 @@ impl Importer {
     ///
     /// # Errors
     ///
-    /// [`ImportError::Invalid`] for a record out of place: before any `room`, of another room
-    /// than the last `room`'s, an entry whose id is not after the room's previous one, a room
-    /// the dir already has; the journal's if SQLite refuses it (a reactor of a message not
-    /// imported, say).
+    /// [`ImportError::Invalid`] for a record [`ExportRecord::validate`] refuses, or out of
+    /// place: before any `room`, of another room than the last `room`'s, an entry whose id is
+    /// not after the room's previous one, a room the dir already has; the journal's if SQLite
+    /// refuses it (a reactor of a message not imported, say).
     pub fn add(&mut self, record: ExportRecord) -> Result<(), ImportError> {
         let invalid = |what: String| Err(ImportError::Invalid(what));
+        record.validate(self.now_ms).map_err(ImportError::Invalid)?;
         if let ExportRecord::Room { .. } = record {
             return self.add_room(record);
         }

@@ -41,6 +41,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -50,6 +51,7 @@ pub use export::{ImportError, Imported, Importer, export};
 pub use load::{Loaded, LoadedEntry, LoadedNonce, LoadedRoom, Reactors};
 pub use open::JournalConfig;
 pub use search::SearchSpan;
+use search::Searchers;
 pub use writer::{Completion, WriteOp};
 
 /// The journal of one data dir: its writer thread, a read connection for loading, and the dir's
@@ -62,10 +64,12 @@ pub struct Journal {
     writer: Option<JoinHandle<()>>,
     /// Transactions the writer committed (or tried to).
     commits: Arc<AtomicU64>,
-    /// The read connection (loads at startup, a room's reload).
-    reader: Mutex<Connection>,
-    /// The searches' connection (`search.rs`), shared with the blocking task of each.
-    searcher: Arc<Mutex<Connection>>,
+    /// The read connection (loads at startup, a room's reload); `None` once closing.
+    reader: Option<Mutex<Connection>>,
+    /// The searches' connections (`search.rs`), shared with the blocking task of each.
+    searchers: Arc<Searchers>,
+    /// How long one search may run before it is interrupted.
+    search_budget: Duration,
     /// Held for the dir's exclusive lock.
     _lock: File,
 }
@@ -101,7 +105,9 @@ impl Journal {
         let (conn, path) = open::open_writer(dir)?;
         configure(&conn).map_err(|e| DurableError::sqlite(&path, &e))?;
         let reader = open::connect(&path, true)?;
-        let searcher = Arc::new(Mutex::new(open::connect(&path, true)?));
+        let searchers = (0..search::SEARCHERS)
+            .map(|_| open::connect(&path, true))
+            .collect::<Result<Vec<_>, _>>()?;
         let (ops, queue) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
         let writer = {
@@ -116,8 +122,9 @@ impl Journal {
             ops: Some(ops),
             writer: Some(writer),
             commits,
-            reader: Mutex::new(reader),
-            searcher,
+            reader: Some(Mutex::new(reader)),
+            searchers: Arc::new(Searchers::new(searchers)),
+            search_budget: search::BUDGET,
             _lock: lock,
         })
     }
@@ -152,6 +159,13 @@ impl Journal {
         outcome
     }
 
+    /// The read connection, unless closing.
+    fn reader(&self) -> Result<&Mutex<Connection>, DurableError> {
+        self.reader.as_ref().ok_or_else(|| DurableError::Closed {
+            path: self.path.clone(),
+        })
+    }
+
     /// Transactions the writer has run so far (a measure of group commit).
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
@@ -165,10 +179,7 @@ impl Journal {
     ///
     /// As SQLite tells (a `Corrupt` file, an `Io` failure).
     pub fn load(&self, history_len: usize, now_ms: u64) -> Result<Loaded, DurableError> {
-        let reader = self
-            .reader
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let reader = crate::lock(self.reader()?);
         load::load(&reader, &self.path, history_len, now_ms)
     }
 
@@ -184,17 +195,19 @@ impl Journal {
         history_len: usize,
         now_ms: u64,
     ) -> Result<Option<LoadedRoom>, DurableError> {
-        let reader = self
-            .reader
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let reader = crate::lock(self.reader()?);
         load::load_room(&reader, &self.path, room, (history_len, now_ms))
     }
 }
 
 impl Drop for Journal {
-    /// Closes the queue and waits for the writer to commit what it holds.
+    /// Closes the read connections, then the queue, and waits for the writer to commit what it
+    /// holds. The writer's connection must be the file's last: only then does SQLite checkpoint
+    /// the WAL into the file and remove it (a read-only connection cannot), so deleted bodies
+    /// do not outlive an orderly stop in `skat.db-wal`.
     fn drop(&mut self) {
+        self.reader = None;
+        self.searchers.close();
         self.ops = None;
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();

@@ -12,7 +12,7 @@ use skat_testkit::TempDir;
 use tokio::sync::oneshot;
 
 use super::open::{DB_FILE, MIGRATIONS};
-use super::{DurableError, Journal, JournalConfig, LoadedEntry, WriteOp};
+use super::{DurableError, Journal, JournalConfig, LoadedEntry, SearchSpan, WriteOp};
 use crate::{Change, Message, MessageId};
 
 fn id(ms: u64, seq: u64) -> MessageId {
@@ -341,6 +341,27 @@ fn durable_load_returns_the_last_n_entries_in_their_current_state() {
     assert_eq!(room.nonces[0].nonce, "new");
 }
 
+/// A runtime for the journal's async searches.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The span of every id of a room up to `through`.
+fn span(through: MessageId, before: Option<MessageId>) -> SearchSpan {
+    SearchSpan {
+        after: None,
+        through,
+        before,
+    }
+}
+
+fn words(text: &[&str]) -> Vec<String> {
+    text.iter().map(|w| (*w).to_owned()).collect()
+}
+
 #[test]
 fn durable_a_deleted_body_is_gone_from_the_file() {
     let dir = TempDir::new("durable").unwrap();
@@ -371,18 +392,98 @@ fn durable_a_deleted_body_is_gone_from_the_file() {
     };
     write(&journal, WriteOp::Change(Change::Deleted(deleted))).unwrap();
     assert_eq!(search(&journal), 0);
-    let path = journal.path().to_owned();
+    // As a node does: its read connections were used (a load, a search) before it stops.
+    assert_eq!(journal.load(10, 0).unwrap().rooms.len(), 1);
+    let found = runtime()
+        .block_on(journal.search("r", &words(&["zyxwvutsecret"]), span(id(2, 0), None), 10))
+        .unwrap();
+    assert_eq!(found, (vec![], false));
     drop(journal);
     // Closed: the WAL is checkpointed into the file and removed.
     assert!(
-        !path.with_file_name("skat.db-wal").exists(),
+        !dir.path().join("skat.db-wal").exists(),
         "the WAL outlived the journal"
     );
-    let bytes = std::fs::read(&path).unwrap();
-    assert!(
-        !bytes.windows(13).any(|w| w == b"zyxwvutsecret"),
-        "the body is still in the file"
-    );
+    for file in std::fs::read_dir(dir.path()).unwrap() {
+        let file = file.unwrap().path();
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !bytes.windows(13).any(|w| w == b"zyxwvutsecret"),
+            "the body is still in {}",
+            file.display()
+        );
+    }
+}
+
+/// A journal holding `n` messages that all match "word", and the newest's id.
+fn many(dir: &Path, n: u64) -> (Journal, MessageId) {
+    let journal = Journal::open(dir).unwrap();
+    write(&journal, room("r")).unwrap();
+    let outcomes: Vec<_> = (1..=n)
+        .map(|ms| {
+            journal.submit(WriteOp::Message(message(
+                "r",
+                id(ms, 0),
+                &format!("wordy text number{ms}"),
+            )))
+        })
+        .collect();
+    for outcome in outcomes {
+        outcome.blocking_recv().unwrap().unwrap();
+    }
+    (journal, id(n, 0))
+}
+
+#[test]
+fn durable_a_search_past_its_budget_is_interrupted() {
+    let dir = TempDir::new("durable").unwrap();
+    let (mut journal, newest) = many(dir.path(), 20_000);
+    let rt = runtime();
+    let query = words(&["wor"]);
+    let (ids, more) = rt
+        .block_on(journal.search("r", &query, span(newest, None), 5))
+        .unwrap();
+    assert_eq!((ids.len(), more), (5, true));
+    journal.search_budget = std::time::Duration::ZERO;
+    let err = rt
+        .block_on(journal.search("r", &query, span(newest, None), 5))
+        .unwrap_err();
+    assert!(matches!(err, DurableError::Overloaded { .. }), "{err:?}");
+    // The interrupted connection serves the next search.
+    journal.search_budget = super::search::BUDGET;
+    for _ in 0..super::search::SEARCHERS {
+        let (ids, _) = rt
+            .block_on(journal.search("r", &query, span(newest, None), 5))
+            .unwrap();
+        assert_eq!(ids.len(), 5);
+    }
+}
+
+#[test]
+fn durable_a_search_with_every_connection_busy_is_refused_not_queued() {
+    let dir = TempDir::new("durable").unwrap();
+    let (journal, newest) = many(dir.path(), 3);
+    let busy: Vec<_> = std::iter::from_fn(|| journal.searchers.take()).collect();
+    assert_eq!(busy.len(), super::search::SEARCHERS);
+    let err = runtime()
+        .block_on(journal.search("r", &words(&["wordy"]), span(newest, None), 5))
+        .unwrap_err();
+    assert!(matches!(err, DurableError::Overloaded { .. }), "{err:?}");
+}
+
+#[test]
+fn durable_a_search_cursor_past_i64_is_clamped() {
+    let dir = TempDir::new("durable").unwrap();
+    let (journal, newest) = many(dir.path(), 3);
+    let found = runtime()
+        .block_on(journal.search(
+            "r",
+            &words(&["wordy"]),
+            span(newest, Some(id(u64::MAX, 0))),
+            5,
+        ))
+        .unwrap();
+    assert_eq!(found, (vec![id(3, 0), id(2, 0), id(1, 0)], false));
 }
 
 #[test]

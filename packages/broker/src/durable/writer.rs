@@ -431,7 +431,7 @@ fn apply_change(tx: &Connection, change: &Change, index: &mut IndexWrites) -> ru
             // The body goes from the file (secure_delete overwrites the old cell), and so do
             // the edits' bodies: a deleted message's text is nowhere.
             tx.prepare_cached(
-                "UPDATE entries SET body = '', deleted = 1, reply_to_ms = NULL, reply_to_seq = NULL
+                "UPDATE entries SET body = '', deleted = 1, edited_ms = NULL, reply_to_ms = NULL, reply_to_seq = NULL
                  WHERE room = ?1 AND ms = ?2 AND seq = ?3 AND kind = 'message'",
             )?
             .execute(params![c.room, c.target.ms, c.target.seq])?;

@@ -150,6 +150,18 @@ async fn durable_a_deleted_message_s_body_and_edits_leave_the_file() {
     let history = broker.history("r", None, 10).await.unwrap();
     assert_eq!(history.messages[0].body, kept.body);
     assert!(history.messages[1].is_deleted() && history.messages[1].body.is_empty());
+    assert_eq!(
+        history.messages[1].edited(),
+        None,
+        "a deleted message kept its edit time"
+    );
+    assert_eq!(
+        count(
+            dir.path(),
+            "SELECT count(*) FROM entries WHERE edited_ms IS NOT NULL"
+        ),
+        0
+    );
 }
 
 /// Two messages a millisecond apart, then an edit of the first: a retention that drops the
