@@ -16,12 +16,12 @@ use skat_protocol::{
 #[path = "golden/lifecycle.rs"]
 mod lifecycle;
 
-/// Issue 23's export records.
-#[path = "golden/export.rs"]
-mod export;
 /// Issue 23's `search` request and answer.
 #[path = "golden/search.rs"]
 mod search;
+/// Issue 23's export records.
+#[path = "golden/export.rs"]
+mod export;
 
 /// Asserts that `frame` encodes to exactly `json` and that `json` decodes to exactly `frame`.
 fn client_golden(json: &str, frame: &ClientFrame) {
