@@ -75,6 +75,15 @@ pub enum DurableError {
         /// Which bound it met.
         detail: String,
     },
+    /// An earlier write of the room failed: its later writes fail untouched until the room is
+    /// put back as the file holds it (see [`WriteOp::Reloaded`](super::WriteOp::Reloaded)).
+    #[error("a write of room {room} to {path} was refused: an earlier one failed")]
+    Refused {
+        /// The database file.
+        path: PathBuf,
+        /// The room.
+        room: String,
+    },
     /// The journal's writer is gone (it stopped, or the journal was closed).
     #[error("the journal of {path} is closed")]
     Closed {

@@ -283,11 +283,17 @@ fn durable_load_returns_the_last_n_entries_in_their_current_state() {
         ..deleted.clone()
     };
     assert!(write(&journal, WriteOp::Change(Change::Deleted(stray))).is_err());
+    // The room's later writes fail untouched until the room is reloaded.
     let marker = WriteOp::Marker {
         room: "r".into(),
         user: "bob".into(),
         id: id(3, 0),
     };
+    assert!(matches!(
+        write(&journal, marker.clone()),
+        Err(DurableError::Refused { .. })
+    ));
+    write(&journal, WriteOp::Reloaded { room: "r".into() }).unwrap();
     write(&journal, marker).unwrap();
     let nonce = |n: &str, expires_ms| WriteOp::Nonce {
         room: "r".into(),
@@ -624,6 +630,8 @@ fn durable_a_full_disk_fails_the_writes_it_could_not_store_and_no_others() {
             Err(DurableError::Full { path, .. }) => {
                 assert_eq!(path, journal.path());
                 full += 1;
+                // The room's later writes run again (as a broker's reload lets them).
+                write(&journal, WriteOp::Reloaded { room: "r".into() }).unwrap();
             }
             Err(e) => panic!("{e:?}"),
         }

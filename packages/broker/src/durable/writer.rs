@@ -4,7 +4,13 @@
 //! commits, and only then completes the operations, in order. A caller emits to subscribers
 //! and answers its sender only after completion, so nothing is confirmed before it is stored;
 //! if the commit fails, every operation of the batch completes with the error.
+//!
+//! A room whose write failed is poisoned: every later operation of it fails too, untouched,
+//! until the broker queues [`WriteOp::Reloaded`] for it (after putting the room back as the file
+//! holds it). So in a room, an operation that committed had every earlier one commit: a broker
+//! confirming a later id of the room confirms the earlier ones rightly.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,6 +94,35 @@ pub enum WriteOp {
     /// the trim its push caused, so a write that fails (a full disk) cannot leave the entry
     /// stored without the nonce that makes a retry a duplicate.
     All(Vec<WriteOp>),
+    /// Writes nothing: the room's operations queued after it run again. After a failed write of
+    /// a room, its later operations fail (see the module's doc) until this marker, which the
+    /// broker queues once it stopped queueing the room's writes; when it completes, every
+    /// earlier operation of the room has completed (failed), and the file is the room's truth.
+    Reloaded {
+        /// The room.
+        room: String,
+    },
+}
+
+impl WriteOp {
+    /// The room the operation writes to (none for [`WriteOp::Expire`], which spans rooms).
+    pub fn room(&self) -> Option<&str> {
+        match self {
+            Self::Room { room, .. }
+            | Self::Trim { room, .. }
+            | Self::Sweep { room, .. }
+            | Self::Marker { room, .. }
+            | Self::Nonce { room, .. }
+            | Self::Reloaded { room } => Some(room),
+            Self::Message(m) => Some(&m.room),
+            Self::Change(Change::Edited(c)) => Some(&c.room),
+            Self::Change(Change::Deleted(c)) => Some(&c.room),
+            Self::Change(Change::Reacted(c)) => Some(&c.room),
+            Self::Change(Change::Unknown) => None,
+            Self::Expire { .. } => None,
+            Self::All(ops) => ops.iter().find_map(Self::room),
+        }
+    }
 }
 
 /// An operation's completion: `Ok` once its transaction committed.
@@ -101,6 +136,7 @@ pub(super) fn run(
     commits: &Arc<AtomicU64>,
 ) {
     let mut batch = Vec::new();
+    let mut poisoned = HashSet::new();
     while let Ok(first) = ops.recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -109,8 +145,11 @@ pub(super) fn run(
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        let outcomes = commit(&mut conn, path, &batch);
+        let outcomes = commit(&mut conn, path, &batch, &poisoned);
         commits.fetch_add(1, Ordering::Relaxed);
+        for ((op, _), outcome) in batch.iter().zip(&outcomes) {
+            poison(&mut poisoned, op, outcome.is_err());
+        }
         for ((_, done), outcome) in batch.drain(..).zip(outcomes) {
             // The caller may have stopped waiting; its write stands either way.
             let _ = done.send(outcome);
@@ -118,8 +157,35 @@ pub(super) fn run(
     }
 }
 
+/// Updates the rooms `poisoned` after `op`: its marker clears its room, its failure poisons it.
+fn poison(poisoned: &mut HashSet<String>, op: &WriteOp, failed: bool) {
+    match (op, op.room()) {
+        (WriteOp::Reloaded { room }, _) => {
+            poisoned.remove(room);
+        }
+        (_, Some(room)) if failed && !poisoned.contains(room) => {
+            poisoned.insert(room.to_owned());
+        }
+        _ => {}
+    }
+}
+
+/// Whether `op` must fail untouched: its room is poisoned (and it is not the marker).
+fn refused(poisoned: &HashSet<String>, op: &WriteOp) -> bool {
+    !matches!(op, WriteOp::Reloaded { .. }) && op.room().is_some_and(|r| poisoned.contains(r))
+}
+
+/// The error of an operation refused because an earlier write of its room failed.
+fn refusal(path: &Path, op: &WriteOp) -> DurableError {
+    DurableError::Refused {
+        path: path.to_owned(),
+        room: op.room().unwrap_or_default().to_owned(),
+    }
+}
+
 /// Runs `batch` in one transaction and returns each operation's outcome: if the commit fails,
-/// every one is that error.
+/// every one is that error. An operation of a room `poisoned` (or poisoned by a failure earlier
+/// in the batch) fails untouched; a [`WriteOp::Reloaded`] clears its room.
 ///
 /// The batch first runs as plain statements: a savepoint per operation would make FTS5 flush
 /// its pending index to disk at every savepoint (a segment per message) and SQLite copy every
@@ -130,6 +196,7 @@ fn commit(
     conn: &mut Connection,
     path: &Path,
     batch: &[(WriteOp, Completion)],
+    poisoned: &HashSet<String>,
 ) -> Vec<Result<(), DurableError>> {
     let sqlite = |e: &rusqlite::Error| DurableError::sqlite(path, e);
     let tx = match conn.transaction() {
@@ -137,19 +204,35 @@ fn commit(
         Err(e) => return vec![Err(sqlite(&e)); batch.len()],
     };
     let mut index = IndexWrites::default();
+    // Usually empty: cloning it allocates nothing then.
+    let mut now_poisoned = poisoned.clone();
+    let mut outcomes = Vec::with_capacity(batch.len());
     let applied = batch
         .iter()
-        .try_for_each(|(op, _)| apply(&tx, op, &mut index))
+        .try_for_each(|(op, _)| {
+            let refuse = refused(&now_poisoned, op);
+            poison(&mut now_poisoned, op, false);
+            outcomes.push(if refuse {
+                Err(refusal(path, op))
+            } else {
+                Ok(())
+            });
+            if refuse {
+                Ok(())
+            } else {
+                apply(&tx, op, &mut index)
+            }
+        })
         .and_then(|()| index.flush(&tx));
     if applied.is_ok() {
         return match tx.commit() {
-            Ok(()) => vec![Ok(()); batch.len()],
+            Ok(()) => outcomes,
             Err(e) => vec![Err(sqlite(&e)); batch.len()],
         };
     }
     // Dropping the transaction rolls it back.
     drop(tx);
-    commit_one_by_one(conn, path, batch)
+    commit_one_by_one(conn, path, batch, poisoned.clone())
 }
 
 /// [`commit`]'s slow path: each operation in a savepoint of its own.
@@ -157,6 +240,7 @@ fn commit_one_by_one(
     conn: &mut Connection,
     path: &Path,
     batch: &[(WriteOp, Completion)],
+    mut poisoned: HashSet<String>,
 ) -> Vec<Result<(), DurableError>> {
     let sqlite = |e: &rusqlite::Error| DurableError::sqlite(path, e);
     let mut tx = match conn.transaction() {
@@ -165,6 +249,10 @@ fn commit_one_by_one(
     };
     let mut outcomes = Vec::with_capacity(batch.len());
     for (op, _) in batch {
+        if refused(&poisoned, op) {
+            outcomes.push(Err(refusal(path, op)));
+            continue;
+        }
         let outcome = tx.savepoint().and_then(|sp| {
             apply_now(&sp, op)?;
             sp.commit()
@@ -176,6 +264,8 @@ fn commit_one_by_one(
             // a lock): what the batch wrote so far is gone, so every operation fails.
             return vec![Err(sqlite(e)); batch.len()];
         }
+        // A failure poisons the room for the rest of the batch too.
+        poison(&mut poisoned, op, outcome.is_err());
         outcomes.push(outcome.map_err(|e| sqlite(&e)));
     }
     match tx.commit() {
@@ -217,6 +307,7 @@ fn apply(tx: &Connection, op: &WriteOp, index: &mut IndexWrites) -> rusqlite::Re
             )?
             .execute(params![room, through.ms, through.seq])?;
         }
+        WriteOp::Reloaded { .. } => {}
         WriteOp::Expire { now_ms } => {
             tx.prepare_cached("DELETE FROM nonces WHERE expires_ms <= ?1")?
                 .execute(params![now_ms])?;

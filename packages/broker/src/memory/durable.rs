@@ -8,8 +8,18 @@
 //!   (completions come in order, but the waiting tasks may wake in any order, so whoever wakes
 //!   first emits for everyone before it).
 //! - Readers see entries only up to the room's committed id.
-//! - A failed commit answers an error and reloads the room from the file, the truth, so memory
-//!   never holds (nor answers "duplicate" for) what the file does not.
+//! - The wait and the confirmation run in a task of their own: a call dropped meanwhile (a
+//!   timeout, a disconnect) still advances the committed id and emits, so its write does not
+//!   stay invisible until the room's next one.
+//! - A failed write answers an error and reloads the room from the file, the truth, so memory
+//!   never holds (nor answers "duplicate" for) what the file does not. The journal keeps the
+//!   invariant that makes confirming "up to an id" sound: once a write of a room failed, every
+//!   later one of the room fails until [`WriteOp::Reloaded`]. The broker refuses the room's
+//!   writes from the failure on, queues that marker, awaits it (every earlier write of the room
+//!   has then failed), loads the room on a blocking thread (one reload per room at a time) and
+//!   puts it back; no event of a failed write is ever emitted.
+//! - A retry answered from memory (a duplicate, a repeated reaction) waits until the entry it
+//!   answers from is committed, and fails if the room is reloaded first.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +29,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::room::{Dedup, DedupKey, Entry, Pending, RoomLog, RoomState};
-use super::{MemoryError, now_ms};
+use super::{MemoryError, Queued, now_ms};
 use crate::durable::{DurableError, Journal, LoadedEntry, LoadedRoom, WriteOp};
 use crate::{MessageId, RoomEvent, lock};
 
@@ -27,7 +37,8 @@ use crate::{MessageId, RoomEvent, lock};
 #[derive(Debug)]
 pub(super) struct Durable {
     pub(super) journal: Journal,
-    /// Each room's epoch as stored (a room is in the file once it is here).
+    /// Each room's epoch as stored, for [`Broker::epoch`](crate::Broker::epoch) (whether the
+    /// file holds a room is its state's `in_file`, so a send takes no node-wide lock).
     epochs: Mutex<HashMap<String, String>>,
     /// When the file last forgot expired nonces (Unix ms): once per window, so its nonce table
     /// holds about a window, not every nonce ever sent.
@@ -92,7 +103,7 @@ impl Durable {
         event: RoomEvent,
     ) -> Waits {
         let mut waits = Vec::with_capacity(2);
-        self.queue_room(room, epoch, &mut waits);
+        self.queue_room(room, epoch, state, &mut waits);
         // The entry, its nonce and its trim in one operation: they stand or fall together.
         let mut ops = vec![op];
         if let Some((space, who, nonce)) = key {
@@ -157,11 +168,18 @@ impl Durable {
         }
     }
 
-    /// Queues the room itself if the file lacks it.
-    pub(super) fn queue_room(&self, room: &str, epoch: &str, waits: &mut Waits) {
-        let mut epochs = lock(&self.epochs);
-        if !epochs.contains_key(room) {
-            epochs.insert(room.to_owned(), epoch.to_owned());
+    /// Queues the room itself if the file lacks it. Call under the room's lock.
+    pub(super) fn queue_room(
+        &self,
+        room: &str,
+        epoch: &str,
+        state: &mut RoomState,
+        waits: &mut Waits,
+    ) {
+        let pending = state.pending.get_or_insert_default();
+        if !pending.in_file {
+            pending.in_file = true;
+            lock(&self.epochs).insert(room.to_owned(), epoch.to_owned());
             waits.push(self.journal.submit(WriteOp::Room {
                 room: room.to_owned(),
                 epoch: epoch.to_owned(),
@@ -169,15 +187,97 @@ impl Durable {
         }
     }
 
+    /// Refuses a write to a room being reloaded after a failed one (nothing is queued).
+    pub(super) fn writable(&self, room: &str, state: &RoomState) -> Result<(), MemoryError> {
+        if state.pending.as_ref().is_some_and(|p| p.reloading) {
+            return Err(self.refused(room));
+        }
+        Ok(())
+    }
+
+    /// The error of a write refused, or of an answer withdrawn, because the room's earlier
+    /// write failed.
+    fn refused(&self, room: &str) -> MemoryError {
+        MemoryError::Journal(DurableError::Refused {
+            path: self.journal.path().to_owned(),
+            room: room.to_owned(),
+        })
+    }
+
+    /// What an answer drawn from entry `id` waits for, if `id` is not committed yet.
+    pub(super) fn uncommitted(state: &RoomState, room: &str, id: MessageId) -> Option<Queued> {
+        let pending = state.pending.as_ref()?;
+        (Some(id) > pending.committed).then(|| Queued::Original {
+            room: room.to_owned(),
+            id,
+            reloads: pending.reloads,
+        })
+    }
+
+    /// Waits for what a call queued. Its writes are confirmed by a task of their own, which a
+    /// dropped call does not cancel.
+    pub(super) async fn finish(
+        self: &Arc<Self>,
+        log: &Arc<RoomLog>,
+        queued: Queued,
+        tuning: (usize, Duration),
+    ) -> Result<(), MemoryError> {
+        match queued {
+            Queued::Writes { room, waits, id } => {
+                let (durable, log) = (Arc::clone(self), Arc::clone(log));
+                let confirmed =
+                    tokio::spawn(
+                        async move { durable.confirm(&room, &log, waits, id, tuning).await },
+                    );
+                confirmed.await.unwrap_or_else(|_| Err(self.closed()))
+            }
+            Queued::Original { room, id, reloads } => self.settled(&room, log, id, reloads).await,
+        }
+    }
+
+    /// The error of a journal gone (or of a task of it that did not finish).
+    fn closed(&self) -> MemoryError {
+        MemoryError::Journal(DurableError::Closed {
+            path: self.journal.path().to_owned(),
+        })
+    }
+
+    /// Waits until entry `id` is committed (`Ok`), or the room's reload (begun after `reloads`)
+    /// may have dropped it (the error).
+    async fn settled(
+        &self,
+        room: &str,
+        log: &RoomLog,
+        id: MessageId,
+        reloads: u64,
+    ) -> Result<(), MemoryError> {
+        loop {
+            let mut changed = {
+                let mut state = lock(&log.state);
+                let pending = state.pending.get_or_insert_default();
+                if pending.reloads != reloads {
+                    return Err(self.refused(room));
+                }
+                if Some(id) <= pending.committed {
+                    return Ok(());
+                }
+                pending.settled.subscribe()
+            };
+            if changed.changed().await.is_err() {
+                return Err(self.closed());
+            }
+        }
+    }
+
     /// Waits for `waits`; then the room's events up to `id` are emitted. On a failure, the
     /// room is reloaded from the file and the error returned.
-    pub(super) async fn confirm(
-        &self,
+    async fn confirm(
+        self: &Arc<Self>,
         room: &str,
         log: &RoomLog,
         waits: Waits,
         id: Option<MessageId>,
-        (history_len, window): (usize, Duration),
+        tuning: (usize, Duration),
     ) -> Result<(), MemoryError> {
         let mut failed = None;
         for wait in waits {
@@ -191,7 +291,7 @@ impl Durable {
             }
         }
         if let Some(e) = failed {
-            self.reload(room, log, history_len, window);
+            self.reload(room, log, tuning).await;
             return Err(MemoryError::Journal(e));
         }
         let mut state = lock(&log.state);
@@ -211,13 +311,50 @@ impl Durable {
         for event in ready {
             state.emit(event);
         }
+        if let Some(pending) = &state.pending {
+            pending.settled.send_replace(());
+        }
         Ok(())
     }
 
-    /// Puts the room back as the file holds it (its uncommitted events are dropped).
-    fn reload(&self, room: &str, log: &RoomLog, history_len: usize, window: Duration) {
+    /// Puts the room back as the file holds it after a failed write (its uncommitted events
+    /// are dropped); if another task is at it, waits for that one.
+    pub(super) async fn reload(
+        self: &Arc<Self>,
+        room: &str,
+        log: &RoomLog,
+        (history_len, window): (usize, Duration),
+    ) {
+        let marker = {
+            let mut state = lock(&log.state);
+            let pending = state.pending.get_or_insert_default();
+            if pending.reloading {
+                None
+            } else {
+                pending.reloading = true;
+                pending.reloads += 1;
+                pending.settled.send_replace(());
+                Some(self.journal.submit(WriteOp::Reloaded {
+                    room: room.to_owned(),
+                }))
+            }
+        };
+        let Some(marker) = marker else {
+            return self.reloaded(log).await;
+        };
+        // Its completion follows every earlier write of the room, all failed since the first
+        // failure: the file holds what it will.
+        let _ = marker.await;
         let now = now_ms();
-        let loaded = self.journal.load_room(room, history_len, now);
+        let (durable, name) = (Arc::clone(self), room.to_owned());
+        let loaded =
+            tokio::task::spawn_blocking(move || durable.journal.load_room(&name, history_len, now))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(DurableError::Closed {
+                        path: self.journal.path().to_owned(),
+                    })
+                });
         let mut state = lock(&log.state);
         match loaded {
             Ok(Some(loaded)) => restore(&mut state, loaded, window, now),
@@ -232,14 +369,44 @@ impl Durable {
                         "could not reload a room after a failed commit"
                     ),
                 }
+                let in_file = lock(&self.epochs).contains_key(room);
                 let mut fresh = RoomState::default();
                 std::mem::swap(&mut fresh.presence, &mut state.presence);
                 std::mem::swap(&mut fresh.subscribers, &mut state.subscribers);
+                std::mem::swap(&mut fresh.pending, &mut state.pending);
                 *state = fresh;
-                state.pending = Some(Box::default());
+                reset(state.pending.get_or_insert_default(), None, in_file);
+            }
+        }
+        let pending = state.pending.get_or_insert_default();
+        pending.reloading = false;
+        pending.settled.send_replace(());
+    }
+
+    /// Waits until the room's reload is over.
+    async fn reloaded(&self, log: &RoomLog) {
+        loop {
+            let mut changed = {
+                let mut state = lock(&log.state);
+                let pending = state.pending.get_or_insert_default();
+                if !pending.reloading {
+                    return;
+                }
+                pending.settled.subscribe()
+            };
+            if changed.changed().await.is_err() {
+                return;
             }
         }
     }
+}
+
+/// Sets a room's writes in flight as after a load: none, `committed` the newest id.
+fn reset(pending: &mut Pending, committed: Option<MessageId>, in_file: bool) {
+    pending.committed = committed;
+    pending.events.clear();
+    pending.untrimmed = 0;
+    pending.in_file = in_file;
 }
 
 /// Sets `state`'s stored parts (log, trimmed, reactors, markers, nonces) to `room`'s, as of
@@ -271,10 +438,8 @@ fn restore(state: &mut RoomState, room: LoadedRoom, window: Duration, now_ms: u6
         dedup.order.push_back((now + left, key));
     }
     state.dedup = (!dedup.order.is_empty()).then(|| Box::new(dedup));
-    state.pending = Some(Box::new(Pending {
-        committed: state.last_id,
-        ..Pending::default()
-    }));
+    let committed = state.last_id;
+    reset(state.pending.get_or_insert_default(), committed, true);
 }
 
 /// The nonce space named `name`, as the broker's keys hold it.

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::future::Future as _;
 use std::sync::{Arc, Mutex};
 
 use skat_testkit::TempDir;
@@ -222,4 +223,117 @@ async fn durable_concurrent_sends_reach_subscribers_once_in_id_order_after_commi
     assert!(delivered.windows(2).all(|w| w[0] < w[1]), "out of order");
     assert_eq!(delivered, confirmed);
     assert!(sub.try_recv().is_none(), "delivered twice");
+}
+
+/// Queues `new` as `publish` does, without waiting: its writes in flight.
+fn queue(broker: &MemoryBroker, log: &RoomLog, new: NewMessage) -> (Published, Option<Queued>) {
+    broker.publish_locked(log, new).unwrap()
+}
+
+/// A message memory holds as committed but the file lacks (as if its write had been lost), so a
+/// change to it fails in the journal.
+fn forge(log: &RoomLog, body: &str) -> MessageId {
+    let mut state = lock(&log.state);
+    let id = MessageId::next_after(state.last_id, now_ms());
+    let message = send("r", "ann", body, None).stored_as(id);
+    state.push(Entry::Message(message), 100);
+    state.pending.get_or_insert_default().committed = Some(id);
+    id
+}
+
+/// In a room, once a write failed, every later one of the room fails until the room is
+/// reloaded: a later send's commit never confirms (nor emits) an earlier failed change.
+#[tokio::test]
+async fn durable_a_failed_write_fails_the_rooms_later_ones_and_emits_nothing() {
+    let dirs = Mutex::new(Vec::new());
+    let broker = durable(&dirs, 100);
+    let kept = broker
+        .publish(send("r", "ann", "kept", None))
+        .await
+        .unwrap();
+    let log = broker.existing("r").unwrap();
+    let mut sub = conformance::listen(&broker, "r").await.unwrap();
+    let lost = forge(&log, "lost");
+    // The change (to a message the file lacks: it fails) and a send queued right behind it.
+    let (_, edit) = broker
+        .change_locked(&log, change("r", lost, "ann", edit("never")))
+        .unwrap();
+    let (_, after) = queue(&broker, &log, send("r", "ann", "after", None));
+    let (edited, sent) = tokio::join!(
+        broker.confirm(&log, edit.unwrap()),
+        broker.confirm(&log, after.unwrap())
+    );
+    assert!(
+        edited.is_err(),
+        "a change to a message the file lacks was confirmed"
+    );
+    assert!(
+        sent.is_err(),
+        "a write after a failed one of its room was confirmed"
+    );
+    // Reloaded: the room is as the file holds it, and takes writes again.
+    let history = broker.history("r", None, 10).await.unwrap();
+    assert_eq!(history.messages, [kept.clone().into_message().unwrap()]);
+    let next = broker
+        .publish(send("r", "ann", "next", None))
+        .await
+        .unwrap();
+    match conformance::next_event(&mut sub).await {
+        RoomEvent::Message(m) => assert_eq!(Some(m), next.into_message()),
+        other => panic!("an event of a failed write: {other:?}"),
+    }
+}
+
+/// A retry of a send still in flight waits for it: if its commit fails, the retry is not told
+/// "stored".
+#[tokio::test]
+async fn durable_a_retry_of_a_send_whose_commit_fails_is_not_a_duplicate() {
+    let dirs = Mutex::new(Vec::new());
+    let broker = durable(&dirs, 100);
+    broker
+        .publish(send("r", "ann", "first", None))
+        .await
+        .unwrap();
+    let log = broker.existing("r").unwrap();
+    // A write of the room that fails in the journal, queued before the send: the send fails.
+    let lost = forge(&log, "lost");
+    let (_, edit) = broker
+        .change_locked(&log, change("r", lost, "ann", edit("never")))
+        .unwrap();
+    let (_, original) = queue(&broker, &log, send("r", "ann", "hi", Some("n1")));
+    let (first, retry) = tokio::join!(
+        broker.confirm(&log, original.unwrap()),
+        broker.publish(send("r", "ann", "hi", Some("n1")))
+    );
+    assert!(
+        first.is_err(),
+        "the send was confirmed after a failed write"
+    );
+    assert!(
+        !matches!(retry, Ok(Published::Duplicate(_))),
+        "the retry was told its send was stored: {retry:?}"
+    );
+    drop(broker.confirm(&log, edit.unwrap()).await);
+}
+
+/// A call dropped while its write is in flight (a timeout, a disconnect) still confirms it:
+/// subscribers hear it and the history shows it.
+#[tokio::test]
+async fn durable_a_dropped_publish_still_confirms_its_message() {
+    let dirs = Mutex::new(Vec::new());
+    let broker = durable(&dirs, 100);
+    let mut sub = conformance::listen(&broker, "r").await.unwrap();
+    // Polled once (the write queued), then dropped.
+    let mut publish = Box::pin(broker.publish(send("r", "ann", "hi", None)));
+    let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(publish.as_mut().poll(cx))).await;
+    assert!(
+        polled.is_pending(),
+        "the publish did not wait for its commit: {polled:?}"
+    );
+    drop(publish);
+    let RoomEvent::Message(m) = conformance::next_event(&mut sub).await else {
+        panic!("not a message")
+    };
+    let history = broker.history("r", None, 10).await.unwrap();
+    assert_eq!(history.messages, [m]);
 }

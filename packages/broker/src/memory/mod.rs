@@ -77,13 +77,23 @@ pub enum MemoryError {
     Journal(#[from] crate::durable::DurableError),
 }
 
-/// A durable call's writes in flight: its room, the completions, the id they confirm.
+/// What a durable call waits for before it answers.
 #[cfg(feature = "sqlite")]
 #[derive(Debug)]
-struct Queued {
-    room: String,
-    waits: durable::Waits,
-    id: Option<MessageId>,
+enum Queued {
+    /// Its writes in flight: its room, the completions, the id they confirm.
+    Writes {
+        room: String,
+        waits: durable::Waits,
+        id: Option<MessageId>,
+    },
+    /// The newest entry its answer is drawn from (a retry's original, or the state a repeated
+    /// reaction answers with), not yet committed, and the room's reload count when seen.
+    Original {
+        room: String,
+        id: MessageId,
+        reloads: u64,
+    },
 }
 
 /// Without the journal nothing is ever queued.
@@ -100,7 +110,7 @@ pub struct MemoryBroker {
     rooms: Mutex<HashMap<String, Arc<RoomLog>>>,
     /// The journal, on a durable broker.
     #[cfg(feature = "sqlite")]
-    durable: Option<durable::Durable>,
+    durable: Option<Arc<durable::Durable>>,
 }
 
 /// `<unix seconds>.<microseconds>`, like the Redis backend's: a new one each time a broker starts.
@@ -181,7 +191,7 @@ impl MemoryBroker {
             broker.config.dedup_window,
         )?;
         broker.rooms = Mutex::new(rooms);
-        broker.durable = Some(durable);
+        broker.durable = Some(Arc::new(durable));
         Ok(broker)
     }
 
@@ -244,7 +254,7 @@ impl Broker for MemoryBroker {
 
     async fn publish(&self, new: NewMessage) -> Result<Published, MemoryError> {
         let log = self.room(&new.room);
-        let (published, queued) = self.publish_locked(&log, new);
+        let (published, queued) = self.publish_locked(&log, new)?;
         #[cfg(feature = "sqlite")]
         if let Some(queued) = queued {
             self.confirm(&log, queued).await?;
@@ -258,7 +268,7 @@ impl Broker for MemoryBroker {
         let Some(log) = self.existing(&new.room) else {
             return Ok(Changed::Refused(ChangeRefusal::NoSuchMessage));
         };
-        let (changed, queued) = self.change_locked(&log, new);
+        let (changed, queued) = self.change_locked(&log, new)?;
         #[cfg(feature = "sqlite")]
         if let Some(queued) = queued {
             self.confirm(&log, queued).await?;
@@ -278,6 +288,10 @@ impl Broker for MemoryBroker {
             let Some(last) = state.last_id else {
                 return Ok(ReadState::default());
             };
+            #[cfg(feature = "sqlite")]
+            if let Some(durable) = &self.durable {
+                durable.writable(room, &state)?;
+            }
             let current = state.read.as_ref().and_then(|r| r.get(user)).copied();
             let marker = id.min(last);
             let moved = id != MessageId::MIN && current.is_none_or(|c| marker > c);
@@ -295,13 +309,13 @@ impl Broker for MemoryBroker {
             let queued = match (&self.durable, id) {
                 (Some(durable), Some(marker)) if moved => {
                     let mut waits = Vec::with_capacity(2);
-                    durable.queue_room(room, &self.epoch, &mut waits);
+                    durable.queue_room(room, &self.epoch, &mut state, &mut waits);
                     waits.push(durable.journal.submit(crate::durable::WriteOp::Marker {
                         room: room.to_owned(),
                         user: user.to_owned(),
                         id: marker,
                     }));
-                    Some(Queued {
+                    Some(Queued::Writes {
                         room: room.to_owned(),
                         waits,
                         id: None,

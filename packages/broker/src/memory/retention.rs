@@ -48,8 +48,8 @@ impl MemoryBroker {
 
     /// Drops, in every room, the entries older than the retention as of `now_ms` (Unix
     /// milliseconds) and the changes targeting them; on a durable broker, from the file too
-    /// (awaited; a failure is logged, and the rows go at the next load's sweep). Returns the
-    /// rooms that lost entries.
+    /// (awaited; on a failure, logged, the room is reloaded from the file and swept again next
+    /// time). Returns the rooms that lost entries.
     pub(crate) async fn sweep_retention(&self, now_ms: u64) -> usize {
         let Some(retention) = self.config.retention else {
             return 0;
@@ -65,6 +65,11 @@ impl MemoryBroker {
             // The lock in a block of its own: no guard is held across the wait below.
             let trimmed = {
                 let mut state = lock(&log.state);
+                // A room being reloaded is swept next time, as the file then holds it.
+                #[cfg(feature = "sqlite")]
+                if state.pending.as_ref().is_some_and(|p| p.reloading) {
+                    continue;
+                }
                 let through = state.expire_before(cutoff);
                 // The sweep trims the file past any trim the ring's pushes still owe it.
                 #[cfg(feature = "sqlite")]
@@ -86,6 +91,8 @@ impl MemoryBroker {
                 });
                 if let Err(e) = done {
                     tracing::warn!(room, error = %e, "expired messages not dropped from the file");
+                    // Memory dropped them already: put the room back as the file holds it.
+                    durable.reload(&room, &log, self.tuning()).await;
                 }
             }
             #[cfg(not(feature = "sqlite"))]

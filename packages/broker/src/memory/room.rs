@@ -62,6 +62,16 @@ pub(super) struct Pending {
     /// Entries dropped from the ring since the file was last trimmed: the file is trimmed
     /// once they reach the broker's trim step, not on every push (see `memory/durable.rs`).
     pub(super) untrimmed: usize,
+    /// Whether the file holds the room (its creation was queued, or it was loaded).
+    pub(super) in_file: bool,
+    /// A write of the room failed and the room is being put back as the file holds it: its
+    /// writes are refused meanwhile.
+    pub(super) reloading: bool,
+    /// Reloads begun so far: a wait for an id that sees it change knows the id may be lost.
+    pub(super) reloads: u64,
+    /// Signalled when the committed id moves or a reload begins or ends (what a retry waiting
+    /// for its original's commit awaits).
+    pub(super) settled: tokio::sync::watch::Sender<()>,
 }
 
 /// The users reacting to messages: per message, per emoji (first appeared first), every user.

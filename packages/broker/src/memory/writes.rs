@@ -3,13 +3,13 @@
 //! durable broker's call adds (see `memory/durable.rs`); without a journal nothing is
 //! queued and nothing is awaited.
 
+#[cfg(feature = "sqlite")]
+use std::sync::Arc;
 use std::time::Instant;
 
-#[cfg(feature = "sqlite")]
-use super::MemoryError;
 use super::changes::Plan;
-use super::room::{Entry, RoomLog};
-use super::{MemoryBroker, Queued, now_ms};
+use super::room::{Entry, RoomLog, RoomState};
+use super::{MemoryBroker, MemoryError, Queued, now_ms};
 use crate::change::SEND_NONCES;
 use crate::lock;
 use crate::{
@@ -17,25 +17,34 @@ use crate::{
 };
 
 impl MemoryBroker {
-    /// A publish's work under the room's lock; on a durable broker, with the writes to wait for.
+    /// A publish's work under the room's lock; on a durable broker, with what to wait for.
+    ///
+    /// # Errors
+    ///
+    /// A durable broker's, while the room is reloaded after a failed write.
     pub(super) fn publish_locked(
         &self,
         log: &RoomLog,
         new: NewMessage,
-    ) -> (Published, Option<Queued>) {
+    ) -> Result<(Published, Option<Queued>), MemoryError> {
         let mut state = lock(&log.state);
+        #[cfg(feature = "sqlite")]
+        if let Some(durable) = &self.durable {
+            durable.writable(&new.room, &state)?;
+        }
         let now = Instant::now();
         let (key, original) = state.replay(SEND_NONCES, &new.from, new.nonce.as_deref(), now);
         if let Some((original, _)) = original {
             // The original as stored, or (if trimmed away since) as sent now with its id.
             let stored = state.message(original).cloned();
+            let wait = self.unconfirmed(&state, &new.room, Some(original));
             let message = stored.unwrap_or_else(|| new.stored_as(original));
-            return (Published::Duplicate(message), None);
+            return Ok((Published::Duplicate(message), wait));
         }
         if let Some(reply_to) = new.reply_to
             && state.message(reply_to).is_none_or(|m| m.is_deleted())
         {
-            return (Published::NoSuchReply, None);
+            return Ok((Published::NoSuchReply, None));
         }
         let id = MessageId::next_after(state.last_id, now_ms());
         let message = new.stored_as(id);
@@ -54,22 +63,34 @@ impl MemoryBroker {
                 RoomEvent::Message(message.clone()),
             );
             self.remember(&mut state, key, (id, 0), now);
-            let queued = Queued {
+            let queued = Queued::Writes {
                 room: message.room.clone(),
                 waits,
                 id: Some(id),
             };
-            return (Published::New(message), Some(queued));
+            return Ok((Published::New(message), Some(queued)));
         }
         self.remember(&mut state, key, (id, 0), now);
         // No receivers is fine: nobody subscribed, the history has it.
         state.emit(RoomEvent::Message(message.clone()));
-        (Published::New(message), None)
+        Ok((Published::New(message), None))
     }
 
-    /// A change's work under the room's lock; on a durable broker, with the writes to wait for.
-    pub(super) fn change_locked(&self, log: &RoomLog, new: NewChange) -> (Changed, Option<Queued>) {
+    /// A change's work under the room's lock; on a durable broker, with what to wait for.
+    ///
+    /// # Errors
+    ///
+    /// As for [`MemoryBroker::publish_locked`].
+    pub(super) fn change_locked(
+        &self,
+        log: &RoomLog,
+        new: NewChange,
+    ) -> Result<(Changed, Option<Queued>), MemoryError> {
         let mut state = lock(&log.state);
+        #[cfg(feature = "sqlite")]
+        if let Some(durable) = &self.durable {
+            durable.writable(&new.room, &state)?;
+        }
         let now = Instant::now();
         let space = new.kind.nonce_space();
         let (key, original) = state.replay(space, &new.by, new.nonce.as_deref(), now);
@@ -78,19 +99,24 @@ impl MemoryBroker {
             if let Some(Change::Edited(edit)) = state.stored_change(original)
                 && state.message(edit.target).is_some_and(|m| m.is_deleted())
             {
-                return (Changed::Refused(ChangeRefusal::NoSuchMessage), None);
+                return Ok((Changed::Refused(ChangeRefusal::NoSuchMessage), None));
             }
             // The original as stored, or (if trimmed away since) as asked now (the same kind)
             // with its id and the count it had.
+            let wait = self.unconfirmed(&state, &new.room, Some(original));
             let change = state
                 .stored_change(original)
                 .unwrap_or_else(|| new.stored_as(original, count));
-            return (Changed::Duplicate(change), None);
+            return Ok((Changed::Duplicate(change), wait));
         }
         #[cfg(feature = "sqlite")]
         let room = self.durable.as_ref().map(|_| new.room.clone());
         let count = match state.plan(&new) {
-            Plan::Done(outcome) => return (outcome, None),
+            // Drawn from the room's state, which may hold writes not committed yet.
+            Plan::Done(outcome) => {
+                let wait = self.unconfirmed(&state, &new.room, state.last_id);
+                return Ok((outcome, wait));
+            }
             Plan::Store { count } => count,
         };
         let id = MessageId::next_after(state.last_id, now_ms());
@@ -115,27 +141,39 @@ impl MemoryBroker {
                 RoomEvent::Change(change.clone()),
             );
             self.remember(&mut state, key, (id, count), now);
-            let queued = Queued {
+            let queued = Queued::Writes {
                 room,
                 waits,
                 id: Some(id),
             };
-            return (Changed::New(change), Some(queued));
+            return Ok((Changed::New(change), Some(queued)));
         }
         self.remember(&mut state, key, (id, count), now);
         state.emit(RoomEvent::Change(change.clone()));
-        (Changed::New(change), None)
+        Ok((Changed::New(change), None))
     }
 
-    /// Waits for a call's writes (see `memory/durable.rs`).
+    /// On a durable broker, what an answer drawn from entry `id` (a retry's original) waits
+    /// for if that entry is not committed yet: it may still fail. Never on a plain broker.
+    #[cfg_attr(not(feature = "sqlite"), allow(clippy::unused_self))]
+    fn unconfirmed(&self, state: &RoomState, room: &str, id: Option<MessageId>) -> Option<Queued> {
+        #[cfg(feature = "sqlite")]
+        if self.durable.is_some() {
+            return super::durable::Durable::uncommitted(state, room, id?);
+        }
+        let _ = (state, room, id);
+        None
+    }
+
+    /// Waits for what a call queued (see `memory/durable.rs`).
     #[cfg(feature = "sqlite")]
-    pub(super) async fn confirm(&self, log: &RoomLog, queued: Queued) -> Result<(), MemoryError> {
+    pub(super) async fn confirm(
+        &self,
+        log: &Arc<RoomLog>,
+        queued: Queued,
+    ) -> Result<(), MemoryError> {
         match &self.durable {
-            Some(durable) => {
-                durable
-                    .confirm(&queued.room, log, queued.waits, queued.id, self.tuning())
-                    .await
-            }
+            Some(durable) => durable.finish(log, queued, self.tuning()).await,
             None => Ok(()),
         }
     }
