@@ -170,6 +170,28 @@ fn durable_reopen_keeps_data() {
 }
 
 #[test]
+fn durable_an_idle_writer_truncates_the_wal() {
+    let dir = TempDir::new("durable").unwrap();
+    let journal = Journal::open(dir.path()).unwrap();
+    write(&journal, room("r")).unwrap();
+    write(&journal, WriteOp::Message(message("r", id(5, 0), "kept"))).unwrap();
+    let wal = dir.path().join(format!("{DB_FILE}-wal"));
+    let len = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    assert!(len() > 0, "the write is in the WAL first");
+    // The writer checkpoints after a second without writes: wait for it, boundedly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while len() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the WAL was not truncated"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // And the data is in the database itself.
+    assert_eq!(journal.load(10, 0).unwrap().rooms.len(), 1);
+}
+
+#[test]
 fn durable_appends_from_several_threads_commit_in_few_transactions_in_order() {
     const THREADS: u64 = 4;
     const EACH: u64 = 500;

@@ -14,7 +14,8 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::Duration;
 
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
@@ -22,6 +23,9 @@ use tokio::sync::oneshot;
 use super::DurableError;
 use super::index::IndexWrites;
 use crate::{Change, Message, MessageId};
+
+/// How long the writer waits without a write before it checkpoints (see [`checkpoint`]).
+const IDLE_CHECKPOINT: Duration = Duration::from_secs(1);
 
 /// The most operations one transaction takes, so a flood still commits (and confirms) in steps.
 const MAX_BATCH: usize = 4096;
@@ -137,7 +141,20 @@ pub(super) fn run(
 ) {
     let mut batch = Vec::new();
     let mut poisoned = HashSet::new();
-    while let Ok(first) = ops.recv() {
+    let mut unchecked = false;
+    loop {
+        let first = match ops.recv_timeout(IDLE_CHECKPOINT) {
+            Ok(first) => first,
+            Err(RecvTimeoutError::Timeout) => {
+                if unchecked {
+                    checkpoint(&conn, path);
+                    unchecked = false;
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        unchecked = true;
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match ops.try_recv() {
@@ -154,6 +171,15 @@ pub(super) fn run(
             // The caller may have stopped waiting; its write stands either way.
             let _ = done.send(outcome);
         }
+    }
+}
+
+/// Copies the WAL into the database and truncates it: once the node is idle, old page images
+/// (a deleted body's among them) leave the WAL instead of waiting to be overwritten. A failure
+/// is only logged: the next idle moment, or SQLite's own checkpoints, try again.
+fn checkpoint(conn: &Connection, path: &Path) {
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+        tracing::warn!(path = %path.display(), error = %e, "the idle checkpoint failed");
     }
 }
 
